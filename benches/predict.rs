@@ -1,0 +1,116 @@
+//! Criterion benches: prediction (flat evaluator against smartcore's `predict`), and the
+//! `/score` request decoding and response encoding.
+//!
+//! `cargo bench --bench predict`
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use smartcore::ensemble::random_forest_classifier::RandomForestClassifier;
+use smartcore::linalg::basic::matrix::DenseMatrix;
+use smartcore::tree::decision_tree_classifier::DecisionTreeClassifier;
+use std::hint::black_box;
+use treeserve::Model;
+use treeserve::model::{self, Algorithm};
+use treeserve::protocol::score;
+use treeserve::train::{TrainConfig, load_csv, train_dataset};
+
+type Tree = DecisionTreeClassifier<f64, u32, DenseMatrix<f64>, Vec<u32>>;
+type Forest = RandomForestClassifier<f64, u32, DenseMatrix<f64>, Vec<u32>>;
+
+fn rows(n: usize) -> Vec<f64> {
+    let mut s = 1u64;
+    (0..n * 4)
+        .map(|i| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let hi = [8.0, 4.5, 7.0, 2.5][i % 4];
+            (s >> 11) as f64 / (1u64 << 53) as f64 * hi
+        })
+        .collect()
+}
+
+fn prediction(c: &mut Criterion) {
+    let data = load_csv(
+        std::path::Path::new("models/data/iris.csv"),
+        "Species",
+        Some("Id"),
+    )
+    .unwrap();
+    for (name, algorithm) in [
+        ("tree", Algorithm::DecisionTree),
+        ("forest100", Algorithm::RandomForest),
+    ] {
+        let t = train_dataset(
+            &data,
+            &TrainConfig {
+                algorithm,
+                n_trees: 100,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let m = Model::from_bytes(&t.artifact, 1, &Default::default()).unwrap();
+        let (_, payload) = model::read_parts(&t.artifact).unwrap();
+        let mut g = c.benchmark_group(format!("predict/{name}"));
+        for n in [1usize, 100, 10_000] {
+            let x = rows(n);
+            let matrix = DenseMatrix::new(n, 4, x.clone(), false).unwrap();
+            g.throughput(Throughput::Elements(n as u64));
+            g.bench_with_input(BenchmarkId::new("flat", n), &x, |b, x| {
+                b.iter(|| {
+                    x.chunks_exact(4)
+                        .map(|r| m.predict(black_box(r)))
+                        .sum::<usize>()
+                })
+            });
+            match algorithm {
+                Algorithm::DecisionTree => {
+                    let sc: Tree = rmp_serde::from_slice(payload).unwrap();
+                    g.bench_with_input(BenchmarkId::new("smartcore", n), &matrix, |b, x| {
+                        b.iter(|| sc.predict(black_box(x)).unwrap())
+                    });
+                }
+                Algorithm::RandomForest => {
+                    let sc: Forest = rmp_serde::from_slice(payload).unwrap();
+                    g.bench_with_input(BenchmarkId::new("smartcore", n), &matrix, |b, x| {
+                        b.iter(|| sc.predict(black_box(x)).unwrap())
+                    });
+                }
+            }
+        }
+        g.finish();
+    }
+}
+
+fn codec(c: &mut Criterion) {
+    let bytes = std::fs::read("models/iris/versions/1/model.tsm").unwrap();
+    let m = Model::from_bytes(&bytes, 1, &Default::default()).unwrap();
+    let enc = score::Encoder::new(&m);
+    let one =
+        br#"{"SepalLengthCm": 6.6, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}"#;
+    let batch = format!(
+        "[{}]",
+        vec![std::str::from_utf8(one).unwrap(); 100].join(",")
+    );
+    let mut buf = Vec::new();
+    let mut g = c.benchmark_group("score_codec");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("decode/1", |b| {
+        b.iter(|| score::decode(black_box(one), m.features(), 10_000, &mut buf).unwrap())
+    });
+    g.bench_function("encode/1", |b| b.iter(|| enc.single(black_box(1))));
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("decode/100", |b| {
+        b.iter(|| {
+            score::decode(black_box(batch.as_bytes()), m.features(), 10_000, &mut buf).unwrap()
+        })
+    });
+    let classes: Vec<usize> = (0..100).map(|i| i % 3).collect();
+    g.bench_function("encode/100", |b| {
+        b.iter(|| enc.encode(black_box(&classes), None, true))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, prediction, codec);
+criterion_main!(benches);

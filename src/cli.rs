@@ -1,0 +1,471 @@
+//! The command line: clap definitions and the commands behind them.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::ServeConfig;
+use crate::model::tree::TreeLimits;
+use crate::model::{Algorithm, ArtifactError, Model};
+use crate::registry::{DEFAULT_ALIAS, FsRegistry, Registry, RegistryError};
+use crate::train::{Criterion, TrainConfig, TrainError};
+
+/// treeserve: train tree models, keep them in a registry, serve them over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "treeserve", version, about)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model from a CSV and write an artifact (and optionally publish it).
+    Train(TrainArgs),
+    /// Publish an artifact as the next version of its model.
+    Publish(PublishArgs),
+    /// List models, versions, aliases and metrics.
+    Models(ModelsArgs),
+    /// Point an alias at a version.
+    Promote(PromoteArgs),
+    /// Move an alias back to the version it pointed to before.
+    Rollback(RollbackArgs),
+    /// Serve the version an alias points to over HTTP.
+    Serve(ServeConfig),
+    /// Post rows to a running server's /score and print the answers.
+    Score(ScoreArgs),
+}
+
+/// Registry location, shared by the registry commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArg {
+    /// Registry directory.
+    #[arg(long, env = "TREESERVE_REGISTRY", default_value = "models")]
+    pub registry: PathBuf,
+}
+
+/// Algorithms on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AlgorithmArg {
+    /// One decision tree.
+    DecisionTree,
+    /// A random forest.
+    RandomForest,
+}
+
+/// `treeserve train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// CSV file with a header row.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model name (default: the CSV file name, lower case, without extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Target (label) column.
+    #[arg(long, default_value = "Species")]
+    pub target: String,
+    /// Identifier column to ignore when present; `""` for none.
+    #[arg(long, default_value = "Id")]
+    pub id_column: String,
+    /// Learning algorithm.
+    #[arg(long, value_enum, default_value = "decision-tree")]
+    pub algorithm: AlgorithmArg,
+    /// Split criterion.
+    #[arg(long, value_enum, default_value = "gini")]
+    pub criterion: Criterion,
+    /// Maximum tree depth (default: unlimited).
+    #[arg(long)]
+    pub max_depth: Option<u16>,
+    /// Minimum samples at a leaf.
+    #[arg(long, default_value_t = 1)]
+    pub min_samples_leaf: usize,
+    /// Minimum samples to split a node.
+    #[arg(long, default_value_t = 2)]
+    pub min_samples_split: usize,
+    /// Trees in a random forest.
+    #[arg(long, default_value_t = 100)]
+    pub n_trees: u16,
+    /// Features tried at each split of a forest (default: √features).
+    #[arg(long)]
+    pub max_features: Option<usize>,
+    /// Fraction of rows held out for the test metrics.
+    #[arg(long, default_value_t = 0.4)]
+    pub test_size: f64,
+    /// Seed of the split and the learner.
+    #[arg(long, default_value_t = 1984)]
+    pub seed: u64,
+    /// Artifact to write (default: NAME.tsm in the current directory).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also publish the artifact to this registry.
+    #[arg(long)]
+    pub publish: Option<PathBuf>,
+    /// With --publish, point this alias at the new version.
+    #[arg(long)]
+    pub alias: Option<String>,
+}
+
+/// `treeserve publish`.
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// Artifact file.
+    pub artifact: PathBuf,
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    /// Point this alias at the new version.
+    #[arg(long)]
+    pub alias: Option<String>,
+}
+
+/// `treeserve models`.
+#[derive(Debug, clap::Args)]
+pub struct ModelsArgs {
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `treeserve promote`.
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// Model name.
+    pub name: String,
+    /// Version to point the alias at.
+    pub version: u64,
+    /// Alias to move.
+    #[arg(long, default_value = DEFAULT_ALIAS)]
+    pub alias: String,
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+}
+
+/// `treeserve rollback`.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// Model name.
+    pub name: String,
+    /// Alias to move back.
+    #[arg(long, default_value = DEFAULT_ALIAS)]
+    pub alias: String,
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+}
+
+/// `treeserve score`.
+#[derive(Debug, clap::Args)]
+pub struct ScoreArgs {
+    /// Server base URL, e.g. http://127.0.0.1:8080 (`/score` is appended unless the URL
+    /// has a path).
+    pub url: String,
+    /// CSV file of rows (columns named like the model's features; others are ignored).
+    #[arg(long, conflicts_with_all = ["json", "row"])]
+    pub csv: Option<PathBuf>,
+    /// A JSON body to send as is.
+    #[arg(long, conflicts_with = "row")]
+    pub json: Option<String>,
+    /// One row as NAME=VALUE pairs separated by commas.
+    #[arg(long)]
+    pub row: Option<String>,
+    /// Rows per request with --csv.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Ask for class probabilities.
+    #[arg(long)]
+    pub probabilities: bool,
+    /// With --csv: the label column, to report accuracy.
+    #[arg(long, default_value = "Species")]
+    pub target: String,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// A registry operation failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// An artifact was refused.
+    #[error("{path}: {source}")]
+    Artifact {
+        /// The file.
+        path: String,
+        /// Why.
+        source: ArtifactError,
+    },
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] crate::http::ServeError),
+    /// The client failed.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CommandError + '_ {
+    move |source| CommandError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Runs a command.
+pub fn run(cli: Cli) -> Result<(), CommandError> {
+    match cli.command {
+        Command::Train(a) => train(a),
+        Command::Publish(a) => {
+            let bytes = std::fs::read(&a.artifact).map_err(io_err(&a.artifact))?;
+            publish(
+                &FsRegistry::new(a.registry.registry),
+                &bytes,
+                a.artifact.display().to_string(),
+                a.alias.as_deref(),
+            )
+        }
+        Command::Models(a) => models(&FsRegistry::new(a.registry.registry), a.json),
+        Command::Promote(a) => {
+            let reg = FsRegistry::new(a.registry.registry);
+            let rec = reg.set_alias(&a.name, &a.alias, a.version)?;
+            println!("{} alias {} -> version {}", a.name, a.alias, rec.version);
+            Ok(())
+        }
+        Command::Rollback(a) => {
+            let reg = FsRegistry::new(a.registry.registry);
+            let rec = reg.rollback(&a.name, &a.alias)?;
+            println!(
+                "{} alias {} -> version {} (rolled back)",
+                a.name, a.alias, rec.version
+            );
+            Ok(())
+        }
+        Command::Serve(config) => serve(config),
+        Command::Score(a) => crate::client::score_command(&a).map_err(Into::into),
+    }
+}
+
+fn train(a: TrainArgs) -> Result<(), CommandError> {
+    let config = TrainConfig {
+        data: a.data,
+        name: a.name,
+        target: a.target,
+        id_column: (!a.id_column.is_empty()).then_some(a.id_column),
+        algorithm: match a.algorithm {
+            AlgorithmArg::DecisionTree => Algorithm::DecisionTree,
+            AlgorithmArg::RandomForest => Algorithm::RandomForest,
+        },
+        criterion: a.criterion,
+        max_depth: a.max_depth,
+        min_samples_leaf: a.min_samples_leaf,
+        min_samples_split: a.min_samples_split,
+        n_trees: a.n_trees,
+        max_features: a.max_features,
+        test_size: a.test_size,
+        seed: a.seed,
+    };
+    if a.alias.is_some() && a.publish.is_none() {
+        return Err(CommandError::Usage(
+            "--alias needs --publish REGISTRY".into(),
+        ));
+    }
+    let trained = crate::train::train(&config)?;
+    let output = a
+        .output
+        .unwrap_or_else(|| PathBuf::from(format!("{}.tsm", trained.manifest.name)));
+    std::fs::write(&output, &trained.artifact).map_err(io_err(&output))?;
+    if a.json {
+        let report = serde_json::json!({
+            "artifact": output,
+            "model": trained.manifest.name,
+            "algorithm": trained.manifest.algorithm,
+            "training": trained.manifest.training,
+            "metrics": trained.manifest.metrics,
+        });
+        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    } else {
+        print!("{}", crate::train::render_report(&trained.manifest));
+        println!("\nwrote {}", output.display());
+    }
+    if let Some(reg) = a.publish {
+        publish(
+            &FsRegistry::new(reg),
+            &trained.artifact,
+            output.display().to_string(),
+            a.alias.as_deref(),
+        )?;
+    }
+    Ok(())
+}
+
+fn publish(
+    reg: &dyn Registry,
+    bytes: &[u8],
+    path: String,
+    alias: Option<&str>,
+) -> Result<(), CommandError> {
+    let model = Model::from_bytes(bytes, 0, &TreeLimits::default())
+        .map_err(|source| CommandError::Artifact { path, source })?;
+    if let Some(alias) = alias
+        && !crate::registry::valid_name(alias)
+    {
+        return Err(RegistryError::InvalidName(alias.into()).into());
+    }
+    let version = reg.publish(model.name(), bytes)?;
+    eprintln!("published {} version {version}", model.name());
+    if let Some(alias) = alias {
+        reg.set_alias(model.name(), alias, version)?;
+        eprintln!("{} alias {alias} -> version {version}", model.name());
+    }
+    println!("{version}");
+    Ok(())
+}
+
+fn models(reg: &FsRegistry, json: bool) -> Result<(), CommandError> {
+    let mut listing = Vec::new();
+    for name in reg.models()? {
+        let aliases = reg.aliases(&name)?;
+        let mut versions = Vec::new();
+        for v in reg.versions(&name)? {
+            let entry = match reg.read(&name, v).map(|b| crate::model::read_manifest(&b)) {
+                Ok(Ok(m)) => serde_json::json!({
+                    "version": v,
+                    "created": m.created,
+                    "algorithm": m.algorithm,
+                    "accuracy": m.metrics.accuracy,
+                    "training_sha256": m.training.sha256,
+                    "aliases": aliases.iter().filter(|(_, r)| r.version == v).map(|(a, _)| a).collect::<Vec<_>>(),
+                }),
+                Ok(Err(e)) => serde_json::json!({"version": v, "error": e.to_string()}),
+                Err(e) => serde_json::json!({"version": v, "error": e.to_string()}),
+            };
+            versions.push(entry);
+        }
+        listing.push(serde_json::json!({"name": name, "aliases": aliases, "versions": versions}));
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&listing).expect("json")
+        );
+        return Ok(());
+    }
+    if listing.is_empty() {
+        let _ = writeln!(out, "no models in {}", reg.root().display());
+    }
+    for m in &listing {
+        let _ = writeln!(out, "{}", m["name"].as_str().unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "  {:>7}  {:<20}  {:<13}  {:>8}  aliases",
+            "version", "created", "algorithm", "accuracy"
+        );
+        for v in m["versions"].as_array().into_iter().flatten() {
+            if let Some(err) = v.get("error") {
+                let _ = writeln!(
+                    out,
+                    "  {:>7}  unreadable: {}",
+                    v["version"].as_u64().unwrap_or_default(),
+                    err.as_str().unwrap_or_default()
+                );
+                continue;
+            }
+            let aliases: Vec<&str> = v["aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str())
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {:>7}  {:<20}  {:<13}  {:>8.4}  {}",
+                v["version"].as_u64().unwrap_or_default(),
+                v["created"].as_str().unwrap_or_default(),
+                v["algorithm"].as_str().unwrap_or_default(),
+                v["accuracy"].as_f64().unwrap_or(f64::NAN),
+                aliases.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn serve(config: ServeConfig) -> Result<(), CommandError> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(w) = config.workers {
+        rt.worker_threads(w.max(1));
+    }
+    let rt = rt.enable_all().build().map_err(|source| CommandError::Io {
+        path: "tokio runtime".into(),
+        source,
+    })?;
+    rt.block_on(async move {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let catalog = crate::serving::Catalog::new(
+            Arc::new(FsRegistry::new(&config.registry)),
+            config.model.clone(),
+            config.alias.clone(),
+            config.tree_limits(),
+            metrics.clone(),
+        );
+        let state = Arc::new(crate::http::AppState {
+            catalog,
+            metrics,
+            config,
+        });
+        let server = crate::http::Server::bind(state.clone()).await?;
+        let load_state = state.clone();
+        match tokio::task::spawn_blocking(move || load_state.catalog.reload()).await {
+            Ok(Ok(r)) => tracing::info!(?r, "model loaded"),
+            Ok(Err(e)) => tracing::error!(error = %e, "no model loaded; /health/ready answers 503"),
+            Err(e) => tracing::error!(error = %e, "model load task failed"),
+        }
+        // The first stdout line: tests and scripts read the bound address from it.
+        println!("treeserve listening on http://{}", server.local_addr());
+        let _ = std::io::stdout().flush();
+        server.run(shutdown_signal()).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

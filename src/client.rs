@@ -1,0 +1,256 @@
+//! `treeserve score`: a small client that posts rows to a running server.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::cli::ScoreArgs;
+
+/// Why the client failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not usable.
+    #[error("invalid URL {0:?}: use http://HOST:PORT[/PATH]")]
+    Url(String),
+    /// The request failed in transport.
+    #[error("request to {url} failed: {detail}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The server answered with an error status.
+    #[error("server answered {status}: {body}")]
+    Status {
+        /// The status.
+        status: StatusCode,
+        /// The body.
+        body: String,
+    },
+    /// The input rows are unusable.
+    #[error("{0}")]
+    Input(String),
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+async fn send(
+    client: &HttpClient,
+    method: Method,
+    uri: &Uri,
+    body: Option<Vec<u8>>,
+) -> Result<Bytes, ClientError> {
+    let transport = |detail: String| ClientError::Transport {
+        url: uri.to_string(),
+        detail,
+    };
+    let mut req = Request::builder().method(method).uri(uri.clone());
+    if body.is_some() {
+        req = req.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| transport(e.to_string()))?;
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| transport(format!("{e:?}")))?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| transport(e.to_string()))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(ClientError::Status {
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        });
+    }
+    Ok(bytes)
+}
+
+fn endpoints(url: &str, probabilities: bool) -> Result<(Uri, Uri), ClientError> {
+    let base: Uri = url.parse().map_err(|_| ClientError::Url(url.into()))?;
+    let (Some(scheme), Some(authority)) = (base.scheme_str(), base.authority()) else {
+        return Err(ClientError::Url(url.into()));
+    };
+    if scheme != "http" {
+        return Err(ClientError::Url(url.into()));
+    }
+    let path = match base.path() {
+        "" | "/" => "/score",
+        p => p,
+    };
+    let query = if probabilities {
+        "?probabilities=true"
+    } else {
+        ""
+    };
+    let score = format!("{scheme}://{authority}{path}{query}")
+        .parse()
+        .map_err(|_| ClientError::Url(url.into()))?;
+    let models = format!("{scheme}://{authority}/models")
+        .parse()
+        .map_err(|_| ClientError::Url(url.into()))?;
+    Ok((score, models))
+}
+
+/// Runs `treeserve score`.
+pub fn score_command(a: &ScoreArgs) -> Result<(), ClientError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Input(e.to_string()))?;
+    rt.block_on(score_async(a))
+}
+
+async fn score_async(a: &ScoreArgs) -> Result<(), ClientError> {
+    let (score_uri, models_uri) = endpoints(&a.url, a.probabilities)?;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let mut out = std::io::stdout().lock();
+    if let Some(json) = &a.json {
+        let body = send(
+            &client,
+            Method::POST,
+            &score_uri,
+            Some(json.clone().into_bytes()),
+        )
+        .await?;
+        let _ = writeln!(out, "{}", String::from_utf8_lossy(&body));
+        return Ok(());
+    }
+    if let Some(row) = &a.row {
+        let mut obj = serde_json::Map::new();
+        for pair in row.split(',').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| ClientError::Input(format!("{pair:?} is not NAME=VALUE")))?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| ClientError::Input(format!("{v:?} is not a number")))?;
+            obj.insert(k.trim().to_owned(), serde_json::json!(v));
+        }
+        let body = send(
+            &client,
+            Method::POST,
+            &score_uri,
+            Some(serde_json::to_vec(&obj).expect("json")),
+        )
+        .await?;
+        let _ = writeln!(out, "{}", String::from_utf8_lossy(&body));
+        return Ok(());
+    }
+    let Some(csv_path) = &a.csv else {
+        return Err(ClientError::Input(
+            "give --csv FILE, --row NAME=VALUE,... or --json BODY".into(),
+        ));
+    };
+    // The server says which features it wants; send those columns.
+    let models: serde_json::Value =
+        serde_json::from_slice(&send(&client, Method::GET, &models_uri, None).await?)
+            .map_err(|e| ClientError::Input(format!("bad /models answer: {e}")))?;
+    let model = &models["models"][0];
+    let features: Vec<String> = serde_json::from_value(model["features"].clone())
+        .map_err(|e| ClientError::Input(format!("bad /models answer: {e}")))?;
+    let output_key = model["output_key"]
+        .as_str()
+        .unwrap_or("predicted")
+        .to_owned();
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(csv_path)
+        .map_err(|e| ClientError::Input(format!("{}: {e}", csv_path.display())))?;
+    let header = reader
+        .headers()
+        .map_err(|e| ClientError::Input(e.to_string()))?
+        .clone();
+    let cols: Vec<usize> = features
+        .iter()
+        .map(|f| {
+            header
+                .iter()
+                .position(|h| h == f)
+                .ok_or_else(|| ClientError::Input(format!("the CSV has no column {f:?}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let target = header.iter().position(|h| h == a.target);
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut actual: Vec<Option<String>> = Vec::new();
+    let (mut n, mut correct, mut labelled) = (0usize, 0usize, 0usize);
+    let mut records = reader.records();
+    loop {
+        let rec = records.next();
+        let done = rec.is_none();
+        if let Some(rec) = rec {
+            let rec = rec.map_err(|e| ClientError::Input(e.to_string()))?;
+            let mut obj = serde_json::Map::new();
+            for (f, &c) in features.iter().zip(&cols) {
+                let cell = rec.get(c).unwrap_or("");
+                let v: f64 = cell.parse().map_err(|_| {
+                    ClientError::Input(format!(
+                        "row {}: {f} = {cell:?} is not a number",
+                        n + rows.len() + 1
+                    ))
+                })?;
+                obj.insert(f.clone(), serde_json::json!(v));
+            }
+            rows.push(serde_json::Value::Object(obj));
+            actual.push(target.and_then(|t| rec.get(t)).map(str::to_owned));
+        }
+        if rows.len() >= a.batch_size.max(1) || (done && !rows.is_empty()) {
+            let body = send(
+                &client,
+                Method::POST,
+                &score_uri,
+                Some(serde_json::to_vec(&rows).expect("json")),
+            )
+            .await?;
+            let answer: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| ClientError::Input(format!("bad answer: {e}")))?;
+            for (i, (o, act)) in answer["output"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .zip(&actual)
+                .enumerate()
+            {
+                let predicted = o[&output_key].as_str().unwrap_or_default();
+                let mut line = format!("{}\t{predicted}", n + i + 1);
+                if let Some(act) = act {
+                    labelled += 1;
+                    correct += usize::from(act == predicted);
+                    line.push('\t');
+                    line.push_str(act);
+                }
+                if let Some(p) = o.get("probabilities") {
+                    line.push('\t');
+                    line.push_str(&p.to_string());
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            n += rows.len();
+            rows.clear();
+            actual.clear();
+        }
+        if done {
+            break;
+        }
+    }
+    if labelled > 0 {
+        let _ = writeln!(
+            out,
+            "accuracy {:.4} ({correct}/{labelled})",
+            correct as f64 / labelled as f64
+        );
+    }
+    eprintln!("scored {n} rows");
+    Ok(())
+}

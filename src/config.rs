@@ -1,0 +1,69 @@
+//! Server configuration: one struct, parsed from the command line (and environment).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::model::tree::TreeLimits;
+
+/// Everything `treeserve serve` needs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, env = "TREESERVE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Registry directory.
+    #[arg(long, env = "TREESERVE_REGISTRY", default_value = "models")]
+    pub registry: PathBuf,
+
+    /// Model to serve; by default the registry's only model.
+    #[arg(long, env = "TREESERVE_MODEL")]
+    pub model: Option<String>,
+
+    /// Alias to follow.
+    #[arg(long, env = "TREESERVE_ALIAS", default_value = crate::registry::DEFAULT_ALIAS)]
+    pub alias: String,
+
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "TREESERVE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most rows accepted in one batch (more: 413).
+    #[arg(long, env = "TREESERVE_MAX_BATCH_ROWS", default_value_t = 10_000)]
+    pub max_batch_rows: usize,
+
+    /// Time a client has to send a request's headers (e.g. `10s`).
+    #[arg(long, env = "TREESERVE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// On shutdown, time in-flight requests get to finish.
+    #[arg(long, env = "TREESERVE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long, env = "TREESERVE_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+impl ServeConfig {
+    /// A configuration with the defaults, for `registry`.
+    pub fn new(registry: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            registry: registry.into(),
+            model: None,
+            alias: crate::registry::DEFAULT_ALIAS.into(),
+            max_body_bytes: 1024 * 1024,
+            max_batch_rows: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            workers: None,
+        }
+    }
+
+    /// Limits applied to artifacts.
+    pub fn tree_limits(&self) -> TreeLimits {
+        TreeLimits::default()
+    }
+}

@@ -1,0 +1,172 @@
+//! The HTTP server: hyper 1 with hyper-util's auto builder (HTTP/1.1 and h2c), a plain
+//! match on method and path, and thin route adapters over [`crate::protocol`] and
+//! [`crate::serving`].
+
+mod error;
+mod routes;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+use crate::config::ServeConfig;
+use crate::metrics::Metrics;
+use crate::serving::Catalog;
+
+/// State shared by every request.
+#[derive(Debug)]
+pub struct AppState {
+    /// The served model.
+    pub catalog: Catalog,
+    /// Metric handles.
+    pub metrics: Arc<Metrics>,
+    /// Configuration.
+    pub config: ServeConfig,
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Binding the listen address failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl Server {
+    /// Binds the listen address. The model is loaded by [`Server::load`] or later.
+    pub async fn bind(state: Arc<AppState>) -> Result<Self, ServeError> {
+        let addr = state.config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        Ok(Self { listener, state })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound socket has an address")
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and gives in-flight
+    /// requests the configured grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.state.config.header_read_timeout)
+            .keep_alive(true);
+        builder.http2().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, _) = match accepted {
+                        Ok(s) => s,
+                        Err(e) => {
+                            // EMFILE and friends: back off briefly instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let state = self.state.clone();
+                    let svc = service_fn(move |req| handle(req, state.clone()));
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(self.listener);
+        let grace = self.state.config.shutdown_grace;
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "connections still open after the grace period; closing"
+            );
+        }
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<AppState>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let request_ids = [
+        req.headers().get(X_REQUEST_ID).cloned(),
+        req.headers().get(X_MS_REQUEST_ID).cloned(),
+    ];
+    let (route, result) = routes::dispatch(req, &state).await;
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    let headers = resp.headers_mut();
+    for (name, value) in [X_REQUEST_ID, X_MS_REQUEST_ID].into_iter().zip(request_ids) {
+        if let Some(v) = value {
+            headers.insert(name, v);
+        }
+    }
+    state.metrics.observe_request(
+        route,
+        &method,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    Ok(resp)
+}
+
+const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+const X_MS_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-ms-request-id");
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// A JSON response with `status`.
+pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, APPLICATION_JSON);
+    resp
+}

@@ -1,0 +1,20 @@
+//! treeserve: train tree models, keep them in a versioned registry, and serve them over
+//! HTTP, fast.
+//!
+//! The core ([`model`], [`registry`], [`train`], [`serving`], [`protocol`]) speaks domain
+//! types and never imports hyper; [`http`] is a thin adapter over it, and the binary's
+//! `main` only parses the command line and calls [`cli::run`].
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod protocol;
+pub mod registry;
+pub mod serving;
+pub mod train;
+
+pub use config::ServeConfig;
+pub use model::Model;

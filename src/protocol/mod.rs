@@ -1,0 +1,64 @@
+//! Wire formats, free of HTTP: request decoding and response encoding for each protocol.
+//! The HTTP layer is a thin adapter over these.
+
+pub mod score;
+
+/// What kind of input error (the `error_type` of the JSON error body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputErrorKind {
+    /// Not JSON.
+    MalformedJson,
+    /// JSON, but not the shape the route takes.
+    InvalidBody,
+    /// A row lacks a feature.
+    MissingFeature,
+    /// A row names a feature the model does not have.
+    UnknownFeature,
+    /// A row names a feature twice.
+    DuplicateFeature,
+    /// A value is not a number.
+    InvalidValue,
+    /// A value is NaN, infinite or out of range.
+    NonFiniteValue,
+    /// A batch with no rows.
+    EmptyBatch,
+    /// A batch over the row limit.
+    TooManyRows,
+}
+
+impl InputErrorKind {
+    /// The snake_case name used as `error_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputErrorKind::MalformedJson => "malformed_json",
+            InputErrorKind::InvalidBody => "invalid_body",
+            InputErrorKind::MissingFeature => "missing_feature",
+            InputErrorKind::UnknownFeature => "unknown_feature",
+            InputErrorKind::DuplicateFeature => "duplicate_feature",
+            InputErrorKind::InvalidValue => "invalid_value",
+            InputErrorKind::NonFiniteValue => "non_finite_value",
+            InputErrorKind::EmptyBatch => "empty_batch",
+            InputErrorKind::TooManyRows => "too_many_rows",
+        }
+    }
+}
+
+/// A request body the model cannot score, with a message naming the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InputError {
+    /// The kind.
+    pub kind: InputErrorKind,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl InputError {
+    /// A new input error.
+    pub fn new(kind: InputErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The file-system registry.
+//!
+//! ```text
+//! ROOT/
+//!   NAME/
+//!     versions/
+//!       1/model.tsm        immutable once published
+//!       2/model.tsm
+//!     aliases/
+//!       production         JSON AliasRecord, replaced by rename
+//!     .staging/            publishes in progress
+//!     .lock                serializes alias updates
+//! ```
+//!
+//! A version is published by writing its directory under `.staging/`, fsyncing, and renaming
+//! it to `versions/N`. Renaming a directory onto a non-empty one fails, so two publishers
+//! racing for `N` cannot both win: the loser retries with `N + 1`.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{AliasRecord, Registry, RegistryError, valid_name};
+
+/// File name of the artifact inside a version directory.
+pub const ARTIFACT_FILE: &str = "model.tsm";
+const HISTORY_LIMIT: usize = 100;
+
+/// A registry stored under one directory.
+#[derive(Debug, Clone)]
+pub struct FsRegistry {
+    root: PathBuf,
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RegistryError + 'a {
+    move |source| RegistryError::Io {
+        op,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn check(name: &str) -> Result<(), RegistryError> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(RegistryError::InvalidName(name.into()))
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn sync_dir(dir: &Path) -> Result<(), RegistryError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync", dir))
+}
+
+impl FsRegistry {
+    /// A registry rooted at `root` (created on first publish).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn model_dir(&self, model: &str) -> Result<PathBuf, RegistryError> {
+        check(model)?;
+        Ok(self.root.join(model))
+    }
+
+    /// Path of a version's artifact.
+    pub fn artifact_path(&self, model: &str, version: u64) -> Result<PathBuf, RegistryError> {
+        Ok(self
+            .model_dir(model)?
+            .join("versions")
+            .join(version.to_string())
+            .join(ARTIFACT_FILE))
+    }
+
+    fn alias_path(&self, model: &str, alias: &str) -> Result<PathBuf, RegistryError> {
+        check(alias)?;
+        Ok(self.model_dir(model)?.join("aliases").join(alias))
+    }
+
+    fn require_model(&self, model: &str) -> Result<PathBuf, RegistryError> {
+        let dir = self.model_dir(model)?;
+        if dir.join("versions").is_dir() {
+            Ok(dir)
+        } else {
+            Err(RegistryError::ModelNotFound(model.into()))
+        }
+    }
+
+    fn read_alias(&self, model: &str, alias: &str) -> Result<Option<AliasRecord>, RegistryError> {
+        let path = self.alias_path(model, alias)?;
+        match fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| RegistryError::Corrupt {
+                        path: path.display().to_string(),
+                        detail: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path)(e)),
+        }
+    }
+
+    fn write_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        record: &AliasRecord,
+    ) -> Result<(), RegistryError> {
+        let path = self.alias_path(model, alias)?;
+        let dir = path.parent().expect("alias has a parent");
+        fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let mut json = serde_json::to_vec_pretty(record).expect("alias serializes");
+        json.push(b'\n');
+        let tmp = dir.join(format!(".{alias}.tmp-{}", unique_suffix()));
+        write_synced(&tmp, &json)?;
+        fs::rename(&tmp, &path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io("rename", &path)(e)
+        })?;
+        sync_dir(dir)
+    }
+
+    /// Runs `f` holding the model's lock file (alias read-modify-write).
+    fn locked<T>(
+        &self,
+        model: &str,
+        f: impl FnOnce() -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let dir = self.require_model(model)?;
+        let path = dir.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        file.lock().map_err(io("lock", &path))?;
+        let out = f();
+        let _ = file.unlock();
+        out
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    let mut f = File::create(path).map_err(io("create", path))?;
+    f.write_all(bytes).map_err(io("write", path))?;
+    f.sync_all().map_err(io("fsync", path))
+}
+
+impl Registry for FsRegistry {
+    fn models(&self) -> Result<Vec<String>, RegistryError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("list", &self.root)(e)),
+        };
+        let mut out: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| valid_name(n) && self.root.join(n).join("versions").is_dir())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn versions(&self, model: &str) -> Result<Vec<u64>, RegistryError> {
+        let dir = self.require_model(model)?.join("versions");
+        let mut out: Vec<u64> = fs::read_dir(&dir)
+            .map_err(io("list", &dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .filter(|v: &u64| dir.join(v.to_string()).join(ARTIFACT_FILE).is_file())
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn aliases(&self, model: &str) -> Result<BTreeMap<String, AliasRecord>, RegistryError> {
+        let dir = self.require_model(model)?.join("aliases");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(io("list", &dir)(e)),
+        };
+        let mut out = BTreeMap::new();
+        for name in entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| valid_name(n))
+        {
+            if let Some(rec) = self.read_alias(model, &name)? {
+                out.insert(name, rec);
+            }
+        }
+        Ok(out)
+    }
+
+    fn resolve(&self, model: &str, alias: &str) -> Result<u64, RegistryError> {
+        self.require_model(model)?;
+        self.read_alias(model, alias)?
+            .map(|r| r.version)
+            .ok_or_else(|| RegistryError::AliasNotFound {
+                model: model.into(),
+                alias: alias.into(),
+            })
+    }
+
+    fn read(&self, model: &str, version: u64) -> Result<Vec<u8>, RegistryError> {
+        let path = self.artifact_path(model, version)?;
+        fs::read(&path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => RegistryError::VersionNotFound {
+                model: model.into(),
+                version,
+            },
+            _ => io("read", &path)(e),
+        })
+    }
+
+    fn publish(&self, model: &str, artifact: &[u8]) -> Result<u64, RegistryError> {
+        let dir = self.model_dir(model)?;
+        let versions = dir.join("versions");
+        let staging = dir.join(".staging");
+        for d in [&versions, &staging] {
+            fs::create_dir_all(d).map_err(io("create", d))?;
+        }
+        let tmp = staging.join(unique_suffix());
+        fs::create_dir(&tmp).map_err(io("create", &tmp))?;
+        let result = (|| {
+            write_synced(&tmp.join(ARTIFACT_FILE), artifact)?;
+            sync_dir(&tmp)?;
+            let mut next = fs::read_dir(&versions)
+                .map_err(io("list", &versions))?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+                .max()
+                .unwrap_or(0)
+                + 1;
+            loop {
+                let target = versions.join(next.to_string());
+                match fs::rename(&tmp, &target) {
+                    Ok(()) => {
+                        sync_dir(&versions)?;
+                        return Ok(next);
+                    }
+                    // Taken by a concurrent publisher: ENOTEMPTY or EEXIST.
+                    Err(e)
+                        if target.exists()
+                            && matches!(
+                                e.kind(),
+                                ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists
+                            ) =>
+                    {
+                        next += 1
+                    }
+                    Err(e) => return Err(io("rename", &target)(e)),
+                }
+            }
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    fn set_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        version: u64,
+    ) -> Result<AliasRecord, RegistryError> {
+        check(alias)?;
+        self.locked(model, || {
+            if !self.artifact_path(model, version)?.is_file() {
+                return Err(RegistryError::VersionNotFound {
+                    model: model.into(),
+                    version,
+                });
+            }
+            let mut history = Vec::new();
+            if let Some(old) = self.read_alias(model, alias)? {
+                history = old.history;
+                if old.version != version {
+                    history.push(old.version);
+                }
+            }
+            if history.len() > HISTORY_LIMIT {
+                history.drain(..history.len() - HISTORY_LIMIT);
+            }
+            let record = AliasRecord {
+                version,
+                history,
+                updated: now(),
+            };
+            self.write_alias(model, alias, &record)?;
+            Ok(record)
+        })
+    }
+
+    fn rollback(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError> {
+        check(alias)?;
+        self.locked(model, || {
+            let mut record =
+                self.read_alias(model, alias)?
+                    .ok_or_else(|| RegistryError::AliasNotFound {
+                        model: model.into(),
+                        alias: alias.into(),
+                    })?;
+            let previous = record
+                .history
+                .pop()
+                .ok_or_else(|| RegistryError::NoHistory {
+                    model: model.into(),
+                    alias: alias.into(),
+                })?;
+            record.version = previous;
+            record.updated = now();
+            self.write_alias(model, alias, &record)?;
+            Ok(record)
+        })
+    }
+}

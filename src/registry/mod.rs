@@ -1,0 +1,120 @@
+//! The model registry: versioned, immutable artifacts and movable aliases.
+//!
+//! [`Registry`] is the small interface the server and CLI use; [`FsRegistry`] stores it
+//! in a directory. Other stores (object storage, MLflow) implement the same trait.
+
+mod fs;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use fs::FsRegistry;
+
+/// The alias the server follows by default.
+pub const DEFAULT_ALIAS: &str = "production";
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A file system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path involved.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No such model.
+    #[error("model {0:?} is not in the registry")]
+    ModelNotFound(String),
+    /// No such version.
+    #[error("model {model:?} has no version {version}")]
+    VersionNotFound {
+        /// Model name.
+        model: String,
+        /// Version asked for.
+        version: u64,
+    },
+    /// No such alias.
+    #[error("model {model:?} has no alias {alias:?}")]
+    AliasNotFound {
+        /// Model name.
+        model: String,
+        /// Alias asked for.
+        alias: String,
+    },
+    /// Rollback asked of an alias with no earlier version.
+    #[error("alias {alias:?} of model {model:?} has no earlier version to roll back to")]
+    NoHistory {
+        /// Model name.
+        model: String,
+        /// Alias.
+        alias: String,
+    },
+    /// A model or alias name that is not allowed.
+    #[error(
+        "invalid name {0:?}: use letters, digits, '-', '_' or '.', starting with a letter or digit"
+    )]
+    InvalidName(String),
+    /// A registry file is unreadable.
+    #[error("corrupt registry file {path}: {detail}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// What an alias points to, and where it pointed before (most recent last).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasRecord {
+    /// The version the alias points to.
+    pub version: u64,
+    /// Earlier versions, oldest first; `rollback` pops the last.
+    #[serde(default)]
+    pub history: Vec<u64>,
+    /// When the alias last moved, RFC 3339.
+    #[serde(default)]
+    pub updated: String,
+}
+
+/// A registry of versioned model artifacts.
+pub trait Registry: Send + Sync + std::fmt::Debug {
+    /// Model names, sorted.
+    fn models(&self) -> Result<Vec<String>, RegistryError>;
+    /// Published versions of a model, ascending.
+    fn versions(&self, model: &str) -> Result<Vec<u64>, RegistryError>;
+    /// Aliases of a model.
+    fn aliases(&self, model: &str) -> Result<BTreeMap<String, AliasRecord>, RegistryError>;
+    /// The version an alias points to.
+    fn resolve(&self, model: &str, alias: &str) -> Result<u64, RegistryError>;
+    /// The artifact bytes of a version.
+    fn read(&self, model: &str, version: u64) -> Result<Vec<u8>, RegistryError>;
+    /// Publishes an artifact as the next version of `model`; returns the version. Atomic:
+    /// readers see all of it or nothing, concurrent publishers get distinct versions.
+    fn publish(&self, model: &str, artifact: &[u8]) -> Result<u64, RegistryError>;
+    /// Points `alias` at `version`, remembering where it pointed before.
+    fn set_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        version: u64,
+    ) -> Result<AliasRecord, RegistryError>;
+    /// Moves `alias` back to the version it pointed to before.
+    fn rollback(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError>;
+}
+
+/// Whether `name` is a valid model or alias name: 1–128 characters of ASCII letters,
+/// digits, `-`, `_`, `.`, starting with a letter or digit.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}

@@ -1,0 +1,208 @@
+//! The served model and the one prediction path every protocol shares.
+//!
+//! A [`Catalog`] holds the current model in an `ArcSwapOption`. A new version is read,
+//! decoded and validated off the request path and stored only on success: a bad artifact
+//! never replaces a good one. A request loads the handle once and uses that version
+//! throughout.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+use crate::metrics::Metrics;
+use crate::model::tree::TreeLimits;
+use crate::model::{ArtifactError, Model};
+use crate::protocol::score;
+use crate::registry::{Registry, RegistryError};
+
+/// A validated model with its precomputed response encodings.
+#[derive(Debug)]
+pub struct ServedModel {
+    /// The model.
+    pub model: Model,
+    /// `/score` response encoding.
+    pub score: score::Encoder,
+    /// The model name as bytes, for response headers.
+    pub name_bytes: bytes::Bytes,
+    /// The version as decimal text, for response headers.
+    pub version_bytes: bytes::Bytes,
+}
+
+impl ServedModel {
+    /// Wraps a validated model.
+    pub fn new(model: Model) -> Self {
+        Self {
+            score: score::Encoder::new(&model),
+            name_bytes: bytes::Bytes::from(model.name().to_owned()),
+            version_bytes: bytes::Bytes::from(model.version().to_string()),
+            model,
+        }
+    }
+}
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The registry could not be read.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The artifact was refused.
+    #[error("version {version}: {source}")]
+    Artifact {
+        /// The version that was refused.
+        version: u64,
+        /// Why.
+        source: ArtifactError,
+    },
+    /// The artifact names another model.
+    #[error("version {version} holds model {found:?}, expected {expected:?}")]
+    NameMismatch {
+        /// The version.
+        version: u64,
+        /// The name the registry has it under.
+        expected: String,
+        /// The name in the artifact.
+        found: String,
+    },
+    /// The registry holds several models and none was named.
+    #[error("the registry holds several models ({0}); name one with --model")]
+    Ambiguous(String),
+    /// The registry holds no model.
+    #[error("the registry holds no model yet")]
+    Empty,
+}
+
+impl LoadError {
+    /// A short, bounded reason for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoadError::Registry(RegistryError::Io { .. }) => "registry_io",
+            LoadError::Registry(_) => "registry",
+            LoadError::Artifact { source, .. } => source.reason(),
+            LoadError::NameMismatch { .. } => "name_mismatch",
+            LoadError::Ambiguous(_) | LoadError::Empty => "no_model",
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The alias still points to the served version.
+    Unchanged(u64),
+    /// A new version is now served.
+    Swapped {
+        /// Version served before, if any.
+        from: Option<u64>,
+        /// Version served now.
+        to: u64,
+    },
+}
+
+/// The model a server follows: a registry, a model name and an alias.
+#[derive(Debug)]
+pub struct Catalog {
+    registry: Arc<dyn Registry>,
+    model: Option<String>,
+    alias: String,
+    limits: TreeLimits,
+    current: ArcSwapOption<ServedModel>,
+    metrics: Arc<Metrics>,
+}
+
+impl Catalog {
+    /// A catalog with no model loaded yet. `model: None` serves the registry's only model.
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        model: Option<String>,
+        alias: String,
+        limits: TreeLimits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            registry,
+            model,
+            alias,
+            limits,
+            current: ArcSwapOption::empty(),
+            metrics,
+        }
+    }
+
+    /// The model being served, if any. Hold the returned `Arc` for the whole request.
+    #[inline]
+    pub fn current(&self) -> Option<Arc<ServedModel>> {
+        self.current.load_full()
+    }
+
+    fn model_name(&self) -> Result<String, LoadError> {
+        if let Some(m) = &self.model {
+            return Ok(m.clone());
+        }
+        let models = self.registry.models()?;
+        match models.as_slice() {
+            [] => Err(LoadError::Empty),
+            [one] => Ok(one.clone()),
+            many => Err(LoadError::Ambiguous(many.join(", "))),
+        }
+    }
+
+    /// Re-reads the alias; if it points to another version, loads and validates that
+    /// version and only then swaps it in. On any failure the current model stays.
+    /// Blocking (file I/O): call from a blocking thread.
+    pub fn reload(&self) -> Result<Reloaded, LoadError> {
+        let result = self.try_reload();
+        match &result {
+            Ok(Reloaded::Swapped { .. }) => self.metrics.model_load("success"),
+            Ok(Reloaded::Unchanged(_)) => {}
+            Err(e) => self.metrics.model_load(e.reason()),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<Reloaded, LoadError> {
+        let name = self.model_name()?;
+        let version = self.registry.resolve(&name, &self.alias)?;
+        let from = self.current.load().as_ref().map(|m| m.model.version());
+        if from == Some(version) {
+            return Ok(Reloaded::Unchanged(version));
+        }
+        let bytes = self.registry.read(&name, version)?;
+        let model = Model::from_bytes(&bytes, version, &self.limits)
+            .map_err(|source| LoadError::Artifact { version, source })?;
+        if model.name() != name {
+            return Err(LoadError::NameMismatch {
+                version,
+                expected: name,
+                found: model.name().to_owned(),
+            });
+        }
+        self.metrics
+            .set_model(model.name(), version, model.sha256());
+        self.current.store(Some(Arc::new(ServedModel::new(model))));
+        Ok(Reloaded::Swapped { from, to: version })
+    }
+}
+
+/// Predicts `rows` rows of `values` (row-major) into `classes`, and their probabilities
+/// into `proba` when given (`rows × classes`). The one prediction path of every protocol.
+pub fn predict(
+    model: &Model,
+    values: &[f64],
+    classes: &mut Vec<usize>,
+    mut proba: Option<&mut Vec<f64>>,
+) {
+    let f = model.num_features();
+    let k = model.num_classes();
+    classes.clear();
+    if let Some(p) = proba.as_deref_mut() {
+        p.clear();
+        p.resize(values.len() / f * k, 0.0);
+    }
+    for (i, row) in values.chunks_exact(f).enumerate() {
+        classes.push(model.predict(row));
+        if let Some(p) = proba.as_deref_mut() {
+            model.predict_proba(row, &mut p[i * k..(i + 1) * k]);
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Training: CSV → smartcore tree or forest → validated artifact with metrics, the training
+//! data's fingerprint and feature statistics.
+
+mod data;
+mod report;
+
+use std::path::PathBuf;
+
+use smartcore::ensemble::random_forest_classifier::{
+    RandomForestClassifier, RandomForestClassifierParameters,
+};
+use smartcore::linalg::basic::matrix::DenseMatrix;
+use smartcore::tree::decision_tree_classifier::{
+    DecisionTreeClassifier, DecisionTreeClassifierParameters, SplitCriterion,
+};
+
+pub use data::{Dataset, load_csv, parse_csv};
+pub use report::render_report;
+
+use crate::model::tree::{FlatForest, MirrorForest, MirrorTree, TreeLimits};
+use crate::model::{
+    Algorithm, ClassMetrics, FeatureStats, GoldenRow, HyperParameters, Manifest, Metrics, Model,
+    TrainingData, encode_artifact,
+};
+
+/// Why training failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The data file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The data is unusable; names the line (1-based, the header is line 1) and column.
+    #[error("line {line}{}: {message}", column.as_ref().map(|c| format!(", column {c:?}")).unwrap_or_default())]
+    Data {
+        /// 1-based line number.
+        line: u64,
+        /// Column name, when one is at fault.
+        column: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A parameter is out of range.
+    #[error("invalid parameter: {0}")]
+    Parameter(String),
+    /// smartcore refused to fit.
+    #[error("training failed: {0}")]
+    Fit(String),
+    /// The trained model did not pass its own validation (a bug).
+    #[error("the trained model does not validate: {0}")]
+    Artifact(#[from] crate::model::ArtifactError),
+}
+
+/// Split criterion choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Criterion {
+    /// Gini impurity.
+    Gini,
+    /// Entropy.
+    Entropy,
+    /// Classification error.
+    ClassificationError,
+}
+
+impl Criterion {
+    fn smartcore(self) -> SplitCriterion {
+        match self {
+            Criterion::Gini => SplitCriterion::Gini,
+            Criterion::Entropy => SplitCriterion::Entropy,
+            Criterion::ClassificationError => SplitCriterion::ClassificationError,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Criterion::Gini => "gini",
+            Criterion::Entropy => "entropy",
+            Criterion::ClassificationError => "classification_error",
+        }
+    }
+}
+
+/// Everything `train` needs.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// CSV file.
+    pub data: PathBuf,
+    /// Model name; defaults to the CSV file stem.
+    pub name: Option<String>,
+    /// Target column.
+    pub target: String,
+    /// Identifier column to ignore, if present.
+    pub id_column: Option<String>,
+    /// Learning algorithm.
+    pub algorithm: Algorithm,
+    /// Split criterion.
+    pub criterion: Criterion,
+    /// Maximum depth.
+    pub max_depth: Option<u16>,
+    /// Minimum samples per leaf.
+    pub min_samples_leaf: usize,
+    /// Minimum samples to split.
+    pub min_samples_split: usize,
+    /// Trees in a forest.
+    pub n_trees: u16,
+    /// Features tried per split in a forest (default √features).
+    pub max_features: Option<usize>,
+    /// Fraction of rows held out for testing, in (0, 1).
+    pub test_size: f64,
+    /// Seed of the split and the learner.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::new(),
+            name: None,
+            target: "Species".into(),
+            id_column: Some("Id".into()),
+            algorithm: Algorithm::DecisionTree,
+            criterion: Criterion::Gini,
+            max_depth: None,
+            min_samples_leaf: 1,
+            min_samples_split: 2,
+            n_trees: 100,
+            max_features: None,
+            test_size: 0.4,
+            seed: 1984,
+        }
+    }
+}
+
+/// A trained model: the artifact bytes and its manifest.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The artifact file contents.
+    pub artifact: Vec<u8>,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// Loads the CSV and trains.
+pub fn train(config: &TrainConfig) -> Result<Trained, TrainError> {
+    let data = load_csv(&config.data, &config.target, config.id_column.as_deref())?;
+    train_dataset(&data, config)
+}
+
+/// Trains on a loaded data set.
+pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, TrainError> {
+    if !(config.test_size > 0.0 && config.test_size < 1.0) {
+        return Err(TrainError::Parameter(format!(
+            "--test-size must be between 0 and 1 (exclusive), got {}",
+            config.test_size
+        )));
+    }
+    if config.min_samples_leaf == 0 || config.min_samples_split < 2 {
+        return Err(TrainError::Parameter(
+            "--min-samples-leaf must be ≥ 1 and --min-samples-split ≥ 2".into(),
+        ));
+    }
+    if config.algorithm == Algorithm::RandomForest && config.n_trees == 0 {
+        return Err(TrainError::Parameter("--n-trees must be ≥ 1".into()));
+    }
+    let name = match &config.name {
+        Some(n) => n.clone(),
+        None => std::path::Path::new(&data.source)
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_lowercase())
+            .unwrap_or_else(|| "model".into()),
+    };
+    if !crate::registry::valid_name(&name) {
+        return Err(TrainError::Parameter(format!(
+            "model name {name:?}: use letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )));
+    }
+    let (train_idx, test_idx) = split(data.rows(), config.test_size, config.seed);
+    if test_idx.is_empty() || train_idx.is_empty() {
+        return Err(TrainError::Parameter(format!(
+            "{} rows cannot be split with --test-size {}",
+            data.rows(),
+            config.test_size
+        )));
+    }
+    let f = data.features.len();
+    let k = data.classes.len();
+    let gather = |idx: &[usize]| {
+        let x: Vec<f64> = idx
+            .iter()
+            .flat_map(|&i| data.row(i).iter().copied())
+            .collect();
+        let y: Vec<u32> = idx.iter().map(|&i| data.y[i]).collect();
+        (x, y)
+    };
+    let (x_train, y_train) = gather(&train_idx);
+    let (x_test, y_test) = gather(&test_idx);
+    let mut seen = vec![false; k];
+    y_train.iter().for_each(|&c| seen[c as usize] = true);
+    if seen.iter().filter(|&&s| s).count() < 2 {
+        return Err(TrainError::Data {
+            line: 2,
+            column: Some(data.target.clone()),
+            message: "the training split holds only one class".into(),
+        });
+    }
+    let fit_err = |e: smartcore::error::Failed| TrainError::Fit(e.to_string());
+    let matrix = |x: Vec<f64>, rows: usize| DenseMatrix::new(rows, f, x, false).map_err(fit_err);
+    let xm_train = matrix(x_train.clone(), y_train.len())?;
+    let xm_test = matrix(x_test.clone(), y_test.len())?;
+
+    let (payload, trees, predicted_test) = match config.algorithm {
+        Algorithm::DecisionTree => {
+            let params = DecisionTreeClassifierParameters {
+                criterion: config.criterion.smartcore(),
+                max_depth: config.max_depth,
+                min_samples_leaf: config.min_samples_leaf,
+                min_samples_split: config.min_samples_split,
+                seed: Some(config.seed),
+            };
+            let model =
+                DecisionTreeClassifier::fit(&xm_train, &y_train, params).map_err(fit_err)?;
+            let predicted: Vec<u32> = model.predict(&xm_test).map_err(fit_err)?;
+            let payload =
+                rmp_serde::to_vec_named(&model).map_err(|e| TrainError::Fit(e.to_string()))?;
+            let mirror: MirrorTree =
+                rmp_serde::from_slice(&payload).map_err(|e| TrainError::Fit(e.to_string()))?;
+            (payload, vec![mirror], predicted)
+        }
+        Algorithm::RandomForest => {
+            let params = RandomForestClassifierParameters {
+                criterion: config.criterion.smartcore(),
+                max_depth: config.max_depth,
+                min_samples_leaf: config.min_samples_leaf,
+                min_samples_split: config.min_samples_split,
+                n_trees: config.n_trees,
+                m: config.max_features,
+                keep_samples: false,
+                seed: config.seed,
+            };
+            let model =
+                RandomForestClassifier::fit(&xm_train, &y_train, params).map_err(fit_err)?;
+            let predicted: Vec<u32> = model.predict(&xm_test).map_err(fit_err)?;
+            let payload =
+                rmp_serde::to_vec_named(&model).map_err(|e| TrainError::Fit(e.to_string()))?;
+            let mirror: MirrorForest =
+                rmp_serde::from_slice(&payload).map_err(|e| TrainError::Fit(e.to_string()))?;
+            (payload, mirror.trees.unwrap_or_default(), predicted)
+        }
+    };
+
+    // Leaf class counts from the training rows.
+    let leaf_counts: Vec<Vec<Vec<u32>>> = trees
+        .iter()
+        .map(|tree| {
+            let mut counts: Vec<Vec<u32>> = tree
+                .nodes
+                .iter()
+                .map(|n| {
+                    if n.true_child.is_none() {
+                        vec![0; k]
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
+            for (i, &c) in y_train.iter().enumerate() {
+                counts[tree.leaf_for(&x_train[i * f..(i + 1) * f])][c as usize] += 1;
+            }
+            counts
+        })
+        .collect();
+
+    let metrics = metrics(&data.classes, &y_test, &predicted_test);
+    let feature_stats = data
+        .features
+        .iter()
+        .enumerate()
+        .map(|(j, name)| feature_stats(name, x_train.iter().skip(j).step_by(f).copied()))
+        .collect();
+
+    let mut manifest = Manifest {
+        name,
+        created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        treeserve_version: env!("CARGO_PKG_VERSION").into(),
+        algorithm: config.algorithm,
+        hyper_parameters: HyperParameters {
+            criterion: config.criterion.as_str().into(),
+            max_depth: config.max_depth,
+            min_samples_leaf: config.min_samples_leaf,
+            min_samples_split: config.min_samples_split,
+            n_trees: (config.algorithm == Algorithm::RandomForest).then_some(config.n_trees),
+            max_features: config.max_features,
+            seed: config.seed,
+        },
+        features: data.features.clone(),
+        target: data.target.clone(),
+        classes: data.classes.clone(),
+        training: TrainingData {
+            source: data.source.clone(),
+            sha256: data.sha256.clone(),
+            rows: data.rows() as u64,
+            train_rows: train_idx.len() as u64,
+            test_rows: test_idx.len() as u64,
+            test_size: config.test_size,
+            split_seed: config.seed,
+        },
+        metrics,
+        feature_stats,
+        golden: Vec::new(),
+        leaf_counts,
+        payload_sha256: String::new(),
+    };
+    // Golden rows: the first test row of each class, then more test rows, up to 8; expected
+    // classes from smartcore's own predictions, probabilities from the compiled model.
+    let mut picks: Vec<usize> = Vec::new();
+    for c in 0..k as u32 {
+        if let Some(i) = y_test.iter().position(|&y| y == c) {
+            picks.push(i);
+        }
+    }
+    let extra: Vec<usize> = (0..y_test.len())
+        .filter(|i| !picks.contains(i))
+        .take(8usize.saturating_sub(picks.len()))
+        .collect();
+    picks.extend(extra);
+    let draft = FlatForest::compile(&trees, &manifest.leaf_counts, f, k)?;
+    let mut proba = vec![0.0; k];
+    manifest.golden = picks
+        .iter()
+        .map(|&i| {
+            let row = &x_test[i * f..(i + 1) * f];
+            draft.predict_proba(row, &mut proba);
+            GoldenRow {
+                features: row.to_vec(),
+                class: predicted_test[i],
+                probabilities: proba.clone(),
+            }
+        })
+        .collect();
+    let artifact = encode_artifact(&manifest, &payload);
+    let model = Model::from_bytes(&artifact, 0, &TreeLimits::default())?;
+    Ok(Trained {
+        artifact,
+        manifest: model.manifest().clone(),
+    })
+}
+
+/// Seeded shuffle split: returns (train, test) row indices.
+pub fn split(rows: usize, test_size: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut idx: Vec<usize> = (0..rows).collect();
+    let mut state = seed;
+    for i in (1..rows).rev() {
+        let j = (splitmix64(&mut state) % (i as u64 + 1)) as usize;
+        idx.swap(i, j);
+    }
+    let n_test = ((rows as f64) * test_size).round() as usize;
+    let test = idx.split_off(rows - n_test.min(rows));
+    (idx, test)
+}
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Accuracy, per-class precision / recall / F1 and the confusion matrix.
+pub fn metrics(classes: &[String], actual: &[u32], predicted: &[u32]) -> Metrics {
+    let k = classes.len();
+    let mut confusion = vec![vec![0u64; k]; k];
+    for (&a, &p) in actual.iter().zip(predicted) {
+        confusion[a as usize][p as usize] += 1;
+    }
+    let correct: u64 = (0..k).map(|c| confusion[c][c]).sum();
+    let ratio = |num: u64, den: u64| {
+        if den == 0 {
+            0.0
+        } else {
+            num as f64 / den as f64
+        }
+    };
+    let per_class = (0..k)
+        .map(|c| {
+            let tp = confusion[c][c];
+            let support: u64 = confusion[c].iter().sum();
+            let predicted_c: u64 = (0..k).map(|a| confusion[a][c]).sum();
+            let precision = ratio(tp, predicted_c);
+            let recall = ratio(tp, support);
+            let f1 = if precision + recall == 0.0 {
+                0.0
+            } else {
+                2.0 * precision * recall / (precision + recall)
+            };
+            ClassMetrics {
+                label: classes[c].clone(),
+                precision,
+                recall,
+                f1,
+                support,
+            }
+        })
+        .collect();
+    Metrics {
+        accuracy: ratio(correct, actual.len() as u64),
+        per_class,
+        confusion,
+    }
+}
+
+/// Number of quantile bins in the drift baseline.
+pub const DRIFT_BINS: usize = 10;
+
+/// Min, max, mean, population std and decile bins of one feature's values.
+pub fn feature_stats(name: &str, values: impl Iterator<Item = f64>) -> FeatureStats {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    let mut edges: Vec<f64> = (1..DRIFT_BINS)
+        .map(|q| {
+            let pos = q as f64 / DRIFT_BINS as f64 * (v.len().saturating_sub(1)) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+        })
+        .collect();
+    edges.dedup();
+    let mut counts = vec![0u64; edges.len() + 1];
+    for x in &v {
+        counts[edges.partition_point(|e| e < x)] += 1;
+    }
+    FeatureStats {
+        name: name.to_owned(),
+        min: v.first().copied().unwrap_or(0.0),
+        max: v.last().copied().unwrap_or(0.0),
+        mean,
+        std: var.sqrt(),
+        bin_fractions: counts.iter().map(|&c| c as f64 / n).collect(),
+        bin_edges: edges,
+    }
+}

@@ -1,0 +1,219 @@
+//! Test helpers: run the real binary, train models, start servers on port 0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+/// The treeserve binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_treeserve");
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped IRIS CSV.
+pub fn iris_csv() -> PathBuf {
+    repo().join("models/data/iris.csv")
+}
+
+/// Runs `treeserve ARGS` to completion.
+pub fn treeserve(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("TREESERVE_REGISTRY")
+        .output()
+        .expect("run treeserve")
+}
+
+/// Runs `treeserve ARGS`, asserting success; returns stdout.
+pub fn treeserve_ok(args: &[&str]) -> String {
+    let out = treeserve(args);
+    assert!(
+        out.status.success(),
+        "treeserve {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// A fresh temporary registry.
+pub struct TestRegistry {
+    /// Holds the directory.
+    pub dir: TempDir,
+}
+
+impl TestRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The registry root.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The root as a string argument.
+    pub fn arg(&self) -> &str {
+        self.dir.path().to_str().expect("utf-8 path")
+    }
+
+    /// Trains an IRIS model with extra `train` flags; returns the artifact path.
+    pub fn train(&self, file: &str, extra: &[&str]) -> PathBuf {
+        let out = self.dir.path().join(file);
+        let csv = iris_csv();
+        let mut args = vec![
+            "train",
+            "--data",
+            csv.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        treeserve_ok(&args);
+        out
+    }
+
+    /// Publishes an artifact, optionally moving an alias; returns the version.
+    pub fn publish(&self, artifact: &Path, alias: Option<&str>) -> u64 {
+        let mut args = vec![
+            "publish",
+            artifact.to_str().unwrap(),
+            "--registry",
+            self.arg(),
+        ];
+        if let Some(a) = alias {
+            args.extend_from_slice(&["--alias", a]);
+        }
+        treeserve_ok(&args).trim().parse().expect("version number")
+    }
+
+    /// A registry with the IRIS tree published as version 1 and aliased `production`.
+    pub fn with_iris() -> Self {
+        let reg = Self::new();
+        let artifact = reg.train("iris.tsm", &[]);
+        assert_eq!(reg.publish(&artifact, Some("production")), 1);
+        reg
+    }
+}
+
+/// A running `treeserve serve`, killed on drop.
+pub struct App {
+    child: Child,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// A keep-alive HTTP client.
+    pub client: reqwest::Client,
+}
+
+impl App {
+    /// Starts the server on port 0 for `registry` with extra flags, waiting until it has
+    /// printed its address.
+    pub fn spawn(registry: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
+            .arg(registry)
+            .args(extra)
+            .env("TREESERVE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn treeserve serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the address line");
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Self {
+            child,
+            addr,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a JSON string to `path`.
+    pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// GETs `path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Sends raw bytes on a new connection and returns everything read until the server
+    /// closes it or `timeout` passes.
+    pub fn raw(&self, bytes: &[u8], timeout: Duration) -> String {
+        let mut s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(timeout)).unwrap();
+        s.write_all(bytes).expect("write");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The example row from Azure's docs.
+pub const VERSICOLOR: &str =
+    r#"{"SepalLengthCm": 6.6, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}"#;
+/// A clear setosa.
+pub const SETOSA: &str =
+    r#"{"SepalLengthCm": 5.1, "SepalWidthCm": 3.5, "PetalLengthCm": 1.4, "PetalWidthCm": 0.2}"#;
+
+/// Asserts a JSON error response: status, `error_type`, and that `error` contains `needle`.
+pub async fn assert_error(resp: reqwest::Response, status: u16, error_type: &str, needle: &str) {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("application/json".to_owned())
+    );
+    let body: serde_json::Value = resp.json().await.expect("JSON error body");
+    assert_eq!(body["error_type"], error_type, "{body}");
+    let msg = body["error"].as_str().expect("error message");
+    assert!(msg.contains(needle), "{msg:?} should contain {needle:?}");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real binary, started on port 0 with a fresh registry, spoken to
+//! over HTTP; and the library's artifact, registry and training code.
+
+mod artifact;
+mod cli;
+mod common;
+mod no_5xx;
+mod registry;
+mod score;
