@@ -48,6 +48,18 @@ fn at(row: Option<usize>) -> String {
 /// Decodes a `/score` body into `out` (cleared first): `rows × features.len()` values,
 /// row-major, in the order of `features`. Every feature must be present exactly once, with
 /// a finite number; unknown keys are refused.
+///
+/// ```
+/// use treeserve::protocol::{score, InputErrorKind};
+/// let features = ["a".to_string(), "b".to_string()];
+/// let mut out = Vec::new();
+/// let d = score::decode(br#"[{"b": 2, "a": 1}, {"a": 3, "b": 4.5}]"#, &features, 100, &mut out).unwrap();
+/// assert_eq!((d.rows, d.batch), (2, true));
+/// assert_eq!(out, [1.0, 2.0, 3.0, 4.5]);
+/// let err = score::decode(br#"{"a": 1}"#, &features, 100, &mut out).unwrap_err();
+/// assert_eq!(err.kind, InputErrorKind::MissingFeature);
+/// assert!(err.message.contains("\"b\""));
+/// ```
 pub fn decode(
     body: &[u8],
     features: &[String],
