@@ -33,9 +33,14 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_MAX_BATCH_ROWS", default_value_t = 10_000)]
     pub max_batch_rows: usize,
 
-    /// Time a client has to send a request's headers (e.g. `10s`).
+    /// Time a client has to send a complete request head, counted from the connection's
+    /// accept or the end of its previous response (so also the keep-alive idle timeout).
     #[arg(long, env = "TREESERVE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// Time a client has to send a request body once its head has arrived (slower: 408).
+    #[arg(long, env = "TREESERVE_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
 
     /// On shutdown, time in-flight requests get to finish.
     #[arg(long, env = "TREESERVE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -57,6 +62,7 @@ impl ServeConfig {
             max_body_bytes: 1024 * 1024,
             max_batch_rows: 10_000,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             workers: None,
         }

@@ -18,23 +18,24 @@ use crate::registry::{Registry, RegistryError};
 /// A validated model with its precomputed response encodings.
 #[derive(Debug)]
 pub struct ServedModel {
+    /// Unique per loaded model in this process (never reused), for per-thread caches.
+    pub id: u64,
     /// The model.
     pub model: Model,
     /// `/score` response encoding.
     pub score: score::Encoder,
-    /// The model name as bytes, for response headers.
-    pub name_bytes: bytes::Bytes,
     /// The version as decimal text, for response headers.
-    pub version_bytes: bytes::Bytes,
+    pub version_text: String,
 }
 
 impl ServedModel {
     /// Wraps a validated model.
     pub fn new(model: Model) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             score: score::Encoder::new(&model),
-            name_bytes: bytes::Bytes::from(model.name().to_owned()),
-            version_bytes: bytes::Bytes::from(model.version().to_string()),
+            version_text: model.version().to_string(),
             model,
         }
     }
@@ -129,10 +130,18 @@ impl Catalog {
         }
     }
 
-    /// The model being served, if any. Hold the returned `Arc` for the whole request.
+    /// The model being served, if any, as an owned handle (for work that outlives a
+    /// synchronous section, e.g. a blocking task).
     #[inline]
     pub fn current(&self) -> Option<Arc<ServedModel>> {
         self.current.load_full()
+    }
+
+    /// The model being served, as a cheap guard that touches no shared reference count.
+    /// Hold it only within synchronous code (not across `.await`).
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Option<Arc<ServedModel>>> {
+        self.current.load()
     }
 
     fn model_name(&self) -> Result<String, LoadError> {

@@ -19,6 +19,9 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// The body did not arrive in time.
+    #[error("the request body did not arrive within {}", humantime::format_duration(*.0))]
+    BodyTimeout(std::time::Duration),
     /// The body could not be read.
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
@@ -58,6 +61,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -71,6 +75,7 @@ impl ApiError {
         match self {
             ApiError::Input(e) => e.kind.as_str(),
             ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::BodyRead(_) => "body_read_error",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::InvalidQuery(_) => "invalid_query",
@@ -93,6 +98,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow, .. } => {
                 resp.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::BodyTimeout(_) => {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ApiError::NoModel => {
                 resp.headers_mut()

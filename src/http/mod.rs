@@ -2,6 +2,7 @@
 //! match on method and path, and thin route adapters over [`crate::protocol`] and
 //! [`crate::serving`].
 
+mod conn;
 mod error;
 mod routes;
 
@@ -18,7 +19,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -83,13 +83,11 @@ impl Server {
     /// requests the configured grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.state.config.header_read_timeout)
-            .keep_alive(true);
+        // No http1 timer: hyper would then arm a timer for every request head. The head
+        // timeout is enforced per connection by `conn::Connections` instead.
+        builder.http1().keep_alive(true).header_read_timeout(None);
         builder.http2().timer(TokioTimer::new());
-        let graceful = GracefulShutdown::new();
+        let connections = conn::Connections::new(self.state.config.header_read_timeout);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -105,12 +103,16 @@ impl Server {
                     };
                     let _ = stream.set_nodelay(true);
                     let state = self.state.clone();
-                    let svc = service_fn(move |req| handle(req, state.clone()));
+                    let activity = connections.activity();
+                    let act = activity.clone();
+                    let svc = service_fn(move |req| handle(req, state.clone(), act.begin()));
                     let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                    let conn = graceful.watch(conn);
+                    let conn = connections.watch(conn, activity);
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                        match conn.await {
+                            Some(Ok(())) => {}
+                            Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+                            None => tracing::debug!("connection closed: no request head within the timeout"),
                         }
                     });
                 }
@@ -119,12 +121,13 @@ impl Server {
         }
         drop(self.listener);
         let grace = self.state.config.shutdown_grace;
-        if tokio::time::timeout(grace, graceful.shutdown())
+        if tokio::time::timeout(grace, connections.shutdown())
             .await
             .is_err()
         {
             tracing::warn!(
                 ?grace,
+                open = connections.count(),
                 "connections still open after the grace period; closing"
             );
         }
@@ -134,13 +137,19 @@ impl Server {
 async fn handle(
     req: Request<Incoming>,
     state: Arc<AppState>,
+    _in_progress: conn::RequestGuard,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let start = Instant::now();
     let method = req.method().clone();
-    let request_ids = [
-        req.headers().get(X_REQUEST_ID).cloned(),
-        req.headers().get(X_MS_REQUEST_ID).cloned(),
-    ];
+    // One pass over the headers instead of hashed lookups of custom names.
+    let mut request_ids = [None, None];
+    for (name, value) in req.headers() {
+        match name.as_str() {
+            "x-request-id" => request_ids[0] = Some(value.clone()),
+            "x-ms-request-id" => request_ids[1] = Some(value.clone()),
+            _ => {}
+        }
+    }
     let (route, result) = routes::dispatch(req, &state).await;
     let mut resp = result.unwrap_or_else(ApiError::into_response);
     let headers = resp.headers_mut();

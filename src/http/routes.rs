@@ -1,6 +1,11 @@
 //! Routing (a match on method and path) and the route adapters.
 
 use std::cell::RefCell;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
@@ -149,11 +154,20 @@ fn wants_probabilities(query: Option<&str>) -> Result<bool, ApiError> {
     Ok(want)
 }
 
-async fn read_body(body: Incoming, declared: Option<u64>, limit: usize) -> Result<Bytes, ApiError> {
-    if declared.is_some_and(|n| n > limit as u64) {
+async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    // hyper knows the declared Content-Length: refuse before reading anything.
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
+    let mut collect = pin!(Limited::new(body, limit).collect());
+    // Usually the whole body arrived with the head: no timer is armed for it.
+    let result = match poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await {
+        Poll::Ready(r) => r,
+        Poll::Pending => tokio::time::timeout(timeout, collect)
+            .await
+            .map_err(|_| ApiError::BodyTimeout(timeout))?,
+    };
+    match result {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ApiError::BodyTooLarge { limit })
@@ -167,10 +181,42 @@ struct Scratch {
     values: Vec<f64>,
     classes: Vec<usize>,
     proba: Vec<f64>,
+    local: Option<LocalPieces>,
+}
+
+/// This thread's copies of one model's response pieces. Cloning a shared `Bytes` or
+/// `HeaderValue` touches a reference count every core writes to; per-thread copies keep
+/// those writes on one core.
+struct LocalPieces {
+    id: u64,
+    name: HeaderValue,
+    version: HeaderValue,
+    singles: Vec<Bytes>,
+}
+
+impl LocalPieces {
+    fn new(served: &ServedModel) -> Self {
+        let value =
+            |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("invalid"));
+        Self {
+            id: served.id,
+            name: value(served.model.name()),
+            version: value(&served.version_text),
+            singles: (0..served.model.num_classes())
+                .map(|c| Bytes::copy_from_slice(served.score.single(c)))
+                .collect(),
+        }
+    }
 }
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+struct Scored {
+    body: Bytes,
+    name: HeaderValue,
+    version: HeaderValue,
 }
 
 /// Decodes, predicts and encodes one `/score` body with this thread's reusable buffers.
@@ -179,55 +225,72 @@ fn score_body(
     body: &[u8],
     max_rows: usize,
     want_proba: bool,
-) -> Result<Bytes, ApiError> {
+) -> Result<Scored, ApiError> {
     SCRATCH.with_borrow_mut(|s| {
-        let model = &served.model;
-        let decoded = score::decode(body, model.features(), max_rows, &mut s.values)?;
-        if decoded.rows == 1 && !decoded.batch && !want_proba {
-            return Ok(served.score.single(model.predict(&s.values)));
+        if s.local.as_ref().is_none_or(|l| l.id != served.id) {
+            s.local = Some(LocalPieces::new(served));
         }
-        predict(
-            model,
-            &s.values,
-            &mut s.classes,
-            want_proba.then_some(&mut s.proba),
-        );
-        let proba = want_proba.then_some(&s.proba[..]);
-        Ok(Bytes::from(served.score.encode(
-            &s.classes,
+        let Scratch {
+            values,
+            classes,
             proba,
-            decoded.batch,
-        )))
+            local,
+        } = s;
+        let local = local.as_ref().expect("set above");
+        let model = &served.model;
+        let decoded = score::decode(body, model.features(), max_rows, values)?;
+        let body = if decoded.rows == 1 && !decoded.batch && !want_proba {
+            local.singles[model.predict(values)].clone()
+        } else {
+            predict(model, values, classes, want_proba.then_some(&mut *proba));
+            let proba = want_proba.then_some(&proba[..]);
+            Bytes::from(served.score.encode(classes, proba, decoded.batch))
+        };
+        Ok(Scored {
+            body,
+            name: local.name.clone(),
+            version: local.version.clone(),
+        })
     })
+}
+
+enum Work {
+    Done(Result<Scored, ApiError>),
+    Blocking(Arc<ServedModel>),
 }
 
 async fn score(req: Request<Incoming>, state: &AppState) -> Reply {
     check_json_content_type(&req)?;
     let want_proba = wants_probabilities(req.uri().query())?;
-    let served = state.catalog.current().ok_or(ApiError::NoModel)?;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let body = read_body(req.into_body(), declared, state.config.max_body_bytes).await?;
+    let body = read_body(
+        req.into_body(),
+        state.config.max_body_bytes,
+        state.config.body_read_timeout,
+    )
+    .await?;
     let max_rows = state.config.max_batch_rows;
-    let out = if body.len().saturating_mul(served.model.forest().num_trees()) <= INLINE_WORK_LIMIT {
-        score_body(&served, &body, max_rows, want_proba)?
-    } else {
-        let served = served.clone();
-        tokio::task::spawn_blocking(move || score_body(&served, &body, max_rows, want_proba))
-            .await
-            .map_err(|e| ApiError::Internal(format!("scoring task failed: {e}")))??
+    // The model is loaded once, here, and this version answers the whole request. Small
+    // bodies are scored inline under a guard that touches no shared reference count.
+    let work = {
+        let guard = state.catalog.load();
+        let served = guard.as_ref().ok_or(ApiError::NoModel)?;
+        if body.len().saturating_mul(served.model.forest().num_trees()) <= INLINE_WORK_LIMIT {
+            Work::Done(score_body(served, &body, max_rows, want_proba))
+        } else {
+            Work::Blocking(Arc::clone(served))
+        }
     };
-    let mut resp = json_response(StatusCode::OK, out);
+    let scored = match work {
+        Work::Done(r) => r?,
+        Work::Blocking(served) => {
+            tokio::task::spawn_blocking(move || score_body(&served, &body, max_rows, want_proba))
+                .await
+                .map_err(|e| ApiError::Internal(format!("scoring task failed: {e}")))??
+        }
+    };
+    let mut resp = json_response(StatusCode::OK, scored.body);
     let headers = resp.headers_mut();
-    // Both are validated model names and decimal numbers: always valid header values.
-    if let Ok(v) = HeaderValue::from_maybe_shared(served.name_bytes.clone()) {
-        headers.insert(X_MODEL_NAME, v);
-    }
-    if let Ok(v) = HeaderValue::from_maybe_shared(served.version_bytes.clone()) {
-        headers.insert(X_MODEL_VERSION, v);
-    }
+    headers.insert(X_MODEL_NAME, scored.name);
+    headers.insert(X_MODEL_VERSION, scored.version);
     Ok(resp)
 }

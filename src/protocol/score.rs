@@ -11,7 +11,6 @@
 use std::fmt;
 use std::io::Write;
 
-use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::{InputError, InputErrorKind as K};
@@ -67,6 +66,20 @@ pub fn decode(
     out: &mut Vec<f64>,
 ) -> Result<Decoded, InputError> {
     out.clear();
+    if let Some(d) = fast::decode(body, features, max_rows, out) {
+        return Ok(d);
+    }
+    decode_serde(body, features, max_rows, out)
+}
+
+/// The full decoder (serde), which also explains every error.
+fn decode_serde(
+    body: &[u8],
+    features: &[String],
+    max_rows: usize,
+    out: &mut Vec<f64>,
+) -> Result<Decoded, InputError> {
+    out.clear();
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(InputError::new(
             K::InvalidBody,
@@ -102,6 +115,165 @@ fn json_error(e: &serde_json::Error) -> InputError {
             InputError::new(K::MalformedJson, format!("the JSON body ends early: {msg}"))
         }
         _ => InputError::new(K::MalformedJson, format!("malformed JSON: {msg}")),
+    }
+}
+
+/// The fast path: a strict subset of JSON (objects whose keys are plain feature names and
+/// whose values are numbers, or an array of them) decoded without serde. Anything else,
+/// including every error, returns `None` and takes the serde path, which gives the same
+/// values (both parse numbers correctly rounded) and precise error messages.
+mod fast {
+    use super::Decoded;
+
+    struct Cursor<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl Cursor<'_> {
+        #[inline]
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+                self.i += 1;
+            }
+        }
+
+        #[inline]
+        fn eat(&mut self, c: u8) -> Option<()> {
+            self.ws();
+            (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+        }
+
+        #[inline]
+        fn peek(&mut self) -> Option<u8> {
+            self.ws();
+            self.b.get(self.i).copied()
+        }
+
+        fn digits(&mut self) -> usize {
+            let start = self.i;
+            while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                self.i += 1;
+            }
+            self.i - start
+        }
+
+        /// A JSON number, by the JSON grammar.
+        fn number(&mut self) -> Option<f64> {
+            self.ws();
+            let start = self.i;
+            if self.b.get(self.i) == Some(&b'-') {
+                self.i += 1;
+            }
+            match self.b.get(self.i) {
+                Some(b'0') => self.i += 1,
+                Some(b'1'..=b'9') => {
+                    self.digits();
+                }
+                _ => return None,
+            }
+            if self.b.get(self.i) == Some(&b'.') {
+                self.i += 1;
+                if self.digits() == 0 {
+                    return None;
+                }
+            }
+            if let Some(b'e' | b'E') = self.b.get(self.i) {
+                self.i += 1;
+                if let Some(b'+' | b'-') = self.b.get(self.i) {
+                    self.i += 1;
+                }
+                if self.digits() == 0 {
+                    return None;
+                }
+            }
+            let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+            text.parse::<f64>().ok().filter(|v| v.is_finite())
+        }
+
+        /// A key without escapes or control characters.
+        fn key(&mut self) -> Option<&[u8]> {
+            self.eat(b'"')?;
+            let start = self.i;
+            loop {
+                match *self.b.get(self.i)? {
+                    b'"' => break,
+                    b'\\' | 0..=0x1f => return None,
+                    _ => self.i += 1,
+                }
+            }
+            let key = &self.b[start..self.i];
+            self.i += 1;
+            Some(key)
+        }
+
+        fn row(&mut self, features: &[String], out: &mut Vec<f64>) -> Option<()> {
+            self.eat(b'{')?;
+            let start = out.len();
+            out.resize(start + features.len(), f64::NAN);
+            let mut seen = 0;
+            loop {
+                let key = self.key()?;
+                let i = features.iter().position(|f| f.as_bytes() == key)?;
+                self.eat(b':')?;
+                let slot = &mut out[start + i];
+                if !slot.is_nan() {
+                    return None;
+                }
+                *slot = self.number()?;
+                seen += 1;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+            (seen == features.len()).then_some(())
+        }
+    }
+
+    pub(super) fn decode(
+        body: &[u8],
+        features: &[String],
+        max_rows: usize,
+        out: &mut Vec<f64>,
+    ) -> Option<Decoded> {
+        let mut c = Cursor { b: body, i: 0 };
+        let decoded = match c.peek()? {
+            b'{' => {
+                c.row(features, out)?;
+                Decoded {
+                    rows: 1,
+                    batch: false,
+                }
+            }
+            b'[' => {
+                c.i += 1;
+                let mut rows = 0;
+                loop {
+                    if rows == max_rows {
+                        return None;
+                    }
+                    c.row(features, out)?;
+                    rows += 1;
+                    match c.peek()? {
+                        b',' => c.i += 1,
+                        b']' => {
+                            c.i += 1;
+                            break;
+                        }
+                        _ => return None,
+                    }
+                }
+                Decoded { rows, batch: true }
+            }
+            _ => return None,
+        };
+        c.ws();
+        (c.i == body.len()).then_some(decoded)
     }
 }
 
@@ -390,7 +562,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
 pub struct Encoder {
     key: String,
     labels: Vec<String>,
-    single: Vec<Bytes>,
+    single: Vec<Box<[u8]>>,
 }
 
 impl Encoder {
@@ -403,7 +575,11 @@ impl Encoder {
         let labels: Vec<String> = model.classes().iter().map(|c| json_string(c)).collect();
         let single = labels
             .iter()
-            .map(|l| Bytes::from(format!("{{\"output\":{{{key}:{l}}}}}")))
+            .map(|l| {
+                format!("{{\"output\":{{{key}:{l}}}}}")
+                    .into_bytes()
+                    .into_boxed_slice()
+            })
             .collect();
         Self {
             key,
@@ -418,8 +594,8 @@ impl Encoder {
     }
 
     /// The response for one row predicted as `class`, without probabilities.
-    pub fn single(&self, class: usize) -> Bytes {
-        self.single[class].clone()
+    pub fn single(&self, class: usize) -> &[u8] {
+        &self.single[class]
     }
 
     /// Encodes any response: `classes[i]` for each row, `proba` (`rows × classes`) if asked
@@ -466,4 +642,116 @@ impl Encoder {
 
 fn json_string(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn features() -> Vec<String> {
+        [
+            "SepalLengthCm",
+            "SepalWidthCm",
+            "PetalLengthCm",
+            "PetalWidthCm",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// Bodies that are mostly valid: rows with the right keys in any order, numbers in
+    /// many spellings, with random whitespace, and sometimes a defect.
+    fn body() -> impl Strategy<Value = String> {
+        let number = prop_oneof![
+            any::<f64>()
+                .prop_filter("finite", |v| v.is_finite())
+                .prop_map(|v| format!("{v:e}")),
+            any::<f64>()
+                .prop_filter("finite", |v| v.is_finite())
+                .prop_map(|v| v.to_string()),
+            any::<i64>().prop_map(|v| v.to_string()),
+            "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?",
+            Just("1e400".to_string()),
+            Just("-0".to_string()),
+            Just("01".to_string()),
+            Just("1.".to_string()),
+            Just("\"1\"".to_string()),
+        ];
+        let ws = prop::sample::select(vec!["", " ", "\n", "\t ", "\r\n"]);
+        let row = (
+            Just(features()).prop_shuffle(),
+            prop::collection::vec(number, 4),
+            prop::collection::vec(ws.clone(), 4),
+            0..8u8,
+        )
+            .prop_map(|(keys, values, ws, defect)| {
+                let mut pairs: Vec<String> = keys
+                    .iter()
+                    .zip(&values)
+                    .zip(&ws)
+                    .map(|((k, v), w)| format!("{w}\"{k}\"{w}:{w}{v}{w}"))
+                    .collect();
+                match defect {
+                    0 => {
+                        pairs.pop();
+                    }
+                    1 => pairs.push(pairs[0].clone()),
+                    2 => pairs.push("\"Other\": 1".into()),
+                    3 => pairs[0] = pairs[0].replacen("Cm", "C\\u006d", 1),
+                    _ => {}
+                }
+                format!("{{{}}}", pairs.join(","))
+            });
+        prop_oneof![
+            row.clone(),
+            prop::collection::vec(row, 0..5).prop_map(|rows| format!("[{}]", rows.join(","))),
+        ]
+    }
+
+    #[test]
+    fn fast_path_takes_ordinary_bodies() {
+        let f = features();
+        let mut out = Vec::new();
+        for body in [
+            r#"{"SepalLengthCm": 6.6, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}"#,
+            "{\"PetalWidthCm\":1e-1,\n \"SepalWidthCm\" : -0.5E+2 , \"PetalLengthCm\":0,\"SepalLengthCm\":12345678901234567890}",
+            r#" [ {"SepalLengthCm": 1, "SepalWidthCm": 2, "PetalLengthCm": 3, "PetalWidthCm": 4} ] "#,
+        ] {
+            assert!(
+                fast::decode(body.as_bytes(), &f, 10, &mut out).is_some(),
+                "{body}"
+            );
+        }
+        for body in [
+            r#"{"SepalLengthCm": 01, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}"#,
+            r#"{"SepalLengthCm": 1e999, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}"#,
+            r#"{"SepalLengthCm": 1, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4,}"#,
+            r#"[]"#,
+        ] {
+            assert!(
+                fast::decode(body.as_bytes(), &f, 10, &mut out).is_none(),
+                "{body}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The fast path accepts only what serde accepts, with identical values; both
+        /// paths answer identically through `decode`.
+        #[test]
+        fn fast_path_agrees_with_serde(body in body()) {
+            let f = features();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let slow = decode_serde(body.as_bytes(), &f, 3, &mut a);
+            if let Some(fast) = fast::decode(body.as_bytes(), &f, 3, &mut b) {
+                prop_assert_eq!(Ok(fast), slow.clone(), "{}", body);
+                prop_assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            }
+            let mut c = Vec::new();
+            prop_assert_eq!(decode(body.as_bytes(), &f, 3, &mut c), slow);
+        }
+    }
 }

@@ -7,3 +7,4 @@ mod common;
 mod no_5xx;
 mod registry;
 mod score;
+mod server;

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Load benchmark: treeserve's /score against the bare-hyper floor, side by side, with wrk.
+
+    python3 benches/load.py [--rounds 5] [--duration 10] [--connections 1,64] [--out FILE]
+
+Builds both release binaries, starts them on loopback (port 0), and in each round runs the
+same wrk scenario against each server in turn (alternating which goes first). Reports
+medians over rounds of req/s, p50 / p99 / p99.9 latency, the server's CPU time per request
+(utime + stime from /proc/PID/stat, before and after each run) and idle RSS, and the ratio
+of treeserve to the floor. Needs wrk (Debian package `wrk`).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = ROOT / "benches" / "score.lua"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def build():
+    subprocess.run(
+        ["cargo", "build", "--release", "--locked", "--bin", "treeserve", "--example", "floor"],
+        cwd=ROOT,
+        check=True,
+    )
+    target = ROOT / "target" / "release"
+    return target / "treeserve", target / "examples" / "floor"
+
+
+def start(cmd):
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    m = re.search(r"http://(\S+)", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"{cmd[0]} did not print its address: {line!r}")
+    return proc, m.group(1)
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # fields[0] is state (field 3); utime is field 14, stime field 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def wrk(addr, connections, duration):
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", str(LUA), f"http://{addr}/score"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
+    return json.loads(line[len("WRK_JSON "):])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--connections", default="1,64")
+    ap.add_argument("--out", type=Path, help="write the markdown report here")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    treeserve, floor = build()
+    artifact = ROOT / "models" / "iris" / "versions" / "1" / "model.tsm"
+    servers = {
+        "treeserve": start([str(treeserve), "serve", "--registry", "models", "--listen", "127.0.0.1:0"]),
+        "floor": start([str(floor), str(artifact), "127.0.0.1:0"]),
+    }
+    try:
+        time.sleep(0.5)
+        idle_rss = {name: rss_kib(p.pid) for name, (p, _) in servers.items()}
+        conns = [int(c) for c in args.connections.split(",")]
+        results = {(name, c): [] for name in servers for c in conns}
+        for r in range(args.rounds):
+            order = list(servers) if r % 2 == 0 else list(reversed(list(servers)))
+            for c in conns:
+                for name in order:
+                    proc, addr = servers[name]
+                    before = cpu_seconds(proc.pid)
+                    res = wrk(addr, c, args.duration)
+                    res["cpu_us_per_req"] = (cpu_seconds(proc.pid) - before) * 1e6 / max(res["requests"], 1)
+                    res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
+                    res["errors"] = sum(res[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts", "non_2xx"))
+                    results[(name, c)].append(res)
+                    print(
+                        f"round {r + 1} {name:9} c={c:<3} {res['rps']:>9.0f} req/s  p50 {res['p50_us']:>5} µs  "
+                        f"p99 {res['p99_us']:>5} µs  cpu {res['cpu_us_per_req']:.1f} µs/req  errors {res['errors']}",
+                        file=sys.stderr,
+                    )
+        load_rss = {name: rss_kib(p.pid) for name, (p, _) in servers.items()}
+    finally:
+        for p, _ in servers.values():
+            p.kill()
+            p.wait()
+
+    med = lambda name, c, k: statistics.median(x[k] for x in results[(name, c)])
+    lines = [
+        f"Medians of {args.rounds} rounds, {args.duration} s per run, wrk and both servers on one "
+        f"{os.cpu_count()}-core machine over loopback; one IRIS row per POST /score.",
+        "",
+        "| connections | server | req/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/req | errors | req/s ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in conns:
+        base = med("floor", c, "rps")
+        for name in servers:
+            errors = sum(x["errors"] for x in results[(name, c)])
+            lines.append(
+                f"| {c} | {name} | {med(name, c, 'rps'):.0f} | {med(name, c, 'p50_us'):.0f} | "
+                f"{med(name, c, 'p99_us'):.0f} | {med(name, c, 'p999_us'):.0f} | "
+                f"{med(name, c, 'cpu_us_per_req'):.2f} | {errors} | {med(name, c, 'rps') / base:.3f} |"
+            )
+    lines += [
+        "",
+        "| server | idle RSS | RSS after load |",
+        "|---|---|---|",
+    ]
+    for name in servers:
+        lines.append(f"| {name} | {idle_rss[name] / 1024:.1f} MiB | {load_rss[name] / 1024:.1f} MiB |")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if args.out:
+        args.out.write_text(report)
+
+
+if __name__ == "__main__":
+    main()
