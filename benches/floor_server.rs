@@ -1,7 +1,8 @@
 //! The floor: a bare hyper server doing only what `/score` must do (parse the JSON row,
-//! predict with the same compiled tree, write the JSON answer), with nothing else: no
-//! routing, metrics, limits, headers or validation beyond serde's. treeserve's `/score` is
-//! measured against it.
+//! predict with the same compiled tree, write the same response: the JSON answer with the
+//! `x-model-name` and `x-model-version` headers the contract requires), with nothing else:
+//! no routing, metrics, limits, timeouts, request-id echo or validation beyond serde's.
+//! treeserve's `/score` is measured against it.
 //!
 //! `cargo run --release --example floor -- ARTIFACT [ADDR]`
 
@@ -9,7 +10,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Response, header};
+use http::{HeaderValue, Response, header};
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -45,6 +46,9 @@ async fn main() {
     let bytes = std::fs::read(&path).expect("read artifact");
     let model =
         Arc::new(Model::from_bytes(&bytes, 1, &Default::default()).expect("valid artifact"));
+    // The contract's response headers, built once (the cheapest way: static values).
+    let name: &'static str = Box::leak(model.name().to_owned().into_boxed_str());
+    let version: &'static str = Box::leak(model.version().to_string().into_boxed_str());
     let listener = TcpListener::bind(&addr).await.expect("bind");
     println!(
         "floor listening on http://{}",
@@ -83,6 +87,8 @@ async fn main() {
                             .unwrap();
                             Response::builder()
                                 .header(header::CONTENT_TYPE, "application/json")
+                                .header("x-model-name", HeaderValue::from_static(name))
+                                .header("x-model-version", HeaderValue::from_static(version))
                                 .body(Full::new(Bytes::from(out)))
                         }
                         Err(e) => Response::builder()

@@ -3,8 +3,9 @@
 
     python3 benches/load.py [--rounds 5] [--duration 10] [--connections 1,64] [--out FILE]
 
-Builds both release binaries, starts them on loopback (port 0), and in each round runs the
-same wrk scenario against each server in turn (alternating which goes first). Reports
+Builds both release binaries, starts them on loopback (port 0), and for each scenario runs
+several rounds, each round running the same wrk scenario against each server back to back
+(alternating which goes first). Reports
 medians over rounds of req/s, p50 / p99 / p99.9 latency, the server's CPU time per request
 (utime + stime from /proc/PID/stat, before and after each run) and idle RSS, and the ratio
 of treeserve to the floor. Needs wrk (Debian package `wrk`).
@@ -74,7 +75,7 @@ def wrk(addr, connections, duration):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run (each follows a 1 s warm-up)")
     ap.add_argument("--connections", default="1,64")
     ap.add_argument("--out", type=Path, help="write the markdown report here")
     args = ap.parse_args()
@@ -91,11 +92,15 @@ def main():
         idle_rss = {name: rss_kib(p.pid) for name, (p, _) in servers.items()}
         conns = [int(c) for c in args.connections.split(",")]
         results = {(name, c): [] for name in servers for c in conns}
-        for r in range(args.rounds):
-            order = list(servers) if r % 2 == 0 else list(reversed(list(servers)))
-            for c in conns:
+        # Scenario by scenario (switching between 64 and 1 connections disturbs the next
+        # few seconds of a 1-connection run), rounds within, alternating which server goes
+        # first.
+        for c in conns:
+            for r in range(args.rounds):
+                order = list(servers) if r % 2 == 0 else list(reversed(list(servers)))
                 for name in order:
                     proc, addr = servers[name]
+                    wrk(addr, c, 1)  # warm-up, not recorded: settles the previous scenario
                     before = cpu_seconds(proc.pid)
                     res = wrk(addr, c, args.duration)
                     res["cpu_us_per_req"] = (cpu_seconds(proc.pid) - before) * 1e6 / max(res["requests"], 1)
@@ -118,17 +123,21 @@ def main():
         f"Medians of {args.rounds} rounds, {args.duration} s per run, wrk and both servers on one "
         f"{os.cpu_count()}-core machine over loopback; one IRIS row per POST /score.",
         "",
-        "| connections | server | req/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/req | errors | req/s ratio |",
+        "| connections | server | req/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/req | errors | req/s ÷ floor |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in conns:
-        base = med("floor", c, "rps")
         for name in servers:
             errors = sum(x["errors"] for x in results[(name, c)])
+            # Rounds are paired (both servers back to back): the ratio is the median of the
+            # per-round ratios, which cancels drift in the machine's speed between rounds.
+            ratio = statistics.median(
+                x["rps"] / f["rps"] for x, f in zip(results[(name, c)], results[("floor", c)])
+            )
             lines.append(
                 f"| {c} | {name} | {med(name, c, 'rps'):.0f} | {med(name, c, 'p50_us'):.0f} | "
                 f"{med(name, c, 'p99_us'):.0f} | {med(name, c, 'p999_us'):.0f} | "
-                f"{med(name, c, 'cpu_us_per_req'):.2f} | {errors} | {med(name, c, 'rps') / base:.3f} |"
+                f"{med(name, c, 'cpu_us_per_req'):.2f} | {errors} | {ratio:.3f} |"
             )
     lines += [
         "",
