@@ -223,11 +223,8 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
             };
             let model =
                 DecisionTreeClassifier::fit(&xm_train, &y_train, params).map_err(fit_err)?;
-            let predicted: Vec<u32> = model.predict(&xm_test).map_err(fit_err)?;
-            let payload =
-                rmp_serde::to_vec_named(&model).map_err(|e| TrainError::Fit(e.to_string()))?;
-            let mirror: MirrorTree =
-                rmp_serde::from_slice(&payload).map_err(|e| TrainError::Fit(e.to_string()))?;
+            let predicted = model.predict(&xm_test).map_err(fit_err)?;
+            let (payload, mirror) = serialize::<_, MirrorTree>(&model)?;
             (payload, vec![mirror], predicted)
         }
         Algorithm::RandomForest => {
@@ -243,11 +240,8 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
             };
             let model =
                 RandomForestClassifier::fit(&xm_train, &y_train, params).map_err(fit_err)?;
-            let predicted: Vec<u32> = model.predict(&xm_test).map_err(fit_err)?;
-            let payload =
-                rmp_serde::to_vec_named(&model).map_err(|e| TrainError::Fit(e.to_string()))?;
-            let mirror: MirrorForest =
-                rmp_serde::from_slice(&payload).map_err(|e| TrainError::Fit(e.to_string()))?;
+            let predicted = model.predict(&xm_test).map_err(fit_err)?;
+            let (payload, mirror) = serialize::<_, MirrorForest>(&model)?;
             (payload, mirror.trees.unwrap_or_default(), predicted)
         }
     };
@@ -347,6 +341,16 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
         artifact,
         manifest: model.manifest().clone(),
     })
+}
+
+/// The payload (the smartcore model, named MessagePack) and its treeserve mirror.
+fn serialize<M: serde::Serialize, T: serde::de::DeserializeOwned>(
+    model: &M,
+) -> Result<(Vec<u8>, T), TrainError> {
+    let err = |e: String| TrainError::Fit(format!("serializing the model: {e}"));
+    let payload = rmp_serde::to_vec_named(model).map_err(|e| err(e.to_string()))?;
+    let mirror = rmp_serde::from_slice(&payload).map_err(|e| err(e.to_string()))?;
+    Ok((payload, mirror))
 }
 
 /// Seeded shuffle split: returns (train, test) row indices.
