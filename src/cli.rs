@@ -426,25 +426,31 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
     })?;
     rt.block_on(async move {
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let catalog = crate::serving::Catalog::new(
-            Arc::new(FsRegistry::new(&config.registry)),
-            config.model.clone(),
-            config.alias.clone(),
-            config.tree_limits(),
-            metrics.clone(),
+        let catalog = Arc::new(
+            crate::serving::Catalog::new(
+                Arc::new(FsRegistry::new(&config.registry)),
+                config.model.clone(),
+                config.alias.clone(),
+                config.tree_limits(),
+                metrics.clone(),
+            )
+            .allow_schema_change(config.allow_schema_change),
         );
         let state = Arc::new(crate::http::AppState {
-            catalog,
+            catalog: catalog.clone(),
             metrics,
-            config,
+            config: config.clone(),
         });
         let server = crate::http::Server::bind(state.clone()).await?;
-        let load_state = state.clone();
-        match tokio::task::spawn_blocking(move || load_state.catalog.reload()).await {
+        let first = catalog.clone();
+        match tokio::task::spawn_blocking(move || first.reload()).await {
             Ok(Ok(r)) => tracing::info!(?r, "model loaded"),
-            Ok(Err(e)) => tracing::error!(error = %e, "no model loaded; /health/ready answers 503"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "no model loaded yet; /health/ready answers 503")
+            }
             Err(e) => tracing::error!(error = %e, "model load task failed"),
         }
+        let _watcher = follow_registry(&config, catalog);
         // The first stdout line: tests and scripts read the bound address from it.
         println!("treeserve listening on http://{}", server.local_addr());
         let _ = std::io::stdout().flush();
@@ -452,6 +458,53 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Starts the reload task and what signals it: the file watcher (unless `--no-watch`),
+/// the reconciliation poll, and SIGHUP. Returns the watcher, to keep alive.
+fn follow_registry(
+    config: &ServeConfig,
+    catalog: Arc<crate::serving::Catalog>,
+) -> Option<notify::RecommendedWatcher> {
+    let signal = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(crate::serving::follow(catalog, signal.clone()));
+    if !config.poll_interval.is_zero() {
+        let (signal, period) = (signal.clone(), config.poll_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                signal.notify_one();
+            }
+        });
+    }
+    #[cfg(unix)]
+    {
+        let signal = signal.clone();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reconciling with the registry");
+                        signal.notify_one();
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
+        }
+    }
+    if config.no_watch {
+        return None;
+    }
+    let s = signal.clone();
+    match crate::registry::watch(&config.registry, move || s.notify_one()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, registry = %config.registry.display(), "cannot watch the registry; relying on polling");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -46,6 +46,19 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Reconcile with the registry this often even without file events (`0s`: never).
+    /// Alone, it covers file systems without inotify (NFS, some Kubernetes volumes).
+    #[arg(long, env = "TREESERVE_POLL_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Do not watch the registry for file events; rely on polling alone.
+    #[arg(long, env = "TREESERVE_NO_WATCH")]
+    pub no_watch: bool,
+
+    /// Let a new version with other feature names replace the served one.
+    #[arg(long, env = "TREESERVE_ALLOW_SCHEMA_CHANGE")]
+    pub allow_schema_change: bool,
+
     /// Worker threads of the runtime (default: one per core).
     #[arg(long, env = "TREESERVE_WORKERS")]
     pub workers: Option<usize>,
@@ -64,6 +77,9 @@ impl ServeConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(2),
+            no_watch: false,
+            allow_schema_change: false,
             workers: None,
         }
     }

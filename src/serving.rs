@@ -71,6 +71,19 @@ pub enum LoadError {
     /// The registry holds no model.
     #[error("the registry holds no model yet")]
     Empty,
+    /// The new version reads other features than the served one.
+    #[error(
+        "version {version} reads features [{}], the served version reads [{}]; refusing the swap (clients would break; --allow-schema-change allows it)",
+        .to.join(", "), .from.join(", ")
+    )]
+    SchemaChange {
+        /// The refused version.
+        version: u64,
+        /// Features of the served version.
+        from: Vec<String>,
+        /// Features of the new version.
+        to: Vec<String>,
+    },
 }
 
 impl LoadError {
@@ -82,6 +95,7 @@ impl LoadError {
             LoadError::Artifact { source, .. } => source.reason(),
             LoadError::NameMismatch { .. } => "name_mismatch",
             LoadError::Ambiguous(_) | LoadError::Empty => "no_model",
+            LoadError::SchemaChange { .. } => "schema_change",
         }
     }
 }
@@ -91,6 +105,8 @@ impl LoadError {
 pub enum Reloaded {
     /// The alias still points to the served version.
     Unchanged(u64),
+    /// The alias points to a version that already failed with these very bytes.
+    KnownBad(u64),
     /// A new version is now served.
     Swapped {
         /// Version served before, if any.
@@ -107,8 +123,12 @@ pub struct Catalog {
     model: Option<String>,
     alias: String,
     limits: TreeLimits,
+    allow_schema_change: bool,
     current: ArcSwapOption<ServedModel>,
     metrics: Arc<Metrics>,
+    /// The last version that failed to load, and the SHA-256 of its bytes: not retried
+    /// (nor counted again) until the alias or the bytes change.
+    last_failure: std::sync::Mutex<Option<(u64, String)>>,
 }
 
 impl Catalog {
@@ -125,9 +145,17 @@ impl Catalog {
             model,
             alias,
             limits,
+            allow_schema_change: false,
             current: ArcSwapOption::empty(),
             metrics,
+            last_failure: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether a version with other feature names may replace the served one.
+    pub fn allow_schema_change(mut self, allow: bool) -> Self {
+        self.allow_schema_change = allow;
+        self
     }
 
     /// The model being served, if any, as an owned handle (for work that outlives a
@@ -163,7 +191,7 @@ impl Catalog {
         let result = self.try_reload();
         match &result {
             Ok(Reloaded::Swapped { .. }) => self.metrics.model_load("success"),
-            Ok(Reloaded::Unchanged(_)) => {}
+            Ok(Reloaded::Unchanged(_) | Reloaded::KnownBad(_)) => {}
             Err(e) => self.metrics.model_load(e.reason()),
         }
         result
@@ -177,19 +205,64 @@ impl Catalog {
             return Ok(Reloaded::Unchanged(version));
         }
         let bytes = self.registry.read(&name, version)?;
-        let model = Model::from_bytes(&bytes, version, &self.limits)
-            .map_err(|source| LoadError::Artifact { version, source })?;
-        if model.name() != name {
-            return Err(LoadError::NameMismatch {
-                version,
-                expected: name,
-                found: model.name().to_owned(),
-            });
+        let digest = crate::model::sha256_hex(&bytes);
+        let mut last_failure = self.last_failure.lock().expect("lock");
+        if last_failure.as_ref() == Some(&(version, digest.clone())) {
+            return Ok(Reloaded::KnownBad(version));
         }
+        let checked = self.check(&name, version, &bytes);
+        *last_failure = checked.is_err().then_some((version, digest));
+        drop(last_failure);
+        let model = checked?;
         self.metrics
             .set_model(model.name(), version, model.sha256());
         self.current.store(Some(Arc::new(ServedModel::new(model))));
         Ok(Reloaded::Swapped { from, to: version })
+    }
+
+    /// Decodes and validates a version; refuses another model's artifact and, unless
+    /// allowed, a change of features.
+    fn check(&self, name: &str, version: u64, bytes: &[u8]) -> Result<Model, LoadError> {
+        let model = Model::from_bytes(bytes, version, &self.limits)
+            .map_err(|source| LoadError::Artifact { version, source })?;
+        if model.name() != name {
+            return Err(LoadError::NameMismatch {
+                version,
+                expected: name.to_owned(),
+                found: model.name().to_owned(),
+            });
+        }
+        if let Some(current) = self.current.load().as_ref()
+            && !self.allow_schema_change
+            && current.model.features() != model.features()
+        {
+            return Err(LoadError::SchemaChange {
+                version,
+                from: current.model.features().to_vec(),
+                to: model.features().to_vec(),
+            });
+        }
+        Ok(model)
+    }
+}
+
+/// The reload task: waits for signals (watcher, poll, SIGHUP) and reloads on a blocking
+/// thread, one reload at a time. Signals that arrive during a reload coalesce into one
+/// more reload, which re-reads the alias: the last published state wins.
+pub async fn follow(catalog: Arc<Catalog>, signal: Arc<tokio::sync::Notify>) {
+    loop {
+        signal.notified().await;
+        let c = catalog.clone();
+        match tokio::task::spawn_blocking(move || c.reload()).await {
+            Ok(Ok(Reloaded::Swapped { from, to })) => {
+                tracing::info!(from = ?from, to, "now serving a new version")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, reason = e.reason(), "reload failed; still serving the current version")
+            }
+            Err(e) => tracing::error!(error = %e, "reload task panicked"),
+        }
     }
 }
 

@@ -31,7 +31,7 @@ use crate::serving::Catalog;
 #[derive(Debug)]
 pub struct AppState {
     /// The served model.
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     /// Metric handles.
     pub metrics: Arc<Metrics>,
     /// Configuration.

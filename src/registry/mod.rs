@@ -4,12 +4,14 @@
 //! in a directory. Other stores (object storage, MLflow) implement the same trait.
 
 mod fs;
+mod watch;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub use fs::FsRegistry;
+pub use watch::watch;
 
 /// The alias the server follows by default.
 pub const DEFAULT_ALIAS: &str = "production";

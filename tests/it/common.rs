@@ -183,6 +183,16 @@ impl App {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// Sends a signal (`HUP`, `TERM`, …) to the server.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()

@@ -8,3 +8,4 @@ mod no_5xx;
 mod registry;
 mod score;
 mod server;
+mod swap;

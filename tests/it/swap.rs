@@ -1,0 +1,319 @@
+//! Hot swap: the server follows its registry's alias, through the real binary.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use treeserve::registry::{FsRegistry, Registry};
+
+use crate::common::*;
+
+/// Polls `f` every 10 ms until it is true or `limit` passes; returns the time it took.
+async fn wait_for<F, Fut>(limit: Duration, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !f().await {
+        assert!(started.elapsed() < limit, "not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+async fn served_version(app: &App) -> Option<u64> {
+    let r = app.post("/score", VERSICOLOR).await;
+    if r.status() != 200 {
+        return None;
+    }
+    r.headers()["x-model-version"].to_str().ok()?.parse().ok()
+}
+
+async fn loads(app: &App, outcome: &str) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let key = format!("treeserve_model_loads_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn publish(reg: &TestRegistry, bytes: &[u8]) -> u64 {
+    let fs = FsRegistry::new(reg.path());
+    let v = fs.publish("iris", bytes).unwrap();
+    fs.set_alias("iris", "production", v).unwrap();
+    v
+}
+
+#[tokio::test]
+async fn a_published_version_is_served_with_the_watcher_alone() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--poll-interval", "0s"]);
+    assert_eq!(served_version(&app).await, Some(1));
+    let bytes = std::fs::read(reg.train("v2.tsm", &["--max-depth", "2"])).unwrap();
+    assert_eq!(publish(&reg, &bytes), 2);
+    let took = wait_for(Duration::from_secs(1), || async {
+        served_version(&app).await == Some(2)
+    })
+    .await;
+    eprintln!("watcher swap took {took:?}");
+    let m: Value = app.get("/models").await.json().await.unwrap();
+    assert_eq!(m["models"][0]["version"], 2);
+    assert_eq!(loads(&app, "success").await, 2);
+}
+
+#[tokio::test]
+async fn polling_alone_picks_up_a_new_version_and_sighup_reconciles() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--no-watch", "--poll-interval", "100ms"]);
+    let bytes = std::fs::read(reg.train("v2.tsm", &["--max-depth", "2"])).unwrap();
+    publish(&reg, &bytes);
+    wait_for(Duration::from_secs(2), || async {
+        served_version(&app).await == Some(2)
+    })
+    .await;
+
+    // Neither watching nor polling: only SIGHUP reconciles.
+    let app2 = App::spawn(reg.path(), &["--no-watch", "--poll-interval", "0s"]);
+    assert_eq!(served_version(&app2).await, Some(2));
+    publish(&reg, &bytes);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        served_version(&app2).await,
+        Some(2),
+        "nothing should reload it"
+    );
+    app2.signal("HUP");
+    wait_for(Duration::from_secs(2), || async {
+        served_version(&app2).await == Some(3)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_artifacts_never_replace_the_served_model() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--poll-interval", "50ms"]);
+    let good = std::fs::read(reg.train("good.tsm", &["--max-depth", "3"])).unwrap();
+    let mut flipped = good.clone();
+    let n = flipped.len();
+    flipped[n / 2] ^= 0x40;
+    let mut wrong_version = good.clone();
+    wrong_version[8] = 9;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("checksum", flipped),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("unsupported_version", wrong_version),
+        ("bad_magic", b"not a model at all".to_vec()),
+    ];
+    for (outcome, bytes) in cases {
+        let v = publish(&reg, &bytes);
+        wait_for(Duration::from_secs(2), || async {
+            loads(&app, outcome).await == 1
+        })
+        .await;
+        // Still serving version 1, ready, and the failure is not retried for the same bytes.
+        assert_eq!(served_version(&app).await, Some(1), "after bad version {v}");
+        assert_eq!(app.get("/health/ready").await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            loads(&app, outcome).await,
+            1,
+            "{outcome} retried without a change"
+        );
+    }
+    // A version directory whose artifact is missing, and one that is unreadable.
+    let fs = FsRegistry::new(reg.path());
+    let v = fs.publish("iris", &good).unwrap();
+    std::fs::remove_file(reg.path().join(format!("iris/versions/{v}/model.tsm"))).unwrap();
+    fs.set_alias("iris", "production", v).ok();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(served_version(&app).await, Some(1));
+    // A good publish afterwards is picked up.
+    let v = publish(&reg, &good);
+    wait_for(Duration::from_secs(2), || async {
+        served_version(&app).await == Some(v)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_schema_change_is_refused_unless_allowed() {
+    let reg = TestRegistry::with_iris();
+    // Same model name, other features: the CSV without PetalWidthCm.
+    let csv: String = std::fs::read_to_string(iris_csv())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(4);
+            f.join(",") + "\n"
+        })
+        .collect();
+    let path = reg.path().join("iris3.csv");
+    std::fs::write(&path, csv).unwrap();
+    let out = reg.path().join("narrow.tsm");
+    treeserve_ok(&[
+        "train",
+        "--data",
+        path.to_str().unwrap(),
+        "--name",
+        "iris",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let narrow = std::fs::read(&out).unwrap();
+
+    let app = App::spawn(reg.path(), &["--poll-interval", "50ms"]);
+    publish(&reg, &narrow);
+    wait_for(Duration::from_secs(2), || async {
+        loads(&app, "schema_change").await == 1
+    })
+    .await;
+    assert_eq!(served_version(&app).await, Some(1));
+
+    let open = App::spawn(
+        reg.path(),
+        &[
+            "--poll-interval",
+            "50ms",
+            "--allow-schema-change",
+            "--alias",
+            "staging",
+        ],
+    );
+    let fs = FsRegistry::new(reg.path());
+    fs.set_alias("iris", "staging", 1).unwrap();
+    wait_for(Duration::from_secs(2), || async {
+        served_version(&open).await == Some(1)
+    })
+    .await;
+    fs.set_alias("iris", "staging", 2).unwrap();
+    wait_for(Duration::from_secs(2), || async {
+        let r = open
+            .post(
+                "/score",
+                r#"{"SepalLengthCm": 6.6, "SepalWidthCm": 3, "PetalLengthCm": 4.4}"#,
+            )
+            .await;
+        r.status() == 200 && r.headers()["x-model-version"] == "2"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn not_ready_until_the_first_valid_model_then_ready() {
+    let reg = TestRegistry::new();
+    let app = App::spawn(reg.path(), &["--poll-interval", "100ms"]);
+    assert_eq!(app.get("/health/ready").await.status(), 503);
+    let bytes = std::fs::read(reg.train("a.tsm", &[])).unwrap();
+    // A bad first version: still not ready.
+    publish(&reg, b"garbage");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.get("/health/ready").await.status(), 503);
+    publish(&reg, &bytes);
+    wait_for(Duration::from_secs(2), || async {
+        app.get("/health/ready").await.status() == 200
+    })
+    .await;
+    assert_eq!(served_version(&app).await, Some(2));
+}
+
+#[tokio::test]
+async fn the_registry_removed_and_recreated_keeps_serving() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--poll-interval", "50ms"]);
+    let aside = reg.path().with_extension("aside");
+    std::fs::rename(reg.path(), &aside).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(served_version(&app).await, Some(1));
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    // Recreated empty, then filled again: the model stays until a valid version appears.
+    std::fs::create_dir(reg.path()).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(served_version(&app).await, Some(1));
+    std::fs::remove_dir(reg.path()).unwrap();
+    std::fs::rename(&aside, reg.path()).unwrap();
+    let bytes = std::fs::read(reg.train("b.tsm", &["--max-depth", "2"])).unwrap();
+    let v = publish(&reg, &bytes);
+    wait_for(Duration::from_secs(2), || async {
+        served_version(&app).await == Some(v)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn swaps_under_load_lose_no_request() {
+    let reg = TestRegistry::with_iris();
+    let app = Arc::new(App::spawn(reg.path(), &["--poll-interval", "500ms"]));
+    let bytes = std::fs::read(reg.train("v.tsm", &["--max-depth", "3"])).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, stop) = (app.clone(), stop.clone());
+            tokio::spawn(async move {
+                // One keep-alive connection per task.
+                let client = reqwest::Client::builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(1)
+                    .build()
+                    .unwrap();
+                let mut seen: Vec<u64> = Vec::new();
+                let mut failures = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    match client
+                        .post(app.url("/score"))
+                        .header("content-type", "application/json")
+                        .body(VERSICOLOR)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == 200 => {
+                            seen.push(
+                                r.headers()["x-model-version"]
+                                    .to_str()
+                                    .unwrap()
+                                    .parse()
+                                    .unwrap(),
+                            );
+                        }
+                        _ => failures += 1,
+                    }
+                }
+                (seen, failures)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut published = vec![1u64];
+    for _ in 0..50 {
+        published.push(publish(&reg, &bytes));
+    }
+    let last = *published.last().unwrap();
+    let took = wait_for(Duration::from_secs(1), || async {
+        served_version(&app).await == Some(last)
+    })
+    .await;
+    eprintln!("last of 50 publishes served after {took:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    let mut versions: HashMap<u64, usize> = HashMap::new();
+    for c in clients {
+        let (seen, failures) = c.await.unwrap();
+        assert_eq!(failures, 0);
+        assert!(
+            seen.windows(2).all(|w| w[0] <= w[1]),
+            "versions went backwards on a connection"
+        );
+        for v in &seen {
+            assert!(published.contains(v), "unpublished version {v}");
+            *versions.entry(*v).or_default() += 1;
+        }
+        total += seen.len();
+    }
+    assert!(total > 100, "{total} requests");
+    eprintln!("{total} requests over {} versions", versions.len());
+}
