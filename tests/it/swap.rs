@@ -1,6 +1,7 @@
 //! Hot swap: the server follows its registry's alias, through the real binary.
 
 use std::collections::HashMap;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -316,4 +317,38 @@ async fn swaps_under_load_lose_no_request() {
     }
     assert!(total > 100, "{total} requests");
     eprintln!("{total} requests over {} versions", versions.len());
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_configmap_symlink_flip_layout_is_followed_by_polling() {
+    use std::os::unix::fs::symlink;
+    // Kubernetes ConfigMap volumes: ROOT/iris -> ..data/iris, ..data -> ..TIMESTAMP/, and an
+    // update writes a new ..TIMESTAMP2/ then renames a new ..data symlink over the old.
+    let src = TestRegistry::with_iris();
+    let root = tempfile::tempdir().unwrap();
+    let copy = |to: &std::path::Path| {
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(src.path())
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(out.success());
+    };
+    copy(&root.path().join("..2026_11_27_1"));
+    symlink("..2026_11_27_1", root.path().join("..data")).unwrap();
+    symlink("..data/iris", root.path().join("iris")).unwrap();
+    let app = App::spawn(root.path(), &["--no-watch", "--poll-interval", "100ms"]);
+    assert_eq!(served_version(&app).await, Some(1));
+
+    let bytes = std::fs::read(src.train("v2.tsm", &["--max-depth", "2"])).unwrap();
+    assert_eq!(publish(&src, &bytes), 2);
+    copy(&root.path().join("..2026_11_27_2"));
+    symlink("..2026_11_27_2", root.path().join("..data_tmp")).unwrap();
+    std::fs::rename(root.path().join("..data_tmp"), root.path().join("..data")).unwrap();
+    wait_for(Duration::from_secs(2), || async {
+        served_version(&app).await == Some(2)
+    })
+    .await;
 }
