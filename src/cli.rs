@@ -450,7 +450,7 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
             }
             Err(e) => tracing::error!(error = %e, "model load task failed"),
         }
-        let _watcher = follow_registry(&config, catalog);
+        follow_registry(&config, catalog);
         // The first stdout line: tests and scripts read the bound address from it.
         println!("treeserve listening on http://{}", server.local_addr());
         let _ = std::io::stdout().flush();
@@ -461,11 +461,8 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
 }
 
 /// Starts the reload task and what signals it: the file watcher (unless `--no-watch`),
-/// the reconciliation poll, and SIGHUP. Returns the watcher, to keep alive.
-fn follow_registry(
-    config: &ServeConfig,
-    catalog: Arc<crate::serving::Catalog>,
-) -> Option<notify::RecommendedWatcher> {
+/// the reconciliation poll, and SIGHUP.
+fn follow_registry(config: &ServeConfig, catalog: Arc<crate::serving::Catalog>) {
     let signal = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(crate::serving::follow(catalog, signal.clone()));
     if !config.poll_interval.is_zero() {
@@ -494,16 +491,46 @@ fn follow_registry(
             Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
         }
     }
-    if config.no_watch {
-        return None;
+    if !config.no_watch {
+        tokio::spawn(keep_watching(config.registry.clone(), signal));
     }
-    let s = signal.clone();
-    match crate::registry::watch(&config.registry, move || s.notify_one()) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, registry = %config.registry.display(), "cannot watch the registry; relying on polling");
-            None
+}
+
+/// Keeps a watcher on the registry root, and puts a new one on it when the root is
+/// replaced (a watch follows the directory it was put on, not the path): the root's
+/// identity is checked once a second.
+async fn keep_watching(root: std::path::PathBuf, signal: Arc<tokio::sync::Notify>) {
+    let identity = |root: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
+    };
+    let mut watched: Option<(u64, u64)> = None;
+    let mut watcher: Option<notify::RecommendedWatcher> = None;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = identity(&root);
+        if now == watched && watcher.is_some() {
+            continue;
         }
+        let s = signal.clone();
+        watcher = match crate::registry::watch(&root, move || s.notify_one()) {
+            Ok(w) => {
+                if watched.is_some() {
+                    tracing::info!(registry = %root.display(), "registry root replaced; watching the new one");
+                }
+                Some(w)
+            }
+            Err(e) => {
+                if watcher.is_some() || watched.is_none() {
+                    tracing::warn!(error = %e, registry = %root.display(), "cannot watch the registry; relying on polling");
+                }
+                None
+            }
+        };
+        watched = now;
+        // Whatever changed while nothing watched: look now.
+        signal.notify_one();
     }
 }
 

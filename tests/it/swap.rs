@@ -352,3 +352,76 @@ async fn the_configmap_symlink_flip_layout_is_followed_by_polling() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_half_written_artifact_is_retried_when_it_is_complete() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--poll-interval", "50ms"]);
+    let good = std::fs::read(reg.train("good.tsm", &["--max-depth", "2"])).unwrap();
+    // A writer that does not publish atomically: the version appears half written.
+    let dir = reg.path().join("iris/versions/2");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.tsm"), &good[..good.len() / 3]).unwrap();
+    FsRegistry::new(reg.path())
+        .set_alias("iris", "production", 2)
+        .unwrap();
+    wait_for(Duration::from_secs(2), || async {
+        loads(&app, "truncated").await == 1
+    })
+    .await;
+    assert_eq!(served_version(&app).await, Some(1));
+    std::fs::write(dir.join("model.tsm"), &good).unwrap();
+    wait_for(Duration::from_secs(2), || async {
+        served_version(&app).await == Some(2)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_artifact_failing_its_golden_rows_is_refused() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--poll-interval", "50ms"]);
+    let good = std::fs::read(reg.train("good.tsm", &[])).unwrap();
+    let (mut manifest, payload) = treeserve::model::read_parts(&good).unwrap();
+    for g in &mut manifest.golden {
+        g.class = (g.class + 1) % 3;
+    }
+    publish(&reg, &treeserve::model::encode_artifact(&manifest, payload));
+    wait_for(Duration::from_secs(2), || async {
+        loads(&app, "golden_rows").await == 1
+    })
+    .await;
+    assert_eq!(served_version(&app).await, Some(1));
+}
+
+#[tokio::test]
+async fn the_watcher_follows_a_replaced_registry_root() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--poll-interval", "0s"]);
+    let aside = reg.path().with_extension("old");
+    let staged = reg.path().with_extension("new");
+    // A new root, built elsewhere, renamed into place.
+    Command::new("cp")
+        .arg("-a")
+        .arg(reg.path())
+        .arg(&staged)
+        .status()
+        .unwrap();
+    let bytes = std::fs::read(reg.train("v2.tsm", &["--max-depth", "2"])).unwrap();
+    let fs = FsRegistry::new(&staged);
+    let v = fs.publish("iris", &bytes).unwrap();
+    fs.set_alias("iris", "production", v).unwrap();
+    std::fs::rename(reg.path(), &aside).unwrap();
+    std::fs::rename(&staged, reg.path()).unwrap();
+    wait_for(Duration::from_secs(3), || async {
+        served_version(&app).await == Some(v)
+    })
+    .await;
+    // And keeps watching the new root.
+    let v = publish(&reg, &bytes);
+    wait_for(Duration::from_secs(1), || async {
+        served_version(&app).await == Some(v)
+    })
+    .await;
+    std::fs::remove_dir_all(&aside).unwrap();
+}
