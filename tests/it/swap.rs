@@ -443,14 +443,14 @@ async fn promote_and_rollback_reach_a_running_server() {
     })
     .await
     .unwrap();
-    wait_for(Duration::from_secs(1), || async {
+    wait_for(Duration::from_secs(2), || async {
         served_version(&app).await == Some(v2)
     })
     .await;
     tokio::task::spawn_blocking(move || treeserve_ok(&["rollback", "iris", "--registry", &arg]))
         .await
         .unwrap();
-    wait_for(Duration::from_secs(1), || async {
+    wait_for(Duration::from_secs(2), || async {
         served_version(&app).await == Some(1)
     })
     .await;
