@@ -16,9 +16,27 @@ use crate::train::{Criterion, TrainConfig, TrainError};
 #[derive(Debug, Parser)]
 #[command(name = "treeserve", version, about)]
 pub struct Cli {
+    /// Log format on stderr (the level comes from `TREESERVE_LOG`, default `info`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TREESERVE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object a line, for log pipelines.
+    Json,
 }
 
 /// The commands.

@@ -5,6 +5,7 @@ mod artifact;
 mod cli;
 mod common;
 mod no_5xx;
+mod observe;
 mod registry;
 mod score;
 mod server;
