@@ -21,6 +21,14 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const MODEL_INFO: &str = "model_info";
 /// `treeserve_model_loads_total{outcome}`.
 pub const MODEL_LOADS_TOTAL: &str = "model_loads_total";
+/// `treeserve_http_requests_in_flight`.
+pub const HTTP_REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
+/// `treeserve_batch_rows` (rows per `/score` request).
+pub const BATCH_ROWS: &str = "batch_rows";
+/// `treeserve_rejected_requests_total{reason}`.
+pub const REJECTED_REQUESTS_TOTAL: &str = "rejected_requests_total";
+/// `treeserve_model_last_swap_timestamp_seconds`.
+pub const MODEL_LAST_SWAP_TIMESTAMP_SECONDS: &str = "model_last_swap_timestamp_seconds";
 /// `treeserve_build_info{version}`.
 pub const BUILD_INFO: &str = "build_info";
 
@@ -29,6 +37,34 @@ pub const BUILD_INFO: &str = "build_info";
 pub const DURATION_BUCKETS: &[f64] = &[
     0.000_01, 0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_25, 0.000_5, 0.000_75, 0.001, 0.002_5,
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Rows-per-request buckets.
+pub const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
+];
+
+/// Every `reason` of `treeserve_rejected_requests_total`: the `error_type` of each error a
+/// client can cause; anything else counts as `other`.
+pub const REJECT_REASONS: &[&str] = &[
+    "malformed_json",
+    "invalid_body",
+    "missing_feature",
+    "unknown_feature",
+    "duplicate_feature",
+    "invalid_value",
+    "non_finite_value",
+    "empty_batch",
+    "too_many_rows",
+    "body_too_large",
+    "body_timeout",
+    "body_read_error",
+    "unsupported_media_type",
+    "invalid_query",
+    "not_found",
+    "method_not_allowed",
+    "no_model",
+    "other",
 ];
 
 /// The bounded `route` label: a route template, or `unmatched` for every unknown path.
@@ -103,6 +139,13 @@ struct Shard {
     buckets: [[AtomicU64; BUCKETS]; ROUTES],
     count: [AtomicU64; ROUTES],
     sum_nanos: [AtomicU64; ROUTES],
+    /// Requests started minus ended on this thread (two's complement: a request may end
+    /// on another thread than it started on; the sum over threads is right).
+    in_flight: AtomicU64,
+    batch_buckets: [AtomicU64; BATCH_BUCKETS.len()],
+    batch_count: AtomicU64,
+    batch_sum: AtomicU64,
+    rejected: [AtomicU64; REJECT_REASONS.len()],
 }
 
 impl Shard {
@@ -112,6 +155,11 @@ impl Shard {
             buckets: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             count: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_nanos: std::array::from_fn(|_| AtomicU64::new(0)),
+            in_flight: AtomicU64::new(0),
+            batch_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            batch_count: AtomicU64::new(0),
+            batch_sum: AtomicU64::new(0),
+            rejected: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -130,8 +178,8 @@ thread_local! {
     static SHARDS: RefCell<Vec<(u64, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `http_requests_total` and `http_request_duration_seconds`, sharded per thread.
-struct RequestMetrics {
+/// The request-path metrics, sharded per thread.
+pub struct RequestMetrics {
     id: u64,
     shards: Mutex<Vec<Arc<Shard>>>,
     descs: Vec<Desc>,
@@ -159,6 +207,13 @@ impl RequestMetrics {
                     &["method", "route", "status"],
                 ),
                 desc(HTTP_REQUEST_DURATION_SECONDS, DURATION_HELP, &["route"]),
+                desc(HTTP_REQUESTS_IN_FLIGHT, "Requests being answered now.", &[]),
+                desc(BATCH_ROWS, "Rows per /score request that decoded.", &[]),
+                desc(
+                    REJECTED_REQUESTS_TOTAL,
+                    "Requests refused with a client error, by reason (the error_type of the answer).",
+                    &["reason"],
+                ),
             ],
         }
     }
@@ -177,12 +232,16 @@ impl RequestMetrics {
         })
     }
 
+    /// Records an answered request; `ended` also ends an in-flight mark.
     #[inline]
-    fn observe(&self, route: Route, method: usize, status: usize, seconds: f64) {
+    fn observe(&self, route: Route, method: usize, status: usize, seconds: f64, ended: bool) {
         let r = route as usize;
         let cell = (r * METHODS.len() + method) * STATUSES.len() + status;
         let bucket = DURATION_BUCKETS.partition_point(|&b| b < seconds);
         self.with_shard(|s| {
+            if ended {
+                bump(&s.in_flight, u64::MAX);
+            }
             bump(&s.requests[cell], 1);
             if bucket < BUCKETS {
                 bump(&s.buckets[r][bucket], 1);
@@ -190,6 +249,58 @@ impl RequestMetrics {
             bump(&s.count[r], 1);
             bump(&s.sum_nanos[r], (seconds * 1e9) as u64);
         });
+    }
+}
+
+fn histogram(
+    buckets: &[f64],
+    counts: impl Fn(usize) -> u64,
+    count: u64,
+    sum: f64,
+) -> proto::Histogram {
+    let mut h = proto::Histogram::default();
+    h.set_sample_count(count);
+    h.set_sample_sum(sum);
+    let mut cumulative = 0;
+    h.set_bucket(
+        buckets
+            .iter()
+            .enumerate()
+            .map(|(i, &upper)| {
+                cumulative += counts(i);
+                let mut b = proto::Bucket::default();
+                b.set_upper_bound(upper);
+                b.set_cumulative_count(cumulative);
+                b
+            })
+            .collect(),
+    );
+    h
+}
+
+/// A request being answered; [`InFlight::finish`] records it, and dropping it unfinished
+/// (an abandoned request) still ends it.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a RequestMetrics);
+
+impl InFlight<'_> {
+    /// Records the answered request and ends the in-flight mark, in one shard access.
+    #[inline]
+    pub fn finish(self, route: Route, method: &http::Method, status: u16, seconds: f64) {
+        self.0.observe(
+            route,
+            method_index(method),
+            status_index(status),
+            seconds,
+            true,
+        );
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.with_shard(|s| bump(&s.in_flight, u64::MAX));
     }
 }
 
@@ -250,30 +361,47 @@ impl Collector for RequestMetrics {
             if count == 0 {
                 continue;
             }
-            let mut h = proto::Histogram::default();
-            h.set_sample_count(count);
-            h.set_sample_sum(sum(&|s| &s.sum_nanos[r]) as f64 / 1e9);
-            let mut cumulative = 0;
-            h.set_bucket(
-                DURATION_BUCKETS
-                    .iter()
-                    .enumerate()
-                    .map(|(b, &upper)| {
-                        cumulative += sum(&|s| &s.buckets[r][b]);
-                        let mut bucket = proto::Bucket::default();
-                        bucket.set_upper_bound(upper);
-                        bucket.set_cumulative_count(cumulative);
-                        bucket
-                    })
-                    .collect(),
+            let h = histogram(
+                DURATION_BUCKETS,
+                |b| sum(&|s| &s.buckets[r][b]),
+                count,
+                sum(&|s| &s.sum_nanos[r]) as f64 / 1e9,
             );
             let mut metric = proto::Metric::from_label(vec![label("route", route.as_str())]);
             metric.set_histogram(h);
             durations.push(metric);
         }
+        let in_flight = sum(&|s| &s.in_flight) as i64;
+        let mut gauge = proto::Gauge::default();
+        gauge.set_value(in_flight as f64);
+        let in_flight = proto::Metric::from_gauge(gauge);
+        let mut batch = proto::Metric::default();
+        batch.set_histogram(histogram(
+            BATCH_BUCKETS,
+            |b| sum(&|s| &s.batch_buckets[b]),
+            sum(&|s| &s.batch_count),
+            sum(&|s| &s.batch_sum) as f64,
+        ));
+        let rejected = REJECT_REASONS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, reason)| {
+                let n = sum(&|s| &s.rejected[i]);
+                (n > 0).then(|| {
+                    let mut m = proto::Metric::from_label(vec![label("reason", reason)]);
+                    let mut c = proto::Counter::default();
+                    c.set_value(n as f64);
+                    m.set_counter(c);
+                    m
+                })
+            })
+            .collect();
         vec![
             family(&self.descs[0], MetricType::COUNTER, requests),
             family(&self.descs[1], MetricType::HISTOGRAM, durations),
+            family(&self.descs[2], MetricType::GAUGE, vec![in_flight]),
+            family(&self.descs[3], MetricType::HISTOGRAM, vec![batch]),
+            family(&self.descs[4], MetricType::COUNTER, rejected),
         ]
     }
 }
@@ -288,6 +416,13 @@ pub struct Metrics {
     requests: Arc<RequestMetrics>,
     model_info: IntGaugeVec,
     model_loads: IntCounterVec,
+    last_swap: prometheus::Gauge,
+}
+
+impl std::fmt::Debug for RequestMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestMetrics")
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -344,11 +479,22 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let last_swap = prometheus::Gauge::with_opts(opts(
+            MODEL_LAST_SWAP_TIMESTAMP_SECONDS,
+            "When the served model was last swapped in, in seconds since the Unix epoch.",
+        ))
+        .expect("valid metric");
         for c in [
             Box::new(Shared(requests.clone())) as Box<dyn Collector>,
             Box::new(model_info.clone()),
             Box::new(model_loads.clone()),
             Box::new(build_info),
+            Box::new(last_swap.clone()),
+            #[cfg(target_os = "linux")]
+            Box::new(prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                NAMESPACE,
+            )),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -357,14 +503,49 @@ impl Metrics {
             requests,
             model_info,
             model_loads,
+            last_swap,
         }
+    }
+
+    /// Marks a request in progress until the returned guard drops.
+    #[inline]
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.requests.with_shard(|s| bump(&s.in_flight, 1));
+        InFlight(&self.requests)
+    }
+
+    /// Records the rows of a decoded `/score` request.
+    #[inline]
+    pub fn observe_batch(&self, rows: usize) {
+        let bucket = BATCH_BUCKETS.partition_point(|&b| b < rows as f64);
+        self.requests.with_shard(|s| {
+            if bucket < BATCH_BUCKETS.len() {
+                bump(&s.batch_buckets[bucket], 1);
+            }
+            bump(&s.batch_count, 1);
+            bump(&s.batch_sum, rows as u64);
+        });
+    }
+
+    /// Counts a request refused with a client error (`reason` is its `error_type`).
+    pub fn rejected(&self, reason: &str) {
+        let i = REJECT_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(REJECT_REASONS.len() - 1);
+        self.requests.with_shard(|s| bump(&s.rejected[i], 1));
     }
 
     /// Records one answered request.
     #[inline]
     pub fn observe_request(&self, route: Route, method: &http::Method, status: u16, seconds: f64) {
-        self.requests
-            .observe(route, method_index(method), status_index(status), seconds);
+        self.requests.observe(
+            route,
+            method_index(method),
+            status_index(status),
+            seconds,
+            false,
+        );
     }
 
     /// Sets the served model (replacing any earlier one in `model_info`).
@@ -373,6 +554,10 @@ impl Metrics {
         self.model_info
             .with_label_values(&[model, &version.to_string(), sha256])
             .set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_swap.set(now);
     }
 
     /// Counts a model load by outcome (`success` or a failure reason).

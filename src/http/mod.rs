@@ -150,15 +150,21 @@ async fn handle(
             _ => {}
         }
     }
+    let in_flight = state.metrics.in_flight();
     let (route, result) = routes::dispatch(req, &state).await;
-    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    let mut resp = result.unwrap_or_else(|e| {
+        if e.status().is_client_error() || e.status() == StatusCode::SERVICE_UNAVAILABLE {
+            state.metrics.rejected(e.error_type());
+        }
+        e.into_response()
+    });
     let headers = resp.headers_mut();
     for (name, value) in [X_REQUEST_ID, X_MS_REQUEST_ID].into_iter().zip(request_ids) {
         if let Some(v) = value {
             headers.insert(name, v);
         }
     }
-    state.metrics.observe_request(
+    in_flight.finish(
         route,
         &method,
         resp.status().as_u16(),

@@ -214,6 +214,7 @@ thread_local! {
 }
 
 struct Scored {
+    rows: usize,
     body: Bytes,
     name: HeaderValue,
     version: HeaderValue,
@@ -247,6 +248,7 @@ fn score_body(
             Bytes::from(served.score.encode(classes, proba, decoded.batch))
         };
         Ok(Scored {
+            rows: decoded.rows,
             body,
             name: local.name.clone(),
             version: local.version.clone(),
@@ -288,6 +290,7 @@ async fn score(req: Request<Incoming>, state: &AppState) -> Reply {
                 .map_err(|e| ApiError::Internal(format!("scoring task failed: {e}")))??
         }
     };
+    state.metrics.observe_batch(scored.rows);
     let mut resp = json_response(StatusCode::OK, scored.body);
     let headers = resp.headers_mut();
     headers.insert(X_MODEL_NAME, scored.name);

@@ -396,6 +396,15 @@ async fn health_models_and_metrics() {
         r#"treeserve_model_info{model="iris",sha256=""#,
         r#"treeserve_model_loads_total{outcome="success"} 1"#,
         "treeserve_build_info{",
+        "treeserve_http_requests_in_flight 1\n",
+        "treeserve_batch_rows_count 1\n",
+        "treeserve_batch_rows_sum 1\n",
+        r#"treeserve_batch_rows_bucket{le="1"} 1"#,
+        r#"treeserve_rejected_requests_total{reason="malformed_json"} 1"#,
+        r#"treeserve_rejected_requests_total{reason="not_found"} 2"#,
+        "treeserve_model_last_swap_timestamp_seconds 1",
+        "treeserve_process_resident_memory_bytes ",
+        "treeserve_process_open_fds ",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
