@@ -29,6 +29,8 @@ pub const BATCH_ROWS: &str = "batch_rows";
 pub const REJECTED_REQUESTS_TOTAL: &str = "rejected_requests_total";
 /// `treeserve_model_last_swap_timestamp_seconds`.
 pub const MODEL_LAST_SWAP_TIMESTAMP_SECONDS: &str = "model_last_swap_timestamp_seconds";
+/// `treeserve_model_ready`.
+pub const MODEL_READY: &str = "model_ready";
 /// `treeserve_build_info{version}`.
 pub const BUILD_INFO: &str = "build_info";
 
@@ -417,6 +419,7 @@ pub struct Metrics {
     model_info: IntGaugeVec,
     model_loads: IntCounterVec,
     last_swap: prometheus::Gauge,
+    ready: prometheus::IntGauge,
 }
 
 impl std::fmt::Debug for RequestMetrics {
@@ -484,8 +487,14 @@ impl Metrics {
             "When the served model was last swapped in, in seconds since the Unix epoch.",
         ))
         .expect("valid metric");
+        let ready = prometheus::IntGauge::with_opts(opts(
+            MODEL_READY,
+            "1 while a validated model is loaded (/health/ready answers 200), else 0.",
+        ))
+        .expect("valid metric");
         for c in [
             Box::new(Shared(requests.clone())) as Box<dyn Collector>,
+            Box::new(ready.clone()),
             Box::new(model_info.clone()),
             Box::new(model_loads.clone()),
             Box::new(build_info),
@@ -504,6 +513,7 @@ impl Metrics {
             model_info,
             model_loads,
             last_swap,
+            ready,
         }
     }
 
@@ -558,6 +568,7 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         self.last_swap.set(now);
+        self.ready.set(1);
     }
 
     /// Counts a model load by outcome (`success` or a failure reason).

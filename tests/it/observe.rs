@@ -196,3 +196,42 @@ fn logs_can_be_json_lines() {
         "{logs}"
     );
 }
+
+#[tokio::test]
+async fn the_shipped_prometheus_config_and_alert_rules_pass_promtool() {
+    let dir = repo().join("deploy/prometheus");
+    for args in [
+        vec!["check", "config", "prometheus.yml"],
+        vec!["check", "rules", "rules.yml"],
+        vec!["test", "rules", "rules_test.yml"],
+    ] {
+        let out = Command::new(tool("promtool"))
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every metric the rules use is one a live treeserve exports.
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &[]);
+    app.post("/score", VERSICOLOR).await;
+    let exposition = app.get("/metrics").await.text().await.unwrap();
+    let rules = std::fs::read_to_string(dir.join("rules.yml")).unwrap();
+    let used: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("treeserve_"))
+        .collect();
+    assert!(used.len() >= 4, "{used:?}");
+    for name in used {
+        assert!(
+            exposition.contains(&format!("\n{name}")),
+            "{name} is not exported"
+        );
+    }
+}

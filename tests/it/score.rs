@@ -403,6 +403,7 @@ async fn health_models_and_metrics() {
         r#"treeserve_rejected_requests_total{reason="malformed_json"} 1"#,
         r#"treeserve_rejected_requests_total{reason="not_found"} 2"#,
         "treeserve_model_last_swap_timestamp_seconds 1",
+        "treeserve_model_ready 1\n",
         "treeserve_process_resident_memory_bytes ",
         "treeserve_process_open_fds ",
     ] {
@@ -426,6 +427,12 @@ async fn no_model_means_live_but_not_ready() {
     )
     .await;
     assert_error(app.get("/models").await, 503, "no_model", "no model").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(text.contains("treeserve_model_ready 0\n"), "{text}");
+    assert!(
+        text.contains(r#"treeserve_rejected_requests_total{reason="no_model"} 3"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
