@@ -468,6 +468,13 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
             }
             Err(e) => tracing::error!(error = %e, "model load task failed"),
         }
+        state
+            .metrics
+            .register(Box::new(crate::stats::ModelCollector::new(
+                catalog.clone(),
+                config.drift_min_rows,
+            )));
+        spawn_drift_ticks(catalog.clone(), config.drift_window);
         follow_registry(&config, catalog);
         // The first stdout line: tests and scripts read the bound address from it.
         println!("treeserve listening on http://{}", server.local_addr());
@@ -476,6 +483,21 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Snapshots the served model's bin counts ten times per drift window, so the PSI covers
+/// the last window.
+fn spawn_drift_ticks(catalog: Arc<crate::serving::Catalog>, window: std::time::Duration) {
+    let period = (window / 10).max(std::time::Duration::from_millis(100));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            if let Some(served) = catalog.current() {
+                served.stats.tick(window);
+            }
+        }
+    });
 }
 
 /// Starts the reload task and what signals it: the file watcher (unless `--no-watch`),

@@ -59,6 +59,19 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_ALLOW_SCHEMA_CHANGE")]
     pub allow_schema_change: bool,
 
+    /// Turn off recording of request metrics, predictions and drift (for measuring their
+    /// cost; `/metrics` still answers).
+    #[arg(long, env = "TREESERVE_NO_METRICS")]
+    pub no_metrics: bool,
+
+    /// Sliding window over which the drift PSI is computed.
+    #[arg(long, env = "TREESERVE_DRIFT_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub drift_window: Duration,
+
+    /// Rows the drift window must hold before a PSI is exported.
+    #[arg(long, env = "TREESERVE_DRIFT_MIN_ROWS", default_value_t = 100)]
+    pub drift_min_rows: u64,
+
     /// Worker threads of the runtime (default: one per core).
     #[arg(long, env = "TREESERVE_WORKERS")]
     pub workers: Option<usize>,
@@ -80,6 +93,9 @@ impl ServeConfig {
             poll_interval: Duration::from_secs(2),
             no_watch: false,
             allow_schema_change: false,
+            no_metrics: false,
+            drift_window: Duration::from_secs(300),
+            drift_min_rows: 100,
             workers: None,
         }
     }

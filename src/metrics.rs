@@ -306,14 +306,18 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn label(name: &str, value: &str) -> proto::LabelPair {
+pub(crate) fn label(name: &str, value: &str) -> proto::LabelPair {
     let mut l = proto::LabelPair::default();
     l.set_name(name.into());
     l.set_value(value.into());
     l
 }
 
-fn family(desc: &Desc, kind: MetricType, metrics: Vec<proto::Metric>) -> proto::MetricFamily {
+pub(crate) fn family(
+    desc: &Desc,
+    kind: MetricType,
+    metrics: Vec<proto::Metric>,
+) -> proto::MetricFamily {
     let mut f = proto::MetricFamily::default();
     f.set_name(desc.fq_name.clone());
     f.set_help(desc.help.clone());
@@ -569,6 +573,11 @@ impl Metrics {
             .map_or(0.0, |d| d.as_secs_f64());
         self.last_swap.set(now);
         self.ready.set(1);
+    }
+
+    /// Registers another collector (e.g. the served model's statistics).
+    pub fn register(&self, collector: Box<dyn Collector>) {
+        self.registry.register(collector).expect("unique metric");
     }
 
     /// Counts a model load by outcome (`success` or a failure reason).

@@ -26,6 +26,8 @@ pub struct ServedModel {
     pub score: score::Encoder,
     /// The version as decimal text, for response headers.
     pub version_text: String,
+    /// Predictions and drift signals of this version.
+    pub stats: crate::stats::ModelStats,
 }
 
 impl ServedModel {
@@ -36,6 +38,7 @@ impl ServedModel {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             score: score::Encoder::new(&model),
             version_text: model.version().to_string(),
+            stats: crate::stats::ModelStats::new(&model),
             model,
         }
     }
@@ -267,13 +270,16 @@ pub async fn follow(catalog: Arc<Catalog>, signal: Arc<tokio::sync::Notify>) {
 }
 
 /// Predicts `rows` rows of `values` (row-major) into `classes`, and their probabilities
-/// into `proba` when given (`rows × classes`). The one prediction path of every protocol.
+/// into `proba` when given (`rows × classes`), recording each row in the model's
+/// statistics when `record`. The one prediction path of every protocol.
 pub fn predict(
-    model: &Model,
+    served: &ServedModel,
     values: &[f64],
     classes: &mut Vec<usize>,
     mut proba: Option<&mut Vec<f64>>,
+    record: bool,
 ) {
+    let model = &served.model;
     let f = model.num_features();
     let k = model.num_classes();
     classes.clear();
@@ -282,7 +288,11 @@ pub fn predict(
         p.resize(values.len() / f * k, 0.0);
     }
     for (i, row) in values.chunks_exact(f).enumerate() {
-        classes.push(model.predict(row));
+        let class = model.predict(row);
+        if record {
+            served.stats.record(row, class);
+        }
+        classes.push(class);
         if let Some(p) = proba.as_deref_mut() {
             model.predict_proba(row, &mut p[i * k..(i + 1) * k]);
         }

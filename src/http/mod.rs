@@ -150,10 +150,12 @@ async fn handle(
             _ => {}
         }
     }
-    let in_flight = state.metrics.in_flight();
+    let in_flight = (!state.config.no_metrics).then(|| state.metrics.in_flight());
     let (route, result) = routes::dispatch(req, &state).await;
     let mut resp = result.unwrap_or_else(|e| {
-        if e.status().is_client_error() || e.status() == StatusCode::SERVICE_UNAVAILABLE {
+        if in_flight.is_some()
+            && (e.status().is_client_error() || e.status() == StatusCode::SERVICE_UNAVAILABLE)
+        {
             state.metrics.rejected(e.error_type());
         }
         e.into_response()
@@ -164,12 +166,14 @@ async fn handle(
             headers.insert(name, v);
         }
     }
-    in_flight.finish(
-        route,
-        &method,
-        resp.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
+    if let Some(in_flight) = in_flight {
+        in_flight.finish(
+            route,
+            &method,
+            resp.status().as_u16(),
+            start.elapsed().as_secs_f64(),
+        );
+    }
     Ok(resp)
 }
 

@@ -220,13 +220,22 @@ struct Scored {
     version: HeaderValue,
 }
 
-/// Decodes, predicts and encodes one `/score` body with this thread's reusable buffers.
-fn score_body(
-    served: &ServedModel,
-    body: &[u8],
+/// How to answer one `/score` request.
+#[derive(Debug, Clone, Copy)]
+struct ScoreOptions {
     max_rows: usize,
     want_proba: bool,
-) -> Result<Scored, ApiError> {
+    /// Record predictions and drift in the model's statistics.
+    record: bool,
+}
+
+/// Decodes, predicts and encodes one `/score` body with this thread's reusable buffers.
+fn score_body(served: &ServedModel, body: &[u8], opts: ScoreOptions) -> Result<Scored, ApiError> {
+    let ScoreOptions {
+        max_rows,
+        want_proba,
+        record,
+    } = opts;
     SCRATCH.with_borrow_mut(|s| {
         if s.local.as_ref().is_none_or(|l| l.id != served.id) {
             s.local = Some(LocalPieces::new(served));
@@ -241,9 +250,19 @@ fn score_body(
         let model = &served.model;
         let decoded = score::decode(body, model.features(), max_rows, values)?;
         let body = if decoded.rows == 1 && !decoded.batch && !want_proba {
-            local.singles[model.predict(values)].clone()
+            let class = model.predict(values);
+            if record {
+                served.stats.record(values, class);
+            }
+            local.singles[class].clone()
         } else {
-            predict(model, values, classes, want_proba.then_some(&mut *proba));
+            predict(
+                served,
+                values,
+                classes,
+                want_proba.then_some(&mut *proba),
+                record,
+            );
             let proba = want_proba.then_some(&proba[..]);
             Bytes::from(served.score.encode(classes, proba, decoded.batch))
         };
@@ -270,14 +289,18 @@ async fn score(req: Request<Incoming>, state: &AppState) -> Reply {
         state.config.body_read_timeout,
     )
     .await?;
-    let max_rows = state.config.max_batch_rows;
+    let opts = ScoreOptions {
+        max_rows: state.config.max_batch_rows,
+        want_proba,
+        record: !state.config.no_metrics,
+    };
     // The model is loaded once, here, and this version answers the whole request. Small
     // bodies are scored inline under a guard that touches no shared reference count.
     let work = {
         let guard = state.catalog.load();
         let served = guard.as_ref().ok_or(ApiError::NoModel)?;
         if body.len().saturating_mul(served.model.forest().num_trees()) <= INLINE_WORK_LIMIT {
-            Work::Done(score_body(served, &body, max_rows, want_proba))
+            Work::Done(score_body(served, &body, opts))
         } else {
             Work::Blocking(Arc::clone(served))
         }
@@ -285,12 +308,14 @@ async fn score(req: Request<Incoming>, state: &AppState) -> Reply {
     let scored = match work {
         Work::Done(r) => r?,
         Work::Blocking(served) => {
-            tokio::task::spawn_blocking(move || score_body(&served, &body, max_rows, want_proba))
+            tokio::task::spawn_blocking(move || score_body(&served, &body, opts))
                 .await
                 .map_err(|e| ApiError::Internal(format!("scoring task failed: {e}")))??
         }
     };
-    state.metrics.observe_batch(scored.rows);
+    if opts.record {
+        state.metrics.observe_batch(scored.rows);
+    }
     let mut resp = json_response(StatusCode::OK, scored.body);
     let headers = resp.headers_mut();
     headers.insert(X_MODEL_NAME, scored.name);

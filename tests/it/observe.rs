@@ -235,3 +235,107 @@ async fn the_shipped_prometheus_config_and_alert_rules_pass_promtool() {
         );
     }
 }
+
+fn metric_values(text: &str, prefix: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+async fn score_iris(app: &App, shift: Option<(usize, f64)>) -> usize {
+    let data = treeserve::train::load_csv(&iris_csv(), "Species", Some("Id")).unwrap();
+    let names = [
+        "SepalLengthCm",
+        "SepalWidthCm",
+        "PetalLengthCm",
+        "PetalWidthCm",
+    ];
+    let rows: Vec<Value> = (0..data.rows())
+        .map(|i| {
+            let mut r = data.row(i).to_vec();
+            if let Some((j, by)) = shift {
+                r[j] += by;
+            }
+            Value::Object(
+                names
+                    .iter()
+                    .zip(r)
+                    .map(|(n, v)| (n.to_string(), serde_json::json!(v)))
+                    .collect(),
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(50) {
+        assert_eq!(
+            app.post("/score", &Value::Array(chunk.to_vec()).to_string())
+                .await
+                .status(),
+            200
+        );
+    }
+    // Single rows go through the other path; they count too.
+    for r in rows.iter().take(10) {
+        assert_eq!(app.post("/score", &r.to_string()).await.status(), 200);
+    }
+    rows.len() + 10
+}
+
+#[tokio::test]
+async fn drift_stays_low_on_training_like_inputs_and_flags_a_shifted_feature() {
+    let reg = TestRegistry::with_iris();
+    let flags = ["--drift-window", "1h", "--drift-min-rows", "100"];
+
+    let app = App::spawn(reg.path(), &flags);
+    let n = score_iris(&app, None).await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let predictions: f64 = metric_values(&text, "treeserve_predictions_total{")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(predictions, n as f64, "{text}");
+    let psi = metric_values(&text, "treeserve_drift_psi{");
+    assert_eq!(psi.len(), 4, "{text}");
+    for (k, v) in &psi {
+        assert!(*v < 0.2, "{k} = {v} on training-like data");
+    }
+    let rows = metric_values(&text, "treeserve_drift_window_rows{");
+    assert_eq!(rows[0].1, n as f64);
+
+    let shifted = App::spawn(reg.path(), &flags);
+    score_iris(&shifted, Some((2, 4.0))).await;
+    let text = shifted.get("/metrics").await.text().await.unwrap();
+    for (k, v) in metric_values(&text, "treeserve_drift_psi{") {
+        if k.contains("PetalLengthCm") {
+            assert!(v > 0.2, "{k} = {v} should flag the shift");
+        } else {
+            assert!(v < 0.2, "{k} = {v} should stay low");
+        }
+    }
+    let above = metric_values(&text, "treeserve_drift_out_of_range_total{");
+    for (k, v) in above {
+        if k.contains("PetalLengthCm") && k.contains("above") {
+            assert!(v > 50.0, "{k} = {v}");
+        } else if !k.contains("PetalLengthCm") {
+            assert!(v < 10.0, "{k} = {v}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_metrics_turns_recording_off() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--no-metrics"]);
+    score_iris(&app, None).await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metric_values(&text, "treeserve_predictions_total{")
+            .iter()
+            .all(|(_, v)| *v == 0.0),
+        "{text}"
+    );
+    assert!(!text.contains("treeserve_http_requests_total{"), "{text}");
+}

@@ -1,0 +1,351 @@
+//! What a served model has seen: predictions by class, and the input-drift signals against
+//! the training baseline stored in its artifact (out-of-range counts and the population
+//! stability index over a sliding window).
+//!
+//! Recording a row costs a few relaxed atomic adds into this thread's slot (a binary search
+//! over at most 9 bin edges per feature); the PSI is computed at scrape time from
+//! cumulative counts and snapshots taken by a background tick.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::model::Model;
+
+/// Per-thread slots; threads beyond this share slots (still correct: atomic adds).
+const SLOTS: usize = 16;
+
+/// Smallest bin fraction used in the PSI, so an empty bin does not make it infinite.
+pub const PSI_EPSILON: f64 = 1e-4;
+
+fn slot_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+    }
+    INDEX.with(|i| *i)
+}
+
+/// Layout of one slot's counters.
+#[derive(Debug, Clone)]
+struct Layout {
+    classes: usize,
+    /// Per feature: offset of its `[below, above, bin 0, bin 1, ...]` block.
+    feature_offsets: Vec<usize>,
+    /// Per feature: interior bin edges of the training baseline.
+    edges: Vec<Vec<f64>>,
+    mins: Vec<f64>,
+    maxs: Vec<f64>,
+    /// Counters per slot, rounded up to whole cache lines.
+    stride: usize,
+}
+
+/// Counters of one served model.
+#[derive(Debug)]
+pub struct ModelStats {
+    layout: Layout,
+    counters: Box<[AtomicU64]>,
+    /// Snapshots of the bin counts `(taken at, rows, bins per feature)`, oldest first.
+    window: Mutex<VecDeque<(Instant, Vec<u64>)>>,
+}
+
+/// One feature's drift signals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureDrift {
+    /// Feature name.
+    pub feature: String,
+    /// Values below the training minimum, since the model was loaded.
+    pub below: u64,
+    /// Values above the training maximum, since the model was loaded.
+    pub above: u64,
+    /// Population stability index over the window (`None` without enough rows).
+    pub psi: Option<f64>,
+}
+
+impl ModelStats {
+    /// Counters for `model`, all zero.
+    pub fn new(model: &Model) -> Self {
+        let m = model.manifest();
+        let classes = model.num_classes();
+        let mut offset = classes;
+        let mut feature_offsets = Vec::new();
+        let mut edges = Vec::new();
+        for s in &m.feature_stats {
+            feature_offsets.push(offset);
+            offset += 2 + s.bin_edges.len() + 1;
+            edges.push(s.bin_edges.clone());
+        }
+        let stride = offset.div_ceil(16) * 16;
+        let layout = Layout {
+            classes,
+            feature_offsets,
+            edges,
+            mins: m.feature_stats.iter().map(|s| s.min).collect(),
+            maxs: m.feature_stats.iter().map(|s| s.max).collect(),
+            stride,
+        };
+        Self {
+            counters: (0..stride * SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            layout,
+            window: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Records one predicted row.
+    #[inline]
+    pub fn record(&self, row: &[f64], class: usize) {
+        let l = &self.layout;
+        let base = slot_index() * l.stride;
+        let c = &self.counters[base..base + l.stride];
+        c[class].fetch_add(1, Ordering::Relaxed);
+        for (j, &v) in row.iter().enumerate() {
+            let o = l.feature_offsets[j];
+            if v < l.mins[j] {
+                c[o].fetch_add(1, Ordering::Relaxed);
+            } else if v > l.maxs[j] {
+                c[o + 1].fetch_add(1, Ordering::Relaxed);
+            }
+            let bin = l.edges[j].partition_point(|e| *e < v);
+            c[o + 2 + bin].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn total(&self, i: usize) -> u64 {
+        (0..SLOTS)
+            .map(|s| self.counters[s * self.layout.stride + i].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Predictions per class since the model was loaded.
+    pub fn predictions(&self) -> Vec<u64> {
+        (0..self.layout.classes).map(|c| self.total(c)).collect()
+    }
+
+    /// Cumulative bin counts of every feature, concatenated.
+    fn bins(&self) -> Vec<u64> {
+        let l = &self.layout;
+        l.feature_offsets
+            .iter()
+            .zip(&l.edges)
+            .flat_map(|(&o, e)| (0..=e.len()).map(move |b| o + 2 + b))
+            .map(|i| self.total(i))
+            .collect()
+    }
+
+    /// Records a snapshot for the sliding window and drops those older than `window`.
+    pub fn tick(&self, window: Duration) {
+        let now = Instant::now();
+        let bins = self.bins();
+        let mut w = self.window.lock().expect("window lock");
+        w.push_back((now, bins));
+        while w.len() > 1 && now.duration_since(w[0].0) > window {
+            w.pop_front();
+        }
+    }
+
+    /// Rows counted in the window so far.
+    pub fn window_rows(&self) -> u64 {
+        let (rows, _) = self.window_counts();
+        rows
+    }
+
+    /// (rows, bins) in the window: now minus the oldest snapshot.
+    fn window_counts(&self) -> (u64, Vec<u64>) {
+        let now = self.bins();
+        let base = self
+            .window
+            .lock()
+            .expect("window lock")
+            .front()
+            .map(|(_, b)| b.clone())
+            .unwrap_or_else(|| vec![0; now.len()]);
+        let diff: Vec<u64> = now
+            .iter()
+            .zip(&base)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
+        let first_feature_bins = self.layout.edges.first().map_or(0, |e| e.len() + 1);
+        (diff[..first_feature_bins].iter().sum(), diff)
+    }
+
+    /// Drift signals per feature; PSI only once the window holds `min_rows` rows.
+    pub fn drift(&self, model: &Model, min_rows: u64) -> Vec<FeatureDrift> {
+        let l = &self.layout;
+        let (rows, window) = self.window_counts();
+        let mut at = 0;
+        model
+            .manifest()
+            .feature_stats
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                let n = l.edges[j].len() + 1;
+                let counts = &window[at..at + n];
+                at += n;
+                let psi = (rows >= min_rows).then(|| psi(counts, &s.bin_fractions));
+                let o = l.feature_offsets[j];
+                FeatureDrift {
+                    feature: s.name.clone(),
+                    below: self.total(o),
+                    above: self.total(o + 1),
+                    psi,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Population stability index of observed bin `counts` against `expected` fractions:
+/// Σ (a − e) · ln(a / e), fractions floored at [`PSI_EPSILON`]. Below 0.1: stable;
+/// 0.1–0.2: moderate shift; above 0.2: significant shift.
+pub fn psi(counts: &[u64], expected: &[f64]) -> f64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    counts
+        .iter()
+        .zip(expected)
+        .map(|(&c, &e)| {
+            let a = (c as f64 / total as f64).max(PSI_EPSILON);
+            let e = e.max(PSI_EPSILON);
+            (a - e) * (a / e).ln()
+        })
+        .sum()
+}
+
+/// Exposes the served model's statistics: `treeserve_predictions_total`,
+/// `treeserve_drift_psi`, `treeserve_drift_out_of_range_total`,
+/// `treeserve_drift_window_rows`.
+pub struct ModelCollector {
+    catalog: std::sync::Arc<crate::serving::Catalog>,
+    min_rows: u64,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+impl ModelCollector {
+    /// A collector reading `catalog`'s current model; PSI needs `min_rows` rows in the window.
+    pub fn new(catalog: std::sync::Arc<crate::serving::Catalog>, min_rows: u64) -> Self {
+        let desc = |name: &str, help: &str, labels: &[&str]| {
+            prometheus::core::Desc::new(
+                format!("{}_{name}", crate::metrics::NAMESPACE),
+                help.into(),
+                labels.iter().map(|l| l.to_string()).collect(),
+                Default::default(),
+            )
+            .expect("valid metric description")
+        };
+        Self {
+            catalog,
+            min_rows,
+            descs: vec![
+                desc(
+                    "predictions_total",
+                    "Rows predicted, by model, version and predicted class.",
+                    &["class", "model", "version"],
+                ),
+                desc(
+                    "drift_psi",
+                    "Population stability index of each feature over the drift window, against the training data (over 0.2: significant shift).",
+                    &["feature", "model"],
+                ),
+                desc(
+                    "drift_out_of_range_total",
+                    "Input values outside the training range, by feature and side (below or above), since the version was loaded.",
+                    &["feature", "model", "side"],
+                ),
+                desc(
+                    "drift_window_rows",
+                    "Rows in the current drift window.",
+                    &["model"],
+                ),
+            ],
+        }
+    }
+}
+
+impl prometheus::core::Collector for ModelCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use crate::metrics::{family, label};
+        use prometheus::proto::{Counter, Gauge, Metric, MetricType};
+        let counter = |labels, v: u64| {
+            let mut m = Metric::from_label(labels);
+            let mut c = Counter::default();
+            c.set_value(v as f64);
+            m.set_counter(c);
+            m
+        };
+        let gauge = |labels, v: f64| {
+            let mut m = Metric::from_label(labels);
+            let mut g = Gauge::default();
+            g.set_value(v);
+            m.set_gauge(g);
+            m
+        };
+        let (mut predictions, mut psis, mut ranges, mut rows) = (vec![], vec![], vec![], vec![]);
+        if let Some(served) = self.catalog.current() {
+            let model = &served.model;
+            let name = model.name();
+            let version = served.version_text.as_str();
+            for (class, n) in model.classes().iter().zip(served.stats.predictions()) {
+                predictions.push(counter(
+                    vec![
+                        label("class", class),
+                        label("model", name),
+                        label("version", version),
+                    ],
+                    n,
+                ));
+            }
+            for d in served.stats.drift(model, self.min_rows) {
+                if let Some(p) = d.psi {
+                    psis.push(gauge(
+                        vec![label("feature", &d.feature), label("model", name)],
+                        p,
+                    ));
+                }
+                for (side, n) in [("below", d.below), ("above", d.above)] {
+                    ranges.push(counter(
+                        vec![
+                            label("feature", &d.feature),
+                            label("model", name),
+                            label("side", side),
+                        ],
+                        n,
+                    ));
+                }
+            }
+            rows.push(gauge(
+                vec![label("model", name)],
+                served.stats.window_rows() as f64,
+            ));
+        }
+        vec![
+            family(&self.descs[0], MetricType::COUNTER, predictions),
+            family(&self.descs[1], MetricType::GAUGE, psis),
+            family(&self.descs[2], MetricType::COUNTER, ranges),
+            family(&self.descs[3], MetricType::GAUGE, rows),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psi_is_zero_for_the_baseline_and_grows_with_shift() {
+        let e = [0.25, 0.25, 0.25, 0.25];
+        assert!(psi(&[100, 100, 100, 100], &e).abs() < 1e-12);
+        let small = psi(&[110, 95, 100, 95], &e);
+        let big = psi(&[0, 0, 100, 300], &e);
+        assert!(small > 0.0 && small < 0.1, "{small}");
+        assert!(big > 0.2, "{big}");
+        assert_eq!(psi(&[0, 0, 0, 0], &e), 0.0);
+    }
+}
