@@ -8,23 +8,64 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::model::Model;
 
-/// Per-thread slots; threads beyond this share slots (still correct: atomic adds).
-const SLOTS: usize = 16;
+/// Counter slots: each thread that records takes one for itself while it lives (so its
+/// adds are plain load + store, no atomic read-modify-write); the last slot is shared by
+/// any threads beyond that, with atomic adds.
+const SLOTS: usize = 32;
+const SHARED_SLOT: usize = SLOTS - 1;
 
 /// Smallest bin fraction used in the PSI, so an empty bin does not make it infinite.
 pub const PSI_EPSILON: f64 = 1e-4;
 
-fn slot_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+static SLOT_TAKEN: Mutex<[bool; SHARED_SLOT]> = Mutex::new([false; SHARED_SLOT]);
+
+/// This thread's slot, released when the thread ends.
+struct SlotLease(usize);
+
+impl SlotLease {
+    fn take() -> Self {
+        let mut taken = SLOT_TAKEN.lock().expect("slot lock");
+        match taken.iter().position(|t| !t) {
+            Some(i) => {
+                taken[i] = true;
+                SlotLease(i)
+            }
+            None => SlotLease(SHARED_SLOT),
+        }
     }
-    INDEX.with(|i| *i)
+}
+
+impl Drop for SlotLease {
+    fn drop(&mut self) {
+        if self.0 != SHARED_SLOT
+            && let Ok(mut taken) = SLOT_TAKEN.lock()
+        {
+            taken[self.0] = false;
+        }
+    }
+}
+
+thread_local! {
+    static SLOT: SlotLease = SlotLease::take();
+}
+
+#[inline]
+fn slot_index() -> usize {
+    SLOT.with(|s| s.0)
+}
+
+#[inline]
+fn add(c: &AtomicU64, exclusive: bool) {
+    if exclusive {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    } else {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Layout of one slot's counters.
@@ -96,18 +137,20 @@ impl ModelStats {
     #[inline]
     pub fn record(&self, row: &[f64], class: usize) {
         let l = &self.layout;
-        let base = slot_index() * l.stride;
+        let slot = slot_index();
+        let exclusive = slot != SHARED_SLOT;
+        let base = slot * l.stride;
         let c = &self.counters[base..base + l.stride];
-        c[class].fetch_add(1, Ordering::Relaxed);
+        add(&c[class], exclusive);
         for (j, &v) in row.iter().enumerate() {
             let o = l.feature_offsets[j];
             if v < l.mins[j] {
-                c[o].fetch_add(1, Ordering::Relaxed);
+                add(&c[o], exclusive);
             } else if v > l.maxs[j] {
-                c[o + 1].fetch_add(1, Ordering::Relaxed);
+                add(&c[o + 1], exclusive);
             }
             let bin = l.edges[j].partition_point(|e| *e < v);
-            c[o + 2 + bin].fetch_add(1, Ordering::Relaxed);
+            add(&c[o + 2 + bin], exclusive);
         }
     }
 
