@@ -126,10 +126,12 @@ impl ModelStats {
             maxs: m.feature_stats.iter().map(|s| s.max).collect(),
             stride,
         };
+        let bins: usize = layout.edges.iter().map(|e| e.len() + 1).sum();
         Self {
             counters: (0..stride * SLOTS).map(|_| AtomicU64::new(0)).collect(),
             layout,
-            window: Mutex::new(VecDeque::new()),
+            // The window starts at the load, with every count zero.
+            window: Mutex::new(VecDeque::from([(Instant::now(), vec![0; bins])])),
         }
     }
 
