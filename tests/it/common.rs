@@ -105,6 +105,29 @@ impl TestRegistry {
     }
 }
 
+/// Starts `treeserve ARGS` (a `serve` command) with logs at `warn` sent to `stderr`, and
+/// waits for the address line it prints first.
+pub fn start(args: &[&str], stderr: Stdio) -> (Child, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("TREESERVE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn treeserve serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the address line");
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr)
+}
+
 /// A running `treeserve serve`, killed on drop.
 pub struct App {
     child: Child,
@@ -118,25 +141,10 @@ impl App {
     /// Starts the server on port 0 for `registry` with extra flags, waiting until it has
     /// printed its address.
     pub fn spawn(registry: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
-            .arg(registry)
-            .args(extra)
-            .env("TREESERVE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn treeserve serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the address line");
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--registry"];
+        args.push(registry.to_str().expect("utf-8 path"));
+        args.extend_from_slice(extra);
+        let (child, addr) = start(&args, Stdio::inherit());
         Self {
             child,
             addr,

@@ -155,8 +155,8 @@ async fn a_real_prometheus_scrapes_request_counts_and_latency_quantiles() {
 #[test]
 fn logs_can_be_json_lines() {
     let reg = TestRegistry::new();
-    let mut child = Command::new(BIN)
-        .args([
+    let (mut child, _) = start(
+        &[
             "--log-format",
             "json",
             "serve",
@@ -164,17 +164,9 @@ fn logs_can_be_json_lines() {
             "127.0.0.1:0",
             "--registry",
             reg.arg(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+        ],
+        Stdio::piped(),
+    );
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let logs = String::from_utf8(out.stderr).unwrap();

@@ -45,8 +45,8 @@ fn idle_keep_alive_connections_are_closed_after_the_head_timeout() {
 #[test]
 fn sigterm_drains_and_exits_promptly() {
     let reg = TestRegistry::with_iris();
-    let mut child = Command::new(BIN)
-        .args([
+    let (mut child, addr) = start(
+        &[
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -54,20 +54,11 @@ fn sigterm_drains_and_exits_promptly() {
             reg.arg(),
             "--shutdown-grace",
             "20s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+        ],
+        Stdio::null(),
+    );
     // An idle keep-alive connection must not hold the shutdown for the grace period.
-    let mut idle = TcpStream::connect(&addr).unwrap();
+    let mut idle = TcpStream::connect(addr).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     assert!(post_raw(&mut idle).starts_with("HTTP/1.1 200"));
@@ -85,7 +76,7 @@ fn sigterm_drains_and_exits_promptly() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(code.success(), "{code:?}");
-    assert!(TcpStream::connect(&addr).is_err(), "still accepting");
+    assert!(TcpStream::connect(addr).is_err(), "still accepting");
 }
 
 #[tokio::test]
