@@ -93,7 +93,7 @@ async fn query(client: &reqwest::Client, base: &str, q: &str) -> Option<f64> {
 #[tokio::test]
 async fn a_real_prometheus_scrapes_request_counts_and_latency_quantiles() {
     let reg = TestRegistry::with_iris();
-    let app = App::spawn(reg.path(), &[]);
+    let app = App::spawn(reg.path(), &["--drift-min-rows", "1"]);
     for _ in 0..37 {
         assert_eq!(app.post("/score", VERSICOLOR).await.status(), 200);
     }
@@ -150,6 +150,49 @@ async fn a_real_prometheus_scrapes_request_counts_and_latency_quantiles() {
     assert!(p99 > 0.0 && p99 < 1.0, "p99 {p99}");
     let up = query(&client, &base, r#"up{job="treeserve"}"#).await;
     assert_eq!(up, Some(1.0));
+
+    // Every query of the shipped Grafana dashboard is valid PromQL for this Prometheus,
+    // and every metric it names is one treeserve exports.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("deploy/grafana/treeserve.json")).unwrap(),
+    )
+    .unwrap();
+    app.post("/score", "{").await; // a rejection, so that family has a series
+    let exposition = app.get("/metrics").await.text().await.unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 4);
+    for target in panels.iter().flat_map(|p| p["targets"].as_array().unwrap()) {
+        let expr = target["expr"]
+            .as_str()
+            .unwrap()
+            .replace("$__rate_interval", "1m")
+            .replace("$instance", ".*");
+        let v: Value = client
+            .get(format!(
+                "{base}/api/v1/query?query={}",
+                percent_encode(&expr)
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["status"], "success", "{expr}: {v}");
+        for name in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("treeserve_"))
+        {
+            let family = name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(
+                exposition.contains(&format!("# TYPE {family} ")),
+                "{name} is not exported"
+            );
+        }
+    }
 }
 
 #[test]
