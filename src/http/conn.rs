@@ -67,11 +67,25 @@ impl Activity {
 #[derive(Debug)]
 pub struct RequestGuard(Arc<Activity>);
 
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        let now = self.0.ms_since_epoch(Instant::now());
-        self.0.last_ms.store(now, Ordering::Relaxed);
+impl RequestGuard {
+    fn end(&self, at: Instant) {
+        self.0
+            .last_ms
+            .store(self.0.ms_since_epoch(at), Ordering::Relaxed);
         self.0.active.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Ends the request at `at` (a time the caller already read, saving a clock read).
+    pub fn finish(self, at: std::time::Instant) {
+        self.end(Instant::from_std(at));
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for RequestGuard {
+    /// An abandoned request ends now.
+    fn drop(&mut self) {
+        self.end(Instant::now());
     }
 }
 

@@ -137,7 +137,7 @@ impl Server {
 async fn handle(
     req: Request<Incoming>,
     state: Arc<AppState>,
-    _in_progress: conn::RequestGuard,
+    in_progress: conn::RequestGuard,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let start = Instant::now();
     let method = req.method().clone();
@@ -166,14 +166,16 @@ async fn handle(
             headers.insert(name, v);
         }
     }
+    let end = Instant::now();
     if let Some(in_flight) = in_flight {
         in_flight.finish(
             route,
             &method,
             resp.status().as_u16(),
-            start.elapsed().as_secs_f64(),
+            end.duration_since(start).as_secs_f64(),
         );
     }
+    in_progress.finish(end);
     Ok(resp)
 }
 
