@@ -234,16 +234,14 @@ impl RequestMetrics {
         })
     }
 
-    /// Records an answered request; `ended` also ends an in-flight mark.
+    /// Records an answered request and ends its in-flight mark.
     #[inline]
-    fn observe(&self, route: Route, method: usize, status: usize, seconds: f64, ended: bool) {
+    fn observe(&self, route: Route, method: usize, status: usize, seconds: f64) {
         let r = route as usize;
         let cell = (r * METHODS.len() + method) * STATUSES.len() + status;
         let bucket = DURATION_BUCKETS.partition_point(|&b| b < seconds);
         self.with_shard(|s| {
-            if ended {
-                bump(&s.in_flight, u64::MAX);
-            }
+            bump(&s.in_flight, u64::MAX);
             bump(&s.requests[cell], 1);
             if bucket < BUCKETS {
                 bump(&s.buckets[r][bucket], 1);
@@ -289,13 +287,8 @@ impl InFlight<'_> {
     /// Records the answered request and ends the in-flight mark, in one shard access.
     #[inline]
     pub fn finish(self, route: Route, method: &http::Method, status: u16, seconds: f64) {
-        self.0.observe(
-            route,
-            method_index(method),
-            status_index(status),
-            seconds,
-            true,
-        );
+        self.0
+            .observe(route, method_index(method), status_index(status), seconds);
         std::mem::forget(self);
     }
 }
@@ -548,18 +541,6 @@ impl Metrics {
             .position(|r| *r == reason)
             .unwrap_or(REJECT_REASONS.len() - 1);
         self.requests.with_shard(|s| bump(&s.rejected[i], 1));
-    }
-
-    /// Records one answered request.
-    #[inline]
-    pub fn observe_request(&self, route: Route, method: &http::Method, status: u16, seconds: f64) {
-        self.requests.observe(
-            route,
-            method_index(method),
-            status_index(status),
-            seconds,
-            false,
-        );
     }
 
     /// Sets the served model (replacing any earlier one in `model_info`).

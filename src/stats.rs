@@ -189,12 +189,6 @@ impl ModelStats {
         }
     }
 
-    /// Rows counted in the window so far.
-    pub fn window_rows(&self) -> u64 {
-        let (rows, _) = self.window_counts();
-        rows
-    }
-
     /// (rows, bins) in the window: now minus the oldest snapshot.
     fn window_counts(&self) -> (u64, Vec<u64>) {
         let now = self.bins();
@@ -214,12 +208,13 @@ impl ModelStats {
         (diff[..first_feature_bins].iter().sum(), diff)
     }
 
-    /// Drift signals per feature; PSI only once the window holds `min_rows` rows.
-    pub fn drift(&self, model: &Model, min_rows: u64) -> Vec<FeatureDrift> {
+    /// Rows in the window, and drift signals per feature (PSI only once the window holds
+    /// `min_rows` rows).
+    pub fn drift(&self, model: &Model, min_rows: u64) -> (u64, Vec<FeatureDrift>) {
         let l = &self.layout;
         let (rows, window) = self.window_counts();
         let mut at = 0;
-        model
+        let features = model
             .manifest()
             .feature_stats
             .iter()
@@ -237,7 +232,8 @@ impl ModelStats {
                     psi,
                 }
             })
-            .collect()
+            .collect();
+        (rows, features)
     }
 }
 
@@ -347,7 +343,8 @@ impl prometheus::core::Collector for ModelCollector {
                     n,
                 ));
             }
-            for d in served.stats.drift(model, self.min_rows) {
+            let (window_rows, drift) = served.stats.drift(model, self.min_rows);
+            for d in drift {
                 if let Some(p) = d.psi {
                     psis.push(gauge(
                         vec![label("feature", &d.feature), label("model", name)],
@@ -365,10 +362,7 @@ impl prometheus::core::Collector for ModelCollector {
                     ));
                 }
             }
-            rows.push(gauge(
-                vec![label("model", name)],
-                served.stats.window_rows() as f64,
-            ));
+            rows.push(gauge(vec![label("model", name)], window_rows as f64));
         }
         vec![
             family(&self.descs[0], MetricType::COUNTER, predictions),
