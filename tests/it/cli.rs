@@ -368,3 +368,57 @@ async fn score_client_posts_csv_rows_and_single_rows() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing_feature"));
 }
+
+#[tokio::test]
+async fn train_can_publish_and_score_can_ask_for_probabilities() {
+    let reg = TestRegistry::new();
+    let out = reg.path().join("iris.tsm");
+    let (csv, out_s) = (iris_csv(), out.to_str().unwrap().to_owned());
+    treeserve_ok(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--output",
+        &out_s,
+        "--publish",
+        reg.arg(),
+        "--alias",
+        "production",
+    ]);
+    let listing: Value = serde_json::from_str(&treeserve_ok(&[
+        "models",
+        "--registry",
+        reg.arg(),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(listing[0]["aliases"]["production"]["version"], 1);
+    let app = App::spawn(reg.path(), &[]);
+    let url = app.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        treeserve_ok(&[
+            "score",
+            &url,
+            "--probabilities",
+            "--row",
+            "SepalLengthCm=5.1,SepalWidthCm=3.5,PetalLengthCm=1.4,PetalWidthCm=0.2",
+        ])
+    })
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["output"]["predicted_species"], "Iris-setosa");
+    assert_eq!(v["output"]["probabilities"]["Iris-setosa"], 1.0);
+    // --alias without --publish is a usage error.
+    let bad = treeserve(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--output",
+        &out_s,
+        "--alias",
+        "production",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--publish"));
+}
