@@ -2,6 +2,16 @@
 """Load benchmark: treeserve's /score against the bare-hyper floor, side by side, with wrk.
 
     python3 benches/load.py [--rounds 5] [--duration 10] [--connections 1,64] [--out FILE]
+                            [--compare floor|metrics|request-logs|binary --other PATH]
+
+--compare picks the pair of servers measured side by side:
+  floor         treeserve (defaults) against the bare-hyper floor server (benches/floor_server.rs);
+  metrics       treeserve (metrics and drift on, the default) against treeserve with
+                TREESERVE_NO_METRICS=true (the baseline);
+  request-logs  treeserve logging every request (TREESERVE_LOG=info,treeserve::request=debug,
+                stderr to /dev/null) against treeserve's default logging (the baseline);
+  binary        this tree's treeserve against another treeserve binary (--other, e.g. a
+                release build of an earlier commit in a git worktree): a regression check.
 
 Builds both release binaries, starts them on loopback (port 0), and for each scenario runs
 several rounds, each round running the same wrk scenario against each server back to back
@@ -37,8 +47,9 @@ def build():
     return target / "treeserve", target / "examples" / "floor"
 
 
-def start(cmd):
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def start(cmd, env=None):
+    env = {**os.environ, **(env or {})}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     line = proc.stdout.readline()
     m = re.search(r"http://(\S+)", line)
     if not m:
@@ -78,15 +89,34 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run (each follows a 1 s warm-up)")
     ap.add_argument("--connections", default="1,64")
     ap.add_argument("--out", type=Path, help="write the markdown report here")
+    ap.add_argument("--compare", choices=["floor", "metrics", "request-logs", "binary"], default="floor")
+    ap.add_argument("--other", type=Path, help="the other treeserve binary for --compare binary")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
     treeserve, floor = build()
     artifact = ROOT / "models" / "iris" / "versions" / "1" / "model.tsm"
-    servers = {
-        "treeserve": start([str(treeserve), "serve", "--registry", "models", "--listen", "127.0.0.1:0"]),
-        "floor": start([str(floor), str(artifact), "127.0.0.1:0"]),
-    }
+    serve = [str(treeserve), "serve", "--registry", "models", "--listen", "127.0.0.1:0"]
+    # name -> (command, extra environment); the last one is the baseline of the ratios.
+    specs = {
+        "floor": {"treeserve": (serve, {}), "floor": ([str(floor), str(artifact), "127.0.0.1:0"], {})},
+        "metrics": {
+            "metrics on": (serve, {}),
+            "metrics off": (serve, {"TREESERVE_NO_METRICS": "true"}),
+        },
+        "request-logs": {
+            "request logs": (serve, {"TREESERVE_LOG": "info,treeserve::request=debug"}),
+            "default logs": (serve, {}),
+        },
+        "binary": {
+            "this tree": (serve, {}),
+            "other": ([str(args.other)] + serve[1:], {}),
+        },
+    }[args.compare]
+    if args.compare == "binary" and not (args.other and args.other.exists()):
+        raise SystemExit("--compare binary needs --other PATH to a treeserve binary")
+    servers = {name: start(cmd, env) for name, (cmd, env) in specs.items()}
+    baseline = list(servers)[-1]
     try:
         time.sleep(0.5)
         idle_rss = {name: rss_kib(p.pid) for name, (p, _) in servers.items()}
@@ -108,7 +138,7 @@ def main():
                     res["errors"] = sum(res[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts", "non_2xx"))
                     results[(name, c)].append(res)
                     print(
-                        f"round {r + 1} {name:9} c={c:<3} {res['rps']:>9.0f} req/s  p50 {res['p50_us']:>5} µs  "
+                        f"round {r + 1} {name:12} c={c:<3} {res['rps']:>9.0f} req/s  p50 {res['p50_us']:>5} µs  "
                         f"p99 {res['p99_us']:>5} µs  cpu {res['cpu_us_per_req']:.1f} µs/req  errors {res['errors']}",
                         file=sys.stderr,
                     )
@@ -121,9 +151,10 @@ def main():
     med = lambda name, c, k: statistics.median(x[k] for x in results[(name, c)])
     lines = [
         f"Medians of {args.rounds} rounds, {args.duration} s per run, wrk and both servers on one "
-        f"{os.cpu_count()}-core machine over loopback; one IRIS row per POST /score.",
+        f"{os.cpu_count()}-core machine over loopback; one IRIS row per POST /score; "
+        f"ratios are medians of the per-round ratios to {baseline}.",
         "",
-        "| connections | server | req/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/req | errors | req/s ÷ floor |",
+        f"| connections | server | req/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/req | errors | req/s ÷ {baseline} |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in conns:
@@ -132,7 +163,7 @@ def main():
             # Rounds are paired (both servers back to back): the ratio is the median of the
             # per-round ratios, which cancels drift in the machine's speed between rounds.
             ratio = statistics.median(
-                x["rps"] / f["rps"] for x, f in zip(results[(name, c)], results[("floor", c)])
+                x["rps"] / f["rps"] for x, f in zip(results[(name, c)], results[(baseline, c)])
             )
             lines.append(
                 f"| {c} | {name} | {med(name, c, 'rps'):.0f} | {med(name, c, 'p50_us'):.0f} | "

@@ -1,5 +1,6 @@
 //! Criterion benches: prediction (flat evaluator against smartcore's `predict`), and the
-//! `/score` request decoding and response encoding.
+//! `/score` request decoding and response encoding, and the metrics and drift observation
+//! of one request.
 //!
 //! `cargo bench --bench predict`
 
@@ -112,5 +113,33 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, prediction, codec);
+/// What metrics and drift add to one `/score` request: the request counters and duration
+/// histogram, the batch-size histogram, and the model's prediction and drift counters.
+fn observe(c: &mut Criterion) {
+    let bytes = std::fs::read("models/iris/versions/1/model.tsm").unwrap();
+    let m = Model::from_bytes(&bytes, 1, &Default::default()).unwrap();
+    let stats = treeserve::stats::ModelStats::new(&m);
+    let metrics = treeserve::metrics::Metrics::new();
+    let row = [6.6, 3.0, 4.4, 1.4];
+    let mut g = c.benchmark_group("observe");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("request", |b| {
+        b.iter(|| {
+            let f = metrics.in_flight();
+            metrics.observe_batch(black_box(1));
+            f.finish(
+                treeserve::metrics::Route::Score,
+                &http::Method::POST,
+                200,
+                black_box(42e-6),
+            )
+        })
+    });
+    g.bench_function("row_stats", |b| {
+        b.iter(|| stats.record(black_box(&row), black_box(1)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, prediction, codec, observe);
 criterion_main!(benches);

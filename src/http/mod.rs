@@ -4,6 +4,7 @@
 
 mod conn;
 mod error;
+mod request_id;
 mod routes;
 
 use std::convert::Infallible;
@@ -13,18 +14,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tracing::{Instrument, field};
 
 pub use error::ApiError;
+use request_id::RequestId;
 
 use crate::config::ServeConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Route};
 use crate::serving::Catalog;
 
 /// State shared by every request.
@@ -134,6 +137,10 @@ impl Server {
     }
 }
 
+/// The log target of per-request spans and events: `TREESERVE_LOG=treeserve::request=debug`
+/// logs every request; errors that are the server's fault are logged at `error` anyway.
+pub const REQUEST_LOG_TARGET: &str = "treeserve::request";
+
 async fn handle(
     req: Request<Incoming>,
     state: Arc<AppState>,
@@ -142,41 +149,103 @@ async fn handle(
     let start = Instant::now();
     let method = req.method().clone();
     // One pass over the headers instead of hashed lookups of custom names.
-    let mut request_ids = [None, None];
+    let mut client_ids = [None, None];
     for (name, value) in req.headers() {
         match name.as_str() {
-            "x-request-id" => request_ids[0] = Some(value.clone()),
-            "x-ms-request-id" => request_ids[1] = Some(value.clone()),
+            "x-request-id" => client_ids[0] = Some(value.clone()),
+            "x-ms-request-id" => client_ids[1] = Some(value.clone()),
             _ => {}
         }
     }
+    let client_id = || client_ids[0].as_ref().or(client_ids[1].as_ref());
+    // Disabled by default: then creating it is one cached callsite check.
+    let span = tracing::debug_span!(
+        target: REQUEST_LOG_TARGET,
+        "request",
+        id = field::Empty,
+        method = %method,
+        route = field::Empty,
+        status = field::Empty,
+    );
+    let mut request_id = None;
+    if !span.is_disabled() {
+        let id = RequestId::or_generate(client_id());
+        span.record("id", field::display(&id));
+        request_id = Some(id);
+    }
     let in_flight = (!state.config.no_metrics).then(|| state.metrics.in_flight());
-    let (route, result) = routes::dispatch(req, &state).await;
-    let mut resp = result.unwrap_or_else(|e| {
-        if in_flight.is_some()
-            && (e.status().is_client_error() || e.status() == StatusCode::SERVICE_UNAVAILABLE)
-        {
-            state.metrics.rejected(e.error_type());
+    let dispatch = routes::dispatch(req, &state);
+    let (route, result) = if span.is_disabled() {
+        dispatch.await
+    } else {
+        dispatch.instrument(span.clone()).await
+    };
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            let status = e.status();
+            if in_flight.is_some()
+                && (status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE)
+            {
+                state.metrics.rejected(e.error_type());
+            }
+            let id = request_id.get_or_insert_with(|| RequestId::or_generate(client_id()));
+            span.in_scope(|| log_error(&e, id, &method, route));
+            e.into_response()
         }
-        e.into_response()
-    });
+    };
     let headers = resp.headers_mut();
-    for (name, value) in [X_REQUEST_ID, X_MS_REQUEST_ID].into_iter().zip(request_ids) {
+    for (name, value) in [X_REQUEST_ID, X_MS_REQUEST_ID].into_iter().zip(&client_ids) {
         if let Some(v) = value {
-            headers.insert(name, v);
+            headers.insert(name, v.clone());
         }
     }
+    if let Some(id @ RequestId::Generated(_)) = &request_id {
+        headers.insert(X_REQUEST_ID, id.header_value());
+    }
     let end = Instant::now();
+    let elapsed = end.duration_since(start);
     if let Some(in_flight) = in_flight {
         in_flight.finish(
             route,
             &method,
             resp.status().as_u16(),
-            end.duration_since(start).as_secs_f64(),
+            elapsed.as_secs_f64(),
         );
     }
     in_progress.finish(end);
+    if !span.is_disabled() {
+        span.record("route", route.as_str());
+        span.record("status", resp.status().as_u16());
+        span.in_scope(|| {
+            tracing::debug!(
+                target: REQUEST_LOG_TARGET,
+                elapsed_us = elapsed.as_micros() as u64,
+                "answered"
+            )
+        });
+    }
     Ok(resp)
+}
+
+/// Errors that are the server's fault are logged at `error`; a client's mistakes (which a
+/// hostile client could send by the million) only at `debug`.
+fn log_error(e: &ApiError, id: &RequestId, method: &Method, route: Route) {
+    let status = e.status().as_u16();
+    let error_type = e.error_type();
+    if e.status().is_server_error() && !matches!(e, ApiError::NoModel) {
+        tracing::error!(
+            target: REQUEST_LOG_TARGET,
+            request_id = %id, %method, route = route.as_str(), status, error_type, error = %e,
+            "request failed"
+        );
+    } else {
+        tracing::debug!(
+            target: REQUEST_LOG_TARGET,
+            request_id = %id, %method, route = route.as_str(), status, error_type, error = %e,
+            "request rejected"
+        );
+    }
 }
 
 const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");

@@ -108,9 +108,14 @@ impl TestRegistry {
 /// Starts `treeserve ARGS` (a `serve` command) with logs at `warn` sent to `stderr`, and
 /// waits for the address line it prints first.
 pub fn start(args: &[&str], stderr: Stdio) -> (Child, SocketAddr) {
+    start_logging(args, stderr, "warn")
+}
+
+/// [`start`] with the log filter `TREESERVE_LOG=filter`.
+pub fn start_logging(args: &[&str], stderr: Stdio, filter: &str) -> (Child, SocketAddr) {
     let mut child = Command::new(BIN)
         .args(args)
-        .env("TREESERVE_LOG", "warn")
+        .env("TREESERVE_LOG", filter)
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()

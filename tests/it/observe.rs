@@ -232,6 +232,149 @@ fn logs_can_be_json_lines() {
     );
 }
 
+/// Runs a server with `filter`, sends requests with `send`, stops it and returns its JSON
+/// log lines.
+async fn json_logs_of<F, Fut>(reg: &TestRegistry, filter: &str, send: F) -> Vec<Value>
+where
+    F: FnOnce(String, reqwest::Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (mut child, addr) = start_logging(
+        &[
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--registry",
+            reg.arg(),
+        ],
+        Stdio::piped(),
+        filter,
+    );
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    send(format!("http://{addr}"), client).await;
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let out = tokio::task::spawn_blocking(move || {
+        let _ = child.stdout.take();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    String::from_utf8(out.stderr)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    id: Option<&str>,
+    body: &str,
+) -> reqwest::Response {
+    let mut req = client
+        .post(format!("{url}/score"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(id) = id {
+        req = req.header("x-request-id", id);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn requests_are_not_logged_by_default_but_errors_get_an_id() {
+    let reg = TestRegistry::with_iris();
+    let logs = json_logs_of(&reg, "info", |url, client| async move {
+        let ok = post(&client, &url, None, VERSICOLOR).await;
+        assert_eq!(ok.status(), 200);
+        assert!(
+            ok.headers().get("x-request-id").is_none(),
+            "a success costs no id"
+        );
+        let bad = post(&client, &url, None, r#"{"SepalLengthCm": 1}"#).await;
+        assert_eq!(bad.status(), 400);
+        let id = bad
+            .headers()
+            .get("x-request-id")
+            .expect("an error names its request");
+        assert_eq!(id.len(), 17, "{id:?}");
+        let echoed = post(&client, &url, Some("client-7"), r#"{"x": 1}"#).await;
+        assert_eq!(echoed.headers()["x-request-id"], "client-7");
+    })
+    .await;
+    assert!(!logs.is_empty());
+    for line in &logs {
+        assert_ne!(line["target"], "treeserve::request", "{line}");
+    }
+}
+
+#[tokio::test]
+async fn request_logging_puts_each_request_in_a_span_with_its_id() {
+    let reg = TestRegistry::with_iris();
+    let logs = json_logs_of(
+        &reg,
+        "info,treeserve::request=debug",
+        |url, client| async move {
+            let ok = post(&client, &url, Some("trace-ok"), VERSICOLOR).await;
+            assert_eq!(ok.status(), 200);
+            assert_eq!(ok.headers()["x-request-id"], "trace-ok");
+            let bad = post(&client, &url, Some("trace-bad"), r#"{"SepalLengthCm": 1}"#).await;
+            assert_eq!(bad.status(), 400);
+            let generated = client
+                .get(format!("{url}/health/live"))
+                .send()
+                .await
+                .unwrap();
+            let id = generated.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(id.len(), 17);
+        },
+    )
+    .await;
+    let requests: Vec<&Value> = logs
+        .iter()
+        .filter(|l| l["target"] == "treeserve::request")
+        .collect();
+    let find = |id: &str, message: &str| {
+        requests
+            .iter()
+            .find(|l| l["span"]["id"] == id && l["fields"]["message"] == message)
+            .copied()
+            .unwrap_or_else(|| panic!("no {message:?} line for {id}: {requests:#?}"))
+    };
+    let ok = find("trace-ok", "answered");
+    assert_eq!(ok["level"], "DEBUG");
+    assert_eq!(ok["span"]["route"], "/score");
+    assert_eq!(ok["span"]["status"], 200);
+    assert_eq!(ok["span"]["method"], "POST");
+    assert!(ok["fields"]["elapsed_us"].as_u64().is_some(), "{ok}");
+    let rejected = find("trace-bad", "request rejected");
+    assert_eq!(rejected["fields"]["request_id"], "trace-bad");
+    assert_eq!(rejected["fields"]["status"], 400);
+    assert_eq!(rejected["fields"]["error_type"], "missing_feature");
+    let cause = rejected["fields"]["error"].as_str().unwrap();
+    assert!(cause.contains("SepalWidthCm"), "{cause}");
+    assert_eq!(find("trace-bad", "answered")["span"]["status"], 400);
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|l| l["fields"]["message"] == "answered")
+            .count(),
+        3,
+        "{requests:#?}"
+    );
+}
+
 #[tokio::test]
 async fn the_shipped_prometheus_config_and_alert_rules_pass_promtool() {
     let dir = repo().join("deploy/prometheus");

@@ -1,0 +1,103 @@
+//! Request ids: the client's `x-request-id` (or Azure's `x-ms-request-id`) when it sent
+//! one, else an id generated only when something needs it (an error answer, or request
+//! logging turned on), so a successful request pays nothing for it.
+
+use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::HeaderValue;
+
+/// Longest client id kept (longer ones are cut in logs).
+const MAX_LOGGED_LEN: usize = 128;
+
+/// Who named a request.
+#[derive(Debug, Clone)]
+pub(super) enum RequestId {
+    /// The client's header value.
+    Client(HeaderValue),
+    /// Generated here: unique within this process, prefixed by a per-process tag.
+    Generated(u64),
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// A per-process tag (start time and pid mixed), so ids from replicas rarely collide.
+fn process_tag() -> u32 {
+    static TAG: OnceLock<u32> = OnceLock::new();
+    *TAG.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let x = nanos ^ (u64::from(std::process::id()) << 32);
+        // splitmix64 finaliser
+        let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (x ^ (x >> 31)) as u32
+    })
+}
+
+impl RequestId {
+    /// A fresh id.
+    pub(super) fn generate() -> Self {
+        RequestId::Generated(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The client's id, or a fresh one.
+    pub(super) fn or_generate(client: Option<&HeaderValue>) -> Self {
+        match client {
+            Some(v) => RequestId::Client(v.clone()),
+            None => Self::generate(),
+        }
+    }
+
+    /// The header value to answer with.
+    pub(super) fn header_value(&self) -> HeaderValue {
+        match self {
+            RequestId::Client(v) => v.clone(),
+            RequestId::Generated(_) => {
+                HeaderValue::from_str(&self.to_string()).expect("hex digits are a valid header")
+            }
+        }
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestId::Generated(n) => write!(f, "{:08x}-{n:08x}", process_tag()),
+            RequestId::Client(v) => {
+                let bytes = &v.as_bytes()[..v.len().min(MAX_LOGGED_LEN)];
+                f.write_str(&String::from_utf8_lossy(bytes))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_distinct_and_valid_headers() {
+        let a = RequestId::generate();
+        let b = RequestId::generate();
+        assert_ne!(a.to_string(), b.to_string());
+        assert_eq!(a.to_string().len(), 17);
+        assert_eq!(a.header_value().to_str().unwrap(), a.to_string());
+    }
+
+    #[test]
+    fn client_ids_are_kept_and_cut_in_logs() {
+        let long = "x".repeat(300);
+        let id = RequestId::or_generate(Some(&HeaderValue::from_str(&long).unwrap()));
+        assert_eq!(id.header_value().len(), 300);
+        assert_eq!(id.to_string().len(), MAX_LOGGED_LEN);
+        let odd = HeaderValue::from_bytes(b"caf\xe9").unwrap();
+        assert_eq!(
+            RequestId::or_generate(Some(&odd)).to_string(),
+            "caf\u{fffd}"
+        );
+    }
+}
