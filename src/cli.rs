@@ -444,38 +444,55 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
     })?;
     rt.block_on(async move {
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let catalog = Arc::new(
-            crate::serving::Catalog::new(
-                Arc::new(FsRegistry::new(&config.registry)),
-                config.model.clone(),
-                config.alias.clone(),
-                config.tree_limits(),
-                metrics.clone(),
-            )
-            .allow_schema_change(config.allow_schema_change),
-        );
+        for name in &config.models {
+            if !crate::registry::valid_name(name) {
+                return Err(CommandError::Usage(format!("invalid model name {name:?}")));
+            }
+        }
+        let fleet = Arc::new(crate::serving::Fleet::new(
+            Arc::new(FsRegistry::new(&config.registry)),
+            config.models.clone(),
+            config.catalog_options(),
+            metrics.clone(),
+        ));
         let state = Arc::new(crate::http::AppState {
-            catalog: catalog.clone(),
+            fleet: fleet.clone(),
             metrics,
             config: config.clone(),
         });
         let server = crate::http::Server::bind(state.clone()).await?;
-        let first = catalog.clone();
+        let first = fleet.clone();
         match tokio::task::spawn_blocking(move || first.reload()).await {
-            Ok(Ok(r)) => tracing::info!(?r, "model loaded"),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "no model loaded yet; /health/ready answers 503")
+            Ok(report) => {
+                crate::serving::log_report(&report);
+                let models = fleet.models();
+                let loaded: Vec<String> = models
+                    .iter()
+                    .filter_map(|c| c.current().map(|s| format!("{}@{}", c.name(), s.version_text)))
+                    .collect();
+                if fleet.ready() {
+                    tracing::info!(models = ?loaded, "models loaded");
+                } else if models.iter().next().is_none() {
+                    let error = format!(
+                        "no model in registry {} has alias {:?}",
+                        config.registry.display(),
+                        config.alias
+                    );
+                    tracing::error!(error, "no model loaded yet; /health/ready answers 503")
+                } else {
+                    tracing::error!(models = ?loaded, "no model loaded yet for every model required; /health/ready answers 503")
+                }
             }
             Err(e) => tracing::error!(error = %e, "model load task failed"),
         }
         state
             .metrics
             .register(Box::new(crate::stats::ModelCollector::new(
-                catalog.clone(),
+                fleet.clone(),
                 config.drift_min_rows,
             )));
-        spawn_drift_ticks(catalog.clone(), config.drift_window);
-        follow_registry(&config, catalog);
+        spawn_drift_ticks(fleet.clone(), config.drift_window);
+        follow_registry(&config, fleet);
         // The first stdout line: tests and scripts read the bound address from it.
         println!("treeserve listening on http://{}", server.local_addr());
         let _ = std::io::stdout().flush();
@@ -487,14 +504,16 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
 
 /// Snapshots the served model's bin counts ten times per drift window, so the PSI covers
 /// the last window.
-fn spawn_drift_ticks(catalog: Arc<crate::serving::Catalog>, window: std::time::Duration) {
+fn spawn_drift_ticks(fleet: Arc<crate::serving::Fleet>, window: std::time::Duration) {
     let period = (window / 10).max(std::time::Duration::from_millis(100));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         loop {
             tick.tick().await;
-            if let Some(served) = catalog.current() {
-                served.stats.tick(window);
+            for catalog in fleet.models_full().iter() {
+                if let Some(served) = catalog.current() {
+                    served.stats.tick(window);
+                }
             }
         }
     });
@@ -502,9 +521,9 @@ fn spawn_drift_ticks(catalog: Arc<crate::serving::Catalog>, window: std::time::D
 
 /// Starts the reload task and what signals it: the file watcher (unless `--no-watch`),
 /// the reconciliation poll, and SIGHUP.
-fn follow_registry(config: &ServeConfig, catalog: Arc<crate::serving::Catalog>) {
+fn follow_registry(config: &ServeConfig, fleet: Arc<crate::serving::Fleet>) {
     let signal = Arc::new(tokio::sync::Notify::new());
-    tokio::spawn(crate::serving::follow(catalog, signal.clone()));
+    tokio::spawn(crate::serving::follow(fleet, signal.clone()));
     if !config.poll_interval.is_zero() {
         let (signal, period) = (signal.clone(), config.poll_interval);
         tokio::spawn(async move {

@@ -17,9 +17,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_REGISTRY", default_value = "models")]
     pub registry: PathBuf,
 
-    /// Model to serve; by default the registry's only model.
-    #[arg(long, env = "TREESERVE_MODEL")]
-    pub model: Option<String>,
+    /// Model to serve (repeat, or separate with commas); the first one answers `/score`.
+    /// By default every model in the registry that has the alias, and `/score` answers
+    /// with the only one.
+    #[arg(long = "model", env = "TREESERVE_MODEL", value_delimiter = ',')]
+    pub models: Vec<String>,
 
     /// Alias to follow.
     #[arg(long, env = "TREESERVE_ALIAS", default_value = crate::registry::DEFAULT_ALIAS)]
@@ -72,6 +74,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_DRIFT_MIN_ROWS", default_value_t = 100)]
     pub drift_min_rows: u64,
 
+    /// Pinned versions (`/v2/models/M/versions/V/...`) kept loaded per model besides the
+    /// alias's; the least recently used is dropped first.
+    #[arg(long, env = "TREESERVE_PINNED_VERSIONS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub pinned_versions: u64,
+
     /// Worker threads of the runtime (default: one per core).
     #[arg(long, env = "TREESERVE_WORKERS")]
     pub workers: Option<usize>,
@@ -83,7 +90,7 @@ impl ServeConfig {
         Self {
             listen: ([127, 0, 0, 1], 8080).into(),
             registry: registry.into(),
-            model: None,
+            models: Vec::new(),
             alias: crate::registry::DEFAULT_ALIAS.into(),
             max_body_bytes: 1024 * 1024,
             max_batch_rows: 10_000,
@@ -96,7 +103,18 @@ impl ServeConfig {
             no_metrics: false,
             drift_window: Duration::from_secs(300),
             drift_min_rows: 100,
+            pinned_versions: 4,
             workers: None,
+        }
+    }
+
+    /// How each model's catalog loads and keeps versions.
+    pub fn catalog_options(&self) -> crate::serving::CatalogOptions {
+        crate::serving::CatalogOptions {
+            alias: self.alias.clone(),
+            limits: self.tree_limits(),
+            allow_schema_change: self.allow_schema_change,
+            pinned_versions: self.pinned_versions as usize,
         }
     }
 

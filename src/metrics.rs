@@ -58,14 +58,22 @@ pub const REJECT_REASONS: &[&str] = &[
     "non_finite_value",
     "empty_batch",
     "too_many_rows",
+    "invalid_shape",
+    "invalid_datatype",
+    "unknown_output",
     "body_too_large",
     "body_timeout",
     "body_read_error",
     "unsupported_media_type",
     "invalid_query",
     "not_found",
+    "model_not_found",
+    "version_not_found",
+    "no_default_model",
     "method_not_allowed",
+    "unsupported_content_encoding",
     "no_model",
+    "model_not_ready",
     "other",
 ];
 
@@ -74,25 +82,61 @@ pub const REJECT_REASONS: &[&str] = &[
 pub enum Route {
     /// `POST /score`.
     Score,
+    /// `POST /models/{model}/score`.
+    ModelScore,
     /// `GET /health/live`.
     HealthLive,
     /// `GET /health/ready`.
     HealthReady,
     /// `GET /models`.
     Models,
+    /// `GET /models/{model}`.
+    Model,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /openapi.json`.
+    OpenApi,
+    /// `GET /v2`.
+    V2Server,
+    /// `GET /v2/health/live`.
+    V2Live,
+    /// `GET /v2/health/ready`.
+    V2Ready,
+    /// `GET /v2/models/{model}`.
+    V2Model,
+    /// `GET /v2/models/{model}/ready`.
+    V2ModelReady,
+    /// `POST /v2/models/{model}/infer`.
+    V2Infer,
+    /// `GET /v2/models/{model}/versions/{version}`.
+    V2Version,
+    /// `GET /v2/models/{model}/versions/{version}/ready`.
+    V2VersionReady,
+    /// `POST /v2/models/{model}/versions/{version}/infer`.
+    V2VersionInfer,
     /// Any other path.
     Unmatched,
 }
 
 impl Route {
-    const ALL: [Route; 6] = [
+    const ALL: [Route; 18] = [
         Route::Score,
+        Route::ModelScore,
         Route::HealthLive,
         Route::HealthReady,
         Route::Models,
+        Route::Model,
         Route::Metrics,
+        Route::OpenApi,
+        Route::V2Server,
+        Route::V2Live,
+        Route::V2Ready,
+        Route::V2Model,
+        Route::V2ModelReady,
+        Route::V2Infer,
+        Route::V2Version,
+        Route::V2VersionReady,
+        Route::V2VersionInfer,
         Route::Unmatched,
     ];
 
@@ -100,10 +144,22 @@ impl Route {
     pub fn as_str(self) -> &'static str {
         match self {
             Route::Score => "/score",
+            Route::ModelScore => "/models/{model}/score",
             Route::HealthLive => "/health/live",
             Route::HealthReady => "/health/ready",
             Route::Models => "/models",
+            Route::Model => "/models/{model}",
             Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.json",
+            Route::V2Server => "/v2",
+            Route::V2Live => "/v2/health/live",
+            Route::V2Ready => "/v2/health/ready",
+            Route::V2Model => "/v2/models/{model}",
+            Route::V2ModelReady => "/v2/models/{model}/ready",
+            Route::V2Infer => "/v2/models/{model}/infer",
+            Route::V2Version => "/v2/models/{model}/versions/{version}",
+            Route::V2VersionReady => "/v2/models/{model}/versions/{version}/ready",
+            Route::V2VersionInfer => "/v2/models/{model}/versions/{version}/infer",
             Route::Unmatched => "unmatched",
         }
     }
@@ -413,7 +469,6 @@ const DURATION_HELP: &str =
 pub struct Metrics {
     registry: Registry,
     requests: Arc<RequestMetrics>,
-    model_info: IntGaugeVec,
     model_loads: IntCounterVec,
     last_swap: prometheus::Gauge,
     ready: prometheus::IntGauge,
@@ -455,14 +510,6 @@ impl Metrics {
         let registry = Registry::new();
         let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
         let requests = Arc::new(RequestMetrics::new());
-        let model_info = IntGaugeVec::new(
-            opts(
-                MODEL_INFO,
-                "The model version being served (value 1), by model, version and artifact SHA-256.",
-            ),
-            &["model", "version", "sha256"],
-        )
-        .expect("valid metric");
         let model_loads = IntCounterVec::new(
             opts(
                 MODEL_LOADS_TOTAL,
@@ -486,13 +533,12 @@ impl Metrics {
         .expect("valid metric");
         let ready = prometheus::IntGauge::with_opts(opts(
             MODEL_READY,
-            "1 while a validated model is loaded (/health/ready answers 200), else 0.",
+            "1 while the server is ready: the models it must serve are loaded (/health/ready answers 200), else 0.",
         ))
         .expect("valid metric");
         for c in [
             Box::new(Shared(requests.clone())) as Box<dyn Collector>,
             Box::new(ready.clone()),
-            Box::new(model_info.clone()),
             Box::new(model_loads.clone()),
             Box::new(build_info),
             Box::new(last_swap.clone()),
@@ -507,7 +553,6 @@ impl Metrics {
         Self {
             registry,
             requests,
-            model_info,
             model_loads,
             last_swap,
             ready,
@@ -543,17 +588,17 @@ impl Metrics {
         self.requests.with_shard(|s| bump(&s.rejected[i], 1));
     }
 
-    /// Sets the served model (replacing any earlier one in `model_info`).
-    pub fn set_model(&self, model: &str, version: u64, sha256: &str) {
-        self.model_info.reset();
-        self.model_info
-            .with_label_values(&[model, &version.to_string(), sha256])
-            .set(1);
+    /// Records that a model version was swapped in now.
+    pub fn swapped(&self) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         self.last_swap.set(now);
-        self.ready.set(1);
+    }
+
+    /// Sets whether the server is ready (`/health/ready` answers 200).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
     }
 
     /// Registers another collector (e.g. the served model's statistics).

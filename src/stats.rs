@@ -256,18 +256,18 @@ pub fn psi(counts: &[u64], expected: &[f64]) -> f64 {
         .sum()
 }
 
-/// Exposes the served model's statistics: `treeserve_predictions_total`,
-/// `treeserve_drift_psi`, `treeserve_drift_out_of_range_total`,
-/// `treeserve_drift_window_rows`.
+/// Exposes the served models and their statistics: `treeserve_model_info`,
+/// `treeserve_predictions_total`, `treeserve_drift_psi`,
+/// `treeserve_drift_out_of_range_total`, `treeserve_drift_window_rows`.
 pub struct ModelCollector {
-    catalog: std::sync::Arc<crate::serving::Catalog>,
+    fleet: std::sync::Arc<crate::serving::Fleet>,
     min_rows: u64,
     descs: Vec<prometheus::core::Desc>,
 }
 
 impl ModelCollector {
-    /// A collector reading `catalog`'s current model; PSI needs `min_rows` rows in the window.
-    pub fn new(catalog: std::sync::Arc<crate::serving::Catalog>, min_rows: u64) -> Self {
+    /// A collector reading `fleet`'s models; PSI needs `min_rows` rows in the window.
+    pub fn new(fleet: std::sync::Arc<crate::serving::Fleet>, min_rows: u64) -> Self {
         let desc = |name: &str, help: &str, labels: &[&str]| {
             prometheus::core::Desc::new(
                 format!("{}_{name}", crate::metrics::NAMESPACE),
@@ -278,9 +278,14 @@ impl ModelCollector {
             .expect("valid metric description")
         };
         Self {
-            catalog,
+            fleet,
             min_rows,
             descs: vec![
+                desc(
+                    crate::metrics::MODEL_INFO,
+                    "The version each model's alias serves (value 1), by model, version and artifact SHA-256.",
+                    &["model", "sha256", "version"],
+                ),
                 desc(
                     "predictions_total",
                     "Rows predicted, by model, version and predicted class.",
@@ -328,21 +333,36 @@ impl prometheus::core::Collector for ModelCollector {
             m.set_gauge(g);
             m
         };
-        let (mut predictions, mut psis, mut ranges, mut rows) = (vec![], vec![], vec![], vec![]);
-        if let Some(served) = self.catalog.current() {
+        let (mut infos, mut predictions, mut psis, mut ranges, mut rows) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let models = self.fleet.models_full();
+        for catalog in models.iter() {
+            let current = catalog.current();
+            let pinned = catalog.pinned_loaded();
+            for served in current.iter().chain(&pinned) {
+                let model = &served.model;
+                for (class, n) in model.classes().iter().zip(served.stats.predictions()) {
+                    predictions.push(counter(
+                        vec![
+                            label("class", class),
+                            label("model", model.name()),
+                            label("version", &served.version_text),
+                        ],
+                        n,
+                    ));
+                }
+            }
+            let Some(served) = current else { continue };
             let model = &served.model;
             let name = model.name();
-            let version = served.version_text.as_str();
-            for (class, n) in model.classes().iter().zip(served.stats.predictions()) {
-                predictions.push(counter(
-                    vec![
-                        label("class", class),
-                        label("model", name),
-                        label("version", version),
-                    ],
-                    n,
-                ));
-            }
+            infos.push(gauge(
+                vec![
+                    label("model", name),
+                    label("sha256", model.sha256()),
+                    label("version", &served.version_text),
+                ],
+                1.0,
+            ));
             let (window_rows, drift) = served.stats.drift(model, self.min_rows);
             for d in drift {
                 if let Some(p) = d.psi {
@@ -365,10 +385,11 @@ impl prometheus::core::Collector for ModelCollector {
             rows.push(gauge(vec![label("model", name)], window_rows as f64));
         }
         vec![
-            family(&self.descs[0], MetricType::COUNTER, predictions),
-            family(&self.descs[1], MetricType::GAUGE, psis),
-            family(&self.descs[2], MetricType::COUNTER, ranges),
-            family(&self.descs[3], MetricType::GAUGE, rows),
+            family(&self.descs[0], MetricType::GAUGE, infos),
+            family(&self.descs[1], MetricType::COUNTER, predictions),
+            family(&self.descs[2], MetricType::GAUGE, psis),
+            family(&self.descs[3], MetricType::COUNTER, ranges),
+            family(&self.descs[4], MetricType::GAUGE, rows),
         ]
     }
 }

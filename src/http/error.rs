@@ -45,6 +45,36 @@ pub enum ApiError {
     /// No validated model is loaded.
     #[error("no model is loaded yet")]
     NoModel,
+    /// The model is served but no version of it is loaded yet.
+    #[error("model {0:?} has no loaded version yet")]
+    ModelNotReady(String),
+    /// No such model is served.
+    #[error("model {0:?} is not served here")]
+    ModelNotFound(String),
+    /// No such version of a served model.
+    #[error("model {model:?} has no version {version:?}")]
+    VersionNotFound {
+        /// The model.
+        model: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// Several models are served and none is the default.
+    #[error("several models are served ({}): POST to /models/{{model}}/score, or start the server with --model to pick the one /score answers with", .0.join(", "))]
+    NoDefaultModel(Vec<String>),
+    /// A pinned version exists but cannot be loaded.
+    #[error("model {model:?} version {version} cannot be loaded: {reason}")]
+    VersionUnavailable {
+        /// The model.
+        model: String,
+        /// The version.
+        version: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The body is compressed.
+    #[error("unsupported content encoding {0:?}: send the body uncompressed")]
+    UnsupportedContentEncoding(String),
     /// A bug: the server failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -65,8 +95,14 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NoModel => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NoModel | ApiError::ModelNotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ModelNotFound(_)
+            | ApiError::VersionNotFound { .. }
+            | ApiError::NoDefaultModel(_) => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal(_) | ApiError::VersionUnavailable { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -82,6 +118,12 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NoModel => "no_model",
+            ApiError::ModelNotReady(_) => "model_not_ready",
+            ApiError::ModelNotFound(_) => "model_not_found",
+            ApiError::VersionNotFound { .. } => "version_not_found",
+            ApiError::NoDefaultModel(_) => "no_default_model",
+            ApiError::VersionUnavailable { .. } => "version_unavailable",
+            ApiError::UnsupportedContentEncoding(_) => "unsupported_content_encoding",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -103,7 +145,7 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            ApiError::NoModel => {
+            ApiError::NoModel | ApiError::ModelNotReady(_) => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

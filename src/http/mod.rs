@@ -6,6 +6,7 @@ mod conn;
 mod error;
 mod request_id;
 mod routes;
+mod v2;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,13 +29,13 @@ use request_id::RequestId;
 
 use crate::config::ServeConfig;
 use crate::metrics::{Metrics, Route};
-use crate::serving::Catalog;
+use crate::serving::Fleet;
 
 /// State shared by every request.
 #[derive(Debug)]
 pub struct AppState {
-    /// The served model.
-    pub catalog: Arc<Catalog>,
+    /// The served models.
+    pub fleet: Arc<Fleet>,
     /// Metric handles.
     pub metrics: Arc<Metrics>,
     /// Configuration.
@@ -233,7 +234,8 @@ async fn handle(
 fn log_error(e: &ApiError, id: &RequestId, method: &Method, route: Route) {
     let status = e.status().as_u16();
     let error_type = e.error_type();
-    if e.status().is_server_error() && !matches!(e, ApiError::NoModel) {
+    if e.status().is_server_error() && !matches!(e, ApiError::NoModel | ApiError::ModelNotReady(_))
+    {
         tracing::error!(
             target: REQUEST_LOG_TARGET,
             request_id = %id, %method, route = route.as_str(), status, error_type, error = %e,

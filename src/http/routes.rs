@@ -19,74 +19,124 @@ use crate::metrics::Route;
 use crate::protocol::score;
 use crate::serving::{ServedModel, predict};
 
-type Reply = Result<Response<Full<Bytes>>, ApiError>;
+pub(super) type Reply = Result<Response<Full<Bytes>>, ApiError>;
 
 const X_MODEL_NAME: HeaderName = HeaderName::from_static("x-model-name");
 const X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
 
 /// Bodies whose decoding and prediction could take longer than this many "byte-trees"
 /// (body bytes × trees) are scored on a blocking thread, not on the runtime.
-const INLINE_WORK_LIMIT: usize = 256 * 1024;
+pub(super) const INLINE_WORK_LIMIT: usize = 256 * 1024;
 
 pub(super) async fn dispatch(req: Request<Incoming>, state: &AppState) -> (Route, Reply) {
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    let post = *req.method() == Method::POST;
     let not_allowed = |allow: &'static str| ApiError::MethodNotAllowed {
         method: req.method().to_string(),
         allow,
     };
+    const GET: &str = "GET, HEAD";
+    const POST: &str = "POST";
     match path {
-        "/score" => match *req.method() {
-            Method::POST => (Route::Score, score(req, state).await),
-            _ => (Route::Score, Err(not_allowed("POST"))),
-        },
-        "/health/live" if get => (
-            Route::HealthLive,
-            Ok(json_response(StatusCode::OK, &b"{\"status\":\"live\"}"[..])),
-        ),
+        "/score" if post => (Route::Score, score(req, state, None).await),
+        "/score" => (Route::Score, Err(not_allowed(POST))),
+        "/health/live" if get => (Route::HealthLive, Ok(live())),
         "/health/ready" if get => (Route::HealthReady, ready(state)),
-        "/models" if get => (Route::Models, models(state)),
+        "/models" if get => (Route::Models, models(state, None)),
         "/metrics" if get => (Route::Metrics, Ok(metrics(state))),
-        "/health/live" => (Route::HealthLive, Err(not_allowed("GET, HEAD"))),
-        "/health/ready" => (Route::HealthReady, Err(not_allowed("GET, HEAD"))),
-        "/models" => (Route::Models, Err(not_allowed("GET, HEAD"))),
-        "/metrics" => (Route::Metrics, Err(not_allowed("GET, HEAD"))),
-        _ => (
-            Route::Unmatched,
-            Err(ApiError::NotFound(truncated_path(path))),
-        ),
+        "/openapi.json" if get => (Route::OpenApi, Ok(super::v2::openapi())),
+        "/v2" if get => (Route::V2Server, Ok(super::v2::server_metadata())),
+        "/v2/health/live" if get => (Route::V2Live, Ok(live())),
+        "/v2/health/ready" if get => (Route::V2Ready, ready(state)),
+        "/health/live" => (Route::HealthLive, Err(not_allowed(GET))),
+        "/health/ready" => (Route::HealthReady, Err(not_allowed(GET))),
+        "/models" => (Route::Models, Err(not_allowed(GET))),
+        "/metrics" => (Route::Metrics, Err(not_allowed(GET))),
+        "/openapi.json" => (Route::OpenApi, Err(not_allowed(GET))),
+        "/v2" => (Route::V2Server, Err(not_allowed(GET))),
+        "/v2/health/live" => (Route::V2Live, Err(not_allowed(GET))),
+        "/v2/health/ready" => (Route::V2Ready, Err(not_allowed(GET))),
+        _ => {
+            if let Some(rest) = path.strip_prefix("/v2/models/") {
+                let rest = rest.to_owned();
+                return super::v2::dispatch(req, state, &rest).await;
+            }
+            if let Some(rest) = path.strip_prefix("/models/") {
+                return match rest.split_once('/') {
+                    None if get => (Route::Model, models(state, Some(rest))),
+                    None => (Route::Model, Err(not_allowed(GET))),
+                    Some((name, "score")) if post => {
+                        let name = name.to_owned();
+                        (Route::ModelScore, score(req, state, Some(&name)).await)
+                    }
+                    Some((_, "score")) => (Route::ModelScore, Err(not_allowed(POST))),
+                    Some(_) => (Route::Unmatched, Err(ApiError::NotFound(truncated(path)))),
+                };
+            }
+            (Route::Unmatched, Err(ApiError::NotFound(truncated(path))))
+        }
     }
 }
 
-fn truncated_path(path: &str) -> String {
-    let mut end = path.len().min(128);
-    while !path.is_char_boundary(end) {
+/// `s` cut to at most 128 bytes (on a character boundary), for error messages.
+pub(super) fn truncated(s: &str) -> String {
+    let mut end = s.len().min(128);
+    while !s.is_char_boundary(end) {
         end -= 1;
     }
-    path[..end].to_owned()
+    s[..end].to_owned()
 }
 
-fn ready(state: &AppState) -> Reply {
-    let served = state.catalog.current().ok_or(ApiError::NoModel)?;
-    let body = json!({
-        "status": "ready",
-        "model": served.model.name(),
-        "version": served.model.version(),
-    });
+fn live() -> Response<Full<Bytes>> {
+    json_response(StatusCode::OK, &b"{\"status\":\"live\"}"[..])
+}
+
+/// 200 while the fleet is ready: the default model (if any) and every model named with
+/// `--model` are loaded, and at least one model is.
+pub(super) fn ready(state: &AppState) -> Reply {
+    if !state.fleet.ready() {
+        return Err(ApiError::NoModel);
+    }
+    let models = state.fleet.models();
+    let loaded: Vec<_> = models
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name(),
+                "version": c.load().as_ref().map(|s| s.model.version()),
+            })
+        })
+        .collect();
+    let mut body = json!({"status": "ready", "models": loaded});
+    if let Some(d) = models.default_model()
+        && let Some(served) = d.load().as_ref()
+    {
+        body["model"] = json!(served.model.name());
+        body["version"] = json!(served.model.version());
+    }
     Ok(json_response(
         StatusCode::OK,
         serde_json::to_vec(&body).expect("json"),
     ))
 }
 
-fn models(state: &AppState) -> Reply {
-    let served = state.catalog.current().ok_or(ApiError::NoModel)?;
-    let m = served.model.manifest();
-    let body = json!({
-        "models": [{
+/// `/models` (every served model) or `/models/{name}` (one).
+fn models(state: &AppState, name: Option<&str>) -> Reply {
+    let models = state.fleet.models();
+    let describe = |c: &crate::serving::Catalog| {
+        let guard = c.load();
+        let Some(served) = guard.as_ref() else {
+            return json!({"name": c.name(), "alias": c.alias(), "version": null, "ready": false});
+        };
+        let m = served.model.manifest();
+        json!({
             "name": m.name,
             "version": served.model.version(),
-            "alias": state.config.alias,
+            "alias": c.alias(),
+            "ready": true,
+            "default": models.default_model().is_some_and(|d| d.name() == c.name()),
+            "score_path": format!("/models/{}/score", c.name()),
             "sha256": served.model.sha256(),
             "algorithm": m.algorithm,
             "created": m.created,
@@ -99,8 +149,16 @@ fn models(state: &AppState) -> Reply {
             "nodes": served.model.forest().num_nodes(),
             "training": m.training,
             "metrics": m.metrics,
-        }]
-    });
+        })
+    };
+    let body = match name {
+        None => json!({"models": models.iter().map(|c| describe(c)).collect::<Vec<_>>()}),
+        Some(n) => describe(
+            models
+                .get(n)
+                .ok_or_else(|| ApiError::ModelNotFound(truncated(n)))?,
+        ),
+    };
     Ok(json_response(
         StatusCode::OK,
         serde_json::to_vec(&body).expect("json"),
@@ -116,8 +174,13 @@ fn metrics(state: &AppState) -> Response<Full<Bytes>> {
     resp
 }
 
-/// Accepts `application/json` (any parameters) or no content type.
-fn check_json_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
+/// Accepts one of `types` (any parameters) or no content type, and an uncompressed body.
+pub(super) fn check_content_type(req: &Request<Incoming>, types: &[&str]) -> Result<(), ApiError> {
+    if let Some(enc) = req.headers().get(header::CONTENT_ENCODING)
+        && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
+    {
+        return Err(ApiError::UnsupportedContentEncoding(lossy(enc)));
+    }
     let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -127,11 +190,13 @@ fn check_json_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
         .and_then(|s| s.split(';').next())
         .map(str::trim);
     match essence {
-        Some(e) if e.eq_ignore_ascii_case("application/json") => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType(
-            String::from_utf8_lossy(&ct.as_bytes()[..ct.len().min(100)]).into_owned(),
-        )),
+        Some(e) if types.iter().any(|t| e.eq_ignore_ascii_case(t)) => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType(lossy(ct))),
     }
+}
+
+fn lossy(v: &HeaderValue) -> String {
+    String::from_utf8_lossy(&v.as_bytes()[..v.len().min(100)]).into_owned()
 }
 
 /// Parses `?probabilities=true|false|1|0`; other parameters are ignored.
@@ -154,7 +219,11 @@ fn wants_probabilities(query: Option<&str>) -> Result<bool, ApiError> {
     Ok(want)
 }
 
-async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     // hyper knows the declared Content-Length: refuse before reading anything.
     if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
         return Err(ApiError::BodyTooLarge { limit });
@@ -280,8 +349,8 @@ enum Work {
     Blocking(Arc<ServedModel>),
 }
 
-async fn score(req: Request<Incoming>, state: &AppState) -> Reply {
-    check_json_content_type(&req)?;
+async fn score(req: Request<Incoming>, state: &AppState, model: Option<&str>) -> Reply {
+    check_content_type(&req, &["application/json"])?;
     let want_proba = wants_probabilities(req.uri().query())?;
     let body = read_body(
         req.into_body(),
@@ -295,10 +364,27 @@ async fn score(req: Request<Incoming>, state: &AppState) -> Reply {
         record: !state.config.no_metrics,
     };
     // The model is loaded once, here, and this version answers the whole request. Small
-    // bodies are scored inline under a guard that touches no shared reference count.
+    // bodies are scored inline under guards that touch no shared reference count.
     let work = {
-        let guard = state.catalog.load();
-        let served = guard.as_ref().ok_or(ApiError::NoModel)?;
+        let models = state.fleet.models();
+        let catalog = match model {
+            Some(name) => models
+                .get(name)
+                .ok_or_else(|| ApiError::ModelNotFound(truncated(name)))?,
+            None => models.default_model().ok_or_else(|| {
+                let names = models.names();
+                if names.is_empty() {
+                    ApiError::NoModel
+                } else {
+                    ApiError::NoDefaultModel(names.iter().map(|n| n.to_string()).collect())
+                }
+            })?,
+        };
+        let guard = catalog.load();
+        let served = guard.as_ref().ok_or_else(|| match model {
+            Some(name) => ApiError::ModelNotReady(name.to_owned()),
+            None => ApiError::NoModel,
+        })?;
         if body.len().saturating_mul(served.model.forest().num_trees()) <= INLINE_WORK_LIMIT {
             Work::Done(score_body(served, &body, opts))
         } else {

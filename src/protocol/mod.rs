@@ -2,6 +2,7 @@
 //! The HTTP layer is a thin adapter over these.
 
 pub mod score;
+pub mod v2;
 
 /// What kind of input error (the `error_type` of the JSON error body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,12 @@ pub enum InputErrorKind {
     EmptyBatch,
     /// A batch over the row limit.
     TooManyRows,
+    /// A tensor's shape does not fit the model or its data.
+    InvalidShape,
+    /// A tensor's datatype is not accepted.
+    InvalidDatatype,
+    /// An output the model does not have.
+    UnknownOutput,
 }
 
 impl InputErrorKind {
@@ -39,6 +46,9 @@ impl InputErrorKind {
             InputErrorKind::NonFiniteValue => "non_finite_value",
             InputErrorKind::EmptyBatch => "empty_batch",
             InputErrorKind::TooManyRows => "too_many_rows",
+            InputErrorKind::InvalidShape => "invalid_shape",
+            InputErrorKind::InvalidDatatype => "invalid_datatype",
+            InputErrorKind::UnknownOutput => "unknown_output",
         }
     }
 }

@@ -1,0 +1,362 @@
+//! Open Inference Protocol (KServe V2) routes, and the OpenAPI document.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::routes::{INLINE_WORK_LIMIT, Reply, check_content_type, read_body, truncated};
+use super::{ApiError, AppState, json_response};
+use crate::metrics::Route;
+use crate::protocol::v2::{self, Output};
+use crate::registry::RegistryError;
+use crate::serving::{Catalog, LoadError, ServedModel, predict};
+
+const X_MODEL_NAME: HeaderName = HeaderName::from_static("x-model-name");
+const X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
+const INFERENCE_HEADER_CONTENT_LENGTH: HeaderName =
+    HeaderName::from_static("inference-header-content-length");
+
+/// Extensions listed by `GET /v2`.
+pub const EXTENSIONS: [&str; 1] = ["binary_tensor_data"];
+
+/// `GET /v2`.
+pub(super) fn server_metadata() -> Response<Full<Bytes>> {
+    let body = json!({
+        "name": "treeserve",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": EXTENSIONS,
+    });
+    json_response(StatusCode::OK, serde_json::to_vec(&body).expect("json"))
+}
+
+/// `GET /openapi.json`.
+pub(super) fn openapi() -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::OK,
+        Bytes::from_static(include_bytes!("openapi.json")),
+    )
+}
+
+/// Routes under `/v2/models/`; `rest` is the path after that prefix.
+pub(super) async fn dispatch(
+    req: Request<Incoming>,
+    state: &AppState,
+    rest: &str,
+) -> (Route, Reply) {
+    let (model, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let (version, action) = match tail.strip_prefix("versions/") {
+        Some(t) => {
+            let (v, a) = t.split_once('/').unwrap_or((t, ""));
+            (Some(v), a)
+        }
+        None => (None, tail),
+    };
+    let route = match (version.is_some(), action) {
+        (false, "") => Route::V2Model,
+        (false, "ready") => Route::V2ModelReady,
+        (false, "infer") => Route::V2Infer,
+        (true, "") => Route::V2Version,
+        (true, "ready") => Route::V2VersionReady,
+        (true, "infer") => Route::V2VersionInfer,
+        _ => {
+            let path = format!("/v2/models/{rest}");
+            return (Route::Unmatched, Err(ApiError::NotFound(truncated(&path))));
+        }
+    };
+    let infer = action == "infer";
+    let method_ok = if infer {
+        req.method() == Method::POST
+    } else {
+        matches!(*req.method(), Method::GET | Method::HEAD)
+    };
+    if !method_ok {
+        let err = ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow: if infer { "POST" } else { "GET, HEAD" },
+        };
+        return (route, Err(err));
+    }
+    let reply = match action {
+        "infer" => infer_route(req, state, model, version).await,
+        "ready" => ready(state, model, version).await,
+        _ => metadata(state, model, version).await,
+    };
+    (route, reply)
+}
+
+fn parse_version(model: &str, version: &str) -> Result<u64, ApiError> {
+    version
+        .parse()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::VersionNotFound {
+            model: truncated(model),
+            version: truncated(version),
+        })
+}
+
+fn catalog(state: &AppState, model: &str) -> Result<Arc<Catalog>, ApiError> {
+    state
+        .fleet
+        .models()
+        .get(model)
+        .cloned()
+        .ok_or_else(|| ApiError::ModelNotFound(truncated(model)))
+}
+
+/// The version a request names: the alias's, or a pinned one (loaded on first use, on a
+/// blocking thread).
+async fn resolve(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+) -> Result<(Arc<Catalog>, Arc<ServedModel>), ApiError> {
+    let catalog = catalog(state, model)?;
+    let Some(v) = version else {
+        let served = catalog
+            .current()
+            .ok_or_else(|| ApiError::ModelNotReady(truncated(model)))?;
+        return Ok((catalog, served));
+    };
+    let v = parse_version(model, v)?;
+    if let Some(s) = catalog.cached(v) {
+        return Ok((catalog, s));
+    }
+    let c = catalog.clone();
+    let loaded = tokio::task::spawn_blocking(move || c.pinned(v))
+        .await
+        .map_err(|e| ApiError::Internal(format!("version load task failed: {e}")))?;
+    match loaded {
+        Ok(s) => Ok((catalog, s)),
+        Err(LoadError::Registry(
+            RegistryError::VersionNotFound { .. } | RegistryError::ModelNotFound(_),
+        )) => Err(ApiError::VersionNotFound {
+            model: truncated(model),
+            version: v.to_string(),
+        }),
+        Err(e) => Err(ApiError::VersionUnavailable {
+            model: truncated(model),
+            version: v,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+async fn ready(state: &AppState, model: &str, version: Option<&str>) -> Reply {
+    let (_, served) = resolve(state, model, version).await?;
+    let body = json!({
+        "name": served.model.name(),
+        "version": served.version_text,
+        "ready": true,
+    });
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&body).expect("json"),
+    ))
+}
+
+async fn metadata(state: &AppState, model: &str, version: Option<&str>) -> Reply {
+    let (catalog, served) = resolve(state, model, version).await?;
+    let versions = tokio::task::spawn_blocking(move || catalog.versions())
+        .await
+        .map_err(|e| ApiError::Internal(format!("registry task failed: {e}")))?
+        .unwrap_or_default();
+    let m = &served.model;
+    let body = json!({
+        "name": m.name(),
+        "versions": versions.iter().map(u64::to_string).collect::<Vec<_>>(),
+        "platform": "treeserve",
+        "inputs": [{"name": v2::INPUT, "datatype": "FP64", "shape": [-1, m.num_features()]}],
+        "outputs": [
+            {"name": v2::LABEL, "datatype": "BYTES", "shape": [-1]},
+            {"name": v2::PROBABILITIES, "datatype": "FP32", "shape": [-1, m.num_classes()]},
+        ],
+        "parameters": {
+            "model_version": served.version_text,
+            "features": m.features(),
+            "classes": m.classes(),
+            "accepted_input_datatypes": v2::INPUT_DATATYPES,
+        },
+    });
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&body).expect("json"),
+    ))
+}
+
+#[derive(Default)]
+struct Scratch {
+    values: Vec<f64>,
+    classes: Vec<usize>,
+    proba: Vec<f64>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Decodes, predicts and encodes one inference request with this thread's buffers.
+fn infer_body(
+    served: &ServedModel,
+    body: &[u8],
+    header_len: Option<usize>,
+    max_rows: usize,
+    record: bool,
+) -> Result<(usize, v2::Encoded), ApiError> {
+    let (json, binary) = match header_len {
+        Some(n) if n <= body.len() => body.split_at(n),
+        Some(n) => {
+            return Err(crate::protocol::InputError::new(
+                crate::protocol::InputErrorKind::InvalidBody,
+                format!(
+                    "Inference-Header-Content-Length is {n} but the body has {} bytes",
+                    body.len()
+                ),
+            )
+            .into());
+        }
+        None => (body, &[][..]),
+    };
+    SCRATCH.with_borrow_mut(|s| {
+        let model = &served.model;
+        let decoded = v2::decode(json, binary, model.num_features(), max_rows, &mut s.values)?;
+        let want_proba = decoded
+            .outputs
+            .iter()
+            .any(|o| o.output == Output::Probabilities);
+        predict(
+            served,
+            &s.values,
+            &mut s.classes,
+            want_proba.then_some(&mut s.proba),
+            record,
+        );
+        let encoded = v2::encode(
+            model.name(),
+            &served.version_text,
+            decoded.id.as_deref(),
+            model.classes(),
+            &s.classes,
+            want_proba.then_some(&s.proba[..]),
+            &decoded.outputs,
+        );
+        Ok((decoded.rows, encoded))
+    })
+}
+
+enum Work {
+    Done(Result<(usize, v2::Encoded), ApiError>, HeaderValue),
+    Blocking(Arc<ServedModel>),
+}
+
+async fn infer_route(
+    req: Request<Incoming>,
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+) -> Reply {
+    check_content_type(&req, &["application/json", "application/octet-stream"])?;
+    let header_len = match req.headers().get(INFERENCE_HEADER_CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    ApiError::from(crate::protocol::InputError::new(
+                        crate::protocol::InputErrorKind::InvalidBody,
+                        "Inference-Header-Content-Length is not a number",
+                    ))
+                })?,
+        ),
+    };
+    let body = read_body(
+        req.into_body(),
+        state.config.max_body_bytes,
+        state.config.body_read_timeout,
+    )
+    .await?;
+    let max_rows = state.config.max_batch_rows;
+    let record = !state.config.no_metrics;
+    let small = |s: &ServedModel| {
+        body.len().saturating_mul(s.model.forest().num_trees()) <= INLINE_WORK_LIMIT
+    };
+    let work = match version {
+        // The alias's version: scored inline under guards when small.
+        None => {
+            let models = state.fleet.models();
+            let catalog = models
+                .get(model)
+                .ok_or_else(|| ApiError::ModelNotFound(truncated(model)))?;
+            let guard = catalog.load();
+            let served = guard
+                .as_ref()
+                .ok_or_else(|| ApiError::ModelNotReady(truncated(model)))?;
+            if small(served) {
+                Work::Done(
+                    infer_body(served, &body, header_len, max_rows, record),
+                    version_header(served),
+                )
+            } else {
+                Work::Blocking(Arc::clone(served))
+            }
+        }
+        Some(_) => {
+            let (_, served) = resolve(state, model, version).await?;
+            if small(&served) {
+                let h = version_header(&served);
+                Work::Done(infer_body(&served, &body, header_len, max_rows, record), h)
+            } else {
+                Work::Blocking(served)
+            }
+        }
+    };
+    let ((rows, encoded), version) = match work {
+        Work::Done(r, h) => (r?, h),
+        Work::Blocking(served) => {
+            let h = version_header(&served);
+            let r = tokio::task::spawn_blocking(move || {
+                infer_body(&served, &body, header_len, max_rows, record)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("inference task failed: {e}")))??;
+            (r, h)
+        }
+    };
+    if record {
+        state.metrics.observe_batch(rows);
+    }
+    let v2::Encoded { mut json, binary } = encoded;
+    let json_len = json.len();
+    let binary_present = !binary.is_empty();
+    if binary_present {
+        json.extend_from_slice(&binary);
+    }
+    let mut resp = json_response(StatusCode::OK, json);
+    let headers = resp.headers_mut();
+    if binary_present {
+        headers.insert(INFERENCE_HEADER_CONTENT_LENGTH, HeaderValue::from(json_len));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    headers.insert(X_MODEL_NAME, model_header(model));
+    headers.insert(X_MODEL_VERSION, version);
+    Ok(resp)
+}
+
+fn version_header(served: &ServedModel) -> HeaderValue {
+    HeaderValue::from_str(&served.version_text).expect("digits")
+}
+
+fn model_header(model: &str) -> HeaderValue {
+    // Served names are valid registry names (ASCII letters, digits, `-`, `_`, `.`).
+    HeaderValue::from_str(model).unwrap_or(HeaderValue::from_static("invalid"))
+}

@@ -1,0 +1,143 @@
+//! The served models and the one prediction path every protocol shares.
+//!
+//! A [`Fleet`] holds one [`Catalog`] per served model; a catalog holds the version its
+//! alias points to in an `ArcSwapOption`. A new version is read, decoded and validated off
+//! the request path and stored only on success: a bad artifact never replaces a good one.
+//! A request loads the handle once and uses that version throughout.
+
+mod catalog;
+mod fleet;
+
+pub use catalog::{Catalog, CatalogOptions};
+pub use fleet::{Fleet, FleetReport, Models, follow, log_report};
+
+use crate::model::{ArtifactError, Model};
+use crate::protocol::score;
+use crate::registry::RegistryError;
+
+/// A validated model with its precomputed response encodings.
+#[derive(Debug)]
+pub struct ServedModel {
+    /// Unique per loaded model in this process (never reused), for per-thread caches.
+    pub id: u64,
+    /// The model.
+    pub model: Model,
+    /// `/score` response encoding.
+    pub score: score::Encoder,
+    /// The version as decimal text, for response headers.
+    pub version_text: String,
+    /// Predictions and drift signals of this version.
+    pub stats: crate::stats::ModelStats,
+}
+
+impl ServedModel {
+    /// Wraps a validated model.
+    pub fn new(model: Model) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            score: score::Encoder::new(&model),
+            version_text: model.version().to_string(),
+            stats: crate::stats::ModelStats::new(&model),
+            model,
+        }
+    }
+}
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The registry could not be read.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The artifact was refused.
+    #[error("version {version}: {source}")]
+    Artifact {
+        /// The version that was refused.
+        version: u64,
+        /// Why.
+        source: ArtifactError,
+    },
+    /// The artifact names another model.
+    #[error("version {version} holds model {found:?}, expected {expected:?}")]
+    NameMismatch {
+        /// The version.
+        version: u64,
+        /// The name the registry has it under.
+        expected: String,
+        /// The name in the artifact.
+        found: String,
+    },
+    /// The new version reads other features than the served one.
+    #[error(
+        "version {version} reads features [{}], the served version reads [{}]; refusing the swap (clients would break; --allow-schema-change allows it)",
+        .to.join(", "), .from.join(", ")
+    )]
+    SchemaChange {
+        /// The refused version.
+        version: u64,
+        /// Features of the served version.
+        from: Vec<String>,
+        /// Features of the new version.
+        to: Vec<String>,
+    },
+}
+
+impl LoadError {
+    /// A short, bounded reason for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoadError::Registry(RegistryError::Io { .. }) => "registry_io",
+            LoadError::Registry(_) => "registry",
+            LoadError::Artifact { source, .. } => source.reason(),
+            LoadError::NameMismatch { .. } => "name_mismatch",
+            LoadError::SchemaChange { .. } => "schema_change",
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The alias still points to the served version.
+    Unchanged(u64),
+    /// The alias points to a version that already failed with these very bytes.
+    KnownBad(u64),
+    /// A new version is now served.
+    Swapped {
+        /// Version served before, if any.
+        from: Option<u64>,
+        /// Version served now.
+        to: u64,
+    },
+}
+
+/// Predicts `rows` rows of `values` (row-major) into `classes`, and their probabilities
+/// into `proba` when given (`rows × classes`), recording each row in the model's
+/// statistics when `record`. The one prediction path of every protocol.
+pub fn predict(
+    served: &ServedModel,
+    values: &[f64],
+    classes: &mut Vec<usize>,
+    mut proba: Option<&mut Vec<f64>>,
+    record: bool,
+) {
+    let model = &served.model;
+    let f = model.num_features();
+    let k = model.num_classes();
+    classes.clear();
+    if let Some(p) = proba.as_deref_mut() {
+        p.clear();
+        p.resize(values.len() / f * k, 0.0);
+    }
+    for (i, row) in values.chunks_exact(f).enumerate() {
+        let class = model.predict(row);
+        if record {
+            served.stats.record(row, class);
+        }
+        classes.push(class);
+        if let Some(p) = proba.as_deref_mut() {
+            model.predict_proba(row, &mut p[i * k..(i + 1) * k]);
+        }
+    }
+}
