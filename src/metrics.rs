@@ -383,7 +383,12 @@ impl Collector for RequestMetrics {
     fn collect(&self) -> Vec<proto::MetricFamily> {
         let shards = self.shards.lock().expect("shards lock").clone();
         let sum = |f: &dyn Fn(&Shard) -> &AtomicU64| -> u64 {
-            shards.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+            // Wrapping: a request can start on one thread and end on another, so one
+            // shard's in-flight count can wrap below zero while the sum is right.
+            shards
+                .iter()
+                .map(|s| f(s).load(Ordering::Relaxed))
+                .fold(0, u64::wrapping_add)
         };
         let mut requests = Vec::new();
         for (r, route) in Route::ALL.iter().enumerate() {

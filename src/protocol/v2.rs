@@ -81,8 +81,8 @@ struct RawInput<'a> {
     datatype: Cow<'a, str>,
     #[serde(default)]
     parameters: Option<InputParameters>,
-    #[serde(default)]
-    data: Option<Flat>,
+    #[serde(default, borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -225,7 +225,18 @@ pub fn decode(
         (None, None) => {
             return Err(bad(K::InvalidBody, format!("input {name:?} has no data")));
         }
-        (Some(Flat(values)), None) => {
+        (Some(raw), None) => {
+            let Flat(values) = serde_json::from_str(raw.get()).map_err(|e| {
+                let out_of_range = e.to_string().starts_with("number out of range");
+                bad(
+                    if out_of_range {
+                        K::NonFiniteValue
+                    } else {
+                        K::InvalidBody
+                    },
+                    format!("input {name:?}: data must be numbers, or arrays of numbers: {e}"),
+                )
+            })?;
             if values.len() != expected {
                 return Err(bad(
                     K::InvalidShape,
@@ -236,7 +247,7 @@ pub fn decode(
                     ),
                 ));
             }
-            out.extend_from_slice(values);
+            out.extend_from_slice(&values);
         }
         (None, Some(size)) => {
             let width = datatype_width(datatype);

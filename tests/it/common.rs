@@ -240,3 +240,17 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, error_type: &str
     let msg = body["error"].as_str().expect("error message");
     assert!(msg.contains(needle), "{msg:?} should contain {needle:?}");
 }
+
+/// Polls `f` every 10 ms until it holds; fails after `limit`. Returns the time it took.
+pub async fn wait_for<F, Fut>(limit: Duration, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !f().await {
+        assert!(started.elapsed() < limit, "not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}

@@ -10,3 +10,4 @@ mod registry;
 mod score;
 mod server;
 mod swap;
+mod v2;

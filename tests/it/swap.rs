@@ -12,19 +12,6 @@ use treeserve::registry::{FsRegistry, Registry};
 use crate::common::*;
 
 /// Polls `f` every 10 ms until it is true or `limit` passes; returns the time it took.
-async fn wait_for<F, Fut>(limit: Duration, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !f().await {
-        assert!(started.elapsed() < limit, "not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    started.elapsed()
-}
-
 async fn served_version(app: &App) -> Option<u64> {
     let r = app.post("/score", VERSICOLOR).await;
     if r.status() != 200 {
