@@ -45,7 +45,7 @@ pub(super) async fn dispatch(req: Request<Incoming>, state: &AppState) -> (Route
         "/health/ready" if get => (Route::HealthReady, ready(state)),
         "/models" if get => (Route::Models, models(state, None)),
         "/metrics" if get => (Route::Metrics, Ok(metrics(state))),
-        "/openapi.json" if get => (Route::OpenApi, Ok(super::v2::openapi())),
+        "/openapi.json" if get => (Route::OpenApi, Ok(super::v2::openapi(state))),
         "/v2" if get => (Route::V2Server, Ok(super::v2::server_metadata())),
         "/v2/health/live" if get => (Route::V2Live, Ok(live())),
         "/v2/health/ready" if get => (Route::V2Ready, ready(state)),
@@ -206,7 +206,7 @@ fn wants_probabilities(query: Option<&str>) -> Result<bool, ApiError> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
         if k == "probabilities" {
             want = match v {
-                "true" | "1" | "" => true,
+                "true" | "1" => true,
                 "false" | "0" => false,
                 _ => {
                     return Err(ApiError::InvalidQuery(

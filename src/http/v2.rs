@@ -35,12 +35,61 @@ pub(super) fn server_metadata() -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, serde_json::to_vec(&body).expect("json"))
 }
 
-/// `GET /openapi.json`.
-pub(super) fn openapi() -> Response<Full<Bytes>> {
-    json_response(
-        StatusCode::OK,
-        Bytes::from_static(include_bytes!("openapi.json")),
-    )
+/// `GET /openapi.json`: the document in `openapi.json`, narrowed to what this server
+/// serves now: the `model` path parameter lists the served models, and the `/score` row
+/// schemas name each model's features exactly.
+pub(super) fn openapi(state: &AppState) -> Response<Full<Bytes>> {
+    static TEMPLATE: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let mut doc = TEMPLATE
+        .get_or_init(|| serde_json::from_slice(include_bytes!("openapi.json")).expect("valid"))
+        .clone();
+    let models = state.fleet.models();
+    let row = |m: &crate::model::Model| {
+        let props: serde_json::Map<String, serde_json::Value> = m
+            .features()
+            .iter()
+            .map(|f| (f.clone(), json!({"type": "number"})))
+            .collect();
+        json!({
+            "type": "object",
+            "properties": props,
+            "required": m.features(),
+            "additionalProperties": false,
+        })
+    };
+    let rows: Vec<serde_json::Value> = models
+        .iter()
+        .filter_map(|c| c.current().map(|s| row(&s.model)))
+        .collect();
+    let names: Vec<&str> = models.names();
+    let paths = &mut doc["paths"];
+    if let Some(paths) = paths.as_object_mut() {
+        for op in paths.values_mut().filter_map(|p| p.as_object_mut()) {
+            for op in op.values_mut() {
+                let params = op.get_mut("parameters").and_then(|p| p.as_array_mut());
+                for param in params.into_iter().flatten() {
+                    if param["name"] == "model" && !names.is_empty() {
+                        param["schema"] = json!({"type": "string", "enum": names});
+                    }
+                }
+            }
+        }
+    }
+    let batch =
+        |r: serde_json::Value| json!({"oneOf": [r, {"type": "array", "items": r, "minItems": 1}]});
+    let body =
+        |path: &str| format!("/paths/{path}/post/requestBody/content/application~1json/schema");
+    if let Some(d) = models.default_model().and_then(|c| c.current())
+        && let Some(s) = doc.pointer_mut(&body("~1score"))
+    {
+        *s = batch(row(&d.model));
+    }
+    if !rows.is_empty()
+        && let Some(s) = doc.pointer_mut(&body("~1models~1{model}~1score"))
+    {
+        *s = batch(json!({"anyOf": rows}));
+    }
+    json_response(StatusCode::OK, serde_json::to_vec(&doc).expect("json"))
 }
 
 /// Routes under `/v2/models/`; `rest` is the path after that prefix.

@@ -3,6 +3,7 @@
 
 mod artifact;
 mod cli;
+mod clients;
 mod common;
 mod no_5xx;
 mod observe;

@@ -133,13 +133,24 @@ async fn probabilities_on_request() {
         .await
         .unwrap();
     assert!(body["output"].get("probabilities").is_none());
-    assert_error(
-        app.post("/score?probabilities=maybe", VERSICOLOR).await,
-        400,
-        "invalid_query",
-        "probabilities",
-    )
-    .await;
+    // An empty value is refused (schemathesis found it accepted); a bare flag means true.
+    for bad in ["maybe", ""] {
+        assert_error(
+            app.post(&format!("/score?probabilities={bad}"), VERSICOLOR)
+                .await,
+            400,
+            "invalid_query",
+            "probabilities",
+        )
+        .await;
+    }
+    let flag: serde_json::Value = app
+        .post("/score?probabilities", VERSICOLOR)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(flag["output"].get("probabilities").is_some(), "{flag}");
 }
 
 #[tokio::test]

@@ -1,0 +1,85 @@
+//! Real Python clients against the real binary: NVIDIA's `tritonclient[http]` and
+//! schemathesis (property-based conformance to `/openapi.json`). `.ci/run` installs them
+//! (pinned, `tests/clients/requirements.txt`) into `target/pyenv`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common::*;
+
+/// The venv's `bin/` directory (`TREESERVE_PYENV`, default `target/pyenv`).
+fn pyenv_bin() -> PathBuf {
+    let root = std::env::var_os("TREESERVE_PYENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/pyenv"));
+    let bin = root.join("bin");
+    assert!(
+        bin.join("python").exists(),
+        "no Python venv with the test clients at {}: run `bash .ci/run`, which creates it \
+         (python3 -m venv target/pyenv && target/pyenv/bin/pip install -r tests/clients/requirements.txt)",
+        root.display()
+    );
+    bin
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .current_dir(repo())
+        .output()
+        .expect("run a Python client");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// IRIS at version 1 and a depth-1 stump at version 2, the alias on 2.
+fn two_versions() -> TestRegistry {
+    let reg = TestRegistry::with_iris();
+    let stump = reg.train("stump.tsm", &["--max-depth", "1"]);
+    assert_eq!(reg.publish(&stump, Some("production")), 2);
+    reg
+}
+
+#[tokio::test]
+async fn tritonclient_speaks_the_open_inference_protocol() {
+    let bin = pyenv_bin();
+    let reg = two_versions();
+    let app = App::spawn(reg.path(), &[]);
+    let addr = app.addr.to_string();
+    tokio::task::spawn_blocking(move || {
+        run(Command::new(bin.join("python")).args([
+            "tests/clients/triton_client.py",
+            &addr,
+            "iris",
+            "1",
+        ]))
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_5xx_and_no_response_off_the_document() {
+    let bin = pyenv_bin();
+    let reg = two_versions();
+    let app = App::spawn(reg.path(), &[]);
+    let url = app.url("/openapi.json");
+    let report = reg.path().join("schemathesis.xml");
+    tokio::task::spawn_blocking(move || {
+        // Every check but positive_data_acceptance: JSON Schema cannot say that a V2
+        // tensor's data length is the product of its shape, so schema-valid tensors can
+        // rightly be refused.
+        run(Command::new(bin.join("schemathesis"))
+            .args(["run", &url, "--checks", "all"])
+            .args(["--exclude-checks", "positive_data_acceptance"])
+            .args(["--max-examples", "40", "--seed", "1984", "--workers", "2"])
+            .args(["--report", "junit", "--report-junit-path"])
+            .arg(&report)
+            .env("NO_COLOR", "1"))
+    })
+    .await
+    .unwrap();
+}
