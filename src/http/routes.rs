@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -58,9 +58,11 @@ pub(super) async fn dispatch(req: Request<Incoming>, state: &AppState) -> (Route
         "/v2/health/live" => (Route::V2Live, Err(not_allowed(GET))),
         "/v2/health/ready" => (Route::V2Ready, Err(not_allowed(GET))),
         _ => {
-            if let Some(rest) = path.strip_prefix("/v2/models/") {
-                let rest = rest.to_owned();
-                return super::v2::dispatch(req, state, &rest).await;
+            if path.starts_with("/v2/models/") {
+                // Split so the path stays borrowed while the body is read.
+                let (parts, body) = req.into_parts();
+                let rest = &parts.uri.path()["/v2/models/".len()..];
+                return super::v2::dispatch(&parts, body, state, rest).await;
             }
             if let Some(rest) = path.strip_prefix("/models/") {
                 return match rest.split_once('/') {
@@ -175,13 +177,13 @@ fn metrics(state: &AppState) -> Response<Full<Bytes>> {
 }
 
 /// Accepts one of `types` (any parameters) or no content type, and an uncompressed body.
-pub(super) fn check_content_type(req: &Request<Incoming>, types: &[&str]) -> Result<(), ApiError> {
-    if let Some(enc) = req.headers().get(header::CONTENT_ENCODING)
+pub(super) fn check_content_type(headers: &HeaderMap, types: &[&str]) -> Result<(), ApiError> {
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING)
         && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
     {
         return Err(ApiError::UnsupportedContentEncoding(lossy(enc)));
     }
-    let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
     let essence = ct
@@ -282,6 +284,17 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
+/// This thread's `x-model-name` and `x-model-version` values for `served`.
+pub(super) fn model_headers(served: &ServedModel) -> (HeaderValue, HeaderValue) {
+    SCRATCH.with_borrow_mut(|s| {
+        if s.local.as_ref().is_none_or(|l| l.id != served.id) {
+            s.local = Some(LocalPieces::new(served));
+        }
+        let local = s.local.as_ref().expect("set above");
+        (local.name.clone(), local.version.clone())
+    })
+}
+
 struct Scored {
     rows: usize,
     body: Bytes,
@@ -350,7 +363,7 @@ enum Work {
 }
 
 async fn score(req: Request<Incoming>, state: &AppState, model: Option<&str>) -> Reply {
-    check_content_type(&req, &["application/json"])?;
+    check_content_type(req.headers(), &["application/json"])?;
     let want_proba = wants_probabilities(req.uri().query())?;
     let body = read_body(
         req.into_body(),

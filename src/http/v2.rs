@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::routes::{INLINE_WORK_LIMIT, Reply, check_content_type, read_body, truncated};
+use super::routes::{
+    INLINE_WORK_LIMIT, Reply, check_content_type, model_headers, read_body, truncated,
+};
 use super::{ApiError, AppState, json_response};
 use crate::metrics::Route;
 use crate::protocol::v2::{self, Output};
@@ -94,7 +96,8 @@ pub(super) fn openapi(state: &AppState) -> Response<Full<Bytes>> {
 
 /// Routes under `/v2/models/`; `rest` is the path after that prefix.
 pub(super) async fn dispatch(
-    req: Request<Incoming>,
+    req: &http::request::Parts,
+    body: Incoming,
     state: &AppState,
     rest: &str,
 ) -> (Route, Reply) {
@@ -120,19 +123,19 @@ pub(super) async fn dispatch(
     };
     let infer = action == "infer";
     let method_ok = if infer {
-        req.method() == Method::POST
+        req.method == Method::POST
     } else {
-        matches!(*req.method(), Method::GET | Method::HEAD)
+        matches!(req.method, Method::GET | Method::HEAD)
     };
     if !method_ok {
         let err = ApiError::MethodNotAllowed {
-            method: req.method().to_string(),
+            method: req.method.to_string(),
             allow: if infer { "POST" } else { "GET, HEAD" },
         };
         return (route, Err(err));
     }
     let reply = match action {
-        "infer" => infer_route(req, state, model, version).await,
+        "infer" => infer_route(req, body, state, model, version).await,
         "ready" => ready(state, model, version).await,
         _ => metadata(state, model, version).await,
     };
@@ -277,6 +280,7 @@ fn infer_body(
         let decoded = v2::decode(json, binary, model.num_features(), max_rows, &mut s.values)?;
         let want_proba = decoded
             .outputs
+            .as_slice()
             .iter()
             .any(|o| o.output == Output::Probabilities);
         predict(
@@ -293,25 +297,31 @@ fn infer_body(
             model.classes(),
             &s.classes,
             want_proba.then_some(&s.proba[..]),
-            &decoded.outputs,
+            decoded.outputs.as_slice(),
         );
         Ok((decoded.rows, encoded))
     })
 }
 
+type Headers = (HeaderValue, HeaderValue);
+
 enum Work {
-    Done(Result<(usize, v2::Encoded), ApiError>, HeaderValue),
+    Done(Result<(usize, v2::Encoded), ApiError>, Headers),
     Blocking(Arc<ServedModel>),
 }
 
 async fn infer_route(
-    req: Request<Incoming>,
+    req: &http::request::Parts,
+    body: Incoming,
     state: &AppState,
     model: &str,
     version: Option<&str>,
 ) -> Reply {
-    check_content_type(&req, &["application/json", "application/octet-stream"])?;
-    let header_len = match req.headers().get(INFERENCE_HEADER_CONTENT_LENGTH) {
+    check_content_type(
+        &req.headers,
+        &["application/json", "application/octet-stream"],
+    )?;
+    let header_len = match req.headers.get(INFERENCE_HEADER_CONTENT_LENGTH) {
         None => None,
         Some(v) => Some(
             v.to_str()
@@ -326,7 +336,7 @@ async fn infer_route(
         ),
     };
     let body = read_body(
-        req.into_body(),
+        body,
         state.config.max_body_bytes,
         state.config.body_read_timeout,
     )
@@ -350,7 +360,7 @@ async fn infer_route(
             if small(served) {
                 Work::Done(
                     infer_body(served, &body, header_len, max_rows, record),
-                    version_header(served),
+                    model_headers(served),
                 )
             } else {
                 Work::Blocking(Arc::clone(served))
@@ -359,17 +369,17 @@ async fn infer_route(
         Some(_) => {
             let (_, served) = resolve(state, model, version).await?;
             if small(&served) {
-                let h = version_header(&served);
+                let h = model_headers(&served);
                 Work::Done(infer_body(&served, &body, header_len, max_rows, record), h)
             } else {
                 Work::Blocking(served)
             }
         }
     };
-    let ((rows, encoded), version) = match work {
+    let ((rows, encoded), (name, version)) = match work {
         Work::Done(r, h) => (r?, h),
         Work::Blocking(served) => {
-            let h = version_header(&served);
+            let h = model_headers(&served);
             let r = tokio::task::spawn_blocking(move || {
                 infer_body(&served, &body, header_len, max_rows, record)
             })
@@ -396,16 +406,7 @@ async fn infer_route(
             HeaderValue::from_static("application/octet-stream"),
         );
     }
-    headers.insert(X_MODEL_NAME, model_header(model));
+    headers.insert(X_MODEL_NAME, name);
     headers.insert(X_MODEL_VERSION, version);
     Ok(resp)
-}
-
-fn version_header(served: &ServedModel) -> HeaderValue {
-    HeaderValue::from_str(&served.version_text).expect("digits")
-}
-
-fn model_header(model: &str) -> HeaderValue {
-    // Served names are valid registry names (ASCII letters, digits, `-`, `_`, `.`).
-    HeaderValue::from_str(model).unwrap_or(HeaderValue::from_static("invalid"))
 }

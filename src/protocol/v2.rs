@@ -43,15 +43,34 @@ pub struct Requested {
     pub binary: bool,
 }
 
-/// A decoded inference request.
+/// The outputs to answer with, in order (each at most once).
+#[derive(Debug, Clone, Copy)]
+pub struct Outputs {
+    list: [Requested; 2],
+    len: usize,
+}
+
+impl Outputs {
+    fn push(&mut self, r: Requested) {
+        self.list[self.len] = r;
+        self.len += 1;
+    }
+
+    /// The outputs, in order.
+    pub fn as_slice(&self) -> &[Requested] {
+        &self.list[..self.len]
+    }
+}
+
+/// A decoded inference request, borrowing the body.
 #[derive(Debug)]
-pub struct Decoded {
+pub struct Decoded<'a> {
     /// The request id, echoed.
-    pub id: Option<String>,
+    pub id: Option<Cow<'a, str>>,
     /// Rows.
     pub rows: usize,
-    /// The outputs to answer with, in order.
-    pub outputs: Vec<Requested>,
+    /// The outputs to answer with.
+    pub outputs: Outputs,
 }
 
 #[derive(Deserialize)]
@@ -105,17 +124,7 @@ struct OutputParameters {
     binary_data: Option<bool>,
 }
 
-/// Tensor data flattened from any nesting of arrays of numbers.
-struct Flat(Vec<f64>);
-
-impl<'de> Deserialize<'de> for Flat {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut out = Vec::new();
-        FlatSeed(&mut out).deserialize(d)?;
-        Ok(Flat(out))
-    }
-}
-
+/// Appends tensor data, flattened from any nesting of arrays of numbers.
 struct FlatSeed<'v>(&'v mut Vec<f64>);
 
 impl<'de> DeserializeSeed<'de> for FlatSeed<'_> {
@@ -155,14 +164,14 @@ fn bad(kind: K, msg: impl Into<String>) -> InputError {
 /// Decodes a request body for a model reading `features` features: the JSON header
 /// (`json`), and `binary`, the bytes after it (empty without the binary extension). The
 /// values go into `out`, row-major.
-pub fn decode(
-    json: &[u8],
+pub fn decode<'a>(
+    json: &'a [u8],
     binary: &[u8],
     features: usize,
     max_rows: usize,
     out: &mut Vec<f64>,
-) -> Result<Decoded, InputError> {
-    let req: RawRequest = serde_json::from_slice(json).map_err(|e| {
+) -> Result<Decoded<'a>, InputError> {
+    let req: RawRequest<'a> = serde_json::from_slice(json).map_err(|e| {
         let kind = if e.is_data() {
             K::InvalidBody
         } else {
@@ -226,7 +235,8 @@ pub fn decode(
             return Err(bad(K::InvalidBody, format!("input {name:?} has no data")));
         }
         (Some(raw), None) => {
-            let Flat(values) = serde_json::from_str(raw.get()).map_err(|e| {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            FlatSeed(out).deserialize(&mut de).map_err(|e| {
                 let out_of_range = e.to_string().starts_with("number out of range");
                 bad(
                     if out_of_range {
@@ -237,17 +247,16 @@ pub fn decode(
                     format!("input {name:?}: data must be numbers, or arrays of numbers: {e}"),
                 )
             })?;
-            if values.len() != expected {
+            if out.len() != expected {
                 return Err(bad(
                     K::InvalidShape,
                     format!(
                         "input {name:?}: shape {:?} holds {expected} values, data has {}",
                         input.shape,
-                        values.len()
+                        out.len()
                     ),
                 ));
             }
-            out.extend_from_slice(&values);
         }
         (None, Some(size)) => {
             let width = datatype_width(datatype);
@@ -271,19 +280,23 @@ pub fn decode(
         .as_ref()
         .and_then(|p| p.binary_data_output)
         .unwrap_or(false);
-    let outputs = match &req.outputs {
-        None => vec![
-            Requested {
-                output: Output::Label,
-                binary: default_binary,
-            },
-            Requested {
+    let label = Requested {
+        output: Output::Label,
+        binary: default_binary,
+    };
+    let mut outputs = Outputs {
+        list: [label; 2],
+        len: 0,
+    };
+    match &req.outputs {
+        None => {
+            outputs.push(label);
+            outputs.push(Requested {
                 output: Output::Probabilities,
                 binary: default_binary,
-            },
-        ],
+            });
+        }
         Some(list) => {
-            let mut outputs = Vec::with_capacity(list.len());
             for o in list {
                 let output = match o.name.as_ref() {
                     LABEL => Output::Label,
@@ -297,7 +310,7 @@ pub fn decode(
                         ));
                     }
                 };
-                if outputs.iter().any(|r: &Requested| r.output == output) {
+                if outputs.as_slice().iter().any(|r| r.output == output) {
                     return Err(bad(
                         K::InvalidBody,
                         format!("output {:?} is requested twice", o.name),
@@ -310,11 +323,10 @@ pub fn decode(
                     .unwrap_or(default_binary);
                 outputs.push(Requested { output, binary });
             }
-            outputs
         }
-    };
+    }
     Ok(Decoded {
-        id: req.id.map(Cow::into_owned),
+        id: req.id,
         rows,
         outputs,
     })
@@ -401,7 +413,10 @@ pub fn encode(
     proba: Option<&[f64]>,
     outputs: &[Requested],
 ) -> Encoded {
-    let mut e = Encoded::default();
+    let mut e = Encoded {
+        json: Vec::with_capacity(160 + classes.len() * 20),
+        binary: Vec::new(),
+    };
     let j = &mut e.json;
     j.extend_from_slice(b"{\"model_name\":");
     write_str(j, model_name);
@@ -420,7 +435,7 @@ pub fn encode(
         match r.output {
             Output::Label => {
                 j.extend_from_slice(b"{\"name\":\"label\",\"datatype\":\"BYTES\",\"shape\":[");
-                j.extend_from_slice(rows.to_string().as_bytes());
+                write_usize(j, rows);
                 j.push(b']');
                 if r.binary {
                     let start = e.binary.len();
@@ -446,7 +461,10 @@ pub fn encode(
                 j.extend_from_slice(
                     b"{\"name\":\"probabilities\",\"datatype\":\"FP32\",\"shape\":[",
                 );
-                j.extend_from_slice(format!("{rows},{}]", labels.len()).as_bytes());
+                write_usize(j, rows);
+                j.push(b',');
+                write_usize(j, labels.len());
+                j.push(b']');
                 if r.binary {
                     let start = e.binary.len();
                     for &v in p {
@@ -474,8 +492,13 @@ pub fn encode(
 
 fn binary_size(j: &mut Vec<u8>, n: usize) {
     j.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
-    j.extend_from_slice(n.to_string().as_bytes());
+    write_usize(j, n);
     j.push(b'}');
+}
+
+fn write_usize(j: &mut Vec<u8>, n: usize) {
+    use std::io::Write;
+    write!(j, "{n}").expect("writing to a Vec cannot fail");
 }
 
 fn write_str(j: &mut Vec<u8>, s: &str) {
@@ -486,7 +509,7 @@ fn write_str(j: &mut Vec<u8>, s: &str) {
 mod tests {
     use super::*;
 
-    fn dec(body: &str) -> Result<(Decoded, Vec<f64>), InputError> {
+    fn dec(body: &str) -> Result<(Decoded<'_>, Vec<f64>), InputError> {
         let mut out = Vec::new();
         decode(body.as_bytes(), &[], 4, 100, &mut out).map(|d| (d, out))
     }
@@ -502,7 +525,7 @@ mod tests {
             dec(r#"{"inputs":[{"name":"x","shape":[4],"datatype":"INT32","data":[1,2,3,4]}]}"#)
                 .unwrap();
         assert_eq!((d.rows, v.len()), (1, 4));
-        assert_eq!(d.outputs.len(), 2);
+        assert_eq!(d.outputs.as_slice().len(), 2);
     }
 
     #[test]
@@ -538,7 +561,7 @@ mod tests {
         let mut out = Vec::new();
         let d = decode(json, &bin, 4, 10, &mut out).unwrap();
         assert_eq!(out[1], 3.0);
-        assert!(d.outputs.iter().all(|o| o.binary));
+        assert!(d.outputs.as_slice().iter().all(|o| o.binary));
         assert!(decode(json, &bin[..12], 4, 10, &mut out).is_err());
         let labels = vec!["a".to_string(), "bb".to_string()];
         let e = encode(
@@ -548,7 +571,7 @@ mod tests {
             &labels,
             &[1],
             Some(&[0.25, 0.75]),
-            &d.outputs,
+            d.outputs.as_slice(),
         );
         assert_eq!(&e.binary[..6], &[2, 0, 0, 0, b'b', b'b']);
         assert_eq!(&e.binary[6..10], &0.25f32.to_le_bytes());
