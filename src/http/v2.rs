@@ -290,11 +290,8 @@ fn infer_body(
             want_proba.then_some(&mut s.proba),
             record,
         );
-        let encoded = v2::encode(
-            model.name(),
-            &served.version_text,
+        let encoded = served.v2.encode(
             decoded.id.as_deref(),
-            model.classes(),
             &s.classes,
             want_proba.then_some(&s.proba[..]),
             decoded.outputs.as_slice(),

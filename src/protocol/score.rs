@@ -125,88 +125,9 @@ fn json_error(e: &serde_json::Error) -> InputError {
 mod fast {
     use super::Decoded;
 
-    struct Cursor<'a> {
-        b: &'a [u8],
-        i: usize,
-    }
+    use crate::protocol::cursor::Cursor;
 
     impl Cursor<'_> {
-        #[inline]
-        fn ws(&mut self) {
-            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
-                self.i += 1;
-            }
-        }
-
-        #[inline]
-        fn eat(&mut self, c: u8) -> Option<()> {
-            self.ws();
-            (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
-        }
-
-        #[inline]
-        fn peek(&mut self) -> Option<u8> {
-            self.ws();
-            self.b.get(self.i).copied()
-        }
-
-        fn digits(&mut self) -> usize {
-            let start = self.i;
-            while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-                self.i += 1;
-            }
-            self.i - start
-        }
-
-        /// A JSON number, by the JSON grammar.
-        fn number(&mut self) -> Option<f64> {
-            self.ws();
-            let start = self.i;
-            if self.b.get(self.i) == Some(&b'-') {
-                self.i += 1;
-            }
-            match self.b.get(self.i) {
-                Some(b'0') => self.i += 1,
-                Some(b'1'..=b'9') => {
-                    self.digits();
-                }
-                _ => return None,
-            }
-            if self.b.get(self.i) == Some(&b'.') {
-                self.i += 1;
-                if self.digits() == 0 {
-                    return None;
-                }
-            }
-            if let Some(b'e' | b'E') = self.b.get(self.i) {
-                self.i += 1;
-                if let Some(b'+' | b'-') = self.b.get(self.i) {
-                    self.i += 1;
-                }
-                if self.digits() == 0 {
-                    return None;
-                }
-            }
-            let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
-            text.parse::<f64>().ok().filter(|v| v.is_finite())
-        }
-
-        /// A key without escapes or control characters.
-        fn key(&mut self) -> Option<&[u8]> {
-            self.eat(b'"')?;
-            let start = self.i;
-            loop {
-                match *self.b.get(self.i)? {
-                    b'"' => break,
-                    b'\\' | 0..=0x1f => return None,
-                    _ => self.i += 1,
-                }
-            }
-            let key = &self.b[start..self.i];
-            self.i += 1;
-            Some(key)
-        }
-
         fn row(&mut self, features: &[String], out: &mut Vec<f64>) -> Option<()> {
             self.eat(b'{')?;
             let start = out.len();

@@ -171,6 +171,21 @@ pub fn decode<'a>(
     max_rows: usize,
     out: &mut Vec<f64>,
 ) -> Result<Decoded<'a>, InputError> {
+    if binary.is_empty()
+        && let Some(d) = fast::decode(json, features, max_rows, out)
+    {
+        return Ok(d);
+    }
+    decode_serde(json, binary, features, max_rows, out)
+}
+
+fn decode_serde<'a>(
+    json: &'a [u8],
+    binary: &[u8],
+    features: usize,
+    max_rows: usize,
+    out: &mut Vec<f64>,
+) -> Result<Decoded<'a>, InputError> {
     let req: RawRequest<'a> = serde_json::from_slice(json).map_err(|e| {
         let kind = if e.is_data() {
             K::InvalidBody
@@ -332,6 +347,223 @@ pub fn decode<'a>(
     })
 }
 
+/// The fast path: the common request (`id`, one `FP32` or `FP64` input with `name`,
+/// `shape` and `data` flat or nested one level, `outputs` naming outputs only) parsed
+/// without serde. Anything else, including every error, returns `None` and takes the serde
+/// path, which gives the same values and the precise error messages.
+mod fast {
+    use std::borrow::Cow;
+
+    use super::{Decoded, Output, Outputs, Requested};
+    use crate::protocol::cursor::Cursor;
+
+    impl<'a> Cursor<'a> {
+        /// A string without escapes, as UTF-8.
+        fn plain_str(&mut self) -> Option<&'a str> {
+            std::str::from_utf8(self.key()?).ok()
+        }
+
+        /// Numbers, or arrays of numbers, into `out`.
+        fn data(&mut self, out: &mut Vec<f64>) -> Option<()> {
+            self.eat(b'[')?;
+            if self.eat(b']').is_some() {
+                return Some(());
+            }
+            loop {
+                if self.peek()? == b'[' {
+                    self.i += 1;
+                    loop {
+                        out.push(self.number()?);
+                        match self.peek()? {
+                            b',' => self.i += 1,
+                            b']' => {
+                                self.i += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                } else {
+                    out.push(self.number()?);
+                }
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b']' => {
+                        self.i += 1;
+                        return Some(());
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        fn shape(&mut self) -> Option<([u64; 2], usize)> {
+            self.eat(b'[')?;
+            let mut dims = [0u64; 2];
+            let mut n = 0;
+            loop {
+                self.ws();
+                let start = self.i;
+                if self.digits() == 0 || n == 2 {
+                    return None;
+                }
+                dims[n] = std::str::from_utf8(&self.b[start..self.i])
+                    .ok()?
+                    .parse()
+                    .ok()?;
+                n += 1;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b']' => {
+                        self.i += 1;
+                        return Some((dims, n));
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        /// `{...}` members: calls `member(cursor, key)` after each `key:`.
+        fn members(
+            &mut self,
+            mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>,
+        ) -> Option<()> {
+            self.eat(b'{')?;
+            loop {
+                let key = self.key()?;
+                self.eat(b':')?;
+                member(self, key)?;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        return Some(());
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+
+    pub(super) fn decode<'a>(
+        json: &'a [u8],
+        features: usize,
+        max_rows: usize,
+        out: &mut Vec<f64>,
+    ) -> Option<Decoded<'a>> {
+        let mut c = Cursor { b: json, i: 0 };
+        out.clear();
+        let mut id = None;
+        let mut input: Option<([u64; 2], usize, bool)> = None;
+        let label = Requested {
+            output: Output::Label,
+            binary: false,
+        };
+        let mut outputs: Option<Outputs> = None;
+        c.members(|c, key| {
+            match key {
+                b"id" if id.is_none() => id = Some(c.plain_str()?),
+                b"inputs" if input.is_none() => {
+                    c.eat(b'[')?;
+                    let (mut shape, mut fp32, mut seen) = (None, None, 0u8);
+                    c.members(|c, key| {
+                        match key {
+                            b"name" if seen & 1 == 0 => {
+                                seen |= 1;
+                                c.plain_str()?;
+                            }
+                            b"shape" if shape.is_none() => shape = Some(c.shape()?),
+                            b"datatype" if fp32.is_none() => {
+                                fp32 = Some(match c.plain_str()? {
+                                    "FP32" => true,
+                                    "FP64" => false,
+                                    _ => return None,
+                                })
+                            }
+                            b"data" if seen & 2 == 0 => {
+                                seen |= 2;
+                                c.data(out)?;
+                            }
+                            _ => return None,
+                        }
+                        Some(())
+                    })?;
+                    c.eat(b']')?;
+                    let (dims, n) = shape?;
+                    (seen == 3).then_some(())?;
+                    input = Some((dims, n, fp32?));
+                }
+                b"outputs" if outputs.is_none() => {
+                    let mut list = Outputs {
+                        list: [label; 2],
+                        len: 0,
+                    };
+                    c.eat(b'[')?;
+                    loop {
+                        c.members(|c, key| {
+                            (key == b"name").then_some(())?;
+                            let output = match c.plain_str()? {
+                                super::LABEL => Output::Label,
+                                super::PROBABILITIES => Output::Probabilities,
+                                _ => return None,
+                            };
+                            if list.as_slice().iter().any(|r| r.output == output) {
+                                return None;
+                            }
+                            list.push(Requested {
+                                output,
+                                binary: false,
+                            });
+                            Some(())
+                        })?;
+                        match c.peek()? {
+                            b',' => c.i += 1,
+                            b']' => {
+                                c.i += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                    outputs = Some(list);
+                }
+                _ => return None,
+            }
+            Some(())
+        })?;
+        c.ws();
+        (c.i == json.len()).then_some(())?;
+        let (dims, n, fp32) = input?;
+        let rows = match (n, dims) {
+            (1, [f, _]) if f == features as u64 => 1,
+            (2, [r, f]) if f == features as u64 => usize::try_from(r).ok()?,
+            _ => return None,
+        };
+        if rows == 0 || rows > max_rows || out.len() != rows * features {
+            return None;
+        }
+        if fp32 && out.iter().any(|v| v.abs() > f32::MAX as f64) {
+            return None;
+        }
+        let outputs = outputs.unwrap_or(Outputs {
+            list: [
+                label,
+                Requested {
+                    output: Output::Probabilities,
+                    binary: false,
+                },
+            ],
+            len: 2,
+        });
+        (outputs.len > 0).then_some(())?;
+        Some(Decoded {
+            id: id.map(Cow::Borrowed),
+            rows,
+            outputs,
+        })
+    }
+}
+
 fn datatype_width(datatype: &str) -> usize {
     match datatype {
         "INT8" | "UINT8" => 1,
@@ -402,26 +634,66 @@ pub struct Encoded {
     pub binary: Vec<u8>,
 }
 
-/// Encodes an inference response. `classes` holds each row's class index, `proba` the
-/// `rows × labels.len()` probabilities when requested.
-pub fn encode(
-    model_name: &str,
-    version: &str,
+/// A model's precomputed response pieces.
+#[derive(Debug)]
+pub struct Encoder {
+    /// `{"model_name":"…","model_version":"…"`.
+    head: Vec<u8>,
+    /// Each class label as a JSON string.
+    labels_json: Vec<Vec<u8>>,
+    /// Each class label.
+    labels: Vec<String>,
+}
+
+impl Encoder {
+    /// The pieces for model `name` at `version` with class `labels`.
+    pub fn new(name: &str, version: &str, labels: &[String]) -> Self {
+        let mut head = b"{\"model_name\":".to_vec();
+        write_str(&mut head, name);
+        head.extend_from_slice(b",\"model_version\":");
+        write_str(&mut head, version);
+        let labels_json = labels
+            .iter()
+            .map(|l| {
+                let mut v = Vec::new();
+                write_str(&mut v, l);
+                v
+            })
+            .collect();
+        Self {
+            head,
+            labels_json,
+            labels: labels.to_vec(),
+        }
+    }
+
+    /// Encodes an inference response. `classes` holds each row's class index, `proba`
+    /// the `rows × classes` probabilities when requested.
+    pub fn encode(
+        &self,
+        id: Option<&str>,
+        classes: &[usize],
+        proba: Option<&[f64]>,
+        outputs: &[Requested],
+    ) -> Encoded {
+        encode(self, id, classes, proba, outputs)
+    }
+}
+
+fn encode(
+    enc: &Encoder,
     id: Option<&str>,
-    labels: &[String],
     classes: &[usize],
     proba: Option<&[f64]>,
     outputs: &[Requested],
 ) -> Encoded {
+    let labels = &enc.labels;
     let mut e = Encoded {
         json: Vec::with_capacity(160 + classes.len() * 20),
         binary: Vec::new(),
     };
     let j = &mut e.json;
-    j.extend_from_slice(b"{\"model_name\":");
-    write_str(j, model_name);
-    j.extend_from_slice(b",\"model_version\":");
-    write_str(j, version);
+    j.extend_from_slice(&enc.head);
     if let Some(id) = id {
         j.extend_from_slice(b",\"id\":");
         write_str(j, id);
@@ -451,7 +723,7 @@ pub fn encode(
                         if i > 0 {
                             j.push(b',');
                         }
-                        write_str(j, &labels[c]);
+                        j.extend_from_slice(&enc.labels_json[c]);
                     }
                     j.push(b']');
                 }
@@ -551,6 +823,87 @@ mod tests {
         assert_eq!(kind(unknown), K::UnknownOutput);
     }
 
+    use proptest::prelude::*;
+
+    /// Requests in the shapes clients send (and some they should not), with whitespace.
+    fn request() -> impl Strategy<Value = String> {
+        let number = prop_oneof![
+            any::<f32>()
+                .prop_filter("finite", |v| v.is_finite())
+                .prop_map(|v| v.to_string()),
+            any::<f64>()
+                .prop_filter("finite", |v| v.is_finite())
+                .prop_map(|v| format!("{v:e}")),
+            any::<i32>().prop_map(|v| v.to_string()),
+            Just("1e400".to_string()),
+            Just("\"1\"".to_string()),
+            Just("null".to_string()),
+        ];
+        let ws = prop_oneof![Just(""), Just(" "), Just("\n  ")];
+        (
+            1usize..4,
+            prop::collection::vec(number, 0..14),
+            any::<bool>(),
+            prop_oneof![Just("FP32"), Just("FP64"), Just("INT32"), Just("BYTES")],
+            prop_oneof![Just(None), Just(Some("[1,4]")), Just(Some("[4]")), Just(Some("[2,4]")), Just(Some("[3,4]")), Just(Some("[1,3]"))],
+            prop_oneof![Just(""), Just(r#","outputs":[{"name":"label"}]"#), Just(r#","outputs":[{"name":"probabilities"},{"name":"label"}]"#), Just(r#","outputs":[{"name":"x"}]"#), Just(r#","outputs":[{"name":"label"},{"name":"label"}]"#), Just(r#","outputs":[]"#)],
+            prop_oneof![Just(""), Just(r#""id":"a-1","#), Just(r#""id":"\u0041","#), Just(r#""parameters":{},"#)],
+            ws,
+        )
+            .prop_map(|(rows, values, nested, dt, shape, outputs, prefix, ws)| {
+                let data = if nested {
+                    let chunks: Vec<String> = values.chunks(4).map(|c| format!("[{}]", c.join(","))).collect();
+                    format!("[{}]", chunks.join(","))
+                } else {
+                    format!("[{}]", values.join(&format!(",{ws}")))
+                };
+                let shape = shape.map(String::from).unwrap_or_else(|| format!("[{rows},4]"));
+                format!(r#"{{{ws}{prefix}"inputs":[{{"name":"in","shape":{shape},{ws}"datatype":"{dt}","data":{data}}}]{outputs}}}"#)
+            })
+    }
+
+    fn same(a: &Decoded<'_>, b: &Decoded<'_>) -> bool {
+        a.id == b.id && a.rows == b.rows && a.outputs.as_slice() == b.outputs.as_slice()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// The fast path accepts only what serde accepts, with identical values.
+        #[test]
+        fn fast_path_agrees_with_serde(body in request()) {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let slow = decode_serde(body.as_bytes(), &[], 4, 3, &mut a);
+            if let Some(fast) = fast::decode(body.as_bytes(), 4, 3, &mut b) {
+                let slow = slow.as_ref().map_err(|e| e.to_string());
+                let agrees = slow.as_ref().is_ok_and(|s| same(s, &fast));
+                prop_assert!(agrees, "{} {:?}", body, slow);
+                prop_assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            }
+        }
+
+        /// No input panics either path.
+        #[test]
+        fn no_input_panics(body in prop::collection::vec(any::<u8>(), 0..200), bin in prop::collection::vec(any::<u8>(), 0..40)) {
+            let mut out = Vec::new();
+            let _ = decode(&body, &bin, 4, 3, &mut out);
+        }
+    }
+
+    #[test]
+    fn the_fast_path_takes_the_common_requests() {
+        let mut out = Vec::new();
+        for body in [
+            r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[6.6,3,4.4,1.4]}]}"#,
+            r#"{"id":"7","inputs":[{"name":"input","shape":[2,4],"datatype":"FP64","data":[[6.6,3,4.4,1.4],[1,2,3,4]]}],"outputs":[{"name":"label"}]}"#,
+        ] {
+            assert!(
+                fast::decode(body.as_bytes(), 4, 10, &mut out).is_some(),
+                "{body}"
+            );
+        }
+    }
+
     #[test]
     fn binary_inputs_and_outputs_round_trip() {
         let json = br#"{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}],"parameters":{"binary_data_output":true}}"#;
@@ -564,11 +917,8 @@ mod tests {
         assert!(d.outputs.as_slice().iter().all(|o| o.binary));
         assert!(decode(json, &bin[..12], 4, 10, &mut out).is_err());
         let labels = vec!["a".to_string(), "bb".to_string()];
-        let e = encode(
-            "m",
-            "1",
+        let e = Encoder::new("m", "1", &labels).encode(
             None,
-            &labels,
             &[1],
             Some(&[0.25, 0.75]),
             d.outputs.as_slice(),
@@ -593,11 +943,8 @@ mod tests {
                 binary: false,
             },
         ];
-        let e = encode(
-            "m",
-            "3",
+        let e = Encoder::new("m", "3", &labels).encode(
             Some("r\n1"),
-            &labels,
             &[0, 1],
             Some(&[1.0, 0.0, 0.5, 0.5]),
             &outs,

@@ -24,6 +24,8 @@ pub struct ServedModel {
     pub model: Model,
     /// `/score` response encoding.
     pub score: score::Encoder,
+    /// Open Inference Protocol response pieces.
+    pub v2: crate::protocol::v2::Encoder,
     /// The version as decimal text, for response headers.
     pub version_text: String,
     /// Predictions and drift signals of this version.
@@ -37,6 +39,11 @@ impl ServedModel {
         Self {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             score: score::Encoder::new(&model),
+            v2: crate::protocol::v2::Encoder::new(
+                model.name(),
+                &model.version().to_string(),
+                model.classes(),
+            ),
             version_text: model.version().to_string(),
             stats: crate::stats::ModelStats::new(&model),
             model,
