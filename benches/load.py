@@ -96,6 +96,7 @@ def main():
     ap.add_argument("--connections", default="1,64")
     ap.add_argument("--out", type=Path, help="write the markdown report here")
     ap.add_argument("--compare", choices=["floor", "metrics", "request-logs", "v2", "binary"], default="floor")
+    ap.add_argument("--only", help="comma-separated target names to keep (the baseline is always kept)")
     ap.add_argument("--other", type=Path, help="the other treeserve binary for --compare binary")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -139,6 +140,9 @@ def main():
     if args.compare == "binary" and not (args.other and args.other.exists()):
         raise SystemExit("--compare binary needs --other PATH to a treeserve binary")
     targets = {name: (list(t) + ["/score", None, 1][len(t) - 2 :]) for name, t in specs.items()}
+    if args.only:
+        keep = set(args.only.split(",")) | {list(targets)[-1]}
+        targets = {n: t for n, t in targets.items() if n in keep}
     processes = {}
     for cmd, env, *_ in targets.values():
         key = (tuple(cmd), tuple(sorted(env.items())))
