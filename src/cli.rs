@@ -56,6 +56,33 @@ pub enum Command {
     Serve(ServeConfig),
     /// Post rows to a running server's /score and print the answers.
     Score(ScoreArgs),
+    /// Check a local server's readiness (GET /health/ready); exit 0 when ready. The
+    /// container image's health check.
+    Health(HealthArgs),
+    /// Release smoke test of a running server: readiness, the canonical request, every
+    /// model's golden rows over /score and V2, and /metrics; exit non-zero on any failure.
+    Smoke(SmokeArgs),
+}
+
+/// `treeserve health`.
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// Server base URL (default: loopback at the port of TREESERVE_LISTEN, else 8080).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Give up after this long.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+/// `treeserve smoke`.
+#[derive(Debug, clap::Args)]
+pub struct SmokeArgs {
+    /// Server base URL, e.g. http://127.0.0.1:8080.
+    pub url: String,
+    /// Also write the results as JUnit XML to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
 }
 
 /// Registry location, shared by the registry commands.
@@ -243,6 +270,12 @@ pub enum CommandError {
     /// Bad arguments.
     #[error("{0}")]
     Usage(String),
+    /// The server is not ready.
+    #[error("not ready: {0}")]
+    NotReady(crate::client::ClientError),
+    /// Smoke checks failed.
+    #[error("{0} smoke check(s) failed")]
+    Smoke(usize),
 }
 
 fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CommandError + '_ {
@@ -283,6 +316,21 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         }
         Command::Serve(config) => serve(config),
         Command::Score(a) => crate::client::score_command(&a).map_err(Into::into),
+        Command::Health(a) => {
+            let url = a.url.unwrap_or_else(crate::smoke::default_health_url);
+            crate::smoke::health(&url, a.timeout).map_err(CommandError::NotReady)
+        }
+        Command::Smoke(a) => {
+            let report = crate::smoke::smoke(&a.url)?;
+            print!("{}", report.text());
+            if let Some(path) = &a.junit {
+                std::fs::write(path, report.junit()).map_err(io_err(path))?;
+            }
+            match report.failures() {
+                0 => Ok(()),
+                n => Err(CommandError::Smoke(n)),
+            }
+        }
     }
 }
 
@@ -459,6 +507,7 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
             fleet: fleet.clone(),
             metrics,
             config: config.clone(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         let server = crate::http::Server::bind(state.clone()).await?;
         let first = fleet.clone();
@@ -496,7 +545,19 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
         // The first stdout line: tests and scripts read the bound address from it.
         println!("treeserve listening on http://{}", server.local_addr());
         let _ = std::io::stdout().flush();
-        server.run(shutdown_signal()).await;
+        let drain = state.clone();
+        server
+            .run(async move {
+                shutdown_signal().await;
+                drain.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                drain.metrics.set_ready(false);
+                let delay = drain.config.shutdown_delay;
+                if !delay.is_zero() {
+                    tracing::info!(?delay, "draining: /health/ready answers 503 while still serving");
+                    tokio::time::sleep(delay).await;
+                }
+            })
+            .await;
         tracing::info!("stopped");
         Ok(())
     })

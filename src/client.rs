@@ -37,9 +37,10 @@ pub enum ClientError {
     Input(String),
 }
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+pub(crate) type HttpClient =
+    Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
-async fn send(
+pub(crate) async fn send(
     client: &HttpClient,
     method: Method,
     uri: &Uri,

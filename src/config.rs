@@ -48,6 +48,12 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// On SIGTERM or Ctrl-C, keep serving this long with `/health/ready` answering 503, so
+    /// load balancers stop sending traffic, before closing the listener (Kubernetes: a few
+    /// seconds longer than the readiness probe's period).
+    #[arg(long, env = "TREESERVE_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+
     /// Reconcile with the registry this often even without file events (`0s`: never).
     /// Alone, it covers file systems without inotify (NFS, some Kubernetes volumes).
     #[arg(long, env = "TREESERVE_POLL_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -97,6 +103,7 @@ impl ServeConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
             poll_interval: Duration::from_secs(2),
             no_watch: false,
             allow_schema_change: false,

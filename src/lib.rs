@@ -14,6 +14,7 @@ pub mod model;
 pub mod protocol;
 pub mod registry;
 pub mod serving;
+pub mod smoke;
 pub mod stats;
 pub mod train;
 

@@ -74,6 +74,7 @@ pub const REJECT_REASONS: &[&str] = &[
     "unsupported_content_encoding",
     "no_model",
     "model_not_ready",
+    "shutting_down",
     "other",
 ];
 

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// No validated model is loaded.
     #[error("no model is loaded yet")]
     NoModel,
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    Draining,
     /// The model is served but no version of it is loaded yet.
     #[error("model {0:?} has no loaded version yet")]
     ModelNotReady(String),
@@ -95,7 +98,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NoModel | ApiError::ModelNotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoModel | ApiError::ModelNotReady(_) | ApiError::Draining => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::ModelNotFound(_)
             | ApiError::VersionNotFound { .. }
             | ApiError::NoDefaultModel(_) => StatusCode::NOT_FOUND,
@@ -118,6 +123,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NoModel => "no_model",
+            ApiError::Draining => "shutting_down",
             ApiError::ModelNotReady(_) => "model_not_ready",
             ApiError::ModelNotFound(_) => "model_not_found",
             ApiError::VersionNotFound { .. } => "version_not_found",
@@ -145,7 +151,7 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            ApiError::NoModel | ApiError::ModelNotReady(_) => {
+            ApiError::NoModel | ApiError::ModelNotReady(_) | ApiError::Draining => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Configuration.
     pub config: ServeConfig,
+    /// Set on shutdown: readiness answers 503 while in-flight work finishes.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// A bound, not yet running server.
@@ -234,7 +236,11 @@ async fn handle(
 fn log_error(e: &ApiError, id: &RequestId, method: &Method, route: Route) {
     let status = e.status().as_u16();
     let error_type = e.error_type();
-    if e.status().is_server_error() && !matches!(e, ApiError::NoModel | ApiError::ModelNotReady(_))
+    if e.status().is_server_error()
+        && !matches!(
+            e,
+            ApiError::NoModel | ApiError::ModelNotReady(_) | ApiError::Draining
+        )
     {
         tracing::error!(
             target: REQUEST_LOG_TARGET,

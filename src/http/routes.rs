@@ -97,6 +97,9 @@ fn live() -> Response<Full<Bytes>> {
 /// 200 while the fleet is ready: the default model (if any) and every model named with
 /// `--model` are loaded, and at least one model is.
 pub(super) fn ready(state: &AppState) -> Reply {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::Draining);
+    }
     if !state.fleet.ready() {
         return Err(ApiError::NoModel);
     }
@@ -151,6 +154,10 @@ fn models(state: &AppState, name: Option<&str>) -> Reply {
             "nodes": served.model.forest().num_nodes(),
             "training": m.training,
             "metrics": m.metrics,
+            "golden_rows": m.golden.iter().map(|g| json!({
+                "features": m.features.iter().zip(&g.features).map(|(f, v)| (f.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "class": m.classes.get(g.class as usize),
+            })).collect::<Vec<_>>(),
         })
     };
     let body = match name {

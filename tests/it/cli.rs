@@ -422,3 +422,64 @@ async fn train_can_publish_and_score_can_ask_for_probabilities() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--publish"));
 }
+
+#[tokio::test]
+async fn health_and_smoke_check_a_running_server() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &[]);
+    let url = app.url("");
+    let junit = reg.path().join("smoke.xml");
+    let (u, j) = (url.clone(), junit.clone());
+    let (health, smoke) = tokio::task::spawn_blocking(move || {
+        (
+            treeserve(&["health", "--url", &u]),
+            treeserve(&["smoke", &u, "--junit", j.to_str().unwrap()]),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(health.status.success(), "{health:?}");
+    let report = String::from_utf8_lossy(&smoke.stdout);
+    assert!(
+        smoke.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&smoke.stderr)
+    );
+    for line in [
+        "GET /health/ready answers 200",
+        "POST /score the canonical request",
+        "iris: golden rows via /models/iris/score",
+        "iris: golden rows via /v2/models/iris/infer",
+        "GET /metrics parses",
+        "0 failed",
+    ] {
+        assert!(report.contains(line), "{line:?} missing from\n{report}");
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"tests="6" failures="0""#), "{xml}");
+
+    // A server with no model: not ready, and the smoke test fails with a report.
+    let empty = TestRegistry::new();
+    let bare = App::spawn(empty.path(), &[]);
+    let url = bare.url("");
+    let junit = empty.path().join("smoke.xml");
+    let j = junit.clone();
+    let (health, smoke) = tokio::task::spawn_blocking(move || {
+        (
+            treeserve(&["health", "--url", &url, "--timeout", "1s"]),
+            treeserve(&["smoke", &url, "--junit", j.to_str().unwrap()]),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!health.status.success());
+    assert!(String::from_utf8_lossy(&health.stderr).contains("not ready"));
+    assert!(!smoke.status.success());
+    let report = String::from_utf8_lossy(&smoke.stdout);
+    assert!(report.contains("FAIL GET /health/ready"), "{report}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<failure message="), "{xml}");
+    // Nothing listening: health fails fast.
+    let closed = treeserve(&["health", "--url", "http://127.0.0.1:9", "--timeout", "1s"]);
+    assert!(!closed.status.success());
+}

@@ -80,6 +80,33 @@ fn sigterm_drains_and_exits_promptly() {
 }
 
 #[tokio::test]
+async fn shutdown_delay_answers_not_ready_while_still_serving() {
+    let reg = TestRegistry::with_iris();
+    let mut app = App::spawn(reg.path(), &["--shutdown-delay", "1s"]);
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    let started = Instant::now();
+    app.signal("TERM");
+    wait_for(Duration::from_millis(500), || async {
+        app.get("/health/ready").await.status() == 503
+    })
+    .await;
+    let ready = app.get("/health/ready").await;
+    assert_error(ready, 503, "shutting_down", "shutting down").await;
+    // Still serving while a load balancer drains it.
+    assert_eq!(app.post("/score", VERSICOLOR).await.status(), 200);
+    assert!(app.is_running());
+    while app.is_running() {
+        assert!(started.elapsed() < Duration::from_secs(5), "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn request_metrics_add_up_across_threads() {
     let reg = TestRegistry::with_iris();
     let app = App::spawn(reg.path(), &["--workers", "4"]);
