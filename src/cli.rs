@@ -169,6 +169,10 @@ pub struct PublishArgs {
     /// Point this alias at the new version.
     #[arg(long)]
     pub alias: Option<String>,
+    /// Publish only if the model has no version yet (seeding a shared registry); otherwise
+    /// do nothing and succeed.
+    #[arg(long)]
+    pub if_empty: bool,
 }
 
 /// `treeserve models`.
@@ -291,6 +295,24 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Train(a) => train(a),
         Command::Publish(a) => {
             let bytes = std::fs::read(&a.artifact).map_err(io_err(&a.artifact))?;
+            if a.if_empty {
+                let reg = FsRegistry::new(&a.registry.registry);
+                let name = crate::model::read_manifest(&bytes)
+                    .map_err(|source| CommandError::Artifact {
+                        path: a.artifact.display().to_string(),
+                        source,
+                    })?
+                    .name;
+                let existing = match reg.versions(&name) {
+                    Ok(v) => v,
+                    Err(RegistryError::ModelNotFound(_)) => Vec::new(),
+                    Err(e) => return Err(e.into()),
+                };
+                if let Some(last) = existing.last() {
+                    eprintln!("{name} already has version {last}; nothing published (--if-empty)");
+                    return Ok(());
+                }
+            }
             publish(
                 &FsRegistry::new(a.registry.registry),
                 &bytes,

@@ -483,3 +483,29 @@ async fn health_and_smoke_check_a_running_server() {
     let closed = treeserve(&["health", "--url", "http://127.0.0.1:9", "--timeout", "1s"]);
     assert!(!closed.status.success());
 }
+
+#[test]
+fn publish_if_empty_seeds_once() {
+    let reg = TestRegistry::new();
+    let artifact = reg.train("iris.tsm", &[]);
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "publish",
+            artifact.to_str().unwrap(),
+            "--registry",
+            reg.arg(),
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let first = treeserve_ok(&args(&["--alias", "production", "--if-empty"]));
+    assert_eq!(first.trim(), "1");
+    let again = treeserve(&args(&["--alias", "production", "--if-empty"]));
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has version 1"));
+    assert_eq!(
+        treeserve_ok(&args(&[])).trim(),
+        "2",
+        "without --if-empty it publishes"
+    );
+}

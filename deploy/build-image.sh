@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the statically linked treeserve binary and the container image.
+#
+#   deploy/build-image.sh [IMAGE]          (default treeserve:dev)
+#
+# Uses podman if present, else docker (CONTAINER_ENGINE overrides). The binary is built
+# on the host (glibc, static-pie) into target/x86_64-unknown-linux-gnu/container/ and
+# copied into a FROM scratch image by deploy/Dockerfile.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+IMAGE=${1:-treeserve:dev}
+ENGINE=${CONTAINER_ENGINE:-$(command -v podman >/dev/null && echo podman || echo docker)}
+TARGET=x86_64-unknown-linux-gnu
+
+RUSTFLAGS='-C target-feature=+crt-static' \
+  cargo build --locked --profile container --target "$TARGET" --bin treeserve
+BIN=target/$TARGET/container/treeserve
+# A static binary has no interpreter and no dynamic section.
+if readelf -l "$BIN" | grep -q 'Requesting program interpreter'; then
+  echo "error: $BIN is dynamically linked" >&2
+  exit 1
+fi
+echo "binary: $BIN ($(du -h "$BIN" | cut -f1))"
+
+# docker format keeps HEALTHCHECK (the OCI format has no such field).
+FORMAT=(); [ "$(basename "$ENGINE")" = podman ] && FORMAT=(--format docker)
+"$ENGINE" build "${FORMAT[@]}" -f deploy/Dockerfile -t "$IMAGE" .
+"$ENGINE" image inspect "$IMAGE" --format '{{.Size}}' | awk -v img="$IMAGE" '{printf "image: %s, %.1f MB\n", img, $1/1e6}'
