@@ -16,7 +16,7 @@ ID="tsci$$"
 TAG="treeserve:$ID"
 WORK=$(mktemp -d)
 REGISTRY_PID=""
-NAMES=("$ID-a" "$ID-b")
+NAMES=("$ID-a" "$ID-b" "$ID-default")
 cleanup() {
   set +e
   for n in "${NAMES[@]}"; do podman rm -f "$n" >/dev/null 2>&1; done
@@ -60,12 +60,20 @@ podman push --tls-verify=false "$TAG" "docker://$PUSHED"
 podman rmi -f "$TAG" >/dev/null
 podman pull --tls-verify=false "$PUSHED" >/dev/null
 
+step "3a. the image alone serves the shipped IRIS model"
+DPORT=$(free_port)
+podman run -d --name "$ID-default" -p "127.0.0.1:$DPORT:8080" --no-healthcheck "$PUSHED" >/dev/null
+for _ in $(seq 100); do "$BIN" health --url "http://127.0.0.1:$DPORT" --timeout 1s 2>/dev/null && break; sleep 0.1; done
+"$BIN" smoke "http://127.0.0.1:$DPORT" >/dev/null
+echo "docker run IMAGE: /score answers with the shipped model"
+podman rm -f "$ID-default" >/dev/null
+
 step "3. two replicas from the registry image, sharing a host registry directory"
 SHARED="$WORK/shared"
 mkdir -p "$SHARED" && cp -r models/iris "$SHARED/"
 chmod -R a+rX "$SHARED"
 PORTS=()
-for n in "${NAMES[@]}"; do
+for n in "${NAMES[@]:0:2}"; do
   p=$(free_port); PORTS+=("$p")
   podman run -d --name "$n" -p "127.0.0.1:$p:8080" \
     -v "$SHARED:/registry:ro" -e TREESERVE_REGISTRY=/registry -e TREESERVE_SHUTDOWN_DELAY=2s \
