@@ -530,6 +530,7 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
             metrics,
             config: config.clone(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            blocking: Arc::new(tokio::sync::Semaphore::new(config.max_blocking_requests)),
         });
         let server = crate::http::Server::bind(state.clone()).await?;
         let first = fleet.clone();

@@ -54,6 +54,19 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub shutdown_delay: Duration,
 
+    /// Most open connections; more are answered 503 (`Retry-After: 1`) and closed.
+    #[arg(long, env = "TREESERVE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most requests at once whose work runs on blocking threads (large batches, first use
+    /// of a pinned version); more are answered 503 (`Retry-After: 1`).
+    #[arg(long, env = "TREESERVE_MAX_BLOCKING_REQUESTS", default_value_t = 64)]
+    pub max_blocking_requests: usize,
+
+    /// Most concurrent HTTP/2 streams per connection.
+    #[arg(long, env = "TREESERVE_MAX_H2_STREAMS", default_value_t = 128)]
+    pub max_h2_streams: u32,
+
     /// Reconcile with the registry this often even without file events (`0s`: never).
     /// Alone, it covers file systems without inotify (NFS, some Kubernetes volumes).
     #[arg(long, env = "TREESERVE_POLL_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -104,6 +117,9 @@ impl ServeConfig {
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             shutdown_delay: Duration::ZERO,
+            max_connections: 10_000,
+            max_blocking_requests: 64,
+            max_h2_streams: 128,
             poll_interval: Duration::from_secs(2),
             no_watch: false,
             allow_schema_change: false,

@@ -33,6 +33,8 @@ pub const MODEL_LAST_SWAP_TIMESTAMP_SECONDS: &str = "model_last_swap_timestamp_s
 pub const MODEL_READY: &str = "model_ready";
 /// `treeserve_build_info{version}`.
 pub const BUILD_INFO: &str = "build_info";
+/// `treeserve_http_request_panics_total`.
+pub const HTTP_REQUEST_PANICS_TOTAL: &str = "http_request_panics_total";
 
 /// Request duration buckets (seconds): 10 µs to 10 s, dense below a millisecond where
 /// this server lives, with 1 ms, 5 ms, 10 ms, 100 ms and 1 s as SLO points.
@@ -75,6 +77,8 @@ pub const REJECT_REASONS: &[&str] = &[
     "no_model",
     "model_not_ready",
     "shutting_down",
+    "overloaded",
+    "too_many_connections",
     "other",
 ];
 
@@ -478,6 +482,7 @@ pub struct Metrics {
     model_loads: IntCounterVec,
     last_swap: prometheus::Gauge,
     ready: prometheus::IntGauge,
+    panics: prometheus::IntCounter,
 }
 
 impl std::fmt::Debug for RequestMetrics {
@@ -542,8 +547,14 @@ impl Metrics {
             "1 while the server is ready: the models it must serve are loaded (/health/ready answers 200), else 0.",
         ))
         .expect("valid metric");
+        let panics = prometheus::IntCounter::with_opts(opts(
+            HTTP_REQUEST_PANICS_TOTAL,
+            "Requests whose handler panicked (a bug): each was answered 500, the server carried on.",
+        ))
+        .expect("valid metric");
         for c in [
             Box::new(Shared(requests.clone())) as Box<dyn Collector>,
+            Box::new(panics.clone()),
             Box::new(ready.clone()),
             Box::new(model_loads.clone()),
             Box::new(build_info),
@@ -562,7 +573,13 @@ impl Metrics {
             model_loads,
             last_swap,
             ready,
+            panics,
         }
+    }
+
+    /// Counts a request whose handler panicked.
+    pub fn panicked(&self) {
+        self.panics.inc();
     }
 
     /// Marks a request in progress until the returned guard drops.

@@ -48,6 +48,9 @@ pub enum ApiError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     Draining,
+    /// Too much work in progress.
+    #[error("the server is busy ({0}); retry later")]
+    Overloaded(&'static str),
     /// The model is served but no version of it is loaded yet.
     #[error("model {0:?} has no loaded version yet")]
     ModelNotReady(String),
@@ -98,9 +101,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NoModel | ApiError::ModelNotReady(_) | ApiError::Draining => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NoModel
+            | ApiError::ModelNotReady(_)
+            | ApiError::Draining
+            | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ModelNotFound(_)
             | ApiError::VersionNotFound { .. }
             | ApiError::NoDefaultModel(_) => StatusCode::NOT_FOUND,
@@ -124,6 +128,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NoModel => "no_model",
             ApiError::Draining => "shutting_down",
+            ApiError::Overloaded(_) => "overloaded",
             ApiError::ModelNotReady(_) => "model_not_ready",
             ApiError::ModelNotFound(_) => "model_not_found",
             ApiError::VersionNotFound { .. } => "version_not_found",
@@ -151,7 +156,10 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            ApiError::NoModel | ApiError::ModelNotReady(_) | ApiError::Draining => {
+            ApiError::NoModel
+            | ApiError::ModelNotReady(_)
+            | ApiError::Draining
+            | ApiError::Overloaded(_) => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

@@ -2,6 +2,7 @@
 //! match on method and path, and thin route adapters over [`crate::protocol`] and
 //! [`crate::serving`].
 
+mod catch;
 mod conn;
 mod error;
 mod request_id;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub config: ServeConfig,
     /// Set on shutdown: readiness answers 503 while in-flight work finishes.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Permits for work handed to blocking threads (large batches, model loads).
+    pub blocking: Arc<tokio::sync::Semaphore>,
 }
 
 /// A bound, not yet running server.
@@ -92,7 +95,10 @@ impl Server {
         // No http1 timer: hyper would then arm a timer for every request head. The head
         // timeout is enforced per connection by `conn::Connections` instead.
         builder.http1().keep_alive(true).header_read_timeout(None);
-        builder.http2().timer(TokioTimer::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.state.config.max_h2_streams);
         let connections = conn::Connections::new(self.state.config.header_read_timeout);
         tokio::pin!(shutdown);
         loop {
@@ -108,6 +114,11 @@ impl Server {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    if connections.count() >= self.state.config.max_connections {
+                        self.state.metrics.rejected("too_many_connections");
+                        tokio::spawn(refuse(stream));
+                        continue;
+                    }
                     let state = self.state.clone();
                     let activity = connections.activity();
                     let act = activity.clone();
@@ -138,6 +149,23 @@ impl Server {
             );
         }
     }
+}
+
+/// Answers a connection over `--max-connections` with a 503 and closes it, giving a slow
+/// client at most a second.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str =
+        r#"{"error":"too many connections; retry later","error_type":"too_many_connections"}"#;
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let _ = stream.write_all(resp.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 /// The log target of per-request spans and events: `TREESERVE_LOG=treeserve::request=debug`
@@ -177,12 +205,22 @@ async fn handle(
         request_id = Some(id);
     }
     let in_flight = (!state.config.no_metrics).then(|| state.metrics.in_flight());
-    let dispatch = routes::dispatch(req, &state);
-    let (route, result) = if span.is_disabled() {
+    let dispatch = catch::CatchUnwind::new(routes::dispatch(req, &state));
+    let caught = if span.is_disabled() {
         dispatch.await
     } else {
         dispatch.instrument(span.clone()).await
     };
+    let (route, result) = caught.unwrap_or_else(|payload| {
+        state.metrics.panicked();
+        let msg = catch::message(&*payload).to_owned();
+        (
+            Route::Unmatched,
+            Err(ApiError::Internal(format!(
+                "a bug: the handler panicked: {msg}"
+            ))),
+        )
+    });
     let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
@@ -239,7 +277,10 @@ fn log_error(e: &ApiError, id: &RequestId, method: &Method, route: Route) {
     if e.status().is_server_error()
         && !matches!(
             e,
-            ApiError::NoModel | ApiError::ModelNotReady(_) | ApiError::Draining
+            ApiError::NoModel
+                | ApiError::ModelNotReady(_)
+                | ApiError::Draining
+                | ApiError::Overloaded(_)
         )
     {
         tracing::error!(

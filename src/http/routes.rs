@@ -81,6 +81,26 @@ pub(super) async fn dispatch(req: Request<Incoming>, state: &AppState) -> (Route
     }
 }
 
+/// Runs `f` on a blocking thread, if one of `--max-blocking-requests` permits is free
+/// (else 503 `overloaded`).
+pub(super) async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = state
+        .blocking
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded("too many large requests in progress"))?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("{what} task failed: {e}")))
+}
+
 /// `s` cut to at most 128 bytes (on a character boundary), for error messages.
 pub(super) fn truncated(s: &str) -> String {
     let mut end = s.len().min(128);
@@ -414,9 +434,7 @@ async fn score(req: Request<Incoming>, state: &AppState, model: Option<&str>) ->
     let scored = match work {
         Work::Done(r) => r?,
         Work::Blocking(served) => {
-            tokio::task::spawn_blocking(move || score_body(&served, &body, opts))
-                .await
-                .map_err(|e| ApiError::Internal(format!("scoring task failed: {e}")))??
+            blocking(state, "scoring", move || score_body(&served, &body, opts)).await??
         }
     };
     if opts.record {

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::routes::{
-    INLINE_WORK_LIMIT, Reply, check_content_type, model_headers, read_body, truncated,
+    INLINE_WORK_LIMIT, Reply, blocking, check_content_type, model_headers, read_body, truncated,
 };
 use super::{ApiError, AppState, json_response};
 use crate::metrics::Route;
@@ -181,9 +181,7 @@ async fn resolve(
         return Ok((catalog, s));
     }
     let c = catalog.clone();
-    let loaded = tokio::task::spawn_blocking(move || c.pinned(v))
-        .await
-        .map_err(|e| ApiError::Internal(format!("version load task failed: {e}")))?;
+    let loaded = blocking(state, "version load", move || c.pinned(v)).await?;
     match loaded {
         Ok(s) => Ok((catalog, s)),
         Err(LoadError::Registry(
@@ -215,9 +213,8 @@ async fn ready(state: &AppState, model: &str, version: Option<&str>) -> Reply {
 
 async fn metadata(state: &AppState, model: &str, version: Option<&str>) -> Reply {
     let (catalog, served) = resolve(state, model, version).await?;
-    let versions = tokio::task::spawn_blocking(move || catalog.versions())
-        .await
-        .map_err(|e| ApiError::Internal(format!("registry task failed: {e}")))?
+    let versions = blocking(state, "registry", move || catalog.versions())
+        .await?
         .unwrap_or_default();
     let m = &served.model;
     let body = json!({
@@ -377,11 +374,10 @@ async fn infer_route(
         Work::Done(r, h) => (r?, h),
         Work::Blocking(served) => {
             let h = model_headers(&served);
-            let r = tokio::task::spawn_blocking(move || {
+            let r = blocking(state, "inference", move || {
                 infer_body(&served, &body, header_len, max_rows, record)
             })
-            .await
-            .map_err(|e| ApiError::Internal(format!("inference task failed: {e}")))??;
+            .await??;
             (r, h)
         }
     };

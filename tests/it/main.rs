@@ -5,6 +5,7 @@ mod artifact;
 mod cli;
 mod clients;
 mod common;
+mod hostile;
 mod no_5xx;
 mod observe;
 mod registry;
