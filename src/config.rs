@@ -67,6 +67,18 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_MAX_H2_STREAMS", default_value_t = 128)]
     pub max_h2_streams: u32,
 
+    /// Largest tree accepted in an artifact, in nodes (larger: the version is refused).
+    #[arg(long, env = "TREESERVE_MAX_TREE_NODES", default_value_t = 1 << 20)]
+    pub max_tree_nodes: usize,
+
+    /// Deepest tree accepted in an artifact.
+    #[arg(long, env = "TREESERVE_MAX_TREE_DEPTH", default_value_t = 512)]
+    pub max_tree_depth: usize,
+
+    /// Most trees accepted in a forest.
+    #[arg(long, env = "TREESERVE_MAX_TREES", default_value_t = 4096, value_parser = at_least_one)]
+    pub max_trees: usize,
+
     /// Reconcile with the registry this often even without file events (`0s`: never).
     /// Alone, it covers file systems without inotify (NFS, some Kubernetes volumes).
     #[arg(long, env = "TREESERVE_POLL_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -103,6 +115,14 @@ pub struct ServeConfig {
     pub workers: Option<usize>,
 }
 
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl ServeConfig {
     /// A configuration with the defaults, for `registry`.
     pub fn new(registry: impl Into<PathBuf>) -> Self {
@@ -120,6 +140,9 @@ impl ServeConfig {
             max_connections: 10_000,
             max_blocking_requests: 64,
             max_h2_streams: 128,
+            max_tree_nodes: 1 << 20,
+            max_tree_depth: 512,
+            max_trees: 4096,
             poll_interval: Duration::from_secs(2),
             no_watch: false,
             allow_schema_change: false,
@@ -143,6 +166,10 @@ impl ServeConfig {
 
     /// Limits applied to artifacts.
     pub fn tree_limits(&self) -> TreeLimits {
-        TreeLimits::default()
+        TreeLimits {
+            max_nodes: self.max_tree_nodes,
+            max_depth: self.max_tree_depth,
+            max_trees: self.max_trees,
+        }
     }
 }

@@ -370,3 +370,69 @@ fn tree_probabilities_come_from_leaf_counts() {
         assert_eq!(best, m.predict(data.row(i)), "row {i}: {proba:?}");
     }
 }
+
+/// Bodies whose MessagePack length prefixes claim gigabytes, or nest deeper than any stack.
+fn hostile_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    let mut deep = vec![0x81, 0xa8];
+    deep.extend_from_slice(b"manifest");
+    deep.extend(std::iter::repeat_n(0x91, 200_000));
+    vec![
+        (
+            "map32 of 2^32-1 entries",
+            vec![0xdf, 0xff, 0xff, 0xff, 0xff],
+        ),
+        (
+            "array32 of 2^32-1 entries",
+            vec![0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0],
+        ),
+        ("bin32 of 4 GiB", {
+            let mut b = vec![0x82, 0xa8];
+            b.extend_from_slice(b"manifest");
+            b.extend_from_slice(&[0xdd, 0xff, 0xff, 0xff, 0xf0]);
+            b
+        }),
+        (
+            "str32 key of 4 GiB",
+            vec![0x81, 0xdb, 0xff, 0xff, 0xff, 0xff, b'a'],
+        ),
+        ("200,000 nested arrays", deep),
+    ]
+}
+
+#[test]
+fn hostile_length_prefixes_and_nesting_are_refused_cheaply() {
+    for (name, body) in hostile_bodies() {
+        let bytes = model::seal(&body);
+        let started = std::time::Instant::now();
+        let err = Model::from_bytes(&bytes, 1, &TreeLimits::default()).unwrap_err();
+        assert!(matches!(err, ArtifactError::Decode(_)), "{name}: {err:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn hostile_artifacts_fit_in_a_small_address_space() {
+    // The binary validates each artifact under a 256 MiB address-space limit: a loader that
+    // believed a length prefix would fail to allocate and abort instead of refusing.
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (name, body)) in hostile_bodies().into_iter().enumerate() {
+        let path = dir.path().join(format!("h{i}.tsm"));
+        std::fs::write(&path, model::seal(&body)).unwrap();
+        let out = std::process::Command::new("prlimit")
+            .args(["--as=268435456", "--"])
+            .arg(crate::common::BIN)
+            .args(["publish", path.to_str().unwrap(), "--registry"])
+            .arg(dir.path().join("reg"))
+            .output()
+            .expect("prlimit (util-linux) runs the binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains("decode") || stderr.contains("invalid"),
+            "{name}: {stderr}"
+        );
+    }
+}

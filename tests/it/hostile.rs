@@ -380,3 +380,42 @@ async fn large_work_over_the_blocking_limit_gets_503_retry_after() {
     let serving = App::spawn(reg.path(), &[]);
     assert_eq!(serving.post("/score", &batch).await.status(), 200);
 }
+
+#[tokio::test]
+async fn tree_limits_are_flags_and_refuse_oversized_models() {
+    let reg = TestRegistry::with_iris();
+    let text = |app: &App| {
+        let url = app.url("/metrics");
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    for (flag, value, needle) in [
+        ("--max-tree-depth", "2", "deeper than 2"),
+        ("--max-tree-nodes", "5", "nodes"),
+    ] {
+        let app = App::spawn(reg.path(), &[flag, value]);
+        assert_eq!(app.get("/health/ready").await.status(), 503, "{flag}");
+        let metrics = text(&app).await;
+        assert!(
+            metrics.contains(r#"treeserve_model_loads_total{outcome="invalid_tree"} 1"#),
+            "{flag} {value} ({needle}): {metrics}"
+        );
+    }
+    let roomy = App::spawn(reg.path(), &["--max-tree-depth", "64", "--max-trees", "1"]);
+    assert_eq!(roomy.get("/health/ready").await.status(), 200);
+    let forests = TestRegistry::new();
+    let forest = forests.train(
+        "f.tsm",
+        &["--algorithm", "random-forest", "--n-trees", "20"],
+    );
+    assert_eq!(forests.publish(&forest, Some("production")), 1);
+    let small = App::spawn(forests.path(), &["--max-trees", "10"]);
+    assert_eq!(small.get("/health/ready").await.status(), 503);
+    assert!(
+        text(&small)
+            .await
+            .contains(r#"treeserve_model_loads_total{outcome="invalid_tree"} 1"#)
+    );
+    let enough = App::spawn(forests.path(), &["--max-trees", "20"]);
+    assert_eq!(enough.get("/health/ready").await.status(), 200);
+}

@@ -1,0 +1,37 @@
+//! Artifact loading: no byte string may panic the loader or make it allocate beyond what
+//! the input can describe, and an artifact that passes validation can never make
+//! prediction panic or loop, whatever the row.
+//!
+//! The first byte picks how deep the input reaches: 0 — the bytes as a file (header and
+//! checksums); 1 — the rest as an artifact body, sealed with a valid header and checksum
+//! (MessagePack decoding, length prefixes); 2 — that body with its payload checksum fixed
+//! too (manifest and tree validation, golden rows, prediction).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use treeserve::Model;
+use treeserve::model::{encode_artifact, read_parts, seal};
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&mode, rest)) = input.split_first() else { return };
+    let bytes = match mode % 3 {
+        0 => input.to_vec(),
+        1 => seal(rest),
+        _ => {
+            let sealed = seal(rest);
+            let Ok((manifest, payload)) = read_parts(&sealed) else { return };
+            encode_artifact(&manifest, payload)
+        }
+    };
+    let Ok(model) = Model::from_bytes(&bytes, 1, &Default::default()) else { return };
+    let f = model.num_features();
+    let k = model.num_classes();
+    let mut proba = vec![0.0; k];
+    for probe in [0.0, -1e300, 1e300, 0.5, f64::MIN_POSITIVE, 3.0] {
+        let row = vec![probe; f];
+        let class = model.predict(&row);
+        assert!(class < k);
+        model.predict_proba(&row, &mut proba);
+        assert!(proba.iter().all(|p| p.is_finite() && (-1e-9..=1.0 + 1e-9).contains(p)));
+    }
+});
