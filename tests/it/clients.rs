@@ -50,7 +50,7 @@ async fn tritonclient_speaks_the_open_inference_protocol() {
     let app = App::spawn(reg.path(), &[]);
     let addr = app.addr.to_string();
     tokio::task::spawn_blocking(move || {
-        run(Command::new(bin.join("python")).args([
+        run(Command::new(bin.join("python")).current_dir(repo()).args([
             "tests/clients/triton_client.py",
             &addr,
             "iris",
@@ -68,11 +68,14 @@ async fn schemathesis_finds_no_5xx_and_no_response_off_the_document() {
     let app = App::spawn(reg.path(), &[]);
     let url = app.url("/openapi.json");
     let report = reg.path().join("schemathesis.xml");
+    let dir = reg.path().to_owned();
     tokio::task::spawn_blocking(move || {
         // Every check but positive_data_acceptance: JSON Schema cannot say that a V2
         // tensor's data length is the product of its shape, so schema-valid tensors can
         // rightly be refused.
+        // Run in the temp registry: schemathesis keeps a cache in its working directory.
         run(Command::new(bin.join("schemathesis"))
+            .current_dir(&dir)
             .args(["run", &url, "--checks", "all"])
             .args(["--exclude-checks", "positive_data_acceptance"])
             .args(["--max-examples", "40", "--seed", "1984", "--workers", "2"])
