@@ -23,10 +23,7 @@ fn pyenv_bin() -> PathBuf {
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd
-        .current_dir(repo())
-        .output()
-        .expect("run a Python client");
+    let out = cmd.output().expect("run a Python client");
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}\n{}",
