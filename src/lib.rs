@@ -5,6 +5,7 @@
 //! types and never imports hyper; [`http`] is a thin adapter over it, and the binary's
 //! `main` only parses the command line and calls [`cli::run`].
 
+pub mod batch;
 pub mod cli;
 pub mod client;
 pub mod config;

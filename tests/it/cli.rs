@@ -509,3 +509,85 @@ fn publish_if_empty_seeds_once() {
         "without --if-empty it publishes"
     );
 }
+
+#[test]
+fn predict_scores_a_csv_in_order_on_every_thread() {
+    let reg = TestRegistry::with_iris();
+    let out = reg.path().join("out.csv");
+    let csv = iris_csv();
+    let run = |extra: &[&str], out: &std::path::Path| {
+        let mut args = vec![
+            "predict",
+            "--registry",
+            reg.arg(),
+            "--input",
+            csv.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        treeserve(&args)
+    };
+    let one = run(&["--threads", "1", "--probabilities"], &out);
+    assert!(one.status.success(), "{one:?}");
+    assert!(String::from_utf8_lossy(&one.stderr).contains("predicted 150 rows"));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "Id,predicted_species,p_Iris-setosa,p_Iris-versicolor,p_Iris-virginica"
+    );
+    // Every row agrees with the model, in input order.
+    let bytes = std::fs::read(reg.path().join("iris/versions/1/model.tsm")).unwrap();
+    let model = treeserve::Model::from_bytes(&bytes, 1, &Default::default()).unwrap();
+    let data = std::fs::read_to_string(iris_csv()).unwrap();
+    for (row, line) in data.lines().skip(1).zip(lines) {
+        let cells: Vec<&str> = row.split(',').collect();
+        let values: Vec<f64> = cells[1..5].iter().map(|c| c.parse().unwrap()).collect();
+        let got: Vec<&str> = line.split(',').collect();
+        assert_eq!(got[0], cells[0], "id");
+        assert_eq!(
+            got[1],
+            model.classes()[model.predict(&values)],
+            "row {}",
+            cells[0]
+        );
+    }
+    // Many threads and tiny chunks give the same file.
+    let many = reg.path().join("many.csv");
+    assert!(
+        run(
+            &["--threads", "4", "--chunk-rows", "7", "--probabilities"],
+            &many
+        )
+        .status
+        .success()
+    );
+    assert_eq!(std::fs::read_to_string(&many).unwrap(), text);
+
+    // Bad input: a clear error, exit 1, no output file left behind.
+    let bad = reg.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "SepalLengthCm,SepalWidthCm,PetalLengthCm,PetalWidthCm\n1,2,3,4\n5,x,1,1\n",
+    )
+    .unwrap();
+    let failed = reg.path().join("failed.csv");
+    let args = [
+        "predict",
+        "--registry",
+        reg.arg(),
+        "--input",
+        bad.to_str().unwrap(),
+    ];
+    let out = treeserve(&[&args[..], &["--output", failed.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(r#"line 3, column "SepalWidthCm": "x""#),
+        "{out:?}"
+    );
+    assert!(!failed.exists() && !reg.path().join("failed.csv.partial").exists());
+    std::fs::write(&bad, "SepalLengthCm,PetalWidthCm\n1,2\n").unwrap();
+    let out = treeserve(&[&args[..], &["--output", failed.to_str().unwrap()]].concat());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(r#"no column "SepalWidthCm""#));
+}
