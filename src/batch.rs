@@ -17,7 +17,7 @@ use crate::model::Model;
 pub struct PredictOptions {
     /// Worker threads (at least 1).
     pub threads: usize,
-    /// Rows per chunk handed to a worker.
+    /// Rows per chunk handed to a worker (approximately: chunks are cut by size).
     pub chunk_rows: usize,
     /// Add one probability column per class.
     pub probabilities: bool,
@@ -91,9 +91,12 @@ impl Summary {
     }
 }
 
+/// A block of whole CSV records (cut at a newline outside quotes).
 struct Chunk {
     index: u64,
-    records: Vec<csv::ByteRecord>,
+    /// Line number of the block's first line, 1-based.
+    first_line: u64,
+    bytes: Vec<u8>,
 }
 
 struct Layout {
@@ -113,15 +116,44 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn score_chunk(model: &Model, layout: &Layout, chunk: &Chunk) -> Result<Vec<u8>, BatchError> {
+fn score_chunk(
+    model: &Model,
+    layout: &Layout,
+    chunk: &Chunk,
+    columns: usize,
+) -> Result<(Vec<u8>, u64), BatchError> {
     let f = layout.feature_columns.len();
     let k = model.num_classes();
     let mut row = vec![0.0; f];
     let mut proba = vec![0.0; k];
-    let mut out = Vec::with_capacity(chunk.records.len() * 24);
+    let mut out = Vec::with_capacity(chunk.bytes.len() / 2);
     let mut ryu = ryu::Buffer::new();
-    for rec in &chunk.records {
-        let line = rec.position().map_or(0, |p| p.line());
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(false)
+        .from_reader(&chunk.bytes[..]);
+    let mut rec = csv::ByteRecord::new();
+    let mut rows = 0u64;
+    loop {
+        match reader.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let line = chunk.first_line + e.position().map_or(1, |p| p.line()) - 1;
+                return Err(BatchError::Csv {
+                    line,
+                    message: e.to_string(),
+                });
+            }
+        }
+        let line = chunk.first_line + rec.position().map_or(1, |p| p.line()) - 1;
+        if rec.len() != columns {
+            return Err(BatchError::Csv {
+                line,
+                message: format!("{} fields, the header has {columns}", rec.len()),
+            });
+        }
+        rows += 1;
         for (j, &c) in layout.feature_columns.iter().enumerate() {
             let cell = rec.get(c).unwrap_or_default();
             let value = std::str::from_utf8(cell)
@@ -151,7 +183,7 @@ fn score_chunk(model: &Model, layout: &Layout, chunk: &Chunk) -> Result<Vec<u8>,
         }
         out.push(b'\n');
     }
-    Ok(out)
+    Ok((out, rows))
 }
 
 /// Scores every row of the CSV `input` with `model`, writing a CSV to `output`: the id
@@ -165,16 +197,18 @@ pub fn predict_csv<R: Read + Send, W: Write + Send>(
 ) -> Result<Summary, BatchError> {
     let started = Instant::now();
     let threads = opts.threads.max(1);
-    let mut reader = csv::ReaderBuilder::new()
+    let mut input = std::io::BufReader::with_capacity(1 << 20, input);
+    let header_line = read_header(&mut input)?;
+    let mut header_reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .flexible(false)
-        .from_reader(input);
-    let headers = reader
+        .from_reader(&header_line[..]);
+    let headers = header_reader
         .byte_headers()
         .map_err(|e| csv_error(&e))?
         .iter()
         .map(|h| String::from_utf8_lossy(h).trim().to_owned())
         .collect::<Vec<_>>();
+    let columns = headers.len();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let feature_columns = model
         .features()
@@ -219,18 +253,14 @@ pub fn predict_csv<R: Read + Send, W: Write + Send>(
             let rx = Arc::clone(&chunk_rx);
             let tx = out_tx.clone();
             let (layout, fail, failed) = (&layout, &fail, &failed);
-            scope.spawn(move || worker(model, layout, &rx, &tx, fail, failed));
+            scope.spawn(move || worker(model, layout, columns, &rx, &tx, fail, failed));
         }
         drop(out_tx);
         let writer = scope
             .spawn(|| write_ordered(output, &header, out_rx, &rows_done, opts.progress, started));
-        read_chunks(
-            &mut reader,
-            opts.chunk_rows.max(1),
-            &chunk_tx,
-            &failed,
-            &fail,
-        );
+        // About `chunk_rows` rows of typical width per block.
+        let block = (opts.chunk_rows.max(1) * 64).clamp(256, 8 << 20);
+        read_chunks(&mut input, block, &chunk_tx, &failed, &fail);
         drop(chunk_tx);
         writer.join().expect("writer thread")
     });
@@ -252,41 +282,129 @@ fn csv_error(e: &csv::Error) -> BatchError {
     }
 }
 
+/// The header: bytes up to the first newline outside quotes.
+fn read_header<R: std::io::BufRead>(input: &mut R) -> Result<Vec<u8>, BatchError> {
+    let mut line = Vec::new();
+    let mut quoted = false;
+    loop {
+        let n = input
+            .read_until(b'\n', &mut line)
+            .map_err(|source| BatchError::Io {
+                what: "reading the input".into(),
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        quoted ^= line[line.len() - n..]
+            .iter()
+            .filter(|&&b| b == b'"')
+            .count()
+            % 2
+            == 1;
+        if !quoted {
+            break;
+        }
+    }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Err(BatchError::Csv {
+            line: 1,
+            message: "the input is empty: expected a header naming the model's features".into(),
+        });
+    }
+    Ok(line)
+}
+
+/// Reads `block`-byte pieces and cuts each after its last newline outside quotes, so every
+/// chunk holds whole records; carries the rest into the next piece.
 fn read_chunks<R: Read>(
-    reader: &mut csv::Reader<R>,
-    chunk_rows: usize,
+    input: &mut R,
+    block: usize,
     tx: &SyncSender<Chunk>,
     failed: &AtomicBool,
     fail: &(impl Fn(u64, BatchError) + Sync),
 ) {
     let mut index = 0;
+    let mut line = 2u64;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut quoted_at_carry_start = false;
     loop {
-        let mut records = Vec::with_capacity(chunk_rows);
-        while records.len() < chunk_rows {
-            let mut rec = csv::ByteRecord::new();
-            match reader.read_byte_record(&mut rec) {
-                Ok(true) => records.push(rec),
-                Ok(false) => break,
-                Err(e) => {
-                    fail(index, csv_error(&e));
+        let mut buf = std::mem::take(&mut carry);
+        let start = buf.len();
+        buf.resize(start + block, 0);
+        let mut filled = start;
+        let mut eof = false;
+        while filled < buf.len() {
+            match input.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    fail(
+                        index,
+                        BatchError::Io {
+                            what: "reading the input".into(),
+                            source,
+                        },
+                    );
                     return;
                 }
             }
         }
-        if records.is_empty() || failed.load(Ordering::Relaxed) {
+        buf.truncate(filled);
+        // The last newline outside quotes; without any quote in the block (the common
+        // case) simply the last newline, found without a byte-by-byte state machine.
+        let cut = if buf.contains(&b'"') {
+            let mut quoted = quoted_at_carry_start;
+            let mut cut = None;
+            for (i, &b) in buf.iter().enumerate() {
+                match b {
+                    b'"' => quoted = !quoted,
+                    b'\n' if !quoted => cut = Some(i + 1),
+                    _ => {}
+                }
+            }
+            cut
+        } else {
+            buf.iter().rposition(|&b| b == b'\n').map(|i| i + 1)
+        };
+        let cut = if eof { buf.len() } else { cut.unwrap_or(0) };
+        if cut == 0 && !eof {
+            // A record longer than the block: read more before sending anything.
+            carry = buf;
+            continue;
+        }
+        carry = buf.split_off(cut);
+        quoted_at_carry_start = false;
+        let lines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        if !buf.iter().all(u8::is_ascii_whitespace) {
+            if failed.load(Ordering::Relaxed) {
+                return;
+            }
+            let chunk = Chunk {
+                index,
+                first_line: line,
+                bytes: buf,
+            };
+            if tx.send(chunk).is_err() {
+                return;
+            }
+            index += 1;
+        }
+        line += lines;
+        if eof {
             return;
         }
-        let last = records.len() < chunk_rows;
-        if tx.send(Chunk { index, records }).is_err() || last {
-            return;
-        }
-        index += 1;
     }
 }
 
 fn worker(
     model: &Model,
     layout: &Layout,
+    columns: usize,
     rx: &Mutex<Receiver<Chunk>>,
     tx: &SyncSender<(u64, Vec<u8>, u64)>,
     fail: &(impl Fn(u64, BatchError) + Sync),
@@ -300,12 +418,9 @@ fn worker(
         if failed.load(Ordering::Relaxed) {
             continue;
         }
-        match score_chunk(model, layout, &chunk) {
-            Ok(bytes) => {
-                if tx
-                    .send((chunk.index, bytes, chunk.records.len() as u64))
-                    .is_err()
-                {
+        match score_chunk(model, layout, &chunk, columns) {
+            Ok((bytes, rows)) => {
+                if tx.send((chunk.index, bytes, rows)).is_err() {
                     return;
                 }
             }

@@ -591,3 +591,60 @@ fn predict_scores_a_csv_in_order_on_every_thread() {
     let out = treeserve(&[&args[..], &["--output", failed.to_str().unwrap()]].concat());
     assert!(String::from_utf8_lossy(&out.stderr).contains(r#"no column "SepalWidthCm""#));
 }
+
+#[test]
+fn predict_cuts_blocks_only_between_records() {
+    // Quoted ids with commas, quotes and newlines, over many small blocks.
+    let reg = TestRegistry::with_iris();
+    let input = reg.path().join("quoted.csv");
+    let mut text = String::from("Id,SepalLengthCm,SepalWidthCm,PetalLengthCm,PetalWidthCm\n");
+    for i in 0..300 {
+        text.push_str(&format!("\"row {i},\n\"\"quoted\"\"\",5.1,3.5,1.4,0.2\n"));
+    }
+    std::fs::write(&input, &text).unwrap();
+    let out = reg.path().join("out.csv");
+    let run = treeserve(&[
+        "predict",
+        "--registry",
+        reg.arg(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--chunk-rows",
+        "1",
+        "--threads",
+        "3",
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    let mut reader = csv_rows(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(reader.remove(0), ["Id", "predicted_species"]);
+    assert_eq!(reader.len(), 300);
+    for (i, row) in reader.iter().enumerate() {
+        assert_eq!(row[0], format!("row {i},\n\"quoted\""));
+        assert_eq!(row[1], "Iris-setosa");
+    }
+}
+
+/// A tiny CSV reader for the tests: quoted fields with commas, quotes and newlines.
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    rows
+}
