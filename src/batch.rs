@@ -116,6 +116,25 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// Writes a CSV field as is, or quoted when it holds a comma, quote or line break.
+fn write_field(out: &mut Vec<u8>, field: &[u8]) {
+    if field
+        .iter()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
+        out.push(b'"');
+        for &b in field {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(field);
+    }
+}
+
 fn score_chunk(
     model: &Model,
     layout: &Layout,
@@ -168,8 +187,7 @@ fn score_chunk(
             })?;
         }
         if let Some(c) = layout.id_column {
-            let id = String::from_utf8_lossy(rec.get(c).unwrap_or_default());
-            out.extend_from_slice(csv_field(&id).as_bytes());
+            write_field(&mut out, rec.get(c).unwrap_or_default());
             out.push(b',');
         }
         let class = model.predict(&row);
@@ -330,31 +348,21 @@ fn read_chunks<R: Read>(
     let mut quoted_at_carry_start = false;
     loop {
         let mut buf = std::mem::take(&mut carry);
-        let start = buf.len();
-        buf.resize(start + block, 0);
-        let mut filled = start;
-        let mut eof = false;
-        while filled < buf.len() {
-            match input.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    fail(
-                        index,
-                        BatchError::Io {
-                            what: "reading the input".into(),
-                            source,
-                        },
-                    );
-                    return;
-                }
+        buf.reserve(block);
+        // `read_to_end` fills spare capacity without zeroing it first.
+        let eof = match input.by_ref().take(block as u64).read_to_end(&mut buf) {
+            Ok(n) => n < block,
+            Err(source) => {
+                fail(
+                    index,
+                    BatchError::Io {
+                        what: "reading the input".into(),
+                        source,
+                    },
+                );
+                return;
             }
-        }
-        buf.truncate(filled);
+        };
         // The last newline outside quotes; without any quote in the block (the common
         // case) simply the last newline, found without a byte-by-byte state machine.
         let cut = if buf.contains(&b'"') {
