@@ -109,11 +109,9 @@ struct Layout {
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
+    let mut out = Vec::with_capacity(s.len());
+    write_field(&mut out, s.as_bytes());
+    String::from_utf8(out).expect("quoting keeps UTF-8")
 }
 
 /// Writes a CSV field as is, or quoted when it holds a comma, quote or line break.
@@ -345,7 +343,6 @@ fn read_chunks<R: Read>(
     let mut index = 0;
     let mut line = 2u64;
     let mut carry: Vec<u8> = Vec::new();
-    let mut quoted_at_carry_start = false;
     loop {
         let mut buf = std::mem::take(&mut carry);
         buf.reserve(block);
@@ -366,7 +363,7 @@ fn read_chunks<R: Read>(
         // The last newline outside quotes; without any quote in the block (the common
         // case) simply the last newline, found without a byte-by-byte state machine.
         let cut = if buf.contains(&b'"') {
-            let mut quoted = quoted_at_carry_start;
+            let mut quoted = false;
             let mut cut = None;
             for (i, &b) in buf.iter().enumerate() {
                 match b {
@@ -386,7 +383,6 @@ fn read_chunks<R: Read>(
             continue;
         }
         carry = buf.split_off(cut);
-        quoted_at_carry_start = false;
         let lines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
         if !buf.iter().all(u8::is_ascii_whitespace) {
             if failed.load(Ordering::Relaxed) {

@@ -639,7 +639,6 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
             fleet: fleet.clone(),
             metrics,
             config: config.clone(),
-            draining: std::sync::atomic::AtomicBool::new(false),
             blocking: Arc::new(tokio::sync::Semaphore::new(config.max_blocking_requests)),
         });
         let server = crate::http::Server::bind(state.clone()).await?;
@@ -682,8 +681,7 @@ fn serve(config: ServeConfig) -> Result<(), CommandError> {
         server
             .run(async move {
                 shutdown_signal().await;
-                drain.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-                drain.metrics.set_ready(false);
+                drain.fleet.drain();
                 let delay = drain.config.shutdown_delay;
                 if !delay.is_zero() {
                     tracing::info!(?delay, "draining: /health/ready answers 503 while still serving");

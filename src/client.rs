@@ -103,13 +103,17 @@ fn endpoints(url: &str, probabilities: bool) -> Result<(Uri, Uri), ClientError> 
     Ok((score, models))
 }
 
-/// Runs `treeserve score`.
-pub fn score_command(a: &ScoreArgs) -> Result<(), ClientError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// A single-threaded runtime for the client commands.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ClientError::Input(e.to_string()))?;
-    rt.block_on(score_async(a))
+        .map_err(|e| ClientError::Input(e.to_string()))
+}
+
+/// Runs `treeserve score`.
+pub fn score_command(a: &ScoreArgs) -> Result<(), ClientError> {
+    runtime()?.block_on(score_async(a))
 }
 
 async fn score_async(a: &ScoreArgs) -> Result<(), ClientError> {

@@ -9,18 +9,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
-use crate::client::{ClientError, HttpClient, send};
+use crate::client::{ClientError, HttpClient, runtime, send};
 
 /// The canonical request of Azure's docs.
 pub const CANONICAL: &str =
     r#"{"SepalLengthCm": 6.6, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}"#;
-
-fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ClientError::Input(e.to_string()))
-}
 
 fn base(url: &str) -> Result<String, ClientError> {
     let uri: Uri = url.parse().map_err(|_| ClientError::Url(url.into()))?;

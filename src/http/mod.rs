@@ -41,8 +41,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Configuration.
     pub config: ServeConfig,
-    /// Set on shutdown: readiness answers 503 while in-flight work finishes.
-    pub draining: std::sync::atomic::AtomicBool,
     /// Permits for work handed to blocking threads (large batches, model loads).
     pub blocking: Arc<tokio::sync::Semaphore>,
 }

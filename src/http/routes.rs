@@ -26,7 +26,7 @@ const X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
 
 /// Bodies whose decoding and prediction could take longer than this many "byte-trees"
 /// (body bytes × trees) are scored on a blocking thread, not on the runtime.
-pub(super) const INLINE_WORK_LIMIT: usize = 256 * 1024;
+const INLINE_WORK_LIMIT: usize = 256 * 1024;
 
 pub(super) async fn dispatch(req: Request<Incoming>, state: &AppState) -> (Route, Reply) {
     let path = req.uri().path();
@@ -117,7 +117,7 @@ fn live() -> Response<Full<Bytes>> {
 /// 200 while the fleet is ready: the default model (if any) and every model named with
 /// `--model` are loaded, and at least one model is.
 pub(super) fn ready(state: &AppState) -> Reply {
-    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+    if state.fleet.draining() {
         return Err(ApiError::Draining);
     }
     if !state.fleet.ready() {
@@ -384,9 +384,27 @@ fn score_body(served: &ServedModel, body: &[u8], opts: ScoreOptions) -> Result<S
     })
 }
 
-enum Work {
-    Done(Result<Scored, ApiError>),
+/// Work on one loaded version: done inline when it is small, else handed to a blocking
+/// thread (see [`blocking`]).
+pub(super) enum Work<T> {
+    Done(T),
     Blocking(Arc<ServedModel>),
+}
+
+impl<T> Work<T> {
+    /// Runs `f` now when a body of `body_len` bytes is cheap for `served`'s forest; else
+    /// keeps the version for a blocking thread.
+    pub(super) fn plan(
+        served: &Arc<ServedModel>,
+        body_len: usize,
+        f: impl FnOnce(&ServedModel) -> T,
+    ) -> Self {
+        if body_len.saturating_mul(served.model.forest().num_trees()) <= INLINE_WORK_LIMIT {
+            Work::Done(f(served))
+        } else {
+            Work::Blocking(Arc::clone(served))
+        }
+    }
 }
 
 async fn score(req: Request<Incoming>, state: &AppState, model: Option<&str>) -> Reply {
@@ -425,11 +443,7 @@ async fn score(req: Request<Incoming>, state: &AppState, model: Option<&str>) ->
             Some(name) => ApiError::ModelNotReady(name.to_owned()),
             None => ApiError::NoModel,
         })?;
-        if body.len().saturating_mul(served.model.forest().num_trees()) <= INLINE_WORK_LIMIT {
-            Work::Done(score_body(served, &body, opts))
-        } else {
-            Work::Blocking(Arc::clone(served))
-        }
+        Work::plan(served, body.len(), |s| score_body(s, &body, opts))
     };
     let scored = match work {
         Work::Done(r) => r?,

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::routes::{
-    INLINE_WORK_LIMIT, Reply, blocking, check_content_type, model_headers, read_body, truncated,
+    Reply, Work, blocking, check_content_type, model_headers, read_body, truncated,
 };
 use super::{ApiError, AppState, json_response};
 use crate::metrics::Route;
@@ -297,13 +297,6 @@ fn infer_body(
     })
 }
 
-type Headers = (HeaderValue, HeaderValue);
-
-enum Work {
-    Done(Result<(usize, v2::Encoded), ApiError>, Headers),
-    Blocking(Arc<ServedModel>),
-}
-
 async fn infer_route(
     req: &http::request::Parts,
     body: Incoming,
@@ -337,8 +330,11 @@ async fn infer_route(
     .await?;
     let max_rows = state.config.max_batch_rows;
     let record = !state.config.no_metrics;
-    let small = |s: &ServedModel| {
-        body.len().saturating_mul(s.model.forest().num_trees()) <= INLINE_WORK_LIMIT
+    let run = |s: &ServedModel| {
+        (
+            infer_body(s, &body, header_len, max_rows, record),
+            model_headers(s),
+        )
     };
     let work = match version {
         // The alias's version: scored inline under guards when small.
@@ -351,27 +347,15 @@ async fn infer_route(
             let served = guard
                 .as_ref()
                 .ok_or_else(|| ApiError::ModelNotReady(truncated(model)))?;
-            if small(served) {
-                Work::Done(
-                    infer_body(served, &body, header_len, max_rows, record),
-                    model_headers(served),
-                )
-            } else {
-                Work::Blocking(Arc::clone(served))
-            }
+            Work::plan(served, body.len(), run)
         }
         Some(_) => {
             let (_, served) = resolve(state, model, version).await?;
-            if small(&served) {
-                let h = model_headers(&served);
-                Work::Done(infer_body(&served, &body, header_len, max_rows, record), h)
-            } else {
-                Work::Blocking(served)
-            }
+            Work::plan(&served, body.len(), run)
         }
     };
     let ((rows, encoded), (name, version)) = match work {
-        Work::Done(r, h) => (r?, h),
+        Work::Done((r, h)) => (r?, h),
         Work::Blocking(served) => {
             let h = model_headers(&served);
             let r = blocking(state, "inference", move || {

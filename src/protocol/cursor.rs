@@ -86,4 +86,38 @@ impl<'a> Cursor<'a> {
         self.i += 1;
         Some(key)
     }
+
+    /// After an element of an array or object closed by `close`: `Some(true)` past a `,`
+    /// (another element follows), `Some(false)` past `close`, `None` for anything else.
+    #[inline]
+    pub fn next_or_end(&mut self, close: u8) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.i += 1;
+                Some(true)
+            }
+            c if c == close => {
+                self.i += 1;
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// A non-empty `{...}` object: calls `member(cursor, key)` after each `key:`, which
+    /// must read the value.
+    pub fn members(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'{')?;
+        loop {
+            let key = self.key()?;
+            self.eat(b':')?;
+            member(self, key)?;
+            if !self.next_or_end(b'}')? {
+                return Some(());
+            }
+        }
+    }
 }

@@ -73,3 +73,9 @@ impl InputError {
         }
     }
 }
+
+/// Whether serde_json refused a number outside the `f64` range (`1e400`): a
+/// `non_finite_value`, not malformed JSON.
+fn is_out_of_range(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("number out of range")
+}

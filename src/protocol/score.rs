@@ -104,7 +104,7 @@ fn decode_serde(
 
 fn json_error(e: &serde_json::Error) -> InputError {
     let msg = e.to_string();
-    if msg.starts_with("number out of range") {
+    if super::is_out_of_range(e) {
         return InputError::new(
             K::NonFiniteValue,
             format!("a number is out of range: {msg}"),
@@ -129,29 +129,19 @@ mod fast {
 
     impl Cursor<'_> {
         fn row(&mut self, features: &[String], out: &mut Vec<f64>) -> Option<()> {
-            self.eat(b'{')?;
             let start = out.len();
             out.resize(start + features.len(), f64::NAN);
             let mut seen = 0;
-            loop {
-                let key = self.key()?;
+            self.members(|c, key| {
                 let i = features.iter().position(|f| f.as_bytes() == key)?;
-                self.eat(b':')?;
                 let slot = &mut out[start + i];
                 if !slot.is_nan() {
                     return None;
                 }
-                *slot = self.number()?;
+                *slot = c.number()?;
                 seen += 1;
-                match self.peek()? {
-                    b',' => self.i += 1,
-                    b'}' => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
-            }
+                Some(())
+            })?;
             (seen == features.len()).then_some(())
         }
     }
@@ -180,13 +170,8 @@ mod fast {
                     }
                     c.row(features, out)?;
                     rows += 1;
-                    match c.peek()? {
-                        b',' => c.i += 1,
-                        b']' => {
-                            c.i += 1;
-                            break;
-                        }
-                        _ => return None,
+                    if !c.next_or_end(b']')? {
+                        break;
                     }
                 }
                 Decoded { rows, batch: true }

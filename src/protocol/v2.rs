@@ -252,9 +252,8 @@ fn decode_serde<'a>(
         (Some(raw), None) => {
             let mut de = serde_json::Deserializer::from_str(raw.get());
             FlatSeed(out).deserialize(&mut de).map_err(|e| {
-                let out_of_range = e.to_string().starts_with("number out of range");
                 bad(
-                    if out_of_range {
+                    if super::is_out_of_range(&e) {
                         K::NonFiniteValue
                     } else {
                         K::InvalidBody
@@ -374,25 +373,15 @@ mod fast {
                     self.i += 1;
                     loop {
                         out.push(self.number()?);
-                        match self.peek()? {
-                            b',' => self.i += 1,
-                            b']' => {
-                                self.i += 1;
-                                break;
-                            }
-                            _ => return None,
+                        if !self.next_or_end(b']')? {
+                            break;
                         }
                     }
                 } else {
                     out.push(self.number()?);
                 }
-                match self.peek()? {
-                    b',' => self.i += 1,
-                    b']' => {
-                        self.i += 1;
-                        return Some(());
-                    }
-                    _ => return None,
+                if !self.next_or_end(b']')? {
+                    return Some(());
                 }
             }
         }
@@ -412,34 +401,8 @@ mod fast {
                     .parse()
                     .ok()?;
                 n += 1;
-                match self.peek()? {
-                    b',' => self.i += 1,
-                    b']' => {
-                        self.i += 1;
-                        return Some((dims, n));
-                    }
-                    _ => return None,
-                }
-            }
-        }
-
-        /// `{...}` members: calls `member(cursor, key)` after each `key:`.
-        fn members(
-            &mut self,
-            mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>,
-        ) -> Option<()> {
-            self.eat(b'{')?;
-            loop {
-                let key = self.key()?;
-                self.eat(b':')?;
-                member(self, key)?;
-                match self.peek()? {
-                    b',' => self.i += 1,
-                    b'}' => {
-                        self.i += 1;
-                        return Some(());
-                    }
-                    _ => return None,
+                if !self.next_or_end(b']')? {
+                    return Some((dims, n));
                 }
             }
         }
@@ -516,13 +479,8 @@ mod fast {
                             });
                             Some(())
                         })?;
-                        match c.peek()? {
-                            b',' => c.i += 1,
-                            b']' => {
-                                c.i += 1;
-                                break;
-                            }
-                            _ => return None,
+                        if !c.next_or_end(b']')? {
+                            break;
                         }
                     }
                     outputs = Some(list);
@@ -542,9 +500,7 @@ mod fast {
         if rows == 0 || rows > max_rows || out.len() != rows * features {
             return None;
         }
-        if fp32 && out.iter().any(|v| v.abs() > f32::MAX as f64) {
-            return None;
-        }
+        super::check_values("", if fp32 { "FP32" } else { "FP64" }, out).ok()?;
         let outputs = outputs.unwrap_or(Outputs {
             list: [
                 label,

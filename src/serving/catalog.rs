@@ -233,11 +233,6 @@ impl Catalog {
         pinned.1.iter().map(|p| p.served.clone()).collect()
     }
 
-    /// Whether `version` exists in the registry. Blocking.
-    pub fn has_version(&self, version: u64) -> Result<bool, RegistryError> {
-        Ok(self.registry.versions(&self.name)?.contains(&version))
-    }
-
     /// Published versions of the model. Blocking.
     pub fn versions(&self) -> Result<Vec<u64>, RegistryError> {
         self.registry.versions(&self.name)

@@ -62,6 +62,8 @@ pub struct Fleet {
     opts: CatalogOptions,
     metrics: Arc<Metrics>,
     models: ArcSwap<Models>,
+    /// Set on shutdown: never ready again.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Fleet {
@@ -78,6 +80,7 @@ impl Fleet {
             opts,
             metrics,
             models: ArcSwap::from_pointee(Models::default()),
+            draining: std::sync::atomic::AtomicBool::new(false),
         };
         if !fleet.named.is_empty() {
             fleet.set_models(fleet.named.clone());
@@ -94,11 +97,6 @@ impl Fleet {
     /// The models served now, as an owned handle.
     pub fn models_full(&self) -> Arc<Models> {
         self.models.load_full()
-    }
-
-    /// The alias every model follows.
-    pub fn alias(&self) -> &str {
-        &self.opts.alias
     }
 
     /// Replaces the served set with `names` (sorted, deduplicated), keeping the catalogs
@@ -177,9 +175,25 @@ impl Fleet {
         Ok(names)
     }
 
-    /// Ready to take traffic: the default model (if any) and every model named on the
-    /// command line are loaded, and at least one model is.
+    /// Marks the server as shutting down: from now on it is not ready (load balancers
+    /// drain it), while it still serves.
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.set_ready(false);
+    }
+
+    /// Whether [`Fleet::drain`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Ready to take traffic: not draining, the default model (if any) and every model
+    /// named on the command line are loaded, and at least one model is.
     pub fn ready(&self) -> bool {
+        if self.draining() {
+            return false;
+        }
         let models = self.models.load();
         let loaded = |c: &Catalog| c.load().is_some();
         models.default_model().is_none_or(|c| loaded(c))

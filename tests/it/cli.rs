@@ -648,3 +648,50 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
     }
     rows
 }
+
+#[tokio::test]
+async fn health_finds_the_port_in_treeserve_listen_and_predict_streams() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &[]);
+    let listen = format!("0.0.0.0:{}", app.addr.port());
+    let health = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .arg("health")
+            .env("TREESERVE_LISTEN", listen)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(health.status.success(), "{health:?}");
+
+    // `-` reads stdin and writes stdout.
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "predict",
+            "--registry",
+            reg.arg(),
+            "--input",
+            "-",
+            "--output",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SepalLengthCm,SepalWidthCm,PetalLengthCm,PetalWidthCm\n6.6,3,4.4,1.4\n5.1,3.5,1.4,0.2\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "predicted_species\nIris-versicolor\nIris-setosa\n"
+    );
+}

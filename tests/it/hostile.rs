@@ -419,3 +419,31 @@ async fn tree_limits_are_flags_and_refuse_oversized_models() {
     let enough = App::spawn(forests.path(), &["--max-trees", "20"]);
     assert_eq!(enough.get("/health/ready").await.status(), 200);
 }
+
+#[test]
+fn http2_advertises_the_stream_limit() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--max-h2-streams", "7"]);
+    // h2c prior knowledge: the preface and an empty SETTINGS frame; the server's first
+    // frame is its SETTINGS, which must carry MAX_CONCURRENT_STREAMS (0x3) = 7.
+    let mut s = TcpStream::connect(app.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).unwrap();
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    assert_eq!(head[3], 0x4, "a SETTINGS frame");
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    let settings: Vec<(u16, u32)> = payload
+        .chunks_exact(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    assert!(settings.contains(&(0x3, 7)), "{settings:?}");
+}

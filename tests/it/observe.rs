@@ -195,41 +195,16 @@ async fn a_real_prometheus_scrapes_request_counts_and_latency_quantiles() {
     }
 }
 
-#[test]
-fn logs_can_be_json_lines() {
+#[tokio::test]
+async fn logs_can_be_json_lines() {
     let reg = TestRegistry::new();
-    let (mut child, _) = start(
-        &[
-            "--log-format",
-            "json",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--registry",
-            reg.arg(),
-        ],
-        Stdio::piped(),
-    );
-    child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let logs = String::from_utf8(out.stderr).unwrap();
-    let first: Value =
-        serde_json::from_str(logs.lines().next().expect("a log line")).expect("JSON");
-    assert_eq!(first["level"], "ERROR", "{logs}");
-    assert!(
-        first["fields"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no model loaded"),
-        "{logs}"
-    );
-    assert!(
-        first["fields"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("no model"),
-        "{logs}"
-    );
+    let logs = json_logs_of(&reg, "warn", |_, _| async {}).await;
+    let first = logs.first().expect("a log line");
+    assert_eq!(first["level"], "ERROR", "{logs:?}");
+    let message = first["fields"]["message"].as_str().unwrap();
+    assert!(message.contains("no model loaded"), "{logs:?}");
+    let error = first["fields"]["error"].as_str().unwrap();
+    assert!(error.contains("no model"), "{logs:?}");
 }
 
 /// Runs a server with `filter`, sends requests with `send`, stops it and returns its JSON
