@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """Load benchmark: treeserve's /score against the bare-hyper floor, side by side, with wrk.
 
-    python3 benches/load.py [--rounds 5] [--duration 10] [--connections 1,64] [--out FILE]
-                            [--compare floor|metrics|request-logs|v2|binary --other PATH]
+    python3 benches/load.py [--rounds 5] [--duration 10] [--connections 1,16,64,256]
+                            [--out docs/benchmarks.md] [--chart docs/benchmarks.svg] [--json FILE]
+                            [--compare suite|floor|metrics|request-logs|v2|binary --other PATH]
 
---compare picks the pair of servers measured side by side:
+--compare picks the servers and scenarios measured side by side:
+  suite         (the default) treeserve against the floor: /score with one row at 1, 16, 64
+                and 256 connections, /score with 100-row batches and V2 infer with one row at
+                64 connections. With --out, replaces the generated section of that markdown
+                file; with --chart, writes an SVG of throughput and latency against connections;
   floor         treeserve (defaults) against the bare-hyper floor server (benches/floor_server.rs);
   metrics       treeserve (metrics and drift on, the default) against treeserve with
                 TREESERVE_NO_METRICS=true (the baseline);
@@ -89,140 +94,290 @@ def wrk(addr, connections, duration, path="/score", body=None):
     return json.loads(line[len("WRK_JSON "):])
 
 
+SCORE_ROW = [6.6, 3, 4.4, 1.4]
+FEATURES = ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"]
+
+
+def v2_body(rows, outputs):
+    tensor = {"name": "input", "shape": [rows, 4], "datatype": "FP32", "data": SCORE_ROW * rows}
+    return json.dumps({"inputs": [tensor], **outputs})
+
+
+def score_rows(rows):
+    return json.dumps([dict(zip(FEATURES, SCORE_ROW))] * rows)
+
+
+LABEL_ONLY = {"outputs": [{"name": "label"}]}
+V2_PATH = "/v2/models/iris/infer"
+
+
+def plan(args, treeserve, floor):
+    """Servers (name -> (command, environment)) and scenarios: (title, connection counts,
+    targets: name -> (server, path, body, rows per request)); each scenario's last target is
+    the baseline of its ratios."""
+    artifact = ROOT / "models" / "iris" / "versions" / "1" / "model.tsm"
+    serve = [str(treeserve), "serve", "--registry", "models", "--listen", "127.0.0.1:0"]
+    conns = [int(c) for c in args.connections.split(",")] if args.connections else None
+    one = lambda server: (server, "/score", None, 1)
+    if args.compare == "suite":
+        servers = {"treeserve": (serve, {}), "floor": ([str(floor), str(artifact), "127.0.0.1:0"], {})}
+        pair = lambda path, body, rows: {s: (s, path, body, rows) for s in servers}
+        return servers, [
+            ("/score, one row", conns or [1, 16, 64, 256], pair("/score", None, 1)),
+            ("/score, 100-row batch", [64], pair("/score", score_rows(100), 100)),
+            ("V2 infer, one row", [64], pair(V2_PATH, v2_body(1, LABEL_ONLY), 1)),
+        ]
+    servers, targets = {
+        "floor": (
+            {"treeserve": (serve, {}), "floor": ([str(floor), str(artifact), "127.0.0.1:0"], {})},
+            {"treeserve": one("treeserve"), "floor": one("floor")},
+        ),
+        "metrics": (
+            {"metrics on": (serve, {}), "metrics off": (serve, {"TREESERVE_NO_METRICS": "true"})},
+            {"metrics on": one("metrics on"), "metrics off": one("metrics off")},
+        ),
+        "request-logs": (
+            {
+                "request logs": (serve, {"TREESERVE_LOG": "info,treeserve::request=debug"}),
+                "default logs": (serve, {}),
+            },
+            {"request logs": one("request logs"), "default logs": one("default logs")},
+        ),
+        "binary": (
+            {"this tree": (serve, {}), "other": ([str(args.other)] + serve[1:], {})},
+            {"this tree": one("this tree"), "other": one("other")},
+        ),
+        "v2": (
+            {"treeserve": (serve, {})},
+            {
+                "v2 label": ("treeserve", V2_PATH, v2_body(1, LABEL_ONLY), 1),
+                "v2 label+proba": ("treeserve", V2_PATH, v2_body(1, {}), 1),
+                "v2 1000 rows": ("treeserve", V2_PATH, v2_body(1000, LABEL_ONLY), 1000),
+                "score 1000 rows": ("treeserve", "/score", score_rows(1000), 1000),
+                "/score": one("treeserve"),
+            },
+        ),
+    }[args.compare]
+    if args.only:
+        keep = set(args.only.split(",")) | {list(targets)[-1]}
+        targets = {n: t for n, t in targets.items() if n in keep}
+    return servers, [(f"--compare {args.compare}", conns or [1, 64], targets)]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run (each follows a 1 s warm-up)")
-    ap.add_argument("--connections", default="1,64")
-    ap.add_argument("--out", type=Path, help="write the markdown report here")
-    ap.add_argument("--compare", choices=["floor", "metrics", "request-logs", "v2", "binary"], default="floor")
+    ap.add_argument("--connections", help="comma-separated connection counts (default: the scenario's)")
+    ap.add_argument("--out", type=Path, help="write the markdown report here (for --compare suite: "
+                    "replace the generated section of this file, e.g. docs/benchmarks.md)")
+    ap.add_argument("--chart", type=Path, help="--compare suite: write the SVG chart here")
+    ap.add_argument("--json", type=Path, help="write every round's raw figures here")
+    ap.add_argument("--compare", choices=["suite", "floor", "metrics", "request-logs", "v2", "binary"], default="suite")
     ap.add_argument("--only", help="comma-separated target names to keep (the baseline is always kept)")
     ap.add_argument("--other", type=Path, help="the other treeserve binary for --compare binary")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    treeserve, floor = build()
-    artifact = ROOT / "models" / "iris" / "versions" / "1" / "model.tsm"
-    serve = [str(treeserve), "serve", "--registry", "models", "--listen", "127.0.0.1:0"]
-    # name -> (command, extra environment[, path, body, rows per request]); the last one is
-    # the baseline of the ratios. Targets with the same command and environment share one
-    # server process.
-    row = [6.6, 3, 4.4, 1.4]
-    v2 = lambda rows, outputs: json.dumps(
-        {"inputs": [{"name": "input", "shape": [rows, 4], "datatype": "FP32", "data": row * rows}], **outputs}
-    )
-    label_only = {"outputs": [{"name": "label"}]}
-    score_rows = lambda rows: json.dumps(
-        [dict(zip(["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"], row))] * rows
-    )
-    specs = {
-        "floor": {"treeserve": (serve, {}), "floor": ([str(floor), str(artifact), "127.0.0.1:0"], {})},
-        "metrics": {
-            "metrics on": (serve, {}),
-            "metrics off": (serve, {"TREESERVE_NO_METRICS": "true"}),
-        },
-        "request-logs": {
-            "request logs": (serve, {"TREESERVE_LOG": "info,treeserve::request=debug"}),
-            "default logs": (serve, {}),
-        },
-        "binary": {
-            "this tree": (serve, {}),
-            "other": ([str(args.other)] + serve[1:], {}),
-        },
-        "v2": {
-            "v2 label": (serve, {}, "/v2/models/iris/infer", v2(1, label_only), 1),
-            "v2 label+proba": (serve, {}, "/v2/models/iris/infer", v2(1, {}), 1),
-            "v2 1000 rows": (serve, {}, "/v2/models/iris/infer", v2(1000, label_only), 1000),
-            "score 1000 rows": (serve, {}, "/score", score_rows(1000), 1000),
-            "/score": (serve, {}, "/score", None, 1),
-        },
-    }[args.compare]
     if args.compare == "binary" and not (args.other and args.other.exists()):
         raise SystemExit("--compare binary needs --other PATH to a treeserve binary")
-    targets = {name: (list(t) + ["/score", None, 1][len(t) - 2 :]) for name, t in specs.items()}
-    if args.only:
-        keep = set(args.only.split(",")) | {list(targets)[-1]}
-        targets = {n: t for n, t in targets.items() if n in keep}
-    processes = {}
-    for cmd, env, *_ in targets.values():
-        key = (tuple(cmd), tuple(sorted(env.items())))
-        if key not in processes:
-            processes[key] = start(cmd, env)
-    servers = {
-        name: processes[(tuple(cmd), tuple(sorted(env.items())))] for name, (cmd, env, *_) in targets.items()
-    }
-    baseline = list(servers)[-1]
+    treeserve, floor = build()
+    servers, scenarios = plan(args, treeserve, floor)
+    processes = {name: start(cmd, env) for name, (cmd, env) in servers.items()}
+    results = {}
     try:
         time.sleep(0.5)
-        idle_rss = {name: rss_kib(p.pid) for name, (p, _) in servers.items()}
+        idle_rss = {name: rss_kib(p.pid) for name, (p, _) in processes.items()}
         # Every target answers 200 before anything is measured.
-        for name, (_, _, path, body, _) in targets.items():
-            check = wrk(servers[name][1], 1, 1, path, body)
-            if check["non_2xx"] or not check["requests"]:
-                raise SystemExit(f"{name}: {path} does not answer 200: {check}")
-        conns = [int(c) for c in args.connections.split(",")]
-        results = {(name, c): [] for name in servers for c in conns}
+        for _, _, targets in scenarios:
+            for name, (server, path, body, _) in targets.items():
+                check = wrk(processes[server][1], 1, 1, path, body)
+                if check["non_2xx"] or not check["requests"]:
+                    raise SystemExit(f"{name}: {path} does not answer 200: {check}")
         # Scenario by scenario (switching between 64 and 1 connections disturbs the next
-        # few seconds of a 1-connection run), rounds within, alternating which server goes
+        # few seconds of a 1-connection run), rounds within, alternating which target goes
         # first.
-        for c in conns:
-            for r in range(args.rounds):
-                order = list(servers) if r % 2 == 0 else list(reversed(list(servers)))
-                for name in order:
-                    proc, addr = servers[name]
-                    _, _, path, body, rows = targets[name]
-                    wrk(addr, c, 1, path, body)  # warm-up, not recorded: settles the previous scenario
-                    before = cpu_seconds(proc.pid)
-                    res = wrk(addr, c, args.duration, path, body)
-                    res["rows_per_s"] = res["requests"] * rows / (res["duration_us"] / 1e6)
-                    res["cpu_us_per_req"] = (cpu_seconds(proc.pid) - before) * 1e6 / max(res["requests"], 1)
-                    res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
-                    res["errors"] = sum(res[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts", "non_2xx"))
-                    results[(name, c)].append(res)
-                    print(
-                        f"round {r + 1} {name:15} c={c:<3} {res['rps']:>9.0f} req/s  p50 {res['p50_us']:>5} µs  "
-                        f"p99 {res['p99_us']:>5} µs  cpu {res['cpu_us_per_req']:.1f} µs/req  errors {res['errors']}",
-                        file=sys.stderr,
-                    )
-        load_rss = {name: rss_kib(p.pid) for name, (p, _) in servers.items()}
+        for title, conns, targets in scenarios:
+            for c in conns:
+                for r in range(args.rounds):
+                    order = list(targets) if r % 2 == 0 else list(reversed(list(targets)))
+                    for name in order:
+                        server, path, body, rows = targets[name]
+                        proc, addr = processes[server]
+                        wrk(addr, c, 1, path, body)  # warm-up, not recorded: settles the previous run
+                        before = cpu_seconds(proc.pid)
+                        res = wrk(addr, c, args.duration, path, body)
+                        res["rows_per_s"] = res["requests"] * rows / (res["duration_us"] / 1e6)
+                        res["cpu_us_per_req"] = (cpu_seconds(proc.pid) - before) * 1e6 / max(res["requests"], 1)
+                        res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
+                        res["errors"] = sum(
+                            res[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts", "non_2xx")
+                        )
+                        results.setdefault((title, name, c), []).append(res)
+                        print(
+                            f"{title} round {r + 1} {name:15} c={c:<3} {res['rps']:>9.0f} req/s  "
+                            f"p50 {res['p50_us']:>5} µs  p99 {res['p99_us']:>5} µs  "
+                            f"cpu {res['cpu_us_per_req']:.1f} µs/req  errors {res['errors']}",
+                            file=sys.stderr,
+                        )
+        load_rss = {name: rss_kib(p.pid) for name, (p, _) in processes.items()}
     finally:
         for p, _ in processes.values():
             p.kill()
             p.wait()
 
-    med = lambda name, c, k: statistics.median(x[k] for x in results[(name, c)])
+    summary = summarize(args, scenarios, results)
     lines = [
-        f"Medians of {args.rounds} rounds, {args.duration} s per run, wrk and both servers on one "
-        f"{os.cpu_count()}-core machine over loopback; one IRIS row per POST /score unless the target says otherwise; "
-        f"ratios are medians of the per-round ratios to {baseline}.",
+        f"Medians of {args.rounds} rounds, {args.duration} s per run, wrk and the servers on one "
+        f"{os.cpu_count()}-core machine over loopback ({time.strftime('%Y-%m-%d')}); ratios are medians of the "
+        "per-round ratios to the scenario's last target (rounds are paired: both back to back).",
         "",
-        f"| connections | target | req/s | rows/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/req | errors | req/s ÷ {baseline} |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for c in conns:
-        for name in servers:
-            errors = sum(x["errors"] for x in results[(name, c)])
-            # Rounds are paired (both servers back to back): the ratio is the median of the
-            # per-round ratios, which cancels drift in the machine's speed between rounds.
-            ratio = statistics.median(
-                x["rps"] / f["rps"] for x, f in zip(results[(name, c)], results[(baseline, c)])
-            )
-            lines.append(
-                f"| {c} | {name} | {med(name, c, 'rps'):.0f} | {med(name, c, 'rows_per_s'):.0f} | {med(name, c, 'p50_us'):.0f} | "
-                f"{med(name, c, 'p99_us'):.0f} | {med(name, c, 'p999_us'):.0f} | "
-                f"{med(name, c, 'cpu_us_per_req'):.2f} | {errors} | {ratio:.3f} |"
-            )
-    lines += [
-        "",
-        "| server | idle RSS | RSS after load |",
-        "|---|---|---|",
-    ]
-    for name in servers:
+    for title, conns, targets in scenarios:
+        baseline = list(targets)[-1]
+        lines += [
+            f"**{title}**",
+            "",
+            f"| connections | target | req/s | rows/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/req | errors "
+            f"| req/s ÷ {baseline} | CPU ÷ {baseline} | p50 ÷ {baseline} |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in conns:
+            for name in targets:
+                m = summary[(title, name, c)]
+                lines.append(
+                    f"| {c} | {name} | {m['rps']:.0f} | {m['rows_per_s']:.0f} | {m['p50_us']:.0f} | "
+                    f"{m['p99_us']:.0f} | {m['p999_us']:.0f} | {m['cpu_us_per_req']:.2f} | {m['errors']} | "
+                    f"{m['rps_ratio']:.3f} | {m['cpu_ratio']:.3f} | {m['p50_ratio']:.3f} |"
+                )
+        lines.append("")
+    lines += ["| server | idle RSS | RSS after all runs |", "|---|---|---|"]
+    for name in processes:
         lines.append(f"| {name} | {idle_rss[name] / 1024:.1f} MiB | {load_rss[name] / 1024:.1f} MiB |")
     report = "\n".join(lines) + "\n"
     print(report)
+    if args.json:
+        raw = [{"scenario": t, "target": n, "connections": c, "rounds": v} for (t, n, c), v in results.items()]
+        args.json.write_text(json.dumps({"rounds": raw, "idle_rss_kib": idle_rss, "load_rss_kib": load_rss}, indent=1))
     if args.out:
-        args.out.write_text(report)
+        write_section(args.out, report) if args.compare == "suite" else args.out.write_text(report)
+    if args.chart and args.compare == "suite":
+        title, conns, targets = scenarios[0]
+        args.chart.write_text(chart({n: [summary[(title, n, c)] for c in conns] for n in targets}, conns))
+        print(f"chart written to {args.chart}", file=sys.stderr)
+
+
+def summarize(args, scenarios, results):
+    """Medians over rounds, and medians of the per-round ratios to the baseline."""
+    out = {}
+    for title, conns, targets in scenarios:
+        baseline = list(targets)[-1]
+        for c in conns:
+            base = results[(title, baseline, c)]
+            for name in targets:
+                runs = results[(title, name, c)]
+                med = lambda k: statistics.median(x[k] for x in runs)
+                ratio = lambda k: statistics.median(x[k] / max(b[k], 1e-9) for x, b in zip(runs, base))
+                out[(title, name, c)] = {
+                    **{k: med(k) for k in ("rps", "rows_per_s", "p50_us", "p99_us", "p999_us", "cpu_us_per_req")},
+                    "errors": sum(x["errors"] for x in runs),
+                    "rps_ratio": ratio("rps"),
+                    "cpu_ratio": ratio("cpu_us_per_req"),
+                    "p50_ratio": ratio("p50_us"),
+                }
+    return out
+
+
+BEGIN = "<!-- benches/load.py: generated section begins -->"
+END = "<!-- benches/load.py: generated section ends -->"
+
+
+def write_section(path, report):
+    """Replaces the generated section of `path` (between the markers), or appends one."""
+    text = path.read_text() if path.exists() else ""
+    section = f"{BEGIN}\n{report}{END}"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+    else:
+        text = text + ("\n" if text else "") + section + "\n"
+    path.write_text(text)
+
+
+def chart(series, conns):
+    """An SVG with two panels against connections: throughput (req/s) and latency
+    percentiles (p50, p99, p99.9, log scale), one colour per server."""
+    import math
+
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    W, H, P = 900, 380, 60  # size, panel padding
+    pw = (W - 3 * P) / 2
+    ph = H - 2 * P
+    xs = lambda i: P + (pw * i / max(len(conns) - 1, 1))
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<rect width="{W}" height="{H}" fill="white"/>',
+    ]
+
+    def panel(x0, title, ylabel, values, log):
+        lo = min(v for vs in values.values() for _, v in vs)
+        hi = max(v for vs in values.values() for _, v in vs)
+        if log:
+            lo, hi = 10 ** math.floor(math.log10(max(lo, 1))), 10 ** math.ceil(math.log10(hi))
+            ticks = [10**e for e in range(int(math.log10(lo)), int(math.log10(hi)) + 1)]
+            ys = lambda v: P + ph - ph * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+        else:
+            lo, step = 0, 10 ** math.floor(math.log10(hi))
+            hi = step * math.ceil(hi / step)
+            ticks = [lo + step * i for i in range(int(hi / step) + 1)]
+            ys = lambda v: P + ph - ph * (v - lo) / (hi - lo)
+        o = [f'<g transform="translate({x0 - P},0)">']
+        o.append(f'<text x="{P + pw / 2}" y="{P - 25}" text-anchor="middle" font-size="14">{title}</text>')
+        o.append(f'<rect x="{P}" y="{P}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
+        for t in ticks:
+            y = ys(t)
+            label = f"{t / 1000:g}k" if t >= 1000 and not log else (f"{t:g}" if t < 1e5 else f"{t:.0e}")
+            o.append(f'<line x1="{P}" x2="{P + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
+            o.append(f'<text x="{P - 5}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
+        for i, c in enumerate(conns):
+            o.append(f'<text x="{xs(i):.1f}" y="{P + ph + 16}" text-anchor="middle">{c}</text>')
+        o.append(f'<text x="{P + pw / 2}" y="{P + ph + 34}" text-anchor="middle">connections</text>')
+        o.append(
+            f'<text transform="translate({P - 45},{P + ph / 2}) rotate(-90)" text-anchor="middle">{ylabel}</text>'
+        )
+        for k, (name, vs) in enumerate(values.items()):
+            colour, dash = name_style(name)
+            pts = " ".join(f"{xs(i):.1f},{ys(v):.1f}" for i, v in vs)
+            o.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2" {dash}/>')
+            for i, v in vs:
+                o.append(f'<circle cx="{xs(i):.1f}" cy="{ys(v):.1f}" r="3" fill="{colour}"/>')
+            if k == 0:
+                o.append(f'<rect x="{P + 5}" y="{P + 4}" width="130" height="{16 * len(values) + 6}" '
+                         'fill="white" fill-opacity="0.85" stroke="#ccc"/>')
+            o.append(f'<line x1="{P + 10}" x2="{P + 30}" y1="{P + 14 + 16 * k}" y2="{P + 14 + 16 * k}" '
+                     f'stroke="{colour}" stroke-width="2" {dash}/>')
+            o.append(f'<text x="{P + 35}" y="{P + 18 + 16 * k}">{name}</text>')
+        o.append("</g>")
+        return o
+
+    servers = list(series)
+    dashes = {"p50": "", "p99": 'stroke-dasharray="6,3"', "p99.9": 'stroke-dasharray="2,3"'}
+
+    def name_style(name):
+        server = name.split(" ")[0]
+        pct = name.split(" ")[1] if " " in name else "p50"
+        return colours[servers.index(server) % len(colours)], dashes[pct]
+
+    rps = {s: [(i, m["rps"]) for i, m in enumerate(series[s])] for s in servers}
+    lat = {
+        f"{s} {pct}": [(i, max(m[key], 1)) for i, m in enumerate(series[s])]
+        for s in servers
+        for pct, key in (("p50", "p50_us"), ("p99", "p99_us"), ("p99.9", "p999_us"))
+    }
+    out += panel(P, "POST /score, one row: throughput", "requests per second", rps, log=False)
+    out += panel(2 * P + pw, "POST /score, one row: latency", "microseconds (log scale)", lat, log=True)
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-//! Criterion benches: prediction (flat evaluator against smartcore's `predict`), and the
-//! `/score` request decoding and response encoding, and the metrics and drift observation
-//! of one request.
+//! Criterion benches: prediction (flat evaluator against smartcore's `predict`), the
+//! `/score` request decoding and response encoding, the metrics and drift observation of
+//! one request, and the whole in-process request handler (treeserve's, against the floor
+//! server's handler on the same requests).
 //!
 //! `cargo bench --bench predict`
 
@@ -141,5 +142,81 @@ fn observe(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, prediction, codec, observe);
+/// The whole request handler in process (no socket, no HTTP parsing): treeserve's
+/// `http::respond` with the shipped registry and default configuration (metrics and drift
+/// on), against the floor server's handler (`floor_handler.rs`), on the same bodies.
+fn handler(c: &mut Criterion) {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use std::sync::Arc;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = treeserve::config::ServeConfig::new("models");
+    let metrics = Arc::new(treeserve::metrics::Metrics::new());
+    let fleet = Arc::new(treeserve::serving::Fleet::new(
+        Arc::new(treeserve::registry::FsRegistry::new("models")),
+        Vec::new(),
+        config.catalog_options(),
+        metrics.clone(),
+    ));
+    fleet.reload();
+    assert!(fleet.ready(), "the shipped registry loads");
+    let state = treeserve::http::AppState {
+        fleet,
+        metrics,
+        blocking: Arc::new(tokio::sync::Semaphore::new(config.max_blocking_requests)),
+        config,
+    };
+    let bytes = std::fs::read("models/iris/versions/1/model.tsm").unwrap();
+    let m = Model::from_bytes(&bytes, 1, &Default::default()).unwrap();
+    let one =
+        r#"{"SepalLengthCm": 6.6, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}"#;
+    let hundred = format!("[{}]", vec![one; 100].join(","));
+    let v2 = r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[6.6,3,4.4,1.4]}],"outputs":[{"name":"label"}]}"#;
+    let cases = [
+        ("score/1", "/score", Bytes::from(one), 1),
+        ("score/100", "/score", Bytes::from(hundred), 100),
+        ("v2/1", "/v2/models/iris/infer", Bytes::from(v2), 1),
+    ];
+    let mut g = c.benchmark_group("handler");
+    for (name, path, body, rows) in cases {
+        g.throughput(Throughput::Elements(rows));
+        let request = || {
+            http::Request::post(path)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(body.clone()))
+                .unwrap()
+        };
+        let resp = rt.block_on(treeserve::http::respond(request(), &state));
+        assert_eq!(resp.status(), 200, "{name}");
+        g.bench_function(BenchmarkId::new("treeserve", name), |b| {
+            b.iter(|| rt.block_on(treeserve::http::respond(black_box(request()), &state)))
+        });
+        assert_eq!(
+            floor_handler::answer(&m, path, "iris", "1", &body).status(),
+            200
+        );
+        g.bench_function(BenchmarkId::new("floor", name), |b| {
+            b.iter(|| {
+                // Through `block_on` too, as treeserve's, so both pay the same overhead.
+                rt.block_on(async {
+                    let req = black_box(request());
+                    let (parts, body) = req.into_parts();
+                    // The floor collects the body into Bytes; here it is already whole.
+                    let body = body.into_inner().unwrap_or_default();
+                    floor_handler::answer(&m, parts.uri.path(), "iris", "1", &body)
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+#[path = "floor_handler.rs"]
+mod floor_handler;
+
+criterion_group!(benches, prediction, codec, observe, handler);
 criterion_main!(benches);

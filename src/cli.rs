@@ -7,6 +7,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::ServeConfig;
+use crate::data::DatasetStore;
+use crate::data::checks::CheckConfig;
+use crate::lifecycle::{GateConfig, LifecycleError};
 use crate::model::tree::TreeLimits;
 use crate::model::{Algorithm, ArtifactError, Model};
 use crate::registry::{DEFAULT_ALIAS, FsRegistry, Registry, RegistryError};
@@ -64,6 +67,14 @@ pub enum Command {
     /// Release smoke test of a running server: readiness, the canonical request, every
     /// model's golden rows over /score and V2, and /metrics; exit non-zero on any failure.
     Smoke(SmokeArgs),
+    /// Datasets in the registry: add (checked, immutable, content-addressed), check, list.
+    Data(DataArgs),
+    /// Continuous training: new CSV files in a drop folder become dataset versions, are
+    /// checked, trained on, and go through the gate.
+    Retrain(RetrainArgs),
+    /// Write a model's self-contained HTML report: metric trends, confusion matrices, gate
+    /// decisions, data statistics.
+    Report(ReportArgs),
 }
 
 /// `treeserve predict`.
@@ -143,9 +154,14 @@ pub enum AlgorithmArg {
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     /// CSV file with a header row.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Model name (default: the CSV file name, lower case, without extension).
+    #[arg(long, required_unless_present = "dataset")]
+    pub data: Option<PathBuf>,
+    /// A registry dataset version instead of a file: NAME (latest), NAME:VERSION or
+    /// NAME@SHA256-PREFIX. Rows are then split by content (see docs/lifecycle.md).
+    #[arg(long, conflicts_with = "data")]
+    pub dataset: Option<String>,
+    /// Model name (default: the dataset's name, or the CSV file name, lower case, without
+    /// extension).
     #[arg(long)]
     pub name: Option<String>,
     /// Target (label) column.
@@ -154,6 +170,34 @@ pub struct TrainArgs {
     /// Identifier column to ignore when present; `""` for none.
     #[arg(long, default_value = "Id")]
     pub id_column: String,
+    /// Learner settings.
+    #[command(flatten)]
+    pub params: TrainParams,
+    /// Artifact to write (default: NAME.tsm in the current directory; none with --publish).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Publish the model to the registry (`--registry`, or the directory given here).
+    /// Without --alias it goes through the gate: published under `staging`, promoted to
+    /// `production` only if it passes (exit code 3 if not).
+    #[arg(long, num_args = 0..=1, value_name = "REGISTRY")]
+    pub publish: Option<Option<PathBuf>>,
+    /// Registry (for --dataset and --publish).
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    /// With --publish, point this alias at the new version directly, without the gate.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Gate thresholds.
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+/// Learner settings, shared by `train` and `retrain`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainParams {
     /// Learning algorithm.
     #[arg(long, value_enum, default_value = "decision-tree")]
     pub algorithm: AlgorithmArg,
@@ -175,24 +219,204 @@ pub struct TrainArgs {
     /// Features tried at each split of a forest (default: √features).
     #[arg(long)]
     pub max_features: Option<usize>,
-    /// Fraction of rows held out for the test metrics.
+    /// Fraction of rows held out for the test metrics (and the gate).
     #[arg(long, default_value_t = 0.4)]
     pub test_size: f64,
     /// Seed of the split and the learner.
     #[arg(long, default_value_t = 1984)]
     pub seed: u64,
-    /// Artifact to write (default: NAME.tsm in the current directory).
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
-    /// Print the report as JSON.
+}
+
+impl TrainParams {
+    fn config(&self) -> TrainConfig {
+        TrainConfig {
+            algorithm: match self.algorithm {
+                AlgorithmArg::DecisionTree => Algorithm::DecisionTree,
+                AlgorithmArg::RandomForest => Algorithm::RandomForest,
+            },
+            criterion: self.criterion,
+            max_depth: self.max_depth,
+            min_samples_leaf: self.min_samples_leaf,
+            min_samples_split: self.min_samples_split,
+            n_trees: self.n_trees,
+            max_features: self.max_features,
+            test_size: self.test_size,
+            seed: self.seed,
+            ..TrainConfig::default()
+        }
+    }
+}
+
+/// The validation gate's thresholds (flags override a `--gate` file).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GateArgs {
+    /// JSON file of thresholds: {"min_accuracy": 0.9, "min_recall": 0.8, "tolerance": 0.02}.
+    #[arg(long, value_name = "FILE")]
+    pub gate: Option<PathBuf>,
+    /// Least test accuracy on the held-out rows (default 0).
+    #[arg(long)]
+    pub min_accuracy: Option<f64>,
+    /// Least recall of every class on the held-out rows (default 0).
+    #[arg(long)]
+    pub min_recall: Option<f64>,
+    /// How much worse than the champion (accuracy, macro F1) the candidate may be
+    /// (default 0.01).
+    #[arg(long)]
+    pub tolerance: Option<f64>,
+}
+
+impl GateArgs {
+    fn config(&self) -> Result<GateConfig, CommandError> {
+        let mut c = match &self.gate {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(io_err(path))?;
+                GateConfig::from_json(&bytes)
+                    .map_err(|e| CommandError::Usage(format!("{}: {e}", path.display())))?
+            }
+            None => GateConfig::default(),
+        };
+        if let Some(v) = self.min_accuracy {
+            c.min_accuracy = v;
+        }
+        if let Some(v) = self.min_recall {
+            c.min_recall = v;
+        }
+        if let Some(v) = self.tolerance {
+            c.tolerance = v;
+        }
+        c.validate().map_err(CommandError::Usage)?;
+        Ok(c)
+    }
+}
+
+/// Data-check thresholds.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// A value is far outside when more than this many range widths beyond the previous
+    /// version's range.
+    #[arg(long, default_value_t = CheckConfig::default().far_outside)]
+    pub far_outside: f64,
+    /// Largest fraction of rows with far-outside values before it is critical.
+    #[arg(long, default_value_t = CheckConfig::default().max_far_fraction)]
+    pub max_far_fraction: f64,
+    /// Largest ratio of the biggest class to the smallest before a warning.
+    #[arg(long, default_value_t = CheckConfig::default().max_imbalance)]
+    pub max_imbalance: f64,
+}
+
+impl CheckArgs {
+    fn config(&self) -> CheckConfig {
+        CheckConfig {
+            far_outside: self.far_outside,
+            max_far_fraction: self.max_far_fraction,
+            max_imbalance: self.max_imbalance,
+        }
+    }
+}
+
+/// `treeserve data`.
+#[derive(Debug, clap::Args)]
+pub struct DataArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DataCommand,
+}
+
+/// `treeserve data` commands.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Check a CSV and store it as a new, immutable dataset version (exit 4 if the checks
+    /// find critical problems: nothing is stored).
+    Add(DataFileArgs),
+    /// Run the data checks on a CSV against the dataset's latest version; store nothing.
+    Check(DataFileArgs),
+    /// List a dataset's versions (or every dataset).
+    List {
+        /// Dataset name.
+        name: Option<String>,
+        /// Registry.
+        #[command(flatten)]
+        registry: RegistryArg,
+    },
+}
+
+/// A CSV for a dataset.
+#[derive(Debug, clap::Args)]
+pub struct DataFileArgs {
+    /// CSV file with a header row.
+    pub file: PathBuf,
+    /// Dataset name.
+    #[arg(long)]
+    pub name: String,
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    /// Label column (of the first version; later versions keep its schema).
+    #[arg(long, default_value = "Species")]
+    pub target: String,
+    /// Identifier column, ignored for training.
+    #[arg(long, default_value = "Id")]
+    pub id_column: String,
+    /// The file holds new rows: the version is the latest version's rows plus these.
+    #[arg(long)]
+    pub append: bool,
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// Also publish the artifact to this registry.
+    /// Check thresholds.
+    #[command(flatten)]
+    pub checks: CheckArgs,
+}
+
+/// `treeserve retrain`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["watch", "once"])))]
+pub struct RetrainArgs {
+    /// Model and dataset name.
     #[arg(long)]
-    pub publish: Option<PathBuf>,
-    /// With --publish, point this alias at the new version.
+    pub name: String,
+    /// Keep watching this drop folder for new CSV files.
+    #[arg(long, value_name = "DROP_DIR")]
+    pub watch: Option<PathBuf>,
+    /// Process the files in this drop folder once and exit (for cron and CI): exit 0
+    /// when every file was processed, 3 if a model was not promoted, 4 if a file was
+    /// rejected.
+    #[arg(long, value_name = "DROP_DIR")]
+    pub once: Option<PathBuf>,
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    /// Label column (for the first dataset version).
+    #[arg(long, default_value = "Species")]
+    pub target: String,
+    /// Identifier column, ignored for training.
+    #[arg(long, default_value = "Id")]
+    pub id_column: String,
+    /// How often the folder is listed without file events.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub poll_interval: std::time::Duration,
+    /// Learner settings.
+    #[command(flatten)]
+    pub params: TrainParams,
+    /// Gate thresholds.
+    #[command(flatten)]
+    pub gate: GateArgs,
+    /// Check thresholds.
+    #[command(flatten)]
+    pub checks: CheckArgs,
+}
+
+/// `treeserve report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Model name.
+    pub name: String,
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    /// HTML file to write.
     #[arg(long)]
-    pub alias: Option<String>,
+    pub out: PathBuf,
 }
 
 /// `treeserve publish`.
@@ -215,6 +439,11 @@ pub struct PublishArgs {
 /// `treeserve models`.
 #[derive(Debug, clap::Args)]
 pub struct ModelsArgs {
+    /// Only this model.
+    pub name: Option<String>,
+    /// With NAME: every version's metrics side by side.
+    #[arg(long, requires = "name")]
+    pub compare: bool,
     /// Registry.
     #[command(flatten)]
     pub registry: RegistryArg,
@@ -320,6 +549,24 @@ pub enum CommandError {
     /// Batch scoring failed.
     #[error(transparent)]
     Batch(#[from] crate::batch::BatchError),
+    /// A lifecycle step failed.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// The gate did not promote the model.
+    #[error("{0}")]
+    GateRefused(String),
+}
+
+impl CommandError {
+    /// The process exit code: 3 when the gate did not promote, 4 when data checks
+    /// rejected the data, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CommandError::GateRefused(_) => 3,
+            CommandError::Lifecycle(LifecycleError::Rejected(_)) => 4,
+            _ => 1,
+        }
+    }
 }
 
 fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CommandError + '_ {
@@ -360,7 +607,26 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
                 a.alias.as_deref(),
             )
         }
-        Command::Models(a) => models(&FsRegistry::new(a.registry.registry), a.json),
+        Command::Models(a) => {
+            let reg = FsRegistry::new(a.registry.registry);
+            match (&a.name, a.compare) {
+                (Some(name), true) => {
+                    print!("{}", crate::report::compare_text(&reg, name)?);
+                    Ok(())
+                }
+                _ => models(&reg, a.name.as_deref(), a.json),
+            }
+        }
+        Command::Data(a) => data(a.command),
+        Command::Retrain(a) => retrain(a),
+        Command::Report(a) => {
+            let reg = FsRegistry::new(&a.registry.registry);
+            reg.versions(&a.name)?;
+            let html = crate::report::html(&reg, Some(&DatasetStore::new(&reg)), &a.name)?;
+            std::fs::write(&a.out, html).map_err(io_err(&a.out))?;
+            eprintln!("wrote {}", a.out.display());
+            Ok(())
+        }
         Command::Promote(a) => {
             let reg = FsRegistry::new(a.registry.registry);
             let rec = reg.set_alias(&a.name, &a.alias, a.version)?;
@@ -398,34 +664,44 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
 }
 
 fn train(a: TrainArgs) -> Result<(), CommandError> {
-    let config = TrainConfig {
-        data: a.data,
-        name: a.name,
-        target: a.target,
-        id_column: (!a.id_column.is_empty()).then_some(a.id_column),
-        algorithm: match a.algorithm {
-            AlgorithmArg::DecisionTree => Algorithm::DecisionTree,
-            AlgorithmArg::RandomForest => Algorithm::RandomForest,
-        },
-        criterion: a.criterion,
-        max_depth: a.max_depth,
-        min_samples_leaf: a.min_samples_leaf,
-        min_samples_split: a.min_samples_split,
-        n_trees: a.n_trees,
-        max_features: a.max_features,
-        test_size: a.test_size,
-        seed: a.seed,
-    };
     if a.alias.is_some() && a.publish.is_none() {
         return Err(CommandError::Usage(
-            "--alias needs --publish REGISTRY".into(),
+            "--alias needs --publish [REGISTRY]".into(),
         ));
     }
-    let trained = crate::train::train(&config)?;
-    let output = a
-        .output
-        .unwrap_or_else(|| PathBuf::from(format!("{}.tsm", trained.manifest.name)));
-    std::fs::write(&output, &trained.artifact).map_err(io_err(&output))?;
+    let gate = a.gate.config()?;
+    let registry = match &a.publish {
+        Some(Some(dir)) => dir.clone(),
+        _ => a.registry.registry.clone(),
+    };
+    let reg = FsRegistry::new(&registry);
+    let base = TrainConfig {
+        name: a.name.clone(),
+        target: a.target.clone(),
+        id_column: (!a.id_column.is_empty()).then(|| a.id_column.clone()),
+        ..a.params.config()
+    };
+    let (trained, data) = match (&a.dataset, &a.data) {
+        (Some(r), _) => {
+            let store = DatasetStore::new(&FsRegistry::new(&a.registry.registry));
+            let r = crate::data::DatasetRef::parse(r).map_err(LifecycleError::from)?;
+            let (data, m) = crate::lifecycle::load_dataset(&store, &r)?;
+            (crate::lifecycle::train_on(&data, &m, &base)?, data)
+        }
+        (None, Some(path)) => {
+            let data = crate::train::load_csv(path, &base.target, base.id_column.as_deref())?;
+            (crate::train::train_dataset(&data, &base)?, data)
+        }
+        (None, None) => return Err(CommandError::Usage("--data or --dataset is needed".into())),
+    };
+    let output = match (&a.output, &a.publish) {
+        (Some(o), _) => Some(o.clone()),
+        (None, None) => Some(PathBuf::from(format!("{}.tsm", trained.manifest.name))),
+        (None, Some(_)) => None,
+    };
+    if let Some(output) = &output {
+        std::fs::write(output, &trained.artifact).map_err(io_err(output))?;
+    }
     if a.json {
         let report = serde_json::json!({
             "artifact": output,
@@ -437,17 +713,232 @@ fn train(a: TrainArgs) -> Result<(), CommandError> {
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));
     } else {
         print!("{}", crate::train::render_report(&trained.manifest));
-        println!("\nwrote {}", output.display());
+        if let Some(output) = &output {
+            println!("\nwrote {}", output.display());
+        }
     }
-    if let Some(reg) = a.publish {
-        publish(
-            &FsRegistry::new(reg),
+    if a.publish.is_none() {
+        return Ok(());
+    }
+    if let Some(alias) = &a.alias {
+        return publish(
+            &reg,
             &trained.artifact,
-            output.display().to_string(),
-            a.alias.as_deref(),
-        )?;
+            trained.manifest.name.clone(),
+            Some(alias),
+        );
     }
-    Ok(())
+    let decision = crate::lifecycle::publish_gated(&reg, &trained, &data, &gate)?;
+    eprintln!(
+        "published {} version {} (alias {})",
+        decision.model,
+        decision.candidate.version,
+        crate::lifecycle::STAGING_ALIAS
+    );
+    eprint!("{}", decision.text());
+    if decision.promoted {
+        Ok(())
+    } else {
+        Err(CommandError::GateRefused(format!(
+            "{} version {} was not promoted: it did not pass the gate",
+            decision.model, decision.candidate.version
+        )))
+    }
+}
+
+fn data(cmd: DataCommand) -> Result<(), CommandError> {
+    match cmd {
+        DataCommand::Add(a) => {
+            let reg = FsRegistry::new(&a.registry.registry);
+            let store = DatasetStore::new(&reg);
+            let table = crate::data::Table::read(&a.file).map_err(LifecycleError::from)?;
+            let id = (!a.id_column.is_empty()).then_some(a.id_column.as_str());
+            match crate::lifecycle::add_dataset(
+                &store,
+                &a.name,
+                &table,
+                &a.target,
+                id,
+                a.append,
+                &a.checks.config(),
+            ) {
+                Ok((m, new, report)) => {
+                    if a.json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(
+                                &serde_json::json!({"dataset": m, "new": new, "report": report})
+                            )
+                            .expect("json")
+                        );
+                    } else {
+                        print!("{}", report.text());
+                        println!(
+                            "{} {}:{} ({} rows, sha256 {})",
+                            if new { "stored" } else { "already stored as" },
+                            m.name,
+                            m.version,
+                            m.rows,
+                            m.sha256
+                        );
+                    }
+                    Ok(())
+                }
+                Err(LifecycleError::Rejected(report)) => {
+                    print_report(&report, a.json);
+                    Err(LifecycleError::Rejected(report).into())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        DataCommand::Check(a) => {
+            let reg = FsRegistry::new(&a.registry.registry);
+            let store = DatasetStore::new(&reg);
+            let table = crate::data::Table::read(&a.file).map_err(LifecycleError::from)?;
+            let previous = match store
+                .versions(&a.name)
+                .map_err(LifecycleError::from)?
+                .last()
+            {
+                Some(&v) => Some(store.manifest(&a.name, v).map_err(LifecycleError::from)?),
+                None => None,
+            };
+            let id = (!a.id_column.is_empty()).then_some(a.id_column.as_str());
+            let target = previous
+                .as_ref()
+                .map_or(a.target.as_str(), |p| p.schema.target.as_str());
+            let id = previous
+                .as_ref()
+                .map_or(id, |p| p.schema.id_column.as_deref());
+            let schema = crate::data::checks::schema_of(&table, target, id);
+            let report = crate::data::checks::check(
+                &table,
+                &schema,
+                previous.as_ref(),
+                !a.append,
+                &a.checks.config(),
+            );
+            print_report(&report, a.json);
+            if report.critical() > 0 {
+                return Err(LifecycleError::Rejected(report).into());
+            }
+            Ok(())
+        }
+        DataCommand::List { name, registry } => {
+            let reg = FsRegistry::new(&registry.registry);
+            let store = DatasetStore::new(&reg);
+            let names = match name {
+                Some(n) => vec![n],
+                None => store.names().map_err(LifecycleError::from)?,
+            };
+            for n in names {
+                println!("{n}");
+                for m in store.manifests(&n).map_err(LifecycleError::from)? {
+                    let classes: Vec<String> = m
+                        .classes
+                        .iter()
+                        .map(|c| format!("{} {}", c.label, c.rows))
+                        .collect();
+                    println!(
+                        "  {:>4}  {}  {:>7} rows  sha256 {}  from {}  ({})",
+                        m.version,
+                        m.created,
+                        m.rows,
+                        &m.sha256[..12.min(m.sha256.len())],
+                        m.sources.last().map_or("", String::as_str),
+                        classes.join(", ")
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_report(report: &crate::data::checks::Report, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report).expect("json"));
+    } else {
+        print!("{}", report.text());
+    }
+}
+
+fn retrain(a: RetrainArgs) -> Result<(), CommandError> {
+    use crate::lifecycle::retrain::{self, Outcome, RetrainConfig};
+    if !crate::registry::valid_name(&a.name) {
+        return Err(RegistryError::InvalidName(a.name).into());
+    }
+    let drop_dir = a.watch.clone().or(a.once.clone()).expect("clap: one mode");
+    if !drop_dir.is_dir() {
+        return Err(CommandError::Usage(format!(
+            "{} is not a directory",
+            drop_dir.display()
+        )));
+    }
+    let config = RetrainConfig {
+        registry: a.registry.registry.clone(),
+        name: a.name.clone(),
+        drop_dir,
+        target: a.target.clone(),
+        id_column: (!a.id_column.is_empty()).then(|| a.id_column.clone()),
+        train: a.params.config(),
+        gate: a.gate.config()?,
+        checks: a.checks.config(),
+        poll_interval: a.poll_interval.max(std::time::Duration::from_millis(50)),
+    };
+    let show = |path: &std::path::Path, outcome: &Outcome| {
+        let what = match outcome {
+            Outcome::Rejected(_) => "rejected",
+            Outcome::Published { decision, .. } if decision.promoted => "promoted",
+            Outcome::Published { .. } => "not promoted",
+            Outcome::Unchanged(_) => "unchanged",
+            Outcome::Failed(_) => "failed",
+        };
+        println!("== {}: {what}", path.display());
+        print!("{}", outcome.text());
+        let _ = std::io::stdout().flush();
+    };
+    if a.once.is_some() {
+        let results = retrain::run_once(&config).map_err(io_err(&config.drop_dir))?;
+        let mut code = None;
+        for (path, outcome) in &results {
+            show(path, outcome);
+            let c = match outcome {
+                Outcome::Rejected(r) => {
+                    Some(CommandError::Lifecycle(LifecycleError::Rejected(r.clone())))
+                }
+                Outcome::Published { decision, .. } if !decision.promoted => {
+                    Some(CommandError::GateRefused(format!(
+                        "{} version {} was not promoted",
+                        decision.model, decision.candidate.version
+                    )))
+                }
+                Outcome::Failed(e) => Some(CommandError::Usage(format!("{}: {e}", path.display()))),
+                _ => None,
+            };
+            // The worst outcome decides the exit code: failed, rejected, not promoted.
+            if let Some(c) = c {
+                let rank = |e: &CommandError| match e.exit_code() {
+                    1 => 3,
+                    4 => 2,
+                    _ => 1,
+                };
+                if code.as_ref().is_none_or(|old| rank(&c) > rank(old)) {
+                    code = Some(c);
+                }
+            }
+        }
+        if results.is_empty() {
+            println!("no CSV files in {}", config.drop_dir.display());
+        }
+        return code.map_or(Ok(()), Err);
+    }
+    // Runs until the process is stopped: a file is moved aside only once its outcome is
+    // stored, so a stop mid-file leaves it to be processed again on the next start.
+    eprintln!("watching {} for new CSV files", config.drop_dir.display());
+    retrain::watch(&config, || false, show).map_err(|e| {
+        CommandError::Usage(format!("cannot watch {}: {e}", config.drop_dir.display()))
+    })
 }
 
 fn publish(
@@ -542,9 +1033,16 @@ fn predict(a: PredictArgs) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn models(reg: &FsRegistry, json: bool) -> Result<(), CommandError> {
+fn models(reg: &FsRegistry, only: Option<&str>, json: bool) -> Result<(), CommandError> {
     let mut listing = Vec::new();
-    for name in reg.models()? {
+    let names = match only {
+        Some(n) => {
+            reg.versions(n)?;
+            vec![n.to_owned()]
+        }
+        None => reg.models()?,
+    };
+    for name in names {
         let aliases = reg.aliases(&name)?;
         let mut versions = Vec::new();
         for v in reg.versions(&name)? {

@@ -6,7 +6,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use treeserve::cli::LogFormat;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = treeserve::cli::Cli::parse();
     let filter =
         EnvFilter::try_from_env("TREESERVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -17,6 +17,9 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().init(),
     }
-    treeserve::cli::run(cli)?;
-    Ok(())
+    if let Err(e) = treeserve::cli::run(cli) {
+        let code = e.exit_code();
+        eprintln!("Error: {:?}", anyhow::Error::from(e));
+        std::process::exit(code);
+    }
 }

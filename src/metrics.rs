@@ -89,6 +89,8 @@ pub enum Route {
     Score,
     /// `POST /models/{model}/score`.
     ModelScore,
+    /// `GET /models/{model}/report`
+    ModelReport,
     /// `GET /health/live`.
     HealthLive,
     /// `GET /health/ready`.
@@ -124,9 +126,10 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 18] = [
+    const ALL: [Route; 19] = [
         Route::Score,
         Route::ModelScore,
+        Route::ModelReport,
         Route::HealthLive,
         Route::HealthReady,
         Route::Models,
@@ -150,6 +153,7 @@ impl Route {
         match self {
             Route::Score => "/score",
             Route::ModelScore => "/models/{model}/score",
+            Route::ModelReport => "/models/{model}/report",
             Route::HealthLive => "/health/live",
             Route::HealthReady => "/health/ready",
             Route::Models => "/models",

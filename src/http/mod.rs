@@ -27,6 +27,7 @@ use tracing::{Instrument, field};
 
 pub use error::ApiError;
 use request_id::RequestId;
+pub use routes::RequestBody;
 
 use crate::config::ServeConfig;
 use crate::metrics::{Metrics, Route};
@@ -175,6 +176,23 @@ async fn handle(
     state: Arc<AppState>,
     in_progress: conn::RequestGuard,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (resp, end) = answer(req, &state).await;
+    in_progress.finish(end);
+    Ok(resp)
+}
+
+/// Answers one request in process, without a connection: routing, limits, prediction,
+/// metrics, error mapping and request ids, exactly as for a request read from a socket.
+/// For benchmarks and embedding.
+pub async fn respond<B: RequestBody>(req: Request<B>, state: &AppState) -> Response<Full<Bytes>> {
+    answer(req, state).await.0
+}
+
+/// The handler; also returns when it finished (the connection's idle clock starts there).
+async fn answer<B: RequestBody>(
+    req: Request<B>,
+    state: &AppState,
+) -> (Response<Full<Bytes>>, Instant) {
     let start = Instant::now();
     let method = req.method().clone();
     // One pass over the headers instead of hashed lookups of custom names.
@@ -203,7 +221,7 @@ async fn handle(
         request_id = Some(id);
     }
     let in_flight = (!state.config.no_metrics).then(|| state.metrics.in_flight());
-    let dispatch = catch::CatchUnwind::new(routes::dispatch(req, &state));
+    let dispatch = catch::CatchUnwind::new(routes::dispatch(req, state));
     let caught = if span.is_disabled() {
         dispatch.await
     } else {
@@ -252,7 +270,6 @@ async fn handle(
             elapsed.as_secs_f64(),
         );
     }
-    in_progress.finish(end);
     if !span.is_disabled() {
         span.record("route", route.as_str());
         span.record("status", resp.status().as_u16());
@@ -264,7 +281,7 @@ async fn handle(
             )
         });
     }
-    Ok(resp)
+    (resp, end)
 }
 
 /// Errors that are the server's fault are logged at `error`; a client's mistakes (which a

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use serde_json::json;
 
 use super::{ApiError, AppState, json_response};
@@ -28,7 +27,23 @@ const X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
 /// (body bytes × trees) are scored on a blocking thread, not on the runtime.
 const INLINE_WORK_LIMIT: usize = 256 * 1024;
 
-pub(super) async fn dispatch(req: Request<Incoming>, state: &AppState) -> (Route, Reply) {
+/// A request body the handler reads: hyper's `Incoming` from a connection, or any
+/// in-process body (benchmarks, embedding).
+pub trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + Unpin
+{
+}
+
+impl<B> RequestBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + Unpin
+{
+}
+
+pub(super) async fn dispatch<B: RequestBody>(req: Request<B>, state: &AppState) -> (Route, Reply) {
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     let post = *req.method() == Method::POST;
@@ -73,12 +88,49 @@ pub(super) async fn dispatch(req: Request<Incoming>, state: &AppState) -> (Route
                         (Route::ModelScore, score(req, state, Some(&name)).await)
                     }
                     Some((_, "score")) => (Route::ModelScore, Err(not_allowed(POST))),
+                    Some((name, "report")) if get => {
+                        (Route::ModelReport, report(state, name.to_owned()).await)
+                    }
+                    Some((_, "report")) => (Route::ModelReport, Err(not_allowed(GET))),
                     Some(_) => (Route::Unmatched, Err(ApiError::NotFound(truncated(path)))),
                 };
             }
             (Route::Unmatched, Err(ApiError::NotFound(truncated(path))))
         }
     }
+}
+
+/// The model's HTML report (see [`crate::report`]), built from the registry on a
+/// blocking thread.
+async fn report(state: &AppState, name: String) -> Reply {
+    let root = state.config.registry.clone();
+    let html = blocking(state, "report", move || {
+        let reg = crate::registry::FsRegistry::new(root);
+        match crate::registry::Registry::versions(&reg, &name) {
+            Ok(_) => crate::report::html(&reg, Some(&crate::data::DatasetStore::new(&reg)), &name)
+                .map_err(|e| ApiError::Internal(format!("building the report: {e}"))),
+            Err(crate::registry::RegistryError::ModelNotFound(_))
+            | Err(crate::registry::RegistryError::InvalidName(_)) => {
+                Err(ApiError::ModelNotFound(truncated(&name)))
+            }
+            Err(e) => Err(ApiError::Internal(format!("reading the registry: {e}"))),
+        }
+    })
+    .await??;
+    let mut resp = Response::new(Full::new(Bytes::from(html)));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Self-contained: nothing but its own inline styles and script may load or run.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
+        ),
+    );
+    Ok(resp)
 }
 
 /// Runs `f` on a blocking thread, if one of `--max-blocking-requests` permits is free
@@ -248,8 +300,8 @@ fn wants_probabilities(query: Option<&str>) -> Result<bool, ApiError> {
     Ok(want)
 }
 
-pub(super) async fn read_body(
-    body: Incoming,
+pub(super) async fn read_body<B: RequestBody>(
+    body: B,
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
@@ -407,7 +459,7 @@ impl<T> Work<T> {
     }
 }
 
-async fn score(req: Request<Incoming>, state: &AppState, model: Option<&str>) -> Reply {
+async fn score<B: RequestBody>(req: Request<B>, state: &AppState, model: Option<&str>) -> Reply {
     check_content_type(req.headers(), &["application/json"])?;
     let want_proba = wants_probabilities(req.uri().query())?;
     let body = read_body(

@@ -7,11 +7,10 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde_json::json;
 
 use super::routes::{
-    Reply, Work, blocking, check_content_type, model_headers, read_body, truncated,
+    Reply, RequestBody, Work, blocking, check_content_type, model_headers, read_body, truncated,
 };
 use super::{ApiError, AppState, json_response};
 use crate::metrics::Route;
@@ -95,9 +94,9 @@ pub(super) fn openapi(state: &AppState) -> Response<Full<Bytes>> {
 }
 
 /// Routes under `/v2/models/`; `rest` is the path after that prefix.
-pub(super) async fn dispatch(
+pub(super) async fn dispatch<B: RequestBody>(
     req: &http::request::Parts,
-    body: Incoming,
+    body: B,
     state: &AppState,
     rest: &str,
 ) -> (Route, Reply) {
@@ -297,9 +296,9 @@ fn infer_body(
     })
 }
 
-async fn infer_route(
+async fn infer_route<B: RequestBody>(
     req: &http::request::Parts,
-    body: Incoming,
+    body: B,
     state: &AppState,
     model: &str,
     version: Option<&str>,

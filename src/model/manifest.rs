@@ -59,6 +59,36 @@ pub struct TrainingData {
     pub test_size: f64,
     /// Seed of the split.
     pub split_seed: u64,
+    /// How rows were split.
+    #[serde(default)]
+    pub split: SplitMethod,
+    /// The registry dataset version trained on, when it came from the registry.
+    #[serde(default)]
+    pub dataset: Option<DatasetLink>,
+}
+
+/// How the rows are split into training and held-out test rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitMethod {
+    /// A seeded shuffle of row positions.
+    #[default]
+    Shuffle,
+    /// By a seeded hash of each row's content: a row is on the same side in every
+    /// version of a growing dataset (and duplicates are always together), so a model
+    /// trained on an earlier version never trained on a later version's test rows.
+    Content,
+}
+
+/// A dataset version in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetLink {
+    /// Dataset name.
+    pub name: String,
+    /// Version.
+    pub version: u64,
+    /// SHA-256 of its rows, hex.
+    pub sha256: String,
 }
 
 /// Per-class test metrics.

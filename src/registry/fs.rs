@@ -8,8 +8,11 @@
 //!       2/model.tsm
 //!     aliases/
 //!       production         JSON AliasRecord, replaced by rename
+//!     records/
+//!       2.gate.json        JSON records about a version (its gate decision), replaced by rename
 //!     .staging/            publishes in progress
 //!     .lock                serializes alias updates
+//!   _datasets/             dataset versions (see `crate::data`)
 //! ```
 //!
 //! A version is published by writing its directory under `.staging/`, fsyncing, and renaming
@@ -138,13 +141,7 @@ impl FsRegistry {
         fs::create_dir_all(dir).map_err(io("create", dir))?;
         let mut json = serde_json::to_vec_pretty(record).expect("alias serializes");
         json.push(b'\n');
-        let tmp = dir.join(format!(".{alias}.tmp-{}", unique_suffix()));
-        write_synced(&tmp, &json)?;
-        fs::rename(&tmp, &path).map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            io("rename", &path)(e)
-        })?;
-        sync_dir(dir)
+        write_atomic(&path, &json)
     }
 
     /// Runs `f` holding the model's lock file (alias read-modify-write).
@@ -166,6 +163,72 @@ impl FsRegistry {
         let _ = file.unlock();
         out
     }
+}
+
+/// Replaces `path` with `bytes` atomically (a synced temporary file renamed over it).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    let dir = path.parent().expect("a file in a directory");
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.tmp-{}", unique_suffix()));
+    write_synced(&tmp, bytes)?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io("rename", path)(e)
+    })?;
+    sync_dir(dir)
+}
+
+/// Publishes `files` as the next numbered version under `dir/versions/`: written and
+/// synced under `dir/.staging/`, then renamed into place, so readers see all of a version
+/// or nothing; a concurrent publisher that takes the number first makes this one retry
+/// with the next.
+pub(crate) fn publish_dir(dir: &Path, files: &[(&str, &[u8])]) -> Result<u64, RegistryError> {
+    let versions = dir.join("versions");
+    let staging = dir.join(".staging");
+    for d in [&versions, &staging] {
+        fs::create_dir_all(d).map_err(io("create", d))?;
+    }
+    let tmp = staging.join(unique_suffix());
+    fs::create_dir(&tmp).map_err(io("create", &tmp))?;
+    let result = (|| {
+        for (name, bytes) in files {
+            write_synced(&tmp.join(name), bytes)?;
+        }
+        sync_dir(&tmp)?;
+        let mut next = fs::read_dir(&versions)
+            .map_err(io("list", &versions))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        loop {
+            let target = versions.join(next.to_string());
+            match fs::rename(&tmp, &target) {
+                Ok(()) => {
+                    sync_dir(&versions)?;
+                    return Ok(next);
+                }
+                // Taken by a concurrent publisher: ENOTEMPTY or EEXIST.
+                Err(e)
+                    if target.exists()
+                        && matches!(
+                            e.kind(),
+                            ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists
+                        ) =>
+                {
+                    next += 1
+                }
+                Err(e) => return Err(io("rename", &target)(e)),
+            }
+        }
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
@@ -244,49 +307,38 @@ impl Registry for FsRegistry {
     }
 
     fn publish(&self, model: &str, artifact: &[u8]) -> Result<u64, RegistryError> {
-        let dir = self.model_dir(model)?;
-        let versions = dir.join("versions");
-        let staging = dir.join(".staging");
-        for d in [&versions, &staging] {
-            fs::create_dir_all(d).map_err(io("create", d))?;
+        publish_dir(&self.model_dir(model)?, &[(ARTIFACT_FILE, artifact)])
+    }
+
+    fn put_record(
+        &self,
+        model: &str,
+        version: u64,
+        kind: &str,
+        json: &[u8],
+    ) -> Result<(), RegistryError> {
+        check(kind)?;
+        let dir = self.require_model(model)?.join("records");
+        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        write_atomic(&dir.join(format!("{version}.{kind}.json")), json)
+    }
+
+    fn get_record(
+        &self,
+        model: &str,
+        version: u64,
+        kind: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        check(kind)?;
+        let path = self
+            .model_dir(model)?
+            .join("records")
+            .join(format!("{version}.{kind}.json"));
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path)(e)),
         }
-        let tmp = staging.join(unique_suffix());
-        fs::create_dir(&tmp).map_err(io("create", &tmp))?;
-        let result = (|| {
-            write_synced(&tmp.join(ARTIFACT_FILE), artifact)?;
-            sync_dir(&tmp)?;
-            let mut next = fs::read_dir(&versions)
-                .map_err(io("list", &versions))?
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
-                .max()
-                .unwrap_or(0)
-                + 1;
-            loop {
-                let target = versions.join(next.to_string());
-                match fs::rename(&tmp, &target) {
-                    Ok(()) => {
-                        sync_dir(&versions)?;
-                        return Ok(next);
-                    }
-                    // Taken by a concurrent publisher: ENOTEMPTY or EEXIST.
-                    Err(e)
-                        if target.exists()
-                            && matches!(
-                                e.kind(),
-                                ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists
-                            ) =>
-                    {
-                        next += 1
-                    }
-                    Err(e) => return Err(io("rename", &target)(e)),
-                }
-            }
-        })();
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&tmp);
-        }
-        result
     }
 
     fn set_alias(

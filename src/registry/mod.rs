@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use fs::FsRegistry;
+pub(crate) use fs::publish_dir;
 pub use watch::watch;
 
 /// The alias the server follows by default.
@@ -108,6 +109,22 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     ) -> Result<AliasRecord, RegistryError>;
     /// Moves `alias` back to the version it pointed to before.
     fn rollback(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError>;
+    /// Stores a JSON record of kind `kind` (e.g. `gate`) about a published version,
+    /// replacing an earlier one atomically.
+    fn put_record(
+        &self,
+        model: &str,
+        version: u64,
+        kind: &str,
+        json: &[u8],
+    ) -> Result<(), RegistryError>;
+    /// The record of kind `kind` about a version, if any.
+    fn get_record(
+        &self,
+        model: &str,
+        version: u64,
+        kind: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError>;
 }
 
 /// Whether `name` is a valid model or alias name: 1–128 characters of ASCII letters,

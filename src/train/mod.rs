@@ -19,8 +19,8 @@ pub use report::render_report;
 
 use crate::model::tree::{FlatForest, MirrorForest, MirrorTree, TreeLimits};
 use crate::model::{
-    Algorithm, ClassMetrics, FeatureStats, GoldenRow, HyperParameters, Manifest, Metrics, Model,
-    TrainingData, encode_artifact,
+    Algorithm, ClassMetrics, DatasetLink, FeatureStats, GoldenRow, HyperParameters, Manifest,
+    Metrics, Model, SplitMethod, TrainingData, encode_artifact,
 };
 
 /// Why training failed.
@@ -113,6 +113,10 @@ pub struct TrainConfig {
     pub test_size: f64,
     /// Seed of the split and the learner.
     pub seed: u64,
+    /// How rows are split into training and test rows.
+    pub split: SplitMethod,
+    /// The registry dataset version `data` is, recorded in the manifest.
+    pub dataset: Option<DatasetLink>,
 }
 
 impl Default for TrainConfig {
@@ -131,6 +135,8 @@ impl Default for TrainConfig {
             max_features: None,
             test_size: 0.4,
             seed: 1984,
+            split: SplitMethod::Shuffle,
+            dataset: None,
         }
     }
 }
@@ -142,6 +148,8 @@ pub struct Trained {
     pub artifact: Vec<u8>,
     /// Its manifest.
     pub manifest: Manifest,
+    /// The held-out test rows (indices into the data set).
+    pub test_rows: Vec<usize>,
 }
 
 /// Loads the CSV and trains.
@@ -178,7 +186,10 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
             "model name {name:?}: use letters, digits, '-', '_' or '.', starting with a letter or digit"
         )));
     }
-    let (train_idx, test_idx) = split(data.rows(), config.test_size, config.seed);
+    let (train_idx, test_idx) = match config.split {
+        SplitMethod::Shuffle => split(data.rows(), config.test_size, config.seed),
+        SplitMethod::Content => split_by_content(data, config.test_size, config.seed),
+    };
     if test_idx.is_empty() || train_idx.is_empty() {
         return Err(TrainError::Parameter(format!(
             "{} rows cannot be split with --test-size {}",
@@ -301,6 +312,8 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
             test_rows: test_idx.len() as u64,
             test_size: config.test_size,
             split_seed: config.seed,
+            split: config.split,
+            dataset: config.dataset.clone(),
         },
         metrics,
         feature_stats,
@@ -340,6 +353,7 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
     Ok(Trained {
         artifact,
         manifest: model.manifest().clone(),
+        test_rows: test_idx,
     })
 }
 
@@ -366,6 +380,24 @@ pub fn split(rows: usize, test_size: f64, seed: u64) -> (Vec<usize>, Vec<usize>)
     (idx, test)
 }
 
+/// Split by a seeded hash of each row's content (features and label): returns (train,
+/// test) row indices, both in row order.
+pub fn split_by_content(data: &Dataset, test_size: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    use sha2::{Digest, Sha256};
+    let threshold = (test_size * u64::MAX as f64) as u64;
+    (0..data.rows()).partition(|&i| {
+        let mut h = Sha256::new();
+        h.update(seed.to_le_bytes());
+        for v in data.row(i) {
+            // -0.0 and 0.0 are the same value: hash them alike.
+            h.update((v + 0.0).to_bits().to_le_bytes());
+        }
+        h.update(data.classes[data.y[i] as usize].as_bytes());
+        let d = h.finalize();
+        u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) >= threshold
+    })
+}
+
 fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
@@ -374,12 +406,18 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Accuracy, per-class precision / recall / F1 and the confusion matrix.
+/// Accuracy, per-class precision / recall / F1 and the confusion matrix. `predicted`
+/// values outside `classes` count as wrong.
 pub fn metrics(classes: &[String], actual: &[u32], predicted: &[u32]) -> Metrics {
     let k = classes.len();
     let mut confusion = vec![vec![0u64; k]; k];
+    let mut support = vec![0u64; k];
     for (&a, &p) in actual.iter().zip(predicted) {
-        confusion[a as usize][p as usize] += 1;
+        support[a as usize] += 1;
+        // A prediction outside `classes` (another model's label) is wrong in every column.
+        if let Some(cell) = confusion[a as usize].get_mut(p as usize) {
+            *cell += 1;
+        }
     }
     let correct: u64 = (0..k).map(|c| confusion[c][c]).sum();
     let ratio = |num: u64, den: u64| {
@@ -392,7 +430,7 @@ pub fn metrics(classes: &[String], actual: &[u32], predicted: &[u32]) -> Metrics
     let per_class = (0..k)
         .map(|c| {
             let tp = confusion[c][c];
-            let support: u64 = confusion[c].iter().sum();
+            let support = support[c];
             let predicted_c: u64 = (0..k).map(|a| confusion[a][c]).sum();
             let precision = ratio(tp, predicted_c);
             let recall = ratio(tp, support);

@@ -6,6 +6,7 @@ mod cli;
 mod clients;
 mod common;
 mod hostile;
+mod lifecycle;
 mod no_5xx;
 mod observe;
 mod registry;

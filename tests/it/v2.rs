@@ -451,6 +451,7 @@ async fn the_openapi_document_lists_every_route() {
         "/health/ready",
         "/models",
         "/models/{model}",
+        "/models/{model}/report",
         "/metrics",
         "/openapi.json",
         "/v2",
@@ -465,5 +466,5 @@ async fn the_openapi_document_lists_every_route() {
     ] {
         assert!(paths.contains_key(route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 17, "an undocumented or stale path");
+    assert_eq!(paths.len(), 18, "an undocumented or stale path");
 }

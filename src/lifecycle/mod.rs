@@ -1,0 +1,199 @@
+//! The model lifecycle: data checks, training from registry datasets, the validation gate
+//! against the champion, and continuous training from a drop folder ([`retrain`]).
+
+pub mod gate;
+pub mod retrain;
+
+use crate::data::checks::{self, CheckConfig, Report};
+use crate::data::{DataError, DatasetManifest, DatasetRef, DatasetStore, Schema, Table};
+use crate::model::tree::TreeLimits;
+use crate::model::{ArtifactError, DatasetLink, Model, SplitMethod};
+use crate::registry::{DEFAULT_ALIAS, Registry, RegistryError};
+use crate::train::{Dataset, TrainConfig, TrainError, Trained};
+
+pub use gate::{Decision, GateConfig};
+
+/// The alias every gated candidate gets.
+pub const STAGING_ALIAS: &str = "staging";
+
+/// Why a lifecycle step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// Reading or storing a dataset failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The data checks found critical problems.
+    #[error("the data checks found {} critical problem(s)", .0.critical())]
+    Rejected(Report),
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A trained artifact did not load (a bug).
+    #[error("the new artifact does not load: {0}")]
+    Artifact(#[from] ArtifactError),
+}
+
+/// Checks `table` against the latest version of dataset `name` and stores it as a new
+/// version: the table itself, or with `append` the latest version's rows followed by the
+/// table's (the table's columns reordered to the dataset's). Critical findings store
+/// nothing. Returns the version (an existing one if the content is identical), whether
+/// it is new, and the report.
+pub fn add_dataset(
+    store: &DatasetStore,
+    name: &str,
+    table: &Table,
+    target: &str,
+    id_column: Option<&str>,
+    append: bool,
+    config: &CheckConfig,
+) -> Result<(DatasetManifest, bool, Report), LifecycleError> {
+    let previous = match store.versions(name)?.last() {
+        Some(&v) => Some(store.manifest(name, v)?),
+        None => None,
+    };
+    let schema = match &previous {
+        Some(p) => p.schema.clone(),
+        None => checks::schema_of(table, target, id_column),
+    };
+    let file_schema = Schema {
+        features: checks::schema_of(table, &schema.target, schema.id_column.as_deref()).features,
+        ..schema.clone()
+    };
+    let mut report = checks::check(table, &file_schema, previous.as_ref(), !append, config);
+    if report.critical() > 0 {
+        return Err(LifecycleError::Rejected(report));
+    }
+    let stored = match (&previous, append) {
+        (Some(p), true) => {
+            let mut merged = store.table(p)?;
+            let order: Vec<Option<usize>> =
+                merged.columns.iter().map(|c| table.column(c)).collect();
+            for (line, r) in &table.rows {
+                let row = order
+                    .iter()
+                    .map(|j| j.and_then(|j| r.get(j).cloned()).unwrap_or_default())
+                    .collect();
+                merged.rows.push((*line, row));
+            }
+            merged.source = table.source.clone();
+            // The merged whole gets the whole-dataset checks too (balance, labels).
+            let whole = checks::check(&merged, &schema, Some(p), true, config);
+            for f in whole.findings {
+                if f.check != "range" && !report.findings.contains(&f) {
+                    report.findings.push(f);
+                }
+            }
+            if report.critical() > 0 {
+                return Err(LifecycleError::Rejected(report));
+            }
+            merged
+        }
+        _ => table.clone(),
+    };
+    let (manifest, new) =
+        store.add(name, &stored, &schema, previous.as_ref(), report.warnings())?;
+    Ok((manifest, new, report))
+}
+
+/// A dataset version loaded for training, with its registry link.
+pub fn load_dataset(
+    store: &DatasetStore,
+    r: &DatasetRef,
+) -> Result<(Dataset, DatasetManifest), LifecycleError> {
+    let m = store.resolve(r)?;
+    let path = store.data_path(&m.name, m.version)?;
+    let mut data = crate::train::load_csv(&path, &m.schema.target, m.schema.id_column.as_deref())?;
+    data.source = format!("{}:{}", m.name, m.version);
+    Ok((data, m))
+}
+
+/// Trains on a registry dataset version: content split (so later versions' test rows
+/// were never trained on by this model), manifest linked to the dataset.
+pub fn train_on(
+    data: &Dataset,
+    m: &DatasetManifest,
+    config: &TrainConfig,
+) -> Result<Trained, LifecycleError> {
+    let config = TrainConfig {
+        name: config.name.clone().or_else(|| Some(m.name.clone())),
+        target: m.schema.target.clone(),
+        id_column: m.schema.id_column.clone(),
+        split: SplitMethod::Content,
+        dataset: Some(DatasetLink {
+            name: m.name.clone(),
+            version: m.version,
+            sha256: m.sha256.clone(),
+        }),
+        ..config.clone()
+    };
+    Ok(crate::train::train_dataset(data, &config)?)
+}
+
+/// Publishes a trained candidate through the gate: evaluates it and the current
+/// `production` model on the candidate's held-out rows, publishes it under `staging`,
+/// stores the decision (record `gate`), and moves `production` to it only if it passed.
+pub fn publish_gated(
+    reg: &dyn Registry,
+    trained: &Trained,
+    data: &Dataset,
+    config: &GateConfig,
+) -> Result<Decision, LifecycleError> {
+    let name = trained.manifest.name.clone();
+    let alias = DEFAULT_ALIAS;
+    let candidate_model = Model::from_bytes(&trained.artifact, 0, &TreeLimits::default())?;
+    let mut candidate = gate::evaluate(&candidate_model, 0, data, &trained.test_rows)
+        .expect("a model evaluates on its own data");
+    let mut champion_problem = None;
+    let champion = match reg.resolve(&name, alias) {
+        Ok(v) => {
+            let loaded = reg.read(&name, v).map_err(|e| e.to_string()).and_then(|b| {
+                Model::from_bytes(&b, v, &TreeLimits::default()).map_err(|e| e.to_string())
+            });
+            match loaded.and_then(|m| gate::evaluate(&m, v, data, &trained.test_rows)) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    champion_problem = Some(format!(
+                        "the champion (version {v}) cannot be evaluated: {e}; only the thresholds apply"
+                    ));
+                    None
+                }
+            }
+        }
+        Err(RegistryError::ModelNotFound(_) | RegistryError::AliasNotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let checks = gate::rules(config, &candidate, champion.as_ref());
+    let promoted = checks.iter().all(|c| c.passed);
+    let version = reg.publish(&name, &trained.artifact)?;
+    candidate.version = version;
+    reg.set_alias(&name, STAGING_ALIAS, version)?;
+    let decision = Decision {
+        model: name.clone(),
+        decided: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        dataset: trained.manifest.training.dataset.clone(),
+        held_out_rows: trained.test_rows.len() as u64,
+        config: *config,
+        candidate,
+        champion,
+        champion_problem,
+        checks,
+        alias: alias.into(),
+        promoted,
+    };
+    let mut json = serde_json::to_vec_pretty(&decision).expect("json");
+    json.push(b'\n');
+    reg.put_record(&name, version, "gate", &json)?;
+    if promoted {
+        reg.set_alias(&name, alias, version)?;
+    }
+    Ok(decision)
+}
+
+/// The stored gate decision of a version, if it went through the gate.
+pub fn decision(reg: &dyn Registry, model: &str, version: u64) -> Option<Decision> {
+    let bytes = reg.get_record(model, version, "gate").ok()??;
+    serde_json::from_slice(&bytes).ok()
+}

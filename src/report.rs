@@ -1,0 +1,572 @@
+//! Run comparison: every version of a model side by side (`treeserve models NAME
+//! --compare`), and a self-contained HTML report (`treeserve report NAME`, and the
+//! server's `GET /models/{model}/report`): metric trends, confusion matrices, gate
+//! decisions and data statistics. The page needs no network: styles and charts (SVG) are
+//! inline.
+
+use std::fmt::Write;
+
+use crate::data::{DatasetManifest, DatasetStore};
+use crate::lifecycle::{self, Decision};
+use crate::model::Manifest;
+use crate::registry::{Registry, RegistryError};
+
+/// One version of a model and what is known about it.
+#[derive(Debug, Clone)]
+pub struct VersionInfo {
+    /// Registry version.
+    pub version: u64,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Aliases pointing at it.
+    pub aliases: Vec<String>,
+    /// Its gate decision, if it went through the gate.
+    pub decision: Option<Decision>,
+}
+
+/// Every readable version of `model`, oldest first.
+pub fn versions(reg: &dyn Registry, model: &str) -> Result<Vec<VersionInfo>, RegistryError> {
+    let aliases = reg.aliases(model)?;
+    let mut out = Vec::new();
+    for v in reg.versions(model)? {
+        let Ok(manifest) = crate::model::read_manifest(&reg.read(model, v)?) else {
+            continue;
+        };
+        out.push(VersionInfo {
+            version: v,
+            aliases: aliases
+                .iter()
+                .filter(|(_, r)| r.version == v)
+                .map(|(a, _)| a.clone())
+                .collect(),
+            decision: lifecycle::decision(reg, model, v),
+            manifest,
+        });
+    }
+    Ok(out)
+}
+
+fn macro_f1(m: &Manifest) -> f64 {
+    let pc = &m.metrics.per_class;
+    pc.iter().map(|c| c.f1).sum::<f64>() / pc.len().max(1) as f64
+}
+
+fn data_label(m: &Manifest) -> String {
+    match &m.training.dataset {
+        Some(d) => format!("{}:{}", d.name, d.version),
+        None => m.training.source.clone(),
+    }
+}
+
+fn gate_label(d: &Option<Decision>) -> &'static str {
+    match d {
+        Some(d) if d.promoted => "promoted",
+        Some(_) => "not promoted",
+        None => "-",
+    }
+}
+
+/// The rows of the side-by-side comparison: (label, one cell per version).
+fn compare_rows(infos: &[VersionInfo]) -> Vec<(String, Vec<String>)> {
+    let cell = |f: &dyn Fn(&VersionInfo) -> String| infos.iter().map(f).collect::<Vec<_>>();
+    let mut rows = vec![
+        ("created".to_string(), cell(&|i| i.manifest.created.clone())),
+        (
+            "algorithm".into(),
+            cell(&|i| i.manifest.algorithm.as_str().into()),
+        ),
+        ("aliases".into(), cell(&|i| i.aliases.join(","))),
+        ("data".into(), cell(&|i| data_label(&i.manifest))),
+        (
+            "rows train/test".into(),
+            cell(&|i| {
+                format!(
+                    "{}/{}",
+                    i.manifest.training.train_rows, i.manifest.training.test_rows
+                )
+            }),
+        ),
+        (
+            "accuracy".into(),
+            cell(&|i| format!("{:.4}", i.manifest.metrics.accuracy)),
+        ),
+        (
+            "macro F1".into(),
+            cell(&|i| format!("{:.4}", macro_f1(&i.manifest))),
+        ),
+    ];
+    let mut labels: Vec<String> = Vec::new();
+    for i in infos {
+        for c in &i.manifest.metrics.per_class {
+            if !labels.contains(&c.label) {
+                labels.push(c.label.clone());
+            }
+        }
+    }
+    for (what, get) in [
+        (
+            "recall",
+            (|c: &crate::model::ClassMetrics| c.recall) as fn(&_) -> f64,
+        ),
+        ("precision", |c| c.precision),
+        ("F1", |c| c.f1),
+    ] {
+        for l in &labels {
+            rows.push((
+                format!("{what} {l}"),
+                cell(&|i| {
+                    i.manifest
+                        .metrics
+                        .per_class
+                        .iter()
+                        .find(|c| &c.label == l)
+                        .map_or("-".into(), |c| format!("{:.4}", get(c)))
+                }),
+            ));
+        }
+    }
+    rows.push(("gate".into(), cell(&|i| gate_label(&i.decision).into())));
+    rows.push((
+        "gate held-out acc.".into(),
+        cell(&|i| {
+            i.decision.as_ref().map_or("-".into(), |d| {
+                format!(
+                    "{:.4} vs {}",
+                    d.candidate.metrics.accuracy,
+                    d.champion
+                        .as_ref()
+                        .map_or("-".into(), |c| format!("{:.4}", c.metrics.accuracy))
+                )
+            })
+        }),
+    ));
+    rows
+}
+
+/// Metrics of every version side by side, as text.
+pub fn compare_text(reg: &dyn Registry, model: &str) -> Result<String, RegistryError> {
+    let infos = versions(reg, model)?;
+    let rows = compare_rows(&infos);
+    let label_w = rows
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let widths: Vec<usize> = (0..infos.len())
+        .map(|j| {
+            rows.iter()
+                .map(|(_, c)| c[j].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(format!("v{}", infos[j].version).len())
+        })
+        .collect();
+    let mut out = format!("{model}: {} version(s)\n", infos.len());
+    let _ = write!(out, "  {:label_w$}", "");
+    for (j, i) in infos.iter().enumerate() {
+        let _ = write!(out, "  {:>w$}", format!("v{}", i.version), w = widths[j]);
+    }
+    out.push('\n');
+    for (label, cells) in &rows {
+        let _ = write!(out, "  {label:label_w$}");
+        for (j, c) in cells.iter().enumerate() {
+            let _ = write!(out, "  {c:>w$}", w = widths[j]);
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const COLOURS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+];
+
+/// A line chart of values in [0, 1] (or the series' range) against versions.
+fn line_chart(id: &str, title: &str, xs: &[String], series: &[(String, Vec<f64>)]) -> String {
+    let (w, h, l, r, t, b) = (640.0, 300.0, 56.0, 170.0, 34.0, 40.0);
+    let (pw, ph) = (w - l - r, h - t - b);
+    let all = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .filter(|v| v.is_finite());
+    let lo = all.clone().fold(1.0f64, f64::min).min(0.9);
+    let lo = (lo * 10.0).floor() / 10.0;
+    let hi = 1.0f64;
+    let x = |i: usize| {
+        if xs.len() <= 1 {
+            l + pw / 2.0
+        } else {
+            l + pw * i as f64 / (xs.len() - 1) as f64
+        }
+    };
+    let y = |v: f64| t + ph - ph * (v - lo) / (hi - lo).max(1e-9);
+    let mut s = format!(
+        r#"<svg class="chart" id="{id}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{title}">"#,
+        title = esc(title)
+    );
+    let _ = write!(
+        s,
+        r##"<text x="{}" y="20" text-anchor="middle" class="title">{}</text><rect x="{l}" y="{t}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##,
+        l + pw / 2.0,
+        esc(title)
+    );
+    let steps = ((hi - lo) * 10.0).round() as usize;
+    for k in 0..=steps {
+        let v = lo + k as f64 / 10.0;
+        let _ = write!(
+            s,
+            r##"<line x1="{l}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{v:.1}</text>"##,
+            l + pw,
+            l - 6.0,
+            y(v) + 4.0,
+            y = y(v)
+        );
+    }
+    for (i, label) in xs.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+            x(i),
+            t + ph + 18.0,
+            esc(label)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">version</text>"#,
+        l + pw / 2.0,
+        h - 4.0
+    );
+    for (k, (name, values)) in series.iter().enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline class="series" points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
+            points.join(" ")
+        );
+        for (i, v) in values.iter().enumerate() {
+            let _ = write!(
+                s,
+                r#"<circle class="mark" cx="{:.1}" cy="{:.1}" r="3.5" fill="{colour}"><title>{} {}: {v:.4}</title></circle>"#,
+                x(i),
+                y(*v),
+                esc(name),
+                esc(&xs[i])
+            );
+        }
+        let ly = t + 12.0 + 18.0 * k as f64;
+        let _ = write!(
+            s,
+            r#"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
+            l + pw + 10.0,
+            l + pw + 30.0,
+            l + pw + 36.0,
+            ly + 4.0,
+            esc(name)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn confusion_table(m: &Manifest) -> String {
+    let c = &m.metrics.confusion;
+    let max = c.iter().flatten().copied().max().unwrap_or(1).max(1);
+    let mut s = String::from(r#"<table class="confusion"><tr><th>actual \ predicted</th>"#);
+    for l in &m.classes {
+        let _ = write!(s, "<th>{}</th>", esc(l));
+    }
+    s.push_str("</tr>");
+    for (a, row) in c.iter().enumerate() {
+        let _ = write!(s, "<tr><th>{}</th>", esc(&m.classes[a]));
+        for (p, &n) in row.iter().enumerate() {
+            let alpha = n as f64 / max as f64 * 0.8;
+            let hue = if a == p { "31,119,180" } else { "214,39,40" };
+            let _ = write!(
+                s,
+                r#"<td style="background:rgba({hue},{alpha:.2})">{n}</td>"#
+            );
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table>");
+    s
+}
+
+/// The self-contained HTML report of `model`.
+pub fn html(
+    reg: &dyn Registry,
+    datasets: Option<&DatasetStore>,
+    model: &str,
+) -> Result<String, RegistryError> {
+    let infos = versions(reg, model)?;
+    let xs: Vec<String> = infos.iter().map(|i| format!("v{}", i.version)).collect();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>treeserve report: {name}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; font-variant-numeric: tabular-nums; }}
+th {{ background: #f4f4f4; }}
+td.text, th.text {{ text-align: left; }}
+.pass {{ color: #176d17; }} .fail {{ color: #b00; font-weight: bold; }}
+svg.chart {{ display: block; margin: 0.5em 0; font-size: 12px; }}
+svg .title {{ font-size: 14px; font-weight: bold; }}
+.matrices {{ display: flex; flex-wrap: wrap; gap: 1.5em; }}
+</style></head><body>
+<h1>treeserve report: {name}</h1>
+<p>{n} version(s); generated {now} by treeserve {tv}.</p>
+"#,
+        name = esc(model),
+        n = infos.len(),
+        now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        tv = env!("CARGO_PKG_VERSION"),
+    );
+    // Trends.
+    out.push_str("<h2>Metrics across versions</h2>\n");
+    let overall = vec![
+        (
+            "accuracy".to_string(),
+            infos.iter().map(|i| i.manifest.metrics.accuracy).collect(),
+        ),
+        (
+            "macro F1".to_string(),
+            infos.iter().map(|i| macro_f1(&i.manifest)).collect(),
+        ),
+    ];
+    out.push_str(&line_chart(
+        "chart-metrics",
+        "Test accuracy and macro F1",
+        &xs,
+        &overall,
+    ));
+    let mut labels: Vec<String> = Vec::new();
+    for i in &infos {
+        for c in &i.manifest.classes {
+            if !labels.contains(c) {
+                labels.push(c.clone());
+            }
+        }
+    }
+    let recall: Vec<(String, Vec<f64>)> = labels
+        .iter()
+        .map(|l| {
+            let v = infos
+                .iter()
+                .map(|i| {
+                    i.manifest
+                        .metrics
+                        .per_class
+                        .iter()
+                        .find(|c| &c.label == l)
+                        .map_or(0.0, |c| c.recall)
+                })
+                .collect();
+            (format!("recall {l}"), v)
+        })
+        .collect();
+    out.push_str(&line_chart(
+        "chart-recall",
+        "Test recall by class",
+        &xs,
+        &recall,
+    ));
+    // Side by side.
+    out.push_str("\n<h2>Versions side by side</h2>\n<table class=\"compare\"><tr><th></th>");
+    for x in &xs {
+        let _ = write!(out, "<th>{}</th>", esc(x));
+    }
+    out.push_str("</tr>");
+    for (label, cells) in compare_rows(&infos) {
+        let _ = write!(out, r#"<tr><th class="text">{}</th>"#, esc(&label));
+        for c in cells {
+            let _ = write!(out, "<td>{}</td>", esc(&c));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>\n");
+    // Gate decisions.
+    out.push_str("<h2>Gate decisions</h2>\n");
+    let decided: Vec<&VersionInfo> = infos.iter().filter(|i| i.decision.is_some()).collect();
+    if decided.is_empty() {
+        out.push_str("<p>No version went through the gate.</p>\n");
+    } else {
+        out.push_str(
+            r#"<table class="gate"><tr><th>version</th><th class="text">decided</th><th class="text">data</th><th>held-out rows</th><th>candidate accuracy</th><th>champion</th><th>champion accuracy</th><th class="text">checks</th><th class="text">decision</th></tr>"#,
+        );
+        for i in decided {
+            let d = i.decision.as_ref().expect("filtered");
+            let checks: Vec<String> = d
+                .checks
+                .iter()
+                .map(|c| {
+                    format!(
+                        r#"<span class="{}">{} {}</span>"#,
+                        if c.passed { "pass" } else { "fail" },
+                        if c.passed { "✓" } else { "✗" },
+                        esc(&c.detail)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                out,
+                r#"<tr><td>v{}</td><td class="text">{}</td><td class="text">{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td class="text">{}</td><td class="text {}">{}</td></tr>"#,
+                i.version,
+                esc(&d.decided),
+                esc(&d
+                    .dataset
+                    .as_ref()
+                    .map_or("-".into(), |l| format!("{}:{}", l.name, l.version))),
+                d.held_out_rows,
+                d.candidate.metrics.accuracy,
+                d.champion
+                    .as_ref()
+                    .map_or("-".into(), |c| format!("v{}", c.version)),
+                d.champion
+                    .as_ref()
+                    .map_or("-".into(), |c| format!("{:.4}", c.metrics.accuracy)),
+                checks.join("<br>"),
+                if d.promoted { "pass" } else { "fail" },
+                if d.promoted {
+                    format!("promoted to {}", esc(&d.alias))
+                } else {
+                    "not promoted".into()
+                }
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    // Confusion matrices.
+    out.push_str("<h2>Confusion matrices (test rows)</h2>\n<div class=\"matrices\">");
+    for i in &infos {
+        let _ = write!(
+            out,
+            "<div><h3>v{} ({} test rows)</h3>{}</div>",
+            i.version,
+            i.manifest.training.test_rows,
+            confusion_table(&i.manifest)
+        );
+    }
+    out.push_str("</div>\n");
+    // Data.
+    out.push_str("<h2>Data</h2>\n");
+    let mut dataset_names: Vec<String> = infos
+        .iter()
+        .filter_map(|i| i.manifest.training.dataset.as_ref().map(|d| d.name.clone()))
+        .collect();
+    dataset_names.sort();
+    dataset_names.dedup();
+    if let Some(store) = datasets {
+        for name in &dataset_names {
+            let manifests = store.manifests(name).unwrap_or_default();
+            out.push_str(&dataset_section(name, &manifests));
+        }
+    }
+    out.push_str("<h3>Training feature statistics by model version</h3>\n<table class=\"features\"><tr><th>version</th><th class=\"text\">feature</th><th>min</th><th>max</th><th>mean</th><th>std</th></tr>");
+    for i in &infos {
+        for f in &i.manifest.feature_stats {
+            let _ = write!(
+                out,
+                r#"<tr><td>v{}</td><td class="text">{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>"#,
+                i.version,
+                esc(&f.name),
+                f.min,
+                f.max,
+                f.mean,
+                f.std
+            );
+        }
+    }
+    out.push_str("</table>\n");
+    // Marks each chart with its rendered size: a headless browser (the tests) reads it
+    // back from the DOM.
+    out.push_str(
+        r#"<script>
+for (const s of document.querySelectorAll("svg.chart")) {
+  const r = s.getBoundingClientRect();
+  s.dataset.rendered = Math.round(r.width) + "x" + Math.round(r.height);
+  s.dataset.marks = s.querySelectorAll("circle.mark").length;
+}
+document.body.dataset.ready = "yes";
+</script>
+</body></html>
+"#,
+    );
+    Ok(out)
+}
+
+fn dataset_section(name: &str, manifests: &[DatasetManifest]) -> String {
+    let mut out = format!(
+        "<h3>Dataset {}</h3>\n<table class=\"datasets\"><tr><th>version</th><th class=\"text\">created</th><th>rows</th><th class=\"text\">sha256</th><th class=\"text\">from</th><th class=\"text\">classes</th><th>duplicates</th><th class=\"text\">warnings</th></tr>",
+        esc(name)
+    );
+    for m in manifests {
+        let classes: Vec<String> = m
+            .classes
+            .iter()
+            .map(|c| format!("{} {}", esc(&c.label), c.rows))
+            .collect();
+        let warnings: Vec<String> = m.findings.iter().map(|f| esc(&f.message)).collect();
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td><td class="text">{}</td><td>{}</td><td class="text"><code>{}</code></td><td class="text">{}</td><td class="text">{}</td><td>{}</td><td class="text">{}</td></tr>"#,
+            m.version,
+            esc(&m.created),
+            m.rows,
+            esc(&m.sha256[..m.sha256.len().min(12)]),
+            esc(m.sources.last().map_or("", String::as_str)),
+            classes.join("<br>"),
+            m.duplicate_rows,
+            if warnings.is_empty() {
+                "-".into()
+            } else {
+                warnings.join("<br>")
+            }
+        );
+    }
+    out.push_str("</table>\n");
+    if let Some(last) = manifests.last() {
+        let _ = write!(
+            out,
+            "<table class=\"columns\"><tr><th class=\"text\">column (v{})</th><th>min</th><th>max</th><th>mean</th><th>std</th></tr>",
+            last.version
+        );
+        for c in &last.columns {
+            let _ = write!(
+                out,
+                r#"<tr><td class="text">{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>"#,
+                esc(&c.name),
+                c.min,
+                c.max,
+                c.mean,
+                c.std
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out
+}
