@@ -594,4 +594,36 @@ mod tests {
         );
         assert!(!got.iter().any(|f| f.0 == Severity::Critical), "{got:?}");
     }
+
+    proptest::proptest! {
+        /// No file content panics the reader or the checks, with or without a previous
+        /// version, whole or appended.
+        #[test]
+        fn no_input_panics(body in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just(b','), proptest::strategy::Just(b'\n'),
+                proptest::strategy::Just(b'"'), proptest::strategy::Just(b'y'),
+                proptest::strategy::Just(b'a'), proptest::strategy::Just(b'1'),
+                proptest::strategy::Just(b'-'), proptest::strategy::Just(b'.'),
+                proptest::num::u8::ANY,
+            ],
+            0..200,
+        )) {
+            let mut bytes = b"id,a,b,y\n".to_vec();
+            bytes.extend(body);
+            if let Ok(t) = Table::parse(&bytes, "p.csv") {
+                let schema = schema_of(&t, "y", Some("id"));
+                let p = prev(BASE);
+                for whole in [false, true] {
+                    let r = check(&t, &schema, Some(&p), whole, &CheckConfig::default());
+                    let _ = r.text();
+                    let _ = check(&t, &schema, None, whole, &CheckConfig::default());
+                }
+                let again = Table::parse(&t.to_csv(), "again.csv").unwrap();
+                proptest::prop_assert_eq!(&again.columns, &t.columns);
+                let cells = |t: &Table| t.rows.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>();
+                proptest::prop_assert_eq!(cells(&again), cells(&t));
+            }
+        }
+    }
 }

@@ -122,6 +122,7 @@ impl Table {
     /// The table as canonical CSV: header, then records, quoted where needed, `\n` ends.
     pub fn to_csv(&self) -> Vec<u8> {
         let mut w = csv::WriterBuilder::new()
+            .flexible(true)
             .terminator(csv::Terminator::Any(b'\n'))
             .from_writer(Vec::new());
         w.write_record(&self.columns).expect("writes to memory");

@@ -71,13 +71,25 @@ pub fn add_dataset(
             let mut merged = store.table(p)?;
             let order: Vec<Option<usize>> =
                 merged.columns.iter().map(|c| table.column(c)).collect();
-            for (line, r) in &table.rows {
-                let row = order
-                    .iter()
-                    .map(|j| j.and_then(|j| r.get(j).cloned()).unwrap_or_default())
-                    .collect();
-                merged.rows.push((*line, row));
+            let rows: Vec<(u64, Vec<String>)> = table
+                .rows
+                .iter()
+                .map(|(line, r)| {
+                    let row = order
+                        .iter()
+                        .map(|j| j.and_then(|j| r.get(j).cloned()).unwrap_or_default())
+                        .collect();
+                    (*line, row)
+                })
+                .collect();
+            // A file whose every row is already in the dataset (dropped twice) adds
+            // nothing: the latest version stands.
+            let known: std::collections::HashSet<&Vec<String>> =
+                merged.rows.iter().map(|(_, r)| r).collect();
+            if rows.iter().all(|(_, r)| known.contains(r)) {
+                return Ok((p.clone(), false, report));
             }
+            merged.rows.extend(rows);
             merged.source = table.source.clone();
             // The merged whole gets the whole-dataset checks too (balance, labels).
             let whole = checks::check(&merged, &schema, Some(p), true, config);

@@ -196,8 +196,18 @@ fn datasets_are_checked_immutable_content_addressed_and_trainable() {
     let out = add(&no_virginica, &[]);
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stdout).contains("vanished"));
+    // Rows the dataset has already: nothing new.
+    let same = write_csv(dir.path(), "same.csv", &header, &rows[..3]);
+    let out = String::from_utf8(add(&same, &["--append"]).stdout).unwrap();
+    assert!(out.contains("already stored as iris:1"), "{out}");
     // Warnings do not stop it: duplicated rows appended.
-    let dup = write_csv(dir.path(), "dup.csv", &header, &rows[..3]);
+    // (new ids, features and labels of existing rows: duplicates apart from the id)
+    let again: Vec<String> = rows[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("{}{}", 500 + i, &r[r.find(',').unwrap()..]))
+        .collect();
+    let dup = write_csv(dir.path(), "dup.csv", &header, &again);
     let out = String::from_utf8(add(&dup, &["--append"]).stdout).unwrap();
     assert!(
         out.contains("warning") && out.contains("[duplicates]"),
@@ -464,6 +474,13 @@ async fn retrain_watch_promotes_better_data_rejects_bad_files_and_stages_worse_m
         served_version(&app).await == "2"
     })
     .await;
+
+    // The same file dropped again adds nothing.
+    drop_file(&drop, "more-again.csv", &header, &rest);
+    processed(&drop, "processed", "more-again.csv").await;
+    let report = std::fs::read_to_string(drop.join("processed/more-again.csv.report.txt")).unwrap();
+    assert!(report.contains("no new rows"), "{report}");
+    assert_eq!(versions(reg.path()), 2);
 
     // A file with a wrong column: rejected with a report, nothing published, the server
     // keeps its model.
