@@ -4,8 +4,8 @@
 
     python3 benches/batch.py [--rows 1000000] [--rounds 3] [--python PYTHON]
 
-PYTHON must have pandas and scikit-learn (e.g. a venv: pip install pandas scikit-learn);
-without it only treeserve is timed. scikit-learn's tree is trained on the same IRIS CSV
+PYTHON must have pandas and scikit-learn (default: target/peers-venv, installed by
+benches/peers.py from benches/peers/requirements.txt); without one only treeserve is timed. scikit-learn's tree is trained on the same IRIS CSV
 with its defaults, as treeserve's shipped tree was with smartcore's. Reports medians.
 """
 
@@ -39,7 +39,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--python", help="a Python with pandas and scikit-learn")
+    peers = ROOT / "target" / "peers-venv" / "bin" / "python"
+    ap.add_argument(
+        "--python",
+        default=str(peers) if peers.exists() else None,
+        help="a Python with pandas and scikit-learn (default: target/peers-venv, which "
+        "benches/peers.py installs with the pinned versions)",
+    )
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "treeserve"], cwd=ROOT, check=True)
     bin_ = ROOT / "target" / "release" / "treeserve"

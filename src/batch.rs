@@ -91,6 +91,26 @@ impl Summary {
     }
 }
 
+/// Spare buffers handed back for reuse: fresh megabyte buffers for every block cost page
+/// faults and zeroed pages in the kernel.
+#[derive(Default)]
+struct Pool(Mutex<Vec<Vec<u8>>>);
+
+impl Pool {
+    fn get(&self) -> Vec<u8> {
+        let mut b = self.0.lock().expect("lock").pop().unwrap_or_default();
+        b.clear();
+        b
+    }
+
+    fn put(&self, b: Vec<u8>) {
+        let mut spare = self.0.lock().expect("lock");
+        if spare.len() < 16 {
+            spare.push(b);
+        }
+    }
+}
+
 /// A block of whole CSV records (cut at a newline outside quotes).
 struct Chunk {
     index: u64,
@@ -106,6 +126,8 @@ struct Layout {
     /// Each class label as a CSV field.
     labels: Vec<String>,
     probabilities: bool,
+    /// Fields per record.
+    columns: usize,
 }
 
 fn csv_field(s: &str) -> String {
@@ -133,7 +155,175 @@ fn write_field(out: &mut Vec<u8>, field: &[u8]) {
     }
 }
 
+/// Powers of ten that are exact `f64`s.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// Scans a field from `start` to the next `,`, `\n` or `\r` (or the end); returns where
+/// it ends, and its value when the field is a plain decimal, `[+-]digits[.digits]` with
+/// at most 15 significant and 15 fractional digits: then the digits and the power of ten
+/// are exact `f64`s and the one division rounds correctly (Clinger's fast path), giving
+/// what `str::parse` gives. Anything else (exponents, spaces, `inf`, more digits): `None`,
+/// for `str::parse` to judge.
+#[inline]
+fn scan_number(bytes: &[u8], start: usize) -> (usize, Option<f64>) {
+    let (mut i, len) = (start, bytes.len());
+    let (mut mantissa, mut digits, mut frac, mut any) = (0u64, 0u32, 0usize, false);
+    let (mut dot, mut simple) = (false, true);
+    let negative = matches!(bytes.get(i), Some(b'-'));
+    if matches!(bytes.get(i), Some(b'-' | b'+')) {
+        i += 1;
+    }
+    while i < len {
+        match bytes[i] {
+            b @ b'0'..=b'9' => {
+                any = true;
+                if mantissa != 0 || b != b'0' {
+                    digits += 1;
+                }
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+                frac += usize::from(dot);
+            }
+            b'.' if !dot => dot = true,
+            b',' | b'\n' | b'\r' => break,
+            _ => simple = false,
+        }
+        i += 1;
+    }
+    if !(simple && any && digits <= 15 && frac <= 15) {
+        return (i, None);
+    }
+    let v = mantissa as f64 / POW10[frac];
+    (i, Some(if negative { -v } else { v }))
+}
+
+/// The common case without any quote in the chunk: records are lines, fields are cut at
+/// commas, numbers take [`scan_number`] (else `str::parse` on the trimmed text).
+/// `None` on anything the csv path must judge (a field count or a value it would
+/// refuse): the caller then runs that path, which reports the error with its line.
+fn score_plain_chunk(
+    model: &Model,
+    layout: &Layout,
+    bytes: &[u8],
+    columns: usize,
+    mut out: Vec<u8>,
+) -> Option<(Vec<u8>, u64)> {
+    let f = layout.feature_columns.len();
+    let mut row = vec![0.0; f];
+    let mut proba = vec![0.0; model.num_classes()];
+    out.reserve(bytes.len() / 2);
+    let mut ryu = ryu::Buffer::new();
+    // Where each wanted column goes: a feature slot, the id, or nowhere.
+    const SKIP: usize = usize::MAX;
+    const ID: usize = usize::MAX - 1;
+    let mut slot = vec![SKIP; columns];
+    for (j, &c) in layout.feature_columns.iter().enumerate() {
+        slot[c] = j;
+    }
+    if let Some(c) = layout.id_column {
+        slot[c] = ID;
+    }
+    let mut rows = 0u64;
+    let (len, mut i) = (bytes.len(), 0);
+    // One pass: fields are cut and numbers accumulated as the bytes go by.
+    while i < len {
+        match bytes[i] {
+            b'\n' => {
+                i += 1;
+                continue; // the csv reader skips blank lines too
+            }
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        let mut id: &[u8] = &[];
+        let mut n = 0;
+        loop {
+            let start = i;
+            match *slot.get(n)? {
+                j if j < f => {
+                    let (end, exact) = scan_number(bytes, i);
+                    i = end;
+                    let v = match exact {
+                        Some(v) => v,
+                        None => std::str::from_utf8(&bytes[start..i])
+                            .ok()?
+                            .trim()
+                            .parse::<f64>()
+                            .ok()?,
+                    };
+                    if !v.is_finite() {
+                        return None;
+                    }
+                    row[j] = v;
+                }
+                target => {
+                    while i < len && !matches!(bytes[i], b',' | b'\n' | b'\r') {
+                        i += 1;
+                    }
+                    if target == ID {
+                        id = &bytes[start..i];
+                    }
+                }
+            }
+            n += 1;
+            match bytes.get(i) {
+                Some(b',') => i += 1,
+                // A lone carriage return ends a record for the csv reader: let it judge.
+                Some(b'\r') if bytes.get(i + 1) != Some(&b'\n') => return None,
+                Some(b'\r') => {
+                    i += 2;
+                    break;
+                }
+                Some(_) => {
+                    i += 1;
+                    break;
+                }
+                None => break,
+            }
+        }
+        if n != columns {
+            return None;
+        }
+        rows += 1;
+        if layout.id_column.is_some() {
+            write_field(&mut out, id);
+            out.push(b',');
+        }
+        let class = model.predict(&row);
+        out.extend_from_slice(layout.labels[class].as_bytes());
+        if layout.probabilities {
+            model.predict_proba(&row, &mut proba);
+            for p in &proba {
+                out.push(b',');
+                out.extend_from_slice(ryu.format(*p).as_bytes());
+            }
+        }
+        out.push(b'\n');
+    }
+    Some((out, rows))
+}
+
 fn score_chunk(
+    model: &Model,
+    layout: &Layout,
+    chunk: &Chunk,
+    columns: usize,
+    out: &Pool,
+) -> Result<(Vec<u8>, u64), BatchError> {
+    if !chunk.bytes.contains(&b'"')
+        && let Some(done) = score_plain_chunk(model, layout, &chunk.bytes, columns, out.get())
+    {
+        return Ok(done);
+    }
+    score_csv_chunk(model, layout, chunk, columns)
+}
+
+/// Any chunk, through the csv reader (quotes, and the errors with their lines).
+fn score_csv_chunk(
     model: &Model,
     layout: &Layout,
     chunk: &Chunk,
@@ -238,6 +428,7 @@ pub fn predict_csv<R: Read + Send, W: Write + Send>(
         features: model.features().to_vec(),
         labels: model.classes().iter().map(|c| csv_field(c)).collect(),
         probabilities: opts.probabilities,
+        columns,
     };
     let mut header = Vec::new();
     if let Some(c) = id_column {
@@ -264,19 +455,31 @@ pub fn predict_csv<R: Read + Send, W: Write + Send>(
     let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(threads * 2);
     let chunk_rx = Arc::new(Mutex::new(chunk_rx));
     let (out_tx, out_rx) = sync_channel::<(u64, Vec<u8>, u64)>(threads * 2);
+    // Spare input and output buffers.
+    let pools: [Pool; 2] = Default::default();
     let write_result = std::thread::scope(|scope| {
         for _ in 0..threads {
             let rx = Arc::clone(&chunk_rx);
             let tx = out_tx.clone();
-            let (layout, fail, failed) = (&layout, &fail, &failed);
-            scope.spawn(move || worker(model, layout, columns, &rx, &tx, fail, failed));
+            let (layout, fail, failed, pools) = (&layout, &fail, &failed, &pools);
+            scope.spawn(move || worker(model, layout, &rx, &tx, fail, failed, pools));
         }
         drop(out_tx);
-        let writer = scope
-            .spawn(|| write_ordered(output, &header, out_rx, &rows_done, opts.progress, started));
+        let writer = scope.spawn(|| {
+            let (rows_done, spare) = (&rows_done, &pools[1]);
+            write_ordered(
+                output,
+                &header,
+                out_rx,
+                rows_done,
+                opts.progress,
+                started,
+                spare,
+            )
+        });
         // About `chunk_rows` rows of typical width per block.
         let block = (opts.chunk_rows.max(1) * 64).clamp(256, 8 << 20);
-        read_chunks(&mut input, block, &chunk_tx, &failed, &fail);
+        read_chunks(&mut input, block, &chunk_tx, &failed, &fail, &pools[0]);
         drop(chunk_tx);
         writer.join().expect("writer thread")
     });
@@ -339,12 +542,14 @@ fn read_chunks<R: Read>(
     tx: &SyncSender<Chunk>,
     failed: &AtomicBool,
     fail: &(impl Fn(u64, BatchError) + Sync),
+    spare: &Pool,
 ) {
     let mut index = 0;
     let mut line = 2u64;
     let mut carry: Vec<u8> = Vec::new();
     loop {
-        let mut buf = std::mem::take(&mut carry);
+        let mut buf = spare.get();
+        buf.extend_from_slice(&carry);
         buf.reserve(block);
         // `read_to_end` fills spare capacity without zeroing it first.
         let eof = match input.by_ref().take(block as u64).read_to_end(&mut buf) {
@@ -383,7 +588,8 @@ fn read_chunks<R: Read>(
             continue;
         }
         carry = buf.split_off(cut);
-        let lines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        // On the reader's serial path: a SIMD count (AVX2 where the CPU has it).
+        let lines = bytecount::count(&buf, b'\n') as u64;
         if !buf.iter().all(u8::is_ascii_whitespace) {
             if failed.load(Ordering::Relaxed) {
                 return;
@@ -408,11 +614,11 @@ fn read_chunks<R: Read>(
 fn worker(
     model: &Model,
     layout: &Layout,
-    columns: usize,
     rx: &Mutex<Receiver<Chunk>>,
     tx: &SyncSender<(u64, Vec<u8>, u64)>,
     fail: &(impl Fn(u64, BatchError) + Sync),
     failed: &AtomicBool,
+    pools: &[Pool; 2],
 ) {
     loop {
         let chunk = match rx.lock().expect("lock").recv() {
@@ -422,7 +628,9 @@ fn worker(
         if failed.load(Ordering::Relaxed) {
             continue;
         }
-        match score_chunk(model, layout, &chunk, columns) {
+        let scored = score_chunk(model, layout, &chunk, layout.columns, &pools[1]);
+        pools[0].put(chunk.bytes);
+        match scored {
             Ok((bytes, rows)) => {
                 if tx.send((chunk.index, bytes, rows)).is_err() {
                     return;
@@ -440,12 +648,14 @@ fn write_ordered<W: Write>(
     rows_done: &AtomicU64,
     progress: bool,
     started: Instant,
+    spare: &Pool,
 ) -> Result<(), BatchError> {
     let io = |source| BatchError::Io {
         what: "writing the output".into(),
         source,
     };
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, output);
+    // Blocks (hundreds of kilobytes) are larger than the buffer: written straight through.
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, output);
     writeln!(out, "{}", header.join(",")).map_err(io)?;
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
@@ -454,6 +664,7 @@ fn write_ordered<W: Write>(
         pending.insert(index, (bytes, rows));
         while let Some((bytes, rows)) = pending.remove(&next) {
             out.write_all(&bytes).map_err(io)?;
+            spare.put(bytes);
             rows_done.fetch_add(rows, Ordering::Relaxed);
             next += 1;
         }
@@ -473,6 +684,109 @@ fn write_ordered<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::csv_field;
+
+    #[test]
+    fn simple_decimals_parse_exactly_like_str_parse() {
+        let mut state = 7u64;
+        for _ in 0..200_000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let digits = (state >> 60) as usize + 1;
+            let frac = ((state >> 56) & 15) as usize % (digits + 1);
+            let m = (state >> 8) % 10u64.pow(digits.min(15) as u32);
+            let mut s = format!("{m:0digits$}");
+            if frac > 0 {
+                s.insert(s.len() - frac, '.');
+            }
+            if state & 1 == 1 {
+                s.insert(0, '-');
+            }
+            let want: f64 = s.parse().unwrap();
+            let field = format!("{s},next");
+            let (end, got) = super::scan_number(field.as_bytes(), 0);
+            assert_eq!(end, s.len());
+            assert!(
+                got.is_none_or(|g| g.to_bits() == want.to_bits()),
+                "{s}: {got:?} vs {want}"
+            );
+        }
+        for s in [
+            "",
+            "-",
+            ".",
+            "1e5",
+            " 1",
+            "1 ",
+            "inf",
+            "NaN",
+            "1.2.3",
+            "0x10",
+            "1234567890123456",
+        ] {
+            assert_eq!(super::scan_number(s.as_bytes(), 0).1, None, "{s:?}");
+        }
+        assert_eq!(super::scan_number(b"5.1", 0).1, Some(5.1));
+        assert_eq!(super::scan_number(b"-0.25", 0).1, Some(-0.25));
+        assert_eq!(super::scan_number(b"+3", 0).1, Some(3.0));
+        assert_eq!(super::scan_number(b"007.50", 0).1, Some(7.5));
+    }
+
+    #[test]
+    fn the_plain_path_writes_what_the_csv_path_writes() {
+        let bytes = std::fs::read("models/iris/versions/1/model.tsm").unwrap();
+        let model = crate::Model::from_bytes(&bytes, 1, &Default::default()).unwrap();
+        let mut state = 3u64;
+        let mut next = move |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        let mut text = String::new();
+        for i in 0..3000 {
+            let v = |x: u64| match x % 5 {
+                0 => format!("{}", x % 9),
+                1 => format!("{}.{}", x % 8, x % 10),
+                2 => format!(" {}.{:02} ", x % 7, x % 100),
+                3 => format!("{}e-1", x % 70),
+                _ => format!("-0.{}", x % 1000),
+            };
+            let feats: Vec<String> = (0..4).map(|_| v(next(1000))).collect();
+            text += &format!(
+                "{i},{},extra,{}\r\n",
+                feats[..2].join(","),
+                feats[2..].join(",")
+            );
+            if next(50) == 0 {
+                text += "\n";
+            }
+        }
+        let chunk = super::Chunk {
+            index: 0,
+            first_line: 2,
+            bytes: text.into_bytes(),
+        };
+        for probabilities in [false, true] {
+            let layout = super::Layout {
+                feature_columns: vec![1, 2, 4, 5],
+                id_column: Some(0),
+                features: model.features().to_vec(),
+                labels: model
+                    .classes()
+                    .iter()
+                    .map(|c| super::csv_field(c))
+                    .collect(),
+                probabilities,
+                columns: 6,
+            };
+            let plain = super::score_plain_chunk(&model, &layout, &chunk.bytes, 6, Vec::new())
+                .expect("plain");
+            let csv = super::score_csv_chunk(&model, &layout, &chunk, 6).unwrap();
+            assert_eq!(plain.1, 3000);
+            assert_eq!(plain, csv);
+        }
+    }
 
     #[test]
     fn csv_fields_are_quoted_when_needed() {
