@@ -447,3 +447,49 @@ fn http2_advertises_the_stream_limit() {
         .collect();
     assert!(settings.contains(&(0x3, 7)), "{settings:?}");
 }
+
+#[test]
+fn split_first_bytes_still_pick_the_right_protocol() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--max-h2-streams", "7"]);
+    // The HTTP/2 preface in three packets: the server still answers with its SETTINGS.
+    let mut s = TcpStream::connect(app.addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for part in [
+        &b"PR"[..],
+        b"I * HTTP/2.0\r\n",
+        b"\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0",
+    ] {
+        s.write_all(part).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[3], 0x4, "a SETTINGS frame");
+    // An HTTP/1.1 request whose first packet is one byte that could begin the preface.
+    let mut s = TcpStream::connect(app.addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = VERSICOLOR.as_bytes();
+    let rest = format!(
+        "OST /score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(b"P").unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    s.write_all(rest.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("Iris-versicolor"), "{answer}");
+    // A connection that sends nothing is closed after the head timeout like any other.
+    let app = App::spawn(reg.path(), &["--header-read-timeout", "300ms"]);
+    let mut s = TcpStream::connect(app.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed without a byte");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
