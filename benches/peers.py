@@ -102,24 +102,23 @@ def tree(pid):
     return out
 
 
-def cpu_seconds(pid):
-    total = 0.0
-    for p in tree(pid):
-        try:
-            total += load.cpu_seconds(p)
-        except OSError:
-            pass
-    return total
-
-
-def rss_kib(pid):
+def tree_sum(pid, measure):
+    """`measure` summed over pid and its descendants (those that end meanwhile count 0)."""
     total = 0
     for p in tree(pid):
         try:
-            total += load.rss_kib(p)
+            total += measure(p)
         except OSError:
             pass
     return total
+
+
+def cpu_seconds(pid):
+    return tree_sum(pid, load.cpu_seconds)
+
+
+def rss_kib(pid):
+    return tree_sum(pid, load.rss_kib)
 
 
 def main():

@@ -289,22 +289,38 @@ fn score_plain_chunk(
             return None;
         }
         rows += 1;
-        if layout.id_column.is_some() {
-            write_field(&mut out, id);
-            out.push(b',');
-        }
-        let class = model.predict(&row);
-        out.extend_from_slice(layout.labels[class].as_bytes());
-        if layout.probabilities {
-            model.predict_proba(&row, &mut proba);
-            for p in &proba {
-                out.push(b',');
-                out.extend_from_slice(ryu.format(*p).as_bytes());
-            }
-        }
-        out.push(b'\n');
+        let id = layout.id_column.map(|_| id);
+        write_row(model, layout, &row, id, &mut proba, &mut ryu, &mut out);
     }
     Some((out, rows))
+}
+
+/// Writes one output record: the id (when the input has the column), the predicted label,
+/// and with probabilities one column per class.
+#[inline(always)]
+fn write_row(
+    model: &Model,
+    layout: &Layout,
+    row: &[f64],
+    id: Option<&[u8]>,
+    proba: &mut [f64],
+    ryu: &mut ryu::Buffer,
+    out: &mut Vec<u8>,
+) {
+    if let Some(id) = id {
+        write_field(out, id);
+        out.push(b',');
+    }
+    let class = model.predict(row);
+    out.extend_from_slice(layout.labels[class].as_bytes());
+    if layout.probabilities {
+        model.predict_proba(row, proba);
+        for p in proba.iter() {
+            out.push(b',');
+            out.extend_from_slice(ryu.format(*p).as_bytes());
+        }
+    }
+    out.push(b'\n');
 }
 
 fn score_chunk(
@@ -374,20 +390,8 @@ fn score_csv_chunk(
                 value: String::from_utf8_lossy(cell).into_owned(),
             })?;
         }
-        if let Some(c) = layout.id_column {
-            write_field(&mut out, rec.get(c).unwrap_or_default());
-            out.push(b',');
-        }
-        let class = model.predict(&row);
-        out.extend_from_slice(layout.labels[class].as_bytes());
-        if layout.probabilities {
-            model.predict_proba(&row, &mut proba);
-            for p in &proba {
-                out.push(b',');
-                out.extend_from_slice(ryu.format(*p).as_bytes());
-            }
-        }
-        out.push(b'\n');
+        let id = layout.id_column.map(|c| rec.get(c).unwrap_or_default());
+        write_row(model, layout, &row, id, &mut proba, &mut ryu, &mut out);
     }
     Ok((out, rows))
 }

@@ -544,26 +544,22 @@ async fn retrain_watch_promotes_better_data_rejects_bad_files_and_stages_worse_m
     let once = work.path().join("once");
     std::fs::create_dir(&once).unwrap();
     drop_file(&once, "bad.csv", &bad_header, &rest[..3]);
-    let out = treeserve(&[
-        "retrain",
-        "--name",
-        "iris",
-        "--registry",
-        reg.arg(),
-        "--once",
-        once.to_str().unwrap(),
-    ]);
+    let once_arg = once.to_str().unwrap();
+    let retrain_once = || {
+        treeserve(&[
+            "retrain",
+            "--name",
+            "iris",
+            "--registry",
+            reg.arg(),
+            "--once",
+            once_arg,
+        ])
+    };
+    let out = retrain_once();
     assert_eq!(out.status.code(), Some(4));
     assert!(once.join("rejected/bad.csv").exists());
-    let out = treeserve(&[
-        "retrain",
-        "--name",
-        "iris",
-        "--registry",
-        reg.arg(),
-        "--once",
-        once.to_str().unwrap(),
-    ]);
+    let out = retrain_once();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no CSV files"));
 }
