@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::model::Model;
+use crate::protocol::cursor::POW10;
 
 /// How to score.
 #[derive(Debug, Clone)]
@@ -154,11 +155,6 @@ fn write_field(out: &mut Vec<u8>, field: &[u8]) {
         out.extend_from_slice(field);
     }
 }
-
-/// Powers of ten that are exact `f64`s.
-const POW10: [f64; 16] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-];
 
 /// Scans a field from `start` to the next `,`, `\n` or `\r` (or the end); returns where
 /// it ends, and its value when the field is a plain decimal, `[+-]digits[.digits]` with

@@ -257,14 +257,28 @@ fn metrics(state: &AppState) -> Response<Full<Bytes>> {
 
 /// Accepts one of `types` (any parameters) or no content type, and an uncompressed body.
 pub(super) fn check_content_type(headers: &HeaderMap, types: &[&str]) -> Result<(), ApiError> {
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING)
-        && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
-    {
-        return Err(ApiError::UnsupportedContentEncoding(lossy(enc)));
+    // One walk over the few request headers, comparing standard names (an enum compare),
+    // instead of two hashed lookups.
+    let mut content_type = None;
+    for (name, value) in headers {
+        if name == header::CONTENT_TYPE {
+            content_type.get_or_insert(value);
+        } else if name == header::CONTENT_ENCODING
+            && !value.as_bytes().eq_ignore_ascii_case(b"identity")
+        {
+            return Err(ApiError::UnsupportedContentEncoding(lossy(value)));
+        }
     }
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+    let Some(ct) = content_type else {
         return Ok(());
     };
+    // The common case, exactly one of the types, without parsing parameters.
+    if types
+        .iter()
+        .any(|t| ct.as_bytes().eq_ignore_ascii_case(t.as_bytes()))
+    {
+        return Ok(());
+    }
     let essence = ct
         .to_str()
         .ok()

@@ -1,7 +1,7 @@
 //! Wire formats, free of HTTP: request decoding and response encoding for each protocol.
 //! The HTTP layer is a thin adapter over these.
 
-mod cursor;
+pub(crate) mod cursor;
 pub mod score;
 pub mod v2;
 
