@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::model::Model;
-use crate::protocol::cursor::POW10;
+use crate::protocol::cursor::exact_decimal;
 
 /// How to score.
 #[derive(Debug, Clone)]
@@ -118,6 +118,8 @@ struct Chunk {
     /// Line number of the block's first line, 1-based.
     first_line: u64,
     bytes: Vec<u8>,
+    /// Whether the block holds a quote (then only the csv reader parses it).
+    quoted: bool,
 }
 
 struct Layout {
@@ -156,46 +158,8 @@ fn write_field(out: &mut Vec<u8>, field: &[u8]) {
     }
 }
 
-/// Scans a field from `start` to the next `,`, `\n` or `\r` (or the end); returns where
-/// it ends, and its value when the field is a plain decimal, `[+-]digits[.digits]` with
-/// at most 15 significant and 15 fractional digits: then the digits and the power of ten
-/// are exact `f64`s and the one division rounds correctly (Clinger's fast path), giving
-/// what `str::parse` gives. Anything else (exponents, spaces, `inf`, more digits): `None`,
-/// for `str::parse` to judge.
-#[inline]
-fn scan_number(bytes: &[u8], start: usize) -> (usize, Option<f64>) {
-    let (mut i, len) = (start, bytes.len());
-    let (mut mantissa, mut digits, mut frac, mut any) = (0u64, 0u32, 0usize, false);
-    let (mut dot, mut simple) = (false, true);
-    let negative = matches!(bytes.get(i), Some(b'-'));
-    if matches!(bytes.get(i), Some(b'-' | b'+')) {
-        i += 1;
-    }
-    while i < len {
-        match bytes[i] {
-            b @ b'0'..=b'9' => {
-                any = true;
-                if mantissa != 0 || b != b'0' {
-                    digits += 1;
-                }
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
-                frac += usize::from(dot);
-            }
-            b'.' if !dot => dot = true,
-            b',' | b'\n' | b'\r' => break,
-            _ => simple = false,
-        }
-        i += 1;
-    }
-    if !(simple && any && digits <= 15 && frac <= 15) {
-        return (i, None);
-    }
-    let v = mantissa as f64 / POW10[frac];
-    (i, Some(if negative { -v } else { v }))
-}
-
 /// The common case without any quote in the chunk: records are lines, fields are cut at
-/// commas, numbers take [`scan_number`] (else `str::parse` on the trimmed text).
+/// commas, numbers take [`exact_decimal`] (else `str::parse` on the trimmed text).
 /// `None` on anything the csv path must judge (a field count or a value it would
 /// refuse): the caller then runs that path, which reports the error with its line.
 fn score_plain_chunk(
@@ -239,13 +203,15 @@ fn score_plain_chunk(
         let mut n = 0;
         loop {
             let start = i;
+            while i < len && !matches!(bytes[i], b',' | b'\n' | b'\r') {
+                i += 1;
+            }
+            let field = &bytes[start..i];
             match *slot.get(n)? {
                 j if j < f => {
-                    let (end, exact) = scan_number(bytes, i);
-                    i = end;
-                    let v = match exact {
+                    let v = match exact_decimal(field) {
                         Some(v) => v,
-                        None => std::str::from_utf8(&bytes[start..i])
+                        None => std::str::from_utf8(field)
                             .ok()?
                             .trim()
                             .parse::<f64>()
@@ -256,14 +222,8 @@ fn score_plain_chunk(
                     }
                     row[j] = v;
                 }
-                target => {
-                    while i < len && !matches!(bytes[i], b',' | b'\n' | b'\r') {
-                        i += 1;
-                    }
-                    if target == ID {
-                        id = &bytes[start..i];
-                    }
-                }
+                ID => id = field,
+                _ => {}
             }
             n += 1;
             match bytes.get(i) {
@@ -326,7 +286,7 @@ fn score_chunk(
     columns: usize,
     out: &Pool,
 ) -> Result<(Vec<u8>, u64), BatchError> {
-    if !chunk.bytes.contains(&b'"')
+    if !chunk.quoted
         && let Some(done) = score_plain_chunk(model, layout, &chunk.bytes, columns, out.get())
     {
         return Ok(done);
@@ -567,7 +527,8 @@ fn read_chunks<R: Read>(
         };
         // The last newline outside quotes; without any quote in the block (the common
         // case) simply the last newline, found without a byte-by-byte state machine.
-        let cut = if buf.contains(&b'"') {
+        let quoted = buf.contains(&b'"');
+        let cut = if quoted {
             let mut quoted = false;
             let mut cut = None;
             for (i, &b) in buf.iter().enumerate() {
@@ -594,10 +555,13 @@ fn read_chunks<R: Read>(
             if failed.load(Ordering::Relaxed) {
                 return;
             }
+            // The quote may have been in the carried-over rest.
+            let quoted = quoted && buf.contains(&b'"');
             let chunk = Chunk {
                 index,
                 first_line: line,
                 bytes: buf,
+                quoted,
             };
             if tx.send(chunk).is_err() {
                 return;
@@ -683,7 +647,7 @@ fn write_ordered<W: Write>(
 
 #[cfg(test)]
 mod tests {
-    use super::csv_field;
+    use super::{csv_field, exact_decimal};
 
     #[test]
     fn simple_decimals_parse_exactly_like_str_parse() {
@@ -703,9 +667,7 @@ mod tests {
                 s.insert(0, '-');
             }
             let want: f64 = s.parse().unwrap();
-            let field = format!("{s},next");
-            let (end, got) = super::scan_number(field.as_bytes(), 0);
-            assert_eq!(end, s.len());
+            let got = exact_decimal(s.as_bytes());
             assert!(
                 got.is_none_or(|g| g.to_bits() == want.to_bits()),
                 "{s}: {got:?} vs {want}"
@@ -724,12 +686,12 @@ mod tests {
             "0x10",
             "1234567890123456",
         ] {
-            assert_eq!(super::scan_number(s.as_bytes(), 0).1, None, "{s:?}");
+            assert_eq!(exact_decimal(s.as_bytes()), None, "{s:?}");
         }
-        assert_eq!(super::scan_number(b"5.1", 0).1, Some(5.1));
-        assert_eq!(super::scan_number(b"-0.25", 0).1, Some(-0.25));
-        assert_eq!(super::scan_number(b"+3", 0).1, Some(3.0));
-        assert_eq!(super::scan_number(b"007.50", 0).1, Some(7.5));
+        assert_eq!(exact_decimal(b"5.1"), Some(5.1));
+        assert_eq!(exact_decimal(b"-0.25"), Some(-0.25));
+        assert_eq!(exact_decimal(b"+3"), Some(3.0));
+        assert_eq!(exact_decimal(b"007.50"), Some(7.5));
     }
 
     #[test]
@@ -766,6 +728,7 @@ mod tests {
             index: 0,
             first_line: 2,
             bytes: text.into_bytes(),
+            quoted: false,
         };
         for probabilities in [false, true] {
             let layout = super::Layout {

@@ -792,37 +792,29 @@ fn data(cmd: DataCommand) -> Result<(), CommandError> {
             }
         }
         DataCommand::Check(a) => {
-            let reg = FsRegistry::new(&a.registry.registry);
-            let store = DatasetStore::new(&reg);
+            let store = DatasetStore::new(&FsRegistry::new(&a.registry.registry));
             let table = crate::data::Table::read(&a.file).map_err(LifecycleError::from)?;
-            let previous = match store
-                .versions(&a.name)
-                .map_err(LifecycleError::from)?
-                .last()
-            {
-                Some(&v) => Some(store.manifest(&a.name, v).map_err(LifecycleError::from)?),
-                None => None,
-            };
             let id = (!a.id_column.is_empty()).then_some(a.id_column.as_str());
-            let target = previous
-                .as_ref()
-                .map_or(a.target.as_str(), |p| p.schema.target.as_str());
-            let id = previous
-                .as_ref()
-                .map_or(id, |p| p.schema.id_column.as_deref());
-            let schema = crate::data::checks::schema_of(&table, target, id);
-            let report = crate::data::checks::check(
+            let checked = crate::lifecycle::plan_dataset(
+                &store,
+                &a.name,
                 &table,
-                &schema,
-                previous.as_ref(),
-                !a.append,
+                &a.target,
+                id,
+                a.append,
                 &a.checks.config(),
             );
-            print_report(&report, a.json);
-            if report.critical() > 0 {
-                return Err(LifecycleError::Rejected(report).into());
+            match checked {
+                Ok((_, report)) => {
+                    print_report(&report, a.json);
+                    Ok(())
+                }
+                Err(LifecycleError::Rejected(report)) => {
+                    print_report(&report, a.json);
+                    Err(LifecycleError::Rejected(report).into())
+                }
+                Err(e) => Err(e.into()),
             }
-            Ok(())
         }
         DataCommand::List { name, registry } => {
             let reg = FsRegistry::new(&registry.registry);

@@ -68,6 +68,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of one critical finding (a file that cannot even be checked).
+    pub fn critical_only(subject: String, rows: u64, check: &str, message: String) -> Report {
+        Report {
+            subject,
+            rows,
+            findings: vec![Finding {
+                severity: Severity::Critical,
+                check: check.into(),
+                message,
+            }],
+        }
+    }
+
     /// Number of critical findings.
     pub fn critical(&self) -> usize {
         self.findings

@@ -103,14 +103,17 @@ pub(super) async fn dispatch<B: RequestBody>(req: Request<B>, state: &AppState) 
 /// The model's HTML report (see [`crate::report`]), built from the registry on a
 /// blocking thread.
 async fn report(state: &AppState, name: String) -> Reply {
-    let root = state.config.registry.clone();
+    let registry = Arc::clone(state.fleet.registry());
+    // Datasets live beside the models in the registry directory.
+    let datasets = crate::data::DatasetStore::new(&crate::registry::FsRegistry::new(
+        state.config.registry.clone(),
+    ));
     let html = blocking(state, "report", move || {
-        let reg = crate::registry::FsRegistry::new(root);
-        match crate::registry::Registry::versions(&reg, &name) {
-            Ok(_) => crate::report::html(&reg, Some(&crate::data::DatasetStore::new(&reg)), &name)
+        use crate::registry::RegistryError;
+        match registry.versions(&name) {
+            Ok(_) => crate::report::html(&*registry, Some(&datasets), &name)
                 .map_err(|e| ApiError::Internal(format!("building the report: {e}"))),
-            Err(crate::registry::RegistryError::ModelNotFound(_))
-            | Err(crate::registry::RegistryError::InvalidName(_)) => {
+            Err(RegistryError::ModelNotFound(_) | RegistryError::InvalidName(_)) => {
                 Err(ApiError::ModelNotFound(truncated(&name)))
             }
             Err(e) => Err(ApiError::Internal(format!("reading the registry: {e}"))),

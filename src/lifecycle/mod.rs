@@ -36,12 +36,26 @@ pub enum LifecycleError {
     Artifact(#[from] ArtifactError),
 }
 
-/// Checks `table` against the latest version of dataset `name` and stores it as a new
-/// version: the table itself, or with `append` the latest version's rows followed by the
-/// table's (the table's columns reordered to the dataset's). Critical findings store
-/// nothing. Returns the version (an existing one if the content is identical), whether
-/// it is new, and the report.
-pub fn add_dataset(
+/// What storing a table as a dataset version comes to, once it passed the checks.
+pub enum Plan {
+    /// A version to store (the table, or the latest version's rows plus the table's).
+    Store {
+        /// The rows of the version.
+        table: Table,
+        /// Its schema.
+        schema: Schema,
+        /// The version it extends or replaces.
+        previous: Option<DatasetManifest>,
+    },
+    /// Every row is already in this version: nothing to store.
+    Existing(DatasetManifest),
+}
+
+/// Checks `table` against the latest version of dataset `name` and works out the version
+/// it makes: the table itself, or with `append` the latest version's rows followed by the
+/// table's (its columns reordered to the dataset's), checked as a whole too. Critical
+/// findings: `Err(Rejected)`. Stores nothing (`data check` stops here).
+pub fn plan_dataset(
     store: &DatasetStore,
     name: &str,
     table: &Table,
@@ -49,7 +63,7 @@ pub fn add_dataset(
     id_column: Option<&str>,
     append: bool,
     config: &CheckConfig,
-) -> Result<(DatasetManifest, bool, Report), LifecycleError> {
+) -> Result<(Plan, Report), LifecycleError> {
     let previous = match store.versions(name)?.last() {
         Some(&v) => Some(store.manifest(name, v)?),
         None => None,
@@ -66,7 +80,7 @@ pub fn add_dataset(
     if report.critical() > 0 {
         return Err(LifecycleError::Rejected(report));
     }
-    let stored = match (&previous, append) {
+    let table = match (&previous, append) {
         (Some(p), true) => {
             let mut merged = store.table(p)?;
             let order: Vec<Option<usize>> =
@@ -87,7 +101,7 @@ pub fn add_dataset(
             let known: std::collections::HashSet<&Vec<String>> =
                 merged.rows.iter().map(|(_, r)| r).collect();
             if rows.iter().all(|(_, r)| known.contains(r)) {
-                return Ok((p.clone(), false, report));
+                return Ok((Plan::Existing(p.clone()), report));
             }
             merged.rows.extend(rows);
             merged.source = table.source.clone();
@@ -105,9 +119,40 @@ pub fn add_dataset(
         }
         _ => table.clone(),
     };
-    let (manifest, new) =
-        store.add(name, &stored, &schema, previous.as_ref(), report.warnings())?;
-    Ok((manifest, new, report))
+    Ok((
+        Plan::Store {
+            table,
+            schema,
+            previous,
+        },
+        report,
+    ))
+}
+
+/// [`plan_dataset`], then stores the version. Returns the version (an existing one if
+/// the content is already stored), whether it is new, and the checks' report.
+pub fn add_dataset(
+    store: &DatasetStore,
+    name: &str,
+    table: &Table,
+    target: &str,
+    id_column: Option<&str>,
+    append: bool,
+    config: &CheckConfig,
+) -> Result<(DatasetManifest, bool, Report), LifecycleError> {
+    let (plan, report) = plan_dataset(store, name, table, target, id_column, append, config)?;
+    match plan {
+        Plan::Existing(m) => Ok((m, false, report)),
+        Plan::Store {
+            table,
+            schema,
+            previous,
+        } => {
+            let (manifest, new) =
+                store.add(name, &table, &schema, previous.as_ref(), report.warnings())?;
+            Ok((manifest, new, report))
+        }
+    }
 }
 
 /// A dataset version loaded for training, with its registry link.

@@ -16,7 +16,7 @@ use notify::{Event, EventKind, RecursiveMode, Watcher};
 use super::{
     Decision, GateConfig, LifecycleError, add_dataset, load_dataset, publish_gated, train_on,
 };
-use crate::data::checks::{CheckConfig, Report, Severity};
+use crate::data::checks::{CheckConfig, Report};
 use crate::data::{DatasetRef, DatasetStore, Table};
 use crate::registry::{FsRegistry, Registry};
 use crate::train::TrainConfig;
@@ -125,15 +125,12 @@ fn run(config: &RetrainConfig, path: &Path) -> Outcome {
     let table = match Table::read(path) {
         Ok(t) => t,
         Err(e) => {
-            return Outcome::Rejected(Report {
-                subject: path.display().to_string(),
-                rows: 0,
-                findings: vec![crate::data::checks::Finding {
-                    severity: Severity::Critical,
-                    check: "rows".into(),
-                    message: e.to_string(),
-                }],
-            });
+            return Outcome::Rejected(Report::critical_only(
+                path.display().to_string(),
+                0,
+                "rows",
+                e.to_string(),
+            ));
         }
     };
     let reg = FsRegistry::new(&config.registry);
@@ -175,15 +172,12 @@ fn run(config: &RetrainConfig, path: &Path) -> Outcome {
         // Training refusing the data (e.g. one class in the training split) is the
         // file's fault: reject it.
         LifecycleError::Train(e @ crate::train::TrainError::Data { .. }) => {
-            Outcome::Rejected(Report {
-                subject: path.display().to_string(),
-                rows: table.rows.len() as u64,
-                findings: vec![crate::data::checks::Finding {
-                    severity: Severity::Critical,
-                    check: "training".into(),
-                    message: e.to_string(),
-                }],
-            })
+            Outcome::Rejected(Report::critical_only(
+                path.display().to_string(),
+                table.rows.len() as u64,
+                "training",
+                e.to_string(),
+            ))
         }
         e => Outcome::Failed(e.to_string()),
     })

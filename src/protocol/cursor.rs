@@ -1,10 +1,48 @@
 //! A minimal JSON cursor for the fast decoding paths: a strict subset of JSON parsed without
 //! serde; anything unusual makes the caller fall back to serde.
 
-/// Powers of ten that are exact `f64`s (the fast paths of number parsing).
-pub(crate) const POW10: [f64; 16] = [
+/// Powers of ten that are exact `f64`s.
+const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
+
+/// A plain decimal, `[+-]digits[.digits]` with at most 15 significant and 15 fractional
+/// digits, parsed exactly: the digits and the power of ten are exact `f64`s, so the one
+/// division rounds correctly (Clinger's fast path) and gives what `str::parse` gives,
+/// several times faster. Anything else (exponents, spaces, `inf`, more digits): `None`,
+/// for `str::parse` to judge. Shared by the JSON fast paths and `treeserve predict`.
+#[inline]
+pub(crate) fn exact_decimal(text: &[u8]) -> Option<f64> {
+    let (negative, digits) = match text.first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (mut mantissa, mut significant, mut frac) = (0u64, 0u32, 0usize);
+    let (mut dot, mut any) = (false, false);
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                any = true;
+                if mantissa != 0 || c != b'0' {
+                    significant += 1;
+                    if significant > 15 {
+                        return None;
+                    }
+                }
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                frac += usize::from(dot);
+            }
+            b'.' if !dot => dot = true,
+            _ => return None,
+        }
+    }
+    if !any || frac > 15 {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[frac];
+    Some(if negative { -v } else { v })
+}
 
 /// A position in a body being parsed.
 pub(crate) struct Cursor<'a> {
@@ -72,26 +110,8 @@ impl<'a> Cursor<'a> {
             }
         }
         let text = &self.b[start..self.i];
-        // Plain decimals of at most 15 digits (no exponent): the digits and the power of
-        // ten are exact, so one division rounds correctly (Clinger's fast path) and gives
-        // what `str::parse` gives, several times faster.
-        if text.len() <= 17 && !text.iter().any(|&c| c == b'e' || c == b'E') {
-            let (mut mantissa, mut digits, mut frac, mut dot) = (0u64, 0usize, 0usize, false);
-            for &c in text {
-                match c {
-                    b'0'..=b'9' => {
-                        mantissa = mantissa * 10 + u64::from(c - b'0');
-                        digits += 1;
-                        frac += usize::from(dot);
-                    }
-                    b'.' => dot = true,
-                    _ => {}
-                }
-            }
-            if digits <= 15 {
-                let v = mantissa as f64 / POW10[frac];
-                return Some(if text[0] == b'-' { -v } else { v });
-            }
+        if let Some(v) = exact_decimal(text) {
+            return Some(v);
         }
         let text = std::str::from_utf8(text).ok()?;
         text.parse::<f64>().ok().filter(|v| v.is_finite())

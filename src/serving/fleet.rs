@@ -88,6 +88,11 @@ impl Fleet {
         fleet
     }
 
+    /// The registry the fleet follows.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
+    }
+
     /// The models served now, as a cheap guard (hold it within synchronous code).
     #[inline]
     pub fn models(&self) -> arc_swap::Guard<Arc<Models>> {
