@@ -8,16 +8,27 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pin_project_lite::pin_project! {
-    /// Resolves to `Err(payload)` if polling `inner` panics.
+    /// Resolves to `Err(payload)` if polling `inner` panics; polls it inside `span`, if
+    /// any (one wrapper, so the future is stored once).
     pub(super) struct CatchUnwind<F> {
         #[pin]
         inner: F,
+        span: Option<tracing::Span>,
     }
 }
 
 impl<F> CatchUnwind<F> {
+    #[cfg(test)]
     pub(super) fn new(inner: F) -> Self {
-        Self { inner }
+        Self { inner, span: None }
+    }
+
+    /// Polls inside `span` (unless it is disabled).
+    pub(super) fn in_span(inner: F, span: &tracing::Span) -> Self {
+        Self {
+            inner,
+            span: (!span.is_disabled()).then(|| span.clone()),
+        }
     }
 }
 
@@ -25,7 +36,9 @@ impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, Box<dyn Any + Send>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.project().inner;
+        let this = self.project();
+        let inner = this.inner;
+        let _entered = this.span.as_ref().map(tracing::Span::enter);
         // The future is never polled again after a panic, so no broken invariant of it
         // can be observed.
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
@@ -34,6 +47,11 @@ impl<F: Future> Future for CatchUnwind<F> {
             Err(payload) => Poll::Ready(Err(payload)),
         }
     }
+}
+
+/// Runs `f` inside `span`; a panic becomes `Err(payload)`.
+pub(super) fn sync<T>(span: &tracing::Span, f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    span.in_scope(|| catch_unwind(AssertUnwindSafe(f)))
 }
 
 /// The panic's message, if it has one.

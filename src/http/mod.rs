@@ -18,16 +18,16 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tracing::{Instrument, field};
+use tracing::field;
 
 pub use error::ApiError;
 use request_id::RequestId;
 pub use routes::RequestBody;
+use routes::{Next, Step};
 
 use crate::config::ServeConfig;
 use crate::metrics::{Metrics, Route};
@@ -121,7 +121,7 @@ impl Server {
                     let state = self.state.clone();
                     let activity = connections.activity();
                     let act = activity.clone();
-                    let svc = service_fn(move |req| handle(req, state.clone(), act.begin()));
+                    let svc = service_fn(move |req| answer(req, state.clone(), Some(act.begin())));
                     let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                     let conn = connections.watch(conn, activity);
                     tokio::spawn(async move {
@@ -171,28 +171,25 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
 /// logs every request; errors that are the server's fault are logged at `error` anyway.
 pub const REQUEST_LOG_TARGET: &str = "treeserve::request";
 
-async fn handle(
-    req: Request<Incoming>,
-    state: Arc<AppState>,
-    in_progress: conn::RequestGuard,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (resp, end) = answer(req, &state).await;
-    in_progress.finish(end);
-    Ok(resp)
-}
-
 /// Answers one request in process, without a connection: routing, limits, prediction,
 /// metrics, error mapping and request ids, exactly as for a request read from a socket.
 /// For benchmarks and embedding.
 pub async fn respond<B: RequestBody>(req: Request<B>, state: &AppState) -> Response<Full<Bytes>> {
-    answer(req, state).await.0
+    match answer(req, state, None).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    }
 }
 
-/// The handler; also returns when it finished (the connection's idle clock starts there).
-async fn answer<B: RequestBody>(
+/// The handler. `in_progress` (on a connection) ends when the response is ready: the
+/// connection's idle clock starts there. Everything up to the body is decided without
+/// waiting ([`routes::route`]); the only wait on the hot routes is for the body.
+async fn answer<B: RequestBody, S: std::ops::Deref<Target = AppState>>(
     req: Request<B>,
-    state: &AppState,
-) -> (Response<Full<Bytes>>, Instant) {
+    state: S,
+    in_progress: Option<conn::RequestGuard>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let state = &*state;
     let start = Instant::now();
     let method = req.method().clone();
     // One pass over the headers instead of hashed lookups of custom names.
@@ -221,11 +218,27 @@ async fn answer<B: RequestBody>(
         request_id = Some(id);
     }
     let in_flight = (!state.config.no_metrics).then(|| state.metrics.in_flight());
-    let dispatch = catch::CatchUnwind::new(routes::dispatch(req, state));
-    let caught = if span.is_disabled() {
-        dispatch.await
-    } else {
-        dispatch.instrument(span.clone()).await
+    // Panics become 500s: the synchronous steps under `catch_unwind`, the rare boxed
+    // futures under `CatchUnwind`. Only the body read is awaited inline.
+    let caught = match catch::sync(&span, || routes::route(req, state)) {
+        Ok(Step::Done(route, reply)) => Ok((route, reply)),
+        Ok(Step::Later(route, l)) => catch::CatchUnwind::in_span(l, &span)
+            .await
+            .map(|reply| (route, reply)),
+        Ok(Step::Body { route, body, job }) => {
+            let config = &state.config;
+            match routes::read_body(body, config.max_body_bytes, config.body_read_timeout).await {
+                Err(e) => Ok((route, Err(e))),
+                Ok(body) => match catch::sync(&span, || job.finish(state, body)) {
+                    Ok(Next::Now(reply)) => Ok((route, reply)),
+                    Ok(Next::Later(l)) => catch::CatchUnwind::in_span(l, &span)
+                        .await
+                        .map(|reply| (route, reply)),
+                    Err(payload) => Err(payload),
+                },
+            }
+        }
+        Err(payload) => Err(payload),
     };
     let (route, result) = caught.unwrap_or_else(|payload| {
         state.metrics.panicked();
@@ -281,7 +294,10 @@ async fn answer<B: RequestBody>(
             )
         });
     }
-    (resp, end)
+    if let Some(in_progress) = in_progress {
+        in_progress.finish(end);
+    }
+    Ok(resp)
 }
 
 /// Errors that are the server's fault are logged at `error`; a client's mistakes (which a

@@ -2,14 +2,15 @@
 
 use std::cell::RefCell;
 use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::ops::Range;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::json;
 
@@ -43,7 +44,87 @@ impl<B> RequestBody for B where
 {
 }
 
-pub(super) async fn dispatch<B: RequestBody>(req: Request<B>, state: &AppState) -> (Route, Reply) {
+/// What answering a request takes, decided from its head alone, without waiting. The
+/// hot routes become [`Step::Body`]: the handler's only wait is for the body, and its
+/// future stays small (every layer of nested futures is copied on each request).
+pub(super) enum Step<'a, B> {
+    /// Answered from the head (or refused).
+    Done(Route, Reply),
+    /// Read the body, then score it.
+    Body { route: Route, body: B, job: BodyJob },
+    /// Other asynchronous work (reports, pinned versions, V2 metadata): rare, boxed.
+    Later(Route, Later<'a>),
+}
+
+/// A boxed reply still being worked on.
+pub(super) type Later<'a> = Pin<Box<dyn Future<Output = Reply> + Send + 'a>>;
+
+/// A reply, now or later.
+pub(super) enum Next<'a> {
+    Now(Reply),
+    Later(Later<'a>),
+}
+
+/// Scoring that waits for its request body. The model and version are kept as ranges of
+/// the path, so nothing is allocated for them.
+pub(super) struct BodyJob {
+    uri: Uri,
+    model: Option<Range<usize>>,
+    version: Option<Range<usize>>,
+    kind: JobKind,
+}
+
+pub(super) enum JobKind {
+    /// `/score`, `/models/{model}/score`.
+    Score { want_proba: bool },
+    /// V2 infer.
+    Infer { header_len: Option<usize> },
+}
+
+impl BodyJob {
+    /// A job on `uri`; `names` finds the model and version in its path.
+    pub(super) fn new(
+        uri: Uri,
+        kind: JobKind,
+        names: impl for<'p> FnOnce(&'p str) -> (Option<&'p str>, Option<&'p str>),
+    ) -> Self {
+        let path = uri.path();
+        let range = |part: &str| {
+            let start = part.as_ptr() as usize - path.as_ptr() as usize;
+            start..start + part.len()
+        };
+        let (model, version) = names(path);
+        let (model, version) = (model.map(range), version.map(range));
+        Self {
+            uri,
+            model,
+            version,
+            kind,
+        }
+    }
+
+    fn part(&self, r: &Option<Range<usize>>) -> Option<&str> {
+        r.clone().map(|r| &self.uri.path()[r])
+    }
+
+    pub(super) fn finish<'a>(self, state: &'a AppState, body: Bytes) -> Next<'a> {
+        let model = self.part(&self.model);
+        let result = match self.kind {
+            JobKind::Score { want_proba } => score(state, model, body, want_proba),
+            JobKind::Infer { header_len } => super::v2::infer(
+                state,
+                model.unwrap_or_default(),
+                self.part(&self.version),
+                header_len,
+                body,
+            ),
+        };
+        result.unwrap_or_else(|e| Next::Now(Err(e)))
+    }
+}
+
+/// Routes a request: a match on method and path.
+pub(super) fn route<'a, B: RequestBody + 'a>(req: Request<B>, state: &'a AppState) -> Step<'a, B> {
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     let post = *req.method() == Method::POST;
@@ -53,8 +134,8 @@ pub(super) async fn dispatch<B: RequestBody>(req: Request<B>, state: &AppState) 
     };
     const GET: &str = "GET, HEAD";
     const POST: &str = "POST";
-    match path {
-        "/score" if post => (Route::Score, score(req, state, None).await),
+    let (route, reply) = match path {
+        "/score" if post => return score_step(req, Route::Score, false),
         "/score" => (Route::Score, Err(not_allowed(POST))),
         "/health/live" if get => (Route::HealthLive, Ok(live())),
         "/health/ready" if get => (Route::HealthReady, ready(state)),
@@ -74,28 +155,45 @@ pub(super) async fn dispatch<B: RequestBody>(req: Request<B>, state: &AppState) 
         "/v2/health/ready" => (Route::V2Ready, Err(not_allowed(GET))),
         _ => {
             if path.starts_with("/v2/models/") {
-                // Split so the path stays borrowed while the body is read.
                 let (parts, body) = req.into_parts();
-                let rest = &parts.uri.path()["/v2/models/".len()..];
-                return super::v2::dispatch(&parts, body, state, rest).await;
+                return super::v2::route(parts, body, state);
             }
             if let Some(rest) = path.strip_prefix("/models/") {
-                return match rest.split_once('/') {
+                match rest.split_once('/') {
                     None if get => (Route::Model, models(state, Some(rest))),
                     None => (Route::Model, Err(not_allowed(GET))),
-                    Some((name, "score")) if post => {
-                        let name = name.to_owned();
-                        (Route::ModelScore, score(req, state, Some(&name)).await)
-                    }
+                    Some((_, "score")) if post => return score_step(req, Route::ModelScore, true),
                     Some((_, "score")) => (Route::ModelScore, Err(not_allowed(POST))),
                     Some((name, "report")) if get => {
-                        (Route::ModelReport, report(state, name.to_owned()).await)
+                        let name = name.to_owned();
+                        return Step::Later(Route::ModelReport, Box::pin(report(state, name)));
                     }
                     Some((_, "report")) => (Route::ModelReport, Err(not_allowed(GET))),
                     Some(_) => (Route::Unmatched, Err(ApiError::NotFound(truncated(path)))),
-                };
+                }
+            } else {
+                (Route::Unmatched, Err(ApiError::NotFound(truncated(path))))
             }
-            (Route::Unmatched, Err(ApiError::NotFound(truncated(path))))
+        }
+    };
+    Step::Done(route, reply)
+}
+
+/// `/score` and (`named`) `/models/{model}/score` up to the body: the checks of the head.
+fn score_step<'a, B>(req: Request<B>, route: Route, named: bool) -> Step<'a, B> {
+    let checked = check_content_type(req.headers(), &["application/json"])
+        .and_then(|()| wants_probabilities(req.uri().query()));
+    match checked {
+        Err(e) => Step::Done(route, Err(e)),
+        Ok(want_proba) => {
+            let (parts, body) = req.into_parts();
+            let job = BodyJob::new(parts.uri, JobKind::Score { want_proba }, |path| {
+                let model = path
+                    .strip_prefix("/models/")
+                    .and_then(|r| r.split_once('/'));
+                (model.filter(|_| named).map(|(name, _)| name), None)
+            });
+            Step::Body { route, body, job }
         }
     }
 }
@@ -330,7 +428,9 @@ pub(super) async fn read_body<B: RequestBody>(
     // Usually the whole body arrived with the head: no timer is armed for it.
     let result = match poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await {
         Poll::Ready(r) => r,
-        Poll::Pending => tokio::time::timeout(timeout, collect)
+        // Rare (the body came after the head): the timer is boxed, out of the handler's
+        // future.
+        Poll::Pending => Box::pin(tokio::time::timeout(timeout, collect))
             .await
             .map_err(|_| ApiError::BodyTimeout(timeout))?,
     };
@@ -476,15 +576,14 @@ impl<T> Work<T> {
     }
 }
 
-async fn score<B: RequestBody>(req: Request<B>, state: &AppState, model: Option<&str>) -> Reply {
-    check_content_type(req.headers(), &["application/json"])?;
-    let want_proba = wants_probabilities(req.uri().query())?;
-    let body = read_body(
-        req.into_body(),
-        state.config.max_body_bytes,
-        state.config.body_read_timeout,
-    )
-    .await?;
+/// Scores a `/score` body with `model` (the default model if `None`): inline when small,
+/// else on a blocking thread.
+fn score<'a>(
+    state: &'a AppState,
+    model: Option<&str>,
+    body: Bytes,
+    want_proba: bool,
+) -> Result<Next<'a>, ApiError> {
     let opts = ScoreOptions {
         max_rows: state.config.max_batch_rows,
         want_proba,
@@ -492,34 +591,38 @@ async fn score<B: RequestBody>(req: Request<B>, state: &AppState, model: Option<
     };
     // The model is loaded once, here, and this version answers the whole request. Small
     // bodies are scored inline under guards that touch no shared reference count.
-    let work = {
-        let models = state.fleet.models();
-        let catalog = match model {
-            Some(name) => models
-                .get(name)
-                .ok_or_else(|| ApiError::ModelNotFound(truncated(name)))?,
-            None => models.default_model().ok_or_else(|| {
-                let names = models.names();
-                if names.is_empty() {
-                    ApiError::NoModel
-                } else {
-                    ApiError::NoDefaultModel(names.iter().map(|n| n.to_string()).collect())
-                }
-            })?,
-        };
-        let guard = catalog.load();
-        let served = guard.as_ref().ok_or_else(|| match model {
-            Some(name) => ApiError::ModelNotReady(name.to_owned()),
-            None => ApiError::NoModel,
-        })?;
-        Work::plan(served, body.len(), |s| score_body(s, &body, opts))
+    let models = state.fleet.models();
+    let catalog = match model {
+        Some(name) => models
+            .get(name)
+            .ok_or_else(|| ApiError::ModelNotFound(truncated(name)))?,
+        None => models.default_model().ok_or_else(|| {
+            let names = models.names();
+            if names.is_empty() {
+                ApiError::NoModel
+            } else {
+                ApiError::NoDefaultModel(names.iter().map(|n| n.to_string()).collect())
+            }
+        })?,
     };
-    let scored = match work {
-        Work::Done(r) => r?,
-        Work::Blocking(served) => {
-            blocking(state, "scoring", move || score_body(&served, &body, opts)).await??
-        }
-    };
+    let guard = catalog.load();
+    let served = guard.as_ref().ok_or_else(|| match model {
+        Some(name) => ApiError::ModelNotReady(name.to_owned()),
+        None => ApiError::NoModel,
+    })?;
+    Ok(
+        match Work::plan(served, body.len(), |s| score_body(s, &body, opts)) {
+            Work::Done(scored) => Next::Now(scored.map(|s| score_response(state, s, opts))),
+            Work::Blocking(served) => Next::Later(Box::pin(async move {
+                let scored =
+                    blocking(state, "scoring", move || score_body(&served, &body, opts)).await??;
+                Ok(score_response(state, scored, opts))
+            })),
+        },
+    )
+}
+
+fn score_response(state: &AppState, scored: Scored, opts: ScoreOptions) -> Response<Full<Bytes>> {
     if opts.record {
         state.metrics.observe_batch(scored.rows);
     }
@@ -527,5 +630,5 @@ async fn score<B: RequestBody>(req: Request<B>, state: &AppState, model: Option<
     let headers = resp.headers_mut();
     headers.insert(X_MODEL_NAME, scored.name);
     headers.insert(X_MODEL_VERSION, scored.version);
-    Ok(resp)
+    resp
 }

@@ -10,7 +10,8 @@ use http_body_util::Full;
 use serde_json::json;
 
 use super::routes::{
-    Reply, RequestBody, Work, blocking, check_content_type, model_headers, read_body, truncated,
+    BodyJob, JobKind, Next, Reply, RequestBody, Step, Work, blocking, check_content_type,
+    model_headers, truncated,
 };
 use super::{ApiError, AppState, json_response};
 use crate::metrics::Route;
@@ -93,21 +94,27 @@ pub(super) fn openapi(state: &AppState) -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, serde_json::to_vec(&doc).expect("json"))
 }
 
-/// Routes under `/v2/models/`; `rest` is the path after that prefix.
-pub(super) async fn dispatch<B: RequestBody>(
-    req: &http::request::Parts,
-    body: B,
-    state: &AppState,
-    rest: &str,
-) -> (Route, Reply) {
+/// `/v2/models/{model}[/versions/{version}][/ready|/infer]`: model, version and action.
+fn target(rest: &str) -> (&str, Option<&str>, &str) {
     let (model, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    let (version, action) = match tail.strip_prefix("versions/") {
+    match tail.strip_prefix("versions/") {
         Some(t) => {
             let (v, a) = t.split_once('/').unwrap_or((t, ""));
-            (Some(v), a)
+            (model, Some(v), a)
         }
-        None => (None, tail),
-    };
+        None => (model, None, tail),
+    }
+}
+
+/// Routes under `/v2/models/`.
+pub(super) fn route<'a, B: RequestBody + 'a>(
+    parts: http::request::Parts,
+    body: B,
+    state: &'a AppState,
+) -> Step<'a, B> {
+    let path = parts.uri.path();
+    let rest = &path["/v2/models/".len()..];
+    let (_, version, action) = target(rest);
     let route = match (version.is_some(), action) {
         (false, "") => Route::V2Model,
         (false, "ready") => Route::V2ModelReady,
@@ -115,30 +122,70 @@ pub(super) async fn dispatch<B: RequestBody>(
         (true, "") => Route::V2Version,
         (true, "ready") => Route::V2VersionReady,
         (true, "infer") => Route::V2VersionInfer,
-        _ => {
-            let path = format!("/v2/models/{rest}");
-            return (Route::Unmatched, Err(ApiError::NotFound(truncated(&path))));
-        }
+        _ => return Step::Done(Route::Unmatched, Err(ApiError::NotFound(truncated(path)))),
     };
     let infer = action == "infer";
     let method_ok = if infer {
-        req.method == Method::POST
+        parts.method == Method::POST
     } else {
-        matches!(req.method, Method::GET | Method::HEAD)
+        matches!(parts.method, Method::GET | Method::HEAD)
     };
     if !method_ok {
         let err = ApiError::MethodNotAllowed {
-            method: req.method.to_string(),
+            method: parts.method.to_string(),
             allow: if infer { "POST" } else { "GET, HEAD" },
         };
-        return (route, Err(err));
+        return Step::Done(route, Err(err));
     }
-    let reply = match action {
-        "infer" => infer_route(req, body, state, model, version).await,
-        "ready" => ready(state, model, version).await,
-        _ => metadata(state, model, version).await,
+    if !infer {
+        // Metadata and readiness may load a pinned version: boxed, with their own copy
+        // of the path.
+        let ready = action == "ready";
+        let uri = parts.uri;
+        return Step::Later(
+            route,
+            Box::pin(async move {
+                let (model, version, _) = target(&uri.path()["/v2/models/".len()..]);
+                if ready {
+                    self::ready(state, model, version).await
+                } else {
+                    metadata(state, model, version).await
+                }
+            }),
+        );
+    }
+    let head = check_content_type(
+        &parts.headers,
+        &["application/json", "application/octet-stream"],
+    )
+    .and_then(|()| header_len(&parts.headers));
+    match head {
+        Err(e) => Step::Done(route, Err(e)),
+        Ok(header_len) => {
+            let job = BodyJob::new(parts.uri, JobKind::Infer { header_len }, |path| {
+                let (model, version, _) = target(&path["/v2/models/".len()..]);
+                (Some(model), version)
+            });
+            Step::Body { route, body, job }
+        }
+    }
+}
+
+/// The `Inference-Header-Content-Length` of a binary request, if given.
+fn header_len(headers: &http::HeaderMap) -> Result<Option<usize>, ApiError> {
+    let Some(v) = headers.get(INFERENCE_HEADER_CONTENT_LENGTH) else {
+        return Ok(None);
     };
-    (route, reply)
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::from(crate::protocol::InputError::new(
+                crate::protocol::InputErrorKind::InvalidBody,
+                "Inference-Header-Content-Length is not a number",
+            ))
+        })
 }
 
 fn parse_version(model: &str, version: &str) -> Result<u64, ApiError> {
@@ -296,37 +343,43 @@ fn infer_body(
     })
 }
 
-async fn infer_route<B: RequestBody>(
-    req: &http::request::Parts,
-    body: B,
-    state: &AppState,
+/// Scores a V2 infer body: the alias's version inline when small; a pinned version
+/// (loaded on first use) or a large body later.
+pub(super) fn infer<'a>(
+    state: &'a AppState,
     model: &str,
     version: Option<&str>,
-) -> Reply {
-    check_content_type(
-        &req.headers,
-        &["application/json", "application/octet-stream"],
-    )?;
-    let header_len = match req.headers.get(INFERENCE_HEADER_CONTENT_LENGTH) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .ok_or_else(|| {
-                    ApiError::from(crate::protocol::InputError::new(
-                        crate::protocol::InputErrorKind::InvalidBody,
-                        "Inference-Header-Content-Length is not a number",
-                    ))
-                })?,
-        ),
+    header_len: Option<usize>,
+    body: Bytes,
+) -> Result<Next<'a>, ApiError> {
+    let Some(version) = version else {
+        let models = state.fleet.models();
+        let catalog = models
+            .get(model)
+            .ok_or_else(|| ApiError::ModelNotFound(truncated(model)))?;
+        let guard = catalog.load();
+        let served = guard
+            .as_ref()
+            .ok_or_else(|| ApiError::ModelNotReady(truncated(model)))?;
+        return Ok(infer_on(state, served, header_len, body));
     };
-    let body = read_body(
-        body,
-        state.config.max_body_bytes,
-        state.config.body_read_timeout,
-    )
-    .await?;
+    let (model, version) = (model.to_owned(), version.to_owned());
+    Ok(Next::Later(Box::pin(async move {
+        let (_, served) = resolve(state, &model, Some(&version)).await?;
+        match infer_on(state, &served, header_len, body) {
+            Next::Now(reply) => reply,
+            Next::Later(later) => later.await,
+        }
+    })))
+}
+
+/// Scores a V2 infer body with `served`: inline when small, else on a blocking thread.
+fn infer_on<'a>(
+    state: &'a AppState,
+    served: &Arc<ServedModel>,
+    header_len: Option<usize>,
+    body: Bytes,
+) -> Next<'a> {
     let max_rows = state.config.max_batch_rows;
     let record = !state.config.no_metrics;
     let run = |s: &ServedModel| {
@@ -335,35 +388,25 @@ async fn infer_route<B: RequestBody>(
             model_headers(s),
         )
     };
-    let work = match version {
-        // The alias's version: scored inline under guards when small.
-        None => {
-            let models = state.fleet.models();
-            let catalog = models
-                .get(model)
-                .ok_or_else(|| ApiError::ModelNotFound(truncated(model)))?;
-            let guard = catalog.load();
-            let served = guard
-                .as_ref()
-                .ok_or_else(|| ApiError::ModelNotReady(truncated(model)))?;
-            Work::plan(served, body.len(), run)
-        }
-        Some(_) => {
-            let (_, served) = resolve(state, model, version).await?;
-            Work::plan(&served, body.len(), run)
-        }
-    };
-    let ((rows, encoded), (name, version)) = match work {
-        Work::Done((r, h)) => (r?, h),
-        Work::Blocking(served) => {
+    match Work::plan(served, body.len(), run) {
+        Work::Done((r, h)) => Next::Now(r.map(|r| infer_response(state, r, h, record))),
+        Work::Blocking(served) => Next::Later(Box::pin(async move {
             let h = model_headers(&served);
             let r = blocking(state, "inference", move || {
                 infer_body(&served, &body, header_len, max_rows, record)
             })
             .await??;
-            (r, h)
-        }
-    };
+            Ok(infer_response(state, r, h, record))
+        })),
+    }
+}
+
+fn infer_response(
+    state: &AppState,
+    (rows, encoded): (usize, v2::Encoded),
+    (name, version): (HeaderValue, HeaderValue),
+    record: bool,
+) -> Response<Full<Bytes>> {
     if record {
         state.metrics.observe_batch(rows);
     }
@@ -384,5 +427,5 @@ async fn infer_route<B: RequestBody>(
     }
     headers.insert(X_MODEL_NAME, name);
     headers.insert(X_MODEL_VERSION, version);
-    Ok(resp)
+    resp
 }
