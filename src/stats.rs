@@ -151,7 +151,12 @@ impl ModelStats {
             } else if v > l.maxs[j] {
                 add(&c[o + 1], exclusive);
             }
-            let bin = l.edges[j].partition_point(|e| *e < v);
+            // A branchless count over the few sorted edges (equal to `partition_point`):
+            // binary-search branches on request values mispredict.
+            let bin = l.edges[j]
+                .iter()
+                .map(|e| usize::from(*e < v))
+                .sum::<usize>();
             add(&c[o + 2 + bin], exclusive);
         }
     }

@@ -18,9 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
+
+/// A connection that can be asked to finish its requests and close.
+pub trait Graceful: Future {
+    /// Starts the graceful shutdown.
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
 
 #[derive(Debug)]
 struct Inner {
@@ -119,7 +124,7 @@ impl Connections {
     /// Supervises a connection: closes it gracefully on shutdown and drops it when the
     /// head timeout passes. Must run in its own task (its waker is registered once).
     /// Resolves to `None` when the connection was cut by the timeout.
-    pub fn watch<C: GracefulConnection>(&self, conn: C, activity: Arc<Activity>) -> Watched<C> {
+    pub fn watch<C: Graceful>(&self, conn: C, activity: Arc<Activity>) -> Watched<C> {
         let last = activity.last_ms.load(Ordering::Relaxed);
         Watched {
             conn: Box::pin(conn),
@@ -160,7 +165,7 @@ impl Connections {
 }
 
 /// A supervised connection.
-pub struct Watched<C: GracefulConnection> {
+pub struct Watched<C: Graceful> {
     conn: Pin<Box<C>>,
     inner: Arc<Inner>,
     key: Option<u64>,
@@ -171,7 +176,7 @@ pub struct Watched<C: GracefulConnection> {
     activity: Arc<Activity>,
 }
 
-impl<C: GracefulConnection> Watched<C> {
+impl<C: Graceful> Watched<C> {
     /// Whether the head timeout has passed; re-arms the timer otherwise. The timer is
     /// polled only when armed or elapsed: in between it holds this task's waker (a task's
     /// waker does not change), so the common case is one atomic load.
@@ -198,7 +203,7 @@ impl<C: GracefulConnection> Watched<C> {
     }
 }
 
-impl<C: GracefulConnection> Future for Watched<C> {
+impl<C: Graceful> Future for Watched<C> {
     type Output = Option<C::Output>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -225,7 +230,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
     }
 }
 
-impl<C: GracefulConnection> Drop for Watched<C> {
+impl<C: Graceful> Drop for Watched<C> {
     fn drop(&mut self) {
         if let Some(key) = self.key {
             let mut map = self.inner.wakers.lock().expect("wakers lock");

@@ -1,10 +1,11 @@
-//! The HTTP server: hyper 1 with hyper-util's auto builder (HTTP/1.1 and h2c), a plain
-//! match on method and path, and thin route adapters over [`crate::protocol`] and
-//! [`crate::serving`].
+//! The HTTP server: hyper 1, HTTP/1.1 and h2c on one port (picked by peeking at a connection's
+//! first bytes, see [`negotiate`]), a plain match on method and path, and thin route adapters
+//! over [`crate::protocol`] and [`crate::serving`].
 
 mod catch;
 mod conn;
 mod error;
+mod negotiate;
 mod request_id;
 mod routes;
 mod v2;
@@ -19,7 +20,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tracing::field;
@@ -90,14 +91,20 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting and gives in-flight
     /// requests the configured grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
         // No http1 timer: hyper would then arm a timer for every request head. The head
         // timeout is enforced per connection by `conn::Connections` instead.
-        builder.http1().keep_alive(true).header_read_timeout(None);
-        builder
-            .http2()
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1().keep_alive(true).header_read_timeout(None);
+        auto.http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(self.state.config.max_h2_streams);
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1.keep_alive(true).header_read_timeout(None);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.state.config.max_h2_streams);
+        let builders = Arc::new(negotiate::Builders { http1, http2, auto });
         let connections = conn::Connections::new(self.state.config.header_read_timeout);
         tokio::pin!(shutdown);
         loop {
@@ -122,7 +129,7 @@ impl Server {
                     let activity = connections.activity();
                     let act = activity.clone();
                     let svc = service_fn(move |req| answer(req, state.clone(), Some(act.begin())));
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let conn = negotiate::Serving::new(stream, svc, builders.clone());
                     let conn = connections.watch(conn, activity);
                     tokio::spawn(async move {
                         match conn.await {
