@@ -1,5 +1,5 @@
 //! The HTTP server: hyper 1, HTTP/1.1 and h2c on one port (picked by peeking at a connection's
-//! first bytes, see [`negotiate`]), a plain match on method and path, and thin route adapters
+//! first bytes, see `negotiate`), a plain match on method and path, and thin route adapters
 //! over [`crate::protocol`] and [`crate::serving`].
 
 mod catch;
