@@ -368,6 +368,19 @@ pub struct DataFileArgs {
     pub checks: CheckArgs,
 }
 
+impl DataFileArgs {
+    /// The rows of `table` (read from `--file`) offered to the dataset.
+    fn rows<'a>(&'a self, table: &'a crate::data::Table) -> crate::lifecycle::NewRows<'a> {
+        crate::lifecycle::NewRows {
+            name: &self.name,
+            table,
+            target: &self.target,
+            id_column: (!self.id_column.is_empty()).then_some(self.id_column.as_str()),
+            append: self.append,
+        }
+    }
+}
+
 /// `treeserve retrain`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["watch", "once"])))]
@@ -752,16 +765,7 @@ fn data(cmd: DataCommand) -> Result<(), CommandError> {
             let reg = FsRegistry::new(&a.registry.registry);
             let store = DatasetStore::new(&reg);
             let table = crate::data::Table::read(&a.file).map_err(LifecycleError::from)?;
-            let id = (!a.id_column.is_empty()).then_some(a.id_column.as_str());
-            match crate::lifecycle::add_dataset(
-                &store,
-                &a.name,
-                &table,
-                &a.target,
-                id,
-                a.append,
-                &a.checks.config(),
-            ) {
+            match crate::lifecycle::add_dataset(&store, &a.rows(&table), &a.checks.config()) {
                 Ok((m, new, report)) => {
                     if a.json {
                         println!(
@@ -794,16 +798,8 @@ fn data(cmd: DataCommand) -> Result<(), CommandError> {
         DataCommand::Check(a) => {
             let store = DatasetStore::new(&FsRegistry::new(&a.registry.registry));
             let table = crate::data::Table::read(&a.file).map_err(LifecycleError::from)?;
-            let id = (!a.id_column.is_empty()).then_some(a.id_column.as_str());
-            let checked = crate::lifecycle::plan_dataset(
-                &store,
-                &a.name,
-                &table,
-                &a.target,
-                id,
-                a.append,
-                &a.checks.config(),
-            );
+            let checked =
+                crate::lifecycle::plan_dataset(&store, &a.rows(&table), &a.checks.config());
             match checked {
                 Ok((_, report)) => {
                     print_report(&report, a.json);

@@ -51,19 +51,37 @@ pub enum Plan {
     Existing(DatasetManifest),
 }
 
+/// Rows offered to a dataset (`data add`, `data check`, `retrain`).
+#[derive(Debug, Clone, Copy)]
+pub struct NewRows<'a> {
+    /// The dataset.
+    pub name: &'a str,
+    /// The rows, as read.
+    pub table: &'a Table,
+    /// The label column.
+    pub target: &'a str,
+    /// A row-id column, if any (kept, not a feature).
+    pub id_column: Option<&'a str>,
+    /// Add to the latest version's rows instead of replacing them.
+    pub append: bool,
+}
+
 /// Checks `table` against the latest version of dataset `name` and works out the version
 /// it makes: the table itself, or with `append` the latest version's rows followed by the
 /// table's (its columns reordered to the dataset's), checked as a whole too. Critical
 /// findings: `Err(Rejected)`. Stores nothing (`data check` stops here).
 pub fn plan_dataset(
     store: &DatasetStore,
-    name: &str,
-    table: &Table,
-    target: &str,
-    id_column: Option<&str>,
-    append: bool,
+    rows: &NewRows<'_>,
     config: &CheckConfig,
 ) -> Result<(Plan, Report), LifecycleError> {
+    let NewRows {
+        name,
+        table,
+        target,
+        id_column,
+        append,
+    } = *rows;
     let previous = match store.versions(name)?.last() {
         Some(&v) => Some(store.manifest(name, v)?),
         None => None,
@@ -133,14 +151,11 @@ pub fn plan_dataset(
 /// the content is already stored), whether it is new, and the checks' report.
 pub fn add_dataset(
     store: &DatasetStore,
-    name: &str,
-    table: &Table,
-    target: &str,
-    id_column: Option<&str>,
-    append: bool,
+    rows: &NewRows<'_>,
     config: &CheckConfig,
 ) -> Result<(DatasetManifest, bool, Report), LifecycleError> {
-    let (plan, report) = plan_dataset(store, name, table, target, id_column, append, config)?;
+    let name = rows.name;
+    let (plan, report) = plan_dataset(store, rows, config)?;
     match plan {
         Plan::Existing(m) => Ok((m, false, report)),
         Plan::Store {

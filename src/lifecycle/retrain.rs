@@ -139,11 +139,13 @@ fn run(config: &RetrainConfig, path: &Path) -> Outcome {
         let append = !store.versions(&config.name)?.is_empty();
         let (manifest, new, report) = match add_dataset(
             &store,
-            &config.name,
-            &table,
-            &config.target,
-            config.id_column.as_deref(),
-            append,
+            &super::NewRows {
+                name: &config.name,
+                table: &table,
+                target: &config.target,
+                id_column: config.id_column.as_deref(),
+                append,
+            },
             &config.checks,
         ) {
             Ok(x) => x,
