@@ -126,9 +126,9 @@ fn observe(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("request", |b| {
         b.iter(|| {
-            let f = metrics.in_flight();
+            metrics.request_started();
             metrics.observe_batch(black_box(1));
-            f.finish(
+            metrics.request_finished(
                 treeserve::metrics::Route::Score,
                 &http::Method::POST,
                 200,

@@ -343,27 +343,6 @@ fn histogram(
     h
 }
 
-/// A request being answered; [`InFlight::finish`] records it, and dropping it unfinished
-/// (an abandoned request) still ends it.
-#[derive(Debug)]
-pub struct InFlight<'a>(&'a RequestMetrics);
-
-impl InFlight<'_> {
-    /// Records the answered request and ends the in-flight mark, in one shard access.
-    #[inline]
-    pub fn finish(self, route: Route, method: &http::Method, status: u16, seconds: f64) {
-        self.0
-            .observe(route, method_index(method), status_index(status), seconds);
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.with_shard(|s| bump(&s.in_flight, u64::MAX));
-    }
-}
-
 pub(crate) fn label(name: &str, value: &str) -> proto::LabelPair {
     let mut l = proto::LabelPair::default();
     l.set_name(name.into());
@@ -586,11 +565,23 @@ impl Metrics {
         self.panics.inc();
     }
 
-    /// Marks a request in progress until the returned guard drops.
+    /// Marks a request in progress. Every start must be followed by exactly one
+    /// [`Metrics::request_finished`] or [`Metrics::request_abandoned`].
     #[inline]
-    pub fn in_flight(&self) -> InFlight<'_> {
+    pub fn request_started(&self) {
         self.requests.with_shard(|s| bump(&s.in_flight, 1));
-        InFlight(&self.requests)
+    }
+
+    /// Records an answered request and ends its in-flight mark, in one shard access.
+    #[inline]
+    pub fn request_finished(&self, route: Route, method: &http::Method, status: u16, seconds: f64) {
+        self.requests
+            .observe(route, method_index(method), status_index(status), seconds);
+    }
+
+    /// Ends the in-flight mark of a request that was dropped unanswered.
+    pub fn request_abandoned(&self) {
+        self.requests.with_shard(|s| bump(&s.in_flight, u64::MAX));
     }
 
     /// Records the rows of a decoded `/score` request.

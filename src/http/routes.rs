@@ -3,15 +3,15 @@
 use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::ops::Range;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use serde_json::json;
 
 use super::{ApiError, AppState, json_response};
@@ -43,6 +43,12 @@ impl<B> RequestBody for B where
         + Unpin
 {
 }
+
+/// A handle on the shared state that boxed work can keep: `Arc<AppState>` on a
+/// connection, `&AppState` in process.
+pub(super) trait StateRef: std::ops::Deref<Target = AppState> + Clone + Send + Sync {}
+
+impl<S: std::ops::Deref<Target = AppState> + Clone + Send + Sync> StateRef for S {}
 
 /// What answering a request takes, decided from its head alone, without waiting. The
 /// hot routes become [`Step::Body`]: the handler's only wait is for the body, and its
@@ -124,7 +130,12 @@ impl BodyJob {
 }
 
 /// Routes a request: a match on method and path.
-pub(super) fn route<'a, B: RequestBody + 'a>(req: Request<B>, state: &'a AppState) -> Step<'a, B> {
+/// Work that outlives the call ([`Step::Later`]) keeps its own clone of `handle`.
+pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
+    req: Request<B>,
+    handle: &S,
+) -> Step<'a, B> {
+    let state: &AppState = handle;
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     let post = *req.method() == Method::POST;
@@ -156,7 +167,7 @@ pub(super) fn route<'a, B: RequestBody + 'a>(req: Request<B>, state: &'a AppStat
         _ => {
             if path.starts_with("/v2/models/") {
                 let (parts, body) = req.into_parts();
-                return super::v2::route(parts, body, state);
+                return super::v2::route(parts, body, handle);
             }
             if let Some(rest) = path.strip_prefix("/models/") {
                 match rest.split_once('/') {
@@ -166,7 +177,11 @@ pub(super) fn route<'a, B: RequestBody + 'a>(req: Request<B>, state: &'a AppStat
                     Some((_, "score")) => (Route::ModelScore, Err(not_allowed(POST))),
                     Some((name, "report")) if get => {
                         let name = name.to_owned();
-                        return Step::Later(Route::ModelReport, Box::pin(report(state, name)));
+                        let state = handle.clone();
+                        return Step::Later(
+                            Route::ModelReport,
+                            Box::pin(async move { report(&state, name).await }),
+                        );
                     }
                     Some((_, "report")) => (Route::ModelReport, Err(not_allowed(GET))),
                     Some(_) => (Route::Unmatched, Err(ApiError::NotFound(truncated(path)))),
@@ -415,8 +430,11 @@ fn wants_probabilities(query: Option<&str>) -> Result<bool, ApiError> {
     Ok(want)
 }
 
+/// Reads a whole request body of at most `limit` bytes. The timeout is armed only if the
+/// body is not all there when first polled (usually it came with the head), and runs
+/// from then. A small future on purpose: it is stored in every request's handler future.
 pub(super) async fn read_body<B: RequestBody>(
-    body: B,
+    mut body: B,
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
@@ -424,23 +442,51 @@ pub(super) async fn read_body<B: RequestBody>(
     if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let mut collect = pin!(Limited::new(body, limit).collect());
-    // Usually the whole body arrived with the head: no timer is armed for it.
-    let result = match poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await {
-        Poll::Ready(r) => r,
-        // Rare (the body came after the head): the timer is boxed, out of the handler's
-        // future.
-        Poll::Pending => Box::pin(tokio::time::timeout(timeout, collect))
-            .await
-            .map_err(|_| ApiError::BodyTimeout(timeout))?,
-    };
-    match result {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::BodyTooLarge { limit })
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    poll_fn(|cx| {
+        loop {
+            match Pin::new(&mut body).poll_frame(cx) {
+                Poll::Ready(None) => break,
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers are not used.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let len = joined.as_ref().map_or(first.len(), BytesMut::len);
+                    if data.len() > limit - len {
+                        return Poll::Ready(Err(ApiError::BodyTooLarge { limit }));
+                    }
+                    match &mut joined {
+                        Some(j) => j.extend_from_slice(&data),
+                        None if first.is_empty() => first = data,
+                        None => {
+                            let mut j = BytesMut::with_capacity(len + data.len());
+                            j.extend_from_slice(&first);
+                            j.extend_from_slice(&data);
+                            joined = Some(j);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Err(ApiError::BodyRead(e.into().to_string())));
+                }
+                Poll::Pending => {
+                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(ApiError::BodyTimeout(timeout)));
+                    }
+                    return Poll::Pending;
+                }
+            }
         }
-        Err(e) => Err(ApiError::BodyRead(e.to_string())),
-    }
+        Poll::Ready(Ok(match joined.take() {
+            Some(j) => j.freeze(),
+            None => std::mem::take(&mut first),
+        }))
+    })
+    .await
 }
 
 #[derive(Default)]

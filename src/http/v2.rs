@@ -10,7 +10,7 @@ use http_body_util::Full;
 use serde_json::json;
 
 use super::routes::{
-    BodyJob, JobKind, Next, Reply, RequestBody, Step, Work, blocking, check_content_type,
+    BodyJob, JobKind, Next, Reply, RequestBody, StateRef, Step, Work, blocking, check_content_type,
     model_headers, truncated,
 };
 use super::{ApiError, AppState, json_response};
@@ -107,10 +107,10 @@ fn target(rest: &str) -> (&str, Option<&str>, &str) {
 }
 
 /// Routes under `/v2/models/`.
-pub(super) fn route<'a, B: RequestBody + 'a>(
+pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
     parts: http::request::Parts,
     body: B,
-    state: &'a AppState,
+    handle: &S,
 ) -> Step<'a, B> {
     let path = parts.uri.path();
     let rest = &path["/v2/models/".len()..];
@@ -142,14 +142,15 @@ pub(super) fn route<'a, B: RequestBody + 'a>(
         // of the path.
         let ready = action == "ready";
         let uri = parts.uri;
+        let state = handle.clone();
         return Step::Later(
             route,
             Box::pin(async move {
                 let (model, version, _) = target(&uri.path()["/v2/models/".len()..]);
                 if ready {
-                    self::ready(state, model, version).await
+                    self::ready(&state, model, version).await
                 } else {
-                    metadata(state, model, version).await
+                    metadata(&state, model, version).await
                 }
             }),
         );

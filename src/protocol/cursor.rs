@@ -80,40 +80,64 @@ impl<'a> Cursor<'a> {
         self.i - start
     }
 
-    /// A JSON number, by the JSON grammar (correctly rounded, as `str::parse`).
+    /// A JSON number, by the JSON grammar (correctly rounded, as `str::parse`). One pass:
+    /// the digits are accumulated while the grammar is checked; a plain decimal of at most
+    /// 15 significant and 15 fractional digits is exact (as in [`exact_decimal`]), anything
+    /// else (exponents, more digits) goes to `str::parse`.
     pub fn number(&mut self) -> Option<f64> {
         self.ws();
+        let b = self.b;
         let start = self.i;
-        if self.b.get(self.i) == Some(&b'-') {
-            self.i += 1;
-        }
-        match self.b.get(self.i) {
-            Some(b'0') => self.i += 1,
+        let mut i = start;
+        let negative = b.get(i) == Some(&b'-');
+        i += usize::from(negative);
+        let (mut mantissa, mut significant) = (0u64, 0u32);
+        match b.get(i) {
+            Some(b'0') => i += 1,
             Some(b'1'..=b'9') => {
-                self.digits();
+                while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                    mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+                    significant += 1;
+                    i += 1;
+                }
             }
             _ => return None,
         }
-        if self.b.get(self.i) == Some(&b'.') {
-            self.i += 1;
-            if self.digits() == 0 {
+        let mut frac = 0;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let first = i;
+            while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+                // Zeros before the first non-zero digit are not significant.
+                significant += u32::from(mantissa != 0);
+                i += 1;
+            }
+            frac = i - first;
+            if frac == 0 {
                 return None;
             }
         }
-        if let Some(b'e' | b'E') = self.b.get(self.i) {
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.b.get(self.i) {
-                self.i += 1;
+        let exponent = matches!(b.get(i), Some(b'e' | b'E'));
+        if exponent {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
             }
-            if self.digits() == 0 {
+            let first = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == first {
                 return None;
             }
         }
-        let text = &self.b[start..self.i];
-        if let Some(v) = exact_decimal(text) {
-            return Some(v);
+        self.i = i;
+        if !exponent && significant <= 15 && frac <= 15 {
+            let v = mantissa as f64 / POW10[frac];
+            return Some(if negative { -v } else { v });
         }
-        let text = std::str::from_utf8(text).ok()?;
+        let text = std::str::from_utf8(&b[start..i]).ok()?;
         text.parse::<f64>().ok().filter(|v| v.is_finite())
     }
 
@@ -201,6 +225,40 @@ mod tests {
             }
             .number();
             assert_eq!(got.map(f64::to_bits), Some(want.to_bits()), "{s}");
+        }
+        for s in [
+            "0",
+            "-0",
+            "-0.0",
+            "0.05",
+            "0.000000000000001",
+            "0.0000000000000001",
+            "123456789012345",
+            "1234567890123456",
+            "12345678901234567890123",
+            "0.1e1",
+            "1E-2",
+            "1e+2",
+            "0e0",
+            "9007199254740993",
+            "100000000000000.5",
+            "5.000000000000001",
+        ] {
+            let want: f64 = s.parse().unwrap();
+            let mut c = Cursor {
+                b: s.as_bytes(),
+                i: 0,
+            };
+            assert_eq!(c.number().map(f64::to_bits), Some(want.to_bits()), "{s}");
+            assert_eq!(c.i, s.len(), "{s}");
+        }
+        for s in ["", "-", "+1", "01", "1.", ".5", "1e", "1e+", "--1", "1.e5"] {
+            let mut c = Cursor {
+                b: s.as_bytes(),
+                i: 0,
+            };
+            let got = c.number();
+            assert!(got.is_none() || c.i < s.len(), "{s:?} read as {got:?}");
         }
     }
 }

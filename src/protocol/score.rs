@@ -133,7 +133,11 @@ mod fast {
             out.resize(start + features.len(), f64::NAN);
             let mut seen = 0;
             self.members(|c, key| {
-                let i = features.iter().position(|f| f.as_bytes() == key)?;
+                // Clients usually send the features in the model's order: try that first.
+                let i = match features.get(seen) {
+                    Some(f) if f.as_bytes() == key => seen,
+                    _ => features.iter().position(|f| f.as_bytes() == key)?,
+                };
                 let slot = &mut out[start + i];
                 if !slot.is_nan() {
                     return None;

@@ -493,3 +493,28 @@ fn split_first_bytes_still_pick_the_right_protocol() {
     assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed without a byte");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// A client that hangs up while its body is still coming: the request ends (its body
+/// cannot be read) and leaves the in-flight gauge, which would otherwise climb for ever.
+/// (A request dropped unanswered is covered by a unit test in `http`.)
+#[tokio::test]
+async fn a_client_hanging_up_mid_body_leaves_the_in_flight_gauge() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &[]);
+    let in_flight = || async {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("treeserve_http_requests_in_flight "))
+            .map(|v| v.parse::<u64>().unwrap())
+            .expect("in-flight gauge")
+    };
+    // The scrape counts itself.
+    assert_eq!(in_flight().await, 1);
+    let mut s = TcpStream::connect(app.addr).unwrap();
+    s.write_all(b"POST /score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 90\r\n\r\n{\"SepalLengthCm\": 6.6")
+        .unwrap();
+    wait_for(Duration::from_secs(10), || async { in_flight().await == 2 }).await;
+    drop(s);
+    wait_for(Duration::from_secs(10), || async { in_flight().await == 1 }).await;
+    assert_still_serving(&app).await;
+}
