@@ -113,7 +113,7 @@ impl BodyJob {
         r.clone().map(|r| &self.uri.path()[r])
     }
 
-    pub(super) fn finish<'a>(self, state: &'a AppState, body: Bytes) -> Next<'a> {
+    pub(super) fn finish<'a>(&self, state: &'a AppState, body: Bytes) -> Next<'a> {
         let model = self.part(&self.model);
         let result = match self.kind {
             JobKind::Score { want_proba } => score(state, model, body, want_proba),
@@ -434,12 +434,12 @@ fn wants_probabilities(query: Option<&str>) -> Result<bool, ApiError> {
 /// body is not all there when first polled (usually it came with the head), and runs
 /// from then. A small future on purpose: it is stored in every request's handler future.
 pub(super) async fn read_body<B: RequestBody>(
-    mut body: B,
+    body: &mut B,
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
     // hyper knows the declared Content-Length: refuse before reading anything.
-    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+    if hyper::body::Body::size_hint(body).lower() > limit as u64 {
         return Err(ApiError::BodyTooLarge { limit });
     }
     let mut first = Bytes::new();
@@ -447,7 +447,7 @@ pub(super) async fn read_body<B: RequestBody>(
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     poll_fn(|cx| {
         loop {
-            match Pin::new(&mut body).poll_frame(cx) {
+            match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Ready(None) => break,
                 Poll::Ready(Some(Ok(frame))) => {
                     // Trailers are not used.
