@@ -2,8 +2,8 @@
 //! the training baseline stored in its artifact (out-of-range counts and the population
 //! stability index over a sliding window).
 //!
-//! Recording a row costs a few relaxed atomic adds into this thread's slot (a binary search
-//! over at most 9 bin edges per feature); the PSI is computed at scrape time from
+//! Recording a row costs a few plain adds into this thread's slot (a branchless count over
+//! each feature's bin edges); the PSI is computed at scrape time from
 //! cumulative counts and snapshots taken by a background tick.
 
 use std::collections::VecDeque;

@@ -386,8 +386,9 @@ const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json
 pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
+    // A fresh map: `append` is `insert` here (and shares hyper's hot code).
     resp.headers_mut()
-        .insert(header::CONTENT_TYPE, APPLICATION_JSON);
+        .append(header::CONTENT_TYPE, APPLICATION_JSON);
     resp
 }
 #[cfg(test)]

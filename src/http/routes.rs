@@ -673,8 +673,10 @@ fn score_response(state: &AppState, scored: Scored, opts: ScoreOptions) -> Respo
         state.metrics.observe_batch(scored.rows);
     }
     let mut resp = json_response(StatusCode::OK, scored.body);
+    // A fresh map: `append` is `insert` here, and it is the code hyper's request parsing
+    // keeps hot.
     let headers = resp.headers_mut();
-    headers.insert(X_MODEL_NAME, scored.name);
-    headers.insert(X_MODEL_VERSION, scored.version);
+    headers.append(X_MODEL_NAME, scored.name);
+    headers.append(X_MODEL_VERSION, scored.version);
     resp
 }

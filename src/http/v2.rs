@@ -426,7 +426,7 @@ fn infer_response(
             HeaderValue::from_static("application/octet-stream"),
         );
     }
-    headers.insert(X_MODEL_NAME, name);
-    headers.insert(X_MODEL_VERSION, version);
+    headers.append(X_MODEL_NAME, name);
+    headers.append(X_MODEL_VERSION, version);
     resp
 }
