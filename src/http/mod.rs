@@ -209,21 +209,14 @@ fn answer<'a, B: RequestBody + 'a, S: routes::StateRef + 'a>(
             _ => {}
         }
     }
-    // Disabled by default: then creating it is one cached callsite check.
-    let span = tracing::debug_span!(
-        target: REQUEST_LOG_TARGET,
-        "request",
-        id = field::Empty,
-        method = %method,
-        route = field::Empty,
-        status = field::Empty,
-    );
+    // Disabled by default: then creating it is one cached callsite check, and the rest
+    // stays out of line.
     let mut request_id = None;
-    if !span.is_disabled() {
-        let id = RequestId::or_generate(client_id(&client_ids));
-        span.record("id", field::display(&id));
-        request_id = Some(id);
-    }
+    let span = if tracing::enabled!(target: REQUEST_LOG_TARGET, tracing::Level::DEBUG) {
+        request_span(&method, &client_ids, &mut request_id)
+    } else {
+        tracing::Span::none()
+    };
     let mut held = Held {
         in_flight: !state.config.no_metrics,
         state,
@@ -267,29 +260,12 @@ fn answer<'a, B: RequestBody + 'a, S: routes::StateRef + 'a>(
                 Ok(Step::Body { .. } | Step::Later(..)) => unreachable!("matched above"),
             },
         };
-        let (route, result) = caught.unwrap_or_else(|payload| {
-            state.metrics.panicked();
-            let msg = catch::message(&*payload).to_owned();
-            (
-                Route::Unmatched,
-                Err(ApiError::Internal(format!(
-                    "a bug: the handler panicked: {msg}"
-                ))),
-            )
-        });
+        let (route, result) = caught.unwrap_or_else(|payload| panicked(state, &*payload));
         let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => {
-                let status = e.status();
-                if held.in_flight
-                    && (status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE)
-                {
-                    state.metrics.rejected(e.error_type());
-                }
-                let id = request_id
-                    .get_or_insert_with(|| RequestId::or_generate(client_id(&client_ids)));
-                span.in_scope(|| log_error(&e, id, &method, route));
-                e.into_response()
+                let ctx = (&span, &method, route, &client_ids);
+                error_response(state, held.in_flight, e, &mut request_id, ctx)
             }
         };
         let headers = resp.headers_mut();
@@ -313,21 +289,86 @@ fn answer<'a, B: RequestBody + 'a, S: routes::StateRef + 'a>(
             );
         }
         if !span.is_disabled() {
-            span.record("route", route.as_str());
-            span.record("status", resp.status().as_u16());
-            span.in_scope(|| {
-                tracing::debug!(
-                    target: REQUEST_LOG_TARGET,
-                    elapsed_us = elapsed.as_micros() as u64,
-                    "answered"
-                )
-            });
+            answered_in_span(&span, route, resp.status(), elapsed);
         }
         if let Some(in_progress) = in_progress {
             in_progress.finish(end);
         }
         Ok(resp)
     }
+}
+
+/// The request's span, when request logging is on (then it also gets its id now).
+#[cold]
+#[inline(never)]
+fn request_span(
+    method: &Method,
+    client_ids: &[Option<HeaderValue>; 2],
+    request_id: &mut Option<RequestId>,
+) -> tracing::Span {
+    let span = tracing::debug_span!(
+        target: REQUEST_LOG_TARGET,
+        "request",
+        id = field::Empty,
+        method = %method,
+        route = field::Empty,
+        status = field::Empty,
+    );
+    if !span.is_disabled() {
+        let id = RequestId::or_generate(client_id(client_ids));
+        span.record("id", field::display(&id));
+        *request_id = Some(id);
+    }
+    span
+}
+
+/// Closes the request's span with its route and status.
+#[cold]
+#[inline(never)]
+fn answered_in_span(
+    span: &tracing::Span,
+    route: Route,
+    status: StatusCode,
+    elapsed: std::time::Duration,
+) {
+    span.record("route", route.as_str());
+    span.record("status", status.as_u16());
+    span.in_scope(|| {
+        tracing::debug!(
+            target: REQUEST_LOG_TARGET,
+            elapsed_us = elapsed.as_micros() as u64,
+            "answered"
+        )
+    });
+}
+
+/// A handler that panicked: a 500, counted (a bug).
+#[cold]
+#[inline(never)]
+fn panicked(state: &AppState, payload: &(dyn std::any::Any + Send)) -> (Route, routes::Reply) {
+    state.metrics.panicked();
+    let msg = catch::message(payload);
+    let e = ApiError::Internal(format!("a bug: the handler panicked: {msg}"));
+    (Route::Unmatched, Err(e))
+}
+
+/// The error's response; refusals are counted, and the error logged with the request id.
+#[cold]
+#[inline(never)]
+fn error_response(
+    state: &AppState,
+    metered: bool,
+    e: ApiError,
+    request_id: &mut Option<RequestId>,
+    (span, method, route, client_ids): (&tracing::Span, &Method, Route, &[Option<HeaderValue>; 2]),
+) -> Response<Full<Bytes>> {
+    let status = e.status();
+    if metered && (status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE) {
+        state.metrics.rejected(e.error_type());
+    }
+    let id = request_id.get_or_insert_with(|| RequestId::or_generate(client_id(client_ids)));
+    span.in_scope(|| log_error(&e, id, method, route));
+    e.into_response()
 }
 
 /// A request's hold on the shared state. Its in-flight mark, if any, ends when the
