@@ -6,42 +6,77 @@ const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
 
-/// A plain decimal, `[+-]digits[.digits]` with at most 15 significant and 15 fractional
-/// digits, parsed exactly: the digits and the power of ten are exact `f64`s, so the one
-/// division rounds correctly (Clinger's fast path) and gives what `str::parse` gives,
-/// several times faster. Anything else (exponents, spaces, `inf`, more digits): `None`,
-/// for `str::parse` to judge. Shared by the JSON fast paths and `treeserve predict`.
+/// The digits of a decimal, accumulated one at a time: the parts of the exactness rule
+/// shared by [`exact_decimal`] and [`Cursor::number`].
+#[derive(Default)]
+struct Digits {
+    mantissa: u64,
+    /// Digits from the first non-zero one on (leading zeros are not significant).
+    significant: u32,
+}
+
+impl Digits {
+    #[inline(always)]
+    fn push(&mut self, digit: u8) {
+        // Wrapping: past 15 significant digits the value is not used.
+        self.mantissa = self
+            .mantissa
+            .wrapping_mul(10)
+            .wrapping_add(u64::from(digit - b'0'));
+        self.significant += u32::from(self.mantissa != 0);
+    }
+
+    /// [`Digits::push`] for a digit known to be significant.
+    #[inline(always)]
+    fn push_significant(&mut self, digit: u8) {
+        self.mantissa = self
+            .mantissa
+            .wrapping_mul(10)
+            .wrapping_add(u64::from(digit - b'0'));
+        self.significant += 1;
+    }
+
+    /// `±mantissa / 10^frac` when that is exact: at most 15 significant and 15 fractional
+    /// digits, so the digits and the power of ten are exact `f64`s and the one division
+    /// rounds correctly (Clinger's fast path), giving what `str::parse` gives.
+    #[inline(always)]
+    fn exact(&self, negative: bool, frac: usize) -> Option<f64> {
+        if self.significant > 15 || frac > 15 {
+            return None;
+        }
+        let v = self.mantissa as f64 / POW10[frac];
+        Some(if negative { -v } else { v })
+    }
+}
+
+/// A plain decimal, `[+-]digits[.digits]`, parsed exactly when it has at most 15
+/// significant and 15 fractional digits (see `Digits::exact`), several times faster than
+/// `str::parse`. Anything else (exponents, spaces, `inf`, more digits): `None`, for
+/// `str::parse` to judge. Shared by the JSON fast paths and `treeserve predict`.
 #[inline]
 pub(crate) fn exact_decimal(text: &[u8]) -> Option<f64> {
-    let (negative, digits) = match text.first()? {
+    let (negative, text) = match text.first()? {
         b'-' => (true, &text[1..]),
         b'+' => (false, &text[1..]),
         _ => (false, text),
     };
-    let (mut mantissa, mut significant, mut frac) = (0u64, 0u32, 0usize);
-    let (mut dot, mut any) = (false, false);
-    for &c in digits {
+    let mut digits = Digits::default();
+    let (mut frac, mut dot, mut any) = (0usize, false, false);
+    for &c in text {
         match c {
             b'0'..=b'9' => {
                 any = true;
-                if mantissa != 0 || c != b'0' {
-                    significant += 1;
-                    if significant > 15 {
-                        return None;
-                    }
-                }
-                mantissa = mantissa * 10 + u64::from(c - b'0');
+                digits.push(c);
                 frac += usize::from(dot);
             }
             b'.' if !dot => dot = true,
             _ => return None,
         }
     }
-    if !any || frac > 15 {
+    if !any {
         return None;
     }
-    let v = mantissa as f64 / POW10[frac];
-    Some(if negative { -v } else { v })
+    digits.exact(negative, frac)
 }
 
 /// A position in a body being parsed.
@@ -81,9 +116,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// A JSON number, by the JSON grammar (correctly rounded, as `str::parse`). One pass:
-    /// the digits are accumulated while the grammar is checked; a plain decimal of at most
-    /// 15 significant and 15 fractional digits is exact (as in [`exact_decimal`]), anything
-    /// else (exponents, more digits) goes to `str::parse`.
+    /// the digits are accumulated while the grammar is checked; a plain decimal is exact
+    /// by the rule of [`exact_decimal`], anything else (exponents, more digits) goes to
+    /// `str::parse`.
     pub fn number(&mut self) -> Option<f64> {
         self.ws();
         let b = self.b;
@@ -91,13 +126,13 @@ impl<'a> Cursor<'a> {
         let mut i = start;
         let negative = b.get(i) == Some(&b'-');
         i += usize::from(negative);
-        let (mut mantissa, mut significant) = (0u64, 0u32);
+        let mut digits = Digits::default();
         match b.get(i) {
             Some(b'0') => i += 1,
             Some(b'1'..=b'9') => {
+                // After a non-zero first digit every digit is significant.
                 while let Some(&c @ b'0'..=b'9') = b.get(i) {
-                    mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
-                    significant += 1;
+                    digits.push_significant(c);
                     i += 1;
                 }
             }
@@ -108,9 +143,7 @@ impl<'a> Cursor<'a> {
             i += 1;
             let first = i;
             while let Some(&c @ b'0'..=b'9') = b.get(i) {
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
-                // Zeros before the first non-zero digit are not significant.
-                significant += u32::from(mantissa != 0);
+                digits.push(c);
                 i += 1;
             }
             frac = i - first;
@@ -133,9 +166,8 @@ impl<'a> Cursor<'a> {
             }
         }
         self.i = i;
-        if !exponent && significant <= 15 && frac <= 15 {
-            let v = mantissa as f64 / POW10[frac];
-            return Some(if negative { -v } else { v });
+        if !exponent && let Some(v) = digits.exact(negative, frac) {
+            return Some(v);
         }
         let text = std::str::from_utf8(&b[start..i]).ok()?;
         text.parse::<f64>().ok().filter(|v| v.is_finite())
