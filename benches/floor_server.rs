@@ -37,30 +37,38 @@ async fn main() {
         "floor listening on http://{}",
         listener.local_addr().unwrap()
     );
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let model = model.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let model = model.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let resp = answer(&model, parts.uri.path(), name, version, &body);
-                    Ok::<_, Infallible>(resp)
-                }
+    // Serves until Ctrl-C (SIGINT), then returns from `main`, so an instrumented build
+    // (profile-guided optimization) writes its profile.
+    let serve = async {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let model = model.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let model = model.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let resp = answer(&model, parts.uri.path(), name, version, &body);
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
+        }
+    };
+    tokio::select! {
+        () = serve => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -4,6 +4,7 @@
     python3 benches/load.py [--rounds 5] [--duration 10] [--connections 1,16,64,256]
                             [--out docs/benchmarks.md] [--chart docs/benchmarks.svg] [--json FILE]
                             [--compare suite|floor|metrics|request-logs|v2|binary --other PATH]
+                            [--build plain|pgo]
 
 --compare picks the servers and scenarios measured side by side:
   suite         (the default) treeserve against the floor: /score with one row at 1, 16, 64
@@ -20,7 +21,8 @@
   binary        this tree's treeserve against another treeserve binary (--other, e.g. a
                 release build of an earlier commit in a git worktree): a regression check.
 
-Builds both release binaries, starts them on loopback (port 0), and for each scenario runs
+Builds both release binaries (--build pgo: both profile-guided, with deploy/pgo.py's
+training load; --build plain, the default: cargo build --release), starts them on loopback (port 0), and for each scenario runs
 several rounds, each round running the same wrk scenario against each server back to back
 (alternating which goes first). Reports
 medians over rounds of req/s, p50 / p99 / p99.9 latency, the server's CPU time per request
@@ -44,7 +46,14 @@ LUA = ROOT / "benches" / "score.lua"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def build():
+def build(kind):
+    """The two release binaries: plain `cargo build --release`, or both profile-guided
+    (deploy/pgo.py, trained on this benchmark's scenarios)."""
+    if kind == "pgo":
+        sys.path.insert(0, str(ROOT / "deploy"))
+        import pgo
+
+        return tuple(pgo.build(with_floor=True))
     subprocess.run(
         ["cargo", "build", "--release", "--locked", "--bin", "treeserve", "--example", "floor"],
         cwd=ROOT,
@@ -175,13 +184,15 @@ def main():
     ap.add_argument("--json", type=Path, help="write every round's raw figures here")
     ap.add_argument("--compare", choices=["suite", "floor", "metrics", "request-logs", "v2", "binary"], default="suite")
     ap.add_argument("--only", help="comma-separated target names to keep (the baseline is always kept)")
+    ap.add_argument("--build", choices=["plain", "pgo"], default="plain",
+                    help="how both servers are built: plain release builds, or profile-guided (deploy/pgo.py)")
     ap.add_argument("--other", type=Path, help="the other treeserve binary for --compare binary")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
     if args.compare == "binary" and not (args.other and args.other.exists()):
         raise SystemExit("--compare binary needs --other PATH to a treeserve binary")
-    treeserve, floor = build()
+    treeserve, floor = build(args.build)
     servers, scenarios = plan(args, treeserve, floor)
     processes = {name: start(cmd, env) for name, (cmd, env) in servers.items()}
     results = {}
@@ -230,7 +241,9 @@ def main():
     lines = [
         f"Medians of {args.rounds} rounds, {args.duration} s per run, wrk and the servers on one "
         f"{os.cpu_count()}-core machine over loopback ({time.strftime('%Y-%m-%d')}); ratios are medians of the "
-        "per-round ratios to the scenario's last target (rounds are paired: both back to back).",
+        "per-round ratios to the scenario's last target (rounds are paired: both back to back). "
+        + ("Both servers are profile-guided builds (`--build pgo`, deploy/pgo.py)."
+           if args.build == "pgo" else "Both servers are plain release builds."),
         "",
     ]
     for title, conns, targets in scenarios:
@@ -260,7 +273,7 @@ def main():
         raw = [{"scenario": t, "target": n, "connections": c, "rounds": v} for (t, n, c), v in results.items()]
         args.json.write_text(json.dumps({"rounds": raw, "idle_rss_kib": idle_rss, "load_rss_kib": load_rss}, indent=1))
     if args.out:
-        write_section(args.out, report) if args.compare == "suite" else args.out.write_text(report)
+        write_section(args.out, report, args.build) if args.compare == "suite" else args.out.write_text(report)
     if args.chart and args.compare == "suite":
         title, conns, targets = scenarios[0]
         args.chart.write_text(chart({n: [summary[(title, n, c)] for c in conns] for n in targets}, conns))
@@ -288,16 +301,15 @@ def summarize(args, scenarios, results):
     return out
 
 
-BEGIN = "<!-- benches/load.py: generated section begins -->"
-END = "<!-- benches/load.py: generated section ends -->"
-
-
-def write_section(path, report):
-    """Replaces the generated section of `path` (between the markers), or appends one."""
+def write_section(path, report, build):
+    """Replaces the generated section of `path` for this build (between its markers), or
+    appends one."""
+    name = "benches/load.py" if build == "plain" else f"benches/load.py --build {build}"
+    begin, end = (f"<!-- {name}: generated section {w} -->" for w in ("begins", "ends"))
     text = path.read_text() if path.exists() else ""
-    section = f"{BEGIN}\n{report}{END}"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+    section = f"{begin}\n{report}{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
     else:
         text = text + ("\n" if text else "") + section + "\n"
     path.write_text(text)

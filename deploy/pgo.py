@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Profile-guided build of treeserve (and, for the benchmark, the floor server).
+
+    python3 deploy/pgo.py [--profile release] [--target TRIPLE] [--floor]
+
+Four steps, all in the open:
+  1. an instrumented build (RUSTFLAGS -Cprofile-generate) into target/pgo/instrumented;
+  2. a training load on the instrumented servers: they serve the shipped IRIS registry on
+     loopback while wrk sends the benchmark's requests (/score with one row at 64 and at 1
+     connection, 100-row batches, V2 infer with one row), then a SIGINT stops them so they
+     write their profiles;
+  3. llvm-profdata merges the profiles into target/pgo/merged-HASH.profdata;
+  4. the optimized build (-Cprofile-use) with the same profile and target, into the
+     usual target directory (target/TRIPLE/PROFILE/), where the container build expects it.
+
+The optimization changes only code layout and inlining decisions, never behaviour: the
+optimized binary passes the same tests. It needs wrk and llvm-profdata of rustc's LLVM major
+version (Debian: `apt-get install llvm-22` for rustc's LLVM 22); it says so if either is
+missing. Extra RUSTFLAGS (e.g. `-C target-feature=+crt-static`) are kept in both builds.
+Prints the optimized binaries' paths, one per line, last.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PGO_DIR = ROOT / "target" / "pgo"
+LUA = ROOT / "benches" / "score.lua"
+ROW = {"SepalLengthCm": 6.6, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}
+V2_ROW = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [6.6, 3, 4.4, 1.4]}],
+          "outputs": [{"name": "label"}]}
+# (path, body, connections, seconds): the benchmark's scenarios, /score one row weighted most.
+TRAINING = [
+    ("/score", json.dumps(ROW), 64, 6),
+    ("/score", json.dumps(ROW), 1, 2),
+    ("/score", json.dumps([ROW] * 100), 16, 2),
+    ("/v2/models/iris/infer", json.dumps(V2_ROW), 64, 2),
+]
+
+
+def rustc_facts():
+    """(host triple, LLVM major version) of the toolchain cargo uses."""
+    out = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    host = re.search(r"^host: (\S+)", out, re.M).group(1)
+    llvm = re.search(r"^LLVM version: (\d+)", out, re.M).group(1)
+    return host, llvm
+
+
+def find_profdata(llvm_major):
+    """llvm-profdata whose LLVM major version is rustc's (profiles are not portable across
+    major versions)."""
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True, check=True).stdout.strip()
+    candidates = [f"llvm-profdata-{llvm_major}", f"/usr/lib/llvm-{llvm_major}/bin/llvm-profdata"]
+    candidates += [str(p) for p in Path(sysroot).glob("lib/rustlib/*/bin/llvm-profdata")]
+    candidates.append("llvm-profdata")
+    for c in candidates:
+        path = shutil.which(c) or (c if Path(c).is_file() else None)
+        if not path:
+            continue
+        version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+        if re.search(rf"LLVM version {llvm_major}\.", version):
+            return path
+    raise SystemExit(
+        f"error: no llvm-profdata for LLVM {llvm_major} (rustc's); install it: "
+        f"apt-get install llvm-{llvm_major} (or rustup component add llvm-tools)"
+    )
+
+
+def cargo_build(profile, target, rustflags, target_dir, with_floor):
+    cmd = ["cargo", "build", "--locked", "--profile", profile, "--target", target, "--bin", "treeserve"]
+    if with_floor:
+        cmd += ["--example", "floor"]
+    if target_dir:
+        cmd += ["--target-dir", str(target_dir)]
+    env = {**os.environ, "RUSTFLAGS": rustflags.strip()}
+    print(f"pgo: RUSTFLAGS={env['RUSTFLAGS']!r} {' '.join(cmd)}", file=sys.stderr, flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, env=env)
+    out = (target_dir or ROOT / "target") / target / profile
+    return [out / "treeserve"] + ([out / "examples" / "floor"] if with_floor else [])
+
+
+def train(cmd):
+    """Runs one instrumented server under the training load; it must exit cleanly."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        m = re.search(r"http://(\S+)", proc.stdout.readline())
+        if not m:
+            raise SystemExit(f"error: {cmd[0]} did not print its address")
+        for path, body, conns, seconds in TRAINING:
+            env = {**os.environ, "WRK_PATH": path, "WRK_BODY": body}
+            threads = "1" if conns == 1 else "2"
+            out = subprocess.run(
+                ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "-s", str(LUA), f"http://{m.group(1)}{path}"],
+                capture_output=True, text=True, check=True, env=env,
+            ).stdout
+            summary = json.loads(out.split("WRK_JSON ", 1)[1].splitlines()[0])
+            if not summary["requests"] or summary["non_2xx"]:
+                raise SystemExit(f"error: training {path} on {cmd[0]} failed: {summary}")
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        if code != 0:
+            raise SystemExit(f"error: {cmd[0]} exited {code} after the training load")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def build(profile="release", target=None, rustflags="", with_floor=False):
+    """The whole profile-guided build; returns the optimized binaries (treeserve first)."""
+    if not shutil.which("wrk"):
+        raise SystemExit("error: wrk is not installed (apt-get install wrk); it drives the training load")
+    host, llvm = rustc_facts()
+    target = target or host
+    profdata = find_profdata(llvm)
+    raw = PGO_DIR / "raw"
+    shutil.rmtree(raw, ignore_errors=True)
+    raw.mkdir(parents=True)
+    bins = cargo_build(profile, target, f"{rustflags} -Cprofile-generate={raw}", PGO_DIR / "instrumented", with_floor)
+    artifact = ROOT / "models" / "iris" / "versions" / "1" / "model.tsm"
+    started = time.monotonic()
+    train([str(bins[0]), "serve", "--registry", "models", "--listen", "127.0.0.1:0"])
+    if with_floor:
+        train([str(bins[1]), str(artifact), "127.0.0.1:0"])
+    profiles = sorted(raw.glob("*.profraw"))
+    if not profiles:
+        raise SystemExit(f"error: the training load wrote no profile into {raw}")
+    merged = PGO_DIR / "merged.profdata"
+    subprocess.run([profdata, "merge", "-o", str(merged)] + [str(p) for p in profiles], check=True)
+    # Named by content: cargo sees the flags change whenever the profile does, so every
+    # crate (not only the edited ones) is rebuilt with the profile it was trained with.
+    for old in PGO_DIR.glob("merged-*.profdata"):
+        old.unlink()
+    merged = merged.rename(PGO_DIR / f"merged-{hashlib.sha256(merged.read_bytes()).hexdigest()[:16]}.profdata")
+    print(f"pgo: trained in {time.monotonic() - started:.0f} s, {len(profiles)} profiles merged into {merged}",
+          file=sys.stderr, flush=True)
+    return cargo_build(profile, target, f"{rustflags} -Cprofile-use={merged}", None, with_floor)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="release", help="cargo profile (the container image uses `container`)")
+    ap.add_argument("--target", help="target triple (default: the host's)")
+    ap.add_argument("--floor", action="store_true", help="also build the floor server (benches/floor_server.rs)")
+    args = ap.parse_args()
+    for b in build(args.profile, args.target, os.environ.get("RUSTFLAGS", ""), args.floor):
+        print(b)
+
+
+if __name__ == "__main__":
+    main()
