@@ -29,8 +29,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 step() { printf '\n-- %s\n' "$*"; }
 BIN=target/x86_64-unknown-linux-gnu/container/treeserve
 
-step "1. static binary and image"
-deploy/build-image.sh "$TAG"
+step "1. static profile-guided binary and image"
+deploy/build-image.sh "$TAG" 2>&1 | tee "$WORK/build.log"
+grep -q '^pgo: trained in .* profiles merged' "$WORK/build.log" ||
+  { echo "error: the image's binary was not built profile-guided" >&2; exit 1; }
 SIZE=$(podman image inspect "$TAG" --format '{{.Size}}')
 echo "image size: $SIZE bytes"
 [ "$SIZE" -le 20000000 ] || { echo "error: image is over 20 MB" >&2; exit 1; }
