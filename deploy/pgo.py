@@ -141,7 +141,7 @@ def build(profile="release", target=None, rustflags="", with_floor=False):
     for old in PGO_DIR.glob("merged-*.profdata"):
         old.unlink()
     merged = merged.rename(PGO_DIR / f"merged-{hashlib.sha256(merged.read_bytes()).hexdigest()[:16]}.profdata")
-    print(f"pgo: trained in {time.monotonic() - started:.0f} s, {len(profiles)} profiles merged into {merged}",
+    print(f"pgo: trained in {time.monotonic() - started:.0f} s, {len(profiles)} profile(s) merged into {merged}",
           file=sys.stderr, flush=True)
     return cargo_build(profile, target, f"{rustflags} -Cprofile-use={merged}", None, with_floor)
 

@@ -31,7 +31,7 @@ BIN=target/x86_64-unknown-linux-gnu/container/treeserve
 
 step "1. static profile-guided binary and image"
 deploy/build-image.sh "$TAG" 2>&1 | tee "$WORK/build.log"
-grep -q '^pgo: trained in .* profiles merged' "$WORK/build.log" ||
+grep -q '^pgo: trained in .* profile(s) merged' "$WORK/build.log" ||
   { echo "error: the image's binary was not built profile-guided" >&2; exit 1; }
 SIZE=$(podman image inspect "$TAG" --format '{{.Size}}')
 echo "image size: $SIZE bytes"

@@ -18,22 +18,24 @@ struct Digits {
 impl Digits {
     #[inline(always)]
     fn push(&mut self, digit: u8) {
-        // Wrapping: past 15 significant digits the value is not used.
-        self.mantissa = self
-            .mantissa
-            .wrapping_mul(10)
-            .wrapping_add(u64::from(digit - b'0'));
+        self.append(digit);
         self.significant += u32::from(self.mantissa != 0);
     }
 
     /// [`Digits::push`] for a digit known to be significant.
     #[inline(always)]
     fn push_significant(&mut self, digit: u8) {
+        self.append(digit);
+        self.significant += 1;
+    }
+
+    #[inline(always)]
+    fn append(&mut self, digit: u8) {
+        // Wrapping: past 15 significant digits the value is not used.
         self.mantissa = self
             .mantissa
             .wrapping_mul(10)
             .wrapping_add(u64::from(digit - b'0'));
-        self.significant += 1;
     }
 
     /// `±mantissa / 10^frac` when that is exact: at most 15 significant and 15 fractional
