@@ -15,12 +15,11 @@ TARGET=x86_64-unknown-linux-gnu
 
 # Profile-guided by default (deploy/pgo.py: an instrumented build, a short training load,
 # the optimized build); TREESERVE_PGO=0 builds it plainly (quicker, ~15% slower to serve).
+export RUSTFLAGS='-C target-feature=+crt-static'
 if [ "${TREESERVE_PGO:-1}" = 0 ]; then
-  RUSTFLAGS='-C target-feature=+crt-static' \
-    cargo build --locked --profile container --target "$TARGET" --bin treeserve
+  cargo build --locked --profile container --target "$TARGET" --bin treeserve
 else
-  RUSTFLAGS='-C target-feature=+crt-static' \
-    python3 deploy/pgo.py --profile container --target "$TARGET"
+  python3 deploy/pgo.py --profile container --target "$TARGET"
 fi
 BIN=target/$TARGET/container/treeserve
 # A static binary has no interpreter and no dynamic section.

@@ -22,7 +22,6 @@ Prints the optimized binaries' paths, one per line, last.
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -34,16 +33,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PGO_DIR = ROOT / "target" / "pgo"
-LUA = ROOT / "benches" / "score.lua"
-ROW = {"SepalLengthCm": 6.6, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}
-V2_ROW = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [6.6, 3, 4.4, 1.4]}],
-          "outputs": [{"name": "label"}]}
+sys.path.insert(0, str(ROOT / "benches"))
+# The load benchmark's server start-up, wrk runner and request bodies.
+from load import LABEL_ONLY, V2_PATH, score_rows, start, v2_body, wrk  # noqa: E402
+
 # (path, body, connections, seconds): the benchmark's scenarios, /score one row weighted most.
 TRAINING = [
-    ("/score", json.dumps(ROW), 64, 6),
-    ("/score", json.dumps(ROW), 1, 2),
-    ("/score", json.dumps([ROW] * 100), 16, 2),
-    ("/v2/models/iris/infer", json.dumps(V2_ROW), 64, 2),
+    ("/score", None, 64, 6),
+    ("/score", None, 1, 2),
+    ("/score", score_rows(100), 16, 2),
+    (V2_PATH, v2_body(1, LABEL_ONLY), 64, 2),
 ]
 
 
@@ -90,19 +89,10 @@ def cargo_build(profile, target, rustflags, target_dir, with_floor):
 
 def train(cmd):
     """Runs one instrumented server under the training load; it must exit cleanly."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc, addr = start(cmd)
     try:
-        m = re.search(r"http://(\S+)", proc.stdout.readline())
-        if not m:
-            raise SystemExit(f"error: {cmd[0]} did not print its address")
         for path, body, conns, seconds in TRAINING:
-            env = {**os.environ, "WRK_PATH": path, "WRK_BODY": body}
-            threads = "1" if conns == 1 else "2"
-            out = subprocess.run(
-                ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "-s", str(LUA), f"http://{m.group(1)}{path}"],
-                capture_output=True, text=True, check=True, env=env,
-            ).stdout
-            summary = json.loads(out.split("WRK_JSON ", 1)[1].splitlines()[0])
+            summary = wrk(addr, conns, seconds, path, body)
             if not summary["requests"] or summary["non_2xx"]:
                 raise SystemExit(f"error: training {path} on {cmd[0]} failed: {summary}")
         proc.send_signal(signal.SIGINT)

@@ -263,10 +263,15 @@ fn answer<'a, B: RequestBody + 'a, S: routes::StateRef + 'a>(
         let (route, result) = caught.unwrap_or_else(|payload| panicked(state, &*payload));
         let mut resp = match result {
             Ok(resp) => resp,
-            Err(e) => {
-                let ctx = (&span, &method, route, &client_ids);
-                error_response(state, held.in_flight, e, &mut request_id, ctx)
-            }
+            Err(e) => error_response(
+                state,
+                e,
+                &span,
+                &method,
+                route,
+                &client_ids,
+                &mut request_id,
+            ),
         };
         let headers = resp.headers_mut();
         for (name, value) in [X_REQUEST_ID, X_MS_REQUEST_ID].into_iter().zip(client_ids) {
@@ -352,18 +357,23 @@ fn panicked(state: &AppState, payload: &(dyn std::any::Any + Send)) -> (Route, r
     (Route::Unmatched, Err(e))
 }
 
-/// The error's response; refusals are counted, and the error logged with the request id.
+/// The error's response; refusals are counted (unless metrics are off), and the error
+/// logged with the request id.
 #[cold]
 #[inline(never)]
 fn error_response(
     state: &AppState,
-    metered: bool,
     e: ApiError,
+    span: &tracing::Span,
+    method: &Method,
+    route: Route,
+    client_ids: &[Option<HeaderValue>; 2],
     request_id: &mut Option<RequestId>,
-    (span, method, route, client_ids): (&tracing::Span, &Method, Route, &[Option<HeaderValue>; 2]),
 ) -> Response<Full<Bytes>> {
     let status = e.status();
-    if metered && (status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE) {
+    if !state.config.no_metrics
+        && (status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE)
+    {
         state.metrics.rejected(e.error_type());
     }
     let id = request_id.get_or_insert_with(|| RequestId::or_generate(client_id(client_ids)));
