@@ -72,14 +72,31 @@ fn add(c: &AtomicU64, exclusive: bool) {
 #[derive(Debug, Clone)]
 struct Layout {
     classes: usize,
-    /// Per feature: offset of its `[below, above, bin 0, bin 1, ...]` block.
-    feature_offsets: Vec<usize>,
-    /// Per feature: interior bin edges of the training baseline.
-    edges: Vec<Vec<f64>>,
-    mins: Vec<f64>,
-    maxs: Vec<f64>,
+    /// Per feature, in the model's order: what recording a value needs, together.
+    features: Vec<FeatureBins>,
     /// Counters per slot, rounded up to whole cache lines.
     stride: usize,
+}
+
+/// One feature's training range and bins, and where its counters are.
+#[derive(Debug, Clone)]
+struct FeatureBins {
+    /// Offset of its `[below, above, bin 0, bin 1, ...]` block.
+    offset: usize,
+    min: f64,
+    max: f64,
+    /// Interior bin edges of the training baseline, sorted.
+    edges: Box<[f64]>,
+}
+
+impl FeatureBins {
+    /// The bin of `v`: how many edges are below it (what `partition_point` gives), as a
+    /// branchless count over the few edges: the branches of a binary search on request
+    /// values mispredict, and its steps form one chain of dependent loads.
+    #[inline]
+    fn bin(&self, v: f64) -> usize {
+        self.edges.iter().map(|e| usize::from(*e < v)).sum()
+    }
 }
 
 /// Counters of one served model.
@@ -110,23 +127,27 @@ impl ModelStats {
         let m = model.manifest();
         let classes = model.num_classes();
         let mut offset = classes;
-        let mut feature_offsets = Vec::new();
-        let mut edges = Vec::new();
-        for s in &m.feature_stats {
-            feature_offsets.push(offset);
-            offset += 2 + s.bin_edges.len() + 1;
-            edges.push(s.bin_edges.clone());
-        }
+        let features = m
+            .feature_stats
+            .iter()
+            .map(|s| {
+                let f = FeatureBins {
+                    offset,
+                    min: s.min,
+                    max: s.max,
+                    edges: s.bin_edges.clone().into(),
+                };
+                offset += 2 + s.bin_edges.len() + 1;
+                f
+            })
+            .collect();
         let stride = offset.div_ceil(16) * 16;
         let layout = Layout {
             classes,
-            feature_offsets,
-            edges,
-            mins: m.feature_stats.iter().map(|s| s.min).collect(),
-            maxs: m.feature_stats.iter().map(|s| s.max).collect(),
+            features,
             stride,
         };
-        let bins: usize = layout.edges.iter().map(|e| e.len() + 1).sum();
+        let bins: usize = layout.features.iter().map(|f| f.edges.len() + 1).sum();
         Self {
             counters: (0..stride * SLOTS).map(|_| AtomicU64::new(0)).collect(),
             layout,
@@ -144,20 +165,14 @@ impl ModelStats {
         let base = slot * l.stride;
         let c = &self.counters[base..base + l.stride];
         add(&c[class], exclusive);
-        for (j, &v) in row.iter().enumerate() {
-            let o = l.feature_offsets[j];
-            if v < l.mins[j] {
+        for (&v, f) in row.iter().zip(&l.features) {
+            let o = f.offset;
+            if v < f.min {
                 add(&c[o], exclusive);
-            } else if v > l.maxs[j] {
+            } else if v > f.max {
                 add(&c[o + 1], exclusive);
             }
-            // A branchless count over the few sorted edges (equal to `partition_point`):
-            // binary-search branches on request values mispredict.
-            let bin = l.edges[j]
-                .iter()
-                .map(|e| usize::from(*e < v))
-                .sum::<usize>();
-            add(&c[o + 2 + bin], exclusive);
+            add(&c[o + 2 + f.bin(v)], exclusive);
         }
     }
 
@@ -175,10 +190,9 @@ impl ModelStats {
     /// Cumulative bin counts of every feature, concatenated.
     fn bins(&self) -> Vec<u64> {
         let l = &self.layout;
-        l.feature_offsets
+        l.features
             .iter()
-            .zip(&l.edges)
-            .flat_map(|(&o, e)| (0..=e.len()).map(move |b| o + 2 + b))
+            .flat_map(|f| (0..=f.edges.len()).map(move |b| f.offset + 2 + b))
             .map(|i| self.total(i))
             .collect()
     }
@@ -209,7 +223,11 @@ impl ModelStats {
             .zip(&base)
             .map(|(a, b)| a.saturating_sub(*b))
             .collect();
-        let first_feature_bins = self.layout.edges.first().map_or(0, |e| e.len() + 1);
+        let first_feature_bins = self
+            .layout
+            .features
+            .first()
+            .map_or(0, |f| f.edges.len() + 1);
         (diff[..first_feature_bins].iter().sum(), diff)
     }
 
@@ -225,11 +243,12 @@ impl ModelStats {
             .iter()
             .enumerate()
             .map(|(j, s)| {
-                let n = l.edges[j].len() + 1;
+                let f = &l.features[j];
+                let n = f.edges.len() + 1;
                 let counts = &window[at..at + n];
                 at += n;
                 let psi = (rows >= min_rows).then(|| psi(counts, &s.bin_fractions));
-                let o = l.feature_offsets[j];
+                let o = f.offset;
                 FeatureDrift {
                     feature: s.name.clone(),
                     below: self.total(o),
@@ -412,5 +431,29 @@ mod tests {
         assert!(small > 0.0 && small < 0.1, "{small}");
         assert!(big > 0.2, "{big}");
         assert_eq!(psi(&[0, 0, 0, 0], &e), 0.0);
+    }
+
+    proptest::proptest! {
+        /// The branchless count agrees with `partition_point` for any sorted edges
+        /// (duplicates and infinities included) and any value, NaN included.
+        #[test]
+        fn bin_is_partition_point(
+            mut edges in proptest::collection::vec(
+                proptest::prop_oneof![
+                    -1e3..1e3f64,
+                    proptest::sample::select(vec![0.0, 1.0, f64::INFINITY, f64::NEG_INFINITY]),
+                ],
+                0..40,
+            ),
+            v in proptest::prop_oneof![
+                -1.1e3..1.1e3f64,
+                proptest::sample::select(vec![0.0, 1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY]),
+            ],
+        ) {
+            edges.sort_by(f64::total_cmp);
+            let expected = edges.partition_point(|e| *e < v);
+            let f = FeatureBins { offset: 0, min: 0.0, max: 0.0, edges: edges.into() };
+            proptest::prop_assert_eq!(f.bin(v), expected);
+        }
     }
 }
