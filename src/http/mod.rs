@@ -67,7 +67,8 @@ pub enum ServeError {
 }
 
 impl Server {
-    /// Binds the listen address. The model is loaded by [`Server::load`] or later.
+    /// Binds the listen address. Models are loaded by the fleet
+    /// ([`crate::serving::Fleet::reload`]), before or after.
     pub async fn bind(state: Arc<AppState>) -> Result<Self, ServeError> {
         let addr = state.config.listen;
         let listener = TcpListener::bind(addr)
