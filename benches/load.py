@@ -21,10 +21,10 @@
   binary        this tree's treeserve against another treeserve binary (--other, e.g. a
                 release build of an earlier commit in a git worktree): a regression check.
 
-Builds both release binaries (--build pgo: both profile-guided, with deploy/pgo.py's
-training load; --build plain, the default: cargo build --release), starts them on loopback (port 0), and for each scenario runs
-several rounds, each round running the same wrk scenario against each server back to back
-(alternating which goes first). Reports
+Builds both release binaries (--build plain, the default: cargo build --release;
+--build pgo: both profile-guided, with deploy/pgo.py's training load), starts them on
+loopback (port 0), and for each scenario runs several rounds, each round running the same
+wrk scenario against each server back to back (alternating which goes first). Reports
 medians over rounds of req/s, p50 / p99 / p99.9 latency, the server's CPU time per request
 (utime + stime from /proc/PID/stat, before and after each run) and idle RSS, and the ratio
 of treeserve to the floor. Needs wrk (Debian package `wrk`).

@@ -97,6 +97,11 @@ impl FeatureBins {
     fn bin(&self, v: f64) -> usize {
         self.edges.iter().map(|e| usize::from(*e < v)).sum()
     }
+
+    /// Number of bins: one more than the edges.
+    fn bins(&self) -> usize {
+        self.edges.len() + 1
+    }
 }
 
 /// Counters of one served model.
@@ -137,7 +142,7 @@ impl ModelStats {
                     max: s.max,
                     edges: s.bin_edges.clone().into(),
                 };
-                offset += 2 + s.bin_edges.len() + 1;
+                offset += 2 + f.bins();
                 f
             })
             .collect();
@@ -147,7 +152,7 @@ impl ModelStats {
             features,
             stride,
         };
-        let bins: usize = layout.features.iter().map(|f| f.edges.len() + 1).sum();
+        let bins: usize = layout.features.iter().map(FeatureBins::bins).sum();
         Self {
             counters: (0..stride * SLOTS).map(|_| AtomicU64::new(0)).collect(),
             layout,
@@ -192,7 +197,7 @@ impl ModelStats {
         let l = &self.layout;
         l.features
             .iter()
-            .flat_map(|f| (0..=f.edges.len()).map(move |b| f.offset + 2 + b))
+            .flat_map(|f| (0..f.bins()).map(move |b| f.offset + 2 + b))
             .map(|i| self.total(i))
             .collect()
     }
@@ -223,11 +228,7 @@ impl ModelStats {
             .zip(&base)
             .map(|(a, b)| a.saturating_sub(*b))
             .collect();
-        let first_feature_bins = self
-            .layout
-            .features
-            .first()
-            .map_or(0, |f| f.edges.len() + 1);
+        let first_feature_bins = self.layout.features.first().map_or(0, FeatureBins::bins);
         (diff[..first_feature_bins].iter().sum(), diff)
     }
 
@@ -241,18 +242,15 @@ impl ModelStats {
             .manifest()
             .feature_stats
             .iter()
-            .enumerate()
-            .map(|(j, s)| {
-                let f = &l.features[j];
-                let n = f.edges.len() + 1;
-                let counts = &window[at..at + n];
-                at += n;
+            .zip(&l.features)
+            .map(|(s, f)| {
+                let counts = &window[at..at + f.bins()];
+                at += f.bins();
                 let psi = (rows >= min_rows).then(|| psi(counts, &s.bin_fractions));
-                let o = f.offset;
                 FeatureDrift {
                     feature: s.name.clone(),
-                    below: self.total(o),
-                    above: self.total(o + 1),
+                    below: self.total(f.offset),
+                    above: self.total(f.offset + 1),
                     psi,
                 }
             })
