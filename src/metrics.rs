@@ -194,39 +194,59 @@ fn status_index(status: u16) -> usize {
 }
 
 const ROUTES: usize = Route::ALL.len();
-const CELLS: usize = ROUTES * METHODS.len() * STATUSES.len();
 const BUCKETS: usize = DURATION_BUCKETS.len();
+/// Request counters of one route: one per (status, method), 200 first.
+const CELLS: usize = STATUSES.len() * METHODS.len();
+
+/// One route's part of a shard, laid out so that recording a request writes two cache
+/// lines: the duration bucket (the sub-millisecond ones come first), then the sum and the
+/// `200` counters, which share a line.
+#[repr(C, align(64))]
+struct RouteShard {
+    /// Non-cumulative duration bucket counts; the last counts durations above every
+    /// bound. Their total is the histogram's count (no separate counter to write).
+    buckets: [AtomicU64; BUCKETS + 1],
+    sum_nanos: AtomicU64,
+    /// Answered requests by `status_index * METHODS.len() + method_index`.
+    requests: [AtomicU64; CELLS],
+}
+
+impl RouteShard {
+    fn new() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
 
 /// One thread's request counts and durations. Only its owner thread writes it (plain
-/// load + store on atomics), a scrape reads every shard.
-#[repr(align(128))]
+/// load + store on atomics), a scrape reads every shard. A request touches the head's
+/// first line (its start and its batch size) and two lines of its route.
+#[repr(C, align(128))]
 struct Shard {
-    requests: [AtomicU64; CELLS],
-    /// Non-cumulative bucket counts; values above the last bound only count in `count`.
-    buckets: [[AtomicU64; BUCKETS]; ROUTES],
-    count: [AtomicU64; ROUTES],
-    sum_nanos: [AtomicU64; ROUTES],
-    /// Requests started minus ended on this thread (two's complement: a request may end
-    /// on another thread than it started on; the sum over threads is right).
-    in_flight: AtomicU64,
-    batch_buckets: [AtomicU64; BATCH_BUCKETS.len()],
-    batch_count: AtomicU64,
+    /// Requests started on this thread. In flight: started − answered − abandoned,
+    /// summed over shards (a request may end on another thread than it started on).
+    started: AtomicU64,
     batch_sum: AtomicU64,
+    /// Non-cumulative rows-per-request bucket counts, the last above every bound.
+    batch_buckets: [AtomicU64; BATCH_BUCKETS.len() + 1],
+    /// Requests dropped unanswered.
+    abandoned: AtomicU64,
     rejected: [AtomicU64; REJECT_REASONS.len()],
+    routes: [RouteShard; ROUTES],
 }
 
 impl Shard {
     fn new() -> Self {
         Self {
-            requests: std::array::from_fn(|_| AtomicU64::new(0)),
-            buckets: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
-            count: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_nanos: std::array::from_fn(|_| AtomicU64::new(0)),
-            in_flight: AtomicU64::new(0),
-            batch_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            batch_count: AtomicU64::new(0),
+            started: AtomicU64::new(0),
             batch_sum: AtomicU64::new(0),
+            batch_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            abandoned: AtomicU64::new(0),
             rejected: std::array::from_fn(|_| AtomicU64::new(0)),
+            routes: std::array::from_fn(|_| RouteShard::new()),
         }
     }
 }
@@ -292,27 +312,33 @@ impl RequestMetrics {
             if let Some((_, s)) = shards.iter().find(|(id, _)| *id == self.id) {
                 return f(s);
             }
-            let shard = Arc::new(Shard::new());
-            self.shards.lock().expect("shards lock").push(shard.clone());
+            let shard = self.new_shard();
             f(&shard);
             shards.push((self.id, shard));
         })
     }
 
-    /// Records an answered request and ends its in-flight mark.
+    /// This thread's first shard. Out of line: a shard is built on the stack (11 KB), and
+    /// that frame inlined into the request path would put each call's stack writes on cold
+    /// cache lines.
+    #[cold]
+    #[inline(never)]
+    fn new_shard(&self) -> Arc<Shard> {
+        let shard = Arc::new(Shard::new());
+        self.shards.lock().expect("shards lock").push(shard.clone());
+        shard
+    }
+
+    /// Records an answered request (which ends its in-flight mark).
     #[inline]
     fn observe(&self, route: Route, method: usize, status: usize, seconds: f64) {
-        let r = route as usize;
-        let cell = (r * METHODS.len() + method) * STATUSES.len() + status;
+        let cell = status * METHODS.len() + method;
         let bucket = DURATION_BUCKETS.partition_point(|&b| b < seconds);
         self.with_shard(|s| {
-            bump(&s.in_flight, u64::MAX);
-            bump(&s.requests[cell], 1);
-            if bucket < BUCKETS {
-                bump(&s.buckets[r][bucket], 1);
-            }
-            bump(&s.count[r], 1);
-            bump(&s.sum_nanos[r], (seconds * 1e9) as u64);
+            let r = &s.routes[route as usize];
+            bump(&r.buckets[bucket], 1);
+            bump(&r.sum_nanos, (seconds * 1e9) as u64);
+            bump(&r.requests[cell], 1);
         });
     }
 }
@@ -371,22 +397,22 @@ impl Collector for RequestMetrics {
     fn collect(&self) -> Vec<proto::MetricFamily> {
         let shards = self.shards.lock().expect("shards lock").clone();
         let sum = |f: &dyn Fn(&Shard) -> &AtomicU64| -> u64 {
-            // Wrapping: a request can start on one thread and end on another, so one
-            // shard's in-flight count can wrap below zero while the sum is right.
+            // Counters only grow; wrapping so that not even an overflow can panic here.
             shards
                 .iter()
                 .map(|s| f(s).load(Ordering::Relaxed))
                 .fold(0, u64::wrapping_add)
         };
         let mut requests = Vec::new();
+        let mut answered = 0u64;
         for (r, route) in Route::ALL.iter().enumerate() {
-            for (m, method) in METHODS.iter().enumerate() {
-                for (st, status) in STATUSES.iter().enumerate() {
-                    let cell = (r * METHODS.len() + m) * STATUSES.len() + st;
-                    let n = sum(&|s| &s.requests[cell]);
+            for (st, status) in STATUSES.iter().enumerate() {
+                for (m, method) in METHODS.iter().enumerate() {
+                    let n = sum(&|s| &s.routes[r].requests[st * METHODS.len() + m]);
                     if n == 0 {
                         continue;
                     }
+                    answered = answered.wrapping_add(n);
                     let status = match status {
                         0 => "other".to_string(),
                         code => code.to_string(),
@@ -405,29 +431,38 @@ impl Collector for RequestMetrics {
         }
         let mut durations = Vec::new();
         for (r, route) in Route::ALL.iter().enumerate() {
-            let count = sum(&|s| &s.count[r]);
+            let counts: Vec<u64> = (0..=BUCKETS)
+                .map(|b| sum(&|s| &s.routes[r].buckets[b]))
+                .collect();
+            let count = counts.iter().sum();
             if count == 0 {
                 continue;
             }
             let h = histogram(
                 DURATION_BUCKETS,
-                |b| sum(&|s| &s.buckets[r][b]),
+                |b| counts[b],
                 count,
-                sum(&|s| &s.sum_nanos[r]) as f64 / 1e9,
+                sum(&|s| &s.routes[r].sum_nanos) as f64 / 1e9,
             );
             let mut metric = proto::Metric::from_label(vec![label("route", route.as_str())]);
             metric.set_histogram(h);
             durations.push(metric);
         }
-        let in_flight = sum(&|s| &s.in_flight) as i64;
+        // Started last: a request counted as answered above has started (clamped at zero
+        // all the same, the shards being read one after another).
+        let ended = answered.wrapping_add(sum(&|s| &s.abandoned));
+        let in_flight = sum(&|s| &s.started).wrapping_sub(ended) as i64;
         let mut gauge = proto::Gauge::default();
-        gauge.set_value(in_flight as f64);
+        gauge.set_value(in_flight.max(0) as f64);
         let in_flight = proto::Metric::from_gauge(gauge);
+        let batch_counts: Vec<u64> = (0..=BATCH_BUCKETS.len())
+            .map(|b| sum(&|s| &s.batch_buckets[b]))
+            .collect();
         let mut batch = proto::Metric::default();
         batch.set_histogram(histogram(
             BATCH_BUCKETS,
-            |b| sum(&|s| &s.batch_buckets[b]),
-            sum(&|s| &s.batch_count),
+            |b| batch_counts[b],
+            batch_counts.iter().sum(),
             sum(&|s| &s.batch_sum) as f64,
         ));
         let rejected = REJECT_REASONS
@@ -569,7 +604,7 @@ impl Metrics {
     /// [`Metrics::request_finished`] or [`Metrics::request_abandoned`].
     #[inline]
     pub fn request_started(&self) {
-        self.requests.with_shard(|s| bump(&s.in_flight, 1));
+        self.requests.with_shard(|s| bump(&s.started, 1));
     }
 
     /// Records an answered request and ends its in-flight mark, in one shard access.
@@ -581,7 +616,7 @@ impl Metrics {
 
     /// Ends the in-flight mark of a request that was dropped unanswered.
     pub fn request_abandoned(&self) {
-        self.requests.with_shard(|s| bump(&s.in_flight, u64::MAX));
+        self.requests.with_shard(|s| bump(&s.abandoned, 1));
     }
 
     /// Records the rows of a decoded `/score` request.
@@ -589,10 +624,7 @@ impl Metrics {
     pub fn observe_batch(&self, rows: usize) {
         let bucket = BATCH_BUCKETS.partition_point(|&b| b < rows as f64);
         self.requests.with_shard(|s| {
-            if bucket < BATCH_BUCKETS.len() {
-                bump(&s.batch_buckets[bucket], 1);
-            }
-            bump(&s.batch_count, 1);
+            bump(&s.batch_buckets[bucket], 1);
             bump(&s.batch_sum, rows as u64);
         });
     }
@@ -641,3 +673,83 @@ impl Metrics {
 
 /// Content type of [`Metrics::render`].
 pub const TEXT_FORMAT: &str = prometheus::TEXT_FORMAT;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(m: &Metrics, prefix: &str) -> String {
+        let text = String::from_utf8(m.render()).unwrap();
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn in_flight_is_started_minus_answered_and_abandoned_across_threads() {
+        let m = Arc::new(Metrics::new());
+        // Three start here; one ends on another thread, one is abandoned there.
+        (0..3).for_each(|_| m.request_started());
+        let other = m.clone();
+        std::thread::spawn(move || {
+            other.request_finished(Route::Score, &http::Method::POST, 200, 0.000_2);
+            other.request_abandoned();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            line(&m, "treeserve_http_requests_in_flight "),
+            "treeserve_http_requests_in_flight 1"
+        );
+        m.request_finished(Route::Score, &http::Method::POST, 503, 0.000_2);
+        assert_eq!(
+            line(&m, "treeserve_http_requests_in_flight "),
+            "treeserve_http_requests_in_flight 0"
+        );
+    }
+
+    #[test]
+    fn histogram_counts_include_values_above_every_bound() {
+        let m = Metrics::new();
+        for seconds in [0.000_005, 0.000_3, 60.0] {
+            m.request_started();
+            m.request_finished(Route::Score, &http::Method::POST, 200, seconds);
+        }
+        let d = "treeserve_http_request_duration_seconds";
+        assert_eq!(
+            line(
+                &m,
+                &format!("{d}_bucket{{route=\"/score\",le=\"0.00001\"}}")
+            ),
+            format!("{d}_bucket{{route=\"/score\",le=\"0.00001\"}} 1")
+        );
+        assert_eq!(
+            line(&m, &format!("{d}_bucket{{route=\"/score\",le=\"10\"}}")),
+            format!("{d}_bucket{{route=\"/score\",le=\"10\"}} 2")
+        );
+        assert_eq!(
+            line(&m, &format!("{d}_bucket{{route=\"/score\",le=\"+Inf\"}}")),
+            format!("{d}_bucket{{route=\"/score\",le=\"+Inf\"}} 3")
+        );
+        assert_eq!(
+            line(&m, &format!("{d}_count{{route=\"/score\"}}")),
+            format!("{d}_count{{route=\"/score\"}} 3")
+        );
+        for rows in [1, 100, 20_000] {
+            m.observe_batch(rows);
+        }
+        assert_eq!(
+            line(&m, "treeserve_batch_rows_bucket{le=\"10000\"}"),
+            "treeserve_batch_rows_bucket{le=\"10000\"} 2"
+        );
+        assert_eq!(
+            line(&m, "treeserve_batch_rows_count"),
+            "treeserve_batch_rows_count 3"
+        );
+        assert_eq!(
+            line(&m, "treeserve_batch_rows_sum"),
+            "treeserve_batch_rows_sum 20101"
+        );
+    }
+}
