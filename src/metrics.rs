@@ -343,22 +343,19 @@ impl RequestMetrics {
     }
 }
 
-fn histogram(
-    buckets: &[f64],
-    counts: impl Fn(usize) -> u64,
-    count: u64,
-    sum: f64,
-) -> proto::Histogram {
+/// A histogram from non-cumulative `counts`, one per bound plus the overflow: the sample
+/// count is their total.
+fn histogram(bounds: &[f64], counts: &[u64], sum: f64) -> proto::Histogram {
     let mut h = proto::Histogram::default();
-    h.set_sample_count(count);
+    h.set_sample_count(counts.iter().sum());
     h.set_sample_sum(sum);
     let mut cumulative = 0;
     h.set_bucket(
-        buckets
+        bounds
             .iter()
-            .enumerate()
-            .map(|(i, &upper)| {
-                cumulative += counts(i);
+            .zip(counts)
+            .map(|(&upper, &n)| {
+                cumulative += n;
                 let mut b = proto::Bucket::default();
                 b.set_upper_bound(upper);
                 b.set_cumulative_count(cumulative);
@@ -434,16 +431,11 @@ impl Collector for RequestMetrics {
             let counts: Vec<u64> = (0..=BUCKETS)
                 .map(|b| sum(&|s| &s.routes[r].buckets[b]))
                 .collect();
-            let count = counts.iter().sum();
-            if count == 0 {
+            if counts.iter().all(|&n| n == 0) {
                 continue;
             }
-            let h = histogram(
-                DURATION_BUCKETS,
-                |b| counts[b],
-                count,
-                sum(&|s| &s.routes[r].sum_nanos) as f64 / 1e9,
-            );
+            let sum_seconds = sum(&|s| &s.routes[r].sum_nanos) as f64 / 1e9;
+            let h = histogram(DURATION_BUCKETS, &counts, sum_seconds);
             let mut metric = proto::Metric::from_label(vec![label("route", route.as_str())]);
             metric.set_histogram(h);
             durations.push(metric);
@@ -461,8 +453,7 @@ impl Collector for RequestMetrics {
         let mut batch = proto::Metric::default();
         batch.set_histogram(histogram(
             BATCH_BUCKETS,
-            |b| batch_counts[b],
-            batch_counts.iter().sum(),
+            &batch_counts,
             sum(&|s| &s.batch_sum) as f64,
         ));
         let rejected = REJECT_REASONS
