@@ -6,6 +6,10 @@
 //! against it.
 //!
 //! `cargo run --release --example floor -- ARTIFACT [ADDR]`
+//!
+//! With `FLOOR_FLATTEN=1` in its environment it writes each response with one plain send
+//! (hyper's `writev(false)`), as treeserve does, instead of hyper's default two-part
+//! `writev`: the floor to compare against when asking what treeserve's own work costs.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -32,6 +36,7 @@ async fn main() {
     // The contract's response headers, built once (the cheapest way: static values).
     let name: &'static str = Box::leak(model.name().to_owned().into_boxed_str());
     let version: &'static str = Box::leak(model.version().to_string().into_boxed_str());
+    let flatten = std::env::var_os("FLOOR_FLATTEN").is_some_and(|v| v == "1");
     let listener = TcpListener::bind(&addr).await.expect("bind");
     println!(
         "floor listening on http://{}",
@@ -62,6 +67,7 @@ async fn main() {
                 });
                 let _ = http1::Builder::new()
                     .keep_alive(true)
+                    .writev(!flatten)
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
             });

@@ -3,7 +3,8 @@
 
     python3 benches/load.py [--rounds 5] [--duration 10] [--connections 1,16,64,256]
                             [--out docs/benchmarks.md] [--chart docs/benchmarks.svg] [--json FILE]
-                            [--compare suite|floor|metrics|request-logs|v2|binary --other PATH]
+                            [--compare suite|floor|floor-flat|metrics|request-logs|v2|binary
+                             --other PATH]
                             [--build plain|pgo]
 
 --compare picks the servers and scenarios measured side by side:
@@ -12,6 +13,9 @@
                 64 connections. With --out, replaces the generated section of that markdown
                 file; with --chart, writes an SVG of throughput and latency against connections;
   floor         treeserve (defaults) against the bare-hyper floor server (benches/floor_server.rs);
+  floor-flat    treeserve against the floor writing each response with one plain send, as
+                treeserve does (FLOOR_FLATTEN=1, hyper's writev(false)): what treeserve's own
+                work costs, without the write strategy the floor lacks;
   metrics       treeserve (metrics and drift on, the default) against treeserve with
                 TREESERVE_NO_METRICS=true (the baseline);
   request-logs  treeserve logging every request (TREESERVE_LOG=info,treeserve::request=debug,
@@ -141,6 +145,13 @@ def plan(args, treeserve, floor):
             {"treeserve": (serve, {}), "floor": ([str(floor), str(artifact), "127.0.0.1:0"], {})},
             {"treeserve": one("treeserve"), "floor": one("floor")},
         ),
+        "floor-flat": (
+            {
+                "treeserve": (serve, {}),
+                "flat floor": ([str(floor), str(artifact), "127.0.0.1:0"], {"FLOOR_FLATTEN": "1"}),
+            },
+            {"treeserve": one("treeserve"), "flat floor": one("flat floor")},
+        ),
         "metrics": (
             {"metrics on": (serve, {}), "metrics off": (serve, {"TREESERVE_NO_METRICS": "true"})},
             {"metrics on": one("metrics on"), "metrics off": one("metrics off")},
@@ -182,7 +193,7 @@ def main():
                     "replace the generated section of this file, e.g. docs/benchmarks.md)")
     ap.add_argument("--chart", type=Path, help="--compare suite: write the SVG chart here")
     ap.add_argument("--json", type=Path, help="write every round's raw figures here")
-    ap.add_argument("--compare", choices=["suite", "floor", "metrics", "request-logs", "v2", "binary"], default="suite")
+    ap.add_argument("--compare", choices=["suite", "floor", "floor-flat", "metrics", "request-logs", "v2", "binary"], default="suite")
     ap.add_argument("--only", help="comma-separated target names to keep (the baseline is always kept)")
     ap.add_argument("--build", choices=["plain", "pgo"], default="plain",
                     help="how both servers are built: plain release builds, or profile-guided (deploy/pgo.py)")

@@ -94,13 +94,22 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         // No http1 timer: hyper would then arm a timer for every request head. The head
         // timeout is enforced per connection by `conn::Connections` instead.
+        // No vectored writes: hyper then copies the body behind the head and sends both with
+        // one plain `send` instead of a two-part `writev`. Our bodies are small, and the
+        // kernel's cost of a two-part write is larger than the copy (docs/benchmarks.md).
         let mut auto = auto::Builder::new(TokioExecutor::new());
-        auto.http1().keep_alive(true).header_read_timeout(None);
+        auto.http1()
+            .keep_alive(true)
+            .header_read_timeout(None)
+            .writev(false);
         auto.http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(self.state.config.max_h2_streams);
         let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1.keep_alive(true).header_read_timeout(None);
+        http1
+            .keep_alive(true)
+            .header_read_timeout(None)
+            .writev(false);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
