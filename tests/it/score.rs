@@ -183,6 +183,45 @@ async fn batch_keeps_order_and_a_one_row_batch_is_an_array() {
     );
 }
 
+/// The largest batch the server takes (`--max-batch-rows`, 10,000 by default), with
+/// probabilities: a response of about 1 MB, more than hyper's write buffer, which the
+/// server writes in one flattened piece (no vectored writes). Every row comes back, in order.
+#[tokio::test]
+async fn the_largest_batch_comes_back_whole() {
+    let reg = TestRegistry::with_iris();
+    let model = load_model(&reg);
+    let app = App::spawn(reg.path(), &[]);
+    let data = treeserve::train::load_csv(&iris_csv(), "Species", Some("Id")).unwrap();
+    let (mut rows, mut expected) = (Vec::new(), Vec::new());
+    for i in 0..10_000 {
+        let r = data.row(i % data.rows());
+        rows.push(json!({
+            "SepalLengthCm": r[0], "SepalWidthCm": r[1], "PetalLengthCm": r[2], "PetalWidthCm": r[3]
+        }));
+        expected.push(model.classes()[model.predict(r)].clone());
+    }
+    let resp = app
+        .post("/score?probabilities=true", &Value::Array(rows).to_string())
+        .await;
+    assert_eq!(resp.status(), 200);
+    let length: usize = resp.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = resp.bytes().await.unwrap();
+    assert_eq!(bytes.len(), length);
+    assert!(length > 1_000_000, "{length} bytes");
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    let got: Vec<&str> = body["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["predicted_species"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, expected);
+}
+
 #[tokio::test]
 async fn input_errors_name_the_field() {
     let reg = TestRegistry::with_iris();
