@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use serde_json::json;
@@ -54,8 +55,9 @@ impl<S: std::ops::Deref<Target = AppState> + Clone + Send + Sync> StateRef for S
 /// hot routes become [`Step::Body`]: the handler's only wait is for the body, and its
 /// future stays small (every layer of nested futures is copied on each request).
 pub(super) enum Step<'a, B> {
-    /// Answered from the head (or refused).
-    Done(Route, Reply),
+    /// Answered from the head (or refused). Boxed: these routes are rare, and every
+    /// request's future holds a `Step`, so it stays the size of the hot variant.
+    Done(Route, Box<Reply>),
     /// Read the body, then score it.
     Body { route: Route, body: B, job: BodyJob },
     /// Other asynchronous work (reports, pinned versions, V2 metadata): rare, boxed.
@@ -71,12 +73,13 @@ pub(super) enum Next<'a> {
     Later(Later<'a>),
 }
 
-/// Scoring that waits for its request body. The model and version are kept as ranges of
-/// the path, so nothing is allocated for them.
+/// Scoring that waits for its request body. Only the path is kept (not the whole URI),
+/// with the model and version as ranges of it, so nothing is allocated for them and
+/// every request's future stays small.
 pub(super) struct BodyJob {
-    uri: Uri,
-    model: Option<Range<usize>>,
-    version: Option<Range<usize>>,
+    path: Option<PathAndQuery>,
+    model: Option<Range<u32>>,
+    version: Option<Range<u32>>,
     kind: JobKind,
 }
 
@@ -94,23 +97,26 @@ impl BodyJob {
         kind: JobKind,
         names: impl for<'p> FnOnce(&'p str) -> (Option<&'p str>, Option<&'p str>),
     ) -> Self {
-        let path = uri.path();
+        let path = uri.into_parts().path_and_query;
+        let whole = path.as_ref().map_or("", PathAndQuery::path);
+        // A URI is at most 64 KB long (the http crate refuses longer ones): offsets fit.
         let range = |part: &str| {
-            let start = part.as_ptr() as usize - path.as_ptr() as usize;
-            start..start + part.len()
+            let start = (part.as_ptr() as usize - whole.as_ptr() as usize) as u32;
+            start..start + part.len() as u32
         };
-        let (model, version) = names(path);
+        let (model, version) = names(whole);
         let (model, version) = (model.map(range), version.map(range));
         Self {
-            uri,
+            path,
             model,
             version,
             kind,
         }
     }
 
-    fn part(&self, r: &Option<Range<usize>>) -> Option<&str> {
-        r.clone().map(|r| &self.uri.path()[r])
+    fn part(&self, r: &Option<Range<u32>>) -> Option<&str> {
+        let whole = self.path.as_ref().map_or("", PathAndQuery::path);
+        r.clone().map(|r| &whole[r.start as usize..r.end as usize])
     }
 
     pub(super) fn finish<'a>(&self, state: &'a AppState, body: Bytes) -> Next<'a> {
@@ -191,7 +197,7 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
             }
         }
     };
-    Step::Done(route, reply)
+    Step::Done(route, Box::new(reply))
 }
 
 /// `/score` and (`named`) `/models/{model}/score` up to the body: the checks of the head.
@@ -199,7 +205,7 @@ fn score_step<'a, B>(req: Request<B>, route: Route, named: bool) -> Step<'a, B> 
     let checked = check_content_type(req.headers(), &["application/json"])
         .and_then(|()| wants_probabilities(req.uri().query()));
     match checked {
-        Err(e) => Step::Done(route, Err(e)),
+        Err(e) => Step::Done(route, Box::new(Err(e))),
         Ok(want_proba) => {
             let (parts, body) = req.into_parts();
             let job = BodyJob::new(parts.uri, JobKind::Score { want_proba }, |path| {

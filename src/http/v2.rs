@@ -122,7 +122,12 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
         (true, "") => Route::V2Version,
         (true, "ready") => Route::V2VersionReady,
         (true, "infer") => Route::V2VersionInfer,
-        _ => return Step::Done(Route::Unmatched, Err(ApiError::NotFound(truncated(path)))),
+        _ => {
+            return Step::Done(
+                Route::Unmatched,
+                Box::new(Err(ApiError::NotFound(truncated(path)))),
+            );
+        }
     };
     let infer = action == "infer";
     let method_ok = if infer {
@@ -135,7 +140,7 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
             method: parts.method.to_string(),
             allow: if infer { "POST" } else { "GET, HEAD" },
         };
-        return Step::Done(route, Err(err));
+        return Step::Done(route, Box::new(Err(err)));
     }
     if !infer {
         // Metadata and readiness may load a pinned version: boxed, with their own copy
@@ -161,7 +166,7 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
     )
     .and_then(|()| header_len(&parts.headers));
     match head {
-        Err(e) => Step::Done(route, Err(e)),
+        Err(e) => Step::Done(route, Box::new(Err(e))),
         Ok(header_len) => {
             let job = BodyJob::new(parts.uri, JobKind::Infer { header_len }, |path| {
                 let (model, version, _) = target(&path["/v2/models/".len()..]);
