@@ -1,7 +1,7 @@
 //! Routing (a match on method and path) and the route adapters.
 
 use std::cell::RefCell;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -438,40 +438,70 @@ fn wants_probabilities(query: Option<&str>) -> Result<bool, ApiError> {
 
 /// Reads a whole request body of at most `limit` bytes. The timeout is armed only if the
 /// body is not all there when first polled (usually it came with the head), and runs
-/// from then. A small future on purpose: it is stored in every request's handler future.
-pub(super) async fn read_body<B: RequestBody>(
+/// from then.
+pub(super) fn read_body<B: RequestBody>(
     body: &mut B,
     limit: usize,
     timeout: Duration,
-) -> Result<Bytes, ApiError> {
-    // hyper knows the declared Content-Length: refuse before reading anything.
-    if hyper::body::Body::size_hint(body).lower() > limit as u64 {
-        return Err(ApiError::BodyTooLarge { limit });
+) -> ReadBody<'_, B> {
+    ReadBody {
+        body,
+        limit,
+        timeout,
+        first: Bytes::new(),
+        joined: None,
+        timer: None,
+        started: false,
     }
-    let mut first = Bytes::new();
-    let mut joined: Option<BytesMut> = None;
-    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    poll_fn(|cx| {
+}
+
+/// The future of [`read_body`]: a plain struct, as small as its state, since it is stored
+/// in every request's handler future.
+pub(super) struct ReadBody<'b, B> {
+    body: &'b mut B,
+    limit: usize,
+    timeout: Duration,
+    /// The body while it is one chunk (kept without a copy).
+    first: Bytes,
+    /// The body once a second chunk came.
+    joined: Option<BytesMut>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    started: bool,
+}
+
+impl<B: RequestBody> Future for ReadBody<'_, B> {
+    type Output = Result<Bytes, ApiError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let limit = this.limit;
+        if !this.started {
+            this.started = true;
+            // hyper knows the declared Content-Length: refuse before reading anything.
+            if hyper::body::Body::size_hint(&*this.body).lower() > limit as u64 {
+                return Poll::Ready(Err(ApiError::BodyTooLarge { limit }));
+            }
+        }
         loop {
-            match Pin::new(&mut *body).poll_frame(cx) {
+            match Pin::new(&mut *this.body).poll_frame(cx) {
                 Poll::Ready(None) => break,
                 Poll::Ready(Some(Ok(frame))) => {
                     // Trailers are not used.
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    let len = joined.as_ref().map_or(first.len(), BytesMut::len);
+                    let len = this.joined.as_ref().map_or(this.first.len(), BytesMut::len);
                     if data.len() > limit - len {
                         return Poll::Ready(Err(ApiError::BodyTooLarge { limit }));
                     }
-                    match &mut joined {
+                    match &mut this.joined {
                         Some(j) => j.extend_from_slice(&data),
-                        None if first.is_empty() => first = data,
+                        None if this.first.is_empty() => this.first = data,
                         None => {
                             let mut j = BytesMut::with_capacity(len + data.len());
-                            j.extend_from_slice(&first);
+                            j.extend_from_slice(&this.first);
                             j.extend_from_slice(&data);
-                            joined = Some(j);
+                            this.joined = Some(j);
                         }
                     }
                 }
@@ -479,7 +509,10 @@ pub(super) async fn read_body<B: RequestBody>(
                     return Poll::Ready(Err(ApiError::BodyRead(e.into().to_string())));
                 }
                 Poll::Pending => {
-                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    let timeout = this.timeout;
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                     if timer.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Err(ApiError::BodyTimeout(timeout)));
                     }
@@ -487,12 +520,11 @@ pub(super) async fn read_body<B: RequestBody>(
                 }
             }
         }
-        Poll::Ready(Ok(match joined.take() {
+        Poll::Ready(Ok(match this.joined.take() {
             Some(j) => j.freeze(),
-            None => std::mem::take(&mut first),
+            None => std::mem::take(&mut this.first),
         }))
-    })
-    .await
+    }
 }
 
 #[derive(Default)]
