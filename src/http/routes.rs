@@ -90,6 +90,11 @@ pub(super) enum JobKind {
     Infer { header_len: Option<usize> },
 }
 
+/// The path a job keeps ("" when its URI had none).
+fn path_of(path: &Option<PathAndQuery>) -> &str {
+    path.as_ref().map_or("", PathAndQuery::path)
+}
+
 impl BodyJob {
     /// A job on `uri`; `names` finds the model and version in its path.
     pub(super) fn new(
@@ -98,7 +103,7 @@ impl BodyJob {
         names: impl for<'p> FnOnce(&'p str) -> (Option<&'p str>, Option<&'p str>),
     ) -> Self {
         let path = uri.into_parts().path_and_query;
-        let whole = path.as_ref().map_or("", PathAndQuery::path);
+        let whole = path_of(&path);
         // A URI is at most 64 KB long (the http crate refuses longer ones): offsets fit.
         let range = |part: &str| {
             let start = (part.as_ptr() as usize - whole.as_ptr() as usize) as u32;
@@ -115,8 +120,8 @@ impl BodyJob {
     }
 
     fn part(&self, r: &Option<Range<u32>>) -> Option<&str> {
-        let whole = self.path.as_ref().map_or("", PathAndQuery::path);
-        r.clone().map(|r| &whole[r.start as usize..r.end as usize])
+        r.clone()
+            .map(|r| &path_of(&self.path)[r.start as usize..r.end as usize])
     }
 
     pub(super) fn finish<'a>(&self, state: &'a AppState, body: Bytes) -> Next<'a> {

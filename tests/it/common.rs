@@ -227,6 +227,11 @@ pub const SETOSA: &str =
     r#"{"SepalLengthCm": 5.1, "SepalWidthCm": 3.5, "PetalLengthCm": 1.4, "PetalWidthCm": 0.2}"#;
 
 /// Asserts a JSON error response: status, `error_type`, and that `error` contains `needle`.
+/// A response header that must be present and hold a number.
+pub fn header_number(resp: &reqwest::Response, name: &str) -> usize {
+    resp.headers()[name].to_str().unwrap().parse().unwrap()
+}
+
 pub async fn assert_error(resp: reqwest::Response, status: u16, error_type: &str, needle: &str) {
     assert_eq!(resp.status().as_u16(), status, "status");
     assert_eq!(

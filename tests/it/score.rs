@@ -13,6 +13,13 @@ fn load_model(reg: &TestRegistry) -> Model {
     Model::from_bytes(&bytes, 1, &TreeLimits::default()).unwrap()
 }
 
+/// One IRIS row as the `/score` contract's JSON object.
+fn row_json(r: &[f64]) -> Value {
+    json!({
+        "SepalLengthCm": r[0], "SepalWidthCm": r[1], "PetalLengthCm": r[2], "PetalWidthCm": r[3]
+    })
+}
+
 #[tokio::test]
 async fn scores_one_row_with_azure_contract_and_headers() {
     let reg = TestRegistry::with_iris();
@@ -57,9 +64,7 @@ async fn every_iris_row_matches_the_model_single_and_batch() {
     let mut expected = Vec::new();
     for i in 0..data.rows() {
         let r = data.row(i);
-        let obj = json!({
-            "SepalLengthCm": r[0], "SepalWidthCm": r[1], "PetalLengthCm": r[2], "PetalWidthCm": r[3]
-        });
+        let obj = row_json(r);
         let want = &model.classes()[model.predict(r)];
         if i % 10 == 0 {
             let body: Value = app
@@ -195,20 +200,14 @@ async fn the_largest_batch_comes_back_whole() {
     let (mut rows, mut expected) = (Vec::new(), Vec::new());
     for i in 0..10_000 {
         let r = data.row(i % data.rows());
-        rows.push(json!({
-            "SepalLengthCm": r[0], "SepalWidthCm": r[1], "PetalLengthCm": r[2], "PetalWidthCm": r[3]
-        }));
+        rows.push(row_json(r));
         expected.push(model.classes()[model.predict(r)].clone());
     }
     let resp = app
         .post("/score?probabilities=true", &Value::Array(rows).to_string())
         .await;
     assert_eq!(resp.status(), 200);
-    let length: usize = resp.headers()["content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let length = header_number(&resp, "content-length");
     let bytes = resp.bytes().await.unwrap();
     assert_eq!(bytes.len(), length);
     assert!(length > 1_000_000, "{length} bytes");

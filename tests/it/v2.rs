@@ -169,11 +169,7 @@ async fn binary_tensor_data_in_and_out() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let json_len: usize = resp.headers()["inference-header-content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let json_len = header_number(&resp, "inference-header-content-length");
     let bytes = resp.bytes().await.unwrap();
     let head: Value = serde_json::from_slice(&bytes[..json_len]).unwrap();
     let label_size = head["outputs"][0]["parameters"]["binary_data_size"]
