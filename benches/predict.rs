@@ -154,22 +154,12 @@ fn handler(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let config = treeserve::config::ServeConfig::new("models");
-    let metrics = Arc::new(treeserve::metrics::Metrics::new());
-    let fleet = Arc::new(treeserve::serving::Fleet::new(
+    let state = treeserve::http::AppState::new(
+        treeserve::ServeConfig::new("models"),
         Arc::new(treeserve::registry::FsRegistry::new("models")),
-        Vec::new(),
-        config.catalog_options(),
-        metrics.clone(),
-    ));
-    fleet.reload();
-    assert!(fleet.ready(), "the shipped registry loads");
-    let state = treeserve::http::AppState {
-        fleet,
-        metrics,
-        blocking: Arc::new(tokio::sync::Semaphore::new(config.max_blocking_requests)),
-        config,
-    };
+    );
+    state.fleet().reload();
+    assert!(state.fleet().ready(), "the shipped registry loads");
     let bytes = std::fs::read("models/iris/versions/1/model.tsm").unwrap();
     let m = Model::from_bytes(&bytes, 1, &Default::default()).unwrap();
     let one =

@@ -5,15 +5,18 @@
 //! types and never imports hyper; [`http`] is a thin adapter over it, and the binary's
 //! `main` only parses the command line and calls [`cli::run`].
 
+pub mod app;
 pub mod batch;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod data;
+pub mod error_type;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+pub mod name;
 pub mod protocol;
 pub mod registry;
 pub mod report;
@@ -22,5 +25,6 @@ pub mod smoke;
 pub mod stats;
 pub mod train;
 
+pub use app::Application;
 pub use config::ServeConfig;
 pub use model::Model;

@@ -11,6 +11,8 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricType};
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
+pub use crate::error_type::ErrorType;
+
 /// Prefix of every metric.
 pub const NAMESPACE: &str = "treeserve";
 /// `treeserve_http_requests_total{route,method,status}`.
@@ -35,6 +37,34 @@ pub const MODEL_READY: &str = "model_ready";
 pub const BUILD_INFO: &str = "build_info";
 /// `treeserve_http_request_panics_total`.
 pub const HTTP_REQUEST_PANICS_TOTAL: &str = "http_request_panics_total";
+/// `treeserve_predictions_total{class,model,version}`.
+pub const PREDICTIONS_TOTAL: &str = "predictions_total";
+/// `treeserve_drift_psi{feature,model}`.
+pub const DRIFT_PSI: &str = "drift_psi";
+/// `treeserve_drift_out_of_range_total{feature,model,side}`.
+pub const DRIFT_OUT_OF_RANGE_TOTAL: &str = "drift_out_of_range_total";
+/// `treeserve_drift_window_rows{model}`.
+pub const DRIFT_WINDOW_ROWS: &str = "drift_window_rows";
+
+/// Every metric's name (without the `treeserve_` prefix), each documented in
+/// `docs/metrics.md` (a unit test checks that the page names each one).
+pub const NAMES: &[&str] = &[
+    HTTP_REQUESTS_TOTAL,
+    HTTP_REQUEST_DURATION_SECONDS,
+    MODEL_INFO,
+    MODEL_LOADS_TOTAL,
+    HTTP_REQUESTS_IN_FLIGHT,
+    BATCH_ROWS,
+    REJECTED_REQUESTS_TOTAL,
+    MODEL_LAST_SWAP_TIMESTAMP_SECONDS,
+    MODEL_READY,
+    BUILD_INFO,
+    HTTP_REQUEST_PANICS_TOTAL,
+    PREDICTIONS_TOTAL,
+    DRIFT_PSI,
+    DRIFT_OUT_OF_RANGE_TOTAL,
+    DRIFT_WINDOW_ROWS,
+];
 
 /// Request duration buckets (seconds): 10 µs to 10 s, dense below a millisecond where
 /// this server lives, with 1 ms, 5 ms, 10 ms, 100 ms and 1 s as SLO points.
@@ -46,40 +76,6 @@ pub const DURATION_BUCKETS: &[f64] = &[
 /// Rows-per-request buckets.
 pub const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
-];
-
-/// Every `reason` of `treeserve_rejected_requests_total`: the `error_type` of each error a
-/// client can cause; anything else counts as `other`.
-pub const REJECT_REASONS: &[&str] = &[
-    "malformed_json",
-    "invalid_body",
-    "missing_feature",
-    "unknown_feature",
-    "duplicate_feature",
-    "invalid_value",
-    "non_finite_value",
-    "empty_batch",
-    "too_many_rows",
-    "invalid_shape",
-    "invalid_datatype",
-    "unknown_output",
-    "body_too_large",
-    "body_timeout",
-    "body_read_error",
-    "unsupported_media_type",
-    "invalid_query",
-    "not_found",
-    "model_not_found",
-    "version_not_found",
-    "no_default_model",
-    "method_not_allowed",
-    "unsupported_content_encoding",
-    "no_model",
-    "model_not_ready",
-    "shutting_down",
-    "overloaded",
-    "too_many_connections",
-    "other",
 ];
 
 /// The bounded `route` label: a route template, or `unmatched` for every unknown path.
@@ -234,7 +230,7 @@ struct Shard {
     batch_buckets: [AtomicU64; BATCH_BUCKETS.len() + 1],
     /// Requests dropped unanswered.
     abandoned: AtomicU64,
-    rejected: [AtomicU64; REJECT_REASONS.len()],
+    rejected: [AtomicU64; ErrorType::ALL.len()],
     routes: [RouteShard; ROUTES],
 }
 
@@ -456,13 +452,12 @@ impl Collector for RequestMetrics {
             &batch_counts,
             sum(&|s| &s.batch_sum) as f64,
         ));
-        let rejected = REJECT_REASONS
+        let rejected = ErrorType::ALL
             .iter()
-            .enumerate()
-            .filter_map(|(i, reason)| {
-                let n = sum(&|s| &s.rejected[i]);
+            .filter_map(|&reason| {
+                let n = sum(&|s| &s.rejected[reason as usize]);
                 (n > 0).then(|| {
-                    let mut m = proto::Metric::from_label(vec![label("reason", reason)]);
+                    let mut m = proto::Metric::from_label(vec![label("reason", reason.as_str())]);
                     let mut c = proto::Counter::default();
                     c.set_value(n as f64);
                     m.set_counter(c);
@@ -620,13 +615,11 @@ impl Metrics {
         });
     }
 
-    /// Counts a request refused with a client error (`reason` is its `error_type`).
-    pub fn rejected(&self, reason: &str) {
-        let i = REJECT_REASONS
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(REJECT_REASONS.len() - 1);
-        self.requests.with_shard(|s| bump(&s.rejected[i], 1));
+    /// Counts a request refused with a client error or a 503 (`reason` is its
+    /// `error_type`).
+    pub fn rejected(&self, reason: ErrorType) {
+        self.requests
+            .with_shard(|s| bump(&s.rejected[reason as usize], 1));
     }
 
     /// Records that a model version was swapped in now.
@@ -668,6 +661,31 @@ pub const TEXT_FORMAT: &str = prometheus::TEXT_FORMAT;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_metric_and_reason_is_documented() {
+        let doc = include_str!("../docs/metrics.md");
+        for name in NAMES {
+            assert!(
+                doc.contains(&format!("| `{NAMESPACE}_{name}` |")),
+                "docs/metrics.md has no row for {NAMESPACE}_{name}"
+            );
+        }
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{NAMESPACE}_{REJECTED_REQUESTS_TOTAL}`")))
+            .expect("rejected row");
+        for t in ErrorType::ALL {
+            // Server errors (500) are not rejections: they are not counted.
+            if matches!(t, ErrorType::Internal | ErrorType::VersionUnavailable) {
+                continue;
+            }
+            assert!(
+                row.contains(&format!("`{}`", t.as_str())),
+                "{t:?} undocumented"
+            );
+        }
+    }
 
     fn line(m: &Metrics, prefix: &str) -> String {
         let text = String::from_utf8(m.render()).unwrap();

@@ -309,22 +309,22 @@ impl ModelCollector {
                     &["model", "sha256", "version"],
                 ),
                 desc(
-                    "predictions_total",
+                    crate::metrics::PREDICTIONS_TOTAL,
                     "Rows predicted, by model, version and predicted class.",
                     &["class", "model", "version"],
                 ),
                 desc(
-                    "drift_psi",
+                    crate::metrics::DRIFT_PSI,
                     "Population stability index of each feature over the drift window, against the training data (over 0.2: significant shift).",
                     &["feature", "model"],
                 ),
                 desc(
-                    "drift_out_of_range_total",
+                    crate::metrics::DRIFT_OUT_OF_RANGE_TOTAL,
                     "Input values outside the training range, by feature and side (below or above), since the version was loaded.",
                     &["feature", "model", "side"],
                 ),
                 desc(
-                    "drift_window_rows",
+                    crate::metrics::DRIFT_WINDOW_ROWS,
                     "Rows in the current drift window.",
                     &["model"],
                 ),

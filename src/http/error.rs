@@ -5,14 +5,16 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
+use crate::error_type::ErrorType;
 use crate::protocol::{InputError, InputErrorKind};
+use crate::serving::ScoreError;
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The body cannot be scored.
+    /// The scoring use case refused the request (or found no model).
     #[error(transparent)]
-    Input(#[from] InputError),
+    Score(#[from] ScoreError),
     /// The body is over the size limit.
     #[error("the request body is larger than the limit of {limit} bytes")]
     BodyTooLarge {
@@ -42,42 +44,9 @@ pub enum ApiError {
         /// The methods allowed.
         allow: &'static str,
     },
-    /// No validated model is loaded.
-    #[error("no model is loaded yet")]
-    NoModel,
     /// The server is shutting down.
     #[error("the server is shutting down")]
     Draining,
-    /// Too much work in progress.
-    #[error("the server is busy ({0}); retry later")]
-    Overloaded(&'static str),
-    /// The model is served but no version of it is loaded yet.
-    #[error("model {0:?} has no loaded version yet")]
-    ModelNotReady(String),
-    /// No such model is served.
-    #[error("model {0:?} is not served here")]
-    ModelNotFound(String),
-    /// No such version of a served model.
-    #[error("model {model:?} has no version {version:?}")]
-    VersionNotFound {
-        /// The model.
-        model: String,
-        /// The version asked for.
-        version: String,
-    },
-    /// Several models are served and none is the default.
-    #[error("several models are served ({}): POST to /models/{{model}}/score, or start the server with --model to pick the one /score answers with", .0.join(", "))]
-    NoDefaultModel(Vec<String>),
-    /// A pinned version exists but cannot be loaded.
-    #[error("model {model:?} version {version} cannot be loaded: {reason}")]
-    VersionUnavailable {
-        /// The model.
-        model: String,
-        /// The version.
-        version: u64,
-        /// Why.
-        reason: String,
-    },
     /// The body is compressed.
     #[error("unsupported content encoding {0:?}: send the body uncompressed")]
     UnsupportedContentEncoding(String),
@@ -86,64 +55,78 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        ApiError::Score(e.into())
+    }
+}
+
 impl ApiError {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Input(e) if e.kind == InputErrorKind::TooManyRows => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            ApiError::Input(_) | ApiError::BodyRead(_) | ApiError::InvalidQuery(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::Score(e) => match e {
+                ScoreError::Input(e) if e.kind == InputErrorKind::TooManyRows => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
+                ScoreError::Input(_) => StatusCode::BAD_REQUEST,
+                ScoreError::NoModel | ScoreError::ModelNotReady(_) | ScoreError::Overloaded(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                ScoreError::ModelNotFound(_)
+                | ScoreError::VersionNotFound { .. }
+                | ScoreError::NoDefaultModel(_) => StatusCode::NOT_FOUND,
+                ScoreError::VersionUnavailable { .. } | ScoreError::TaskFailed(..) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
+            ApiError::BodyRead(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedContentEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NoModel
-            | ApiError::ModelNotReady(_)
-            | ApiError::Draining
-            | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::ModelNotFound(_)
-            | ApiError::VersionNotFound { .. }
-            | ApiError::NoDefaultModel(_) => StatusCode::NOT_FOUND,
-            ApiError::UnsupportedContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Internal(_) | ApiError::VersionUnavailable { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The `error_type`.
-    pub fn error_type(&self) -> &'static str {
+    /// The `error_type` (also the reason the rejection metric counts).
+    pub fn error_type(&self) -> ErrorType {
         match self {
-            ApiError::Input(e) => e.kind.as_str(),
-            ApiError::BodyTooLarge { .. } => "body_too_large",
-            ApiError::BodyTimeout(_) => "body_timeout",
-            ApiError::BodyRead(_) => "body_read_error",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::InvalidQuery(_) => "invalid_query",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::NoModel => "no_model",
-            ApiError::Draining => "shutting_down",
-            ApiError::Overloaded(_) => "overloaded",
-            ApiError::ModelNotReady(_) => "model_not_ready",
-            ApiError::ModelNotFound(_) => "model_not_found",
-            ApiError::VersionNotFound { .. } => "version_not_found",
-            ApiError::NoDefaultModel(_) => "no_default_model",
-            ApiError::VersionUnavailable { .. } => "version_unavailable",
-            ApiError::UnsupportedContentEncoding(_) => "unsupported_content_encoding",
-            ApiError::Internal(_) => "internal",
+            ApiError::Score(e) => e.error_type(),
+            ApiError::BodyTooLarge { .. } => ErrorType::BodyTooLarge,
+            ApiError::BodyTimeout(_) => ErrorType::BodyTimeout,
+            ApiError::BodyRead(_) => ErrorType::BodyReadError,
+            ApiError::UnsupportedMediaType(_) => ErrorType::UnsupportedMediaType,
+            ApiError::InvalidQuery(_) => ErrorType::InvalidQuery,
+            ApiError::NotFound(_) => ErrorType::NotFound,
+            ApiError::MethodNotAllowed { .. } => ErrorType::MethodNotAllowed,
+            ApiError::Draining => ErrorType::ShuttingDown,
+            ApiError::UnsupportedContentEncoding(_) => ErrorType::UnsupportedContentEncoding,
+            ApiError::Internal(_) => ErrorType::Internal,
         }
+    }
+
+    /// Whether the error is a moment's unavailability (no model yet, shutting down,
+    /// busy): answered 503 with `Retry-After`, and not logged as the server's fault.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Draining
+                | ApiError::Score(
+                    ScoreError::NoModel | ScoreError::ModelNotReady(_) | ScoreError::Overloaded(_)
+                )
+        )
     }
 
     /// The JSON error response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = serde_json::json!({
             "error": self.to_string(),
-            "error_type": self.error_type(),
+            "error_type": self.error_type().as_str(),
         });
         let mut resp =
             super::json_response(self.status(), serde_json::to_vec(&body).expect("json"));
@@ -156,10 +139,7 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            ApiError::NoModel
-            | ApiError::ModelNotReady(_)
-            | ApiError::Draining
-            | ApiError::Overloaded(_) => {
+            e if e.is_transient() => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

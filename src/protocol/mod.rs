@@ -5,6 +5,8 @@ pub(crate) mod cursor;
 pub mod score;
 pub mod v2;
 
+use crate::error_type::ErrorType;
+
 /// What kind of input error (the `error_type` of the JSON error body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputErrorKind {
@@ -35,22 +37,27 @@ pub enum InputErrorKind {
 }
 
 impl InputErrorKind {
+    /// The error type answered (the `error_type` of the JSON error body).
+    pub fn error_type(self) -> ErrorType {
+        match self {
+            InputErrorKind::MalformedJson => ErrorType::MalformedJson,
+            InputErrorKind::InvalidBody => ErrorType::InvalidBody,
+            InputErrorKind::MissingFeature => ErrorType::MissingFeature,
+            InputErrorKind::UnknownFeature => ErrorType::UnknownFeature,
+            InputErrorKind::DuplicateFeature => ErrorType::DuplicateFeature,
+            InputErrorKind::InvalidValue => ErrorType::InvalidValue,
+            InputErrorKind::NonFiniteValue => ErrorType::NonFiniteValue,
+            InputErrorKind::EmptyBatch => ErrorType::EmptyBatch,
+            InputErrorKind::TooManyRows => ErrorType::TooManyRows,
+            InputErrorKind::InvalidShape => ErrorType::InvalidShape,
+            InputErrorKind::InvalidDatatype => ErrorType::InvalidDatatype,
+            InputErrorKind::UnknownOutput => ErrorType::UnknownOutput,
+        }
+    }
+
     /// The snake_case name used as `error_type`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            InputErrorKind::MalformedJson => "malformed_json",
-            InputErrorKind::InvalidBody => "invalid_body",
-            InputErrorKind::MissingFeature => "missing_feature",
-            InputErrorKind::UnknownFeature => "unknown_feature",
-            InputErrorKind::DuplicateFeature => "duplicate_feature",
-            InputErrorKind::InvalidValue => "invalid_value",
-            InputErrorKind::NonFiniteValue => "non_finite_value",
-            InputErrorKind::EmptyBatch => "empty_batch",
-            InputErrorKind::TooManyRows => "too_many_rows",
-            InputErrorKind::InvalidShape => "invalid_shape",
-            InputErrorKind::InvalidDatatype => "invalid_datatype",
-            InputErrorKind::UnknownOutput => "unknown_output",
-        }
+        self.error_type().as_str()
     }
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use fs::FsRegistry;
 pub(crate) use fs::publish_dir;
-pub use watch::watch;
+pub use watch::{keep_watching, watch};
 
 /// The alias the server follows by default.
 pub const DEFAULT_ALIAS: &str = "production";

@@ -209,35 +209,3 @@ impl Fleet {
             && models.iter().any(|c| loaded(c))
     }
 }
-
-/// The reload task: waits for signals (watcher, poll, SIGHUP) and reconciles on a blocking
-/// thread, one reconciliation at a time. Signals that arrive during one coalesce into one
-/// more, which re-reads the aliases: the last published state wins.
-pub async fn follow(fleet: Arc<Fleet>, signal: Arc<tokio::sync::Notify>) {
-    loop {
-        signal.notified().await;
-        let f = fleet.clone();
-        match tokio::task::spawn_blocking(move || f.reload()).await {
-            Ok(report) => log_report(&report),
-            Err(e) => tracing::error!(error = %e, "reload task panicked"),
-        }
-    }
-}
-
-/// Logs swaps and failures of one reconciliation.
-pub fn log_report(report: &FleetReport) {
-    if let Some(e) = &report.discovery {
-        tracing::warn!(error = %e, "cannot list the registry's models; serving the same set");
-    }
-    for (model, result) in &report.models {
-        match result {
-            Ok(Reloaded::Swapped { from, to }) => {
-                tracing::info!(model, from = ?from, to, "now serving a new version")
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(model, error = %e, reason = e.reason(), "reload failed; still serving the current version")
-            }
-        }
-    }
-}

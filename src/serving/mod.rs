@@ -3,13 +3,20 @@
 //! A [`Fleet`] holds one [`Catalog`] per served model; a catalog holds the version its
 //! alias points to in an `ArcSwapOption`. A new version is read, decoded and validated off
 //! the request path and stored only on success: a bad artifact never replaces a good one.
-//! A request loads the handle once and uses that version throughout.
+//! A request loads the handle once and uses that version throughout. [`Scoring`] is the
+//! one scoring use case of every protocol; [`Follower`] the one reload task.
 
 mod catalog;
+mod codec;
 mod fleet;
+mod follow;
+mod scoring;
 
 pub use catalog::{Catalog, CatalogOptions};
-pub use fleet::{Fleet, FleetReport, Models, follow, log_report};
+pub use codec::{ScoreCodec, V2Codec};
+pub use fleet::{Fleet, FleetReport, Models};
+pub use follow::{FollowOptions, Follower, log_report};
+pub use scoring::{Codec, Local, Outcome, Pending, ScoreError, Scored, Scoring, find, truncated};
 
 use crate::model::{ArtifactError, Model};
 use crate::protocol::score;

@@ -1,0 +1,155 @@
+//! The serving application (zero-to-production's `startup.rs`): [`Application::build`]
+//! binds, loads the models, and starts following the registry and the drift ticker;
+//! [`Application::run_until_stopped`] serves until a shutdown future resolves. The CLI,
+//! the tests and the benchmarks all start a server this way.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::ServeConfig;
+use crate::http::{AppState, ServeError, Server};
+use crate::registry::FsRegistry;
+use crate::serving::{Fleet, FollowOptions, Follower};
+
+/// A bound server with its models loaded (or being retried) and its background tasks
+/// running.
+pub struct Application {
+    server: Server,
+    follower: Follower,
+    drift: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Binds `config.listen`, loads every served model once (a model that fails is
+    /// logged and retried; `/health/ready` says whether all are loaded), registers the
+    /// model metrics, and starts following the registry (file events unless
+    /// `--no-watch`, the poll, SIGHUP) and the drift ticker. Call within a runtime.
+    pub async fn build(config: ServeConfig) -> Result<Self, ServeError> {
+        if let Some(bad) = config.models.iter().find(|n| !crate::name::valid_name(n)) {
+            return Err(ServeError::InvalidModelName(bad.clone()));
+        }
+        let registry = Arc::new(FsRegistry::new(&config.registry));
+        let state = Arc::new(AppState::new(config, registry));
+        let server = Server::bind(state.clone()).await?;
+        let fleet = state.fleet().clone();
+        let first = fleet.clone();
+        match tokio::task::spawn_blocking(move || first.reload()).await {
+            Ok(report) => {
+                crate::serving::log_report(&report);
+                log_first_load(&fleet, &state.config);
+            }
+            Err(e) => tracing::error!(error = %e, "model load task failed"),
+        }
+        let config = &state.config;
+        state
+            .metrics
+            .register(Box::new(crate::stats::ModelCollector::new(
+                fleet.clone(),
+                config.drift_min_rows,
+            )));
+        let drift = tokio::spawn(drift_ticks(fleet.clone(), config.drift_window));
+        let follower = Follower::spawn(
+            fleet,
+            &FollowOptions {
+                poll_interval: config.poll_interval,
+                watch: (!config.no_watch).then(|| config.registry.clone()),
+                sighup: true,
+            },
+        );
+        Ok(Self {
+            server,
+            follower,
+            drift,
+        })
+    }
+
+    /// The address bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The port bound (the one picked when the configuration said port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The shared state (the fleet, metrics, configuration).
+    pub fn state(&self) -> &Arc<AppState> {
+        self.server.state()
+    }
+
+    /// Asks the reload task to reconcile with the registry now.
+    pub fn reload(&self) {
+        self.follower.signal();
+    }
+
+    /// Serves until `shutdown` resolves; then the server is not ready any more
+    /// (`/health/ready` answers 503) while it keeps serving for `--shutdown-delay`, stops
+    /// accepting, and gives in-flight requests `--shutdown-grace`.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
+        let Self {
+            server,
+            follower,
+            drift,
+        } = self;
+        let state = server.state().clone();
+        server
+            .run(async move {
+                shutdown.await;
+                state.fleet().drain();
+                let delay = state.config.shutdown_delay;
+                if !delay.is_zero() {
+                    tracing::info!(
+                        ?delay,
+                        "draining: /health/ready answers 503 while still serving"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            })
+            .await;
+        drop(follower);
+        drift.abort();
+        tracing::info!("stopped");
+    }
+}
+
+/// Says what the first load left served.
+fn log_first_load(fleet: &Fleet, config: &ServeConfig) {
+    let models = fleet.models();
+    let loaded: Vec<String> = models
+        .iter()
+        .filter_map(|c| {
+            c.current()
+                .map(|s| format!("{}@{}", c.name(), s.version_text))
+        })
+        .collect();
+    if fleet.ready() {
+        tracing::info!(models = ?loaded, "models loaded");
+    } else if models.iter().next().is_none() {
+        let error = format!(
+            "no model in registry {} has alias {:?}",
+            config.registry.display(),
+            config.alias
+        );
+        tracing::error!(error, "no model loaded yet; /health/ready answers 503")
+    } else {
+        tracing::error!(models = ?loaded, "no model loaded yet for every model required; /health/ready answers 503")
+    }
+}
+
+/// Snapshots the served models' bin counts ten times per drift window, so the PSI covers
+/// the last window.
+async fn drift_ticks(fleet: Arc<Fleet>, window: Duration) {
+    let period = (window / 10).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        for catalog in fleet.models_full().iter() {
+            if let Some(served) = catalog.current() {
+                served.stats.tick(window);
+            }
+        }
+    }
+}

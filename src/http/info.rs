@@ -1,0 +1,211 @@
+//! The routes that describe the server: health, readiness, models, metrics, reports, the
+//! OpenAPI document and V2 server metadata.
+
+use bytes::Bytes;
+use http::header;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+use std::sync::Arc;
+
+use super::step::Reply;
+use super::{ApiError, AppState, json_response};
+use crate::serving::{ScoreError, find, truncated};
+
+/// The model's HTML report (see [`crate::report`]), built from the registry on a
+/// blocking thread.
+pub(super) async fn report(state: &AppState, name: String) -> Reply {
+    let registry = Arc::clone(state.fleet().registry());
+    // Datasets live beside the models in the registry directory.
+    let datasets = crate::data::DatasetStore::new(&crate::registry::FsRegistry::new(
+        state.config.registry.clone(),
+    ));
+    let html = state
+        .scoring
+        .blocking("report", move || {
+            use crate::registry::RegistryError;
+            match registry.versions(&name) {
+                Ok(_) => crate::report::html(&*registry, Some(&datasets), &name)
+                    .map_err(|e| ApiError::Internal(format!("building the report: {e}"))),
+                Err(RegistryError::ModelNotFound(_) | RegistryError::InvalidName(_)) => {
+                    Err(ScoreError::ModelNotFound(truncated(&name)).into())
+                }
+                Err(e) => Err(ApiError::Internal(format!("reading the registry: {e}"))),
+            }
+        })
+        .await??;
+    let mut resp = Response::new(Full::new(Bytes::from(html)));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Self-contained: nothing but its own inline styles and script may load or run.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
+        ),
+    );
+    Ok(resp)
+}
+
+pub(super) fn live() -> Response<Full<Bytes>> {
+    json_response(StatusCode::OK, &b"{\"status\":\"live\"}"[..])
+}
+
+/// 200 while the fleet is ready: the default model (if any) and every model named with
+/// `--model` are loaded, and at least one model is.
+pub(super) fn ready(state: &AppState) -> Reply {
+    if state.fleet().draining() {
+        return Err(ApiError::Draining);
+    }
+    if !state.fleet().ready() {
+        return Err(ScoreError::NoModel.into());
+    }
+    let models = state.fleet().models();
+    let loaded: Vec<_> = models
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name(),
+                "version": c.load().as_ref().map(|s| s.model.version()),
+            })
+        })
+        .collect();
+    let mut body = json!({"status": "ready", "models": loaded});
+    if let Some(d) = models.default_model()
+        && let Some(served) = d.load().as_ref()
+    {
+        body["model"] = json!(served.model.name());
+        body["version"] = json!(served.model.version());
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&body).expect("json"),
+    ))
+}
+
+/// `/models` (every served model) or `/models/{name}` (one).
+pub(super) fn models(state: &AppState, name: Option<&str>) -> Reply {
+    let models = state.fleet().models();
+    let describe = |c: &crate::serving::Catalog| {
+        let guard = c.load();
+        let Some(served) = guard.as_ref() else {
+            return json!({"name": c.name(), "alias": c.alias(), "version": null, "ready": false});
+        };
+        let m = served.model.manifest();
+        json!({
+            "name": m.name,
+            "version": served.model.version(),
+            "alias": c.alias(),
+            "ready": true,
+            "default": models.default_model().is_some_and(|d| d.name() == c.name()),
+            "score_path": format!("/models/{}/score", c.name()),
+            "sha256": served.model.sha256(),
+            "algorithm": m.algorithm,
+            "created": m.created,
+            "hyper_parameters": m.hyper_parameters,
+            "features": m.features,
+            "target": m.target,
+            "output_key": served.score.output_key(),
+            "classes": m.classes,
+            "trees": served.model.forest().num_trees(),
+            "nodes": served.model.forest().num_nodes(),
+            "training": m.training,
+            "metrics": m.metrics,
+            "golden_rows": m.golden.iter().map(|g| json!({
+                "features": m.features.iter().zip(&g.features).map(|(f, v)| (f.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "class": m.classes.get(g.class as usize),
+            })).collect::<Vec<_>>(),
+        })
+    };
+    let body = match name {
+        None => json!({"models": models.iter().map(|c| describe(c)).collect::<Vec<_>>()}),
+        Some(n) => describe(find(&models, Some(n))?),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&body).expect("json"),
+    ))
+}
+
+pub(super) fn metrics(state: &AppState) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::TEXT_FORMAT),
+    );
+    resp
+}
+
+/// Extensions listed by `GET /v2`.
+const EXTENSIONS: [&str; 1] = ["binary_tensor_data"];
+
+/// `GET /v2`.
+pub(super) fn server_metadata() -> Response<Full<Bytes>> {
+    let body = json!({
+        "name": "treeserve",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": EXTENSIONS,
+    });
+    json_response(StatusCode::OK, serde_json::to_vec(&body).expect("json"))
+}
+
+/// `GET /openapi.json`: the document in `openapi.json`, narrowed to what this server
+/// serves now: the `model` path parameter lists the served models, and the `/score` row
+/// schemas name each model's features exactly.
+pub(super) fn openapi(state: &AppState) -> Response<Full<Bytes>> {
+    static TEMPLATE: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let mut doc = TEMPLATE
+        .get_or_init(|| serde_json::from_slice(include_bytes!("openapi.json")).expect("valid"))
+        .clone();
+    let models = state.fleet().models();
+    let row = |m: &crate::model::Model| {
+        let props: serde_json::Map<String, serde_json::Value> = m
+            .features()
+            .iter()
+            .map(|f| (f.clone(), json!({"type": "number"})))
+            .collect();
+        json!({
+            "type": "object",
+            "properties": props,
+            "required": m.features(),
+            "additionalProperties": false,
+        })
+    };
+    let rows: Vec<serde_json::Value> = models
+        .iter()
+        .filter_map(|c| c.current().map(|s| row(&s.model)))
+        .collect();
+    let names: Vec<&str> = models.names();
+    let paths = &mut doc["paths"];
+    if let Some(paths) = paths.as_object_mut() {
+        for op in paths.values_mut().filter_map(|p| p.as_object_mut()) {
+            for op in op.values_mut() {
+                let params = op.get_mut("parameters").and_then(|p| p.as_array_mut());
+                for param in params.into_iter().flatten() {
+                    if param["name"] == "model" && !names.is_empty() {
+                        param["schema"] = json!({"type": "string", "enum": names});
+                    }
+                }
+            }
+        }
+    }
+    let batch =
+        |r: serde_json::Value| json!({"oneOf": [r, {"type": "array", "items": r, "minItems": 1}]});
+    let body =
+        |path: &str| format!("/paths/{path}/post/requestBody/content/application~1json/schema");
+    if let Some(d) = models.default_model().and_then(|c| c.current())
+        && let Some(s) = doc.pointer_mut(&body("~1score"))
+    {
+        *s = batch(row(&d.model));
+    }
+    if !rows.is_empty()
+        && let Some(s) = doc.pointer_mut(&body("~1models~1{model}~1score"))
+    {
+        *s = batch(json!({"anyOf": rows}));
+    }
+    json_response(StatusCode::OK, serde_json::to_vec(&doc).expect("json"))
+}

@@ -1,0 +1,116 @@
+//! The [`Codec`]s of the protocols served: `/score` (Azure ML's contract) and the Open
+//! Inference Protocol (KServe V2), over the wire formats of [`crate::protocol`].
+
+use bytes::Bytes;
+
+use super::ServedModel;
+use super::scoring::{Codec, Local};
+use crate::model::Model;
+use crate::protocol::v2::{self, Output};
+use crate::protocol::{InputError, InputErrorKind, score};
+
+/// `/score`: rows as JSON objects keyed by feature name; answers JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreCodec {
+    /// Add each row's class probabilities.
+    pub want_proba: bool,
+}
+
+impl Codec for ScoreCodec {
+    type Decoded<'b> = score::Decoded;
+    type Output = Bytes;
+
+    #[inline]
+    fn decode(
+        &self,
+        model: &Model,
+        body: &[u8],
+        max_rows: usize,
+        values: &mut Vec<f64>,
+    ) -> Result<(usize, score::Decoded), InputError> {
+        let d = score::decode(body, model.features(), max_rows, values)?;
+        Ok((d.rows, d))
+    }
+
+    #[inline]
+    fn wants_proba(&self, _: &score::Decoded) -> bool {
+        self.want_proba
+    }
+
+    #[inline]
+    fn encode(
+        &self,
+        served: &ServedModel,
+        local: &Local,
+        decoded: score::Decoded,
+        classes: &[usize],
+        proba: Option<&[f64]>,
+    ) -> Bytes {
+        match (classes, decoded.batch, proba) {
+            // One row, one label: this thread's copy of the precomputed answer.
+            ([class], false, None) => local.singles[*class].clone(),
+            _ => Bytes::from(served.score.encode(classes, proba, decoded.batch)),
+        }
+    }
+}
+
+/// Open Inference Protocol infer: a JSON header, and with Triton's binary tensor data
+/// extension the bytes after it (`header_len` is `Inference-Header-Content-Length`).
+#[derive(Debug, Clone, Copy)]
+pub struct V2Codec {
+    /// Length of the JSON header when the body has a binary section.
+    pub header_len: Option<usize>,
+}
+
+impl Codec for V2Codec {
+    type Decoded<'b> = v2::Decoded<'b>;
+    type Output = v2::Encoded;
+
+    fn decode<'b>(
+        &self,
+        model: &Model,
+        body: &'b [u8],
+        max_rows: usize,
+        values: &mut Vec<f64>,
+    ) -> Result<(usize, v2::Decoded<'b>), InputError> {
+        let (json, binary) = match self.header_len {
+            Some(n) if n <= body.len() => body.split_at(n),
+            Some(n) => {
+                return Err(InputError::new(
+                    InputErrorKind::InvalidBody,
+                    format!(
+                        "Inference-Header-Content-Length is {n} but the body has {} bytes",
+                        body.len()
+                    ),
+                ));
+            }
+            None => (body, &[][..]),
+        };
+        let d = v2::decode(json, binary, model.num_features(), max_rows, values)?;
+        Ok((d.rows, d))
+    }
+
+    fn wants_proba(&self, decoded: &v2::Decoded<'_>) -> bool {
+        decoded
+            .outputs
+            .as_slice()
+            .iter()
+            .any(|o| o.output == Output::Probabilities)
+    }
+
+    fn encode(
+        &self,
+        served: &ServedModel,
+        _: &Local,
+        decoded: v2::Decoded<'_>,
+        classes: &[usize],
+        proba: Option<&[f64]>,
+    ) -> v2::Encoded {
+        served.v2.encode(
+            decoded.id.as_deref(),
+            classes,
+            proba,
+            decoded.outputs.as_slice(),
+        )
+    }
+}

@@ -1,0 +1,119 @@
+//! Following the registry (vector's watcher and controller): one reload task reconciles
+//! the fleet with the registry; the file watcher, the reconciliation poll and SIGHUP only
+//! signal it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::{Fleet, FleetReport, Reloaded};
+
+/// What signals the reload task.
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    /// Reconcile this often even without a signal (zero: never).
+    pub poll_interval: Duration,
+    /// Watch this registry directory for file events (`None`: polling alone).
+    pub watch: Option<PathBuf>,
+    /// Reconcile on SIGHUP.
+    pub sighup: bool,
+}
+
+/// The running reload task and its signals; stopped when dropped.
+#[derive(Debug)]
+pub struct Follower {
+    signal: Arc<Notify>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Follower {
+    /// Starts the reload task of `fleet` and what signals it. Call within a runtime.
+    pub fn spawn(fleet: Arc<Fleet>, opts: &FollowOptions) -> Self {
+        let signal = Arc::new(Notify::new());
+        let mut tasks = vec![tokio::spawn(reload_task(fleet, signal.clone()))];
+        if !opts.poll_interval.is_zero() {
+            let (signal, period) = (signal.clone(), opts.poll_interval);
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    signal.notify_one();
+                }
+            }));
+        }
+        #[cfg(unix)]
+        if opts.sighup {
+            use tokio::signal::unix::{SignalKind, signal as unix_signal};
+            match unix_signal(SignalKind::hangup()) {
+                Ok(mut hup) => {
+                    let signal = signal.clone();
+                    tasks.push(tokio::spawn(async move {
+                        while hup.recv().await.is_some() {
+                            tracing::info!("SIGHUP: reconciling with the registry");
+                            signal.notify_one();
+                        }
+                    }));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
+            }
+        }
+        if let Some(root) = &opts.watch {
+            let s = signal.clone();
+            let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(move || s.notify_one());
+            tasks.push(tokio::spawn(crate::registry::keep_watching(
+                root.clone(),
+                notify,
+            )));
+        }
+        Self { signal, tasks }
+    }
+
+    /// Asks for a reconciliation now (as a file event, the poll or SIGHUP do).
+    pub fn signal(&self) {
+        self.signal.notify_one();
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The reload task: waits for signals and reconciles on a blocking thread, one
+/// reconciliation at a time. Signals that arrive during one coalesce into one more,
+/// which re-reads the aliases: the last published state wins.
+async fn reload_task(fleet: Arc<Fleet>, signal: Arc<Notify>) {
+    loop {
+        signal.notified().await;
+        let f = fleet.clone();
+        match tokio::task::spawn_blocking(move || f.reload()).await {
+            Ok(report) => log_report(&report),
+            Err(e) => tracing::error!(error = %e, "reload task panicked"),
+        }
+    }
+}
+
+/// Logs swaps and failures of one reconciliation.
+pub fn log_report(report: &FleetReport) {
+    if let Some(e) = &report.discovery {
+        tracing::warn!(error = %e, "cannot list the registry's models; serving the same set");
+    }
+    for (model, result) in &report.models {
+        match result {
+            Ok(Reloaded::Swapped { from, to }) => {
+                tracing::info!(model, from = ?from, to, "now serving a new version")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(model, error = %e, reason = e.reason(), "reload failed; still serving the current version")
+            }
+        }
+    }
+}

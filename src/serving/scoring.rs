@@ -1,0 +1,421 @@
+//! The scoring use case every protocol shares: find the model (one lookup, one error
+//! mapping), decode the body with the protocol's [`Codec`], predict on the one path,
+//! record statistics, encode. Protocol adapters (HTTP `/score`, V2, and those to come)
+//! only translate requests into [`Scoring::score`] and its results into their answers.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Catalog, Fleet, LoadError, Models, ServedModel, predict};
+use crate::error_type::ErrorType;
+use crate::metrics::Metrics;
+use crate::model::Model;
+use crate::protocol::InputError;
+use crate::registry::RegistryError;
+
+/// Bodies whose decoding and prediction could take longer than this many "byte-trees"
+/// (body bytes × trees) are scored on a blocking thread, not on the runtime.
+const INLINE_WORK_LIMIT: usize = 256 * 1024;
+
+/// Why a request could not be scored (or its model not found).
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    /// The body cannot be scored.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// No validated model is loaded.
+    #[error("no model is loaded yet")]
+    NoModel,
+    /// The model is served but no version of it is loaded yet.
+    #[error("model {0:?} has no loaded version yet")]
+    ModelNotReady(String),
+    /// No such model is served.
+    #[error("model {0:?} is not served here")]
+    ModelNotFound(String),
+    /// No such version of a served model.
+    #[error("model {model:?} has no version {version:?}")]
+    VersionNotFound {
+        /// The model.
+        model: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// Several models are served and none is the default.
+    #[error("several models are served ({}): POST to /models/{{model}}/score, or start the server with --model to pick the one /score answers with", .0.join(", "))]
+    NoDefaultModel(Vec<String>),
+    /// A pinned version exists but cannot be loaded.
+    #[error("model {model:?} version {version} cannot be loaded: {reason}")]
+    VersionUnavailable {
+        /// The model.
+        model: String,
+        /// The version.
+        version: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Too much work in progress.
+    #[error("the server is busy ({0}); retry later")]
+    Overloaded(&'static str),
+    /// Work handed to a blocking thread failed (a bug).
+    #[error("internal error: {0} task failed: {1}")]
+    TaskFailed(&'static str, String),
+}
+
+impl ScoreError {
+    /// The error type answered.
+    pub fn error_type(&self) -> ErrorType {
+        match self {
+            ScoreError::Input(e) => e.kind.error_type(),
+            ScoreError::NoModel => ErrorType::NoModel,
+            ScoreError::ModelNotReady(_) => ErrorType::ModelNotReady,
+            ScoreError::ModelNotFound(_) => ErrorType::ModelNotFound,
+            ScoreError::VersionNotFound { .. } => ErrorType::VersionNotFound,
+            ScoreError::NoDefaultModel(_) => ErrorType::NoDefaultModel,
+            ScoreError::VersionUnavailable { .. } => ErrorType::VersionUnavailable,
+            ScoreError::Overloaded(_) => ErrorType::Overloaded,
+            ScoreError::TaskFailed(..) => ErrorType::Internal,
+        }
+    }
+}
+
+/// A protocol's wire format for scoring: decode a body into rows, encode predictions.
+pub trait Codec: Send + 'static {
+    /// What decoding learned that encoding needs (batch or not, outputs, request id).
+    type Decoded<'b>;
+    /// The encoded answer.
+    type Output: Send + 'static;
+    /// Decodes `body` for `model` into `values` (row-major); returns the rows.
+    fn decode<'b>(
+        &self,
+        model: &Model,
+        body: &'b [u8],
+        max_rows: usize,
+        values: &mut Vec<f64>,
+    ) -> Result<(usize, Self::Decoded<'b>), InputError>;
+    /// Whether the answer needs class probabilities.
+    fn wants_proba(&self, decoded: &Self::Decoded<'_>) -> bool;
+    /// Encodes each row's class (and probabilities, `rows × classes`, when wanted).
+    fn encode(
+        &self,
+        served: &ServedModel,
+        local: &Local,
+        decoded: Self::Decoded<'_>,
+        classes: &[usize],
+        proba: Option<&[f64]>,
+    ) -> Self::Output;
+}
+
+/// This thread's copies of one loaded version's response pieces. Cloning a shared
+/// `Bytes` touches a reference count every core writes to; per-thread copies keep those
+/// writes on one core.
+#[derive(Debug)]
+pub struct Local {
+    id: u64,
+    /// The model's name.
+    pub name: Bytes,
+    /// The version, as decimal text.
+    pub version: Bytes,
+    /// The `/score` answer of one row without probabilities, per class.
+    pub singles: Vec<Bytes>,
+}
+
+impl Local {
+    fn new(served: &ServedModel) -> Self {
+        Self {
+            id: served.id,
+            name: Bytes::copy_from_slice(served.model.name().as_bytes()),
+            version: Bytes::copy_from_slice(served.version_text.as_bytes()),
+            singles: (0..served.model.num_classes())
+                .map(|c| Bytes::copy_from_slice(served.score.single(c)))
+                .collect(),
+        }
+    }
+}
+
+/// This thread's reusable buffers: the one scratch mechanism of every protocol.
+#[derive(Default)]
+struct Scratch {
+    values: Vec<f64>,
+    classes: Vec<usize>,
+    proba: Vec<f64>,
+    local: Option<Local>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// A scored request.
+#[derive(Debug)]
+pub struct Scored<T> {
+    /// Rows scored.
+    pub rows: usize,
+    /// The encoded answer.
+    pub output: T,
+    /// The name of the model that answered (this thread's copy).
+    pub model: Bytes,
+    /// Its version, as decimal text (this thread's copy).
+    pub version: Bytes,
+}
+
+/// A result still being worked on (a pinned version's first load, a large body).
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, ScoreError>> + Send + 'a>>;
+
+/// A result, now or later.
+pub enum Outcome<'a, T> {
+    /// Scored inline.
+    Now(Result<Scored<T>, ScoreError>),
+    /// Scored on a blocking thread, or after loading a pinned version.
+    Later(Pending<'a, Scored<T>>),
+}
+
+/// How requests are scored: limits, statistics, and the permits for blocking work.
+#[derive(Debug)]
+pub struct Scoring {
+    fleet: Arc<Fleet>,
+    metrics: Arc<Metrics>,
+    blocking: Arc<tokio::sync::Semaphore>,
+    max_rows: usize,
+    record: bool,
+}
+
+impl Scoring {
+    /// Scoring of `fleet`'s models: at most `max_rows` rows a request, at most
+    /// `max_blocking` requests at once on blocking threads; `record` predictions, drift
+    /// and batch sizes in `metrics`.
+    pub fn new(
+        fleet: Arc<Fleet>,
+        metrics: Arc<Metrics>,
+        max_rows: usize,
+        max_blocking: usize,
+        record: bool,
+    ) -> Self {
+        Self {
+            fleet,
+            metrics,
+            blocking: Arc::new(tokio::sync::Semaphore::new(max_blocking)),
+            max_rows,
+            record,
+        }
+    }
+
+    /// The served models.
+    #[inline]
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
+    }
+
+    /// Scores `body` with `codec`: with `model` (the default model if `None`) at
+    /// `version` (the alias's if `None`). The version is loaded once, here, and answers
+    /// the whole request. Small bodies on the alias's version are scored inline, under
+    /// guards that touch no shared reference count.
+    #[inline]
+    pub fn score<'a, C: Codec>(
+        &'a self,
+        model: Option<&str>,
+        version: Option<&str>,
+        codec: C,
+        body: Bytes,
+    ) -> Outcome<'a, C::Output> {
+        if let Some(version) = version {
+            let (model, version) = (model.unwrap_or_default().to_owned(), version.to_owned());
+            return Outcome::Later(Box::pin(async move {
+                let (_, served) = self.resolve(&model, Some(&version)).await?;
+                match self.score_on(&served, codec, body) {
+                    Outcome::Now(result) => result,
+                    Outcome::Later(later) => later.await,
+                }
+            }));
+        }
+        let models = self.fleet.models();
+        let catalog = match find(&models, model) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Now(Err(e)),
+        };
+        let guard = catalog.load();
+        match guard.as_ref() {
+            Some(served) => self.score_on(served, codec, body),
+            None => Outcome::Now(Err(not_ready(model))),
+        }
+    }
+
+    /// Scores with `served`: inline when the body is cheap for its forest, else on a
+    /// blocking thread.
+    #[inline]
+    fn score_on<'a, C: Codec>(
+        &'a self,
+        served: &Arc<ServedModel>,
+        codec: C,
+        body: Bytes,
+    ) -> Outcome<'a, C::Output> {
+        let (max_rows, record) = (self.max_rows, self.record);
+        if body.len().saturating_mul(served.model.forest().num_trees()) <= INLINE_WORK_LIMIT {
+            return Outcome::Now(self.finish(run(served, &codec, &body, max_rows, record)));
+        }
+        let served = Arc::clone(served);
+        Outcome::Later(Box::pin(async move {
+            let scored = self
+                .blocking("scoring", move || {
+                    run(&served, &codec, &body, max_rows, record)
+                })
+                .await?;
+            self.finish(scored)
+        }))
+    }
+
+    fn finish<T>(&self, scored: Result<Scored<T>, InputError>) -> Result<Scored<T>, ScoreError> {
+        let scored = scored?;
+        if self.record {
+            self.metrics.observe_batch(scored.rows);
+        }
+        Ok(scored)
+    }
+
+    /// The served model called `name`.
+    pub fn catalog(&self, name: &str) -> Result<Arc<Catalog>, ScoreError> {
+        find(&self.fleet.models(), Some(name)).cloned()
+    }
+
+    /// The version a request names: the alias's, or a pinned one (loaded on first use,
+    /// on a blocking thread).
+    pub async fn resolve(
+        &self,
+        model: &str,
+        version: Option<&str>,
+    ) -> Result<(Arc<Catalog>, Arc<ServedModel>), ScoreError> {
+        let catalog = self.catalog(model)?;
+        let Some(v) = version else {
+            let served = catalog.current().ok_or_else(|| not_ready(Some(model)))?;
+            return Ok((catalog, served));
+        };
+        let v = v
+            .parse()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| ScoreError::VersionNotFound {
+                model: truncated(model),
+                version: truncated(v),
+            })?;
+        if let Some(s) = catalog.cached(v) {
+            return Ok((catalog, s));
+        }
+        let c = catalog.clone();
+        match self.blocking("version load", move || c.pinned(v)).await? {
+            Ok(s) => Ok((catalog, s)),
+            Err(LoadError::Registry(
+                RegistryError::VersionNotFound { .. } | RegistryError::ModelNotFound(_),
+            )) => Err(ScoreError::VersionNotFound {
+                model: truncated(model),
+                version: v.to_string(),
+            }),
+            Err(e) => Err(ScoreError::VersionUnavailable {
+                model: truncated(model),
+                version: v,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Runs `f` on a blocking thread, if one of the permits is free (else
+    /// [`ScoreError::Overloaded`]).
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ScoreError> {
+        let permit = self
+            .blocking
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ScoreError::Overloaded("too many large requests in progress"))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f()
+        })
+        .await
+        .map_err(|e| ScoreError::TaskFailed(what, e.to_string()))
+    }
+}
+
+/// The model a request names (`None`: the default model): one lookup, one error mapping.
+pub fn find<'m>(models: &'m Models, name: Option<&str>) -> Result<&'m Arc<Catalog>, ScoreError> {
+    match name {
+        Some(name) => models
+            .get(name)
+            .ok_or_else(|| ScoreError::ModelNotFound(truncated(name))),
+        None => models.default_model().ok_or_else(|| {
+            let names = models.names();
+            if names.is_empty() {
+                ScoreError::NoModel
+            } else {
+                ScoreError::NoDefaultModel(names.iter().map(|n| n.to_string()).collect())
+            }
+        }),
+    }
+}
+
+/// A found model with no version loaded.
+#[cold]
+fn not_ready(name: Option<&str>) -> ScoreError {
+    match name {
+        Some(name) => ScoreError::ModelNotReady(truncated(name)),
+        None => ScoreError::NoModel,
+    }
+}
+
+/// Decodes, predicts, records and encodes one body with this thread's buffers.
+fn run<C: Codec>(
+    served: &ServedModel,
+    codec: &C,
+    body: &[u8],
+    max_rows: usize,
+    record: bool,
+) -> Result<Scored<C::Output>, InputError> {
+    SCRATCH.with_borrow_mut(|s| {
+        if s.local.as_ref().is_none_or(|l| l.id != served.id) {
+            s.local = Some(Local::new(served));
+        }
+        let Scratch {
+            values,
+            classes,
+            proba,
+            local,
+        } = s;
+        let local = local.as_ref().expect("set above");
+        let (rows, decoded) = codec.decode(&served.model, body, max_rows, values)?;
+        let want_proba = codec.wants_proba(&decoded);
+        predict(
+            served,
+            values,
+            classes,
+            want_proba.then_some(&mut *proba),
+            record,
+        );
+        let output = codec.encode(
+            served,
+            local,
+            decoded,
+            classes,
+            want_proba.then_some(&proba[..]),
+        );
+        Ok(Scored {
+            rows,
+            output,
+            model: local.name.clone(),
+            version: local.version.clone(),
+        })
+    })
+}
+
+/// `s` cut to at most 128 bytes (on a character boundary), for error messages.
+pub fn truncated(s: &str) -> String {
+    let mut end = s.len().min(128);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
