@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::CommandError;
-use super::flags::{CheckArgs, RegistryArg};
+use super::flags::{CheckArgs, LabelColumns, RegistryArg};
 use crate::data::DatasetStore;
 use crate::lifecycle::LifecycleError;
 use crate::registry::FsRegistry;
@@ -47,12 +47,9 @@ pub struct DataFileArgs {
     /// Registry.
     #[command(flatten)]
     pub registry: RegistryArg,
-    /// Label column (of the first version; later versions keep its schema).
-    #[arg(long, default_value = "Species")]
-    pub target: String,
-    /// Identifier column, ignored for training.
-    #[arg(long, default_value = "Id")]
-    pub id_column: String,
+    /// Target (label) and identifier columns.
+    #[command(flatten)]
+    pub labels: LabelColumns,
     /// The file holds new rows: the version is the latest version's rows plus these.
     #[arg(long)]
     pub append: bool,
@@ -70,8 +67,8 @@ impl DataFileArgs {
         crate::lifecycle::NewRows {
             name: &self.name,
             table,
-            target: &self.target,
-            id_column: (!self.id_column.is_empty()).then_some(self.id_column.as_str()),
+            target: &self.labels.target,
+            id_column: self.labels.id_column(),
             append: self.append,
         }
     }

@@ -19,6 +19,25 @@ pub struct RegistryArg {
     pub registry: PathBuf,
 }
 
+/// The label and identifier columns of a training CSV, shared by `train`, `data add`,
+/// `data check` and `retrain`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabelColumns {
+    /// Target (label) column (a registry dataset keeps its first version's columns).
+    #[arg(long, default_value = "Species")]
+    pub target: String,
+    /// Identifier column, ignored for training when present; `""` for none.
+    #[arg(long, default_value = "Id")]
+    pub id_column: String,
+}
+
+impl LabelColumns {
+    /// The identifier column; `None` for `--id-column ""`.
+    pub fn id_column(&self) -> Option<&str> {
+        (!self.id_column.is_empty()).then_some(self.id_column.as_str())
+    }
+}
+
 /// Algorithms on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AlgorithmArg {

@@ -23,7 +23,7 @@ mod serve;
 mod train;
 
 pub use data::{DataArgs, DataCommand, DataFileArgs};
-pub use flags::{AlgorithmArg, CheckArgs, GateArgs, RegistryArg, TrainParams};
+pub use flags::{AlgorithmArg, CheckArgs, GateArgs, LabelColumns, RegistryArg, TrainParams};
 pub use predict::PredictArgs;
 pub use registry::{ModelsArgs, PromoteArgs, PublishArgs, RollbackArgs};
 pub use remote::{HealthArgs, ScoreArgs, SmokeArgs};

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::flags::{CheckArgs, GateArgs, RegistryArg, TrainParams};
+use super::flags::{CheckArgs, GateArgs, LabelColumns, RegistryArg, TrainParams};
 use super::registry::publish_artifact;
 use super::{CommandError, io_err};
 use crate::data::DatasetStore;
@@ -25,12 +25,9 @@ pub struct TrainArgs {
     /// extension).
     #[arg(long)]
     pub name: Option<String>,
-    /// Target (label) column.
-    #[arg(long, default_value = "Species")]
-    pub target: String,
-    /// Identifier column to ignore when present; `""` for none.
-    #[arg(long, default_value = "Id")]
-    pub id_column: String,
+    /// Target (label) and identifier columns.
+    #[command(flatten)]
+    pub labels: LabelColumns,
     /// Learner settings.
     #[command(flatten)]
     pub params: TrainParams,
@@ -74,12 +71,9 @@ pub struct RetrainArgs {
     /// Registry.
     #[command(flatten)]
     pub registry: RegistryArg,
-    /// Label column (for the first dataset version).
-    #[arg(long, default_value = "Species")]
-    pub target: String,
-    /// Identifier column, ignored for training.
-    #[arg(long, default_value = "Id")]
-    pub id_column: String,
+    /// Target (label) and identifier columns.
+    #[command(flatten)]
+    pub labels: LabelColumns,
     /// How often the folder is listed without file events.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub poll_interval: std::time::Duration,
@@ -122,8 +116,8 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
     let reg = FsRegistry::new(&registry);
     let base = TrainConfig {
         name: a.name.clone(),
-        target: a.target.clone(),
-        id_column: (!a.id_column.is_empty()).then(|| a.id_column.clone()),
+        target: a.labels.target.clone(),
+        id_column: a.labels.id_column().map(str::to_owned),
         ..a.params.config()
     };
     let (trained, data) = match (&a.dataset, &a.data) {
@@ -208,8 +202,8 @@ pub(super) fn retrain(a: RetrainArgs) -> Result<(), CommandError> {
         registry: a.registry.registry.clone(),
         name: a.name.clone(),
         drop_dir,
-        target: a.target.clone(),
-        id_column: (!a.id_column.is_empty()).then(|| a.id_column.clone()),
+        target: a.labels.target.clone(),
+        id_column: a.labels.id_column().map(str::to_owned),
         train: a.params.config(),
         gate: a.gate.config()?,
         checks: a.checks.config(),
