@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::{CommandError, io_err};
+use crate::client::{ScoreInput, ScoreOptions};
 
 /// `treeserve health`.
 #[derive(Debug, clap::Args)]
@@ -51,9 +52,28 @@ pub struct ScoreArgs {
     pub target: String,
 }
 
+impl From<ScoreArgs> for ScoreOptions {
+    fn from(a: ScoreArgs) -> Self {
+        // clap lets at most one of --json, --row and --csv through.
+        let input = match (a.json, a.row, a.csv) {
+            (Some(json), _, _) => Some(ScoreInput::Json(json)),
+            (None, Some(row), _) => Some(ScoreInput::Row(row)),
+            (None, None, Some(csv)) => Some(ScoreInput::Csv(csv)),
+            (None, None, None) => None,
+        };
+        ScoreOptions {
+            url: a.url,
+            input,
+            batch_size: a.batch_size,
+            probabilities: a.probabilities,
+            target: a.target,
+        }
+    }
+}
+
 /// Runs `treeserve score`.
 pub(super) fn score(a: ScoreArgs) -> Result<(), CommandError> {
-    crate::client::score_command(&a).map_err(Into::into)
+    crate::client::score_command(&a.into()).map_err(Into::into)
 }
 
 /// Runs `treeserve health`.
