@@ -8,7 +8,32 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::cli::ScoreArgs;
+/// What `treeserve score` sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScoreInput {
+    /// A CSV file of rows (columns named like the model's features; others are ignored),
+    /// sent in batches.
+    Csv(std::path::PathBuf),
+    /// A JSON body to send as is.
+    Json(String),
+    /// One row as NAME=VALUE pairs separated by commas.
+    Row(String),
+}
+
+/// Options of `treeserve score`.
+#[derive(Debug, Clone)]
+pub struct ScoreOptions {
+    /// Server base URL (`/score` is appended unless the URL has a path).
+    pub url: String,
+    /// The rows to send; `None` is an error, reported after the URL is checked.
+    pub input: Option<ScoreInput>,
+    /// Rows per request with a CSV.
+    pub batch_size: usize,
+    /// Ask for class probabilities.
+    pub probabilities: bool,
+    /// With a CSV: the label column, to report accuracy.
+    pub target: String,
+}
 
 /// Why the client failed.
 #[derive(Debug, thiserror::Error)]
@@ -111,16 +136,16 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
         .map_err(|e| ClientError::Input(e.to_string()))
 }
 
-/// Runs `treeserve score`.
-pub fn score_command(a: &ScoreArgs) -> Result<(), ClientError> {
+/// Runs `treeserve score`: posts the rows and prints the answers on stdout.
+pub fn score_command(a: &ScoreOptions) -> Result<(), ClientError> {
     runtime()?.block_on(score_async(a))
 }
 
-async fn score_async(a: &ScoreArgs) -> Result<(), ClientError> {
+async fn score_async(a: &ScoreOptions) -> Result<(), ClientError> {
     let (score_uri, models_uri) = endpoints(&a.url, a.probabilities)?;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let mut out = std::io::stdout().lock();
-    if let Some(json) = &a.json {
+    if let Some(ScoreInput::Json(json)) = &a.input {
         let body = send(
             &client,
             Method::POST,
@@ -131,7 +156,7 @@ async fn score_async(a: &ScoreArgs) -> Result<(), ClientError> {
         let _ = writeln!(out, "{}", String::from_utf8_lossy(&body));
         return Ok(());
     }
-    if let Some(row) = &a.row {
+    if let Some(ScoreInput::Row(row)) = &a.input {
         let mut obj = serde_json::Map::new();
         for pair in row.split(',').filter(|p| !p.trim().is_empty()) {
             let (k, v) = pair
@@ -153,7 +178,7 @@ async fn score_async(a: &ScoreArgs) -> Result<(), ClientError> {
         let _ = writeln!(out, "{}", String::from_utf8_lossy(&body));
         return Ok(());
     }
-    let Some(csv_path) = &a.csv else {
+    let Some(ScoreInput::Csv(csv_path)) = &a.input else {
         return Err(ClientError::Input(
             "give --csv FILE, --row NAME=VALUE,... or --json BODY".into(),
         ));

@@ -19,7 +19,9 @@ fn main() {
     }
     if let Err(e) = treeserve::cli::run(cli) {
         let code = e.exit_code();
-        eprintln!("Error: {:?}", anyhow::Error::from(e));
+        // Display, not Debug: one line for people, and no backtrace even where
+        // RUST_BACKTRACE=1 is set (every variant says its cause in its message).
+        eprintln!("Error: {e}");
         std::process::exit(code);
     }
 }

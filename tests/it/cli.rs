@@ -695,3 +695,37 @@ async fn health_finds_the_port_in_treeserve_listen_and_predict_streams() {
         "predicted_species\nIris-versicolor\nIris-setosa\n"
     );
 }
+
+/// A user's mistake is one line on stderr, without a backtrace, even where the shell sets
+/// `RUST_BACKTRACE=1` (as many developers' shells do).
+#[test]
+fn user_errors_are_one_line_without_a_backtrace() {
+    let reg = tempfile::tempdir().unwrap();
+    let reg = reg.path().to_str().unwrap();
+    for args in [
+        &["promote", "iris", "7", "--registry", reg][..],
+        &["publish", "/nonexistent/model.tsm", "--registry", reg],
+        &["serve", "--registry", reg, "--model", "not a name!"],
+        &[
+            "predict",
+            "--registry",
+            reg,
+            "--input",
+            "-",
+            "--output",
+            "-",
+        ],
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].starts_with("Error: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("acktrace"), "{args:?}: {stderr}");
+    }
+}

@@ -1,0 +1,181 @@
+//! The command line: clap definitions and the commands behind them.
+//!
+//! This file holds the top level: [`Cli`], the [`Command`] enum, [`run`] (which only
+//! dispatches) and [`CommandError`]. Each command family has its own file owning its
+//! arguments and commands (`train`, `data`, `registry`, `predict`, `remote`, `serve`);
+//! `flags` holds the flag groups several commands flatten in. Every argument type is
+//! re-exported here.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::ServeConfig;
+use crate::lifecycle::LifecycleError;
+use crate::model::ArtifactError;
+use crate::registry::RegistryError;
+use crate::train::TrainError;
+
+mod data;
+mod flags;
+mod predict;
+mod registry;
+mod remote;
+mod serve;
+mod train;
+
+pub use data::{DataArgs, DataCommand, DataFileArgs};
+pub use flags::{AlgorithmArg, CheckArgs, GateArgs, LabelColumns, RegistryArg, TrainParams};
+pub use predict::PredictArgs;
+pub use registry::{ModelsArgs, PromoteArgs, PublishArgs, RollbackArgs};
+pub use remote::{HealthArgs, ScoreArgs, SmokeArgs};
+pub use train::{ReportArgs, RetrainArgs, TrainArgs};
+
+/// treeserve: train tree models, keep them in a registry, serve them over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "treeserve", version, about)]
+pub struct Cli {
+    /// Log format on stderr (the level comes from `TREESERVE_LOG`, default `info`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TREESERVE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object a line, for log pipelines.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model from a CSV and write an artifact (and optionally publish it).
+    Train(TrainArgs),
+    /// Publish an artifact as the next version of its model.
+    Publish(PublishArgs),
+    /// List models, versions, aliases and metrics.
+    Models(ModelsArgs),
+    /// Point an alias at a version.
+    Promote(PromoteArgs),
+    /// Move an alias back to the version it pointed to before.
+    Rollback(RollbackArgs),
+    /// Serve the version an alias points to over HTTP.
+    Serve(ServeConfig),
+    /// Post rows to a running server's /score and print the answers.
+    Score(ScoreArgs),
+    /// Score a CSV of any size offline, on every core: rows in, predictions out, in order.
+    Predict(PredictArgs),
+    /// Check a local server's readiness (GET /health/ready); exit 0 when ready. The
+    /// container image's health check.
+    Health(HealthArgs),
+    /// Release smoke test of a running server: readiness, the canonical request, every
+    /// model's golden rows over /score and V2, and /metrics; exit non-zero on any failure.
+    Smoke(SmokeArgs),
+    /// Datasets in the registry: add (checked, immutable, content-addressed), check, list.
+    Data(DataArgs),
+    /// Continuous training: new CSV files in a drop folder become dataset versions, are
+    /// checked, trained on, and go through the gate.
+    Retrain(RetrainArgs),
+    /// Write a model's self-contained HTML report: metric trends, confusion matrices, gate
+    /// decisions, data statistics.
+    Report(ReportArgs),
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// A registry operation failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// An artifact was refused.
+    #[error("{path}: {source}")]
+    Artifact {
+        /// The file.
+        path: String,
+        /// Why.
+        source: ArtifactError,
+    },
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] crate::http::ServeError),
+    /// The client failed.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+    /// The server is not ready.
+    #[error("not ready: {0}")]
+    NotReady(crate::client::ClientError),
+    /// Smoke checks failed.
+    #[error("{0} smoke check(s) failed")]
+    Smoke(usize),
+    /// Batch scoring failed.
+    #[error(transparent)]
+    Batch(#[from] crate::batch::BatchError),
+    /// A lifecycle step failed.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// The gate did not promote the model.
+    #[error("{0}")]
+    GateRefused(String),
+}
+
+impl CommandError {
+    /// The process exit code: 3 when the gate did not promote, 4 when data checks
+    /// rejected the data, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CommandError::GateRefused(_) => 3,
+            CommandError::Lifecycle(LifecycleError::Rejected(_)) => 4,
+            _ => 1,
+        }
+    }
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CommandError + '_ {
+    move |source| CommandError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Runs a command.
+pub fn run(cli: Cli) -> Result<(), CommandError> {
+    match cli.command {
+        Command::Train(a) => train::train(a),
+        Command::Publish(a) => registry::publish(a),
+        Command::Models(a) => registry::models(a),
+        Command::Data(a) => data::data(a.command),
+        Command::Retrain(a) => train::retrain(a),
+        Command::Report(a) => train::report(a),
+        Command::Promote(a) => registry::promote(a),
+        Command::Rollback(a) => registry::rollback(a),
+        Command::Serve(config) => serve::serve(config),
+        Command::Score(a) => remote::score(a),
+        Command::Predict(a) => predict::predict(a),
+        Command::Health(a) => remote::health(a),
+        Command::Smoke(a) => remote::smoke(a),
+    }
+}

@@ -1,0 +1,114 @@
+//! `treeserve predict`: score a CSV offline with a registry model, on every core.
+
+use std::path::PathBuf;
+
+use super::flags::RegistryArg;
+use super::{CommandError, io_err};
+use crate::model::Model;
+use crate::model::tree::TreeLimits;
+use crate::registry::{FsRegistry, Registry};
+
+/// `treeserve predict`.
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    /// Model (default: the registry's only model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Alias to score with.
+    #[arg(long, default_value = crate::registry::DEFAULT_ALIAS, conflicts_with = "version")]
+    pub alias: String,
+    /// Exact registry version to score with.
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// Input CSV with a header naming the model's features (`-`: stdin).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output CSV (`-`: stdout); written to a temporary file and renamed when complete.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Add a `p_<class>` column per class.
+    #[arg(long)]
+    pub probabilities: bool,
+    /// Column copied to the output first, when the input has it.
+    #[arg(long, default_value = "Id")]
+    pub id_column: String,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Rows per chunk handed to a worker.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub chunk_rows: usize,
+}
+
+/// Runs `treeserve predict`.
+pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
+    use std::io::IsTerminal;
+    let reg = FsRegistry::new(&a.registry.registry);
+    let name = match a.model {
+        Some(m) => m,
+        None => match reg.models()?.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(CommandError::Usage("the registry holds no model".into())),
+            many => {
+                return Err(CommandError::Usage(format!(
+                    "the registry holds several models ({}); name one with --model",
+                    many.join(", ")
+                )));
+            }
+        },
+    };
+    let version = match a.version {
+        Some(v) => v,
+        None => reg.resolve(&name, &a.alias)?,
+    };
+    let bytes = reg.read(&name, version)?;
+    let model = Model::from_bytes(&bytes, version, &TreeLimits::default()).map_err(|source| {
+        CommandError::Artifact {
+            path: format!("{name} version {version}"),
+            source,
+        }
+    })?;
+    let opts = crate::batch::PredictOptions {
+        threads: a
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        chunk_rows: a.chunk_rows,
+        probabilities: a.probabilities,
+        id_column: Some(a.id_column),
+        progress: std::io::stderr().is_terminal(),
+    };
+    let input: Box<dyn std::io::Read + Send> = if a.input.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(&a.input).map_err(io_err(&a.input))?)
+    };
+    let summary = if a.output.as_os_str() == "-" {
+        crate::batch::predict_csv(&model, input, std::io::stdout(), &opts)?
+    } else {
+        let mut partial = a.output.clone().into_os_string();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        let file = std::fs::File::create(&partial).map_err(io_err(&partial))?;
+        match crate::batch::predict_csv(&model, input, file, &opts) {
+            Ok(s) => {
+                std::fs::rename(&partial, &a.output).map_err(io_err(&a.output))?;
+                s
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e.into());
+            }
+        }
+    };
+    eprintln!(
+        "predicted {} rows with {name} version {version} in {:.2} s ({:.0} rows/s, {} threads)",
+        summary.rows,
+        summary.elapsed.as_secs_f64(),
+        summary.rows_per_second(),
+        summary.threads
+    );
+    Ok(())
+}

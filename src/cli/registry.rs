@@ -1,0 +1,234 @@
+//! Registry commands: `treeserve publish`, `models`, `promote` and `rollback`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::flags::RegistryArg;
+use super::{CommandError, io_err};
+use crate::model::Model;
+use crate::model::tree::TreeLimits;
+use crate::registry::{DEFAULT_ALIAS, FsRegistry, Registry, RegistryError};
+
+/// `treeserve publish`.
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// Artifact file.
+    pub artifact: PathBuf,
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    /// Point this alias at the new version.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Publish only if the model has no version yet (seeding a shared registry); otherwise
+    /// do nothing and succeed.
+    #[arg(long)]
+    pub if_empty: bool,
+}
+
+/// `treeserve models`.
+#[derive(Debug, clap::Args)]
+pub struct ModelsArgs {
+    /// Only this model.
+    pub name: Option<String>,
+    /// With NAME: every version's metrics side by side.
+    #[arg(long, requires = "name")]
+    pub compare: bool,
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `treeserve promote`.
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// Model name.
+    pub name: String,
+    /// Version to point the alias at.
+    pub version: u64,
+    /// Alias to move.
+    #[arg(long, default_value = DEFAULT_ALIAS)]
+    pub alias: String,
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+}
+
+/// `treeserve rollback`.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// Model name.
+    pub name: String,
+    /// Alias to move back.
+    #[arg(long, default_value = DEFAULT_ALIAS)]
+    pub alias: String,
+    /// Registry.
+    #[command(flatten)]
+    pub registry: RegistryArg,
+}
+
+/// Runs `treeserve publish`.
+pub(super) fn publish(a: PublishArgs) -> Result<(), CommandError> {
+    let bytes = std::fs::read(&a.artifact).map_err(io_err(&a.artifact))?;
+    if a.if_empty {
+        let reg = FsRegistry::new(&a.registry.registry);
+        let name = crate::model::read_manifest(&bytes)
+            .map_err(|source| CommandError::Artifact {
+                path: a.artifact.display().to_string(),
+                source,
+            })?
+            .name;
+        let existing = match reg.versions(&name) {
+            Ok(v) => v,
+            Err(RegistryError::ModelNotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(last) = existing.last() {
+            eprintln!("{name} already has version {last}; nothing published (--if-empty)");
+            return Ok(());
+        }
+    }
+    publish_artifact(
+        &FsRegistry::new(a.registry.registry),
+        &bytes,
+        a.artifact.display().to_string(),
+        a.alias.as_deref(),
+    )
+}
+
+/// Runs `treeserve models`.
+pub(super) fn models(a: ModelsArgs) -> Result<(), CommandError> {
+    let reg = FsRegistry::new(a.registry.registry);
+    match (&a.name, a.compare) {
+        (Some(name), true) => {
+            print!("{}", crate::report::compare_text(&reg, name)?);
+            Ok(())
+        }
+        _ => list_models(&reg, a.name.as_deref(), a.json),
+    }
+}
+
+/// Runs `treeserve promote`.
+pub(super) fn promote(a: PromoteArgs) -> Result<(), CommandError> {
+    let reg = FsRegistry::new(a.registry.registry);
+    let rec = reg.set_alias(&a.name, &a.alias, a.version)?;
+    println!("{} alias {} -> version {}", a.name, a.alias, rec.version);
+    Ok(())
+}
+
+/// Runs `treeserve rollback`.
+pub(super) fn rollback(a: RollbackArgs) -> Result<(), CommandError> {
+    let reg = FsRegistry::new(a.registry.registry);
+    let rec = reg.rollback(&a.name, &a.alias)?;
+    println!(
+        "{} alias {} -> version {} (rolled back)",
+        a.name, a.alias, rec.version
+    );
+    Ok(())
+}
+
+/// Publishes an artifact's bytes as the next version of its model, and points `alias` at
+/// it; prints the version on stdout.
+pub(super) fn publish_artifact(
+    reg: &dyn Registry,
+    bytes: &[u8],
+    path: String,
+    alias: Option<&str>,
+) -> Result<(), CommandError> {
+    let model = Model::from_bytes(bytes, 0, &TreeLimits::default())
+        .map_err(|source| CommandError::Artifact { path, source })?;
+    if let Some(alias) = alias
+        && !crate::registry::valid_name(alias)
+    {
+        return Err(RegistryError::InvalidName(alias.into()).into());
+    }
+    let version = reg.publish(model.name(), bytes)?;
+    eprintln!("published {} version {version}", model.name());
+    if let Some(alias) = alias {
+        reg.set_alias(model.name(), alias, version)?;
+        eprintln!("{} alias {alias} -> version {version}", model.name());
+    }
+    println!("{version}");
+    Ok(())
+}
+
+fn list_models(reg: &FsRegistry, only: Option<&str>, json: bool) -> Result<(), CommandError> {
+    let mut listing = Vec::new();
+    let names = match only {
+        Some(n) => {
+            reg.versions(n)?;
+            vec![n.to_owned()]
+        }
+        None => reg.models()?,
+    };
+    for name in names {
+        let aliases = reg.aliases(&name)?;
+        let mut versions = Vec::new();
+        for v in reg.versions(&name)? {
+            let entry = match reg.read(&name, v).map(|b| crate::model::read_manifest(&b)) {
+                Ok(Ok(m)) => serde_json::json!({
+                    "version": v,
+                    "created": m.created,
+                    "algorithm": m.algorithm,
+                    "accuracy": m.metrics.accuracy,
+                    "training_sha256": m.training.sha256,
+                    "aliases": aliases.iter().filter(|(_, r)| r.version == v).map(|(a, _)| a).collect::<Vec<_>>(),
+                }),
+                Ok(Err(e)) => serde_json::json!({"version": v, "error": e.to_string()}),
+                Err(e) => serde_json::json!({"version": v, "error": e.to_string()}),
+            };
+            versions.push(entry);
+        }
+        listing.push(serde_json::json!({"name": name, "aliases": aliases, "versions": versions}));
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&listing).expect("json")
+        );
+        return Ok(());
+    }
+    if listing.is_empty() {
+        let _ = writeln!(out, "no models in {}", reg.root().display());
+    }
+    for m in &listing {
+        let _ = writeln!(out, "{}", m["name"].as_str().unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "  {:>7}  {:<20}  {:<13}  {:>8}  aliases",
+            "version", "created", "algorithm", "accuracy"
+        );
+        for v in m["versions"].as_array().into_iter().flatten() {
+            if let Some(err) = v.get("error") {
+                let _ = writeln!(
+                    out,
+                    "  {:>7}  unreadable: {}",
+                    v["version"].as_u64().unwrap_or_default(),
+                    err.as_str().unwrap_or_default()
+                );
+                continue;
+            }
+            let aliases: Vec<&str> = v["aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str())
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {:>7}  {:<20}  {:<13}  {:>8.4}  {}",
+                v["version"].as_u64().unwrap_or_default(),
+                v["created"].as_str().unwrap_or_default(),
+                v["algorithm"].as_str().unwrap_or_default(),
+                v["accuracy"].as_f64().unwrap_or(f64::NAN),
+                aliases.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
