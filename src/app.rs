@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::config::ServeConfig;
 use crate::http::{AppState, ServeError, Server};
 use crate::registry::FsRegistry;
-use crate::serving::{Fleet, FollowOptions, Follower};
+use crate::serving::{Fleet, FollowOptions, Follower, Reloader};
 
 /// A bound server with its models loaded (or being retried) and its background tasks
 /// running.
@@ -80,9 +80,10 @@ impl Application {
         self.server.state()
     }
 
-    /// Asks the reload task to reconcile with the registry now.
-    pub fn reload(&self) {
-        self.follower.signal();
+    /// A handle that asks the reload task to reconcile with the registry now; it
+    /// outlives [`Application::run_until_stopped`]'s taking of the application.
+    pub fn reloader(&self) -> Reloader {
+        self.follower.reloader()
     }
 
     /// Serves until `shutdown` resolves; then the server is not ready any more

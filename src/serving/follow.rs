@@ -72,9 +72,21 @@ impl Follower {
         Self { signal, tasks }
     }
 
-    /// Asks for a reconciliation now (as a file event, the poll or SIGHUP do).
-    pub fn signal(&self) {
-        self.signal.notify_one();
+    /// A handle that asks the reload task for a reconciliation.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(self.signal.clone())
+    }
+}
+
+/// Asks the reload task to reconcile with the registry now, as a file event, the poll or
+/// SIGHUP do (requests coalesce).
+#[derive(Debug, Clone)]
+pub struct Reloader(Arc<Notify>);
+
+impl Reloader {
+    /// Signals the reload task.
+    pub fn reload(&self) {
+        self.0.notify_one();
     }
 }
 

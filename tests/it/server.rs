@@ -182,3 +182,58 @@ fn a_slow_body_gets_408_within_the_body_timeout() {
     assert!(waited < Duration::from_secs(5), "{waited:?}");
     assert!(app.is_running());
 }
+
+/// The library's entry point, as an embedding program (or a benchmark) uses it: build on
+/// port 0, serve, follow the registry, stop when the shutdown future resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_entry_point_serves_follows_and_stops() {
+    let reg = TestRegistry::with_iris();
+    let mut config = treeserve::ServeConfig::new(reg.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.poll_interval = Duration::ZERO;
+    config.no_watch = true;
+    let app = treeserve::Application::build(config).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    assert!(app.state().fleet().ready(), "loaded before build returns");
+    let reloader = app.reloader();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let score = || async {
+        client
+            .post(format!("{base}/score"))
+            .body(VERSICOLOR)
+            .send()
+            .await
+            .unwrap()
+    };
+    let resp = score().await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-model-version"], "1");
+    // Neither file events nor polling: only an explicit reload picks up version 2.
+    let bytes = std::fs::read(reg.path().join("iris/versions/1/model.tsm")).unwrap();
+    let registry = treeserve::registry::FsRegistry::new(reg.path());
+    use treeserve::registry::Registry;
+    let v2 = registry.publish("iris", &bytes).unwrap();
+    registry.set_alias("iris", "production", v2).unwrap();
+    assert_eq!(score().await.headers()["x-model-version"], "1");
+    reloader.reload();
+    wait_for(Duration::from_secs(5), || async {
+        score().await.headers()["x-model-version"] == "2"
+    })
+    .await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("stops")
+        .unwrap();
+    assert!(
+        client
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .is_err()
+    );
+}
