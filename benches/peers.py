@@ -129,7 +129,7 @@ def main():
     ap.add_argument("--out", type=Path, help="write the markdown table here")
     args = ap.parse_args()
     bin_dir = venv()
-    treeserve, _ = load.build()
+    treeserve, _ = load.build("plain")
     tmp = Path(tempfile.mkdtemp(prefix="treeserve-peers-"))
     model = tmp / "model.pkl"
     subprocess.run([str(bin_dir / "python"), "-c", TRAIN, str(ROOT / "models" / "data" / "iris.csv"), str(model)], check=True)
