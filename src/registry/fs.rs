@@ -207,7 +207,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryErro
 /// synced under `dir/.staging/`, then renamed into place, so readers see all of a version
 /// or nothing; a concurrent publisher that takes the number first makes this one retry
 /// with the next.
-pub(crate) fn publish_dir(dir: &Path, files: &[(&str, &[u8])]) -> Result<u64, RegistryError> {
+fn publish_dir(dir: &Path, files: &[(&str, &[u8])]) -> Result<u64, RegistryError> {
     let versions = dir.join("versions");
     let staging = dir.join(".staging");
     for d in [&versions, &staging] {

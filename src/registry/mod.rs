@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use fs::publish_dir;
 pub use fs::{DATASETS_DIR, FsRegistry};
 pub use watch::watch;
 
