@@ -157,3 +157,40 @@ impl DatasetStore {
         Table::parse(&bytes, &format!("{}:{}", m.name, m.version))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::FsRegistry;
+
+    #[test]
+    fn a_shared_registry_sees_what_a_cloned_one_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = Table::parse(b"a,b,y\n1,2,x\n3,4,z\n", "t.csv").unwrap();
+        let schema = checks::schema_of(&table, "y", None);
+        let (m, new) = DatasetStore::new(&FsRegistry::new(dir.path()))
+            .add("d", &table, &schema, None, Vec::new())
+            .unwrap();
+        assert!(new && m.version == 1);
+
+        // As the server builds it: from the registry it already shares.
+        let shared: Arc<dyn Registry> = Arc::new(FsRegistry::new(dir.path()));
+        let store = DatasetStore::from_shared(Arc::clone(&shared));
+        assert_eq!(store.names().unwrap(), ["d"]);
+        assert_eq!(store.resolve(&DatasetRef::Latest("d".into())).unwrap(), m);
+        let read = store.table(&m).unwrap();
+        assert_eq!((&read.columns, &read.rows), (&table.columns, &table.rows));
+        assert_eq!(read.source, "d:1");
+        assert!(matches!(
+            store.manifest("d", 2),
+            Err(DataError::NotFound(s)) if s == "d:2"
+        ));
+        assert!(matches!(
+            store.versions("../d"),
+            Err(DataError::Registry(RegistryError::InvalidName(_)))
+        ));
+        // The second add of the same rows is the same version.
+        let (again, new) = store.add("d", &table, &schema, None, Vec::new()).unwrap();
+        assert!(!new && again == m);
+    }
+}
