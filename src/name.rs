@@ -1,7 +1,7 @@
 //! Names of models, aliases and datasets: what a registry can store and a URL can carry.
 //! Below both [`crate::model`] (a manifest's name) and [`crate::registry`] (paths, keys).
 
-/// Whether `name` is a valid model, alias or dataset name: 1–128 characters of ASCII
+/// Whether `name` is a valid model, alias, dataset or dataset file name: 1–128 characters of ASCII
 /// letters, digits, `-`, `_`, `.`, starting with a letter or digit.
 pub fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();

@@ -141,7 +141,7 @@ pub(super) fn publish_artifact(
     let model = Model::from_bytes(bytes, 0, &TreeLimits::default())
         .map_err(|source| CommandError::Artifact { path, source })?;
     if let Some(alias) = alias
-        && !crate::registry::valid_name(alias)
+        && !crate::name::valid_name(alias)
     {
         return Err(RegistryError::InvalidName(alias.into()).into());
     }

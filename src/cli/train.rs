@@ -188,7 +188,7 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
 /// Runs `treeserve retrain`.
 pub(super) fn retrain(a: RetrainArgs) -> Result<(), CommandError> {
     use crate::lifecycle::retrain::{self, Outcome, RetrainConfig};
-    if !crate::registry::valid_name(&a.name) {
+    if !crate::name::valid_name(&a.name) {
         return Err(RegistryError::InvalidName(a.name).into());
     }
     let drop_dir = a.watch.clone().or(a.once.clone()).expect("clap: one mode");

@@ -2,30 +2,38 @@
 //! data with their schema and per-column statistics, and the data-quality checks that run
 //! before any training ([`checks`]).
 //!
+//! A version is two files, stored and read through the [`Registry`](crate::registry::Registry)
+//! trait ([`DatasetStore`]), whatever the backend:
+//!
 //! ```text
-//! REGISTRY/_datasets/NAME/versions/N/data.csv       the rows, as stored (canonical CSV)
-//!                                   /dataset.json   DatasetManifest
+//! data.csv       the rows, as stored (canonical CSV)
+//! dataset.json   DatasetManifest
 //! ```
+//!
+//! (A file-system registry keeps them in `ROOT/_datasets/NAME/versions/N/`.)
 //!
 //! A version's SHA-256 is that of its `data.csv`; adding bytes that hash to an existing
 //! version returns that version. A dataset is named `NAME` (latest version), `NAME:N` or
 //! `NAME@SHA256-PREFIX` (at least 8 hex digits).
 
 pub mod checks;
+mod store;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{FsRegistry, RegistryError, valid_name};
+use crate::name::valid_name;
+use crate::registry::RegistryError;
 
-/// Directory under the registry root that holds datasets (not a valid model name, so it
-/// never shows up as a model).
-pub const DATASETS_DIR: &str = "_datasets";
+/// Directory under a file-system registry's root that holds datasets.
+pub use crate::registry::DATASETS_DIR;
+pub use store::DatasetStore;
+
 /// File of a version's rows.
 pub const DATA_FILE: &str = "data.csv";
 /// File of a version's manifest.
-pub const MANIFEST_FILE: &str = "dataset.json";
+pub const MANIFEST_FILE: &str = crate::registry::DATASET_MANIFEST;
 
 /// Why a dataset operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +73,7 @@ pub struct Table {
 }
 
 impl Table {
-    /// Reads CSV bytes with a header row.
+    /// Reads CSV bytes with a header row; `source` names them in messages.
     pub fn parse(bytes: &[u8], source: &str) -> Result<Table, DataError> {
         let unreadable = |message: String| DataError::Unreadable {
             source_name: source.to_owned(),
@@ -233,192 +241,5 @@ impl DatasetRef {
         match self {
             DatasetRef::Latest(n) | DatasetRef::Version(n, _) | DatasetRef::Sha(n, _) => n,
         }
-    }
-}
-
-/// The dataset store of a file-system registry.
-#[derive(Debug, Clone)]
-pub struct DatasetStore {
-    root: PathBuf,
-}
-
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DataError + 'a {
-    move |source| {
-        RegistryError::Io {
-            op,
-            path: path.display().to_string(),
-            source,
-        }
-        .into()
-    }
-}
-
-impl DatasetStore {
-    /// The datasets of `registry`.
-    pub fn new(registry: &FsRegistry) -> Self {
-        Self {
-            root: registry.root().join(DATASETS_DIR),
-        }
-    }
-
-    fn dir(&self, name: &str) -> Result<PathBuf, DataError> {
-        if !valid_name(name) {
-            return Err(RegistryError::InvalidName(name.into()).into());
-        }
-        Ok(self.root.join(name))
-    }
-
-    /// Dataset names, sorted.
-    pub fn names(&self) -> Result<Vec<String>, DataError> {
-        let entries = match std::fs::read_dir(&self.root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io("list", &self.root)(e)),
-        };
-        let mut out: Vec<String> = entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| valid_name(n))
-            .collect();
-        out.sort();
-        Ok(out)
-    }
-
-    /// Versions of a dataset, ascending (empty if it has none).
-    pub fn versions(&self, name: &str) -> Result<Vec<u64>, DataError> {
-        let dir = self.dir(name)?.join("versions");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io("list", &dir)(e)),
-        };
-        let mut out: Vec<u64> = entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|v: &u64| dir.join(v.to_string()).join(MANIFEST_FILE).is_file())
-            .collect();
-        out.sort_unstable();
-        Ok(out)
-    }
-
-    /// A version's manifest.
-    pub fn manifest(&self, name: &str, version: u64) -> Result<DatasetManifest, DataError> {
-        let path = self.version_dir(name, version)?.join(MANIFEST_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(DataError::NotFound(format!("{name}:{version}")));
-            }
-            Err(e) => return Err(io("read", &path)(e)),
-        };
-        let mut m: DatasetManifest = serde_json::from_slice(&bytes).map_err(|e| {
-            DataError::from(RegistryError::Corrupt {
-                path: path.display().to_string(),
-                detail: e.to_string(),
-            })
-        })?;
-        m.version = version;
-        Ok(m)
-    }
-
-    /// Every version's manifest, oldest first.
-    pub fn manifests(&self, name: &str) -> Result<Vec<DatasetManifest>, DataError> {
-        self.versions(name)?
-            .into_iter()
-            .map(|v| self.manifest(name, v))
-            .collect()
-    }
-
-    fn version_dir(&self, name: &str, version: u64) -> Result<PathBuf, DataError> {
-        Ok(self.dir(name)?.join("versions").join(version.to_string()))
-    }
-
-    /// Path of a version's rows.
-    pub fn data_path(&self, name: &str, version: u64) -> Result<PathBuf, DataError> {
-        Ok(self.version_dir(name, version)?.join(DATA_FILE))
-    }
-
-    /// The version a reference names.
-    pub fn resolve(&self, r: &DatasetRef) -> Result<DatasetManifest, DataError> {
-        let name = r.name();
-        let versions = self.versions(name)?;
-        let missing = || DataError::NotFound(format!("{r:?}"));
-        match r {
-            DatasetRef::Latest(_) => {
-                let v = *versions
-                    .last()
-                    .ok_or_else(|| DataError::NotFound(name.into()))?;
-                self.manifest(name, v)
-            }
-            DatasetRef::Version(_, v) => {
-                if versions.contains(v) {
-                    self.manifest(name, *v)
-                } else {
-                    Err(DataError::NotFound(format!("{name}:{v}")))
-                }
-            }
-            DatasetRef::Sha(_, prefix) => {
-                let mut found = None;
-                for m in self.manifests(name)? {
-                    if m.sha256.starts_with(prefix.as_str()) {
-                        found = Some(m);
-                    }
-                }
-                found.ok_or_else(missing)
-            }
-        }
-    }
-
-    /// Stores `table` as a new version of dataset `name` (or returns the existing version
-    /// with the same content). `findings` are the checks' (non-critical) findings.
-    pub fn add(
-        &self,
-        name: &str,
-        table: &Table,
-        schema: &Schema,
-        parent: Option<&DatasetManifest>,
-        findings: Vec<checks::Finding>,
-    ) -> Result<(DatasetManifest, bool), DataError> {
-        let csv = table.to_csv();
-        let sha256 = crate::model::sha256_hex(&csv);
-        if let Some(existing) = self
-            .manifests(name)?
-            .into_iter()
-            .find(|m| m.sha256 == sha256)
-        {
-            return Ok((existing, false));
-        }
-        let profile = checks::profile(table, schema);
-        let mut sources: Vec<String> = parent.map(|p| p.sources.clone()).unwrap_or_default();
-        sources.push(table.source.clone());
-        let mut manifest = DatasetManifest {
-            name: name.to_owned(),
-            version: 0,
-            sha256,
-            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            parent: parent.map(|p| p.version),
-            sources,
-            schema: schema.clone(),
-            rows: table.rows.len() as u64,
-            columns: profile.columns,
-            classes: profile.classes,
-            duplicate_rows: profile.duplicate_rows,
-            findings,
-        };
-        // The stored manifest says version 0: the number is the directory's, known only
-        // once the rename wins it, and filled in when a manifest is read.
-        let mut json = serde_json::to_vec_pretty(&manifest).expect("json");
-        json.push(b'\n');
-        manifest.version = crate::registry::publish_dir(
-            &self.dir(name)?,
-            &[(DATA_FILE, &csv), (MANIFEST_FILE, &json)],
-        )?;
-        Ok((manifest, true))
-    }
-
-    /// A version's rows.
-    pub fn table(&self, m: &DatasetManifest) -> Result<Table, DataError> {
-        let path = self.data_path(&m.name, m.version)?;
-        let mut t = Table::read(&path)?;
-        t.source = format!("{}:{}", m.name, m.version);
-        Ok(t)
     }
 }

@@ -17,10 +17,8 @@ use crate::serving::{ScoreError, find, truncated};
 /// blocking thread.
 pub(super) async fn report(state: &AppState, name: String) -> Reply {
     let registry = Arc::clone(state.fleet().registry());
-    // Datasets live beside the models in the registry directory.
-    let datasets = crate::data::DatasetStore::new(&crate::registry::FsRegistry::new(
-        state.config.registry.clone(),
-    ));
+    // Datasets come from the same registry, through the same trait.
+    let datasets = crate::data::DatasetStore::from_shared(Arc::clone(&registry));
     let html = state
         .scoring
         .blocking("report", move || {

@@ -176,9 +176,13 @@ pub fn load_dataset(
     r: &DatasetRef,
 ) -> Result<(Dataset, DatasetManifest), LifecycleError> {
     let m = store.resolve(r)?;
-    let path = store.data_path(&m.name, m.version)?;
-    let mut data = crate::train::load_csv(&path, &m.schema.target, m.schema.id_column.as_deref())?;
-    data.source = format!("{}:{}", m.name, m.version);
+    let bytes = store.data(&m.name, m.version)?;
+    let data = crate::train::parse_csv(
+        &bytes,
+        &format!("{}:{}", m.name, m.version),
+        &m.schema.target,
+        m.schema.id_column.as_deref(),
+    )?;
     Ok((data, m))
 }
 

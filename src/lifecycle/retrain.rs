@@ -8,7 +8,7 @@
 //! which lists the folder itself; a poll covers file systems without inotify.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use notify::{Event, EventKind, RecursiveMode, Watcher};
@@ -29,7 +29,8 @@ pub const REJECTED_DIR: &str = "rejected";
 /// Everything `treeserve retrain` needs.
 #[derive(Debug, Clone)]
 pub struct RetrainConfig {
-    /// Registry directory.
+    /// Registry directory, for [`process`], [`run_once`] and [`watch`] (the `_in` variants
+    /// take any registry instead).
     pub registry: PathBuf,
     /// Model and dataset name.
     pub name: String,
@@ -47,6 +48,13 @@ pub struct RetrainConfig {
     pub checks: CheckConfig,
     /// How often the folder is listed even without file events.
     pub poll_interval: Duration,
+}
+
+impl RetrainConfig {
+    /// The file-system registry at [`RetrainConfig::registry`].
+    pub fn open_registry(&self) -> Arc<dyn Registry> {
+        Arc::new(FsRegistry::new(&self.registry))
+    }
 }
 
 /// What became of one dropped file.
@@ -109,7 +117,12 @@ pub fn pending(drop_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Processes one dropped file (see the module docs) and moves it aside unless it failed
 /// for a reason unrelated to its content.
 pub fn process(config: &RetrainConfig, path: &Path) -> Outcome {
-    let outcome = run(config, path);
+    process_in(&config.open_registry(), config, path)
+}
+
+/// [`process`] with models and datasets in `registry`.
+pub fn process_in(registry: &Arc<dyn Registry>, config: &RetrainConfig, path: &Path) -> Outcome {
+    let outcome = run(registry, config, path);
     let dir = match &outcome {
         Outcome::Rejected(_) => REJECTED_DIR,
         Outcome::Published { .. } | Outcome::Unchanged(_) => PROCESSED_DIR,
@@ -121,7 +134,7 @@ pub fn process(config: &RetrainConfig, path: &Path) -> Outcome {
     outcome
 }
 
-fn run(config: &RetrainConfig, path: &Path) -> Outcome {
+fn run(reg: &Arc<dyn Registry>, config: &RetrainConfig, path: &Path) -> Outcome {
     let table = match Table::read(path) {
         Ok(t) => t,
         Err(e) => {
@@ -133,8 +146,7 @@ fn run(config: &RetrainConfig, path: &Path) -> Outcome {
             ));
         }
     };
-    let reg = FsRegistry::new(&config.registry);
-    let store = DatasetStore::new(&reg);
+    let store = DatasetStore::from_shared(Arc::clone(reg));
     let step = || -> Result<Outcome, LifecycleError> {
         let append = !store.versions(&config.name)?.is_empty();
         let (manifest, new, report) = match add_dataset(
@@ -152,7 +164,7 @@ fn run(config: &RetrainConfig, path: &Path) -> Outcome {
             Err(LifecycleError::Rejected(r)) => return Ok(Outcome::Rejected(r)),
             Err(e) => return Err(e),
         };
-        if !new && trained_on(&reg, &config.name, &manifest.sha256) {
+        if !new && trained_on(&**reg, &config.name, &manifest.sha256) {
             return Ok(Outcome::Unchanged(report));
         }
         let (data, m) = load_dataset(
@@ -164,7 +176,7 @@ fn run(config: &RetrainConfig, path: &Path) -> Outcome {
             ..config.train.clone()
         };
         let trained = train_on(&data, &m, &train)?;
-        let decision = publish_gated(&reg, &trained, &data, &config.gate)?;
+        let decision = publish_gated(&**reg, &trained, &data, &config.gate)?;
         Ok(Outcome::Published {
             report,
             decision: Box::new(decision),
@@ -218,10 +230,18 @@ fn move_aside(path: &Path, dir: &Path, report: &str) -> std::io::Result<()> {
 
 /// Processes every pending file once, in name order.
 pub fn run_once(config: &RetrainConfig) -> std::io::Result<Vec<(PathBuf, Outcome)>> {
+    run_once_in(&config.open_registry(), config)
+}
+
+/// [`run_once`] with models and datasets in `registry`.
+pub fn run_once_in(
+    registry: &Arc<dyn Registry>,
+    config: &RetrainConfig,
+) -> std::io::Result<Vec<(PathBuf, Outcome)>> {
     Ok(pending(&config.drop_dir)?
         .into_iter()
         .map(|p| {
-            let outcome = process(config, &p);
+            let outcome = process_in(registry, config, &p);
             (p, outcome)
         })
         .collect())
@@ -230,6 +250,16 @@ pub fn run_once(config: &RetrainConfig) -> std::io::Result<Vec<(PathBuf, Outcome
 /// Watches the drop folder until `stop` returns true, processing files as they arrive;
 /// `report` is called with each outcome.
 pub fn watch(
+    config: &RetrainConfig,
+    stop: impl Fn() -> bool,
+    report: impl FnMut(&Path, &Outcome),
+) -> Result<(), notify::Error> {
+    watch_in(&config.open_registry(), config, stop, report)
+}
+
+/// [`watch`] with models and datasets in `registry`.
+pub fn watch_in(
+    registry: &Arc<dyn Registry>,
     config: &RetrainConfig,
     stop: impl Fn() -> bool,
     mut report: impl FnMut(&Path, &Outcome),
@@ -258,7 +288,7 @@ pub fn watch(
                 let files: Vec<PathBuf> =
                     files.into_iter().filter(|p| !failed.contains(p)).collect();
                 for p in files {
-                    let outcome = process(config, &p);
+                    let outcome = process_in(registry, config, &p);
                     if matches!(outcome, Outcome::Failed(_)) {
                         failed.push(p.clone());
                     }

@@ -314,7 +314,7 @@ impl Model {
 
 fn check_manifest(m: &Manifest) -> Result<(), ArtifactError> {
     let bad = |s: String| Err(ArtifactError::Invalid(s));
-    if m.name.is_empty() || !crate::registry::valid_name(&m.name) {
+    if m.name.is_empty() || !crate::name::valid_name(&m.name) {
         return bad(format!("model name {:?} is not valid", m.name));
     }
     if m.features.is_empty() {

@@ -12,7 +12,12 @@
 //!       2.gate.json        JSON records about a version (its gate decision), replaced by rename
 //!     .staging/            publishes in progress
 //!     .lock                serializes alias updates
-//!   _datasets/             dataset versions (see `crate::data`)
+//!   _datasets/             datasets (not a valid model name, so never listed as a model)
+//!     NAME/
+//!       versions/
+//!         1/data.csv       immutable once published, like a model's versions
+//!         1/dataset.json   the version is listed only once this is present
+//!       .staging/
 //! ```
 //!
 //! A version is published by writing its directory under `.staging/`, fsyncing, and renaming
@@ -25,10 +30,13 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{AliasRecord, Registry, RegistryError, valid_name};
+use super::{AliasRecord, DATASET_MANIFEST, Registry, RegistryError};
+use crate::name::valid_name;
 
 /// File name of the artifact inside a version directory.
 pub const ARTIFACT_FILE: &str = "model.tsm";
+/// Directory under the root that holds datasets.
+pub const DATASETS_DIR: &str = "_datasets";
 const HISTORY_LIMIT: usize = 100;
 
 /// A registry stored under one directory.
@@ -69,6 +77,17 @@ fn unique_suffix() -> String {
     )
 }
 
+/// The numbered subdirectories of `dir` that hold a file `marker`, ascending.
+fn numbered(dir: &Path, marker: &str) -> std::io::Result<Vec<u64>> {
+    let mut out: Vec<u64> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|v: &u64| dir.join(v.to_string()).join(marker).is_file())
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), RegistryError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -98,6 +117,11 @@ impl FsRegistry {
             .join("versions")
             .join(version.to_string())
             .join(ARTIFACT_FILE))
+    }
+
+    fn dataset_dir(&self, name: &str) -> Result<PathBuf, RegistryError> {
+        check(name)?;
+        Ok(self.root.join(DATASETS_DIR).join(name))
     }
 
     fn alias_path(&self, model: &str, alias: &str) -> Result<PathBuf, RegistryError> {
@@ -184,7 +208,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryErro
 /// synced under `dir/.staging/`, then renamed into place, so readers see all of a version
 /// or nothing; a concurrent publisher that takes the number first makes this one retry
 /// with the next.
-pub(crate) fn publish_dir(dir: &Path, files: &[(&str, &[u8])]) -> Result<u64, RegistryError> {
+fn publish_dir(dir: &Path, files: &[(&str, &[u8])]) -> Result<u64, RegistryError> {
     let versions = dir.join("versions");
     let staging = dir.join(".staging");
     for d in [&versions, &staging] {
@@ -255,14 +279,7 @@ impl Registry for FsRegistry {
 
     fn versions(&self, model: &str) -> Result<Vec<u64>, RegistryError> {
         let dir = self.require_model(model)?.join("versions");
-        let mut out: Vec<u64> = fs::read_dir(&dir)
-            .map_err(io("list", &dir))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-            .filter(|v: &u64| dir.join(v.to_string()).join(ARTIFACT_FILE).is_file())
-            .collect();
-        out.sort_unstable();
-        Ok(out)
+        numbered(&dir, ARTIFACT_FILE).map_err(io("list", &dir))
     }
 
     fn aliases(&self, model: &str) -> Result<BTreeMap<String, AliasRecord>, RegistryError> {
@@ -397,4 +414,60 @@ impl Registry for FsRegistry {
             Ok(record)
         })
     }
+
+    fn datasets(&self) -> Result<Vec<String>, RegistryError> {
+        let dir = self.root.join(DATASETS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("list", &dir)(e)),
+        };
+        let mut out: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| valid_name(n))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn dataset_versions(&self, name: &str) -> Result<Vec<u64>, RegistryError> {
+        let dir = self.dataset_dir(name)?.join("versions");
+        match numbered(&dir, DATASET_MANIFEST) {
+            Ok(v) => Ok(v),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io("list", &dir)(e)),
+        }
+    }
+
+    fn read_dataset_file(
+        &self,
+        name: &str,
+        version: u64,
+        file: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        check(file)?;
+        let path = self
+            .dataset_dir(name)?
+            .join("versions")
+            .join(version.to_string())
+            .join(file);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path)(e)),
+        }
+    }
+
+    fn publish_dataset(&self, name: &str, files: &[(&str, &[u8])]) -> Result<u64, RegistryError> {
+        let dir = self.dataset_dir(name)?;
+        for (file, _) in files {
+            check(file)?;
+        }
+        publish_dir(&dir, files)
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,10 @@
 //!
 //! [`Registry`] is the small interface the server and CLI use; [`FsRegistry`] stores it
 //! in a directory. Other stores (object storage, MLflow) implement the same trait.
+//!
+//! Besides models, a registry keeps datasets: named, numbered, immutable versions, each a
+//! few small files (see [`crate::data`] for what the files hold). Everything that reads
+//! or writes either goes through the trait, never through a backend's storage directly.
 
 mod fs;
 mod watch;
@@ -10,12 +14,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use fs::FsRegistry;
-pub(crate) use fs::publish_dir;
+pub use fs::{DATASETS_DIR, FsRegistry};
 pub use watch::{keep_watching, watch};
 
 /// The alias the server follows by default.
 pub const DEFAULT_ALIAS: &str = "production";
+
+/// The file every dataset version has: a version is listed by
+/// [`Registry::dataset_versions`] only once this file is in it.
+pub const DATASET_MANIFEST: &str = "dataset.json";
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +64,7 @@ pub enum RegistryError {
         /// Alias.
         alias: String,
     },
-    /// A model or alias name that is not allowed.
+    /// A model, alias, dataset or dataset file name that is not allowed.
     #[error(
         "invalid name {0:?}: use letters, digits, '-', '_' or '.', starting with a letter or digit"
     )]
@@ -125,15 +132,24 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
         version: u64,
         kind: &str,
     ) -> Result<Option<Vec<u8>>, RegistryError>;
-}
 
-/// Whether `name` is a valid model or alias name: 1–128 characters of ASCII letters,
-/// digits, `-`, `_`, `.`, starting with a letter or digit.
-pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    /// Dataset names, sorted. Dataset and file names follow [`crate::name::valid_name`]; a name that
+    /// does not is refused with [`RegistryError::InvalidName`] by every dataset method.
+    fn datasets(&self) -> Result<Vec<String>, RegistryError>;
+    /// Complete versions of a dataset (those with a [`DATASET_MANIFEST`] file), ascending;
+    /// empty if the dataset has none or does not exist.
+    fn dataset_versions(&self, name: &str) -> Result<Vec<u64>, RegistryError>;
+    /// The bytes of one file of a dataset version; `None` if the dataset, the version or
+    /// the file does not exist.
+    fn read_dataset_file(
+        &self,
+        name: &str,
+        version: u64,
+        file: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError>;
+    /// Publishes `files` (name, bytes) as the next version of dataset `name`; returns the
+    /// version. Atomic like [`Registry::publish`]: readers see all the files or none,
+    /// concurrent publishers get distinct versions. Include a [`DATASET_MANIFEST`] file,
+    /// or the version is never listed.
+    fn publish_dataset(&self, name: &str, files: &[(&str, &[u8])]) -> Result<u64, RegistryError>;
 }

@@ -181,7 +181,7 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
             .map(|s| s.to_string_lossy().to_lowercase())
             .unwrap_or_else(|| "model".into()),
     };
-    if !crate::registry::valid_name(&name) {
+    if !crate::name::valid_name(&name) {
         return Err(TrainError::Parameter(format!(
             "model name {name:?}: use letters, digits, '-', '_' or '.', starting with a letter or digit"
         )));
