@@ -54,7 +54,7 @@ impl Application {
             fleet,
             &FollowOptions {
                 poll_interval: config.poll_interval,
-                watch: (!config.no_watch).then(|| config.registry.clone()),
+                watch: !config.no_watch,
                 sighup: true,
             },
         );

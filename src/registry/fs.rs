@@ -262,6 +262,10 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
 }
 
 impl Registry for FsRegistry {
+    fn local_dir(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     fn models(&self) -> Result<Vec<String>, RegistryError> {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,

@@ -132,6 +132,11 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
         version: u64,
         kind: &str,
     ) -> Result<Option<Vec<u8>>, RegistryError>;
+    /// The local directory holding the registry, when it is one: the server watches it
+    /// for file events. `None` (remote registries) leaves following to the poll.
+    fn local_dir(&self) -> Option<&std::path::Path> {
+        None
+    }
 
     /// Dataset names, sorted. Dataset and file names follow [`crate::name::valid_name`]; a name that
     /// does not is refused with [`RegistryError::InvalidName`] by every dataset method.

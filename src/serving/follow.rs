@@ -16,8 +16,9 @@ use super::{Fleet, FleetReport, Reloaded};
 pub struct FollowOptions {
     /// Reconcile this often even without a signal (zero: never).
     pub poll_interval: Duration,
-    /// Watch this registry directory for file events (`None`: polling alone).
-    pub watch: Option<PathBuf>,
+    /// Watch the registry's directory for file events, if it is local
+    /// ([`crate::registry::Registry::local_dir`]); else polling alone.
+    pub watch: bool,
     /// Reconcile on SIGHUP.
     pub sighup: bool,
 }
@@ -33,6 +34,10 @@ impl Follower {
     /// Starts the reload task of `fleet` and what signals it. Call within a runtime.
     pub fn spawn(fleet: Arc<Fleet>, opts: &FollowOptions) -> Self {
         let signal = Arc::new(Notify::new());
+        let watch = opts
+            .watch
+            .then(|| fleet.registry().local_dir().map(PathBuf::from))
+            .flatten();
         let mut tasks = vec![tokio::spawn(reload_task(fleet, signal.clone()))];
         if !opts.poll_interval.is_zero() {
             let (signal, period) = (signal.clone(), opts.poll_interval);
@@ -61,13 +66,10 @@ impl Follower {
                 Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
             }
         }
-        if let Some(root) = &opts.watch {
+        if let Some(root) = watch {
             let s = signal.clone();
             let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(move || s.notify_one());
-            tasks.push(tokio::spawn(crate::registry::keep_watching(
-                root.clone(),
-                notify,
-            )));
+            tasks.push(tokio::spawn(crate::registry::keep_watching(root, notify)));
         }
         Self { signal, tasks }
     }
