@@ -5,6 +5,10 @@
 //! `FP32`, `FP64` or an integer type, its data flat row-major or nested, as JSON or (with
 //! `parameters.binary_data_size`) as little-endian bytes after the JSON header. The outputs
 //! are the predicted label (`BYTES`, `[N]`) and the class probabilities (`FP32`, `[N, C]`).
+//!
+//! Here: the public types, constants and the `decode` entry. The serde-free fast path is in
+//! `fast`, the full serde/binary decoder in `serde_decode` (with the datatype checks in
+//! `datatype`), the response `Encoder` in `encode`.
 
 mod datatype;
 mod encode;
