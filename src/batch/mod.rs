@@ -1,0 +1,285 @@
+//! `treeserve predict`: offline batch scoring of a CSV of any size. One thread reads and
+//! splits the CSV into chunks of records, every core parses, predicts and formats chunks,
+//! and one thread writes them back in order; memory stays bounded by a few chunks per
+//! thread whatever the file size.
+//!
+//! Here: the options, errors and summary, the buffers passed between threads, and
+//! `predict_csv`, which wires the reader (`input`), the worker threads (each scoring chunks
+//! with `score`) and the ordered writer (`output`) together.
+
+mod input;
+mod output;
+mod score;
+#[cfg(test)]
+mod tests;
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use input::{read_chunks, read_header};
+use output::{csv_field, write_ordered};
+use score::score_chunk;
+
+use crate::model::Model;
+
+/// How to score.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    /// Worker threads (at least 1).
+    pub threads: usize,
+    /// Rows per chunk handed to a worker (approximately: chunks are cut by size).
+    pub chunk_rows: usize,
+    /// Add one probability column per class.
+    pub probabilities: bool,
+    /// A column copied to the output as the first column (e.g. `Id`), if present.
+    pub id_column: Option<String>,
+    /// Print a progress line to stderr every quarter second.
+    pub progress: bool,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            chunk_rows: 16 * 1024,
+            probabilities: false,
+            id_column: Some("Id".into()),
+            progress: false,
+        }
+    }
+}
+
+/// Why batch scoring failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Reading or writing failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being read or written.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The CSV is malformed.
+    #[error("line {line}: {message}")]
+    Csv {
+        /// 1-based line.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// The model reads a feature the CSV has no column for.
+    #[error("the CSV has no column {0:?}, which the model reads")]
+    MissingColumn(String),
+    /// A cell is not a finite number.
+    #[error("line {line}, column {column:?}: {value:?} is not a finite number")]
+    Value {
+        /// 1-based line.
+        line: u64,
+        /// Column name.
+        column: String,
+        /// The cell.
+        value: String,
+    },
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Rows scored.
+    pub rows: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Worker threads used.
+    pub threads: usize,
+}
+
+impl Summary {
+    /// Rows per second.
+    pub fn rows_per_second(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Spare buffers handed back for reuse: fresh megabyte buffers for every block cost page
+/// faults and zeroed pages in the kernel.
+#[derive(Default)]
+struct Pool(Mutex<Vec<Vec<u8>>>);
+
+impl Pool {
+    fn get(&self) -> Vec<u8> {
+        let mut b = self.0.lock().expect("lock").pop().unwrap_or_default();
+        b.clear();
+        b
+    }
+
+    fn put(&self, b: Vec<u8>) {
+        let mut spare = self.0.lock().expect("lock");
+        if spare.len() < 16 {
+            spare.push(b);
+        }
+    }
+}
+
+/// A block of whole CSV records (cut at a newline outside quotes).
+struct Chunk {
+    index: u64,
+    /// Line number of the block's first line, 1-based.
+    first_line: u64,
+    bytes: Vec<u8>,
+    /// Whether the block holds a quote (then only the csv reader parses it).
+    quoted: bool,
+}
+
+struct Layout {
+    feature_columns: Vec<usize>,
+    id_column: Option<usize>,
+    features: Vec<String>,
+    /// Each class label as a CSV field.
+    labels: Vec<String>,
+    probabilities: bool,
+    /// Fields per record.
+    columns: usize,
+}
+
+/// Scores every row of the CSV `input` with `model`, writing a CSV to `output`: the id
+/// column (if the input has it), `predicted_<target>`, and with `probabilities` one
+/// `p_<class>` column per class. Rows come out in input order.
+pub fn predict_csv<R: Read + Send, W: Write + Send>(
+    model: &Model,
+    input: R,
+    output: W,
+    opts: &PredictOptions,
+) -> Result<Summary, BatchError> {
+    let started = Instant::now();
+    let threads = opts.threads.max(1);
+    let mut input = std::io::BufReader::with_capacity(1 << 20, input);
+    let header_line = read_header(&mut input)?;
+    let mut header_reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(&header_line[..]);
+    let headers = header_reader
+        .byte_headers()
+        .map_err(|e| csv_error(&e))?
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+        .collect::<Vec<_>>();
+    let columns = headers.len();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let feature_columns = model
+        .features()
+        .iter()
+        .map(|f| col(f).ok_or_else(|| BatchError::MissingColumn(f.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let id_column = opts.id_column.as_deref().and_then(col);
+    let layout = Layout {
+        feature_columns,
+        id_column,
+        features: model.features().to_vec(),
+        labels: model.classes().iter().map(|c| csv_field(c)).collect(),
+        probabilities: opts.probabilities,
+        columns,
+    };
+    let mut header = Vec::new();
+    if let Some(c) = id_column {
+        header.push(csv_field(&headers[c]));
+    }
+    header.push(format!(
+        "predicted_{}",
+        model.manifest().target.to_lowercase()
+    ));
+    if opts.probabilities {
+        header.extend(model.classes().iter().map(|c| csv_field(&format!("p_{c}"))));
+    }
+
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<(u64, BatchError)>> = Mutex::new(None);
+    let fail = |index: u64, e: BatchError| {
+        failed.store(true, Ordering::Relaxed);
+        let mut slot = first_error.lock().expect("lock");
+        if slot.as_ref().is_none_or(|(i, _)| index < *i) {
+            *slot = Some((index, e));
+        }
+    };
+    let rows_done = AtomicU64::new(0);
+    let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(threads * 2);
+    let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+    let (out_tx, out_rx) = sync_channel::<(u64, Vec<u8>, u64)>(threads * 2);
+    // Spare input and output buffers.
+    let pools: [Pool; 2] = Default::default();
+    let write_result = std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let rx = Arc::clone(&chunk_rx);
+            let tx = out_tx.clone();
+            let (layout, fail, failed, pools) = (&layout, &fail, &failed, &pools);
+            scope.spawn(move || worker(model, layout, &rx, &tx, fail, failed, pools));
+        }
+        drop(out_tx);
+        let writer = scope.spawn(|| {
+            let (rows_done, spare) = (&rows_done, &pools[1]);
+            write_ordered(
+                output,
+                &header,
+                out_rx,
+                rows_done,
+                opts.progress,
+                started,
+                spare,
+            )
+        });
+        // About `chunk_rows` rows of typical width per block.
+        let block = (opts.chunk_rows.max(1) * 64).clamp(256, 8 << 20);
+        read_chunks(&mut input, block, &chunk_tx, &failed, &fail, &pools[0]);
+        drop(chunk_tx);
+        writer.join().expect("writer thread")
+    });
+    if let Some((_, e)) = first_error.into_inner().expect("lock") {
+        return Err(e);
+    }
+    write_result?;
+    Ok(Summary {
+        rows: rows_done.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        threads,
+    })
+}
+
+fn csv_error(e: &csv::Error) -> BatchError {
+    BatchError::Csv {
+        line: e.position().map_or(0, |p| p.line()),
+        message: e.to_string(),
+    }
+}
+
+fn worker(
+    model: &Model,
+    layout: &Layout,
+    rx: &Mutex<Receiver<Chunk>>,
+    tx: &SyncSender<(u64, Vec<u8>, u64)>,
+    fail: &(impl Fn(u64, BatchError) + Sync),
+    failed: &AtomicBool,
+    pools: &[Pool; 2],
+) {
+    loop {
+        let chunk = match rx.lock().expect("lock").recv() {
+            Ok(c) => c,
+            Err(_) => return,
+        };
+        if failed.load(Ordering::Relaxed) {
+            continue;
+        }
+        let scored = score_chunk(model, layout, &chunk, layout.columns, &pools[1]);
+        pools[0].put(chunk.bytes);
+        match scored {
+            Ok((bytes, rows)) => {
+                if tx.send((chunk.index, bytes, rows)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => fail(chunk.index, e),
+        }
+    }
+}

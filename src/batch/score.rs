@@ -1,0 +1,173 @@
+//! Scoring a chunk: the fast path for chunks without quotes (fields cut at commas, exact
+//! decimals), and the csv reader for any chunk, which also reports errors with their line.
+
+use super::output::write_row;
+use super::{BatchError, Chunk, Layout, Pool};
+use crate::model::Model;
+use crate::protocol::cursor::exact_decimal;
+
+pub(super) fn score_chunk(
+    model: &Model,
+    layout: &Layout,
+    chunk: &Chunk,
+    columns: usize,
+    out: &Pool,
+) -> Result<(Vec<u8>, u64), BatchError> {
+    if !chunk.quoted
+        && let Some(done) = score_plain_chunk(model, layout, &chunk.bytes, columns, out.get())
+    {
+        return Ok(done);
+    }
+    score_csv_chunk(model, layout, chunk, columns)
+}
+
+/// The common case without any quote in the chunk: records are lines, fields are cut at
+/// commas, numbers take [`exact_decimal`] (else `str::parse` on the trimmed text).
+/// `None` on anything the csv path must judge (a field count or a value it would
+/// refuse): the caller then runs that path, which reports the error with its line.
+pub(super) fn score_plain_chunk(
+    model: &Model,
+    layout: &Layout,
+    bytes: &[u8],
+    columns: usize,
+    mut out: Vec<u8>,
+) -> Option<(Vec<u8>, u64)> {
+    let f = layout.feature_columns.len();
+    let mut row = vec![0.0; f];
+    let mut proba = vec![0.0; model.num_classes()];
+    out.reserve(bytes.len() / 2);
+    let mut ryu = ryu::Buffer::new();
+    // Where each wanted column goes: a feature slot, the id, or nowhere.
+    const SKIP: usize = usize::MAX;
+    const ID: usize = usize::MAX - 1;
+    let mut slot = vec![SKIP; columns];
+    for (j, &c) in layout.feature_columns.iter().enumerate() {
+        slot[c] = j;
+    }
+    if let Some(c) = layout.id_column {
+        slot[c] = ID;
+    }
+    let mut rows = 0u64;
+    let (len, mut i) = (bytes.len(), 0);
+    // One pass: fields are cut and numbers accumulated as the bytes go by.
+    while i < len {
+        match bytes[i] {
+            b'\n' => {
+                i += 1;
+                continue; // the csv reader skips blank lines too
+            }
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        let mut id: &[u8] = &[];
+        let mut n = 0;
+        loop {
+            let start = i;
+            while i < len && !matches!(bytes[i], b',' | b'\n' | b'\r') {
+                i += 1;
+            }
+            let field = &bytes[start..i];
+            match *slot.get(n)? {
+                j if j < f => {
+                    let v = match exact_decimal(field) {
+                        Some(v) => v,
+                        None => std::str::from_utf8(field)
+                            .ok()?
+                            .trim()
+                            .parse::<f64>()
+                            .ok()?,
+                    };
+                    if !v.is_finite() {
+                        return None;
+                    }
+                    row[j] = v;
+                }
+                ID => id = field,
+                _ => {}
+            }
+            n += 1;
+            match bytes.get(i) {
+                Some(b',') => i += 1,
+                // A lone carriage return ends a record for the csv reader: let it judge.
+                Some(b'\r') if bytes.get(i + 1) != Some(&b'\n') => return None,
+                Some(b'\r') => {
+                    i += 2;
+                    break;
+                }
+                Some(_) => {
+                    i += 1;
+                    break;
+                }
+                None => break,
+            }
+        }
+        if n != columns {
+            return None;
+        }
+        rows += 1;
+        let id = layout.id_column.map(|_| id);
+        write_row(model, layout, &row, id, &mut proba, &mut ryu, &mut out);
+    }
+    Some((out, rows))
+}
+
+/// Any chunk, through the csv reader (quotes, and the errors with their lines).
+pub(super) fn score_csv_chunk(
+    model: &Model,
+    layout: &Layout,
+    chunk: &Chunk,
+    columns: usize,
+) -> Result<(Vec<u8>, u64), BatchError> {
+    let f = layout.feature_columns.len();
+    let k = model.num_classes();
+    let mut row = vec![0.0; f];
+    let mut proba = vec![0.0; k];
+    let mut out = Vec::with_capacity(chunk.bytes.len() / 2);
+    let mut ryu = ryu::Buffer::new();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(false)
+        .from_reader(&chunk.bytes[..]);
+    let mut rec = csv::ByteRecord::new();
+    let mut rows = 0u64;
+    loop {
+        match reader.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let line = chunk.first_line + e.position().map_or(1, |p| p.line()) - 1;
+                return Err(BatchError::Csv {
+                    line,
+                    message: e.to_string(),
+                });
+            }
+        }
+        let line = chunk.first_line + rec.position().map_or(1, |p| p.line()) - 1;
+        if rec.len() != columns {
+            return Err(BatchError::Csv {
+                line,
+                message: format!("{} fields, the header has {columns}", rec.len()),
+            });
+        }
+        rows += 1;
+        for (j, &c) in layout.feature_columns.iter().enumerate() {
+            let cell = rec.get(c).unwrap_or_default();
+            let value = std::str::from_utf8(cell)
+                .ok()
+                .map(str::trim)
+                .and_then(|s| s.parse::<f64>().ok())
+                .filter(|v| v.is_finite());
+            row[j] = value.ok_or_else(|| BatchError::Value {
+                line,
+                column: layout.features[j].clone(),
+                value: String::from_utf8_lossy(cell).into_owned(),
+            })?;
+        }
+        let id = layout.id_column.map(|c| rec.get(c).unwrap_or_default());
+        write_row(model, layout, &row, id, &mut proba, &mut ryu, &mut out);
+    }
+    Ok((out, rows))
+}

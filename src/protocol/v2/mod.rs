@@ -1,0 +1,106 @@
+//! The Open Inference Protocol (KServe V2) REST inference body, with Triton's binary tensor
+//! data extension: request decoding into row-major `f64` values, response encoding.
+//!
+//! A request carries one input tensor of shape `[N, F]` (or `[F]` for one row), datatype
+//! `FP32`, `FP64` or an integer type, its data flat row-major or nested, as JSON or (with
+//! `parameters.binary_data_size`) as little-endian bytes after the JSON header. The outputs
+//! are the predicted label (`BYTES`, `[N]`) and the class probabilities (`FP32`, `[N, C]`).
+//!
+//! Here: the public types, constants and the `decode` entry. The serde-free fast path is in
+//! `fast`, the full serde/binary decoder in `serde_decode` (with the datatype checks in
+//! `datatype`), the response `Encoder` in `encode`.
+
+mod datatype;
+mod encode;
+mod fast;
+mod serde_decode;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+
+pub use encode::{Encoded, Encoder};
+use serde_decode::decode_serde;
+
+use super::{InputError, InputErrorKind as K};
+
+/// The label output's name.
+pub const LABEL: &str = "label";
+/// The probabilities output's name.
+pub const PROBABILITIES: &str = "probabilities";
+/// The input tensor's advertised name (any name is accepted).
+pub const INPUT: &str = "input";
+/// Input datatypes accepted.
+pub const INPUT_DATATYPES: [&str; 10] = [
+    "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+];
+
+/// An output a request can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Predicted class labels.
+    Label,
+    /// Class probabilities.
+    Probabilities,
+}
+
+/// One requested output and whether its data goes in the binary section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requested {
+    /// Which output.
+    pub output: Output,
+    /// Data as bytes after the JSON header (Triton's binary tensor data extension).
+    pub binary: bool,
+}
+
+/// The outputs to answer with, in order (each at most once).
+#[derive(Debug, Clone, Copy)]
+pub struct Outputs {
+    list: [Requested; 2],
+    len: usize,
+}
+
+impl Outputs {
+    fn push(&mut self, r: Requested) {
+        self.list[self.len] = r;
+        self.len += 1;
+    }
+
+    /// The outputs, in order.
+    pub fn as_slice(&self) -> &[Requested] {
+        &self.list[..self.len]
+    }
+}
+
+/// A decoded inference request, borrowing the body.
+#[derive(Debug)]
+pub struct Decoded<'a> {
+    /// The request id, echoed.
+    pub id: Option<Cow<'a, str>>,
+    /// Rows.
+    pub rows: usize,
+    /// The outputs to answer with.
+    pub outputs: Outputs,
+}
+
+fn bad(kind: K, msg: impl Into<String>) -> InputError {
+    InputError::new(kind, msg)
+}
+
+/// Decodes a request body for a model reading `features` features: the JSON header
+/// (`json`), and `binary`, the bytes after it (empty without the binary extension). The
+/// values go into `out`, row-major.
+pub fn decode<'a>(
+    json: &'a [u8],
+    binary: &[u8],
+    features: usize,
+    max_rows: usize,
+    out: &mut Vec<f64>,
+) -> Result<Decoded<'a>, InputError> {
+    if binary.is_empty()
+        && let Some(d) = fast::decode(json, features, max_rows, out)
+    {
+        return Ok(d);
+    }
+    decode_serde(json, binary, features, max_rows, out)
+}

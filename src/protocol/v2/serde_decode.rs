@@ -1,0 +1,264 @@
+//! The full decoding path, through serde: every request shape the protocol allows, nested
+//! data, Triton's binary tensor data, and the precise error for each malformed request.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
+
+use super::datatype::{check_values, datatype_width, from_le};
+use super::{Decoded, INPUT_DATATYPES, LABEL, Output, Outputs, PROBABILITIES, Requested, bad};
+use crate::protocol::{InputError, InputErrorKind as K};
+
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    parameters: Option<RequestParameters>,
+    #[serde(borrow)]
+    inputs: Vec<RawInput<'a>>,
+    #[serde(default, borrow)]
+    outputs: Option<Vec<RawOutput<'a>>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RequestParameters {
+    #[serde(default)]
+    binary_data_output: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct RawInput<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    shape: Vec<i64>,
+    #[serde(borrow)]
+    datatype: Cow<'a, str>,
+    #[serde(default)]
+    parameters: Option<InputParameters>,
+    #[serde(default, borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct InputParameters {
+    #[serde(default)]
+    binary_data_size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawOutput<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default)]
+    parameters: Option<OutputParameters>,
+}
+
+#[derive(Deserialize, Default)]
+struct OutputParameters {
+    #[serde(default)]
+    binary_data: Option<bool>,
+}
+
+/// Appends tensor data, flattened from any nesting of arrays of numbers.
+struct FlatSeed<'v>(&'v mut Vec<f64>);
+
+impl<'de> DeserializeSeed<'de> for FlatSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FlatSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("numbers, or arrays of numbers")
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.0.push(v);
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.0.push(v as f64);
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.0.push(v as f64);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(FlatSeed(self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+/// Decodes a request through serde: see [`super::decode`].
+pub(super) fn decode_serde<'a>(
+    json: &'a [u8],
+    binary: &[u8],
+    features: usize,
+    max_rows: usize,
+    out: &mut Vec<f64>,
+) -> Result<Decoded<'a>, InputError> {
+    let req: RawRequest<'a> = serde_json::from_slice(json).map_err(|e| {
+        let kind = if e.is_data() {
+            K::InvalidBody
+        } else {
+            K::MalformedJson
+        };
+        bad(kind, format!("invalid inference request: {e}"))
+    })?;
+    let [input] = req.inputs.as_slice() else {
+        return Err(bad(
+            K::InvalidBody,
+            format!(
+                "expected exactly one input tensor, got {}",
+                req.inputs.len()
+            ),
+        ));
+    };
+    let name = &input.name;
+    let datatype = input.datatype.as_ref();
+    if !INPUT_DATATYPES.contains(&datatype) {
+        return Err(bad(
+            K::InvalidDatatype,
+            format!(
+                "input {name:?}: datatype {datatype:?} is not accepted; use one of {}",
+                INPUT_DATATYPES.join(", ")
+            ),
+        ));
+    }
+    let rows = match input.shape.as_slice() {
+        [f] if *f == features as i64 => 1,
+        [n, f] if *f == features as i64 && *n >= 0 => *n as usize,
+        _ => {
+            return Err(bad(
+                K::InvalidShape,
+                format!(
+                    "input {name:?}: shape {:?} does not fit the model: use [N, {features}] or [{features}]",
+                    input.shape
+                ),
+            ));
+        }
+    };
+    if rows == 0 {
+        return Err(bad(K::EmptyBatch, format!("input {name:?} has no rows")));
+    }
+    if rows > max_rows {
+        return Err(bad(
+            K::TooManyRows,
+            format!("input {name:?} has {rows} rows; the limit is {max_rows}"),
+        ));
+    }
+    let expected = rows * features;
+    out.clear();
+    let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
+    match (&input.data, binary_size) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                K::InvalidBody,
+                format!("input {name:?} has both data and binary_data_size"),
+            ));
+        }
+        (None, None) => {
+            return Err(bad(K::InvalidBody, format!("input {name:?} has no data")));
+        }
+        (Some(raw), None) => {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            FlatSeed(out).deserialize(&mut de).map_err(|e| {
+                bad(
+                    if crate::protocol::is_out_of_range(&e) {
+                        K::NonFiniteValue
+                    } else {
+                        K::InvalidBody
+                    },
+                    format!("input {name:?}: data must be numbers, or arrays of numbers: {e}"),
+                )
+            })?;
+            if out.len() != expected {
+                return Err(bad(
+                    K::InvalidShape,
+                    format!(
+                        "input {name:?}: shape {:?} holds {expected} values, data has {}",
+                        input.shape,
+                        out.len()
+                    ),
+                ));
+            }
+        }
+        (None, Some(size)) => {
+            let width = datatype_width(datatype);
+            if size != (expected * width) as u64 || binary.len() as u64 != size {
+                return Err(bad(
+                    K::InvalidShape,
+                    format!(
+                        "input {name:?}: shape {:?} of {datatype} takes {} bytes; binary_data_size is {size} and {} bytes follow the JSON header",
+                        input.shape,
+                        expected * width,
+                        binary.len()
+                    ),
+                ));
+            }
+            out.extend(binary.chunks_exact(width).map(|b| from_le(datatype, b)));
+        }
+    }
+    check_values(name, datatype, out)?;
+    let default_binary = req
+        .parameters
+        .as_ref()
+        .and_then(|p| p.binary_data_output)
+        .unwrap_or(false);
+    let label = Requested {
+        output: Output::Label,
+        binary: default_binary,
+    };
+    let mut outputs = Outputs {
+        list: [label; 2],
+        len: 0,
+    };
+    match &req.outputs {
+        None => {
+            outputs.push(label);
+            outputs.push(Requested {
+                output: Output::Probabilities,
+                binary: default_binary,
+            });
+        }
+        Some(list) => {
+            for o in list {
+                let output = match o.name.as_ref() {
+                    LABEL => Output::Label,
+                    PROBABILITIES => Output::Probabilities,
+                    other => {
+                        return Err(bad(
+                            K::UnknownOutput,
+                            format!(
+                                "unknown output {other:?}; the model has {LABEL:?} and {PROBABILITIES:?}"
+                            ),
+                        ));
+                    }
+                };
+                if outputs.as_slice().iter().any(|r| r.output == output) {
+                    return Err(bad(
+                        K::InvalidBody,
+                        format!("output {:?} is requested twice", o.name),
+                    ));
+                }
+                let binary = o
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.binary_data)
+                    .unwrap_or(default_binary);
+                outputs.push(Requested { output, binary });
+            }
+        }
+    }
+    Ok(Decoded {
+        id: req.id,
+        rows,
+        outputs,
+    })
+}
