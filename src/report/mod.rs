@@ -1,0 +1,180 @@
+//! Run comparison: every version of a model side by side (`treeserve models NAME
+//! --compare`), and a self-contained HTML report (`treeserve report NAME`, and the
+//! server's `GET /models/{model}/report`): metric trends, confusion matrices, gate
+//! decisions and data statistics. The page needs no network: styles and charts (SVG) are
+//! inline.
+
+use std::fmt::Write;
+
+use crate::lifecycle::{self, Decision};
+use crate::model::Manifest;
+use crate::registry::{Registry, RegistryError};
+
+mod html;
+pub use html::html;
+
+/// One version of a model and what is known about it.
+#[derive(Debug, Clone)]
+pub struct VersionInfo {
+    /// Registry version.
+    pub version: u64,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Aliases pointing at it.
+    pub aliases: Vec<String>,
+    /// Its gate decision, if it went through the gate.
+    pub decision: Option<Decision>,
+}
+
+/// Every readable version of `model`, oldest first.
+pub fn versions(reg: &dyn Registry, model: &str) -> Result<Vec<VersionInfo>, RegistryError> {
+    let aliases = reg.aliases(model)?;
+    let mut out = Vec::new();
+    for v in reg.versions(model)? {
+        let Ok(manifest) = crate::model::read_manifest(&reg.read(model, v)?) else {
+            continue;
+        };
+        out.push(VersionInfo {
+            version: v,
+            aliases: aliases
+                .iter()
+                .filter(|(_, r)| r.version == v)
+                .map(|(a, _)| a.clone())
+                .collect(),
+            decision: lifecycle::decision(reg, model, v),
+            manifest,
+        });
+    }
+    Ok(out)
+}
+
+fn macro_f1(m: &Manifest) -> f64 {
+    let pc = &m.metrics.per_class;
+    pc.iter().map(|c| c.f1).sum::<f64>() / pc.len().max(1) as f64
+}
+
+fn data_label(m: &Manifest) -> String {
+    match &m.training.dataset {
+        Some(d) => format!("{}:{}", d.name, d.version),
+        None => m.training.source.clone(),
+    }
+}
+
+fn gate_label(d: &Option<Decision>) -> &'static str {
+    match d {
+        Some(d) if d.promoted => "promoted",
+        Some(_) => "not promoted",
+        None => "-",
+    }
+}
+
+/// The rows of the side-by-side comparison: (label, one cell per version).
+fn compare_rows(infos: &[VersionInfo]) -> Vec<(String, Vec<String>)> {
+    let cell = |f: &dyn Fn(&VersionInfo) -> String| infos.iter().map(f).collect::<Vec<_>>();
+    let mut rows = vec![
+        ("created".to_string(), cell(&|i| i.manifest.created.clone())),
+        (
+            "algorithm".into(),
+            cell(&|i| i.manifest.algorithm.as_str().into()),
+        ),
+        ("aliases".into(), cell(&|i| i.aliases.join(","))),
+        ("data".into(), cell(&|i| data_label(&i.manifest))),
+        (
+            "rows train/test".into(),
+            cell(&|i| {
+                format!(
+                    "{}/{}",
+                    i.manifest.training.train_rows, i.manifest.training.test_rows
+                )
+            }),
+        ),
+        (
+            "accuracy".into(),
+            cell(&|i| format!("{:.4}", i.manifest.metrics.accuracy)),
+        ),
+        (
+            "macro F1".into(),
+            cell(&|i| format!("{:.4}", macro_f1(&i.manifest))),
+        ),
+    ];
+    let mut labels: Vec<String> = Vec::new();
+    for i in infos {
+        for c in &i.manifest.metrics.per_class {
+            if !labels.contains(&c.label) {
+                labels.push(c.label.clone());
+            }
+        }
+    }
+    for (what, get) in [
+        (
+            "recall",
+            (|c: &crate::model::ClassMetrics| c.recall) as fn(&_) -> f64,
+        ),
+        ("precision", |c| c.precision),
+        ("F1", |c| c.f1),
+    ] {
+        for l in &labels {
+            rows.push((
+                format!("{what} {l}"),
+                cell(&|i| {
+                    i.manifest
+                        .metrics
+                        .per_class
+                        .iter()
+                        .find(|c| &c.label == l)
+                        .map_or("-".into(), |c| format!("{:.4}", get(c)))
+                }),
+            ));
+        }
+    }
+    rows.push(("gate".into(), cell(&|i| gate_label(&i.decision).into())));
+    rows.push((
+        "gate held-out acc.".into(),
+        cell(&|i| {
+            i.decision.as_ref().map_or("-".into(), |d| {
+                format!(
+                    "{:.4} vs {}",
+                    d.candidate.metrics.accuracy,
+                    d.champion
+                        .as_ref()
+                        .map_or("-".into(), |c| format!("{:.4}", c.metrics.accuracy))
+                )
+            })
+        }),
+    ));
+    rows
+}
+
+/// Metrics of every version side by side, as text.
+pub fn compare_text(reg: &dyn Registry, model: &str) -> Result<String, RegistryError> {
+    let infos = versions(reg, model)?;
+    let rows = compare_rows(&infos);
+    let label_w = rows
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let widths: Vec<usize> = (0..infos.len())
+        .map(|j| {
+            rows.iter()
+                .map(|(_, c)| c[j].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(format!("v{}", infos[j].version).len())
+        })
+        .collect();
+    let mut out = format!("{model}: {} version(s)\n", infos.len());
+    let _ = write!(out, "  {:label_w$}", "");
+    for (j, i) in infos.iter().enumerate() {
+        let _ = write!(out, "  {:>w$}", format!("v{}", i.version), w = widths[j]);
+    }
+    out.push('\n');
+    for (label, cells) in &rows {
+        let _ = write!(out, "  {label:label_w$}");
+        for (j, c) in cells.iter().enumerate() {
+            let _ = write!(out, "  {c:>w$}", w = widths[j]);
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
