@@ -261,6 +261,15 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     f.sync_all().map_err(io("fsync", path))
 }
 
+/// A file's bytes, or `None` when it does not exist.
+fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, RegistryError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("read", path)(e)),
+    }
+}
+
 impl Registry for FsRegistry {
     fn local_dir(&self) -> Option<&Path> {
         Some(&self.root)
@@ -355,11 +364,7 @@ impl Registry for FsRegistry {
             .model_dir(model)?
             .join("records")
             .join(format!("{version}.{kind}.json"));
-        match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("read", &path)(e)),
-        }
+        read_if_present(&path)
     }
 
     fn set_alias(
@@ -457,11 +462,7 @@ impl Registry for FsRegistry {
             .join("versions")
             .join(version.to_string())
             .join(file);
-        match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("read", &path)(e)),
-        }
+        read_if_present(&path)
     }
 
     fn publish_dataset(&self, name: &str, files: &[(&str, &[u8])]) -> Result<u64, RegistryError> {
