@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, started on port 0 with a fresh registry, spoken to
 //! over HTTP; and the library's artifact, registry and training code.
 
+mod architecture;
 mod artifact;
 mod cli;
 mod clients;
