@@ -1,7 +1,22 @@
 //! The serving application (zero-to-production's `startup.rs`): [`Application::build`]
 //! binds, loads the models, and starts following the registry and the drift ticker;
-//! [`Application::run_until_stopped`] serves until a shutdown future resolves. The CLI,
-//! the tests and the benchmarks all start a server this way.
+//! [`Application::run_until_stopped`] serves until a shutdown future resolves. The CLI
+//! serves this way, as can a test or an embedding program (the in-process benchmark
+//! builds the same state with [`AppState::new`], without a socket):
+//!
+//! ```no_run
+//! # async fn serve() -> Result<(), treeserve::http::ServeError> {
+//! let mut config = treeserve::ServeConfig::new("models");
+//! config.listen = "127.0.0.1:0".parse().unwrap();
+//! let app = treeserve::Application::build(config).await?;
+//! println!("listening on port {}", app.port());
+//! app.run_until_stopped(async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::future::Future;
 use std::net::SocketAddr;
