@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use crate::config::ServeConfig;
 use crate::http::{AppState, ServeError, Server};
-use crate::registry::FsRegistry;
 use crate::serving::{Fleet, FollowOptions, Follower, Reloader};
 
 /// A bound server with its models loaded (or being retried) and its background tasks
@@ -45,7 +44,7 @@ impl Application {
         if let Some(bad) = config.models.iter().find(|n| !crate::name::valid_name(n)) {
             return Err(ServeError::InvalidModelName(bad.clone()));
         }
-        let registry = Arc::new(FsRegistry::new(&config.registry));
+        let registry = crate::registry::open(&config.registry);
         let state = Arc::new(AppState::new(config, registry));
         let server = Server::bind(state.clone()).await?;
         let fleet = state.fleet().clone();

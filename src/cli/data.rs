@@ -8,7 +8,6 @@ use super::CommandError;
 use super::flags::{CheckArgs, LabelColumns, RegistryArg};
 use crate::data::DatasetStore;
 use crate::lifecycle::LifecycleError;
-use crate::registry::FsRegistry;
 
 /// `treeserve data`.
 #[derive(Debug, clap::Args)]
@@ -78,8 +77,7 @@ impl DataFileArgs {
 pub(super) fn data(cmd: DataCommand) -> Result<(), CommandError> {
     match cmd {
         DataCommand::Add(a) => {
-            let reg = FsRegistry::new(&a.registry.registry);
-            let store = DatasetStore::new(&reg);
+            let store = DatasetStore::new(a.registry.open());
             let table = crate::data::Table::read(&a.file).map_err(LifecycleError::from)?;
             match crate::lifecycle::add_dataset(&store, &a.rows(&table), &a.checks.config()) {
                 Ok((m, new, report)) => {
@@ -112,7 +110,7 @@ pub(super) fn data(cmd: DataCommand) -> Result<(), CommandError> {
             }
         }
         DataCommand::Check(a) => {
-            let store = DatasetStore::new(&FsRegistry::new(&a.registry.registry));
+            let store = DatasetStore::new(a.registry.open());
             let table = crate::data::Table::read(&a.file).map_err(LifecycleError::from)?;
             let checked =
                 crate::lifecycle::plan_dataset(&store, &a.rows(&table), &a.checks.config());
@@ -129,8 +127,7 @@ pub(super) fn data(cmd: DataCommand) -> Result<(), CommandError> {
             }
         }
         DataCommand::List { name, registry } => {
-            let reg = FsRegistry::new(&registry.registry);
-            let store = DatasetStore::new(&reg);
+            let store = DatasetStore::new(registry.open());
             let names = match name {
                 Some(n) => vec![n],
                 None => store.names().map_err(LifecycleError::from)?,

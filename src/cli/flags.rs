@@ -2,6 +2,7 @@
 //! `#[command(flatten)]`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::ValueEnum;
 
@@ -9,6 +10,7 @@ use super::{CommandError, io_err};
 use crate::data::checks::CheckConfig;
 use crate::lifecycle::GateConfig;
 use crate::model::Algorithm;
+use crate::registry::Registry;
 use crate::train::{Criterion, TrainConfig};
 
 /// Registry location, shared by the registry commands.
@@ -17,6 +19,13 @@ pub struct RegistryArg {
     /// Registry directory.
     #[arg(long, env = "TREESERVE_REGISTRY", default_value = "models")]
     pub registry: PathBuf,
+}
+
+impl RegistryArg {
+    /// The registry at `--registry`.
+    pub fn open(&self) -> Arc<dyn Registry> {
+        crate::registry::open(&self.registry)
+    }
 }
 
 /// The label and identifier columns of a training CSV, shared by `train`, `data add`,

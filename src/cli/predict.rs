@@ -6,7 +6,6 @@ use super::flags::RegistryArg;
 use super::{CommandError, io_err};
 use crate::model::Model;
 use crate::model::tree::TreeLimits;
-use crate::registry::{FsRegistry, Registry};
 
 /// `treeserve predict`.
 #[derive(Debug, clap::Args)]
@@ -46,7 +45,7 @@ pub struct PredictArgs {
 /// Runs `treeserve predict`.
 pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
     use std::io::IsTerminal;
-    let reg = FsRegistry::new(&a.registry.registry);
+    let reg = a.registry.open();
     let name = match a.model {
         Some(m) => m,
         None => match reg.models()?.as_slice() {

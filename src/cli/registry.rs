@@ -7,7 +7,7 @@ use super::flags::RegistryArg;
 use super::{CommandError, io_err};
 use crate::model::Model;
 use crate::model::tree::TreeLimits;
-use crate::registry::{DEFAULT_ALIAS, FsRegistry, Registry, RegistryError};
+use crate::registry::{DEFAULT_ALIAS, Registry, RegistryError};
 
 /// `treeserve publish`.
 #[derive(Debug, clap::Args)]
@@ -74,7 +74,7 @@ pub struct RollbackArgs {
 pub(super) fn publish(a: PublishArgs) -> Result<(), CommandError> {
     let bytes = std::fs::read(&a.artifact).map_err(io_err(&a.artifact))?;
     if a.if_empty {
-        let reg = FsRegistry::new(&a.registry.registry);
+        let reg = a.registry.open();
         let name = crate::model::read_manifest(&bytes)
             .map_err(|source| CommandError::Artifact {
                 path: a.artifact.display().to_string(),
@@ -92,7 +92,7 @@ pub(super) fn publish(a: PublishArgs) -> Result<(), CommandError> {
         }
     }
     publish_artifact(
-        &FsRegistry::new(a.registry.registry),
+        &*a.registry.open(),
         &bytes,
         a.artifact.display().to_string(),
         a.alias.as_deref(),
@@ -101,19 +101,19 @@ pub(super) fn publish(a: PublishArgs) -> Result<(), CommandError> {
 
 /// Runs `treeserve models`.
 pub(super) fn models(a: ModelsArgs) -> Result<(), CommandError> {
-    let reg = FsRegistry::new(a.registry.registry);
+    let reg = a.registry.open();
     match (&a.name, a.compare) {
         (Some(name), true) => {
-            print!("{}", crate::report::compare_text(&reg, name)?);
+            print!("{}", crate::report::compare_text(&*reg, name)?);
             Ok(())
         }
-        _ => list_models(&reg, a.name.as_deref(), a.json),
+        _ => list_models(&*reg, &a.registry.registry, a.name.as_deref(), a.json),
     }
 }
 
 /// Runs `treeserve promote`.
 pub(super) fn promote(a: PromoteArgs) -> Result<(), CommandError> {
-    let reg = FsRegistry::new(a.registry.registry);
+    let reg = a.registry.open();
     let rec = reg.set_alias(&a.name, &a.alias, a.version)?;
     println!("{} alias {} -> version {}", a.name, a.alias, rec.version);
     Ok(())
@@ -121,7 +121,7 @@ pub(super) fn promote(a: PromoteArgs) -> Result<(), CommandError> {
 
 /// Runs `treeserve rollback`.
 pub(super) fn rollback(a: RollbackArgs) -> Result<(), CommandError> {
-    let reg = FsRegistry::new(a.registry.registry);
+    let reg = a.registry.open();
     let rec = reg.rollback(&a.name, &a.alias)?;
     println!(
         "{} alias {} -> version {} (rolled back)",
@@ -155,7 +155,12 @@ pub(super) fn publish_artifact(
     Ok(())
 }
 
-fn list_models(reg: &FsRegistry, only: Option<&str>, json: bool) -> Result<(), CommandError> {
+fn list_models(
+    reg: &dyn Registry,
+    location: &std::path::Path,
+    only: Option<&str>,
+    json: bool,
+) -> Result<(), CommandError> {
     let mut listing = Vec::new();
     let names = match only {
         Some(n) => {
@@ -194,7 +199,7 @@ fn list_models(reg: &FsRegistry, only: Option<&str>, json: bool) -> Result<(), C
         return Ok(());
     }
     if listing.is_empty() {
-        let _ = writeln!(out, "no models in {}", reg.root().display());
+        let _ = writeln!(out, "no models in {}", location.display());
     }
     for m in &listing {
         let _ = writeln!(out, "{}", m["name"].as_str().unwrap_or_default());

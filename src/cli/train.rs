@@ -8,7 +8,7 @@ use super::registry::publish_artifact;
 use super::{CommandError, io_err};
 use crate::data::DatasetStore;
 use crate::lifecycle::LifecycleError;
-use crate::registry::{FsRegistry, Registry, RegistryError};
+use crate::registry::RegistryError;
 use crate::train::TrainConfig;
 
 /// `treeserve train`.
@@ -113,7 +113,7 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
         Some(Some(dir)) => dir.clone(),
         _ => a.registry.registry.clone(),
     };
-    let reg = FsRegistry::new(&registry);
+    let reg = crate::registry::open(&registry);
     let base = TrainConfig {
         name: a.name.clone(),
         target: a.labels.target.clone(),
@@ -122,7 +122,7 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
     };
     let (trained, data) = match (&a.dataset, &a.data) {
         (Some(r), _) => {
-            let store = DatasetStore::new(&FsRegistry::new(&a.registry.registry));
+            let store = DatasetStore::new(a.registry.open());
             let r = crate::data::DatasetRef::parse(r).map_err(LifecycleError::from)?;
             let (data, m) = crate::lifecycle::load_dataset(&store, &r)?;
             (crate::lifecycle::train_on(&data, &m, &base)?, data)
@@ -161,13 +161,13 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
     }
     if let Some(alias) = &a.alias {
         return publish_artifact(
-            &reg,
+            &*reg,
             &trained.artifact,
             trained.manifest.name.clone(),
             Some(alias),
         );
     }
-    let decision = crate::lifecycle::publish_gated(&reg, &trained, &data, &gate)?;
+    let decision = crate::lifecycle::publish_gated(&*reg, &trained, &data, &gate)?;
     eprintln!(
         "published {} version {} (alias {})",
         decision.model,
@@ -198,8 +198,8 @@ pub(super) fn retrain(a: RetrainArgs) -> Result<(), CommandError> {
             drop_dir.display()
         )));
     }
+    let registry = a.registry.open();
     let config = RetrainConfig {
-        registry: a.registry.registry.clone(),
         name: a.name.clone(),
         drop_dir,
         target: a.labels.target.clone(),
@@ -222,7 +222,7 @@ pub(super) fn retrain(a: RetrainArgs) -> Result<(), CommandError> {
         let _ = std::io::stdout().flush();
     };
     if a.once.is_some() {
-        let results = retrain::run_once(&config).map_err(io_err(&config.drop_dir))?;
+        let results = retrain::run_once(&registry, &config).map_err(io_err(&config.drop_dir))?;
         let mut code = None;
         for (path, outcome) in &results {
             show(path, outcome);
@@ -259,16 +259,16 @@ pub(super) fn retrain(a: RetrainArgs) -> Result<(), CommandError> {
     // Runs until the process is stopped: a file is moved aside only once its outcome is
     // stored, so a stop mid-file leaves it to be processed again on the next start.
     eprintln!("watching {} for new CSV files", config.drop_dir.display());
-    retrain::watch(&config, || false, show).map_err(|e| {
+    retrain::watch(&registry, &config, || false, show).map_err(|e| {
         CommandError::Usage(format!("cannot watch {}: {e}", config.drop_dir.display()))
     })
 }
 
 /// Runs `treeserve report`.
 pub(super) fn report(a: ReportArgs) -> Result<(), CommandError> {
-    let reg = FsRegistry::new(&a.registry.registry);
+    let reg = a.registry.open();
     reg.versions(&a.name)?;
-    let html = crate::report::html(&reg, Some(&DatasetStore::new(&reg)), &a.name)?;
+    let html = crate::report::html(&*reg, Some(&DatasetStore::new(reg.clone())), &a.name)?;
     std::fs::write(&a.out, html).map_err(io_err(&a.out))?;
     eprintln!("wrote {}", a.out.display());
     Ok(())

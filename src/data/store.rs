@@ -15,13 +15,8 @@ pub struct DatasetStore {
 }
 
 impl DatasetStore {
-    /// The datasets of `registry` (a copy of it: a file-system registry is only a path).
-    pub fn new<R: Registry + Clone + 'static>(registry: &R) -> Self {
-        Self::from_shared(Arc::new(registry.clone()))
-    }
-
-    /// The datasets of a shared registry (the server's).
-    pub fn from_shared(registry: Arc<dyn Registry>) -> Self {
+    /// The datasets of `registry`.
+    pub fn new(registry: Arc<dyn Registry>) -> Self {
         Self { registry }
     }
 
@@ -168,14 +163,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let table = Table::parse(b"a,b,y\n1,2,x\n3,4,z\n", "t.csv").unwrap();
         let schema = checks::schema_of(&table, "y", None);
-        let (m, new) = DatasetStore::new(&FsRegistry::new(dir.path()))
+        let (m, new) = DatasetStore::new(Arc::new(FsRegistry::new(dir.path())))
             .add("d", &table, &schema, None, Vec::new())
             .unwrap();
         assert!(new && m.version == 1);
 
         // As the server builds it: from the registry it already shares.
         let shared: Arc<dyn Registry> = Arc::new(FsRegistry::new(dir.path()));
-        let store = DatasetStore::from_shared(Arc::clone(&shared));
+        let store = DatasetStore::new(Arc::clone(&shared));
         assert_eq!(store.names().unwrap(), ["d"]);
         assert_eq!(store.resolve(&DatasetRef::Latest("d".into())).unwrap(), m);
         let read = store.table(&m).unwrap();

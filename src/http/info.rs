@@ -18,7 +18,7 @@ use crate::serving::{ScoreError, find, truncated};
 pub(super) async fn report(state: &AppState, name: String) -> Reply {
     let registry = Arc::clone(state.fleet().registry());
     // Datasets come from the same registry, through the same trait.
-    let datasets = crate::data::DatasetStore::from_shared(Arc::clone(&registry));
+    let datasets = crate::data::DatasetStore::new(Arc::clone(&registry));
     let html = state
         .scoring
         .blocking("report", move || {

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::data::checks::{CheckConfig, Report};
 use crate::data::{DatasetRef, DatasetStore, Table};
-use crate::registry::{FsRegistry, Registry};
+use crate::registry::Registry;
 use crate::train::TrainConfig;
 
 /// Where processed files go, under the drop folder.
@@ -29,9 +29,6 @@ pub const REJECTED_DIR: &str = "rejected";
 /// Everything `treeserve retrain` needs.
 #[derive(Debug, Clone)]
 pub struct RetrainConfig {
-    /// Registry directory, for [`process`], [`run_once`] and [`watch`] (the `_in` variants
-    /// take any registry instead).
-    pub registry: PathBuf,
     /// Model and dataset name.
     pub name: String,
     /// The drop folder.
@@ -48,13 +45,6 @@ pub struct RetrainConfig {
     pub checks: CheckConfig,
     /// How often the folder is listed even without file events.
     pub poll_interval: Duration,
-}
-
-impl RetrainConfig {
-    /// The file-system registry at [`RetrainConfig::registry`].
-    pub fn open_registry(&self) -> Arc<dyn Registry> {
-        Arc::new(FsRegistry::new(&self.registry))
-    }
 }
 
 /// What became of one dropped file.
@@ -114,14 +104,9 @@ pub fn pending(drop_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Processes one dropped file (see the module docs) and moves it aside unless it failed
-/// for a reason unrelated to its content.
-pub fn process(config: &RetrainConfig, path: &Path) -> Outcome {
-    process_in(&config.open_registry(), config, path)
-}
-
-/// [`process`] with models and datasets in `registry`.
-pub fn process_in(registry: &Arc<dyn Registry>, config: &RetrainConfig, path: &Path) -> Outcome {
+/// Processes one dropped file (see the module docs) with models and datasets in
+/// `registry`, and moves it aside unless it failed for a reason unrelated to its content.
+pub fn process(registry: &Arc<dyn Registry>, config: &RetrainConfig, path: &Path) -> Outcome {
     let outcome = run(registry, config, path);
     let dir = match &outcome {
         Outcome::Rejected(_) => REJECTED_DIR,
@@ -146,7 +131,7 @@ fn run(reg: &Arc<dyn Registry>, config: &RetrainConfig, path: &Path) -> Outcome 
             ));
         }
     };
-    let store = DatasetStore::from_shared(Arc::clone(reg));
+    let store = DatasetStore::new(Arc::clone(reg));
     let step = || -> Result<Outcome, LifecycleError> {
         let append = !store.versions(&config.name)?.is_empty();
         let (manifest, new, report) = match add_dataset(
@@ -229,19 +214,14 @@ fn move_aside(path: &Path, dir: &Path, report: &str) -> std::io::Result<()> {
 }
 
 /// Processes every pending file once, in name order.
-pub fn run_once(config: &RetrainConfig) -> std::io::Result<Vec<(PathBuf, Outcome)>> {
-    run_once_in(&config.open_registry(), config)
-}
-
-/// [`run_once`] with models and datasets in `registry`.
-pub fn run_once_in(
+pub fn run_once(
     registry: &Arc<dyn Registry>,
     config: &RetrainConfig,
 ) -> std::io::Result<Vec<(PathBuf, Outcome)>> {
     Ok(pending(&config.drop_dir)?
         .into_iter()
         .map(|p| {
-            let outcome = process_in(registry, config, &p);
+            let outcome = process(registry, config, &p);
             (p, outcome)
         })
         .collect())
@@ -250,15 +230,6 @@ pub fn run_once_in(
 /// Watches the drop folder until `stop` returns true, processing files as they arrive;
 /// `report` is called with each outcome.
 pub fn watch(
-    config: &RetrainConfig,
-    stop: impl Fn() -> bool,
-    report: impl FnMut(&Path, &Outcome),
-) -> Result<(), notify::Error> {
-    watch_in(&config.open_registry(), config, stop, report)
-}
-
-/// [`watch`] with models and datasets in `registry`.
-pub fn watch_in(
     registry: &Arc<dyn Registry>,
     config: &RetrainConfig,
     stop: impl Fn() -> bool,
@@ -288,7 +259,7 @@ pub fn watch_in(
                 let files: Vec<PathBuf> =
                     files.into_iter().filter(|p| !failed.contains(p)).collect();
                 for p in files {
-                    let outcome = process_in(registry, config, &p);
+                    let outcome = process(registry, config, &p);
                     if matches!(outcome, Outcome::Failed(_)) {
                         failed.push(p.clone());
                     }

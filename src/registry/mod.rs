@@ -17,6 +17,12 @@ use serde::{Deserialize, Serialize};
 pub use fs::{DATASETS_DIR, FsRegistry};
 pub use watch::{keep_watching, watch};
 
+/// The registry at `location`: the one place a backend is chosen (today a directory;
+/// object storage and MLflow will be picked here by the location's scheme).
+pub fn open(location: impl AsRef<std::path::Path>) -> std::sync::Arc<dyn Registry> {
+    std::sync::Arc::new(FsRegistry::new(location.as_ref()))
+}
+
 /// The alias the server follows by default.
 pub const DEFAULT_ALIAS: &str = "production";
 
