@@ -11,7 +11,6 @@ use crate::serving::truncated;
 
 impl BodyJob {
     /// Scores the body, once read, with the protocol the route chose.
-    #[inline]
     pub(super) fn finish<'a>(&self, state: &'a AppState, body: Bytes) -> Next<'a> {
         match self.kind {
             JobKind::Score { want_proba } => score::score(state, self.model(), want_proba, body),

@@ -57,7 +57,6 @@ fn wants_probabilities(query: Option<&str>) -> Result<bool, ApiError> {
 }
 
 /// Scores a `/score` body with `model` (the default model if `None`).
-#[inline]
 pub(super) fn score<'a>(
     state: &'a AppState,
     model: Option<&str>,

@@ -47,7 +47,6 @@ pub(super) enum Next<'a> {
 
 impl<'a> Next<'a> {
     /// The answer of a scoring [`Outcome`], its result made a response by `respond`.
-    #[inline]
     pub(super) fn scored<T: Send + 'static>(
         outcome: Outcome<'a, T>,
         respond: fn(Scored<T>) -> Response<Full<Bytes>>,

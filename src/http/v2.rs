@@ -162,7 +162,6 @@ async fn metadata(state: &AppState, model: &str, version: Option<&str>) -> Reply
 }
 
 /// Scores a V2 infer body with `model` at `version` (the alias's if `None`).
-#[inline]
 pub(super) fn infer<'a>(
     state: &'a AppState,
     model: &str,

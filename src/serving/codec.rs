@@ -20,7 +20,6 @@ impl Codec for ScoreCodec {
     type Decoded<'b> = score::Decoded;
     type Output = Bytes;
 
-    #[inline]
     fn decode(
         &self,
         model: &Model,
@@ -32,12 +31,10 @@ impl Codec for ScoreCodec {
         Ok((d.rows, d))
     }
 
-    #[inline]
     fn wants_proba(&self, _: &score::Decoded) -> bool {
         self.want_proba
     }
 
-    #[inline]
     fn encode(
         &self,
         served: &ServedModel,

@@ -213,7 +213,6 @@ impl Scoring {
     /// `version` (the alias's if `None`). The version is loaded once, here, and answers
     /// the whole request. Small bodies on the alias's version are scored inline, under
     /// guards that touch no shared reference count.
-    #[inline]
     pub fn score<'a, C: Codec>(
         &'a self,
         model: Option<&str>,
@@ -245,7 +244,6 @@ impl Scoring {
 
     /// Scores with `served`: inline when the body is cheap for its forest, else on a
     /// blocking thread.
-    #[inline]
     fn score_on<'a, C: Codec>(
         &'a self,
         served: &Arc<ServedModel>,
