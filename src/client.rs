@@ -65,6 +65,22 @@ pub enum ClientError {
 pub(crate) type HttpClient =
     Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
+/// What went wrong with a request, for people: the error and its causes on one line, and
+/// what to do when nothing listens there.
+fn request_failure(e: &hyper_util::client::legacy::Error) -> String {
+    let mut detail = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        detail.push_str(": ");
+        detail.push_str(&c.to_string());
+        cause = c.source();
+    }
+    if e.is_connect() {
+        detail.push_str(" (is a server running there? start one with `treeserve serve`)");
+    }
+    detail
+}
+
 pub(crate) async fn send(
     client: &HttpClient,
     method: Method,
@@ -85,7 +101,7 @@ pub(crate) async fn send(
     let resp = client
         .request(req)
         .await
-        .map_err(|e| transport(format!("{e:?}")))?;
+        .map_err(|e| transport(request_failure(&e)))?;
     let status = resp.status();
     let bytes = resp
         .into_body()

@@ -94,7 +94,9 @@ pub enum ServeError {
     #[error("invalid model name {0:?}")]
     InvalidModelName(String),
     /// Binding the listen address failed.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error(
+        "cannot listen on {addr}: {source} (another server there? pick an address with --listen or TREESERVE_LISTEN)"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,

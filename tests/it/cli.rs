@@ -729,3 +729,60 @@ fn user_errors_are_one_line_without_a_backtrace() {
         assert!(!stderr.contains("acktrace"), "{args:?}: {stderr}");
     }
 }
+
+/// A busy port and an absent server are said in one line, with what to do.
+#[test]
+fn a_busy_port_and_an_absent_server_say_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let free = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let models = repo().join("models");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "serve",
+                "--registry",
+                models.to_str().unwrap(),
+                "--listen",
+                &busy,
+            ],
+            "--listen",
+        ),
+        (
+            &[
+                "score",
+                &format!("http://{free}"),
+                "--row",
+                "SepalLengthCm=1",
+            ],
+            "treeserve serve",
+        ),
+        (
+            &["health", "--url", &format!("http://{free}")],
+            "treeserve serve",
+        ),
+    ];
+    for (args, hint) in cases {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("Error: "))
+            .collect();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
+        assert!(errors[0].contains(hint), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("acktrace") && !stderr.contains("Error {"),
+            "{stderr}"
+        );
+    }
+    drop(taken);
+}
