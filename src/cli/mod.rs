@@ -16,6 +16,7 @@ use crate::train::TrainError;
 
 mod data;
 mod flags;
+mod help;
 mod predict;
 mod registry;
 mod remote;
@@ -24,6 +25,7 @@ mod train;
 
 pub use data::{DataArgs, DataCommand, DataFileArgs};
 pub use flags::{AlgorithmArg, CheckArgs, GateArgs, LabelColumns, RegistryArg, TrainParams};
+pub use help::CompletionsArgs;
 pub use predict::PredictArgs;
 pub use registry::{ModelsArgs, PromoteArgs, PublishArgs, RollbackArgs};
 pub use remote::{HealthArgs, ScoreArgs, SmokeArgs};
@@ -31,7 +33,13 @@ pub use train::{ReportArgs, RetrainArgs, TrainArgs};
 
 /// treeserve: train tree models, keep them in a registry, serve them over HTTP.
 #[derive(Debug, Parser)]
-#[command(name = "treeserve", version, about)]
+#[command(
+    name = "treeserve",
+    version,
+    about,
+    after_help = "Exit codes: 0 success; 1 an error (one line on stderr says what to do); 2 bad \
+                  arguments; 3 the gate did not promote the model; 4 the data checks rejected the data."
+)]
 pub struct Cli {
     /// Log format on stderr (the level comes from `TREESERVE_LOG`, default `info`).
     #[arg(
@@ -89,6 +97,10 @@ pub enum Command {
     /// Write a model's self-contained HTML report: metric trends, confusion matrices, gate
     /// decisions, data statistics.
     Report(ReportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    Man,
 }
 
 /// Why a command failed.
@@ -177,5 +189,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Predict(a) => predict::predict(a),
         Command::Health(a) => remote::health(a),
         Command::Smoke(a) => remote::smoke(a),
+        Command::Completions(a) => help::completions(a),
+        Command::Man => help::man(),
     }
 }

@@ -147,9 +147,16 @@ pub(super) fn publish_artifact(
     }
     let version = reg.publish(model.name(), bytes)?;
     eprintln!("published {} version {version}", model.name());
-    if let Some(alias) = alias {
-        reg.set_alias(model.name(), alias, version)?;
-        eprintln!("{} alias {alias} -> version {version}", model.name());
+    match alias {
+        Some(alias) => {
+            reg.set_alias(model.name(), alias, version)?;
+            eprintln!("{} alias {alias} -> version {version}", model.name());
+        }
+        None => eprintln!(
+            "no alias points to it, so no server serves it yet: \
+             treeserve promote {} {version} --alias {DEFAULT_ALIAS}",
+            model.name()
+        ),
     }
     println!("{version}");
     Ok(())

@@ -786,3 +786,54 @@ fn a_busy_port_and_an_absent_server_say_what_to_do() {
     }
     drop(taken);
 }
+
+/// Shell completions and a man page from the same definitions as `--help`; `--help` lists
+/// the exit codes; `publish` without `--alias` says the version is not served yet.
+#[test]
+fn completions_man_page_exit_codes_and_the_publish_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let bash = treeserve_ok(&["completions", "bash"]);
+    assert!(
+        bash.contains("_treeserve()") && bash.contains("--registry"),
+        "{bash}"
+    );
+    let script = dir.path().join("treeserve.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        assert!(
+            treeserve_ok(&["completions", shell]).contains("serve"),
+            "{shell}"
+        );
+    }
+    let man = treeserve_ok(&["man"]);
+    assert!(
+        man.contains(".TH treeserve 1") && man.contains("predict"),
+        "{man}"
+    );
+    assert!(treeserve_ok(&["--help"]).contains("Exit codes: 0 success"));
+
+    let registry = dir.path().join("registry");
+    let artifact = repo().join("models/iris/versions/1/model.tsm");
+    let out = treeserve(&[
+        "publish",
+        artifact.to_str().unwrap(),
+        "--registry",
+        registry.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("treeserve promote iris 1 --alias production"),
+        "{stderr}"
+    );
+}
