@@ -7,6 +7,7 @@ use tracing_subscriber::EnvFilter;
 use treeserve::cli::LogFormat;
 
 fn main() {
+    quiet_on_closed_pipe();
     let cli = treeserve::cli::Cli::parse();
     let filter =
         EnvFilter::try_from_env("TREESERVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -24,4 +25,24 @@ fn main() {
         eprintln!("Error: {e}");
         std::process::exit(code);
     }
+}
+
+/// `treeserve models | head -1`: when the reader of stdout goes away, stop quietly with
+/// the status a process killed by SIGPIPE has (141), as command-line tools do, instead of
+/// a panic message and a backtrace (`println!` panics on a closed pipe). Other panics are
+/// reported as before.
+fn quiet_on_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }

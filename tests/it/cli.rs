@@ -837,3 +837,25 @@ fn completions_man_page_exit_codes_and_the_publish_hint() {
         "{stderr}"
     );
 }
+
+/// `treeserve train ... | head -1`: a reader that goes away stops the command quietly,
+/// with SIGPIPE's status (141), not a panic and a backtrace.
+#[test]
+fn a_closed_stdout_stops_a_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("iris.tsm");
+    let mut child = std::process::Command::new(BIN)
+        .args(["train", "--data", iris_csv().to_str().unwrap()])
+        .args(["--output", out.to_str().unwrap()])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the command writes its first line (it trains first).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
