@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::config::ServeConfig;
 use crate::http::{AppState, ServeError, Server};
-use crate::serving::{Fleet, FollowOptions, Follower, Reloader};
+use crate::serving::{Fleet, FollowOptions, Follower, ReloadLog, Reloader};
 
 /// A bound server with its models loaded (or being retried) and its background tasks
 /// running.
@@ -49,9 +49,10 @@ impl Application {
         let server = Server::bind(state.clone()).await?;
         let fleet = state.fleet().clone();
         let first = fleet.clone();
+        let mut log = ReloadLog::default();
         match tokio::task::spawn_blocking(move || first.reload()).await {
             Ok(report) => {
-                crate::serving::log_report(&report);
+                log.log(&report);
                 log_first_load(&fleet, &state.config);
             }
             Err(e) => tracing::error!(error = %e, "model load task failed"),
@@ -71,6 +72,7 @@ impl Application {
                 watch: !config.no_watch,
                 sighup: true,
             },
+            log,
         );
         Ok(Self {
             server,

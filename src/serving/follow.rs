@@ -2,6 +2,7 @@
 //! the fleet with the registry; the file watcher, the reconciliation poll and SIGHUP only
 //! signal it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{Fleet, FleetReport, Reloaded};
+use super::{Fleet, FleetReport, LoadError, Reloaded};
+use crate::registry::RegistryError;
 
 /// What signals the reload task.
 #[derive(Debug, Clone)]
@@ -31,14 +33,15 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Starts the reload task of `fleet` and what signals it. Call within a runtime.
-    pub fn spawn(fleet: Arc<Fleet>, opts: &FollowOptions) -> Self {
+    /// Starts the reload task of `fleet` and what signals it; `log` remembers what was
+    /// already said (e.g. by the first load). Call within a runtime.
+    pub fn spawn(fleet: Arc<Fleet>, opts: &FollowOptions, log: ReloadLog) -> Self {
         let signal = Arc::new(Notify::new());
         let watch = opts
             .watch
             .then(|| fleet.registry().local_dir().map(PathBuf::from))
             .flatten();
-        let mut tasks = vec![tokio::spawn(reload_task(fleet, signal.clone()))];
+        let mut tasks = vec![tokio::spawn(reload_task(fleet, signal.clone(), log))];
         if !opts.poll_interval.is_zero() {
             let (signal, period) = (signal.clone(), opts.poll_interval);
             tasks.push(tokio::spawn(async move {
@@ -103,31 +106,78 @@ impl Drop for Follower {
 /// The reload task: waits for signals and reconciles on a blocking thread, one
 /// reconciliation at a time. Signals that arrive during one coalesce into one more,
 /// which re-reads the aliases: the last published state wins.
-async fn reload_task(fleet: Arc<Fleet>, signal: Arc<Notify>) {
+async fn reload_task(fleet: Arc<Fleet>, signal: Arc<Notify>, mut log: ReloadLog) {
     loop {
         signal.notified().await;
         let f = fleet.clone();
         match tokio::task::spawn_blocking(move || f.reload()).await {
-            Ok(report) => log_report(&report),
+            Ok(report) => log.log(&report),
             Err(e) => tracing::error!(error = %e, "reload task panicked"),
         }
     }
 }
 
-/// Logs swaps and failures of one reconciliation.
-pub fn log_report(report: &FleetReport) {
-    if let Some(e) = &report.discovery {
-        tracing::warn!(error = %e, "cannot list the registry's models; serving the same set");
-    }
-    for (model, result) in &report.models {
-        match result {
-            Ok(Reloaded::Swapped { from, to }) => {
-                tracing::info!(model, from = ?from, to, "now serving a new version")
+/// Logs swaps and failures of reconciliations. A failure that repeats (a missing alias
+/// polled every two seconds) is logged once, until it changes or the model recovers.
+#[derive(Debug, Default)]
+pub struct ReloadLog {
+    /// The last failure logged, per model ("" for listing the registry).
+    said: HashMap<String, String>,
+}
+
+impl ReloadLog {
+    /// Logs what one reconciliation did that was not said already.
+    pub fn log(&mut self, report: &FleetReport) {
+        match &report.discovery {
+            Some(e) => {
+                if self.first_time("", e.to_string()) {
+                    tracing::warn!(error = %e, "cannot list the registry's models; serving the same set (said once until it changes)");
+                }
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(model, error = %e, reason = e.reason(), "reload failed; still serving the current version")
+            None => {
+                self.said.remove("");
             }
         }
+        for (model, result) in &report.models {
+            match result {
+                Ok(r) => {
+                    if self.said.remove(model).is_some() {
+                        tracing::info!(model, "reload works again");
+                    }
+                    if let Reloaded::Swapped { from, to } = r {
+                        tracing::info!(model, from = ?from, to, "now serving a new version")
+                    }
+                }
+                Err(e) => {
+                    if self.first_time(model, e.to_string()) {
+                        let hint = hint(e);
+                        tracing::warn!(model, error = %e, reason = e.reason(), hint, "reload failed; still serving the current version, if any (said once until it changes)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `error` is new for `key` (and remembers it).
+    fn first_time(&mut self, key: &str, error: String) -> bool {
+        if self.said.get(key) == Some(&error) {
+            return false;
+        }
+        self.said.insert(key.to_owned(), error);
+        true
+    }
+}
+
+/// What to do about a load failure, when there is something to say.
+fn hint(e: &LoadError) -> String {
+    match e {
+        LoadError::Registry(RegistryError::AliasNotFound { model, alias }) => format!(
+            "point the alias at a version: treeserve promote {model} VERSION --alias {alias}"
+        ),
+        LoadError::Registry(RegistryError::ModelNotFound(model)) => format!(
+            "publish a version: treeserve publish MODEL.tsm (an artifact of {model}) --alias ALIAS"
+        ),
+        LoadError::SchemaChange { .. } => "restart with --allow-schema-change to serve it".into(),
+        _ => String::new(),
     }
 }

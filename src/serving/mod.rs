@@ -15,7 +15,7 @@ mod scoring;
 pub use catalog::{Catalog, CatalogOptions};
 pub use codec::{ScoreCodec, V2Codec};
 pub use fleet::{Fleet, FleetReport, Models};
-pub use follow::{FollowOptions, Follower, Reloader, log_report};
+pub use follow::{FollowOptions, Follower, ReloadLog, Reloader};
 pub use scoring::{Codec, Local, Outcome, Pending, ScoreError, Scored, Scoring, find, truncated};
 
 use crate::model::{ArtifactError, Model};

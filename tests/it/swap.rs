@@ -462,3 +462,64 @@ async fn an_unreadable_artifact_keeps_the_current_model() {
     assert_eq!(served_version(&app).await, Some(1));
     assert_eq!(app.get("/health/ready").await.status(), 200);
 }
+
+/// A failure that repeats at every poll (here: the followed alias does not exist) is
+/// logged once, with what to do, and once more only when it changes or recovers.
+#[tokio::test]
+async fn a_repeating_reload_failure_is_logged_once_with_a_hint() {
+    let reg = TestRegistry::new();
+    let artifact = reg.train("iris.tsm", &[]);
+    assert_eq!(reg.publish(&artifact, None), 1);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("stderr.log");
+    let (mut child, addr) = start(
+        &[
+            "serve",
+            "--registry",
+            reg.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            "iris",
+            "--poll-interval",
+            "20ms",
+            "--no-watch",
+        ],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    let metrics = format!("http://{addr}/metrics");
+    // At least ten failed reloads (each is counted) ...
+    wait_for(Duration::from_secs(10), || async {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find(|l| l.starts_with(r#"treeserve_model_loads_total{outcome="registry"}"#))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .is_some_and(|n| n >= 10)
+    })
+    .await;
+    // ... then the alias appears and the model is served.
+    treeserve_ok(&[
+        "promote",
+        "iris",
+        "1",
+        "--registry",
+        reg.path().to_str().unwrap(),
+    ]);
+    let ready = format!("http://{addr}/health/ready");
+    wait_for(Duration::from_secs(10), || async {
+        reqwest::get(&ready).await.unwrap().status() == 200
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let failures: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("reload failed"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{text}");
+    assert!(
+        failures[0].contains("treeserve promote iris VERSION --alias production"),
+        "{text}"
+    );
+}
