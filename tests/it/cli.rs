@@ -696,6 +696,25 @@ async fn health_finds_the_port_in_treeserve_listen_and_predict_streams() {
     );
 }
 
+/// Runs `treeserve ARGS` with `RUST_BACKTRACE=1` (as many developers' shells set it),
+/// expecting a user error: exit 1, one `Error:` line, no backtrace. Returns stderr.
+fn user_error(args: &[&str]) -> String {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    let errors = stderr.lines().filter(|l| l.starts_with("Error: ")).count();
+    assert_eq!(errors, 1, "{args:?}: {stderr}");
+    assert!(
+        !stderr.contains("acktrace") && !stderr.contains("Error {"),
+        "{stderr}"
+    );
+    stderr
+}
+
 /// A user's mistake is one line on stderr, without a backtrace, even where the shell sets
 /// `RUST_BACKTRACE=1` (as many developers' shells do).
 #[test]
@@ -716,17 +735,9 @@ fn user_errors_are_one_line_without_a_backtrace() {
             "-",
         ],
     ] {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .env("RUST_BACKTRACE", "1")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
-        assert!(lines[0].starts_with("Error: "), "{args:?}: {stderr}");
-        assert!(!stderr.contains("acktrace"), "{args:?}: {stderr}");
+        let stderr = user_error(args);
+        let lines = stderr.lines().filter(|l| !l.trim().is_empty()).count();
+        assert_eq!(lines, 1, "{args:?}: {stderr}");
     }
 }
 
@@ -766,23 +777,7 @@ fn a_busy_port_and_an_absent_server_say_what_to_do() {
         ),
     ];
     for (args, hint) in cases {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .env("RUST_BACKTRACE", "1")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("Error: "))
-            .collect();
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
-        assert!(errors[0].contains(hint), "{args:?}: {stderr}");
-        assert!(
-            !stderr.contains("acktrace") && !stderr.contains("Error {"),
-            "{stderr}"
-        );
+        assert!(user_error(args).contains(hint), "{args:?}");
     }
     drop(taken);
 }
