@@ -13,6 +13,7 @@ pub mod config;
 pub mod data;
 pub mod error_type;
 pub mod http;
+pub mod import;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;

@@ -14,6 +14,8 @@
 //! is in the manifest. [`Model::from_bytes`] checks all of it, validates the trees'
 //! structure and runs the golden rows before a model is accepted.
 
+pub mod ensemble;
+pub mod flat;
 mod manifest;
 pub mod tree;
 
