@@ -78,6 +78,7 @@ fn prediction(c: &mut Criterion) {
                         b.iter(|| sc.predict(black_box(x)).unwrap())
                     });
                 }
+                Algorithm::Imported => unreachable!("the benchmark trains its models"),
             }
         }
         g.finish();

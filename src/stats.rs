@@ -169,8 +169,15 @@ impl ModelStats {
         let exclusive = slot != SHARED_SLOT;
         let base = slot * l.stride;
         let c = &self.counters[base..base + l.stride];
-        add(&c[class], exclusive);
+        if class < l.classes {
+            // A regressor has no class counters.
+            add(&c[class], exclusive);
+        }
         for (&v, f) in row.iter().zip(&l.features) {
+            if v.is_nan() {
+                // A missing value is in no range and no bin.
+                continue;
+            }
             let o = f.offset;
             if v < f.min {
                 add(&c[o], exclusive);

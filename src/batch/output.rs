@@ -51,6 +51,12 @@ pub(super) fn write_row(
         write_field(out, id);
         out.push(b',');
     }
+    if model.is_regression() {
+        model.predict_scores(row, proba);
+        out.extend_from_slice(ryu.format(proba[0]).as_bytes());
+        out.push(b'\n');
+        return;
+    }
     let class = model.predict(row);
     out.extend_from_slice(layout.labels[class].as_bytes());
     if layout.probabilities {

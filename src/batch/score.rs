@@ -34,7 +34,7 @@ pub(super) fn score_plain_chunk(
 ) -> Option<(Vec<u8>, u64)> {
     let f = layout.feature_columns.len();
     let mut row = vec![0.0; f];
-    let mut proba = vec![0.0; model.num_classes()];
+    let mut proba = vec![0.0; model.num_scores()];
     out.reserve(bytes.len() / 2);
     let mut ryu = ryu::Buffer::new();
     // Where each wanted column goes: a feature slot, the id, or nowhere.
@@ -122,7 +122,8 @@ pub(super) fn score_csv_chunk(
     columns: usize,
 ) -> Result<(Vec<u8>, u64), BatchError> {
     let f = layout.feature_columns.len();
-    let k = model.num_classes();
+    let k = model.num_scores();
+    let missing_aware = model.missing_aware();
     let mut row = vec![0.0; f];
     let mut proba = vec![0.0; k];
     let mut out = Vec::with_capacity(chunk.bytes.len() / 2);
@@ -155,6 +156,11 @@ pub(super) fn score_csv_chunk(
         rows += 1;
         for (j, &c) in layout.feature_columns.iter().enumerate() {
             let cell = rec.get(c).unwrap_or_default();
+            if missing_aware && cell.trim_ascii().is_empty() {
+                // An empty cell is a missing value for a model that routes them.
+                row[j] = f64::NAN;
+                continue;
+            }
             let value = std::str::from_utf8(cell)
                 .ok()
                 .map(str::trim)

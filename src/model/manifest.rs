@@ -11,6 +11,9 @@ pub enum Algorithm {
     DecisionTree,
     /// A smartcore `RandomForestClassifier`.
     RandomForest,
+    /// Imported from another framework's file (XGBoost, LightGBM, ONNX): the payload is a
+    /// [`super::ensemble::Ensemble`] and the artifact format version is 2.
+    Imported,
 }
 
 impl Algorithm {
@@ -19,6 +22,7 @@ impl Algorithm {
         match self {
             Algorithm::DecisionTree => "decision_tree",
             Algorithm::RandomForest => "random_forest",
+            Algorithm::Imported => "imported",
         }
     }
 }
@@ -140,12 +144,68 @@ pub struct FeatureStats {
 /// A row with the output the model must give for it, checked at every load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GoldenRow {
-    /// Feature values, in feature order.
+    /// Feature values, in feature order (NaN = missing, for a model that routes missing
+    /// values).
     pub features: Vec<f64>,
-    /// Expected class index (from smartcore's own `predict`).
+    /// Expected class index (from smartcore's own `predict`; 0 for a regressor).
     pub class: u32,
-    /// Expected class probabilities.
+    /// Expected class probabilities; for a regressor, the one predicted value.
     pub probabilities: Vec<f64>,
+}
+
+/// What a model predicts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// A class (and class probabilities).
+    #[default]
+    Classification,
+    /// A number.
+    Regression,
+}
+
+/// Where an imported model came from, and how its parity with the framework was checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportInfo {
+    /// `xgboost`, `lightgbm` or `onnx`.
+    pub format: String,
+    /// The file's flavour, e.g. `XGBoost 3.4.1 JSON`.
+    pub source: String,
+    /// Objective or operator, e.g. `binary:logistic`.
+    pub objective: String,
+    /// File name imported.
+    pub file: String,
+    /// SHA-256 of the imported file, hex.
+    pub sha256: String,
+    /// Rows of the framework's own outputs compared at import (`None`: parity not checked).
+    pub parity: Option<Parity>,
+    /// Warnings printed at import.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// The comparison of treeserve's outputs with the framework's at import.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parity {
+    /// Rows compared.
+    pub rows: u64,
+    /// Largest absolute difference of any output.
+    pub max_abs: f64,
+    /// Largest relative difference of any output (`|a - b| / max(|b|, 1e-3)`).
+    pub max_rel: f64,
+}
+
+/// Test metrics of a regressor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegressionMetrics {
+    /// Root mean squared error.
+    pub rmse: f64,
+    /// Mean absolute error.
+    pub mae: f64,
+    /// Coefficient of determination.
+    pub r2: f64,
+    /// Rows measured.
+    pub rows: u64,
 }
 
 /// Everything known about a model except its trees.
@@ -159,8 +219,8 @@ pub struct Manifest {
     pub treeserve_version: String,
     /// Learning algorithm.
     pub algorithm: Algorithm,
-    /// Hyper-parameters.
-    pub hyper_parameters: HyperParameters,
+    /// Hyper-parameters (`None` for an imported model).
+    pub hyper_parameters: Option<HyperParameters>,
     /// Feature names, in the order the model reads them.
     pub features: Vec<String>,
     /// Name of the target column (the response key is `predicted_<target lower case>`).
@@ -180,4 +240,17 @@ pub struct Manifest {
     pub leaf_counts: Vec<Vec<Vec<u32>>>,
     /// SHA-256 of the payload (the serialized smartcore model), hex.
     pub payload_sha256: String,
+    /// What the model predicts (absent in older artifacts: classification).
+    #[serde(default)]
+    pub task: Task,
+    /// Whether the model routes missing values: then a request's `null` (or an empty CSV
+    /// cell) means missing.
+    #[serde(default)]
+    pub missing_aware: bool,
+    /// Provenance of an imported model.
+    #[serde(default)]
+    pub import: Option<ImportInfo>,
+    /// Metrics of a regressor (on the reference rows of an import).
+    #[serde(default)]
+    pub regression_metrics: Option<RegressionMetrics>,
 }

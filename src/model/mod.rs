@@ -10,25 +10,30 @@
 //! | 20 | 32 | SHA-256 of the body |
 //! | 52 | n | body: MessagePack map `{manifest, payload}` |
 //!
-//! The payload is the smartcore model serialized with `rmp_serde::to_vec_named`; its SHA-256
-//! is in the manifest. [`Model::from_bytes`] checks all of it, validates the trees'
-//! structure and runs the golden rows before a model is accepted.
+//! Format version 1: the payload is the smartcore model serialized with
+//! `rmp_serde::to_vec_named`. Format version 2 (imported models, `algorithm: imported`):
+//! the payload is an [`ensemble::Ensemble`] serialized with `rmp_serde::to_vec` (compact).
+//! The payload's SHA-256 is in the manifest. [`Model::from_bytes`] checks all of it,
+//! validates the trees' structure and runs the golden rows before a model is accepted.
 
 pub mod ensemble;
 pub mod flat;
+mod loaded;
 mod manifest;
 pub mod tree;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use loaded::Model;
 pub use manifest::*;
-use tree::{FlatForest, MirrorForest, MirrorTree, TreeLimits};
 
 /// First bytes of every artifact.
 pub const MAGIC: &[u8; 8] = b"TREESERV";
-/// The artifact format version this build reads and writes.
+/// The artifact format version of smartcore models (what `train` writes).
 pub const FORMAT_VERSION: u32 = 1;
+/// The artifact format version of imported models.
+pub const FORMAT_VERSION_ENSEMBLE: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 32;
 
 /// Why an artifact was refused.
@@ -41,7 +46,9 @@ pub enum ArtifactError {
     #[error("not a treeserve artifact (bad magic)")]
     BadMagic,
     /// Written by an incompatible format version.
-    #[error("unsupported artifact format version {found} (this build reads {FORMAT_VERSION})")]
+    #[error(
+        "unsupported artifact format version {found} (this build reads {FORMAT_VERSION} and {FORMAT_VERSION_ENSEMBLE}); upgrade treeserve"
+    )]
     UnsupportedVersion {
         /// Version found in the header.
         found: u32,
@@ -92,10 +99,10 @@ struct BodyOut<'a> {
 }
 
 #[derive(Deserialize)]
-struct BodyIn<'a> {
-    manifest: Manifest,
+pub(crate) struct BodyIn<'a> {
+    pub(crate) manifest: Manifest,
     #[serde(borrow, with = "serde_bytes")]
-    payload: &'a [u8],
+    pub(crate) payload: &'a [u8],
 }
 
 /// Hex SHA-256 of `bytes`.
@@ -106,6 +113,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Writes an artifact: header, then the manifest and payload. The manifest's
 /// `payload_sha256` is set here.
 pub fn encode_artifact(manifest: &Manifest, payload: &[u8]) -> Vec<u8> {
+    let version = match manifest.algorithm {
+        Algorithm::Imported => FORMAT_VERSION_ENSEMBLE,
+        _ => FORMAT_VERSION,
+    };
     let mut manifest = manifest.clone();
     manifest.payload_sha256 = sha256_hex(payload);
     let body = rmp_serde::to_vec_named(&BodyOut {
@@ -113,14 +124,19 @@ pub fn encode_artifact(manifest: &Manifest, payload: &[u8]) -> Vec<u8> {
         payload,
     })
     .expect("manifest serializes");
-    seal(&body)
+    seal_version(&body, version)
 }
 
-/// Wraps a body in the artifact header (magic, version, length, checksum).
+/// Wraps a body in the artifact header (magic, version 1, length, checksum).
 pub fn seal(body: &[u8]) -> Vec<u8> {
+    seal_version(body, FORMAT_VERSION)
+}
+
+/// Wraps a body in the artifact header with format `version`.
+pub fn seal_version(body: &[u8], version: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(&Sha256::digest(body));
     out.extend_from_slice(body);
@@ -129,6 +145,11 @@ pub fn seal(body: &[u8]) -> Vec<u8> {
 
 /// Checks the header and body checksum; returns the body.
 pub fn unseal(bytes: &[u8]) -> Result<&[u8], ArtifactError> {
+    unseal_version(bytes).map(|(_, body)| body)
+}
+
+/// Checks the header and body checksum; returns the format version and the body.
+pub fn unseal_version(bytes: &[u8]) -> Result<(u32, &[u8]), ArtifactError> {
     if bytes.len() < 8 {
         return Err(ArtifactError::Truncated(format!(
             "{} bytes, shorter than the header",
@@ -145,7 +166,7 @@ pub fn unseal(bytes: &[u8]) -> Result<&[u8], ArtifactError> {
         )));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_ENSEMBLE {
         return Err(ArtifactError::UnsupportedVersion { found: version });
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
@@ -165,10 +186,10 @@ pub fn unseal(bytes: &[u8]) -> Result<&[u8], ArtifactError> {
     if Sha256::digest(body).as_slice() != &bytes[20..52] {
         return Err(ArtifactError::Checksum("body"));
     }
-    Ok(body)
+    Ok((version, body))
 }
 
-fn decode_body(body: &[u8]) -> Result<BodyIn<'_>, ArtifactError> {
+pub(crate) fn decode_body(body: &[u8]) -> Result<BodyIn<'_>, ArtifactError> {
     rmp_serde::from_slice(body).map_err(|e| ArtifactError::Decode(e.to_string()))
 }
 
@@ -182,190 +203,4 @@ pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, ArtifactError> {
 pub fn read_parts(bytes: &[u8]) -> Result<(Manifest, &[u8]), ArtifactError> {
     let body = decode_body(unseal(bytes)?)?;
     Ok((body.manifest, body.payload))
-}
-
-/// A validated model, ready to serve: treeserve's own form, no smartcore types.
-#[derive(Debug, Clone)]
-pub struct Model {
-    manifest: Manifest,
-    forest: FlatForest,
-    version: u64,
-    sha256: String,
-}
-
-impl Model {
-    /// Decodes and fully validates an artifact: header, checksums, manifest consistency,
-    /// tree structure, then the golden rows. `version` is the registry version (0 if none).
-    pub fn from_bytes(
-        bytes: &[u8],
-        version: u64,
-        limits: &TreeLimits,
-    ) -> Result<Self, ArtifactError> {
-        let BodyIn { manifest, payload } = decode_body(unseal(bytes)?)?;
-        if sha256_hex(payload) != manifest.payload_sha256 {
-            return Err(ArtifactError::Checksum("payload"));
-        }
-        check_manifest(&manifest)?;
-        let f = manifest.features.len();
-        let k = manifest.classes.len();
-        let trees = decode_trees(manifest.algorithm, payload, limits)?;
-        for (t, tree) in trees.iter().enumerate() {
-            tree.validate(f, k, limits).map_err(|e| match e {
-                ArtifactError::InvalidTree(m) => {
-                    ArtifactError::InvalidTree(format!("tree {t}: {m}"))
-                }
-                other => other,
-            })?;
-        }
-        let forest = FlatForest::compile(&trees, &manifest.leaf_counts, f, k)?;
-        let model = Model {
-            manifest,
-            forest,
-            version,
-            sha256: sha256_hex(bytes),
-        };
-        model.check_golden()?;
-        Ok(model)
-    }
-
-    fn check_golden(&self) -> Result<(), ArtifactError> {
-        if self.manifest.golden.is_empty() {
-            return Err(ArtifactError::Invalid("no golden rows".into()));
-        }
-        let mut proba = vec![0.0; self.num_classes()];
-        for (row, g) in self.manifest.golden.iter().enumerate() {
-            let fail = |detail: String| Err(ArtifactError::Golden { row, detail });
-            if g.features.len() != self.num_features() || g.features.iter().any(|v| !v.is_finite())
-            {
-                return fail("malformed features".into());
-            }
-            let got = self.predict(&g.features);
-            if got != g.class as usize {
-                return fail(format!("predicted class {got}, expected {}", g.class));
-            }
-            self.predict_proba(&g.features, &mut proba);
-            if g.probabilities.len() != proba.len()
-                || g.probabilities
-                    .iter()
-                    .zip(&proba)
-                    .any(|(a, b)| (a - b).abs() > 1e-9)
-            {
-                return fail("probabilities differ".into());
-            }
-        }
-        Ok(())
-    }
-
-    /// The manifest.
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
-
-    /// Model name.
-    pub fn name(&self) -> &str {
-        &self.manifest.name
-    }
-
-    /// Registry version (0 when loaded from a loose file).
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-
-    /// SHA-256 of the artifact file, hex.
-    pub fn sha256(&self) -> &str {
-        &self.sha256
-    }
-
-    /// Feature names, in order.
-    pub fn features(&self) -> &[String] {
-        &self.manifest.features
-    }
-
-    /// Class labels.
-    pub fn classes(&self) -> &[String] {
-        &self.manifest.classes
-    }
-
-    /// Number of features of a row.
-    pub fn num_features(&self) -> usize {
-        self.forest.num_features()
-    }
-
-    /// Number of classes.
-    pub fn num_classes(&self) -> usize {
-        self.forest.num_classes()
-    }
-
-    /// The compiled evaluator.
-    pub fn forest(&self) -> &FlatForest {
-        &self.forest
-    }
-
-    /// Class index for one row of `num_features` finite values.
-    #[inline]
-    pub fn predict(&self, row: &[f64]) -> usize {
-        self.forest.predict(row)
-    }
-
-    /// Class probabilities for one row into `out` (`num_classes` long).
-    #[inline]
-    pub fn predict_proba(&self, row: &[f64], out: &mut [f64]) {
-        self.forest.predict_proba(row, out)
-    }
-}
-
-fn check_manifest(m: &Manifest) -> Result<(), ArtifactError> {
-    let bad = |s: String| Err(ArtifactError::Invalid(s));
-    if m.name.is_empty() || !crate::name::valid_name(&m.name) {
-        return bad(format!("model name {:?} is not valid", m.name));
-    }
-    if m.features.is_empty() {
-        return bad("no features".into());
-    }
-    if m.classes.len() < 2 {
-        return bad("fewer than two classes".into());
-    }
-    if has_duplicates(&m.features) {
-        return bad("duplicate feature names".into());
-    }
-    if has_duplicates(&m.classes) {
-        return bad("duplicate class labels".into());
-    }
-    if m.feature_stats.len() != m.features.len() {
-        return bad("feature statistics do not cover every feature".into());
-    }
-    Ok(())
-}
-
-fn has_duplicates(v: &[String]) -> bool {
-    let mut s: Vec<&String> = v.iter().collect();
-    s.sort();
-    s.windows(2).any(|w| w[0] == w[1])
-}
-
-fn decode_trees(
-    algorithm: Algorithm,
-    payload: &[u8],
-    limits: &TreeLimits,
-) -> Result<Vec<MirrorTree>, ArtifactError> {
-    let err = |e: rmp_serde::decode::Error| ArtifactError::Decode(format!("payload: {e}"));
-    match algorithm {
-        Algorithm::DecisionTree => Ok(vec![
-            rmp_serde::from_slice::<MirrorTree>(payload).map_err(err)?,
-        ]),
-        Algorithm::RandomForest => {
-            let forest: MirrorForest = rmp_serde::from_slice(payload).map_err(err)?;
-            let trees = forest
-                .trees
-                .ok_or_else(|| ArtifactError::InvalidTree("forest has no trees".into()))?;
-            if trees.is_empty() || trees.len() > limits.max_trees {
-                return Err(ArtifactError::InvalidTree(format!(
-                    "forest has {} trees (1 to {} allowed)",
-                    trees.len(),
-                    limits.max_trees
-                )));
-            }
-            Ok(trees)
-        }
-    }
 }

@@ -27,7 +27,13 @@ impl Codec for ScoreCodec {
         max_rows: usize,
         values: &mut Vec<f64>,
     ) -> Result<(usize, score::Decoded), InputError> {
-        let d = score::decode(body, model.features(), max_rows, values)?;
+        let d = score::decode_with(
+            body,
+            model.features(),
+            max_rows,
+            model.missing_aware(),
+            values,
+        )?;
         Ok((d.rows, d))
     }
 
@@ -84,6 +90,21 @@ impl Codec for V2Codec {
             None => (body, &[][..]),
         };
         let d = v2::decode(json, binary, model.num_features(), max_rows, values)?;
+        if model.is_regression()
+            && d.outputs
+                .as_slice()
+                .iter()
+                .any(|o| o.output == Output::Probabilities)
+        {
+            return Err(InputError::new(
+                InputErrorKind::UnknownOutput,
+                format!(
+                    "a regressor has no {:?} output; ask for {:?}",
+                    v2::PROBABILITIES,
+                    v2::PREDICT
+                ),
+            ));
+        }
         Ok((d.rows, d))
     }
 

@@ -126,9 +126,10 @@ pub enum Reloaded {
     },
 }
 
-/// Predicts `rows` rows of `values` (row-major) into `classes`, and their probabilities
-/// into `proba` when given (`rows × classes`), recording each row in the model's
-/// statistics when `record`. The one prediction path of every protocol.
+/// Predicts `rows` rows of `values` (row-major) into `classes`, and their scores into
+/// `proba` when given (`rows × num_scores`: class probabilities, or a regressor's value),
+/// recording each row in the model's statistics when `record`. The one prediction path of
+/// every protocol.
 pub fn predict(
     served: &ServedModel,
     values: &[f64],
@@ -138,20 +139,20 @@ pub fn predict(
 ) {
     let model = &served.model;
     let f = model.num_features();
-    let k = model.num_classes();
+    let k = model.num_scores();
     classes.clear();
     if let Some(p) = proba.as_deref_mut() {
         p.clear();
         p.resize(values.len() / f * k, 0.0);
     }
     for (i, row) in values.chunks_exact(f).enumerate() {
-        let class = model.predict(row);
+        let class = match proba.as_deref_mut() {
+            Some(p) => model.predict_scores(row, &mut p[i * k..(i + 1) * k]),
+            None => model.predict(row),
+        };
         if record {
             served.stats.record(row, class);
         }
         classes.push(class);
-        if let Some(p) = proba.as_deref_mut() {
-            model.predict_proba(row, &mut p[i * k..(i + 1) * k]);
-        }
     }
 }

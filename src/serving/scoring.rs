@@ -251,7 +251,7 @@ impl Scoring {
         body: Bytes,
     ) -> Outcome<'a, C::Output> {
         let (max_rows, record) = (self.max_rows, self.record);
-        if body.len().saturating_mul(served.model.forest().num_trees()) <= INLINE_WORK_LIMIT {
+        if body.len().saturating_mul(served.model.num_trees()) <= INLINE_WORK_LIMIT {
             return Outcome::Now(self.finish(run(served, &codec, &body, max_rows, record)));
         }
         let served = Arc::clone(served);
@@ -385,7 +385,8 @@ fn run<C: Codec>(
         } = s;
         let local = local.as_ref().expect("set above");
         let (rows, decoded) = codec.decode(&served.model, body, max_rows, values)?;
-        let want_proba = codec.wants_proba(&decoded);
+        // A regressor's value is its one score.
+        let want_proba = codec.wants_proba(&decoded) || served.model.is_regression();
         predict(
             served,
             values,

@@ -20,7 +20,7 @@ pub use report::render_report;
 use crate::model::tree::{FlatForest, MirrorForest, MirrorTree, TreeLimits};
 use crate::model::{
     Algorithm, ClassMetrics, DatasetLink, FeatureStats, GoldenRow, HyperParameters, Manifest,
-    Metrics, Model, SplitMethod, TrainingData, encode_artifact,
+    Metrics, Model, SplitMethod, Task, TrainingData, encode_artifact,
 };
 
 /// Why training failed.
@@ -255,6 +255,12 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
             let (payload, mirror) = serialize::<_, MirrorForest>(&model)?;
             (payload, mirror.trees.unwrap_or_default(), predicted)
         }
+        Algorithm::Imported => {
+            return Err(TrainError::Fit(
+                "an imported model cannot be trained: train a decision_tree or random_forest"
+                    .into(),
+            ));
+        }
     };
 
     // Leaf class counts from the training rows.
@@ -292,7 +298,7 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
         created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         treeserve_version: env!("CARGO_PKG_VERSION").into(),
         algorithm: config.algorithm,
-        hyper_parameters: HyperParameters {
+        hyper_parameters: Some(HyperParameters {
             criterion: config.criterion.as_str().into(),
             max_depth: config.max_depth,
             min_samples_leaf: config.min_samples_leaf,
@@ -300,7 +306,7 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
             n_trees: (config.algorithm == Algorithm::RandomForest).then_some(config.n_trees),
             max_features: config.max_features,
             seed: config.seed,
-        },
+        }),
         features: data.features.clone(),
         target: data.target.clone(),
         classes: data.classes.clone(),
@@ -320,6 +326,10 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
         golden: Vec::new(),
         leaf_counts,
         payload_sha256: String::new(),
+        task: Task::Classification,
+        missing_aware: false,
+        import: None,
+        regression_metrics: None,
     };
     // Golden rows: the first test row of each class, then more test rows, up to 8; expected
     // classes from smartcore's own predictions, probabilities from the compiled model.

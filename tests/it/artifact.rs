@@ -65,11 +65,19 @@ fn header_errors_are_specific() {
     b[0] = b'X';
     assert!(matches!(load(&b), Err(ArtifactError::BadMagic)));
     let mut b = t.artifact.clone();
-    b[8] = 2;
+    b[8] = 3;
     assert!(matches!(
         load(&b),
-        Err(ArtifactError::UnsupportedVersion { found: 2 })
+        Err(ArtifactError::UnsupportedVersion { found: 3 })
     ));
+    // Version 2 is the imported models' format: a smartcore payload under it is refused.
+    let mut b = t.artifact.clone();
+    b[8] = 2;
+    assert!(
+        matches!(load(&b), Err(ArtifactError::Invalid(ref m)) if m.contains("format version 2")),
+        "{:?}",
+        load(&b).err()
+    );
     let mut b = t.artifact.clone();
     b.push(0);
     assert!(matches!(load(&b), Err(ArtifactError::Decode(_))));

@@ -84,7 +84,7 @@ fn random_forest_trains_and_serves_probabilities() {
     );
     let bytes = std::fs::read(&artifact).unwrap();
     let model = treeserve::Model::from_bytes(&bytes, 0, &Default::default()).unwrap();
-    assert_eq!(model.forest().num_trees(), 25);
+    assert_eq!(model.num_trees(), 25);
     assert!(model.manifest().metrics.accuracy >= 0.9);
     assert_eq!(reg.publish(&artifact, Some("production")), 1);
 }

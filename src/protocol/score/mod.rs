@@ -53,11 +53,23 @@ pub fn decode(
     max_rows: usize,
     out: &mut Vec<f64>,
 ) -> Result<Decoded, InputError> {
+    decode_with(body, features, max_rows, false, out)
+}
+
+/// As [`decode`]; with `null_is_missing` (a model that routes missing values), a `null`
+/// value is a missing value (NaN). An absent feature is an error either way.
+pub fn decode_with(
+    body: &[u8],
+    features: &[String],
+    max_rows: usize,
+    null_is_missing: bool,
+    out: &mut Vec<f64>,
+) -> Result<Decoded, InputError> {
     out.clear();
     if let Some(d) = fast::decode(body, features, max_rows, out) {
         return Ok(d);
     }
-    decode_serde(body, features, max_rows, out)
+    decode_serde(body, features, max_rows, null_is_missing, out)
 }
 
 /// Response encoding for one model, precomputed at load: the single-row responses are
@@ -67,6 +79,7 @@ pub struct Encoder {
     key: String,
     labels: Vec<String>,
     single: Vec<Box<[u8]>>,
+    regression: bool,
 }
 
 impl Encoder {
@@ -89,6 +102,7 @@ impl Encoder {
             key,
             labels,
             single,
+            regression: model.is_regression(),
         }
     }
 
@@ -104,7 +118,11 @@ impl Encoder {
 
     /// Encodes any response: `classes[i]` for each row, `proba` (`rows × classes`) if asked
     /// for, as an array when `batch`.
+    /// A regressor's `proba` holds each row's value, written as the prediction.
     pub fn encode(&self, classes: &[usize], proba: Option<&[f64]>, batch: bool) -> Vec<u8> {
+        if self.regression {
+            return self.encode_values(proba.unwrap_or_default(), batch);
+        }
         if !batch && proba.is_none() && classes.len() == 1 {
             return self.single[classes[0]].to_vec();
         }
@@ -133,6 +151,37 @@ impl Encoder {
                     let _ = write!(out, ":{v}");
                 }
                 out.push(b'}');
+            }
+            out.push(b'}');
+        }
+        if batch {
+            out.push(b']');
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+impl Encoder {
+    fn encode_values(&self, values: &[f64], batch: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + values.len() * (self.key.len() + 28));
+        out.extend_from_slice(b"{\"output\":");
+        if batch {
+            out.push(b'[');
+        }
+        let mut buf = ryu::Buffer::new();
+        for (i, &v) in values.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'{');
+            out.extend_from_slice(self.key.as_bytes());
+            out.push(b':');
+            if v.is_finite() {
+                out.extend_from_slice(buf.format_finite(v).as_bytes());
+            } else {
+                // JSON has no NaN or infinity (an exp transform can overflow).
+                out.extend_from_slice(b"null");
             }
             out.push(b'}');
         }

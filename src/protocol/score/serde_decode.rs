@@ -11,6 +11,8 @@ use crate::protocol::{InputError, InputErrorKind as K};
 struct Ctx<'a> {
     features: &'a [String],
     max_rows: usize,
+    /// `null` is a missing value (NaN), for a model that routes them.
+    null_is_missing: bool,
     out: &'a mut Vec<f64>,
     err: Option<InputError>,
 }
@@ -32,6 +34,7 @@ pub(super) fn decode_serde(
     body: &[u8],
     features: &[String],
     max_rows: usize,
+    null_is_missing: bool,
     out: &mut Vec<f64>,
 ) -> Result<Decoded, InputError> {
     out.clear();
@@ -44,6 +47,7 @@ pub(super) fn decode_serde(
     let mut ctx = Ctx {
         features,
         max_rows,
+        null_is_missing,
         out,
         err: None,
     };
@@ -342,7 +346,10 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
         Err(self.wrong("a boolean"))
     }
     fn visit_unit<E: de::Error>(self) -> Result<f64, E> {
-        Err(self.wrong("null"))
+        if self.ctx.null_is_missing {
+            return Ok(f64::NAN);
+        }
+        Err(self.wrong("null (this model does not route missing values)"))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<f64, A::Error> {
         Err(self.wrong("an array"))

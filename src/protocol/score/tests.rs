@@ -97,7 +97,7 @@ proptest! {
     fn fast_path_agrees_with_serde(body in body()) {
         let f = features();
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let slow = decode_serde(body.as_bytes(), &f, 3, &mut a);
+        let slow = decode_serde(body.as_bytes(), &f, 3, false, &mut a);
         if let Some(fast) = fast::decode(body.as_bytes(), &f, 3, &mut b) {
             prop_assert_eq!(Ok(fast), slow.clone(), "{}", body);
             prop_assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());

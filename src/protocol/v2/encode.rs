@@ -22,10 +22,12 @@ pub struct Encoder {
     labels_json: Vec<Vec<u8>>,
     /// Each class label.
     labels: Vec<String>,
+    /// A regressor: the `label` output is the FP64 tensor `predict` of values.
+    regression: bool,
 }
 
 impl Encoder {
-    /// The pieces for model `name` at `version` with class `labels`.
+    /// The pieces for model `name` at `version` with class `labels` (none: a regressor).
     pub fn new(name: &str, version: &str, labels: &[String]) -> Self {
         let mut head = b"{\"model_name\":".to_vec();
         write_str(&mut head, name);
@@ -43,6 +45,7 @@ impl Encoder {
             head,
             labels_json,
             labels: labels.to_vec(),
+            regression: labels.is_empty(),
         }
     }
 
@@ -84,6 +87,33 @@ fn encode(
             j.push(b',');
         }
         match r.output {
+            Output::Label if enc.regression => {
+                let values = proba.expect("a regressor's values are always computed");
+                j.extend_from_slice(b"{\"name\":\"predict\",\"datatype\":\"FP64\",\"shape\":[");
+                write_usize(j, rows);
+                j.push(b']');
+                if r.binary {
+                    let start = e.binary.len();
+                    for &v in values {
+                        e.binary.extend_from_slice(&v.to_le_bytes());
+                    }
+                    binary_size(j, e.binary.len() - start);
+                } else {
+                    j.extend_from_slice(b",\"data\":[");
+                    let mut buf = ryu::Buffer::new();
+                    for (i, &v) in values.iter().enumerate() {
+                        if i > 0 {
+                            j.push(b',');
+                        }
+                        if v.is_finite() {
+                            j.extend_from_slice(buf.format_finite(v).as_bytes());
+                        } else {
+                            j.extend_from_slice(b"null");
+                        }
+                    }
+                    j.push(b']');
+                }
+            }
             Output::Label => {
                 j.extend_from_slice(b"{\"name\":\"label\",\"datatype\":\"BYTES\",\"shape\":[");
                 write_usize(j, rows);

@@ -119,7 +119,7 @@ pub(super) fn decode<'a>(
                     c.members(|c, key| {
                         (key == b"name").then_some(())?;
                         let output = match c.plain_str()? {
-                            super::LABEL => Output::Label,
+                            super::LABEL | super::PREDICT => Output::Label,
                             super::PROBABILITIES => Output::Probabilities,
                             _ => return None,
                         };

@@ -28,6 +28,8 @@ use super::{InputError, InputErrorKind as K};
 pub const LABEL: &str = "label";
 /// The probabilities output's name.
 pub const PROBABILITIES: &str = "probabilities";
+/// A regressor's output (FP64 values); a request may name it instead of `label`.
+pub const PREDICT: &str = "predict";
 /// The input tensor's advertised name (any name is accepted).
 pub const INPUT: &str = "input";
 /// Input datatypes accepted.
@@ -38,7 +40,7 @@ pub const INPUT_DATATYPES: [&str; 10] = [
 /// An output a request can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
-    /// Predicted class labels.
+    /// Predicted class labels (a regressor's values, named `predict`).
     Label,
     /// Class probabilities.
     Probabilities,

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use super::datatype::{check_values, datatype_width, from_le};
-use super::{Decoded, INPUT_DATATYPES, LABEL, Output, Outputs, PROBABILITIES, Requested, bad};
+use super::{
+    Decoded, INPUT_DATATYPES, LABEL, Output, Outputs, PREDICT, PROBABILITIES, Requested, bad,
+};
 use crate::protocol::{InputError, InputErrorKind as K};
 
 #[derive(Deserialize)]
@@ -230,13 +232,13 @@ pub(super) fn decode_serde<'a>(
         Some(list) => {
             for o in list {
                 let output = match o.name.as_ref() {
-                    LABEL => Output::Label,
+                    LABEL | PREDICT => Output::Label,
                     PROBABILITIES => Output::Probabilities,
                     other => {
                         return Err(bad(
                             K::UnknownOutput,
                             format!(
-                                "unknown output {other:?}; the model has {LABEL:?} and {PROBABILITIES:?}"
+                                "unknown output {other:?}; a classifier has {LABEL:?} and {PROBABILITIES:?}, a regressor {PREDICT:?}"
                             ),
                         ));
                     }

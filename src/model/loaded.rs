@@ -1,0 +1,353 @@
+//! The served model: a validated artifact with its compiled evaluator — smartcore's
+//! trees (format 1) or an imported [`Ensemble`] (format 2).
+
+use std::cell::RefCell;
+
+use super::ensemble::{Ensemble, EnsembleLimits};
+use super::flat::{FlatEnsemble, Scratch};
+use super::tree::{FlatForest, MirrorForest, MirrorTree, TreeLimits};
+use super::{
+    Algorithm, ArtifactError, BodyIn, FORMAT_VERSION, FORMAT_VERSION_ENSEMBLE, Manifest, Task,
+    decode_body, sha256_hex, unseal_version,
+};
+
+/// Relative tolerance of a golden row of an imported model (`|a - b| <= TOL · max(|b|,
+/// 1e-3)`): the import's parity tolerance.
+pub const GOLDEN_TOLERANCE: f64 = 1e-6;
+
+#[derive(Debug, Clone)]
+enum Engine {
+    Forest(FlatForest),
+    Ensemble(FlatEnsemble),
+}
+
+thread_local! {
+    static ENSEMBLE_SCRATCH: RefCell<(Scratch, Vec<f64>)> = RefCell::default();
+}
+
+/// A validated model, ready to serve: treeserve's own form, no foreign types.
+#[derive(Debug, Clone)]
+pub struct Model {
+    manifest: Manifest,
+    engine: Engine,
+    version: u64,
+    sha256: String,
+}
+
+impl Model {
+    /// Decodes and fully validates an artifact: header, checksums, manifest consistency,
+    /// tree structure, then the golden rows. `version` is the registry version (0 if none).
+    pub fn from_bytes(
+        bytes: &[u8],
+        version: u64,
+        limits: &TreeLimits,
+    ) -> Result<Self, ArtifactError> {
+        let (format, body) = unseal_version(bytes)?;
+        let BodyIn { manifest, payload } = decode_body(body)?;
+        if sha256_hex(payload) != manifest.payload_sha256 {
+            return Err(ArtifactError::Checksum("payload"));
+        }
+        let imported = manifest.algorithm == Algorithm::Imported;
+        let expected = if imported {
+            FORMAT_VERSION_ENSEMBLE
+        } else {
+            FORMAT_VERSION
+        };
+        if format != expected {
+            return Err(ArtifactError::Invalid(format!(
+                "algorithm {} in an artifact of format version {format}",
+                manifest.algorithm.as_str()
+            )));
+        }
+        check_manifest(&manifest)?;
+        let engine = if imported {
+            let e: Ensemble = rmp_serde::from_slice(payload)
+                .map_err(|e| ArtifactError::Decode(format!("payload: {e}")))?;
+            Engine::Ensemble(compile_ensemble(&e, &manifest, limits)?)
+        } else {
+            Engine::Forest(compile_forest(&manifest, payload, limits)?)
+        };
+        let model = Model {
+            manifest,
+            engine,
+            version,
+            sha256: sha256_hex(bytes),
+        };
+        model.check_golden()?;
+        Ok(model)
+    }
+
+    fn check_golden(&self) -> Result<(), ArtifactError> {
+        if self.manifest.golden.is_empty() {
+            return Err(ArtifactError::Invalid("no golden rows".into()));
+        }
+        let imported = matches!(self.engine, Engine::Ensemble(_));
+        let mut scores = vec![0.0; self.num_scores()];
+        for (row, g) in self.manifest.golden.iter().enumerate() {
+            let fail = |detail: String| Err(ArtifactError::Golden { row, detail });
+            let value_ok = |v: &f64| v.is_finite() || (self.manifest.missing_aware && v.is_nan());
+            if g.features.len() != self.num_features() || !g.features.iter().all(value_ok) {
+                return fail("malformed features".into());
+            }
+            let got = self.predict_scores(&g.features, &mut scores);
+            if g.probabilities.len() != scores.len() {
+                return fail("wrong number of outputs".into());
+            }
+            let close = |a: f64, b: f64| {
+                if imported {
+                    (a - b).abs() <= GOLDEN_TOLERANCE * b.abs().max(1e-3)
+                } else {
+                    (a - b).abs() <= 1e-9
+                }
+            };
+            if let Some((i, (a, b))) = scores
+                .iter()
+                .zip(&g.probabilities)
+                .enumerate()
+                .find(|(_, (a, b))| !close(**a, **b))
+            {
+                return fail(format!("output {i} is {a}, expected {b}"));
+            }
+            if self.manifest.task == Task::Classification && got != g.class as usize {
+                return fail(format!("predicted class {got}, expected {}", g.class));
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Model name.
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// Registry version (0 when loaded from a loose file).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// SHA-256 of the artifact file, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Feature names, in order.
+    pub fn features(&self) -> &[String] {
+        &self.manifest.features
+    }
+
+    /// Class labels (empty for a regressor).
+    pub fn classes(&self) -> &[String] {
+        &self.manifest.classes
+    }
+
+    /// What the model predicts.
+    pub fn task(&self) -> Task {
+        self.manifest.task
+    }
+
+    /// Whether the model predicts a number.
+    pub fn is_regression(&self) -> bool {
+        self.manifest.task == Task::Regression
+    }
+
+    /// Whether a row may hold missing values (NaN).
+    pub fn missing_aware(&self) -> bool {
+        self.manifest.missing_aware
+    }
+
+    /// Number of features of a row.
+    pub fn num_features(&self) -> usize {
+        self.manifest.features.len()
+    }
+
+    /// Number of classes (0 for a regressor).
+    pub fn num_classes(&self) -> usize {
+        self.manifest.classes.len()
+    }
+
+    /// Scores of an answer: one probability per class, or the one value of a regressor.
+    pub fn num_scores(&self) -> usize {
+        match self.manifest.task {
+            Task::Classification => self.num_classes(),
+            Task::Regression => 1,
+        }
+    }
+
+    /// Number of trees.
+    pub fn num_trees(&self) -> usize {
+        match &self.engine {
+            Engine::Forest(f) => f.num_trees(),
+            Engine::Ensemble(e) => e.num_trees(),
+        }
+    }
+
+    /// Number of nodes over all trees.
+    pub fn num_nodes(&self) -> usize {
+        match &self.engine {
+            Engine::Forest(f) => f.num_nodes(),
+            Engine::Ensemble(e) => e.num_nodes(),
+        }
+    }
+
+    /// Class index for one row of `num_features` values (0 for a regressor).
+    #[inline]
+    pub fn predict(&self, row: &[f64]) -> usize {
+        match &self.engine {
+            Engine::Forest(f) => f.predict(row),
+            Engine::Ensemble(e) => ENSEMBLE_SCRATCH.with_borrow_mut(|(scratch, scores)| {
+                scores.resize(e.num_scores(), 0.0);
+                e.predict(row, scratch, scores)
+            }),
+        }
+    }
+
+    /// Class probabilities for one row into `out` (`num_classes` long).
+    #[inline]
+    pub fn predict_proba(&self, row: &[f64], out: &mut [f64]) {
+        self.predict_scores(row, out);
+    }
+
+    /// One row's scores into `out` (`num_scores` long): class probabilities, or a
+    /// regressor's value. Returns the class index (0 for a regressor).
+    #[inline]
+    pub fn predict_scores(&self, row: &[f64], out: &mut [f64]) -> usize {
+        match &self.engine {
+            Engine::Forest(f) => {
+                f.predict_proba(row, out);
+                f.predict(row)
+            }
+            Engine::Ensemble(e) => {
+                ENSEMBLE_SCRATCH.with_borrow_mut(|(scratch, _)| e.predict(row, scratch, out))
+            }
+        }
+    }
+}
+
+fn compile_ensemble(
+    e: &Ensemble,
+    m: &Manifest,
+    limits: &TreeLimits,
+) -> Result<FlatEnsemble, ArtifactError> {
+    let limits = EnsembleLimits {
+        max_trees: limits.max_trees,
+        max_nodes: limits.max_nodes,
+        max_depth: limits.max_depth,
+        ..EnsembleLimits::default()
+    };
+    e.validate(&limits)
+        .map_err(|err| ArtifactError::InvalidTree(err.0))?;
+    if e.num_features as usize != m.features.len() {
+        return Err(ArtifactError::Invalid(format!(
+            "the trees read {} features, the manifest names {}",
+            e.num_features,
+            m.features.len()
+        )));
+    }
+    let scores = e.num_scores();
+    let want = match m.task {
+        Task::Classification => m.classes.len(),
+        Task::Regression => 1,
+    };
+    if scores != want || (m.task == Task::Regression) != (scores == 1 && m.classes.is_empty()) {
+        return Err(ArtifactError::Invalid(format!(
+            "the trees give {scores} scores for a {:?} model with {} classes",
+            m.task,
+            m.classes.len()
+        )));
+    }
+    FlatEnsemble::compile(e).map_err(|err| ArtifactError::InvalidTree(err.0))
+}
+
+fn compile_forest(
+    m: &Manifest,
+    payload: &[u8],
+    limits: &TreeLimits,
+) -> Result<FlatForest, ArtifactError> {
+    if m.task != Task::Classification {
+        return Err(ArtifactError::Invalid(
+            "a smartcore artifact must be a classifier".into(),
+        ));
+    }
+    let f = m.features.len();
+    let k = m.classes.len();
+    let trees = decode_trees(m.algorithm, payload, limits)?;
+    for (t, tree) in trees.iter().enumerate() {
+        tree.validate(f, k, limits).map_err(|e| match e {
+            ArtifactError::InvalidTree(m) => ArtifactError::InvalidTree(format!("tree {t}: {m}")),
+            other => other,
+        })?;
+    }
+    FlatForest::compile(&trees, &m.leaf_counts, f, k)
+}
+
+fn check_manifest(m: &Manifest) -> Result<(), ArtifactError> {
+    let bad = |s: String| Err(ArtifactError::Invalid(s));
+    if m.name.is_empty() || !crate::name::valid_name(&m.name) {
+        return bad(format!("model name {:?} is not valid", m.name));
+    }
+    if m.features.is_empty() {
+        return bad("no features".into());
+    }
+    match m.task {
+        Task::Classification if m.classes.len() < 2 => {
+            return bad("fewer than two classes".into());
+        }
+        Task::Regression if !m.classes.is_empty() => {
+            return bad("a regressor has no classes".into());
+        }
+        _ => {}
+    }
+    if has_duplicates(&m.features) {
+        return bad("duplicate feature names".into());
+    }
+    if has_duplicates(&m.classes) {
+        return bad("duplicate class labels".into());
+    }
+    // An imported model without reference rows has no drift baseline.
+    let drift_off = m.algorithm == Algorithm::Imported && m.feature_stats.is_empty();
+    if m.feature_stats.len() != m.features.len() && !drift_off {
+        return bad("feature statistics do not cover every feature".into());
+    }
+    Ok(())
+}
+
+fn has_duplicates(v: &[String]) -> bool {
+    let mut s: Vec<&String> = v.iter().collect();
+    s.sort();
+    s.windows(2).any(|w| w[0] == w[1])
+}
+
+fn decode_trees(
+    algorithm: Algorithm,
+    payload: &[u8],
+    limits: &TreeLimits,
+) -> Result<Vec<MirrorTree>, ArtifactError> {
+    let err = |e: rmp_serde::decode::Error| ArtifactError::Decode(format!("payload: {e}"));
+    match algorithm {
+        Algorithm::DecisionTree => Ok(vec![
+            rmp_serde::from_slice::<MirrorTree>(payload).map_err(err)?,
+        ]),
+        Algorithm::RandomForest => {
+            let forest: MirrorForest = rmp_serde::from_slice(payload).map_err(err)?;
+            let trees = forest
+                .trees
+                .ok_or_else(|| ArtifactError::InvalidTree("forest has no trees".into()))?;
+            if trees.is_empty() || trees.len() > limits.max_trees {
+                return Err(ArtifactError::InvalidTree(format!(
+                    "forest has {} trees (1 to {} allowed)",
+                    trees.len(),
+                    limits.max_trees
+                )));
+            }
+            Ok(trees)
+        }
+        Algorithm::Imported => Err(ArtifactError::Invalid(
+            "an imported model's payload is not smartcore's".into(),
+        )),
+    }
+}
