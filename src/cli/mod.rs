@@ -17,6 +17,7 @@ use crate::train::TrainError;
 mod data;
 mod flags;
 mod help;
+mod import;
 mod predict;
 mod registry;
 mod remote;
@@ -26,6 +27,7 @@ mod train;
 pub use data::{DataArgs, DataCommand, DataFileArgs};
 pub use flags::{AlgorithmArg, CheckArgs, GateArgs, LabelColumns, RegistryArg, TrainParams};
 pub use help::CompletionsArgs;
+pub use import::{FormatArg, ImportArgs};
 pub use predict::PredictArgs;
 pub use registry::{ModelsArgs, PromoteArgs, PublishArgs, RollbackArgs};
 pub use remote::{HealthArgs, ScoreArgs, SmokeArgs};
@@ -69,6 +71,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Train a model from a CSV and write an artifact (and optionally publish it).
     Train(TrainArgs),
+    /// Import an XGBoost, LightGBM or ONNX (scikit-learn) model file as an artifact, its
+    /// answers checked against the framework's own.
+    Import(ImportArgs),
     /// Publish an artifact as the next version of its model.
     Publish(PublishArgs),
     /// List models, versions, aliases and metrics.
@@ -126,6 +131,14 @@ pub enum CommandError {
     /// The client failed.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
+    /// A model file could not be imported.
+    #[error("{path}: {source}")]
+    Import {
+        /// The file.
+        path: String,
+        /// Why.
+        source: crate::import::ImportError,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -177,6 +190,7 @@ fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CommandError
 pub fn run(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Train(a) => train::train(a),
+        Command::Import(a) => import::import(a),
         Command::Publish(a) => registry::publish(a),
         Command::Models(a) => registry::models(a),
         Command::Data(a) => data::data(a.command),

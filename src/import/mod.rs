@@ -2,8 +2,11 @@
 //! into treeserve's own [`Ensemble`]. No foreign type leaves this module: a reader returns
 //! an [`Imported`], which the `import` command turns into a normal artifact.
 
+pub mod build;
+pub mod detect;
 pub mod lightgbm;
 pub mod onnx;
+mod reference;
 pub mod xgboost;
 
 use crate::model::ensemble::{Ensemble, EnsembleError};
@@ -58,6 +61,24 @@ pub enum ImportError {
     /// The translated trees are invalid.
     #[error("the model's trees are invalid: {0}")]
     Invalid(#[from] EnsembleError),
+    /// The reference or expected rows are unusable.
+    #[error("{0}")]
+    Reference(String),
+    /// treeserve's outputs differ from the framework's.
+    #[error("{0}")]
+    Parity(String),
+    /// The options do not fit the model.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Reads a model file of `format` (see [`detect::detect`]).
+pub fn read(format: detect::Format, bytes: &[u8]) -> Result<Imported, ImportError> {
+    match format {
+        detect::Format::Xgboost => xgboost::read(bytes),
+        detect::Format::Lightgbm => lightgbm::read(bytes),
+        detect::Format::Onnx => onnx::read(bytes),
+    }
 }
 
 impl ImportError {

@@ -25,7 +25,7 @@ pub mod tree;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use loaded::Model;
+pub use loaded::{GOLDEN_TOLERANCE, Model};
 pub use manifest::*;
 
 /// First bytes of every artifact.

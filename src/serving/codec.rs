@@ -89,13 +89,14 @@ impl Codec for V2Codec {
             }
             None => (body, &[][..]),
         };
-        let d = v2::decode(json, binary, model.num_features(), max_rows, values)?;
-        if model.is_regression()
-            && d.outputs
-                .as_slice()
-                .iter()
-                .any(|o| o.output == Output::Probabilities)
-        {
+        let mut d = v2::decode(json, binary, model.num_features(), max_rows, values)?;
+        let asks =
+            |d: &v2::Decoded<'_>, o: Output| d.outputs.as_slice().iter().any(|r| r.output == o);
+        if model.is_regression() && asks(&d, Output::Probabilities) && asks(&d, Output::Label) {
+            // The default (both): a regressor answers its values alone.
+            d.outputs.remove(Output::Probabilities);
+        }
+        if model.is_regression() && asks(&d, Output::Probabilities) {
             return Err(InputError::new(
                 InputErrorKind::UnknownOutput,
                 format!(

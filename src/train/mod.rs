@@ -470,7 +470,11 @@ pub const DRIFT_BINS: usize = 10;
 
 /// Min, max, mean, population std and decile bins of one feature's values.
 pub fn feature_stats(name: &str, values: impl Iterator<Item = f64>) -> FeatureStats {
-    let mut v: Vec<f64> = values.collect();
+    let mut v: Vec<f64> = values.filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        // No value seen (every reference value missing): no baseline to drift from.
+        v.push(0.0);
+    }
     v.sort_by(f64::total_cmp);
     let n = v.len().max(1) as f64;
     let mean = v.iter().sum::<f64>() / n;

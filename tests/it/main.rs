@@ -7,6 +7,7 @@ mod cli;
 mod clients;
 mod common;
 mod hostile;
+mod import;
 mod lifecycle;
 mod no_5xx;
 mod observe;

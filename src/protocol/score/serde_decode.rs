@@ -218,6 +218,14 @@ impl RowSeed<'_, '_> {
     }
 }
 
+/// A slot no key has filled yet: a NaN with its own payload, told apart from a `null`
+/// (a missing value, the plain NaN) by its bits.
+const UNSET: u64 = 0x7ff8_dead_beef_0001;
+
+fn unset(v: f64) -> bool {
+    v.to_bits() == UNSET
+}
+
 fn read_row<'de, A: MapAccess<'de>>(
     ctx: &mut Ctx<'_>,
     mut map: A,
@@ -225,7 +233,7 @@ fn read_row<'de, A: MapAccess<'de>>(
 ) -> Result<(), A::Error> {
     let start = ctx.out.len();
     let n = ctx.features.len();
-    ctx.out.resize(start + n, f64::NAN);
+    ctx.out.resize(start + n, f64::from_bits(UNSET));
     while let Some(key) = map.next_key_seed(KeySeed(ctx.features))? {
         let i = match key {
             Ok(i) => i,
@@ -238,7 +246,7 @@ fn read_row<'de, A: MapAccess<'de>>(
                 return Err(ctx.fail(K::UnknownFeature, msg));
             }
         };
-        if !ctx.out[start + i].is_nan() {
+        if !unset(ctx.out[start + i]) {
             let msg = format!("feature {:?} appears twice{}", ctx.features[i], at(row));
             return Err(ctx.fail(K::DuplicateFeature, msg));
         }
@@ -249,7 +257,7 @@ fn read_row<'de, A: MapAccess<'de>>(
         })?;
         ctx.out[start + i] = v;
     }
-    if let Some(i) = ctx.out[start..].iter().position(|v| v.is_nan()) {
+    if let Some(i) = ctx.out[start..].iter().position(|&v| unset(v)) {
         let msg = format!("missing feature {:?}{}", ctx.features[i], at(row));
         return Err(ctx.fail(K::MissingFeature, msg));
     }

@@ -72,6 +72,14 @@ impl Outputs {
     pub fn as_slice(&self) -> &[Requested] {
         &self.list[..self.len]
     }
+
+    /// Drops `output` from the list.
+    pub fn remove(&mut self, output: Output) {
+        if let Some(i) = self.as_slice().iter().position(|r| r.output == output) {
+            self.list.copy_within(i + 1..self.len, i);
+            self.len -= 1;
+        }
+    }
 }
 
 /// A decoded inference request, borrowing the body.
