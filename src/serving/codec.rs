@@ -89,7 +89,14 @@ impl Codec for V2Codec {
             }
             None => (body, &[][..]),
         };
-        let mut d = v2::decode(json, binary, model.num_features(), max_rows, values)?;
+        let mut d = v2::decode_with(
+            json,
+            binary,
+            model.num_features(),
+            max_rows,
+            model.missing_aware(),
+            values,
+        )?;
         let asks =
             |d: &v2::Decoded<'_>, o: Output| d.outputs.as_slice().iter().any(|r| r.output == o);
         if model.is_regression() && asks(&d, Output::Probabilities) && asks(&d, Output::Label) {

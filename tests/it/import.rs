@@ -121,7 +121,8 @@ async fn a_regressor_answers_numbers_and_routes_nulls_over_every_protocol() {
     assert_eq!(e["error_type"], "missing_feature");
 
     // V2: an FP64 tensor named predict.
-    let body = r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP64","data":[1,-1,3,5]}]}"#;
+    let body =
+        r#"{"inputs":[{"name":"input","shape":[3,2],"datatype":"FP64","data":[1,-1,3,5,3,null]}]}"#;
     let v: Value = app
         .post("/v2/models/price/infer", body)
         .await
@@ -130,7 +131,7 @@ async fn a_regressor_answers_numbers_and_routes_nulls_over_every_protocol() {
         .unwrap();
     assert_eq!(v["outputs"][0]["name"], "predict", "{v}");
     assert_eq!(v["outputs"][0]["datatype"], "FP64");
-    assert_eq!(v["outputs"][0]["data"], json!([11.5, 22.5]));
+    assert_eq!(v["outputs"][0]["data"], json!([11.5, 22.5, 21.5]));
     let ask = r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,1]}],"outputs":[{"name":"probabilities"}]}"#;
     let resp = app.post("/v2/models/price/infer", ask).await;
     assert_eq!(resp.status(), 400);

@@ -34,7 +34,14 @@ pub(super) fn from_le(datatype: &str, b: &[u8]) -> f64 {
 }
 
 /// Finite, and representable in the declared datatype.
-pub(super) fn check_values(name: &str, datatype: &str, values: &[f64]) -> Result<(), InputError> {
+/// With `missing_aware`, NaN (a JSON `null`, or NaN in FP32/FP64 binary data) is a missing
+/// value.
+pub(super) fn check_values(
+    name: &str,
+    datatype: &str,
+    missing_aware: bool,
+    values: &[f64],
+) -> Result<(), InputError> {
     let (lo, hi, integer) = match datatype {
         "FP32" => (-(f32::MAX as f64), f32::MAX as f64, false),
         "FP64" => (f64::MIN, f64::MAX, false),
@@ -48,6 +55,9 @@ pub(super) fn check_values(name: &str, datatype: &str, values: &[f64]) -> Result
         _ => (0.0, u64::MAX as f64, true),
     };
     for (i, &v) in values.iter().enumerate() {
+        if v.is_nan() && missing_aware {
+            continue;
+        }
         if !v.is_finite() {
             return Err(bad(
                 K::NonFiniteValue,

@@ -153,7 +153,7 @@ pub(super) fn decode<'a>(
     if rows == 0 || rows > max_rows || out.len() != rows * features {
         return None;
     }
-    super::datatype::check_values("", if fp32 { "FP32" } else { "FP64" }, out).ok()?;
+    super::datatype::check_values("", if fp32 { "FP32" } else { "FP64" }, false, out).ok()?;
     let outputs = outputs.unwrap_or(Outputs {
         list: [
             label,

@@ -107,10 +107,23 @@ pub fn decode<'a>(
     max_rows: usize,
     out: &mut Vec<f64>,
 ) -> Result<Decoded<'a>, InputError> {
+    decode_with(json, binary, features, max_rows, false, out)
+}
+
+/// As [`decode`]; with `missing_aware` (a model that routes missing values), a `null` in
+/// the data, or NaN in FP32/FP64 binary data, is a missing value.
+pub fn decode_with<'a>(
+    json: &'a [u8],
+    binary: &[u8],
+    features: usize,
+    max_rows: usize,
+    missing_aware: bool,
+    out: &mut Vec<f64>,
+) -> Result<Decoded<'a>, InputError> {
     if binary.is_empty()
         && let Some(d) = fast::decode(json, features, max_rows, out)
     {
         return Ok(d);
     }
-    decode_serde(json, binary, features, max_rows, out)
+    decode_serde(json, binary, features, max_rows, missing_aware, out)
 }

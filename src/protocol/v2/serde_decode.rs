@@ -65,7 +65,8 @@ struct OutputParameters {
 }
 
 /// Appends tensor data, flattened from any nesting of arrays of numbers.
-struct FlatSeed<'v>(&'v mut Vec<f64>);
+/// The values, and whether `null` is a missing value (NaN).
+struct FlatSeed<'v>(&'v mut Vec<f64>, bool);
 
 impl<'de> DeserializeSeed<'de> for FlatSeed<'_> {
     type Value = ();
@@ -91,8 +92,17 @@ impl<'de> Visitor<'de> for FlatSeed<'_> {
         self.0.push(v as f64);
         Ok(())
     }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        if !self.1 {
+            return Err(E::custom(
+                "null is not a number (this model does not route missing values)",
+            ));
+        }
+        self.0.push(f64::NAN);
+        Ok(())
+    }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(FlatSeed(self.0))?.is_some() {}
+        while seq.next_element_seed(FlatSeed(self.0, self.1))?.is_some() {}
         Ok(())
     }
 }
@@ -103,6 +113,7 @@ pub(super) fn decode_serde<'a>(
     binary: &[u8],
     features: usize,
     max_rows: usize,
+    missing_aware: bool,
     out: &mut Vec<f64>,
 ) -> Result<Decoded<'a>, InputError> {
     let req: RawRequest<'a> = serde_json::from_slice(json).map_err(|e| {
@@ -170,16 +181,18 @@ pub(super) fn decode_serde<'a>(
         }
         (Some(raw), None) => {
             let mut de = serde_json::Deserializer::from_str(raw.get());
-            FlatSeed(out).deserialize(&mut de).map_err(|e| {
-                bad(
-                    if crate::protocol::is_out_of_range(&e) {
-                        K::NonFiniteValue
-                    } else {
-                        K::InvalidBody
-                    },
-                    format!("input {name:?}: data must be numbers, or arrays of numbers: {e}"),
-                )
-            })?;
+            FlatSeed(out, missing_aware)
+                .deserialize(&mut de)
+                .map_err(|e| {
+                    bad(
+                        if crate::protocol::is_out_of_range(&e) {
+                            K::NonFiniteValue
+                        } else {
+                            K::InvalidBody
+                        },
+                        format!("input {name:?}: data must be numbers, or arrays of numbers: {e}"),
+                    )
+                })?;
             if out.len() != expected {
                 return Err(bad(
                     K::InvalidShape,
@@ -207,7 +220,7 @@ pub(super) fn decode_serde<'a>(
             out.extend(binary.chunks_exact(width).map(|b| from_le(datatype, b)));
         }
     }
-    check_values(name, datatype, out)?;
+    check_values(name, datatype, missing_aware, out)?;
     let default_binary = req
         .parameters
         .as_ref()

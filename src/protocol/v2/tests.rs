@@ -90,7 +90,7 @@ proptest! {
     #[test]
     fn fast_path_agrees_with_serde(body in request()) {
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let slow = decode_serde(body.as_bytes(), &[], 4, 3, &mut a);
+        let slow = decode_serde(body.as_bytes(), &[], 4, 3, false, &mut a);
         if let Some(fast) = fast::decode(body.as_bytes(), 4, 3, &mut b) {
             let slow = slow.as_ref().map_err(|e| e.to_string());
             let agrees = slow.as_ref().is_ok_and(|s| same(s, &fast));
