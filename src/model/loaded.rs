@@ -47,8 +47,8 @@ impl Model {
         if sha256_hex(payload) != manifest.payload_sha256 {
             return Err(ArtifactError::Checksum("payload"));
         }
-        let imported = manifest.algorithm == Algorithm::Imported;
-        let expected = if imported {
+        let ensemble = manifest.ensemble_payload();
+        let expected = if ensemble {
             FORMAT_VERSION_ENSEMBLE
         } else {
             FORMAT_VERSION
@@ -60,7 +60,7 @@ impl Model {
             )));
         }
         check_manifest(&manifest)?;
-        let engine = if imported {
+        let engine = if ensemble {
             let e: Ensemble = rmp_serde::from_slice(payload)
                 .map_err(|e| ArtifactError::Decode(format!("payload: {e}")))?;
             Engine::Ensemble(compile_ensemble(&e, &manifest, limits)?)

@@ -208,6 +208,14 @@ pub struct RegressionMetrics {
     pub rows: u64,
 }
 
+impl Manifest {
+    /// Whether the payload is an [`super::ensemble::Ensemble`] (artifact format 2): imported
+    /// models and regressors. Format 1 holds smartcore's classifiers.
+    pub fn ensemble_payload(&self) -> bool {
+        self.algorithm == Algorithm::Imported || self.task == Task::Regression
+    }
+}
+
 /// Everything known about a model except its trees.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -113,9 +113,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Writes an artifact: header, then the manifest and payload. The manifest's
 /// `payload_sha256` is set here.
 pub fn encode_artifact(manifest: &Manifest, payload: &[u8]) -> Vec<u8> {
-    let version = match manifest.algorithm {
-        Algorithm::Imported => FORMAT_VERSION_ENSEMBLE,
-        _ => FORMAT_VERSION,
+    let version = if manifest.ensemble_payload() {
+        FORMAT_VERSION_ENSEMBLE
+    } else {
+        FORMAT_VERSION
     };
     let mut manifest = manifest.clone();
     manifest.payload_sha256 = sha256_hex(payload);
