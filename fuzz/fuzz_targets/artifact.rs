@@ -26,12 +26,21 @@ fuzz_target!(|input: &[u8]| {
     let Ok(model) = Model::from_bytes(&bytes, 1, &Default::default()) else { return };
     let f = model.num_features();
     let k = model.num_classes();
-    let mut proba = vec![0.0; k];
-    for probe in [0.0, -1e300, 1e300, 0.5, f64::MIN_POSITIVE, 3.0] {
+    let mut scores = vec![0.0; model.num_scores()];
+    let imported = model.manifest().ensemble_payload();
+    let probes = [0.0, -1e300, 1e300, 0.5, f64::MIN_POSITIVE, 3.0, f64::NAN];
+    for probe in probes {
+        if probe.is_nan() && !model.missing_aware() {
+            continue;
+        }
         let row = vec![probe; f];
         let class = model.predict(&row);
-        assert!(class < k);
-        model.predict_proba(&row, &mut proba);
-        assert!(proba.iter().all(|p| p.is_finite() && (-1e-9..=1.0 + 1e-9).contains(p)));
+        assert!(class < k.max(1));
+        assert_eq!(model.predict_scores(&row, &mut scores), class);
+        if !imported {
+            // smartcore's leaf distributions: probabilities. (An imported model's scores
+            // are whatever its transform makes of its leaves, e.g. exp of a huge leaf.)
+            assert!(scores.iter().all(|p| p.is_finite() && (-1e-9..=1.0 + 1e-9).contains(p)));
+        }
     }
 });
