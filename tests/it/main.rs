@@ -8,6 +8,7 @@ mod clients;
 mod common;
 mod hostile;
 mod import;
+mod import_docs;
 mod import_fixtures;
 mod lifecycle;
 mod no_5xx;
