@@ -107,6 +107,7 @@ pub fn read(bytes: &[u8]) -> Result<Imported, ImportError> {
             )));
         }
     }
+    translate::check_zero_missing(&trees, num_features)?;
     if parse::linear_tree_parameter(&mut lines)? {
         return Err(ImportError::Unsupported(
             "the LightGBM model has [linear_tree: 1]: linear trees are not supported; \

@@ -215,3 +215,43 @@ fn categories(t: &TreeText<'_>, index: usize) -> Result<(Vec<usize>, Vec<u32>), 
     let words: Vec<u32> = w_field.array(words_count)?;
     Ok((boundaries, words))
 }
+
+/// LightGBM decides missing values per node; treeserve per feature (a feature with a
+/// missing-type Zero node has its zeros made missing before the trees). A file whose
+/// other nodes on such a feature send zero elsewhere than missing values cannot be
+/// served exactly: LightGBM writes one when training continues (`init_model`) under a
+/// different `zero_as_missing` or `use_missing`.
+pub(super) fn check_zero_missing(trees: &[Tree], num_features: u32) -> Result<(), ImportError> {
+    let mut zero_missing = vec![false; num_features as usize];
+    for node in trees.iter().flat_map(|t| &t.nodes) {
+        if let Node::Split(s) = node
+            && s.zero_is_missing
+        {
+            zero_missing[s.feature as usize] = true;
+        }
+    }
+    for (t, tree) in trees.iter().enumerate() {
+        for (i, node) in tree.nodes.iter().enumerate() {
+            let Node::Split(s) = node else { continue };
+            if s.zero_is_missing || !zero_missing[s.feature as usize] {
+                continue;
+            }
+            let zero_goes_yes = match &s.test {
+                Test::Le(t) => 0.0 <= *t,
+                Test::Lt(t) => 0.0 < *t,
+                Test::InSet { words, .. } => words.first().is_some_and(|w| w & 1 == 1),
+                Test::Ge(_) | Test::Gt(_) => continue, // not produced by this reader
+            };
+            if zero_goes_yes != (s.missing == Branch::Yes) {
+                return Err(ImportError::Unsupported(format!(
+                    "LightGBM Tree={t} node {i}: feature {} is zero-as-missing in other \
+                     trees but not in this one (training continued with different \
+                     zero_as_missing/use_missing settings?); treeserve decides missing \
+                     values per feature: re-train the model in one go",
+                    s.feature
+                )));
+            }
+        }
+    }
+    Ok(())
+}
