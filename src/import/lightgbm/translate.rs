@@ -39,7 +39,7 @@ pub(super) fn tree<'a>(
     let leaves = need(&t.num_leaves, "num_leaves")?;
     let num_leaves: i64 = leaves.one()?;
     let max = EnsembleLimits::default().max_nodes as i64;
-    if num_leaves < 1 || 2 * num_leaves - 1 > max {
+    if num_leaves < 1 || num_leaves > (max + 1) / 2 {
         return Err(leaves.error(format_args!(
             "{num_leaves} (1 to {} leaves allowed)",
             (max + 1) / 2
