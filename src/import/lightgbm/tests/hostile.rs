@@ -37,6 +37,16 @@ fn huge_declared_sizes_allocate_nothing() {
             "num_leaves=99999999999999999999999",
             "not a valid number",
         ),
+        (
+            "num_leaves=3",
+            "num_leaves=9223372036854775807",
+            "num_leaves: 9223372036854775807",
+        ),
+        (
+            "num_cat=0",
+            "num_cat=9223372036854775807",
+            "no cat_boundaries line",
+        ),
         ("num_cat=0", "num_cat=10000000000", "no cat_boundaries line"),
         (
             "max_feature_idx=1",
