@@ -202,7 +202,11 @@ impl Cursor<'_> {
             .get(self.pos..self.pos + 4)
             .and_then(|d| std::str::from_utf8(d).ok())
             .and_then(|d| u32::from_str_radix(d, 16).ok())
-            .filter(|_| self.b[self.pos..self.pos + 4].iter().all(u8::is_ascii_hexdigit));
+            .filter(|_| {
+                self.b[self.pos..self.pos + 4]
+                    .iter()
+                    .all(u8::is_ascii_hexdigit)
+            });
         let v = digits.ok_or_else(|| self.err("expected four hex digits after \\u"))?;
         self.pos += 4;
         Ok(v)
@@ -222,7 +226,10 @@ impl Cursor<'_> {
                 return Ok(Value::Float(f32::NAN));
             }
         }
-        while matches!(self.peek(), Some(b'0'..=b'9' | b'+' | b'-' | b'.' | b'e' | b'E')) {
+        while matches!(
+            self.peek(),
+            Some(b'0'..=b'9' | b'+' | b'-' | b'.' | b'e' | b'E')
+        ) {
             self.pos += 1;
         }
         let text = std::str::from_utf8(&self.b[start..self.pos]).unwrap_or("");

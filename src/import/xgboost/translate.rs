@@ -54,7 +54,10 @@ fn objective(name: &str) -> Option<Objective> {
         "multi:softprob" => multi(OutputKind::ArgmaxProbabilities),
         // softmax predicts the first maximum of the margins.
         "multi:softmax" => multi(OutputKind::ArgmaxRaw),
-        "reg:squarederror" | "reg:linear" | "reg:absoluteerror" | "reg:pseudohubererror"
+        "reg:squarederror"
+        | "reg:linear"
+        | "reg:absoluteerror"
+        | "reg:pseudohubererror"
         | "reg:squaredlogerror" => reg(Transform::Identity, Margin::Identity),
         "reg:logistic" => reg(Transform::XgbSigmoid, Margin::Logit),
         "count:poisson" | "reg:gamma" | "reg:tweedie" => reg(Transform::ExpF32, Margin::Log),
@@ -73,12 +76,14 @@ pub(super) fn translate(doc: &Value, flavour: &str) -> Result<Imported, Fail> {
         _ => format!("XGBoost {flavour}"),
     };
     let learner = object(doc.get("learner"), "learner")?;
-    let param = object(learner.get("learner_model_param"), "learner.learner_model_param")?;
+    let param = object(
+        learner.get("learner_model_param"),
+        "learner.learner_model_param",
+    )?;
     let p_int = |key: &str, default: Option<i64>| -> Result<i64, Fail> {
         match param.get(key) {
-            None => default.ok_or_else(|| {
-                Fail::from(format!("learner.learner_model_param.{key} is missing"))
-            }),
+            None => default
+                .ok_or_else(|| Fail::from(format!("learner.learner_model_param.{key} is missing"))),
             Some(v) => int_param(v).ok_or_else(|| {
                 format!("learner.learner_model_param.{key} is not an integer").into()
             }),
@@ -155,12 +160,16 @@ pub(super) fn translate(doc: &Value, flavour: &str) -> Result<Imported, Fail> {
                 "gradient_booster.name {other:?} is not supported: retrain with booster=gbtree"
             )));
         }
-        None => return Err("learner.gradient_booster.name is missing".to_string().into()),
+        None => {
+            return Err("learner.gradient_booster.name is missing"
+                .to_string()
+                .into());
+        }
     };
     if let Some(w) = model.get("weight_drop") {
-        let s = w
-            .seq()
-            .ok_or_else(|| Fail::from("gradient_booster.model.weight_drop is not an array".to_string()))?;
+        let s = w.seq().ok_or_else(|| {
+            Fail::from("gradient_booster.model.weight_drop is not an array".to_string())
+        })?;
         if (0..s.len()).any(|i| s.float(i) != Some(1.0)) {
             return Err(Fail::Unsupported(
                 "a DART model (gradient_booster.model.weight_drop holds tree weights other \
@@ -199,11 +208,7 @@ pub(super) fn translate(doc: &Value, flavour: &str) -> Result<Imported, Fail> {
         .and_then(Value::seq)
         .ok_or_else(|| Fail::from("gradient_booster.model.tree_info is missing".to_string()))?;
     if info.len() != num_trees {
-        return Err(format!(
-            "tree_info has {} entries for {num_trees} trees",
-            info.len()
-        )
-        .into());
+        return Err(format!("tree_info has {} entries for {num_trees} trees", info.len()).into());
     }
     let mut trees = Vec::with_capacity(num_trees);
     let mut total = 0usize;
@@ -220,9 +225,7 @@ pub(super) fn translate(doc: &Value, flavour: &str) -> Result<Imported, Fail> {
         let group = info
             .int(t)
             .filter(|&g| (0..outputs as i64).contains(&g))
-            .ok_or_else(|| {
-                format!("tree_info[{t}] is not an output group below {outputs}")
-            })?;
+            .ok_or_else(|| format!("tree_info[{t}] is not an output group below {outputs}"))?;
         let tree = read_tree(tv, t, group as u32, num_feature as u32, &limits)?;
         total += tree.nodes.len();
         if total > limits.max_total_nodes {
@@ -295,7 +298,9 @@ fn base_score(v: Option<&Value>, outputs: u32, margin: Margin) -> Result<Vec<f32
             .parse()
             .map_err(|_| format!("{field} {text:?} is not a number or a list of numbers"))?;
         if values.len() >= outputs as usize {
-            return Err(format!("{field} has more values than the model's {outputs} outputs").into());
+            return Err(
+                format!("{field} has more values than the model's {outputs} outputs").into(),
+            );
         }
         values.push(x);
     }
@@ -315,7 +320,9 @@ fn base_score(v: Option<&Value>, outputs: u32, margin: Margin) -> Result<Vec<f32
             Margin::Log => x.ln(),
         };
         if !m.is_finite() {
-            return Err(format!("{field} {text:?} gives the margin {m}, not a finite number").into());
+            return Err(
+                format!("{field} {text:?} gives the margin {m}, not a finite number").into(),
+            );
         }
         *x = m;
     }
@@ -371,7 +378,10 @@ fn best_iteration_note(
     num_trees: usize,
     outputs: u32,
 ) -> Option<String> {
-    let best = learner.get("attributes")?.get("best_iteration").and_then(int_param)?;
+    let best = learner
+        .get("attributes")?
+        .get("best_iteration")
+        .and_then(int_param)?;
     let iterations = match model.get("iteration_indptr").and_then(Value::seq) {
         Some(p) if p.len() >= 2 => p.len() - 1,
         _ => {

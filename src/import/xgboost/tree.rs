@@ -4,9 +4,7 @@
 
 use super::Fail;
 use super::value::{Seq, Value};
-use crate::model::ensemble::{
-    Branch, CategoryRule, EnsembleLimits, Leaf, Node, Split, Test, Tree,
-};
+use crate::model::ensemble::{Branch, CategoryRule, EnsembleLimits, Leaf, Node, Split, Test, Tree};
 
 /// XGBoost's largest valid category is below 2^24 (`OutOfRangeCat`).
 const MAX_CATEGORY: i64 = 1 << 24;
@@ -29,9 +27,8 @@ pub fn read_tree(
         .ok_or_else(|| format!("trees[{t}].tree_param is missing"))?;
     let size_leaf = match param.get("size_leaf_vector") {
         None => 1,
-        Some(v) => super::int_param(v).ok_or_else(|| {
-            format!("trees[{t}].tree_param.size_leaf_vector is not an integer")
-        })?,
+        Some(v) => super::int_param(v)
+            .ok_or_else(|| format!("trees[{t}].tree_param.size_leaf_vector is not an integer"))?,
     };
     if size_leaf > 1 {
         return Err(Fail::Unsupported(format!(
@@ -50,7 +47,8 @@ pub fn read_tree(
     {
         return Err(format!(
             "trees[{t}].tree_param.num_nodes is {declared} but left_children has {n} entries"
-        ).into());
+        )
+        .into());
     }
     if n == 0 {
         return Err(format!("trees[{t}] has no nodes").into());
@@ -68,10 +66,7 @@ pub fn read_tree(
         ("default_left", dleft),
     ] {
         if s.len() != n {
-            return Err(format!(
-                "trees[{t}].{name} has {} entries for {n} nodes",
-                s.len()
-            ).into());
+            return Err(format!("trees[{t}].{name} has {} entries for {n} nodes", s.len()).into());
         }
     }
     let split_type = match tree.get("split_type") {
@@ -84,7 +79,8 @@ pub fn read_tree(
                 return Err(format!(
                     "trees[{t}].split_type has {} entries for {n} nodes",
                     s.len()
-                ).into());
+                )
+                .into());
             }
             Some(s)
         }
@@ -170,7 +166,11 @@ pub fn read_tree(
                 .ok_or_else(|| bad(i, "categorical split without categories".into()))?
                 .set(t, i, limits)?;
             // Listed categories go right: yes = right, no = left.
-            let missing = if default_left { Branch::No } else { Branch::Yes };
+            let missing = if default_left {
+                Branch::No
+            } else {
+                Branch::Yes
+            };
             let test = Test::InSet {
                 words,
                 rule: CategoryRule::Truncate,
@@ -183,7 +183,11 @@ pub fn read_tree(
             if !v.is_finite() {
                 return Err(bad(i, format!("split threshold {v} is not finite")));
             }
-            let missing = if default_left { Branch::Yes } else { Branch::No };
+            let missing = if default_left {
+                Branch::Yes
+            } else {
+                Branch::No
+            };
             (Test::Lt(v as f64), l, r, missing)
         };
         nodes[slot] = Node::Split(Split {
@@ -224,7 +228,8 @@ impl<'a> Categories<'a> {
             return Err(format!(
                 "trees[{t}]: categories_nodes, categories_segments and categories_sizes \
                  have different lengths"
-            ).into());
+            )
+            .into());
         }
         let mut ranges = vec![None; n];
         for j in 0..nodes.len() {
@@ -243,7 +248,8 @@ impl<'a> Categories<'a> {
                     "trees[{t}].categories_*[{j}]: node {node}, segment {seg}, size {size} \
                      out of range ({n} nodes, {} categories)",
                     values.len()
-                ).into());
+                )
+                .into());
             }
             ranges[node as usize] = Some((seg as usize, size as usize));
         }

@@ -52,7 +52,10 @@ pub fn parse(bytes: &[u8]) -> Result<Value, String> {
                         if n > c.remaining() {
                             return Err(c.err_at(
                                 at,
-                                &format!("array of {n} elements but {} bytes remain", c.remaining()),
+                                &format!(
+                                    "array of {n} elements but {} bytes remain",
+                                    c.remaining()
+                                ),
                             ));
                         }
                         if n == 0 {
@@ -144,9 +147,12 @@ impl Cursor<'_> {
     }
 
     fn byte(&mut self, what: &str) -> Result<u8, String> {
-        let x = self
-            .peek()
-            .ok_or_else(|| self.err_at(self.pos, &format!("unexpected end of input, expected {what}")))?;
+        let x = self.peek().ok_or_else(|| {
+            self.err_at(
+                self.pos,
+                &format!("unexpected end of input, expected {what}"),
+            )
+        })?;
         self.pos += 1;
         Ok(x)
     }
@@ -233,12 +239,18 @@ impl Cursor<'_> {
                 ));
             }
         };
-        let bytes = n.checked_mul(size).filter(|&b| b <= self.remaining()).ok_or_else(|| {
-            self.err_at(
-                at,
-                &format!("typed array of {n} elements but {} bytes remain", self.remaining()),
-            )
-        })?;
+        let bytes = n
+            .checked_mul(size)
+            .filter(|&b| b <= self.remaining())
+            .ok_or_else(|| {
+                self.err_at(
+                    at,
+                    &format!(
+                        "typed array of {n} elements but {} bytes remain",
+                        self.remaining()
+                    ),
+                )
+            })?;
         let raw = self.take(bytes as usize)?;
         fn conv<const N: usize, T>(raw: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
             raw.chunks_exact(N)
