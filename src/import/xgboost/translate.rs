@@ -334,7 +334,7 @@ fn names(learner: &Value, num_feature: usize) -> Result<Option<Vec<String>>, Fai
     let Some(s) = learner.get("feature_names").and_then(Value::seq) else {
         return Ok(None);
     };
-    if s.len() == 0 {
+    if s.is_empty() {
         return Ok(None);
     }
     if s.len() != num_feature {

@@ -228,14 +228,13 @@ impl<'a> Categories<'a> {
             return Err(format!(
                 "trees[{t}]: categories_nodes, categories_segments and categories_sizes \
                  have different lengths"
-            )
-            .into());
+            ));
         }
         let mut ranges = vec![None; n];
         for j in 0..nodes.len() {
             let (node, seg, size) = (nodes.int(j), segments.int(j), sizes.int(j));
             let (Some(node), Some(seg), Some(size)) = (node, seg, size) else {
-                return Err(format!("trees[{t}].categories_*[{j}] is not an integer").into());
+                return Err(format!("trees[{t}].categories_*[{j}] is not an integer"));
             };
             let end = seg.checked_add(size);
             if node < 0
@@ -248,8 +247,7 @@ impl<'a> Categories<'a> {
                     "trees[{t}].categories_*[{j}]: node {node}, segment {seg}, size {size} \
                      out of range ({n} nodes, {} categories)",
                     values.len()
-                )
-                .into());
+                ));
             }
             ranges[node as usize] = Some((seg as usize, size as usize));
         }

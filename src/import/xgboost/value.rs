@@ -116,6 +116,11 @@ impl Seq<'_> {
         }
     }
 
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Element `i` as an integer (booleans are 0/1; numbers with a fraction are not
     /// integers).
     pub fn int(&self, i: usize) -> Option<i64> {
