@@ -287,10 +287,10 @@ fn base_score(v: Option<&Value>, outputs: u32, margin: Margin) -> Result<Vec<f32
         Some(other) => return Err(format!("{field} is {}, not a string", other.kind()).into()),
         None => return Err(format!("{field} is missing").into()),
     };
-    let inner = match text.as_bytes().first() {
-        Some(b'[' | b'(') if text.len() >= 2 => &text[1..text.len() - 1],
-        _ => text,
-    };
+    // `(`…`)` is accepted as `[`…`]`, as XGBoost does.
+    let inner = (text.strip_prefix('[').and_then(|t| t.strip_suffix(']')))
+        .or_else(|| text.strip_prefix('(').and_then(|t| t.strip_suffix(')')))
+        .unwrap_or(text);
     let mut values = Vec::new();
     for part in inner.split(',') {
         let x: f32 = part
