@@ -11,7 +11,9 @@ use treeserve::import::{ImportedTask, xgboost};
 use treeserve::model::flat::{FlatEnsemble, Scratch};
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&mode, rest)) = input.split_first() else { return };
+    let Some((&mode, rest)) = input.split_first() else {
+        return;
+    };
     match mode % 3 {
         1 => {
             let _ = xgboost::json::parse(rest);
@@ -23,7 +25,9 @@ fuzz_target!(|input: &[u8]| {
         }
         _ => {}
     }
-    let Ok(imported) = xgboost::read(rest) else { return };
+    let Ok(imported) = xgboost::read(rest) else {
+        return;
+    };
     let flat = FlatEnsemble::compile(&imported.ensemble).expect("a validated model compiles");
     let f = flat.num_features();
     let mut scores = vec![0.0; flat.num_scores()];
