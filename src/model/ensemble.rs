@@ -200,7 +200,8 @@ pub enum OutputKind {
     BinaryLogisticPair,
     /// ONNX Runtime's binary rule for one non-negative score `s` (`outputs == 1`): class 1
     /// iff `s > 0.5` in the model's precision (before any output cast); probabilities
-    /// `[1 - s, s]` with `s` as f32 and `1 - s` computed in f32. No transform applies.
+    /// `[1 - s, s]` with `1 - s` computed in the model's precision, then both cast as
+    /// `output_cast_f32` says. No transform applies.
     OrtBinaryOneMinus,
     /// Classification over `outputs` classes: probabilities are the transformed scores;
     /// the class is the first maximum of the probabilities.

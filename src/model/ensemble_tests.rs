@@ -454,9 +454,9 @@ fn ort_binary_one_minus_decides_before_the_float_cast() {
     // 0.5 + 1e-12 rounds to 0.5f, yet ONNX Runtime compares the double score.
     let e = ort_leaf(&[(0, 0.5 + 1e-12)], 1, OutputKind::OrtBinaryOneMinus);
     assert_eq!(answer(&e), (1, vec![0.5, 0.5]));
-    // 1 - s in f32: s = 1e-9 gives exactly 1.0f.
-    let e = ort_leaf(&[(0, 1e-9)], 1, OutputKind::OrtBinaryOneMinus);
-    assert_eq!(answer(&e), (0, vec![1.0, 1e-9f32 as f64]));
+    // 1 - s in f64, then cast: not 1.0f - 0.3f.
+    let e = ort_leaf(&[(0, 0.3)], 1, OutputKind::OrtBinaryOneMinus);
+    assert_eq!(answer(&e), (0, vec![0.7f32 as f64, 0.3f32 as f64]));
 }
 
 #[test]

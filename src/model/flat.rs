@@ -342,6 +342,7 @@ impl FlatEnsemble {
             OutputKind::OrtBinaryOneMinus => usize::from(raw[0] > 0.5),
             _ => 0,
         };
+        let first = raw[0];
         if self.output_cast_f32 {
             raw.iter_mut().for_each(|r| *r = *r as f32 as f64);
         }
@@ -370,9 +371,16 @@ impl FlatEnsemble {
                 decided
             }
             OutputKind::OrtBinaryOneMinus => {
-                let s = raw[0] as f32;
-                scores[0] = (1.0f32 - s) as f64;
-                scores[1] = s as f64;
+                // 1 - s in the model's precision, then the output cast.
+                let one_minus = match self.precision {
+                    Precision::F32 => (1.0f32 - first as f32) as f64,
+                    Precision::F64 => 1.0 - first,
+                };
+                scores[0] = one_minus;
+                scores[1] = raw[0];
+                if self.output_cast_f32 {
+                    scores[0] = scores[0] as f32 as f64;
+                }
                 decided
             }
             OutputKind::ArgmaxRaw => {
@@ -477,8 +485,11 @@ pub fn transform(t: Transform, v: &mut [f64]) {
             let mut sum = 0.0f32;
             for x in v.iter_mut() {
                 let s = *x as f32;
-                // ORT's test `s > 1e-7f || s < -1e-7f` sends NaN here too.
-                if zero && !(s > 1e-7 || s < -1e-7) {
+                // ORT's test `s > 1e-7f || s < -1e-7f` sends NaN here too (a range
+                // `contains` would not).
+                #[allow(clippy::manual_range_contains)]
+                let exp_branch = s > 1e-7 || s < -1e-7;
+                if zero && !exp_branch {
                     *x = (s * (-max).exp()) as f64;
                 } else {
                     let e = (s - max).exp();

@@ -86,9 +86,10 @@ pub fn accept(model: &ModelProto) -> Result<Accepted<'_>, ImportError> {
         }
     };
     let num_features = match tensor.shape.as_ref().map(|s| s.dim.as_slice()) {
-        Some([_, f]) if f.dim_value > 0 => Some(u32::try_from(f.dim_value).map_err(|_| {
-            malformed(format!("graph input shape: {} features", f.dim_value))
-        })?),
+        Some([_, f]) if f.dim_value > 0 => Some(
+            u32::try_from(f.dim_value)
+                .map_err(|_| malformed(format!("graph input shape: {} features", f.dim_value)))?,
+        ),
         Some([_, _]) | None => None,
         Some(d) => {
             return Err(unsupported(format!(
@@ -138,6 +139,15 @@ pub fn accept(model: &ModelProto) -> Result<Accepted<'_>, ImportError> {
         let out = match (node.domain.as_str(), op) {
             ("" | "ai.onnx", "Identity") => first.unwrap_or(Origin::Other),
             (ML, "ZipMap") if first == Some(Origin::Scores) => Origin::Other,
+            ("" | "ai.onnx", "Cast") if first == Some(Origin::Label) => {
+                let to = Attrs::new(node, op)?.int("to")?.unwrap_or(0);
+                if to != 7 && to != 8 {
+                    return Err(unsupported(format!(
+                        "Cast of the tree labels to type {to}: only INT64 (7) or STRING (8)"
+                    )));
+                }
+                Origin::Other
+            }
             ("" | "ai.onnx", "Cast") if first == Some(Origin::Scores) => {
                 let to = Attrs::new(node, op)?.int("to")?.unwrap_or(0);
                 if to != 1 && to != 11 {
@@ -206,7 +216,10 @@ impl<'a> Attrs<'a> {
         let mut map = HashMap::new();
         for a in &node.attribute {
             if map.insert(a.name.as_str(), a).is_some() {
-                return Err(malformed(format!("{op}: attribute '{}' is given twice", a.name)));
+                return Err(malformed(format!(
+                    "{op}: attribute '{}' is given twice",
+                    a.name
+                )));
             }
         }
         Ok(Attrs { op, map })
@@ -252,9 +265,9 @@ impl<'a> Attrs<'a> {
     pub fn string(&self, name: &str) -> Result<Option<&'a str>, ImportError> {
         match self.get(name, 3)? {
             None => Ok(None),
-            Some(a) => std::str::from_utf8(&a.s).map(Some).map_err(|_| {
-                malformed(format!("{}: attribute '{name}' is not UTF-8", self.op))
-            }),
+            Some(a) => std::str::from_utf8(&a.s)
+                .map(Some)
+                .map_err(|_| malformed(format!("{}: attribute '{name}' is not UTF-8", self.op))),
         }
     }
 

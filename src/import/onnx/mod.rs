@@ -50,7 +50,10 @@ pub fn read(bytes: &[u8]) -> Result<Imported, ImportError> {
         OpKind::TreeEnsemble => v5::v5(&acc)?,
     };
     t.ensemble.validate(&EnsembleLimits::default())?;
-    let producer = match (model.producer_name.as_str(), model.producer_version.as_str()) {
+    let producer = match (
+        model.producer_name.as_str(),
+        model.producer_version.as_str(),
+    ) {
         ("", _) => "unknown producer".to_string(),
         (p, "") => p.to_string(),
         (p, v) => format!("{p} {v}"),
@@ -97,10 +100,10 @@ fn check_tensor(t: &proto::TensorProto, name: &str, count: usize) -> Result<(), 
              its data inside (onnx.save_model(m, path, save_as_external_data=False))"
         )));
     }
-    let declared = t
-        .dims
-        .iter()
-        .try_fold(1i64, |acc, &d| if d < 0 { None } else { acc.checked_mul(d) });
+    let declared = t.dims.iter().try_fold(
+        1i64,
+        |acc, &d| if d < 0 { None } else { acc.checked_mul(d) },
+    );
     if declared != i64::try_from(count).ok() {
         return Err(malformed(format!(
             "tensor '{name}': dims {:?} do not match its {count} values",
@@ -118,16 +121,22 @@ pub(crate) fn tensor_values(
 ) -> Result<Vec<f64>, ImportError> {
     let want = if double { 11 } else { 1 };
     if t.data_type != want {
+        let ty = |t: i32| match t {
+            1 => "FLOAT",
+            11 => "DOUBLE",
+            _ => "another type",
+        };
         return Err(unsupported(format!(
-            "tensor '{name}' has data type {} but the input is {}: ONNX Runtime reads it as \
-             the input's type ({want})",
+            "tensor '{name}' has data type {} ({}) but the input is {}: ONNX Runtime reads it \
+             as the input's type; convert with the matching input type",
             t.data_type,
-            if double { "DOUBLE" } else { "FLOAT" }
+            ty(t.data_type),
+            ty(want)
         )));
     }
     let v: Vec<f64> = if !t.raw_data.is_empty() {
         let size = if double { 8 } else { 4 };
-        if t.raw_data.len() % size != 0 {
+        if !t.raw_data.len().is_multiple_of(size) {
             return Err(malformed(format!(
                 "tensor '{name}': raw_data of {} bytes is not a whole number of values",
                 t.raw_data.len()

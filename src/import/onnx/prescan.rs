@@ -200,7 +200,11 @@ pub fn check(bytes: &[u8]) -> Result<(), ImportError> {
                     return bad(format!("truncated fixed-size value in {}", what()));
                 }
                 pos += n;
-                let elem = if wire == 1 { Elem::Fixed64 } else { Elem::Fixed32 };
+                let elem = if wire == 1 {
+                    Elem::Fixed64
+                } else {
+                    Elem::Fixed32
+                };
                 match f {
                     Field::Packed(e) if e == elem => cost = cost.saturating_add(8),
                     Field::Scalar | Field::Skip => {}
@@ -230,10 +234,7 @@ pub fn check(bytes: &[u8]) -> Result<(), ImportError> {
                                 return bad(format!("{} appears twice", what()));
                             }
                             Some(max) if *c > max => {
-                                return bad(format!(
-                                    "{} has more than {max} elements",
-                                    what()
-                                ));
+                                return bad(format!("{} has more than {max} elements", what()));
                             }
                             _ => {}
                         }
@@ -255,10 +256,7 @@ pub fn check(bytes: &[u8]) -> Result<(), ImportError> {
                             let c = &mut frame.counts[slot];
                             *c += 1;
                             if *c > max {
-                                return bad(format!(
-                                    "{} has more than {max} elements",
-                                    what()
-                                ));
+                                return bad(format!("{} has more than {max} elements", what()));
                             }
                         }
                         cost = cost.saturating_add(VEC_COST + len);
@@ -269,9 +267,7 @@ pub fn check(bytes: &[u8]) -> Result<(), ImportError> {
                         cost = cost.saturating_add(8 * n);
                     }
                     Field::Packed(Elem::Fixed32) => cost = cost.saturating_add(2 * len),
-                    Field::Packed(Elem::Fixed64) | Field::Scalar => {
-                        cost = cost.saturating_add(len)
-                    }
+                    Field::Packed(Elem::Fixed64) | Field::Scalar => cost = cost.saturating_add(len),
                     Field::Skip => {}
                 }
             }

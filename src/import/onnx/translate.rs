@@ -35,7 +35,9 @@ fn post_transform(op: &str, s: Option<&str>) -> Result<Post, ImportError> {
         "PROBIT" => Err(unsupported(format!(
             "{op}: post_transform PROBIT is not served"
         ))),
-        other => Err(malformed(format!("{op}: post_transform '{other}' is unknown"))),
+        other => Err(malformed(format!(
+            "{op}: post_transform '{other}' is unknown"
+        ))),
     }
 }
 
@@ -44,9 +46,9 @@ fn values(a: &Attrs, acc: &Accepted, name: &str) -> Result<Vec<f64>, ImportError
     let tname = format!("{name}_as_tensor");
     let floats = a.floats(name)?;
     match a.tensor(&tname)? {
-        Some(_) if !floats.is_empty() => Err(malformed(format!(
-            "both '{name}' and '{tname}' are given"
-        ))),
+        Some(_) if !floats.is_empty() => {
+            Err(malformed(format!("both '{name}' and '{tname}' are given")))
+        }
         Some(_) if acc.ml_opset < 3 => Err(malformed(format!(
             "'{tname}' needs ai.onnx.ml opset 3 (the model imports {})",
             acc.ml_opset
@@ -73,7 +75,9 @@ pub fn v3(acc: &Accepted) -> Result<Translated, ImportError> {
     let treeids = a.ints("nodes_treeids")?;
     let n = treeids.len();
     if n == 0 {
-        return Err(malformed(format!("{op}: 'nodes_treeids' is empty (no nodes)")));
+        return Err(malformed(format!(
+            "{op}: 'nodes_treeids' is empty (no nodes)"
+        )));
     }
     let nodeids = a.ints("nodes_nodeids")?;
     let featureids = a.ints("nodes_featureids")?;
@@ -131,7 +135,11 @@ pub fn v3(acc: &Accepted) -> Result<Translated, ImportError> {
     let w_nodes = a.ints(&format!("{prefix}_nodeids"))?;
     let w_trees = a.ints(&format!("{prefix}_treeids"))?;
     let weights = values(&a, acc, &format!("{prefix}_weights"))?;
-    for (name, len) in [("nodeids", w_nodes.len()), ("treeids", w_trees.len()), ("weights", weights.len())] {
+    for (name, len) in [
+        ("nodeids", w_nodes.len()),
+        ("treeids", w_trees.len()),
+        ("weights", weights.len()),
+    ] {
         if len != w_ids.len() {
             return Err(malformed(format!(
                 "'{prefix}_{name}' has {len} values for {} '{prefix}_ids'",
@@ -291,7 +299,11 @@ pub fn v3(acc: &Accepted) -> Result<Translated, ImportError> {
         base: Vec::new(),
         base_placement: BasePlacement::AfterSum,
         aggregation: Aggregation::Sum,
-        precision: if acc.double { Precision::F64 } else { Precision::F32 },
+        precision: if acc.double {
+            Precision::F64
+        } else {
+            Precision::F32
+        },
         zero_snap: false,
         transform: Transform::Identity,
         output_cast_f32: true,
@@ -314,10 +326,17 @@ pub fn v3(acc: &Accepted) -> Result<Translated, ImportError> {
                     "{op}: aggregate_function {f} is not served (SUM or AVERAGE)"
                 )));
             }
-            f => return Err(malformed(format!("{op}: aggregate_function '{f}' is unknown"))),
+            f => {
+                return Err(malformed(format!(
+                    "{op}: aggregate_function '{f}' is unknown"
+                )));
+            }
         };
         if base.len() > 1 {
-            return Err(malformed(format!("{op}: {} base values for one target", base.len())));
+            return Err(malformed(format!(
+                "{op}: {} base values for one target",
+                base.len()
+            )));
         }
         e.base = base;
     } else if k == 2 {
@@ -350,7 +369,10 @@ pub fn v3(acc: &Accepted) -> Result<Translated, ImportError> {
         }
     } else {
         if !base.is_empty() && base.len() != k {
-            return Err(malformed(format!("{op}: {} base values for {k} classes", base.len())));
+            return Err(malformed(format!(
+                "{op}: {} base values for {k} classes",
+                base.len()
+            )));
         }
         if base.is_empty()
             && let Some(c) = (0..k as u32).find(|&c| !covered(c))
@@ -367,6 +389,12 @@ pub fn v3(acc: &Accepted) -> Result<Translated, ImportError> {
             Post::None => Transform::Identity,
             Post::Logistic => Transform::OrtLogistic,
             Post::Softmax => Transform::OrtSoftmax,
+            // For double scores ORT's SOFTMAX_ZERO divides in double: not reproduced.
+            Post::SoftmaxZero if acc.double => {
+                return Err(unsupported(format!(
+                    "{op}: post_transform SOFTMAX_ZERO over a DOUBLE input is not served"
+                )));
+            }
             Post::SoftmaxZero => Transform::OrtSoftmaxZero,
         };
     }

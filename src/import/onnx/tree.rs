@@ -97,7 +97,11 @@ pub fn build(
                     yes: y as u32,
                     no: n as u32,
                     // NaN fails every ordered comparison: it goes true only when tracked.
-                    missing: if *tracks_true { Branch::Yes } else { Branch::No },
+                    missing: if *tracks_true {
+                        Branch::Yes
+                    } else {
+                        Branch::No
+                    },
                     zero_is_missing: false,
                 })
             }

@@ -49,7 +49,9 @@ pub fn v5(acc: &Accepted) -> Result<Translated, ImportError> {
         ("nodes_modes", modes.len()),
     ] {
         if len != n {
-            return Err(malformed(format!("{op}: '{name}' has {len} values for {n} nodes")));
+            return Err(malformed(format!(
+                "{op}: '{name}' has {len} values for {n} nodes"
+            )));
         }
     }
     if !tracks.is_empty() && tracks.len() != n {
@@ -99,7 +101,11 @@ pub fn v5(acc: &Accepted) -> Result<Translated, ImportError> {
                 "{op}: aggregate_function {f} (MIN/MAX) is not served (SUM or AVERAGE)"
             )));
         }
-        f => return Err(malformed(format!("{op}: aggregate_function {f} is unknown"))),
+        f => {
+            return Err(malformed(format!(
+                "{op}: aggregate_function {f} is unknown"
+            )));
+        }
     };
     let mut src = Vec::with_capacity(n + m);
     let mut missing_aware = false;
@@ -117,7 +123,11 @@ pub fn v5(acc: &Accepted) -> Result<Translated, ImportError> {
                     modes[i]
                 )));
             }
-            x => return Err(malformed(format!("{op}: nodes_modes[{i}] = {x} is unknown"))),
+            x => {
+                return Err(malformed(format!(
+                    "{op}: nodes_modes[{i}] = {x} is unknown"
+                )));
+            }
         };
         let child = |id: i64, leaf: i64, name: &str| {
             if leaf != 0 {
@@ -144,8 +154,7 @@ pub fn v5(acc: &Accepted) -> Result<Translated, ImportError> {
     let mut trees = Vec::with_capacity(roots.len());
     for (t, &r) in roots.iter().enumerate() {
         let r = tree::index(r, n, || format!("{op}: tree_roots[{t}]"))?;
-        let one_leaf =
-            trueids[r] == falseids[r] && trueleafs[r] != 0 && falseleafs[r] != 0;
+        let one_leaf = trueids[r] == falseids[r] && trueleafs[r] != 0 && falseleafs[r] != 0;
         let root = if one_leaf {
             // As ONNX Runtime and onnx.reference do: the leaf at index tree_roots[t].
             n + tree::index(r as i64, m, || format!("{op}: one-leaf tree {t}: leaf"))?
@@ -161,7 +170,11 @@ pub fn v5(acc: &Accepted) -> Result<Translated, ImportError> {
         base: Vec::new(),
         base_placement: BasePlacement::AfterSum,
         aggregation,
-        precision: if acc.double { Precision::F64 } else { Precision::F32 },
+        precision: if acc.double {
+            Precision::F64
+        } else {
+            Precision::F32
+        },
         zero_snap: false,
         transform: Transform::Identity,
         // Y has the input's type.
