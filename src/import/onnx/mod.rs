@@ -184,3 +184,5 @@ pub(crate) fn tensor_u8(t: &proto::TensorProto, name: &str) -> Result<Vec<u8>, I
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_refusals;
