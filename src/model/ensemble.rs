@@ -198,6 +198,11 @@ pub enum OutputKind {
     /// Binary classification from one raw score `s` (`outputs == 1`), ONNX Runtime's
     /// logistic pair: probabilities `[T(-s), T(s)]`; class 1 iff `s > 0`.
     BinaryLogisticPair,
+    /// ONNX Runtime's binary rule for one non-negative score `s` (`outputs == 1`): class 1
+    /// iff `s > 0.5` in the model's precision (before any output cast); probabilities
+    /// `[1 - s, s]` with `1 - s` computed in the model's precision, then both cast as
+    /// `output_cast_f32` says. No transform applies.
+    OrtBinaryOneMinus,
     /// Classification over `outputs` classes: probabilities are the transformed scores;
     /// the class is the first maximum of the probabilities.
     ArgmaxProbabilities,
@@ -246,7 +251,9 @@ impl Ensemble {
     pub fn num_scores(&self) -> usize {
         match self.output {
             OutputKind::Value => 1,
-            OutputKind::BinaryOneMinus | OutputKind::BinaryLogisticPair => 2,
+            OutputKind::BinaryOneMinus
+            | OutputKind::BinaryLogisticPair
+            | OutputKind::OrtBinaryOneMinus => 2,
             OutputKind::ArgmaxProbabilities | OutputKind::ArgmaxRaw => self.outputs as usize,
         }
     }
@@ -264,7 +271,10 @@ impl Ensemble {
             ));
         }
         match self.output {
-            OutputKind::Value | OutputKind::BinaryOneMinus | OutputKind::BinaryLogisticPair
+            OutputKind::Value
+            | OutputKind::BinaryOneMinus
+            | OutputKind::BinaryLogisticPair
+            | OutputKind::OrtBinaryOneMinus
                 if k != 1 =>
             {
                 return bad(format!(

@@ -420,3 +420,57 @@ proptest! {
         }
     }
 }
+
+/// A one-leaf ensemble over one f64 output with ONNX's float output cast.
+fn ort_leaf(values: &[(u32, f64)], outputs: u32, output: OutputKind) -> Ensemble {
+    Ensemble {
+        num_features: 1,
+        outputs,
+        trees: vec![Tree {
+            nodes: vec![Node::Leaf(Leaf::Vector(values.to_vec()))],
+            group: 0,
+        }],
+        base: vec![],
+        base_placement: BasePlacement::AfterSum,
+        aggregation: Aggregation::Sum,
+        precision: Precision::F64,
+        zero_snap: false,
+        transform: Transform::Identity,
+        output_cast_f32: true,
+        output,
+    }
+}
+
+fn answer(e: &Ensemble) -> (usize, Vec<f64>) {
+    e.validate(&EnsembleLimits::default()).unwrap();
+    let flat = FlatEnsemble::compile(e).unwrap();
+    let mut s = vec![0.0; e.num_scores()];
+    let class = flat.predict(&[0.0], &mut Scratch::default(), &mut s);
+    (class, s)
+}
+
+#[test]
+fn ort_binary_one_minus_decides_before_the_float_cast() {
+    // 0.5 + 1e-12 rounds to 0.5f, yet ONNX Runtime compares the double score.
+    let e = ort_leaf(&[(0, 0.5 + 1e-12)], 1, OutputKind::OrtBinaryOneMinus);
+    assert_eq!(answer(&e), (1, vec![0.5, 0.5]));
+    // 1 - s in f64, then cast: not 1.0f - 0.3f.
+    let e = ort_leaf(&[(0, 0.3)], 1, OutputKind::OrtBinaryOneMinus);
+    assert_eq!(answer(&e), (0, vec![0.7f32 as f64, 0.3f32 as f64]));
+}
+
+#[test]
+fn ort_raw_decisions_read_scores_before_the_float_cast() {
+    let e = ort_leaf(&[(0, 1.0), (1, 1.0 + 1e-12)], 2, OutputKind::ArgmaxRaw);
+    assert_eq!(answer(&e), (1, vec![1.0, 1.0]));
+    let e = ort_leaf(&[(0, 1e-300)], 1, OutputKind::BinaryLogisticPair);
+    assert_eq!(answer(&e), (1, vec![-0.0, 0.0]));
+}
+
+#[test]
+fn ort_softmax_zero_treats_nan_as_a_zero_score() {
+    let mut v = [f64::NAN, 1.0];
+    transform(Transform::OrtSoftmaxZero, &mut v);
+    assert!(v[0].is_nan());
+    assert_eq!(v[1], 1.0);
+}

@@ -274,9 +274,6 @@ impl FlatEnsemble {
                 raw.extend(acc.iter().map(|&a| a as f64));
             }
         }
-        if self.output_cast_f32 {
-            raw.iter_mut().for_each(|r| *r = *r as f32 as f64);
-        }
         self.finish(raw, scores)
     }
 
@@ -337,6 +334,18 @@ impl FlatEnsemble {
     }
 
     fn finish(&self, raw: &mut [f64], scores: &mut [f64]) -> usize {
+        // ONNX Runtime decides on the scores in the model's precision, then writes them
+        // to a float tensor: the decisions that read raw scores look before the cast.
+        let decided = match self.output {
+            OutputKind::ArgmaxRaw => first_max(raw),
+            OutputKind::BinaryLogisticPair => usize::from(raw[0] > 0.0),
+            OutputKind::OrtBinaryOneMinus => usize::from(raw[0] > 0.5),
+            _ => 0,
+        };
+        let first = raw[0];
+        if self.output_cast_f32 {
+            raw.iter_mut().for_each(|r| *r = *r as f32 as f64);
+        }
         match self.output {
             OutputKind::Value => {
                 transform(self.transform, raw);
@@ -359,13 +368,25 @@ impl FlatEnsemble {
                 transform(self.transform, &mut pair[..1]);
                 transform(self.transform, &mut pair[1..]);
                 scores[..2].copy_from_slice(&pair);
-                usize::from(s > 0.0)
+                decided
+            }
+            OutputKind::OrtBinaryOneMinus => {
+                // 1 - s in the model's precision, then the output cast.
+                let one_minus = match self.precision {
+                    Precision::F32 => (1.0f32 - first as f32) as f64,
+                    Precision::F64 => 1.0 - first,
+                };
+                scores[0] = one_minus;
+                scores[1] = raw[0];
+                if self.output_cast_f32 {
+                    scores[0] = scores[0] as f32 as f64;
+                }
+                decided
             }
             OutputKind::ArgmaxRaw => {
-                let class = first_max(raw);
                 transform(self.transform, raw);
                 scores.copy_from_slice(raw);
-                class
+                decided
             }
             OutputKind::ArgmaxProbabilities => {
                 transform(self.transform, raw);
@@ -464,7 +485,11 @@ pub fn transform(t: Transform, v: &mut [f64]) {
             let mut sum = 0.0f32;
             for x in v.iter_mut() {
                 let s = *x as f32;
-                if zero && s.abs() <= 1e-7 {
+                // ORT's test `s > 1e-7f || s < -1e-7f` sends NaN here too (a range
+                // `contains` would not).
+                #[allow(clippy::manual_range_contains)]
+                let exp_branch = s > 1e-7 || s < -1e-7;
+                if zero && !exp_branch {
                     *x = (s * (-max).exp()) as f64;
                 } else {
                     let e = (s - max).exp();
