@@ -18,6 +18,7 @@ use smartcore::tree::decision_tree_classifier::{
 
 pub use data::{Dataset, load_csv, load_csv_for, parse_csv, parse_csv_for};
 pub use metrics::{DRIFT_BINS, feature_stats, metrics, regression_metrics};
+pub(crate) use report::number;
 pub use report::render_report;
 
 use crate::model::tree::{FlatForest, MirrorForest, MirrorTree, TreeLimits};
