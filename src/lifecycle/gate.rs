@@ -125,18 +125,14 @@ impl Decision {
         );
         let _ = writeln!(out, " on {} held-out rows", self.held_out_rows);
         let champ = self.champion.as_ref();
-        let row = |out: &mut String, name: &str, cand: f64, ch: Option<f64>| {
-            let ch = ch.map_or("-".to_string(), number);
-            let _ = writeln!(out, "  {name:<28} {:>9} {ch:>9}", number(cand));
-        };
         let _ = writeln!(out, "  {:<28} {:>9} {:>9}", "", "candidate", "champion");
         if let Some(r) = &self.candidate.regression {
             let ch = champ.and_then(|c| c.regression.as_ref());
-            row(&mut out, "RMSE", r.rmse, ch.map(|c| c.rmse));
-            row(&mut out, "MAE", r.mae, ch.map(|c| c.mae));
-            row(&mut out, "R²", r.r2, ch.map(|c| c.r2));
+            metric_row(&mut out, "RMSE", r.rmse, ch.map(|c| c.rmse));
+            metric_row(&mut out, "MAE", r.mae, ch.map(|c| c.mae));
+            metric_row(&mut out, "R²", r.r2, ch.map(|c| c.r2));
         } else {
-            self.classification_rows(&mut out, &row);
+            self.classification_rows(&mut out);
         }
         if let Some(p) = &self.champion_problem {
             let _ = writeln!(out, "  note: {p}");
@@ -171,26 +167,22 @@ impl Decision {
 
 impl Decision {
     /// A classifier's rows of [`Decision::text`]: accuracy, macro F1, recall by class.
-    fn classification_rows(
-        &self,
-        out: &mut String,
-        row: &dyn Fn(&mut String, &str, f64, Option<f64>),
-    ) {
+    fn classification_rows(&self, out: &mut String) {
         let champ = self.champion.as_ref();
-        row(
+        metric_row(
             out,
             "accuracy",
             self.candidate.metrics.accuracy,
             champ.map(|c| c.metrics.accuracy),
         );
-        row(
+        metric_row(
             out,
             "macro F1",
             self.candidate.macro_f1,
             champ.map(|c| c.macro_f1),
         );
         for (i, c) in self.candidate.metrics.per_class.iter().enumerate() {
-            row(
+            metric_row(
                 out,
                 &format!("recall {}", c.label),
                 c.recall,
@@ -200,6 +192,12 @@ impl Decision {
             );
         }
     }
+}
+
+/// One line of [`Decision::text`]'s table: the metric, the candidate's, the champion's.
+fn metric_row(out: &mut String, name: &str, cand: f64, ch: Option<f64>) {
+    let ch = ch.map_or("-".to_string(), number);
+    let _ = writeln!(out, "  {name:<28} {:>9} {ch:>9}", number(cand));
 }
 
 /// Evaluates `model` on rows `rows` of `data`, matching features and classes by name. A
