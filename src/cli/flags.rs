@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use super::{CommandError, io_err};
 use crate::data::checks::CheckConfig;
 use crate::lifecycle::GateConfig;
-use crate::model::Algorithm;
+use crate::model::{Algorithm, Task};
 use crate::registry::Registry;
 use crate::train::{Criterion, TrainConfig};
 
@@ -55,13 +55,26 @@ pub enum AlgorithmArg {
     /// A random forest.
     RandomForest,
 }
+/// What a model learns, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskArg {
+    /// Class labels.
+    Classification,
+    /// A numeric target (RMSE, MAE, R²).
+    Regression,
+}
+
 /// Learner settings, shared by `train` and `retrain`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainParams {
+    /// What to learn: classes, or a numeric target (regression trains from --data CSV
+    /// files only).
+    #[arg(long, value_enum, default_value = "classification")]
+    pub task: TaskArg,
     /// Learning algorithm.
     #[arg(long, value_enum, default_value = "decision-tree")]
     pub algorithm: AlgorithmArg,
-    /// Split criterion.
+    /// Split criterion of a classifier (a regressor minimises the squared error).
     #[arg(long, value_enum, default_value = "gini")]
     pub criterion: Criterion,
     /// Maximum tree depth (default: unlimited).
@@ -90,6 +103,10 @@ pub struct TrainParams {
 impl TrainParams {
     pub(super) fn config(&self) -> TrainConfig {
         TrainConfig {
+            task: match self.task {
+                TaskArg::Classification => Task::Classification,
+                TaskArg::Regression => Task::Regression,
+            },
             algorithm: match self.algorithm {
                 AlgorithmArg::DecisionTree => Algorithm::DecisionTree,
                 AlgorithmArg::RandomForest => Algorithm::RandomForest,
@@ -113,14 +130,15 @@ pub struct GateArgs {
     /// JSON file of thresholds: {"min_accuracy": 0.9, "min_recall": 0.8, "tolerance": 0.02}.
     #[arg(long, value_name = "FILE")]
     pub gate: Option<PathBuf>,
-    /// Least test accuracy on the held-out rows (default 0).
+    /// Least test accuracy on the held-out rows (default 0; classifiers).
     #[arg(long)]
     pub min_accuracy: Option<f64>,
-    /// Least recall of every class on the held-out rows (default 0).
+    /// Least recall of every class on the held-out rows (default 0; classifiers).
     #[arg(long)]
     pub min_recall: Option<f64>,
-    /// How much worse than the champion (accuracy, macro F1) the candidate may be
-    /// (default 0.01).
+    /// How much worse than the champion the candidate may be (default 0.01): accuracy and
+    /// macro F1 down by this much, a regressor's RMSE up by this fraction. A regressor
+    /// must also beat predicting the mean (R² > 0).
     #[arg(long)]
     pub tolerance: Option<f64>,
 }

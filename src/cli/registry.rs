@@ -185,7 +185,9 @@ fn list_models(
                     "version": v,
                     "created": m.created,
                     "algorithm": m.algorithm,
+                    "task": m.task,
                     "accuracy": m.metrics.accuracy,
+                    "regression_metrics": m.regression_metrics,
                     "training_sha256": m.training.sha256,
                     "aliases": aliases.iter().filter(|(_, r)| r.version == v).map(|(a, _)| a).collect::<Vec<_>>(),
                 }),
@@ -215,6 +217,7 @@ fn list_models(
             "  {:>7}  {:<20}  {:<13}  {:>8}  aliases",
             "version", "created", "algorithm", "accuracy"
         );
+        let num = |v: &serde_json::Value| crate::train::number(v.as_f64().unwrap_or(f64::NAN));
         for v in m["versions"].as_array().into_iter().flatten() {
             if let Some(err) = v.get("error") {
                 let _ = writeln!(
@@ -231,13 +234,25 @@ fn list_models(
                 .flatten()
                 .filter_map(|a| a.as_str())
                 .collect();
+            let r = &v["regression_metrics"];
+            // A regressor has no accuracy: its test RMSE, MAE and R² follow the aliases.
+            let regression = if r.is_object() {
+                format!(
+                    "  (regressor: RMSE {}  MAE {}  R² {})",
+                    num(&r["rmse"]),
+                    num(&r["mae"]),
+                    num(&r["r2"])
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "  {:>7}  {:<20}  {:<13}  {:>8.4}  {}",
+                "  {:>7}  {:<20}  {:<13}  {:>8}  {}{regression}",
                 v["version"].as_u64().unwrap_or_default(),
                 v["created"].as_str().unwrap_or_default(),
                 v["algorithm"].as_str().unwrap_or_default(),
-                v["accuracy"].as_f64().unwrap_or(f64::NAN),
+                num(&v["accuracy"]),
                 aliases.join(", ")
             );
         }

@@ -8,6 +8,7 @@ use super::registry::publish_artifact;
 use super::{CommandError, io_err};
 use crate::data::DatasetStore;
 use crate::lifecycle::LifecycleError;
+use crate::model::Task;
 use crate::registry::RegistryError;
 use crate::train::TrainConfig;
 
@@ -121,6 +122,9 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
         ..a.params.config()
     };
     let (trained, data) = match (&a.dataset, &a.data) {
+        (Some(_), _) if base.task == Task::Regression => {
+            return Err(regression_needs_a_file("--dataset"));
+        }
         (Some(r), _) => {
             let store = DatasetStore::new(a.registry.open());
             let r = crate::data::DatasetRef::parse(r).map_err(LifecycleError::from)?;
@@ -128,7 +132,12 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
             (crate::lifecycle::train_on(&data, &m, &base)?, data)
         }
         (None, Some(path)) => {
-            let data = crate::train::load_csv(path, &base.target, base.id_column.as_deref())?;
+            let data = crate::train::load_csv_for(
+                path,
+                &base.target,
+                base.id_column.as_deref(),
+                base.task,
+            )?;
             (crate::train::train_dataset(&data, &base)?, data)
         }
         (None, None) => return Err(CommandError::Usage("--data or --dataset is needed".into())),
@@ -146,8 +155,10 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
             "artifact": output,
             "model": trained.manifest.name,
             "algorithm": trained.manifest.algorithm,
+            "task": trained.manifest.task,
             "training": trained.manifest.training,
             "metrics": trained.manifest.metrics,
+            "regression_metrics": trained.manifest.regression_metrics,
         });
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));
     } else {
@@ -185,6 +196,15 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
     }
 }
 
+/// Registry datasets (`data add`, `--dataset`, `retrain`) treat the target as class
+/// labels: a regressor trains from a CSV file.
+fn regression_needs_a_file(what: &str) -> CommandError {
+    CommandError::Usage(format!(
+        "{what} is for classifiers (registry datasets hold class labels): train a regressor \
+         from a CSV file with `treeserve train --task regression --data FILE.csv`"
+    ))
+}
+
 /// Runs `treeserve retrain`.
 pub(super) fn retrain(a: RetrainArgs) -> Result<(), CommandError> {
     use crate::lifecycle::retrain::{self, Outcome, RetrainConfig};
@@ -197,6 +217,9 @@ pub(super) fn retrain(a: RetrainArgs) -> Result<(), CommandError> {
             "{} is not a directory",
             drop_dir.display()
         )));
+    }
+    if a.params.config().task == Task::Regression {
+        return Err(regression_needs_a_file("retrain"));
     }
     let registry = a.registry.open();
     let config = RetrainConfig {

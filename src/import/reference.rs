@@ -240,22 +240,10 @@ pub(super) fn metrics_of(
             (crate::train::metrics(classes, &a, &p), None)
         }
         Task::Regression => {
-            let n = actual.len() as f64;
-            let mean = actual.iter().sum::<f64>() / n;
-            let (mut se, mut ae, mut tot) = (0.0, 0.0, 0.0);
-            for (&y, (_, s)) in actual.iter().zip(outputs) {
-                se += (s[0] - y).powi(2);
-                ae += (s[0] - y).abs();
-                tot += (y - mean).powi(2);
-            }
+            let predicted: Vec<f64> = outputs.iter().map(|(_, s)| s[0]).collect();
             (
                 unknown,
-                Some(RegressionMetrics {
-                    rmse: (se / n).sqrt(),
-                    mae: ae / n,
-                    r2: if tot > 0.0 { 1.0 - se / tot } else { f64::NAN },
-                    rows: actual.len() as u64,
-                }),
+                Some(crate::train::regression_metrics(actual, &predicted)),
             )
         }
     }

@@ -1,13 +1,16 @@
 //! The validation gate: a new model (the candidate) is promoted only if it meets the
 //! thresholds and is not worse than the current champion, both evaluated on the same
-//! held-out rows.
+//! held-out rows. A classifier is judged on accuracy, recall and macro F1; a regressor must
+//! beat predicting the mean (R² > 0) and its RMSE may not exceed the champion's by more
+//! than the tolerance (a fraction of the champion's RMSE).
 
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DatasetLink, Metrics, Model};
+use crate::model::{DatasetLink, Metrics, Model, RegressionMetrics};
 use crate::train::Dataset;
+use crate::train::number;
 
 /// The gate's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -18,7 +21,7 @@ pub struct GateConfig {
     /// Every class's recall on the held-out rows must be at least this.
     pub min_recall: f64,
     /// The candidate's accuracy and macro F1 may be at most this much below the
-    /// champion's.
+    /// champion's; a regressor's RMSE at most this fraction above the champion's.
     pub tolerance: f64,
 }
 
@@ -72,8 +75,11 @@ pub struct Evaluation {
     pub version: u64,
     /// Metrics on the held-out rows.
     pub metrics: Metrics,
-    /// Unweighted mean of the per-class F1 scores.
+    /// Unweighted mean of the per-class F1 scores (0 for a regressor).
     pub macro_f1: f64,
+    /// A regressor's RMSE, MAE and R² on the held-out rows.
+    #[serde(default)]
+    pub regression: Option<RegressionMetrics>,
 }
 
 /// The gate's decision, printed and stored with the candidate's version (record `gate`).
@@ -119,32 +125,14 @@ impl Decision {
         );
         let _ = writeln!(out, " on {} held-out rows", self.held_out_rows);
         let champ = self.champion.as_ref();
-        let row = |out: &mut String, name: &str, cand: f64, ch: Option<f64>| {
-            let ch = ch.map_or("-".to_string(), |v| format!("{v:.4}"));
-            let _ = writeln!(out, "  {name:<28} {cand:>9.4} {ch:>9}");
-        };
         let _ = writeln!(out, "  {:<28} {:>9} {:>9}", "", "candidate", "champion");
-        row(
-            &mut out,
-            "accuracy",
-            self.candidate.metrics.accuracy,
-            champ.map(|c| c.metrics.accuracy),
-        );
-        row(
-            &mut out,
-            "macro F1",
-            self.candidate.macro_f1,
-            champ.map(|c| c.macro_f1),
-        );
-        for (i, c) in self.candidate.metrics.per_class.iter().enumerate() {
-            row(
-                &mut out,
-                &format!("recall {}", c.label),
-                c.recall,
-                champ
-                    .and_then(|ch| ch.metrics.per_class.get(i))
-                    .map(|c| c.recall),
-            );
+        if let Some(r) = &self.candidate.regression {
+            let ch = champ.and_then(|c| c.regression.as_ref());
+            metric_row(&mut out, "RMSE", r.rmse, ch.map(|c| c.rmse));
+            metric_row(&mut out, "MAE", r.mae, ch.map(|c| c.mae));
+            metric_row(&mut out, "R²", r.r2, ch.map(|c| c.r2));
+        } else {
+            self.classification_rows(&mut out);
         }
         if let Some(p) = &self.champion_problem {
             let _ = writeln!(out, "  note: {p}");
@@ -177,6 +165,41 @@ impl Decision {
     }
 }
 
+impl Decision {
+    /// A classifier's rows of [`Decision::text`]: accuracy, macro F1, recall by class.
+    fn classification_rows(&self, out: &mut String) {
+        let champ = self.champion.as_ref();
+        metric_row(
+            out,
+            "accuracy",
+            self.candidate.metrics.accuracy,
+            champ.map(|c| c.metrics.accuracy),
+        );
+        metric_row(
+            out,
+            "macro F1",
+            self.candidate.macro_f1,
+            champ.map(|c| c.macro_f1),
+        );
+        for (i, c) in self.candidate.metrics.per_class.iter().enumerate() {
+            metric_row(
+                out,
+                &format!("recall {}", c.label),
+                c.recall,
+                champ
+                    .and_then(|ch| ch.metrics.per_class.get(i))
+                    .map(|c| c.recall),
+            );
+        }
+    }
+}
+
+/// One line of [`Decision::text`]'s table: the metric, the candidate's, the champion's.
+fn metric_row(out: &mut String, name: &str, cand: f64, ch: Option<f64>) {
+    let ch = ch.map_or("-".to_string(), number);
+    let _ = writeln!(out, "  {name:<28} {:>9} {ch:>9}", number(cand));
+}
+
 /// Evaluates `model` on rows `rows` of `data`, matching features and classes by name. A
 /// predicted label the data does not have counts as wrong.
 pub fn evaluate(
@@ -195,12 +218,50 @@ pub fn evaluate(
                 .ok_or_else(|| format!("it reads feature {f:?}, which the data does not have"))
         })
         .collect::<Result<_, _>>()?;
+    if model.is_regression() != (data.task() == crate::model::Task::Regression) {
+        return Err(format!(
+            "it is a {}, the data's target is {}",
+            if model.is_regression() {
+                "regressor"
+            } else {
+                "classifier"
+            },
+            if model.is_regression() {
+                "class labels"
+            } else {
+                "numeric"
+            }
+        ));
+    }
+    let mut x = vec![0.0; cols.len()];
+    if model.is_regression() {
+        let mut out = [0.0];
+        let (mut actual, mut predicted) = (Vec::new(), Vec::new());
+        for &i in rows {
+            let row = data.row(i);
+            for (slot, &j) in x.iter_mut().zip(&cols) {
+                *slot = row[j];
+            }
+            model.predict_scores(&x, &mut out);
+            actual.push(data.values[i]);
+            predicted.push(out[0]);
+        }
+        return Ok(Evaluation {
+            version,
+            metrics: Metrics {
+                accuracy: f64::NAN,
+                per_class: Vec::new(),
+                confusion: Vec::new(),
+            },
+            macro_f1: 0.0,
+            regression: Some(crate::train::regression_metrics(&actual, &predicted)),
+        });
+    }
     let class_of: Vec<u32> = model
         .classes()
         .iter()
         .map(|c| data.classes.binary_search(c).map_or(u32::MAX, |i| i as u32))
         .collect();
-    let mut x = vec![0.0; cols.len()];
     let mut actual = Vec::with_capacity(rows.len());
     let mut predicted = Vec::with_capacity(rows.len());
     for &i in rows {
@@ -218,6 +279,7 @@ pub fn evaluate(
         version,
         metrics,
         macro_f1,
+        regression: None,
     })
 }
 
@@ -228,6 +290,9 @@ pub fn rules(
     candidate: &Evaluation,
     champion: Option<&Evaluation>,
 ) -> Vec<GateCheck> {
+    if let Some(r) = &candidate.regression {
+        return regression_rules(config, r, champion);
+    }
     let mut checks = Vec::new();
     let acc = candidate.metrics.accuracy;
     checks.push(GateCheck {
@@ -259,7 +324,7 @@ pub fn rules(
             )
         },
     });
-    if let Some(ch) = champion {
+    if let Some(ch) = champion.filter(|c| c.regression.is_none()) {
         let t = config.tolerance;
         for (name, c, h) in [
             ("accuracy", acc, ch.metrics.accuracy),
@@ -270,6 +335,38 @@ pub fn rules(
                 detail: format!("{name} {c:.4} ≥ champion's {h:.4} − {t} tolerance"),
             });
         }
+    }
+    checks
+}
+
+/// A regressor's rules: better than predicting the mean of the held-out rows (R² > 0), and
+/// an RMSE at most `tolerance` (a fraction) above the champion's.
+fn regression_rules(
+    config: &GateConfig,
+    r: &RegressionMetrics,
+    champion: Option<&Evaluation>,
+) -> Vec<GateCheck> {
+    let mut checks = vec![GateCheck {
+        passed: r.r2 > 0.0,
+        detail: format!(
+            "R² {} > 0 (else no better than predicting the mean; RMSE {})",
+            number(r.r2),
+            number(r.rmse)
+        ),
+    }];
+    if let Some(h) = champion.and_then(|c| c.regression.as_ref()) {
+        let t = config.tolerance;
+        let limit = h.rmse * (1.0 + t);
+        checks.push(GateCheck {
+            passed: r.rmse <= limit,
+            detail: format!(
+                "RMSE {} ≤ champion's {} + {}% tolerance ({})",
+                number(r.rmse),
+                number(h.rmse),
+                t * 100.0,
+                number(limit)
+            ),
+        });
     }
     checks
 }

@@ -223,11 +223,25 @@ pub fn publish_gated(
     let mut candidate = gate::evaluate(&candidate_model, 0, data, &trained.test_rows)
         .expect("a model evaluates on its own data");
     let mut champion_problem = None;
+    let mut task_change = None;
     let champion = match reg.resolve(&name, alias) {
         Ok(v) => {
             let loaded = reg.read(&name, v).map_err(|e| e.to_string()).and_then(|b| {
                 Model::from_bytes(&b, v, &TreeLimits::default()).map_err(|e| e.to_string())
             });
+            if let Ok(m) = &loaded
+                && m.task() != candidate_model.task()
+            {
+                task_change = Some(gate::GateCheck {
+                    passed: false,
+                    detail: format!(
+                        "task: the candidate is a {}, {alias} (version {v}) a {}: publish it \
+                         under another name, or promote it on purpose with `treeserve promote`",
+                        task_name(candidate_model.task()),
+                        task_name(m.task())
+                    ),
+                });
+            }
             match loaded.and_then(|m| gate::evaluate(&m, v, data, &trained.test_rows)) {
                 Ok(e) => Some(e),
                 Err(e) => {
@@ -241,7 +255,11 @@ pub fn publish_gated(
         Err(RegistryError::ModelNotFound(_) | RegistryError::AliasNotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    let checks = gate::rules(config, &candidate, champion.as_ref());
+    if task_change.is_some() {
+        champion_problem = None; // the task check says why
+    }
+    let mut checks = gate::rules(config, &candidate, champion.as_ref());
+    checks.extend(task_change);
     let promoted = checks.iter().all(|c| c.passed);
     let version = reg.publish(&name, &trained.artifact)?;
     candidate.version = version;
@@ -266,6 +284,13 @@ pub fn publish_gated(
         reg.set_alias(&name, alias, version)?;
     }
     Ok(decision)
+}
+
+fn task_name(t: crate::model::Task) -> &'static str {
+    match t {
+        crate::model::Task::Classification => "classifier",
+        crate::model::Task::Regression => "regressor",
+    }
 }
 
 /// The stored gate decision of a version, if it went through the gate.

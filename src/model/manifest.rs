@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
-    /// A single smartcore `DecisionTreeClassifier`.
+    /// A single smartcore decision tree (`DecisionTreeClassifier`, or
+    /// `DecisionTreeRegressor` for a regressor).
     DecisionTree,
-    /// A smartcore `RandomForestClassifier`.
+    /// A smartcore random forest (`RandomForestClassifier` or `RandomForestRegressor`).
     RandomForest,
     /// Imported from another framework's file (XGBoost, LightGBM, ONNX): the payload is a
     /// [`super::ensemble::Ensemble`] and the artifact format version is 2.
@@ -30,7 +31,7 @@ impl Algorithm {
 /// Hyper-parameters the model was trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HyperParameters {
-    /// Split criterion: `gini`, `entropy` or `classification_error`.
+    /// Split criterion: `gini`, `entropy` or `classification_error`; `mse` for a regressor.
     pub criterion: String,
     /// Maximum tree depth, if limited.
     pub max_depth: Option<u16>,
@@ -113,7 +114,9 @@ pub struct ClassMetrics {
 /// Metrics measured on the held-out test split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
-    /// Fraction of test rows predicted correctly.
+    /// Fraction of test rows predicted correctly (NaN when unknown: a regressor, an import
+    /// without labelled rows; JSON writes it as `null`).
+    #[serde(deserialize_with = "nan_if_null")]
     pub accuracy: f64,
     /// Precision, recall and F1 by class, in class order.
     pub per_class: Vec<ClassMetrics>,
@@ -195,6 +198,11 @@ pub struct Parity {
     pub max_rel: f64,
 }
 
+/// Reads a number that JSON may hold as `null` (serde_json writes NaN as `null`).
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Test metrics of a regressor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegressionMetrics {
@@ -202,7 +210,8 @@ pub struct RegressionMetrics {
     pub rmse: f64,
     /// Mean absolute error.
     pub mae: f64,
-    /// Coefficient of determination.
+    /// Coefficient of determination (NaN when the target does not vary; JSON `null`).
+    #[serde(deserialize_with = "nan_if_null")]
     pub r2: f64,
     /// Rows measured.
     pub rows: u64,

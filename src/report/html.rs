@@ -1,12 +1,16 @@
 //! The self-contained HTML report: metric trends (inline SVG charts), confusion
-//! matrices, gate decisions and data statistics. No script or style loads from elsewhere.
+//! matrices (a regressor's RMSE, MAE and R² instead), gate decisions and data statistics.
+//! No script or style loads from elsewhere.
 
 use std::fmt::Write;
 
-use super::{VersionInfo, compare_rows, macro_f1, versions};
+use super::{
+    VersionInfo, compare_rows, gate_headline, macro_f1, regression_metric, tasks, versions,
+};
 use crate::data::{DatasetManifest, DatasetStore};
-use crate::model::Manifest;
+use crate::model::{Manifest, Task};
 use crate::registry::{Registry, RegistryError};
+use crate::train::number;
 
 /// Escapes text for HTML.
 fn esc(s: &str) -> String {
@@ -28,7 +32,9 @@ const COLOURS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
 ];
 
-/// A line chart of values in [0, 1] (or the series' range) against versions.
+/// A line chart of values in [0, 1] (or down to the series' least value, at most -1)
+/// against versions. Values that are not numbers (a metric a version lacks) are left out;
+/// values below the axis sit on it.
 fn line_chart(id: &str, title: &str, xs: &[String], series: &[(String, Vec<f64>)]) -> String {
     let (w, h, l, r, t, b) = (640.0, 300.0, 56.0, 170.0, 34.0, 40.0);
     let (pw, ph) = (w - l - r, h - t - b);
@@ -36,7 +42,7 @@ fn line_chart(id: &str, title: &str, xs: &[String], series: &[(String, Vec<f64>)
         .iter()
         .flat_map(|(_, v)| v.iter().copied())
         .filter(|v| v.is_finite());
-    let lo = all.clone().fold(1.0f64, f64::min).min(0.9);
+    let lo = all.clone().fold(1.0f64, f64::min).clamp(-1.0, 0.9);
     let lo = (lo * 10.0).floor() / 10.0;
     let hi = 1.0f64;
     let x = |i: usize| {
@@ -46,7 +52,7 @@ fn line_chart(id: &str, title: &str, xs: &[String], series: &[(String, Vec<f64>)
             l + pw * i as f64 / (xs.len() - 1) as f64
         }
     };
-    let y = |v: f64| t + ph - ph * (v - lo) / (hi - lo).max(1e-9);
+    let y = |v: f64| t + ph - ph * (v.clamp(lo, hi) - lo) / (hi - lo).max(1e-9);
     let mut s = format!(
         r#"<svg class="chart" id="{id}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{title}">"#,
         title = esc(title)
@@ -89,6 +95,7 @@ fn line_chart(id: &str, title: &str, xs: &[String], series: &[(String, Vec<f64>)
         let points: Vec<String> = values
             .iter()
             .enumerate()
+            .filter(|(_, v)| v.is_finite())
             .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
             .collect();
         let _ = write!(
@@ -96,7 +103,7 @@ fn line_chart(id: &str, title: &str, xs: &[String], series: &[(String, Vec<f64>)
             r#"<polyline class="series" points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
             points.join(" ")
         );
-        for (i, v) in values.iter().enumerate() {
+        for (i, v) in values.iter().enumerate().filter(|(_, v)| v.is_finite()) {
             let _ = write!(
                 s,
                 r#"<circle class="mark" cx="{:.1}" cy="{:.1}" r="3.5" fill="{colour}"><title>{} {}: {v:.4}</title></circle>"#,
@@ -119,6 +126,59 @@ fn line_chart(id: &str, title: &str, xs: &[String], series: &[(String, Vec<f64>)
     }
     s.push_str("</svg>");
     s
+}
+
+/// A classifier's trend charts: accuracy and macro F1, recall by class.
+fn classification_charts(out: &mut String, infos: &[VersionInfo], xs: &[String]) {
+    let overall = vec![
+        (
+            "accuracy".to_string(),
+            infos.iter().map(|i| i.manifest.metrics.accuracy).collect(),
+        ),
+        (
+            "macro F1".to_string(),
+            infos.iter().map(|i| macro_f1(&i.manifest)).collect(),
+        ),
+    ];
+    out.push_str(&line_chart(
+        "chart-metrics",
+        "Test accuracy and macro F1",
+        xs,
+        &overall,
+    ));
+    let mut labels: Vec<String> = Vec::new();
+    for i in infos {
+        for c in &i.manifest.classes {
+            if !labels.contains(c) {
+                labels.push(c.clone());
+            }
+        }
+    }
+    let recall: Vec<(String, Vec<f64>)> = labels
+        .iter()
+        .map(|l| {
+            let v = infos
+                .iter()
+                .map(|i| match i.manifest.task {
+                    Task::Regression => f64::NAN, // no point for a regressor's version
+                    Task::Classification => i
+                        .manifest
+                        .metrics
+                        .per_class
+                        .iter()
+                        .find(|c| &c.label == l)
+                        .map_or(0.0, |c| c.recall),
+                })
+                .collect();
+            (format!("recall {l}"), v)
+        })
+        .collect();
+    out.push_str(&line_chart(
+        "chart-recall",
+        "Test recall by class",
+        xs,
+        &recall,
+    ));
 }
 
 fn confusion_table(m: &Manifest) -> String {
@@ -179,53 +239,25 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
     );
     // Trends.
     out.push_str("<h2>Metrics across versions</h2>\n");
-    let overall = vec![
-        (
-            "accuracy".to_string(),
-            infos.iter().map(|i| i.manifest.metrics.accuracy).collect(),
-        ),
-        (
-            "macro F1".to_string(),
-            infos.iter().map(|i| macro_f1(&i.manifest)).collect(),
-        ),
-    ];
-    out.push_str(&line_chart(
-        "chart-metrics",
-        "Test accuracy and macro F1",
-        &xs,
-        &overall,
-    ));
-    let mut labels: Vec<String> = Vec::new();
-    for i in &infos {
-        for c in &i.manifest.classes {
-            if !labels.contains(c) {
-                labels.push(c.clone());
-            }
-        }
+    let (regressors, classifiers) = tasks(&infos);
+    if classifiers {
+        classification_charts(&mut out, &infos, &xs);
     }
-    let recall: Vec<(String, Vec<f64>)> = labels
-        .iter()
-        .map(|l| {
-            let v = infos
+    if regressors {
+        let r2 = vec![(
+            "R²".to_string(),
+            infos
                 .iter()
-                .map(|i| {
-                    i.manifest
-                        .metrics
-                        .per_class
-                        .iter()
-                        .find(|c| &c.label == l)
-                        .map_or(0.0, |c| c.recall)
-                })
-                .collect();
-            (format!("recall {l}"), v)
-        })
-        .collect();
-    out.push_str(&line_chart(
-        "chart-recall",
-        "Test recall by class",
-        &xs,
-        &recall,
-    ));
+                .map(|i| regression_metric(&i.manifest, "r2"))
+                .collect(),
+        )];
+        out.push_str(&line_chart(
+            "chart-r2",
+            "Test R² (1 is perfect, 0 predicts the mean)",
+            &xs,
+            &r2,
+        ));
+    }
     // Side by side.
     out.push_str("\n<h2>Versions side by side</h2>\n<table class=\"compare\"><tr><th></th>");
     for x in &xs {
@@ -247,7 +279,7 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
         out.push_str("<p>No version went through the gate.</p>\n");
     } else {
         out.push_str(
-            r#"<table class="gate"><tr><th>version</th><th class="text">decided</th><th class="text">data</th><th>held-out rows</th><th>candidate accuracy</th><th>champion</th><th>champion accuracy</th><th class="text">checks</th><th class="text">decision</th></tr>"#,
+            r#"<table class="gate"><tr><th>version</th><th class="text">decided</th><th class="text">data</th><th>held-out rows</th><th>candidate</th><th>champion</th><th>champion's</th><th class="text">checks</th><th class="text">decision</th></tr>"#,
         );
         for i in decided {
             let d = i.decision.as_ref().expect("filtered");
@@ -265,7 +297,7 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
                 .collect();
             let _ = write!(
                 out,
-                r#"<tr><td>v{}</td><td class="text">{}</td><td class="text">{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td class="text">{}</td><td class="text {}">{}</td></tr>"#,
+                r#"<tr><td>v{}</td><td class="text">{}</td><td class="text">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="text">{}</td><td class="text {}">{}</td></tr>"#,
                 i.version,
                 esc(&d.decided),
                 esc(&d
@@ -273,13 +305,13 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
                     .as_ref()
                     .map_or("-".into(), |l| format!("{}:{}", l.name, l.version))),
                 d.held_out_rows,
-                d.candidate.metrics.accuracy,
+                esc(&gate_headline(&d.candidate)),
                 d.champion
                     .as_ref()
                     .map_or("-".into(), |c| format!("v{}", c.version)),
                 d.champion
                     .as_ref()
-                    .map_or("-".into(), |c| format!("{:.4}", c.metrics.accuracy)),
+                    .map_or("-".into(), |c| esc(&gate_headline(c))),
                 checks.join("<br>"),
                 if d.promoted { "pass" } else { "fail" },
                 if d.promoted {
@@ -292,8 +324,16 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
         out.push_str("</table>\n");
     }
     // Confusion matrices.
-    out.push_str("<h2>Confusion matrices (test rows)</h2>\n<div class=\"matrices\">");
-    for i in &infos {
+    if regressors {
+        out.push_str(&regression_table(&infos));
+    }
+    if classifiers {
+        out.push_str("<h2>Confusion matrices (test rows)</h2>\n<div class=\"matrices\">");
+    }
+    for i in infos
+        .iter()
+        .filter(|i| i.manifest.task == Task::Classification)
+    {
         let _ = write!(
             out,
             "<div><h3>v{} ({} test rows)</h3>{}</div>",
@@ -302,7 +342,9 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
             confusion_table(&i.manifest)
         );
     }
-    out.push_str("</div>\n");
+    if classifiers {
+        out.push_str("</div>\n");
+    }
     // Data.
     out.push_str("<h2>Data</h2>\n");
     let mut dataset_names: Vec<String> = infos
@@ -348,6 +390,27 @@ document.body.dataset.ready = "yes";
 "#,
     );
     Ok(out)
+}
+
+/// A regressor's test metrics, one row per regressor version.
+fn regression_table(infos: &[VersionInfo]) -> String {
+    let mut s = String::from(
+        "<h2>Regression metrics (test rows)</h2>\n<table class=\"regression\"><tr><th>version</th><th>test rows</th><th>RMSE</th><th>MAE</th><th>R²</th></tr>",
+    );
+    for i in infos.iter().filter(|i| i.manifest.task == Task::Regression) {
+        let m = &i.manifest;
+        let _ = write!(
+            s,
+            "<tr><td>v{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            i.version,
+            m.regression_metrics.as_ref().map_or(0, |r| r.rows),
+            number(regression_metric(m, "rmse")),
+            number(regression_metric(m, "mae")),
+            number(regression_metric(m, "r2"))
+        );
+    }
+    s.push_str("</table>\n");
+    s
 }
 
 fn dataset_section(name: &str, manifests: &[DatasetManifest]) -> String {

@@ -7,8 +7,9 @@
 use std::fmt::Write;
 
 use crate::lifecycle::{self, Decision};
-use crate::model::Manifest;
+use crate::model::{Manifest, Task};
 use crate::registry::{Registry, RegistryError};
+use crate::train::number;
 
 mod html;
 pub use html::html;
@@ -50,7 +51,27 @@ pub fn versions(reg: &dyn Registry, model: &str) -> Result<Vec<VersionInfo>, Reg
 
 fn macro_f1(m: &Manifest) -> f64 {
     let pc = &m.metrics.per_class;
-    pc.iter().map(|c| c.f1).sum::<f64>() / pc.len().max(1) as f64
+    if pc.is_empty() {
+        return f64::NAN;
+    }
+    pc.iter().map(|c| c.f1).sum::<f64>() / pc.len() as f64
+}
+
+/// A regressor's test metric by name (`rmse`, `mae`, `r2`); NaN for a classifier.
+fn regression_metric(m: &Manifest, which: &str) -> f64 {
+    m.regression_metrics
+        .as_ref()
+        .map_or(f64::NAN, |r| match which {
+            "rmse" => r.rmse,
+            "mae" => r.mae,
+            _ => r.r2,
+        })
+}
+
+/// Whether any version is a regressor / a classifier.
+fn tasks(infos: &[VersionInfo]) -> (bool, bool) {
+    let has = |t: Task| infos.iter().any(|i| i.manifest.task == t);
+    (has(Task::Regression), has(Task::Classification))
 }
 
 fn data_label(m: &Manifest) -> String {
@@ -71,7 +92,7 @@ fn gate_label(d: &Option<Decision>) -> &'static str {
 /// The rows of the side-by-side comparison: (label, one cell per version).
 fn compare_rows(infos: &[VersionInfo]) -> Vec<(String, Vec<String>)> {
     let cell = |f: &dyn Fn(&VersionInfo) -> String| infos.iter().map(f).collect::<Vec<_>>();
-    let mut rows = vec![
+    let mut rows: Vec<(String, Vec<String>)> = vec![
         ("created".to_string(), cell(&|i| i.manifest.created.clone())),
         (
             "algorithm".into(),
@@ -88,15 +109,23 @@ fn compare_rows(infos: &[VersionInfo]) -> Vec<(String, Vec<String>)> {
                 )
             }),
         ),
-        (
-            "accuracy".into(),
-            cell(&|i| format!("{:.4}", i.manifest.metrics.accuracy)),
-        ),
-        (
-            "macro F1".into(),
-            cell(&|i| format!("{:.4}", macro_f1(&i.manifest))),
-        ),
     ];
+    let (regressors, classifiers) = tasks(infos);
+    if classifiers {
+        rows.push((
+            "accuracy".into(),
+            cell(&|i| number(i.manifest.metrics.accuracy)),
+        ));
+        rows.push(("macro F1".into(), cell(&|i| number(macro_f1(&i.manifest)))));
+    }
+    if regressors {
+        for (label, which) in [("RMSE", "rmse"), ("MAE", "mae"), ("R²", "r2")] {
+            rows.push((
+                label.into(),
+                cell(&|i| number(regression_metric(&i.manifest, which))),
+            ));
+        }
+    }
     let mut labels: Vec<String> = Vec::new();
     for i in infos {
         for c in &i.manifest.metrics.per_class {
@@ -128,21 +157,50 @@ fn compare_rows(infos: &[VersionInfo]) -> Vec<(String, Vec<String>)> {
         }
     }
     rows.push(("gate".into(), cell(&|i| gate_label(&i.decision).into())));
-    rows.push((
-        "gate held-out acc.".into(),
-        cell(&|i| {
-            i.decision.as_ref().map_or("-".into(), |d| {
-                format!(
-                    "{:.4} vs {}",
-                    d.candidate.metrics.accuracy,
-                    d.champion
-                        .as_ref()
-                        .map_or("-".into(), |c| format!("{:.4}", c.metrics.accuracy))
-                )
-            })
-        }),
-    ));
+    if classifiers {
+        rows.push((
+            "gate held-out acc.".into(),
+            cell(&|i| {
+                i.decision.as_ref().map_or("-".into(), |d| {
+                    format!(
+                        "{} vs {}",
+                        number(d.candidate.metrics.accuracy),
+                        d.champion
+                            .as_ref()
+                            .map_or("-".into(), |c| number(c.metrics.accuracy))
+                    )
+                })
+            }),
+        ));
+    }
+    if regressors {
+        rows.push((
+            "gate held-out RMSE".into(),
+            cell(&|i| {
+                i.decision.as_ref().map_or("-".into(), |d| {
+                    format!(
+                        "{} vs {}",
+                        gate_rmse(&d.candidate),
+                        d.champion.as_ref().map_or("-".into(), gate_rmse)
+                    )
+                })
+            }),
+        ));
+    }
     rows
+}
+
+/// A gate evaluation's RMSE, or `-` for a classifier.
+fn gate_rmse(e: &lifecycle::gate::Evaluation) -> String {
+    e.regression.as_ref().map_or("-".into(), |r| number(r.rmse))
+}
+
+/// A gate evaluation's headline figure: accuracy, or a regressor's RMSE and R².
+fn gate_headline(e: &lifecycle::gate::Evaluation) -> String {
+    match &e.regression {
+        Some(r) => format!("RMSE {} R² {}", number(r.rmse), number(r.r2)),
+        None => number(e.metrics.accuracy),
+    }
 }
 
 /// Metrics of every version side by side, as text.

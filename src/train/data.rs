@@ -3,20 +3,23 @@
 use std::path::Path;
 
 use super::TrainError;
+use crate::model::Task;
 
-/// A labelled tabular data set, row-major.
+/// A labelled tabular data set, row-major: class labels, or a numeric target (regression).
 #[derive(Debug, Clone)]
 pub struct Dataset {
     /// Feature names, in column order.
     pub features: Vec<String>,
     /// Target column name.
     pub target: String,
-    /// Class labels, sorted; `y` holds indices into this.
+    /// Class labels, sorted; `y` holds indices into this (empty for regression).
     pub classes: Vec<String>,
     /// Feature values, `rows × features.len()`, row-major.
     pub x: Vec<f64>,
-    /// Class index of each row.
+    /// Class index of each row (empty for regression).
     pub y: Vec<u32>,
+    /// Numeric target of each row (regression; empty for classification).
+    pub values: Vec<f64>,
     /// SHA-256 of the file bytes, hex.
     pub sha256: String,
     /// File name.
@@ -26,7 +29,16 @@ pub struct Dataset {
 impl Dataset {
     /// Number of rows.
     pub fn rows(&self) -> usize {
-        self.y.len()
+        self.y.len().max(self.values.len())
+    }
+
+    /// What the target is: classes, or numbers (regression).
+    pub fn task(&self) -> Task {
+        if self.values.is_empty() {
+            Task::Classification
+        } else {
+            Task::Regression
+        }
     }
 
     /// Row `i`'s feature values.
@@ -36,9 +48,21 @@ impl Dataset {
     }
 }
 
-/// Reads a CSV with a header row. `target` names the label column; `id_column`, if present
-/// in the header, is ignored. Every other column is a numeric feature.
+/// Reads a CSV with a header row for classification. `target` names the label column;
+/// `id_column`, if present in the header, is ignored. Every other column is a numeric
+/// feature.
 pub fn load_csv(path: &Path, target: &str, id_column: Option<&str>) -> Result<Dataset, TrainError> {
+    load_csv_for(path, target, id_column, Task::Classification)
+}
+
+/// [`load_csv`] for `task`: for regression the target must be a finite number on every
+/// row.
+pub fn load_csv_for(
+    path: &Path,
+    target: &str,
+    id_column: Option<&str>,
+    task: Task,
+) -> Result<Dataset, TrainError> {
     let bytes = std::fs::read(path).map_err(|e| TrainError::Io {
         path: path.display().to_string(),
         source: e,
@@ -47,15 +71,26 @@ pub fn load_csv(path: &Path, target: &str, id_column: Option<&str>) -> Result<Da
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    parse_csv(&bytes, &source, target, id_column)
+    parse_csv_for(&bytes, &source, target, id_column, task)
 }
 
-/// Parses CSV bytes; see [`load_csv`].
+/// Parses CSV bytes for classification; see [`load_csv`].
 pub fn parse_csv(
     bytes: &[u8],
     source: &str,
     target: &str,
     id_column: Option<&str>,
+) -> Result<Dataset, TrainError> {
+    parse_csv_for(bytes, source, target, id_column, Task::Classification)
+}
+
+/// Parses CSV bytes for `task`; see [`load_csv_for`].
+pub fn parse_csv_for(
+    bytes: &[u8],
+    source: &str,
+    target: &str,
+    id_column: Option<&str>,
+    task: Task,
 ) -> Result<Dataset, TrainError> {
     let data_err = |line: u64, column: Option<&str>, message: String| TrainError::Data {
         line,
@@ -104,6 +139,7 @@ pub fn parse_csv(
 
     let mut x = Vec::new();
     let mut labels: Vec<String> = Vec::new();
+    let mut values: Vec<f64> = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
         let more = reader.read_record(&mut record).map_err(|e| {
@@ -145,10 +181,43 @@ pub fn parse_csv(
         if label.is_empty() {
             return Err(data_err(line, Some(target), "missing label".into()));
         }
-        labels.push(label.to_owned());
+        if task == Task::Regression {
+            let v = label.parse::<f64>().ok().filter(|v| v.is_finite());
+            values.push(v.ok_or_else(|| {
+                data_err(
+                    line,
+                    Some(target),
+                    format!("{label:?} is not a number: --task regression needs a numeric target"),
+                )
+            })?);
+        } else {
+            labels.push(label.to_owned());
+        }
     }
-    if labels.is_empty() {
+    if labels.is_empty() && values.is_empty() {
         return Err(data_err(2, None, "no data rows".into()));
+    }
+    if task == Task::Regression {
+        if values.iter().all(|&v| v == values[0]) {
+            return Err(data_err(
+                2,
+                Some(target),
+                format!(
+                    "the target is {} on every row: a regressor needs it to vary",
+                    values[0]
+                ),
+            ));
+        }
+        return Ok(Dataset {
+            features,
+            target: target.to_owned(),
+            classes: Vec::new(),
+            x,
+            y: Vec::new(),
+            values,
+            sha256: crate::model::sha256_hex(bytes),
+            source: source.to_owned(),
+        });
     }
     let mut classes = labels.clone();
     classes.sort();
@@ -170,6 +239,7 @@ pub fn parse_csv(
         classes,
         x,
         y,
+        values: Vec::new(),
         sha256: crate::model::sha256_hex(bytes),
         source: source.to_owned(),
     })

@@ -2,6 +2,8 @@
 //! data's fingerprint and feature statistics.
 
 mod data;
+mod metrics;
+mod regress;
 mod report;
 
 use std::path::PathBuf;
@@ -14,13 +16,15 @@ use smartcore::tree::decision_tree_classifier::{
     DecisionTreeClassifier, DecisionTreeClassifierParameters, SplitCriterion,
 };
 
-pub use data::{Dataset, load_csv, parse_csv};
+pub use data::{Dataset, load_csv, load_csv_for, parse_csv, parse_csv_for};
+pub use metrics::{DRIFT_BINS, feature_stats, metrics, regression_metrics};
+pub(crate) use report::number;
 pub use report::render_report;
 
 use crate::model::tree::{FlatForest, MirrorForest, MirrorTree, TreeLimits};
 use crate::model::{
-    Algorithm, ClassMetrics, DatasetLink, FeatureStats, GoldenRow, HyperParameters, Manifest,
-    Metrics, Model, SplitMethod, Task, TrainingData, encode_artifact,
+    Algorithm, DatasetLink, GoldenRow, HyperParameters, Manifest, Model, SplitMethod, Task,
+    TrainingData, encode_artifact,
 };
 
 /// Why training failed.
@@ -55,7 +59,8 @@ pub enum TrainError {
     Artifact(#[from] crate::model::ArtifactError),
 }
 
-/// Split criterion choices.
+/// Split criterion choices (classification; a regressor always minimises the squared
+/// error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Criterion {
     /// Gini impurity.
@@ -95,9 +100,11 @@ pub struct TrainConfig {
     pub target: String,
     /// Identifier column to ignore, if present.
     pub id_column: Option<String>,
+    /// What to learn: classes, or a number (regression).
+    pub task: Task,
     /// Learning algorithm.
     pub algorithm: Algorithm,
-    /// Split criterion.
+    /// Split criterion (classification only).
     pub criterion: Criterion,
     /// Maximum depth.
     pub max_depth: Option<u16>,
@@ -126,6 +133,7 @@ impl Default for TrainConfig {
             name: None,
             target: "Species".into(),
             id_column: Some("Id".into()),
+            task: Task::Classification,
             algorithm: Algorithm::DecisionTree,
             criterion: Criterion::Gini,
             max_depth: None,
@@ -154,12 +162,24 @@ pub struct Trained {
 
 /// Loads the CSV and trains.
 pub fn train(config: &TrainConfig) -> Result<Trained, TrainError> {
-    let data = load_csv(&config.data, &config.target, config.id_column.as_deref())?;
+    let data = load_csv_for(
+        &config.data,
+        &config.target,
+        config.id_column.as_deref(),
+        config.task,
+    )?;
     train_dataset(&data, config)
 }
 
 /// Trains on a loaded data set.
 pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, TrainError> {
+    if data.task() != config.task {
+        return Err(TrainError::Parameter(format!(
+            "the data was read for {:?} but training is for {:?}: read it with the same task",
+            data.task(),
+            config.task
+        )));
+    }
     if !(config.test_size > 0.0 && config.test_size < 1.0) {
         return Err(TrainError::Parameter(format!(
             "--test-size must be between 0 and 1 (exclusive), got {}",
@@ -174,13 +194,7 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
     if config.algorithm == Algorithm::RandomForest && config.n_trees == 0 {
         return Err(TrainError::Parameter("--n-trees must be ≥ 1".into()));
     }
-    let name = match &config.name {
-        Some(n) => n.clone(),
-        None => std::path::Path::new(&data.source)
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_lowercase())
-            .unwrap_or_else(|| "model".into()),
-    };
+    let name = model_name(data, config);
     if !crate::name::valid_name(&name) {
         return Err(TrainError::Parameter(format!(
             "model name {name:?}: use letters, digits, '-', '_' or '.', starting with a letter or digit"
@@ -196,6 +210,9 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
             data.rows(),
             config.test_size
         )));
+    }
+    if config.task == Task::Regression {
+        return regress::train(data, config, name, train_idx, test_idx);
     }
     let f = data.features.len();
     let k = data.classes.len();
@@ -298,29 +315,11 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
         created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         treeserve_version: env!("CARGO_PKG_VERSION").into(),
         algorithm: config.algorithm,
-        hyper_parameters: Some(HyperParameters {
-            criterion: config.criterion.as_str().into(),
-            max_depth: config.max_depth,
-            min_samples_leaf: config.min_samples_leaf,
-            min_samples_split: config.min_samples_split,
-            n_trees: (config.algorithm == Algorithm::RandomForest).then_some(config.n_trees),
-            max_features: config.max_features,
-            seed: config.seed,
-        }),
+        hyper_parameters: Some(hyper_parameters(config, config.criterion.as_str())),
         features: data.features.clone(),
         target: data.target.clone(),
         classes: data.classes.clone(),
-        training: TrainingData {
-            source: data.source.clone(),
-            sha256: data.sha256.clone(),
-            rows: data.rows() as u64,
-            train_rows: train_idx.len() as u64,
-            test_rows: test_idx.len() as u64,
-            test_size: config.test_size,
-            split_seed: config.seed,
-            split: config.split,
-            dataset: config.dataset.clone(),
-        },
+        training: training_data(data, config, train_idx.len(), test_idx.len()),
         metrics,
         feature_stats,
         golden: Vec::new(),
@@ -367,6 +366,50 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
     })
 }
 
+/// The hyper-parameters of `config` as the manifest records them.
+fn hyper_parameters(config: &TrainConfig, criterion: &str) -> HyperParameters {
+    HyperParameters {
+        criterion: criterion.into(),
+        max_depth: config.max_depth,
+        min_samples_leaf: config.min_samples_leaf,
+        min_samples_split: config.min_samples_split,
+        n_trees: (config.algorithm == Algorithm::RandomForest).then_some(config.n_trees),
+        max_features: config.max_features,
+        seed: config.seed,
+    }
+}
+
+/// Where the rows came from and how they were split, as the manifest records it.
+fn training_data(
+    data: &Dataset,
+    config: &TrainConfig,
+    train_rows: usize,
+    test_rows: usize,
+) -> TrainingData {
+    TrainingData {
+        source: data.source.clone(),
+        sha256: data.sha256.clone(),
+        rows: data.rows() as u64,
+        train_rows: train_rows as u64,
+        test_rows: test_rows as u64,
+        test_size: config.test_size,
+        split_seed: config.seed,
+        split: config.split,
+        dataset: config.dataset.clone(),
+    }
+}
+
+/// The name a model gets: `config.name`, else the data file's stem, lower case.
+fn model_name(data: &Dataset, config: &TrainConfig) -> String {
+    match &config.name {
+        Some(n) => n.clone(),
+        None => std::path::Path::new(&data.source)
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_lowercase())
+            .unwrap_or_else(|| "model".into()),
+    }
+}
+
 /// The payload (the smartcore model, named MessagePack) and its treeserve mirror.
 fn serialize<M: serde::Serialize, T: serde::de::DeserializeOwned>(
     model: &M,
@@ -402,7 +445,10 @@ pub fn split_by_content(data: &Dataset, test_size: f64, seed: u64) -> (Vec<usize
             // -0.0 and 0.0 are the same value: hash them alike.
             h.update((v + 0.0).to_bits().to_le_bytes());
         }
-        h.update(data.classes[data.y[i] as usize].as_bytes());
+        match data.task() {
+            Task::Classification => h.update(data.classes[data.y[i] as usize].as_bytes()),
+            Task::Regression => h.update((data.values[i] + 0.0).to_bits().to_le_bytes()),
+        }
         let d = h.finalize();
         u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) >= threshold
     })
@@ -414,90 +460,4 @@ fn splitmix64(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// Accuracy, per-class precision / recall / F1 and the confusion matrix. `predicted`
-/// values outside `classes` count as wrong.
-pub fn metrics(classes: &[String], actual: &[u32], predicted: &[u32]) -> Metrics {
-    let k = classes.len();
-    let mut confusion = vec![vec![0u64; k]; k];
-    let mut support = vec![0u64; k];
-    for (&a, &p) in actual.iter().zip(predicted) {
-        support[a as usize] += 1;
-        // A prediction outside `classes` (another model's label) is wrong in every column.
-        if let Some(cell) = confusion[a as usize].get_mut(p as usize) {
-            *cell += 1;
-        }
-    }
-    let correct: u64 = (0..k).map(|c| confusion[c][c]).sum();
-    let ratio = |num: u64, den: u64| {
-        if den == 0 {
-            0.0
-        } else {
-            num as f64 / den as f64
-        }
-    };
-    let per_class = (0..k)
-        .map(|c| {
-            let tp = confusion[c][c];
-            let support = support[c];
-            let predicted_c: u64 = (0..k).map(|a| confusion[a][c]).sum();
-            let precision = ratio(tp, predicted_c);
-            let recall = ratio(tp, support);
-            let f1 = if precision + recall == 0.0 {
-                0.0
-            } else {
-                2.0 * precision * recall / (precision + recall)
-            };
-            ClassMetrics {
-                label: classes[c].clone(),
-                precision,
-                recall,
-                f1,
-                support,
-            }
-        })
-        .collect();
-    Metrics {
-        accuracy: ratio(correct, actual.len() as u64),
-        per_class,
-        confusion,
-    }
-}
-
-/// Number of quantile bins in the drift baseline.
-pub const DRIFT_BINS: usize = 10;
-
-/// Min, max, mean, population std and decile bins of one feature's values.
-pub fn feature_stats(name: &str, values: impl Iterator<Item = f64>) -> FeatureStats {
-    let mut v: Vec<f64> = values.filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        // No value seen (every reference value missing): no baseline to drift from.
-        v.push(0.0);
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-    let mut edges: Vec<f64> = (1..DRIFT_BINS)
-        .map(|q| {
-            let pos = q as f64 / DRIFT_BINS as f64 * (v.len().saturating_sub(1)) as f64;
-            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-        })
-        .collect();
-    edges.dedup();
-    let mut counts = vec![0u64; edges.len() + 1];
-    for x in &v {
-        counts[edges.partition_point(|e| e < x)] += 1;
-    }
-    FeatureStats {
-        name: name.to_owned(),
-        min: v.first().copied().unwrap_or(0.0),
-        max: v.last().copied().unwrap_or(0.0),
-        mean,
-        std: var.sqrt(),
-        bin_fractions: counts.iter().map(|&c| c as f64 / n).collect(),
-        bin_edges: edges,
-    }
 }

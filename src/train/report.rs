@@ -2,19 +2,32 @@
 
 use std::fmt::Write;
 
-use crate::model::Manifest;
+use crate::model::{Manifest, Task};
 
-/// Renders accuracy, per-class precision / recall / F1 and the confusion matrix as a table.
+/// A metric with 4 decimals, or `-` when it is not a number.
+pub(crate) fn number(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "-".into()
+    }
+}
+
+/// Renders accuracy, per-class precision / recall / F1 and the confusion matrix as a table;
+/// for a regressor, RMSE, MAE and R² on the test rows.
 pub fn render_report(m: &Manifest) -> String {
     let mut s = String::new();
     let t = &m.training;
     let _ = writeln!(
         s,
-        "model {}  algorithm {}  features {}  classes {}",
+        "model {}  algorithm {}  features {}  {}",
         m.name,
         m.algorithm.as_str(),
         m.features.len(),
-        m.classes.len()
+        match m.task {
+            Task::Classification => format!("classes {}", m.classes.len()),
+            Task::Regression => format!("regression of {}", m.target),
+        }
     );
     let _ = writeln!(
         s,
@@ -26,6 +39,24 @@ pub fn render_report(m: &Manifest) -> String {
         t.test_rows,
         t.split_seed
     );
+    if m.task == Task::Regression {
+        match &m.regression_metrics {
+            Some(r) => {
+                let _ = writeln!(
+                    s,
+                    "\non {} test rows:  RMSE {}  MAE {}  R² {}",
+                    r.rows,
+                    number(r.rmse),
+                    number(r.mae),
+                    number(r.r2)
+                );
+            }
+            None => {
+                let _ = writeln!(s, "\nno test metrics");
+            }
+        }
+        return s;
+    }
     let _ = writeln!(s, "\naccuracy {:.4}\n", m.metrics.accuracy);
     let w = m
         .classes

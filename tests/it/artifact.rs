@@ -304,6 +304,7 @@ fn dataset() -> impl Strategy<Value = Dataset> {
                 classes: (0..k).map(|c| format!("class{c}")).collect(),
                 x: x.iter().flatten().map(|&v| v as f64 / 4.0).collect(),
                 y,
+                values: Vec::new(),
                 sha256: String::new(),
                 source: "random.csv".into(),
             })

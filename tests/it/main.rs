@@ -14,6 +14,7 @@ mod lifecycle;
 mod no_5xx;
 mod observe;
 mod registry;
+mod regression;
 mod score;
 mod server;
 mod swap;
