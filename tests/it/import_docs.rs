@@ -65,7 +65,9 @@ fn the_worked_examples_run_as_written() {
                 for command in text.replace("\\\n", " ").lines() {
                     let words: Vec<&str> = command.split_whitespace().collect();
                     let Some((&"treeserve", args)) = words.split_first() else {
-                        panic!("a shell line of docs/import.md that this test cannot run: {command}");
+                        panic!(
+                            "a shell line of docs/import.md that this test cannot run: {command}"
+                        );
                     };
                     let out = Command::new(BIN)
                         .args(args)

@@ -198,7 +198,13 @@ fn reference_json(f: &Fixture) -> Vec<Value> {
         .collect()
 }
 
-fn import(f: &Fixture, reg: &TestRegistry) {
+/// Fixtures treeserve refuses, and what the refusal must name: onnxmltools writes a
+/// LightGBM binary classifier as a regressor followed by arithmetic nodes (Mul, Sigmoid, …),
+/// which treeserve does not evaluate (import the LightGBM file itself instead).
+const REFUSED: &[(&str, &str)] = &[("lgb_binary_onnx", "ai.onnx.Mul")];
+
+/// Imports `f`; `false` when it is one of [`REFUSED`] (and was refused as it must be).
+fn import(f: &Fixture, reg: &TestRegistry) -> bool {
     let mut args = vec![
         "import".to_string(),
         f.file.display().to_string(),
@@ -222,7 +228,19 @@ fn import(f: &Fixture, reg: &TestRegistry) {
         args.extend(["--classes".into(), f.classes.join(",")]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Some((_, names)) = REFUSED.iter().find(|(n, _)| *n == f.name) {
+        let out = treeserve(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{} imports now: take it off REFUSED",
+            f.name
+        );
+        assert!(err.contains(names) && err.lines().count() == 1, "{err}");
+        return false;
+    }
     treeserve_ok(&args);
+    true
 }
 
 #[tokio::test]
@@ -244,9 +262,7 @@ async fn framework_models_answer_like_their_framework_over_every_protocol() {
         );
     }
     let reg = TestRegistry::new();
-    for f in &all {
-        import(f, &reg);
-    }
+    let all: Vec<Fixture> = all.into_iter().filter(|f| import(f, &reg)).collect();
     let app = App::spawn(reg.path(), &[]);
     let mut report = vec![
         "| fixture | rows | /score max abs | max rel | V2 max rel | predict max rel |".to_string(),
