@@ -13,17 +13,23 @@ use treeserve::Model;
 use treeserve::model::{encode_artifact, read_parts, seal};
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&mode, rest)) = input.split_first() else { return };
+    let Some((&mode, rest)) = input.split_first() else {
+        return;
+    };
     let bytes = match mode % 3 {
         0 => input.to_vec(),
         1 => seal(rest),
         _ => {
             let sealed = seal(rest);
-            let Ok((manifest, payload)) = read_parts(&sealed) else { return };
+            let Ok((manifest, payload)) = read_parts(&sealed) else {
+                return;
+            };
             encode_artifact(&manifest, payload)
         }
     };
-    let Ok(model) = Model::from_bytes(&bytes, 1, &Default::default()) else { return };
+    let Ok(model) = Model::from_bytes(&bytes, 1, &Default::default()) else {
+        return;
+    };
     let f = model.num_features();
     let k = model.num_classes();
     let mut scores = vec![0.0; model.num_scores()];
@@ -40,7 +46,11 @@ fuzz_target!(|input: &[u8]| {
         if !imported {
             // smartcore's leaf distributions: probabilities. (An imported model's scores
             // are whatever its transform makes of its leaves, e.g. exp of a huge leaf.)
-            assert!(scores.iter().all(|p| p.is_finite() && (-1e-9..=1.0 + 1e-9).contains(p)));
+            assert!(
+                scores
+                    .iter()
+                    .all(|p| p.is_finite() && (-1e-9..=1.0 + 1e-9).contains(p))
+            );
         }
     }
 });

@@ -10,9 +10,13 @@ use treeserve::model::ensemble::{Leaf, Node, OutputKind};
 use treeserve::model::flat::{FlatEnsemble, Scratch};
 
 fuzz_target!(|input: &[u8]| {
-    let Ok(imported) = lightgbm::read(input) else { return };
+    let Ok(imported) = lightgbm::read(input) else {
+        return;
+    };
     let e = &imported.ensemble;
-    let Ok(flat) = FlatEnsemble::compile(e) else { return };
+    let Ok(flat) = FlatEnsemble::compile(e) else {
+        return;
+    };
     // The largest raw score any row can reach.
     let bound: f64 = e
         .trees
@@ -29,7 +33,18 @@ fuzz_target!(|input: &[u8]| {
         .sum();
     let mut scores = vec![0.0; flat.num_scores()];
     let mut scratch = Scratch::default();
-    for probe in [0.0, f64::NAN, -1e300, 1e300, 0.5, 1e-36, -0.5, 3.0, 31.0, 1e10] {
+    for probe in [
+        0.0,
+        f64::NAN,
+        -1e300,
+        1e300,
+        0.5,
+        1e-36,
+        -0.5,
+        3.0,
+        31.0,
+        1e10,
+    ] {
         let row = vec![probe; flat.num_features()];
         let class = flat.predict(&row, &mut scratch, &mut scores);
         assert!(class < flat.num_scores());

@@ -7,9 +7,14 @@ use libfuzzer_sys::fuzz_target;
 use treeserve::protocol::score;
 
 fuzz_target!(|body: &[u8]| {
-    let features: Vec<String> = ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"]
-        .map(String::from)
-        .to_vec();
+    let features: Vec<String> = [
+        "SepalLengthCm",
+        "SepalWidthCm",
+        "PetalLengthCm",
+        "PetalWidthCm",
+    ]
+    .map(String::from)
+    .to_vec();
     let mut out = Vec::new();
     if let Ok(d) = score::decode(body, &features, 64, &mut out) {
         assert!(d.rows >= 1 && d.rows <= 64);
