@@ -284,13 +284,31 @@ pub fn smoke(url: &str) -> Result<Report, ClientError> {
         let default = models.iter().find(|m| m["default"] == true).cloned();
         if let Some(m) = &default {
             let classes = m["classes"].clone();
+            let regression = m["task"] == "regression";
             let key = m["output_key"].as_str().unwrap_or_default().to_owned();
+            // The README's request when the default model reads IRIS's features, else the
+            // model's first golden row.
+            let canonical: Value = serde_json::from_str(CANONICAL).expect("valid");
+            let iris = canonical.as_object().is_some_and(|o| {
+                m["features"].as_array().is_some_and(|f| {
+                    f.len() == o.len() && f.iter().all(|n| n.as_str().is_some_and(|n| o.contains_key(n)))
+                })
+            });
+            let body = if iris {
+                canonical
+            } else {
+                m["golden_rows"][0]["features"].clone()
+            };
             s.check("POST /score the canonical request", |c, b| async move {
-                let body: Value = serde_json::from_str(CANONICAL).expect("valid");
                 let v = post_json(&c, &b, "/score", &body).await?;
-                let label = &v["output"][&key];
-                if !classes.as_array().is_some_and(|cs| cs.contains(label)) {
-                    return Err(format!("answer {v} has no known class under {key:?}"));
+                let answer = &v["output"][&key];
+                let known = if regression {
+                    answer.is_number()
+                } else {
+                    classes.as_array().is_some_and(|cs| cs.contains(answer))
+                };
+                if !known {
+                    return Err(format!("answer {v} has no known {} under {key:?}", if regression { "number" } else { "class" }));
                 }
                 Ok((format!("{v}"), v))
             })
@@ -305,7 +323,12 @@ pub fn smoke(url: &str) -> Result<Report, ClientError> {
             let key = m["output_key"].as_str().unwrap_or_default().to_owned();
             let path = m["score_path"].as_str().unwrap_or_default().to_owned();
             let rows: Vec<Value> = golden.iter().map(|g| g["features"].clone()).collect();
-            let expected: Vec<Value> = golden.iter().map(|g| g["class"].clone()).collect();
+            // A regressor's golden rows give values: compared within the import tolerance.
+            let regression = m["task"] == "regression";
+            let expected: Vec<Value> = golden
+                .iter()
+                .map(|g| g[if regression { "value" } else { "class" }].clone())
+                .collect();
             let (rows2, expected2) = (rows.clone(), expected.clone());
             s.check(format!("{name}: golden rows via {path}"), |c, b| async move {
                 if rows.is_empty() {
@@ -316,7 +339,7 @@ pub fn smoke(url: &str) -> Result<Report, ClientError> {
                     .as_array()
                     .map(|a| a.iter().map(|o| o[&key].clone()).collect())
                     .unwrap_or_default();
-                if got != expected {
+                if !same_answers(&got, &expected) {
                     return Err(format!("expected {expected:?}, got {got:?}"));
                 }
                 Ok((format!("{} rows as expected", got.len()), v))
@@ -339,8 +362,8 @@ pub fn smoke(url: &str) -> Result<Report, ClientError> {
                     "outputs": [{"name": "label"}],
                 });
                 let v = post_json(&c, &b, &infer, &body).await?;
-                let got = v["outputs"][0]["data"].clone();
-                if got != Value::Array(expected2.clone()) || v["id"] != "smoke" {
+                let got = v["outputs"][0]["data"].as_array().cloned().unwrap_or_default();
+                if !same_answers(&got, &expected2) || v["id"] != "smoke" {
                     return Err(format!("expected labels {expected2:?}, got {v}"));
                 }
                 Ok((format!("version {}", v["model_version"]), v))
@@ -393,4 +416,18 @@ mod tests {
         assert!(x.contains("name=\"a&lt;b\""), "{x}");
         assert!(x.contains("&quot;bad&quot; &amp; worse"), "{x}");
     }
+}
+
+/// Labels equal, or numbers within the import's tolerance (1e-6 relative).
+fn same_answers(got: &[Value], expected: &[Value]) -> bool {
+    got.len() == expected.len()
+        && got
+            .iter()
+            .zip(expected)
+            .all(|(g, e)| match (g.as_f64(), e.as_f64()) {
+                (Some(a), Some(b)) => {
+                    (a - b).abs() <= crate::model::GOLDEN_TOLERANCE * b.abs().max(1e-3)
+                }
+                _ => g == e,
+            })
 }

@@ -118,10 +118,15 @@ pub(super) fn models(state: &AppState, name: Option<&str>) -> Reply {
             "drift": if m.feature_stats.is_empty() { "off: imported without --reference rows" } else { "on" },
             "import": m.import,
             "regression_metrics": m.regression_metrics,
-            "golden_rows": m.golden.iter().map(|g| json!({
-                "features": m.features.iter().zip(&g.features).map(|(f, v)| (f.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                "class": m.classes.get(g.class as usize),
-            })).collect::<Vec<_>>(),
+            // The first 16 (an import keeps up to 1,000): enough for a smoke test.
+            "golden_rows": m.golden.iter().take(16).map(|g| {
+                let features = m.features.iter().zip(&g.features).map(|(f, v)| (f.clone(), json!(v))).collect::<serde_json::Map<_, _>>();
+                if m.task == crate::model::Task::Regression {
+                    json!({"features": features, "value": g.probabilities.first()})
+                } else {
+                    json!({"features": features, "class": m.classes.get(g.class as usize)})
+                }
+            }).collect::<Vec<_>>(),
         })
     };
     let body = match name {

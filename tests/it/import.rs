@@ -136,6 +136,13 @@ async fn a_regressor_answers_numbers_and_routes_nulls_over_every_protocol() {
     let resp = app.post("/v2/models/price/infer", ask).await;
     assert_eq!(resp.status(), 400);
 
+    let smoke = treeserve(&["smoke", &app.url("")]);
+    assert!(
+        smoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&smoke.stdout)
+    );
+
     let info: Value = app.get("/models/price").await.json().await.unwrap();
     assert_eq!(info["task"], "regression");
     assert_eq!(info["missing_values"], "null means missing");

@@ -392,6 +392,15 @@ async fn framework_models_answer_like_their_framework_over_every_protocol() {
             predict.max_rel
         ));
     }
+    // The release smoke test: every model's golden rows (NaN features are nulls) over
+    // /score and V2.
+    let smoke = treeserve(&["smoke", &app.url("")]);
+    assert!(
+        smoke.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&smoke.stdout),
+        String::from_utf8_lossy(&smoke.stderr)
+    );
     let table = report.join("\n");
     eprintln!("{table}");
     let _ = std::fs::write(repo().join("target/import-parity.md"), &table);
