@@ -386,6 +386,20 @@ pub fn smoke(url: &str) -> Result<Report, ClientError> {
     })
 }
 
+/// Labels equal, or numbers within the import's tolerance (1e-6 relative).
+fn same_answers(got: &[Value], expected: &[Value]) -> bool {
+    got.len() == expected.len()
+        && got
+            .iter()
+            .zip(expected)
+            .all(|(g, e)| match (g.as_f64(), e.as_f64()) {
+                (Some(a), Some(b)) => {
+                    (a - b).abs() <= crate::model::GOLDEN_TOLERANCE * b.abs().max(1e-3)
+                }
+                _ => g == e,
+            })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,18 +430,4 @@ mod tests {
         assert!(x.contains("name=\"a&lt;b\""), "{x}");
         assert!(x.contains("&quot;bad&quot; &amp; worse"), "{x}");
     }
-}
-
-/// Labels equal, or numbers within the import's tolerance (1e-6 relative).
-fn same_answers(got: &[Value], expected: &[Value]) -> bool {
-    got.len() == expected.len()
-        && got
-            .iter()
-            .zip(expected)
-            .all(|(g, e)| match (g.as_f64(), e.as_f64()) {
-                (Some(a), Some(b)) => {
-                    (a - b).abs() <= crate::model::GOLDEN_TOLERANCE * b.abs().max(1e-3)
-                }
-                _ => g == e,
-            })
 }
