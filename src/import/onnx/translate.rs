@@ -58,6 +58,20 @@ fn values(a: &Attrs, acc: &Accepted, name: &str) -> Result<Vec<f64>, ImportError
     }
 }
 
+/// Refuses a regressor of several targets: treeserve serves one.
+pub(super) fn one_target(a: &Attrs, op: &str) -> Result<(), ImportError> {
+    match a.int("n_targets")? {
+        Some(1) => Ok(()),
+        Some(t) if t > 1 => Err(unsupported(format!(
+            "{op}: n_targets = {t}; treeserve serves one target"
+        ))),
+        t => Err(malformed(format!(
+            "{op}: n_targets = {} (must be 1)",
+            t.unwrap_or(0)
+        ))),
+    }
+}
+
 fn same_len(n: usize, len: usize, name: &str) -> Result<(), ImportError> {
     if len == n {
         Ok(())
@@ -174,20 +188,8 @@ pub fn v3(acc: &Accepted) -> Result<Translated, ImportError> {
         }
         (classes.len(), Some(classes))
     } else {
-        match a.int("n_targets")? {
-            Some(1) => (1, None),
-            Some(t) if t > 1 => {
-                return Err(unsupported(format!(
-                    "{op}: n_targets = {t}; treeserve serves one target"
-                )));
-            }
-            t => {
-                return Err(malformed(format!(
-                    "{op}: n_targets = {} (must be 1)",
-                    t.unwrap_or(0)
-                )));
-            }
-        }
+        one_target(&a, op)?;
+        (1, None)
     };
     // Leaf weights, in attribute order.
     let mut leaf: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];

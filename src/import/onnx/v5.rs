@@ -67,20 +67,7 @@ pub fn v5(acc: &Accepted) -> Result<Translated, ImportError> {
             weights.len()
         )));
     }
-    match a.int("n_targets")? {
-        Some(1) => {}
-        Some(t) if t > 1 => {
-            return Err(unsupported(format!(
-                "{op}: n_targets = {t}; treeserve serves one target"
-            )));
-        }
-        t => {
-            return Err(malformed(format!(
-                "{op}: n_targets = {} (must be 1)",
-                t.unwrap_or(0)
-            )));
-        }
-    }
+    super::translate::one_target(&a, op)?;
     match a.int("post_transform")?.unwrap_or(0) {
         0 => {}
         p @ 1..=4 => {
