@@ -900,6 +900,97 @@ def sklearn_fixtures(out):
                 domain="credit", seed=51, target="credit_limit", task="regression",
                 y_fn=lambda r, z: 5000.0 + 2000.0 * z[:, 0] + r.normal(0, 300.0, len(z)),
                 ort_oracle=True)
+    # ai.onnx.ml opset 5 (TreeEnsemble), which no converter writes yet.
+    v5_fixture(out, "skl_rf_regressor")
+
+
+def tree_ensemble_v5(onx3):
+    """An opset-3 TreeEnsembleRegressor (one target, SUM, float input) rewritten as the
+    ai.onnx.ml opset-5 TreeEnsemble: neither skl2onnx nor onnxmltools writes opset 5."""
+    from onnx import TensorProto, helper
+    n = onx3.graph.node[0]
+    assert n.op_type == "TreeEnsembleRegressor", n.op_type
+    A = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+    # Opset 5 has no base_values: only models without them translate.
+    assert not any(A.get("base_values", [])), "base_values have no opset-5 form"
+    aggregate = {b"SUM": 1, b"AVERAGE": 0}[A.get("aggregate_function", b"SUM")]
+    tid, nid, modes = A["nodes_treeids"], A["nodes_nodeids"], A["nodes_modes"]
+    idx = {(t, k): i for i, (t, k) in enumerate(zip(tid, nid))}
+    leaf_of, leaf_weights = {}, []
+    for t, k, w in zip(A["target_treeids"], A["target_nodeids"], A["target_weights"]):
+        leaf_of[(t, k)] = len(leaf_weights)
+        leaf_weights.append(w)
+    splits = [i for i, m in enumerate(modes) if m != b"LEAF"]
+    assert all(modes[i] == b"BRANCH_LEQ" for i in splits)
+    pos = {i: j for j, i in enumerate(splits)}
+
+    def child(t, k):
+        i = idx[(t, k)]
+        return (leaf_of[(t, k)], 1) if modes[i] == b"LEAF" else (pos[i], 0)
+
+    tv, tl, fv, fl = [], [], [], []
+    for i in splits:
+        a, b = child(tid[i], A["nodes_truenodeids"][i])
+        c, d = child(tid[i], A["nodes_falsenodeids"][i])
+        tv.append(a), tl.append(b), fv.append(c), fl.append(d)
+    roots, seen = [], set()
+    for i, t in enumerate(tid):
+        if t not in seen:
+            seen.add(t)
+            roots.append(pos[i])
+    m = len(splits)
+    node = helper.make_node(
+        "TreeEnsemble", ["X"], ["Y"], domain="ai.onnx.ml", tree_roots=roots,
+        nodes_featureids=[A["nodes_featureids"][i] for i in splits],
+        nodes_truenodeids=tv, nodes_trueleafs=tl, nodes_falsenodeids=fv, nodes_falseleafs=fl,
+        nodes_missing_value_tracks_true=[A.get("nodes_missing_value_tracks_true", [0] * len(modes))[i]
+                                         for i in splits],
+        nodes_modes=helper.make_tensor("modes", TensorProto.UINT8, [m], [0] * m),
+        nodes_splits=helper.make_tensor("splits", TensorProto.FLOAT, [m],
+                                        [A["nodes_values"][i] for i in splits]),
+        leaf_targetids=[0] * len(leaf_weights),
+        leaf_weights=helper.make_tensor("weights", TensorProto.FLOAT, [len(leaf_weights)],
+                                        leaf_weights),
+        n_targets=1, aggregate_function=aggregate)
+    f = onx3.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    g = helper.make_graph([node], "tree_ensemble_v5",
+                          [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, f])],
+                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21),
+                                                helper.make_opsetid("ai.onnx.ml", 5)])
+    model.ir_version = 10
+    return model
+
+
+def v5_fixture(out, source):
+    """The opset-5 form of fixture `source` (a float-input regressor), with ORT as the oracle
+    and onnx.reference as a second one."""
+    from onnx.reference import ReferenceEvaluator
+    src = next(e for e in out.entries if e["name"] == source)
+    onx = tree_ensemble_v5(onnx.load(out.file(src["file"])))
+    name = f"{source}_v5"
+    with open(out.file(f"{name}.onnx"), "wb") as f:
+        f.write(onx.SerializeToString())
+    ref = pd.read_csv(out.file(src["reference"]))
+    X = ref[src["features"]].to_numpy(dtype=np.float64)
+    y = ref[src["target"]].to_numpy(dtype=np.float64)
+    _, v = ort_run(onx, X, np.float32, False)
+    _, v3 = ort_run(onnx.load(out.file(src["file"])), X, np.float32, False)
+    r = ReferenceEvaluator(onx).run(None, {"X": X.astype(np.float32)})[0].reshape(-1)
+    d3, dr = diff(v, v3), diff(v, r)
+    assert d3["max_rel"] <= ORT_REL and dr["max_rel"] <= ORT_REL, (d3, dr)
+    entry = {k: src[k] for k in ("format", "framework", "framework_version", "task", "classes",
+                                 "features", "target", "categorical", "trees", "objective")}
+    entry.update({
+        "name": name, "file": f"{name}.onnx",
+        "oracle": (f"onnxruntime {ort.__version__} single-threaded on the float32 input; "
+                   "onnx.reference agrees"),
+        "tolerance_note": SKL_TOL_FLOAT, "converter": f"{source} rewritten as ai.onnx.ml opset 5",
+        "ort_vs_opset3": d3, "ort_vs_onnx_reference": dr, "feature_names_in_file": False,
+    })
+    entry.update(onnx_info(onx))
+    out.add(entry, X, y, None, v, f"oracle=ORT; vs opset 3 {d3['max_rel']:.3g}, "
+            f"vs onnx.reference {dr['max_rel']:.3g}")
 
 
 def mltools_fixture(out, name, onx, *, source, framework, version, features, target, classes,
