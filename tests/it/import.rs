@@ -136,6 +136,26 @@ async fn a_regressor_answers_numbers_and_routes_nulls_over_every_protocol() {
     let resp = app.post("/v2/models/price/infer", ask).await;
     assert_eq!(resp.status(), 400);
 
+    // V2 binary data: NaN is a missing value too.
+    let header = json!({"inputs": [{"name": "input", "shape": [2, 2], "datatype": "FP64",
+        "parameters": {"binary_data_size": 32}}]})
+    .to_string();
+    let mut binary = header.clone().into_bytes();
+    for v in [f64::NAN, 1.0, 3.0, f64::NAN] {
+        binary.extend_from_slice(&v.to_le_bytes());
+    }
+    let resp = app
+        .client
+        .post(app.url("/v2/models/price/infer"))
+        .header("inference-header-content-length", header.len())
+        .header("content-type", "application/octet-stream")
+        .body(binary)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["outputs"][0]["data"], json!([22.5, 21.5]), "{v}");
+
     let smoke = treeserve(&["smoke", &app.url("")]);
     assert!(
         smoke.status.success(),

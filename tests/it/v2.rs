@@ -211,7 +211,7 @@ async fn every_v2_error_is_a_4xx_with_a_json_error() {
         (infer_body(json!([1, 4]), "BYTES", json!(["a", "b", "c", "d"])), 400, "invalid_datatype", "BYTES"),
         (infer_body(json!([1, 4]), "FP16", json!(ROW)), 400, "invalid_datatype", "FP16"),
         (infer_body(json!([1, 4]), "FP32", json!([1, 2, "3", 4])), 400, "invalid_body", "data must be numbers"),
-        (infer_body(json!([1, 4]), "FP32", json!([1, 2, null, 4])), 400, "invalid_body", "data must be numbers"),
+        (infer_body(json!([1, 4]), "FP32", json!([1, 2, null, 4])), 400, "invalid_value", "does not route missing values"),
         (infer_body(json!([1, 4]), "FP32", json!([1, 2, 3, 1e300])), 400, "invalid_value", "not a valid FP32"),
         (infer_body(json!([1, 4]), "INT32", json!([1, 2, 3, 4.5])), 400, "invalid_value", "INT32"),
         (infer_body(json!([0, 4]), "FP32", json!([])), 400, "empty_batch", "no rows"),

@@ -55,8 +55,17 @@ pub(super) fn check_values(
         _ => (0.0, u64::MAX as f64, true),
     };
     for (i, &v) in values.iter().enumerate() {
-        if v.is_nan() && missing_aware {
-            continue;
+        if v.is_nan() {
+            if missing_aware {
+                continue;
+            }
+            return Err(bad(
+                K::InvalidValue,
+                format!(
+                    "input {name:?}: value {i} is null (or NaN), a missing value, and this model \
+                     does not route missing values"
+                ),
+            ));
         }
         if !v.is_finite() {
             return Err(bad(

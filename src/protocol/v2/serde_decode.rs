@@ -93,11 +93,7 @@ impl<'de> Visitor<'de> for FlatSeed<'_> {
         Ok(())
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        if !self.1 {
-            return Err(E::custom(
-                "null is not a number (this model does not route missing values)",
-            ));
-        }
+        // A missing value; `check_values` refuses it for a model that does not route them.
         self.0.push(f64::NAN);
         Ok(())
     }
