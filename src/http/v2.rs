@@ -144,15 +144,20 @@ async fn metadata(state: &AppState, model: &str, version: Option<&str>) -> Reply
         "versions": versions.iter().map(u64::to_string).collect::<Vec<_>>(),
         "platform": "treeserve",
         "inputs": [{"name": v2::INPUT, "datatype": "FP64", "shape": [-1, m.num_features()]}],
-        "outputs": [
-            {"name": v2::LABEL, "datatype": "BYTES", "shape": [-1]},
-            {"name": v2::PROBABILITIES, "datatype": "FP32", "shape": [-1, m.num_classes()]},
-        ],
+        "outputs": if m.is_regression() {
+            json!([{"name": v2::PREDICT, "datatype": "FP64", "shape": [-1]}])
+        } else {
+            json!([
+                {"name": v2::LABEL, "datatype": "BYTES", "shape": [-1]},
+                {"name": v2::PROBABILITIES, "datatype": "FP32", "shape": [-1, m.num_classes()]},
+            ])
+        },
         "parameters": {
             "model_version": served.version_text,
             "features": m.features(),
             "classes": m.classes(),
             "accepted_input_datatypes": v2::INPUT_DATATYPES,
+            "missing_values": m.missing_aware(),
         },
     });
     Ok(json_response(

@@ -163,6 +163,13 @@ async fn a_regressor_answers_numbers_and_routes_nulls_over_every_protocol() {
         String::from_utf8_lossy(&smoke.stdout)
     );
 
+    let meta: Value = app.get("/v2/models/price").await.json().await.unwrap();
+    assert_eq!(
+        meta["outputs"],
+        json!([{"name": "predict", "datatype": "FP64", "shape": [-1]}])
+    );
+    assert_eq!(meta["parameters"]["missing_values"], true);
+
     let info: Value = app.get("/models/price").await.json().await.unwrap();
     assert_eq!(info["task"], "regression");
     assert_eq!(info["missing_values"], "null means missing");
