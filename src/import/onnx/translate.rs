@@ -72,12 +72,13 @@ pub(super) fn one_target(a: &Attrs, op: &str) -> Result<(), ImportError> {
     }
 }
 
-fn same_len(n: usize, len: usize, name: &str) -> Result<(), ImportError> {
+/// Refuses a per-node attribute of `op` whose length is not the node count `n`.
+pub(super) fn same_len(op: &str, n: usize, len: usize, name: &str) -> Result<(), ImportError> {
     if len == n {
         Ok(())
     } else {
         Err(malformed(format!(
-            "'{name}' has {len} values for {n} nodes"
+            "{op}: '{name}' has {len} values for {n} nodes"
         )))
     }
 }
@@ -108,10 +109,10 @@ pub fn v3(acc: &Accepted) -> Result<Translated, ImportError> {
         ("nodes_modes", modes.len()),
         ("nodes_values", thresholds.len()),
     ] {
-        same_len(n, len, name)?;
+        same_len(op, n, len, name)?;
     }
     if !tracks.is_empty() {
-        same_len(n, tracks.len(), "nodes_missing_value_tracks_true")?;
+        same_len(op, n, tracks.len(), "nodes_missing_value_tracks_true")?;
     }
     // ONNX Runtime reads tree and node ids as 32-bit ints.
     let id32 = |v: i64, name: &str, i: usize| {

@@ -48,17 +48,10 @@ pub fn v5(acc: &Accepted) -> Result<Translated, ImportError> {
         ("nodes_splits", splits.len()),
         ("nodes_modes", modes.len()),
     ] {
-        if len != n {
-            return Err(malformed(format!(
-                "{op}: '{name}' has {len} values for {n} nodes"
-            )));
-        }
+        super::translate::same_len(op, n, len, name)?;
     }
-    if !tracks.is_empty() && tracks.len() != n {
-        return Err(malformed(format!(
-            "{op}: 'nodes_missing_value_tracks_true' has {} values for {n} nodes",
-            tracks.len()
-        )));
+    if !tracks.is_empty() {
+        super::translate::same_len(op, n, tracks.len(), "nodes_missing_value_tracks_true")?;
     }
     let m = targets.len();
     if weights.len() != m {
