@@ -95,6 +95,9 @@ pub enum LoadError {
         /// Features of the new version.
         to: Vec<String>,
     },
+    /// A pinned version that failed to load moments ago; not retried yet.
+    #[error("{0} (failed moments ago; retried after a few seconds)")]
+    RecentlyFailed(String),
 }
 
 impl LoadError {
@@ -106,6 +109,7 @@ impl LoadError {
             LoadError::Artifact { source, .. } => source.reason(),
             LoadError::NameMismatch { .. } => "name_mismatch",
             LoadError::SchemaChange { .. } => "schema_change",
+            LoadError::RecentlyFailed(_) => "recently_failed",
         }
     }
 }
