@@ -50,6 +50,14 @@ pub enum ApiError {
     /// The body is compressed.
     #[error("unsupported content encoding {0:?}: send the body uncompressed")]
     UnsupportedContentEncoding(String),
+    /// A transfer coding other than `chunked` (it would be ignored, the body misread).
+    #[error(
+        "unsupported transfer encoding {0:?}: send the body with Content-Length or chunked only"
+    )]
+    UnsupportedTransferEncoding(String),
+    /// An HTTP/1.1 request without `Host` (RFC 9112, section 3.2).
+    #[error("an HTTP/1.1 request must carry a Host header")]
+    MissingHost,
     /// A bug: the server failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,6 +95,8 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedTransferEncoding(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::MissingHost => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Draining => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,6 +116,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => ErrorType::MethodNotAllowed,
             ApiError::Draining => ErrorType::ShuttingDown,
             ApiError::UnsupportedContentEncoding(_) => ErrorType::UnsupportedContentEncoding,
+            ApiError::UnsupportedTransferEncoding(_) => ErrorType::UnsupportedTransferEncoding,
+            ApiError::MissingHost => ErrorType::MissingHost,
             ApiError::Internal(_) => ErrorType::Internal,
         }
     }
@@ -135,7 +147,10 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            ApiError::BodyTimeout(_) => {
+            ApiError::BodyTimeout(_)
+            | ApiError::UnsupportedTransferEncoding(_)
+            | ApiError::MissingHost => {
+                // The rest of the connection cannot be trusted to be read right.
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }

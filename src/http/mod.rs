@@ -10,6 +10,7 @@ mod error;
 mod handler;
 mod info;
 mod negotiate;
+mod report;
 mod request_id;
 mod routes;
 mod score;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Configuration.
     pub config: ServeConfig,
+    /// Built reports, per model.
+    reports: report::Reports,
 }
 
 impl AppState {
@@ -71,6 +74,7 @@ impl AppState {
             scoring,
             metrics,
             config,
+            reports: report::Reports::default(),
         }
     }
 
@@ -257,13 +261,17 @@ pub async fn respond<B: RequestBody>(req: Request<B>, state: &AppState) -> Respo
 }
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+/// `X-Content-Type-Options: nosniff`: browsers must not guess another type than the one
+/// given (a JSON error quoting a path must never run as HTML).
+pub(crate) const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 
 /// A JSON response with `status`.
 pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     // A fresh map: `append` is `insert` here (and shares hyper's hot code).
-    resp.headers_mut()
-        .append(header::CONTENT_TYPE, APPLICATION_JSON);
+    let h = resp.headers_mut();
+    h.append(header::CONTENT_TYPE, APPLICATION_JSON);
+    h.append(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
     resp
 }
