@@ -76,6 +76,8 @@ error_types! {
     UnsupportedTransferEncoding => "unsupported_transfer_encoding",
     /// An HTTP/1.1 request without `Host`.
     MissingHost => "missing_host",
+    /// A request head over `--max-header-bytes` (431).
+    HeadTooLarge => "head_too_large",
     /// No validated model is loaded.
     NoModel => "no_model",
     /// The named model has no loaded version yet.

@@ -32,7 +32,11 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
     let mut ids: Option<Box<Ids>> = None;
     let mut host = false;
     let mut head_error = None;
+    // hyper stops reading a head at `--max-header-bytes` of buffer, but parses one that
+    // arrived whole in a larger read: its size is checked here too.
+    let mut head_len = req.uri().path().len() + req.uri().query().map_or(0, str::len);
     for (name, value) in req.headers() {
+        head_len += name.as_str().len() + value.len() + 4;
         let i = match name.as_str() {
             "x-request-id" => 0,
             "x-ms-request-id" => 1,
@@ -47,6 +51,10 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
             _ => continue,
         };
         ids.get_or_insert_default().client[i] = Some(value.clone());
+    }
+    let limit = state.config.max_header_bytes;
+    if head_len as u64 > limit {
+        head_error = Some(ApiError::HeadTooLarge { limit });
     }
     // From a connection (in-process requests are built without a Host).
     if !host && in_progress.is_some() && req.version() == http::Version::HTTP_11 {
@@ -242,9 +250,7 @@ fn error_response(
     ids: &mut Option<Box<Ids>>,
 ) -> Response<Full<Bytes>> {
     let status = e.status();
-    if !state.config.no_metrics
-        && (status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE)
-    {
+    if !state.config.no_metrics && (e.is_clients() || status == StatusCode::SERVICE_UNAVAILABLE) {
         state.metrics.rejected(e.error_type());
     }
     let id = Ids::logged(ids);
@@ -277,7 +283,7 @@ fn client_id(ids: &[Option<HeaderValue>; 2]) -> Option<&HeaderValue> {
 fn log_error(e: &ApiError, id: &RequestId, method: &Method, route: Route) {
     let status = e.status().as_u16();
     let error_type = e.error_type().as_str();
-    if e.status().is_server_error() && !e.is_transient() {
+    if !e.is_clients() && !e.is_transient() {
         tracing::error!(
             target: REQUEST_LOG_TARGET,
             request_id = %id, %method, route = route.as_str(), status, error_type, error = %e,

@@ -232,12 +232,8 @@ impl Catalog {
             return Ok(s);
         }
         self.recent_failure(version)?;
-        let loaded = self.registry.read(&self.name, version).and_then(|bytes| {
-            let len = bytes.len() as u64;
-            Ok((self.check(version, &bytes, false), len))
-        });
-        let (result, len) = match loaded {
-            Ok((result, len)) => (result, len),
+        let (result, len) = match self.registry.read(&self.name, version) {
+            Ok(bytes) => (self.check(version, &bytes, false), bytes.len() as u64),
             Err(e) => (Err(LoadError::Registry(e)), 0),
         };
         self.metrics.model_load(match &result {
