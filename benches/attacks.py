@@ -10,6 +10,8 @@ throughput before, during and after each attack.
 Attacks:
   heads     --conns (default 1000) connections each sending a 390 KB request head that never
             ends (item 9);
+  control   32 wrk connections on GET /health/live: what any cheap traffic costs /score on
+            the same cores (the floor for `report`);
   report    32 wrk connections on GET /models/many/report (a 120-class model) while /score
             is measured (item 10);
   h2window  --h2-conns (default 4) HTTP/2 connections announcing a zero receive window, each
@@ -239,9 +241,9 @@ def attack(binary, reg, which, args, work):
             a = Heads(addr, args.conns)
             a.start()
             time.sleep(3)
-        elif which == "report":
-            side = wrk(addr, args.duration + 3, conns=32, path="/models/many/report",
-                       lua=work / "get.lua")
+        elif which in ("report", "control"):
+            path = "/models/many/report" if which == "report" else "/health/live"
+            side = wrk(addr, args.duration + 3, conns=32, path=path, lua=work / "get.lua")
             a = None
             time.sleep(1.5)
         elif which == "h2window":
@@ -285,7 +287,7 @@ def attack(binary, reg, which, args, work):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--binary", action="append", required=True, help="NAME=PATH")
-    p.add_argument("--attacks", default="heads,report,h2window,pinned")
+    p.add_argument("--attacks", default="heads,control,report,h2window,pinned")
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--conns", type=int, default=1000)
     p.add_argument("--h2-conns", type=int, default=4)

@@ -4,7 +4,7 @@
 //! versions remembered for a few seconds so that misses cannot become a load storm.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -175,15 +175,7 @@ impl Catalog {
     /// Decodes and validates a version; refuses another model's artifact and, for the
     /// alias's version unless allowed, a change of features.
     fn check(&self, version: u64, bytes: &[u8], follows_alias: bool) -> Result<Model, LoadError> {
-        let model = Model::from_bytes(bytes, version, &self.opts.limits)
-            .map_err(|source| LoadError::Artifact { version, source })?;
-        if model.name() != self.name {
-            return Err(LoadError::NameMismatch {
-                version,
-                expected: self.name.clone(),
-                found: model.name().to_owned(),
-            });
-        }
+        let model = check(&self.name, version, bytes, &self.opts.limits)?;
         if follows_alias
             && let Some(current) = self.current.load().as_ref()
             && !self.opts.allow_schema_change
@@ -232,10 +224,11 @@ impl Catalog {
             return Ok(s);
         }
         self.recent_failure(version)?;
-        let (result, len) = match self.registry.read(&self.name, version) {
-            Ok(bytes) => (self.check(version, &bytes, false), bytes.len() as u64),
+        let (registry, name, limits) = (self.registry.clone(), self.name.clone(), self.opts.limits);
+        let (result, len) = on_loader_thread(move || match registry.read(&name, version) {
+            Ok(bytes) => (check(&name, version, &bytes, &limits), bytes.len() as u64),
             Err(e) => (Err(LoadError::Registry(e)), 0),
-        };
+        });
         self.metrics.model_load(match &result {
             Ok(_) => "success",
             Err(e) => e.reason(),
@@ -287,7 +280,10 @@ impl Catalog {
                     version,
                 })
             } else {
-                LoadError::RecentlyFailed(f.error.clone())
+                LoadError::Unavailable(format!(
+                    "{} (failed moments ago; retried after a few seconds)",
+                    f.error
+                ))
             }),
             _ => Ok(()),
         }
@@ -326,5 +322,62 @@ impl Catalog {
     /// Published versions of the model. Blocking.
     pub fn versions(&self) -> Result<Vec<u64>, RegistryError> {
         self.registry.versions(&self.name)
+    }
+}
+
+/// Decodes and validates version `version` of model `name`; refuses another model's
+/// artifact.
+fn check(name: &str, version: u64, bytes: &[u8], limits: &TreeLimits) -> Result<Model, LoadError> {
+    let model = Model::from_bytes(bytes, version, limits)
+        .map_err(|source| LoadError::Artifact { version, source })?;
+    if model.name() != name {
+        return Err(LoadError::NameMismatch {
+            version,
+            expected: name.to_owned(),
+            found: model.name().to_owned(),
+        });
+    }
+    Ok(model)
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs a pinned load on the one loader thread of the process and waits for it. One
+/// thread for every model's pinned loads: they never take more than one core, and their
+/// transient memory (the artifact and its decoding, several times the loaded model) is
+/// reused by the next load from the same allocator arena instead of staying behind in
+/// the arena of whichever blocking thread ran it.
+fn on_loader_thread<T: Send + 'static>(
+    load: impl FnOnce() -> (Result<T, LoadError>, u64) + Send + 'static,
+) -> (Result<T, LoadError>, u64) {
+    static LOADER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let loader = LOADER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("pinned-loader".into())
+            .spawn(move || {
+                for job in rx {
+                    // A panicking load drops its reply: the waiter sees it below.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the pinned-version loader thread");
+        }
+        Mutex::new(tx)
+    });
+    let (reply, answer) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = reply.send(load());
+    });
+    let sent = loader.lock().expect("lock").send(job);
+    match sent.ok().and_then(|()| answer.recv().ok()) {
+        Some(result) => result,
+        None => (
+            Err(LoadError::Unavailable(
+                "the load did not finish (a bug: see the server's log)".into(),
+            )),
+            0,
+        ),
     }
 }

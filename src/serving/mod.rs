@@ -95,9 +95,10 @@ pub enum LoadError {
         /// Features of the new version.
         to: Vec<String>,
     },
-    /// A pinned version that failed to load moments ago; not retried yet.
-    #[error("{0} (failed moments ago; retried after a few seconds)")]
-    RecentlyFailed(String),
+    /// A pinned version that failed to load moments ago (not retried yet), or whose
+    /// load did not finish.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl LoadError {
@@ -109,7 +110,7 @@ impl LoadError {
             LoadError::Artifact { source, .. } => source.reason(),
             LoadError::NameMismatch { .. } => "name_mismatch",
             LoadError::SchemaChange { .. } => "schema_change",
-            LoadError::RecentlyFailed(_) => "recently_failed",
+            LoadError::Unavailable(_) => "unavailable",
         }
     }
 }
