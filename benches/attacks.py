@@ -5,11 +5,14 @@ throughput before, during and after each attack.
 
     python3 benches/attacks.py --binary before=/tmp/before-target/release/treeserve \\
                                --binary after=target/release/treeserve \\
-                               [--attacks heads,report,h2window,pinned] [--duration 5] [--json FILE]
+                               [--attacks heads,heads-under,control,report,h2window,pinned]
+                               [--duration 5] [--rounds 3] [--json FILE]
 
 Attacks:
   heads     --conns (default 1000) connections each sending a 390 KB request head that never
             ends (item 9);
+  heads-under  the same with 30 KB heads, just under the default --max-header-bytes: what a
+            connection can hold until --header-read-timeout (10 s) closes it;
   control   32 wrk connections on GET /health/live: what any cheap traffic costs /score on
             the same cores (the floor for `report`);
   report    32 wrk connections on GET /models/many/report (a 120-class model) while /score
@@ -19,7 +22,8 @@ Attacks:
   pinned    16 wrk connections cycling V2 infer through pinned versions 2..9 of a 23 MB
             random forest (item 12).
 
-Each attack runs on a fresh server: idle RSS; `/score` req/s alone (wrk, 1 thread, 16
+Each attack runs on a fresh server (each round, alternating which binary goes first; the
+table shows medians over rounds): idle RSS; `/score` req/s alone (wrk, 1 thread, 16
 connections, --duration s); then the attack starts, and after it has settled `/score` req/s
 under it, RSS during it (and the peak, VmHWM); then the attack stops and RSS 2 s later.
 The registry (built once with the first binary, in a temp dir) holds `iris` (the
@@ -34,6 +38,7 @@ import re
 import resource
 import select
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -139,15 +144,15 @@ def wrk_result(proc):
 class Heads:
     """Connections each trickling a 390 KB head that never ends."""
 
-    def __init__(self, addr, conns):
-        self.addr, self.conns = addr, conns
+    def __init__(self, addr, conns, size):
+        self.addr, self.conns, self.size = addr, conns, size
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.sent = 0
 
     def run(self):
         socks = []
-        chunk = b"GET / HTTP/1.1\r\nHost: x\r\nx-pad: " + b"a" * (390 * 1024)
+        chunk = b"GET / HTTP/1.1\r\nHost: x\r\nx-pad: " + b"a" * self.size
         for _ in range(self.conns):
             try:
                 s = socket.create_connection(self.addr)
@@ -237,8 +242,8 @@ def attack(binary, reg, which, args, work):
         row["score_rps_alone"] = wrk_result(wrk(addr, args.duration))["rps"]
         row["rss_before_attack_mib"] = status(pid, "VmRSS")
         side = None
-        if which == "heads":
-            a = Heads(addr, args.conns)
+        if which in ("heads", "heads-under"):
+            a = Heads(addr, args.conns, 390 * 1024 if which == "heads" else 30 * 1024)
             a.start()
             time.sleep(3)
         elif which in ("report", "control"):
@@ -287,8 +292,9 @@ def attack(binary, reg, which, args, work):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--binary", action="append", required=True, help="NAME=PATH")
-    p.add_argument("--attacks", default="heads,control,report,h2window,pinned")
+    p.add_argument("--attacks", default="heads,heads-under,control,report,h2window,pinned")
     p.add_argument("--duration", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=1, help="medians over rounds")
     p.add_argument("--conns", type=int, default=1000)
     p.add_argument("--h2-conns", type=int, default=4)
     p.add_argument("--json")
@@ -305,12 +311,19 @@ def main():
         (work / "pinned.lua").write_text(PINNED_LUA + done)
         reg = registry(binaries[0][1], work)
         for which in args.attacks.split(","):
-            for name, binary in binaries:
-                row = attack(binary, reg, which, args, work)
-                results.setdefault(which, {})[name] = row
-                print(f"{which:9} {name:8} " + " ".join(
-                    f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                    flush=True)
+            rounds = {}
+            for r in range(args.rounds):
+                # Alternate which binary goes first.
+                for name, binary in (binaries if r % 2 == 0 else binaries[::-1]):
+                    row = attack(binary, reg, which, args, work)
+                    rounds.setdefault(name, []).append(row)
+                    print(f"{which:11} {name:8} round {r + 1}: " + " ".join(
+                        f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in row.items()), flush=True)
+            for name, _ in binaries:
+                rows = rounds[name]
+                results.setdefault(which, {})[name] = {
+                    k: statistics.median(row[k] for row in rows) for k in rows[0]}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     print()
