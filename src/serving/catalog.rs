@@ -1,6 +1,8 @@
 //! One model's catalog: the version its alias points to, swapped atomically, and a small
 //! cache of pinned versions.
 
+mod fallback;
+
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
@@ -56,6 +58,8 @@ pub struct Catalog {
     pinned: Mutex<(u64, Vec<Pinned>)>,
     /// One pinned load at a time, so a burst of first requests reads the file once.
     pin_loading: Mutex<()>,
+    /// Why an earlier version is served instead of the alias's, when it is.
+    fallback: Mutex<Option<String>>,
 }
 
 impl Catalog {
@@ -75,6 +79,7 @@ impl Catalog {
             last_failure: Mutex::new(None),
             pinned: Mutex::new((0, Vec::new())),
             pin_loading: Mutex::new(()),
+            fallback: Mutex::new(None),
         }
     }
 
@@ -108,7 +113,7 @@ impl Catalog {
     pub fn reload(&self) -> Result<Reloaded, LoadError> {
         let result = self.try_reload();
         match &result {
-            Ok(Reloaded::Swapped { .. }) => {
+            Ok(Reloaded::Swapped { .. } | Reloaded::Fallback { .. }) => {
                 self.metrics.model_load("success");
                 self.metrics.swapped();
             }
@@ -124,7 +129,10 @@ impl Catalog {
         if from == Some(version) {
             return Ok(Reloaded::Unchanged(version));
         }
-        let bytes = self.registry.read(&self.name, version)?;
+        let bytes = match self.registry.read(&self.name, version) {
+            Ok(b) => b,
+            Err(e) => return self.unservable(version, e.into()),
+        };
         let digest = crate::model::sha256_hex(&bytes);
         let mut last_failure = self.last_failure.lock().expect("lock");
         if last_failure.as_ref() == Some(&(version, digest.clone())) {
@@ -133,7 +141,11 @@ impl Catalog {
         let checked = self.check(version, &bytes, true);
         *last_failure = checked.is_err().then_some((version, digest));
         drop(last_failure);
-        let model = checked?;
+        let model = match checked {
+            Ok(m) => m,
+            Err(e) => return self.unservable(version, e),
+        };
+        *self.fallback.lock().expect("lock") = None;
         // A pinned copy of this version is now the alias's: serve one copy.
         self.pinned
             .lock()
