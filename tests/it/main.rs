@@ -6,6 +6,7 @@ mod artifact;
 mod cli;
 mod clients;
 mod common;
+mod fleet;
 mod hostile;
 mod import;
 mod import_docs;
