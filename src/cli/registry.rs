@@ -115,6 +115,10 @@ pub(super) fn models(a: ModelsArgs) -> Result<(), CommandError> {
 /// checksums match, it decodes, validates and answers its golden rows) before an alias is
 /// moved to it.
 fn verify(reg: &dyn Registry, model: &str, alias: &str, version: u64) -> Result<(), CommandError> {
+    if !crate::name::valid_name(alias) {
+        return Err(RegistryError::InvalidName(alias.into()).into());
+    }
+    reg.versions(model)?;
     let bytes = reg.read(model, version)?;
     let refuse = |why: String| {
         CommandError::Usage(format!(

@@ -114,7 +114,9 @@ impl LoadError {
     /// A short, bounded reason for metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            LoadError::Registry(RegistryError::Io { .. }) => "registry_io",
+            LoadError::Registry(RegistryError::Io { .. } | RegistryError::Refused { .. }) => {
+                "registry_io"
+            }
             LoadError::Registry(_) => "registry",
             LoadError::Artifact { source, .. } => source.reason(),
             LoadError::NameMismatch { .. } => "name_mismatch",

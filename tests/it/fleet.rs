@@ -270,7 +270,7 @@ async fn hostile_registry_files_are_refused_without_blocking_the_reload_task() {
     assert!(made.success());
     write_alias(&reg, "iris", "production", 2);
     wait_for(Duration::from_secs(5), || async {
-        loads(&app, "registry").await >= 1
+        loads(&app, "registry_io").await >= 1
     })
     .await;
     assert_eq!(score_answer(&app).await, Some(("iris".into(), 1)));
@@ -291,7 +291,7 @@ async fn hostile_registry_files_are_refused_without_blocking_the_reload_task() {
     let dir = reg.path().join("iris/versions/4");
     std::fs::create_dir_all(&dir).unwrap();
     std::os::unix::fs::symlink("/dev/zero", dir.join("model.tsm")).unwrap();
-    let before = loads(&app, "registry").await;
+    let before = loads(&app, "registry_io").await;
     write_alias(&reg, "iris", "production", 4);
     let out = treeserve_within(
         &["promote", "iris", "4", "--registry", reg.arg()],
@@ -301,7 +301,7 @@ async fn hostile_registry_files_are_refused_without_blocking_the_reload_task() {
     assert!(!out.status.success());
     assert!(err.contains("a device, not a regular file"), "{err}");
     wait_for(Duration::from_secs(5), || async {
-        loads(&app, "registry").await > before
+        loads(&app, "registry_io").await > before
     })
     .await;
     assert_eq!(score_answer(&app).await, Some(("iris".into(), v)));
