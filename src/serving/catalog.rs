@@ -59,7 +59,7 @@ pub struct Catalog {
     /// One pinned load at a time, so a burst of first requests reads the file once.
     pin_loading: Mutex<()>,
     /// Why an earlier version is served instead of the alias's, when it is.
-    fallback: Mutex<Option<String>>,
+    fallback: Mutex<fallback::State>,
 }
 
 impl Catalog {
@@ -79,7 +79,7 @@ impl Catalog {
             last_failure: Mutex::new(None),
             pinned: Mutex::new((0, Vec::new())),
             pin_loading: Mutex::new(()),
-            fallback: Mutex::new(None),
+            fallback: Mutex::default(),
         }
     }
 
@@ -145,7 +145,7 @@ impl Catalog {
             Ok(m) => m,
             Err(e) => return self.unservable(version, e),
         };
-        *self.fallback.lock().expect("lock") = None;
+        self.fallback.lock().expect("lock").serving = None;
         // A pinned copy of this version is now the alias's: serve one copy.
         self.pinned
             .lock()
