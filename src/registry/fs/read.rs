@@ -19,8 +19,9 @@ use crate::registry::RegistryError;
 
 /// Largest alias file read (an alias record with its 100-entry history is ~3 KB).
 pub const MAX_ALIAS_BYTES: u64 = 64 * 1024;
-/// Largest record file read (`records/N.KIND.json`, e.g. a gate decision).
-pub const MAX_RECORD_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest record file read (`records/N.KIND.json`: a gate decision, a few KB; the rows a
+/// version trained on, ~20 bytes per training row plus its held-out rows).
+pub const MAX_RECORD_BYTES: u64 = 1024 * 1024 * 1024;
 /// Largest artifact or dataset file read.
 pub const MAX_ARTIFACT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Reads that timed out and are still running; more refuse new reads at once.
