@@ -67,9 +67,18 @@ const WAITING: u8 = 0;
 const DONE: u8 = 1;
 const ABANDONED_STATE: u8 = 2;
 
-/// `O_NONBLOCK`: opening a FIFO must not wait for a writer. (Without it, the `stat`
-/// before opening and the time limit still keep a FIFO from blocking the caller.)
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// `O_NONBLOCK`: opening a FIFO must not wait for a writer. (Where it is not defined
+/// here, the `stat` before opening and the time limit still keep a FIFO from blocking the
+/// caller.)
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(any(
+        target_arch = "mips",
+        target_arch = "mips64",
+        target_arch = "sparc",
+        target_arch = "sparc64"
+    ))
+))]
 const O_NONBLOCK: i32 = 0o4000;
 #[cfg(any(
     target_os = "macos",
@@ -80,8 +89,15 @@ const O_NONBLOCK: i32 = 0o4000;
 ))]
 const O_NONBLOCK: i32 = 0x0004;
 #[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
+    all(
+        any(target_os = "linux", target_os = "android"),
+        not(any(
+            target_arch = "mips",
+            target_arch = "mips64",
+            target_arch = "sparc",
+            target_arch = "sparc64"
+        ))
+    ),
     target_os = "macos",
     target_os = "ios",
     target_os = "freebsd",
