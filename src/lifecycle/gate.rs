@@ -23,6 +23,12 @@ pub struct GateConfig {
     /// The candidate's accuracy and macro F1 may be at most this much below the
     /// champion's; a regressor's RMSE at most this fraction above the champion's.
     pub tolerance: f64,
+    /// The share of the baseline's errors the candidate must remove (the baseline: always
+    /// the majority class of its training rows, or a regressor's training mean).
+    pub baseline_margin: f64,
+    /// Let a candidate whose features or target differ from the champion's pass (judged
+    /// without the champion).
+    pub allow_schema_change: bool,
 }
 
 impl Default for GateConfig {
@@ -31,6 +37,8 @@ impl Default for GateConfig {
             min_accuracy: 0.0,
             min_recall: 0.0,
             tolerance: 0.01,
+            baseline_margin: 0.25,
+            allow_schema_change: false,
         }
     }
 }
@@ -50,6 +58,7 @@ impl GateConfig {
             ("min_accuracy", self.min_accuracy),
             ("min_recall", self.min_recall),
             ("tolerance", self.tolerance),
+            ("baseline_margin", self.baseline_margin),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("{name} must be between 0 and 1, got {v}"));
@@ -107,6 +116,35 @@ pub struct Decision {
     pub alias: String,
     /// Whether the candidate passed and was promoted.
     pub promoted: bool,
+    /// The candidate's held-out rows left out because a model trained on them.
+    #[serde(default)]
+    pub excluded_rows: u64,
+    /// Both models on the champion's own held-out rows the candidate did not train on.
+    #[serde(default)]
+    pub champion_held_out: Option<HeldOutEvaluation>,
+    /// How the rows were chosen, for people.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// Both models on the champion's held-out rows (those the candidate did not train on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutEvaluation {
+    /// Rows.
+    pub rows: u64,
+    /// The candidate.
+    pub candidate: Evaluation,
+    /// The champion.
+    pub champion: Evaluation,
+}
+
+/// What the candidate must beat by [`GateConfig::baseline_margin`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Baseline {
+    /// Always this class (the majority of the training rows).
+    Class(String),
+    /// Always this number (the mean of the training targets).
+    Mean(f64),
 }
 
 impl Decision {
@@ -123,7 +161,14 @@ impl Decision {
                 None => format!("no {} model", self.alias),
             }
         );
-        let _ = writeln!(out, " on {} held-out rows", self.held_out_rows);
+        let _ = writeln!(
+            out,
+            " on {} held-out rows ({} left out: a model trained on them)",
+            self.held_out_rows, self.excluded_rows
+        );
+        for n in &self.notes {
+            let _ = writeln!(out, "  note: {n}");
+        }
         let champ = self.champion.as_ref();
         let _ = writeln!(out, "  {:<28} {:>9} {:>9}", "", "candidate", "champion");
         if let Some(r) = &self.candidate.regression {
@@ -133,6 +178,18 @@ impl Decision {
             metric_row(&mut out, "R²", r.r2, ch.map(|c| c.r2));
         } else {
             self.classification_rows(&mut out);
+        }
+        if let Some(h) = &self.champion_held_out {
+            let _ = writeln!(out, "  on the champion's {} held-out rows:", h.rows);
+            match (&h.candidate.regression, &h.champion.regression) {
+                (Some(a), Some(b)) => metric_row(&mut out, "RMSE", a.rmse, Some(b.rmse)),
+                _ => metric_row(
+                    &mut out,
+                    "accuracy",
+                    h.candidate.metrics.accuracy,
+                    Some(h.champion.metrics.accuracy),
+                ),
+            }
         }
         if let Some(p) = &self.champion_problem {
             let _ = writeln!(out, "  note: {p}");
@@ -337,6 +394,83 @@ pub fn rules(
         }
     }
     checks
+}
+
+/// The candidate on the champion's own held-out rows: not worse than the champion by more
+/// than the tolerance (accuracy; a regressor's RMSE by a fraction).
+pub fn held_out_rule(
+    config: &GateConfig,
+    candidate: &Evaluation,
+    champion: &Evaluation,
+    rows: usize,
+) -> GateCheck {
+    let t = config.tolerance;
+    match (&candidate.regression, &champion.regression) {
+        (Some(c), Some(h)) => GateCheck {
+            passed: c.rmse <= h.rmse * (1.0 + t),
+            detail: format!(
+                "on the champion's {rows} held-out rows: RMSE {} ≤ champion's {} + {}% tolerance",
+                number(c.rmse),
+                number(h.rmse),
+                t * 100.0
+            ),
+        },
+        _ => {
+            let (c, h) = (candidate.metrics.accuracy, champion.metrics.accuracy);
+            GateCheck {
+                passed: c >= h - t,
+                detail: format!(
+                    "on the champion's {rows} held-out rows: accuracy {c:.4} ≥ champion's {h:.4} − {t} tolerance"
+                ),
+            }
+        }
+    }
+}
+
+/// The candidate must remove at least `baseline_margin` of the baseline's errors on the
+/// gate's rows (error rate; a regressor's mean squared error), and beat it.
+pub fn baseline_rule(
+    config: &GateConfig,
+    baseline: &Baseline,
+    rows: &Dataset,
+    candidate: &Evaluation,
+) -> GateCheck {
+    let m = config.baseline_margin;
+    let n = rows.rows().max(1) as f64;
+    match baseline {
+        Baseline::Class(label) => {
+            let p0 = rows
+                .y
+                .iter()
+                .filter(|&&y| rows.classes[y as usize] == *label)
+                .count() as f64
+                / n;
+            let need = p0 + m * (1.0 - p0);
+            let acc = candidate.metrics.accuracy;
+            GateCheck {
+                passed: acc >= need && acc > p0,
+                detail: format!(
+                    "accuracy {acc:.4} ≥ {need:.4}: better than always answering {label:?} ({p0:.4}) by {m} of its errors (baseline_margin)"
+                ),
+            }
+        }
+        Baseline::Mean(mean) => {
+            let base = rows.values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+            let mse = candidate.regression.as_ref().map_or(f64::NAN, |r| r.rmse * r.rmse);
+            let need = base * (1.0 - m);
+            GateCheck {
+                passed: mse <= need && mse < base,
+                detail: format!(
+                    "MSE {} ≤ {}: better than always answering the training mean {} (MSE {}) \
+                     by {m} of its error (baseline_margin)",
+                    number(mse),
+                    number(need),
+                    number(*mean),
+                    number(base)
+                ),
+            }
+        }
+    }
 }
 
 /// A regressor's rules: better than predicting the mean of the held-out rows (R² > 0), and

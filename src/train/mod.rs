@@ -396,6 +396,7 @@ fn training_data(
         split_seed: config.seed,
         split: config.split,
         dataset: config.dataset.clone(),
+        gated: false,
     }
 }
 
