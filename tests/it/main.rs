@@ -6,6 +6,7 @@ mod artifact;
 mod cli;
 mod clients;
 mod common;
+mod gate;
 mod hostile;
 mod import;
 mod import_docs;
