@@ -1,6 +1,7 @@
 //! The model lifecycle: data checks, training from registry datasets, the validation gate
 //! against the champion, and continuous training from a drop folder ([`retrain`]).
 
+mod baseline;
 pub mod gate;
 mod publish;
 pub mod retrain;

@@ -90,11 +90,9 @@ pub fn finish_ungated(
         if production.is_some_and(|p| v <= p) || reg.get_record(name, v, "gate")?.is_some() {
             continue;
         }
-        let Ok(model) = reg
-            .read(name, v)
-            .map_err(|e| e.to_string())
-            .and_then(|b| Model::from_bytes(&b, v, &TreeLimits::default()).map_err(|e| e.to_string()))
-        else {
+        let Ok(model) = reg.read(name, v).map_err(|e| e.to_string()).and_then(|b| {
+            Model::from_bytes(&b, v, &TreeLimits::default()).map_err(|e| e.to_string())
+        }) else {
             continue;
         };
         if !model.manifest().training.gated {
@@ -164,11 +162,9 @@ fn judge(
     let mut notes = Vec::new();
     let mut champion_problem = None;
     let champion = match reg.resolve(name, alias) {
-        Ok(v) => match reg
-            .read(name, v)
-            .map_err(|e| e.to_string())
-            .and_then(|b| Model::from_bytes(&b, v, &TreeLimits::default()).map_err(|e| e.to_string()))
-        {
+        Ok(v) => match reg.read(name, v).map_err(|e| e.to_string()).and_then(|b| {
+            Model::from_bytes(&b, v, &TreeLimits::default()).map_err(|e| e.to_string())
+        }) {
             Ok(model) => {
                 let rows = rows_of(reg, model.manifest(), v, data);
                 Some(Champion { model, rows })
@@ -221,7 +217,10 @@ fn judge(
     }
     // The rows: the champion's held-out rows the candidate did not train on (labels as
     // the champion was tested with), then the candidate's held-out rows neither trained on.
-    let ch_rows = champion.as_ref().filter(|_| comparable).and_then(|ch| ch.rows.as_ref());
+    let ch_rows = champion
+        .as_ref()
+        .filter(|_| comparable)
+        .and_then(|ch| ch.rows.as_ref());
     let mut champion_set = None;
     let mut seen = HashSet::new();
     if let Some((r, how)) = ch_rows {
@@ -261,7 +260,9 @@ fn judge(
         }
         new_rows.x.push(data.row(i).to_vec());
         match data.task() {
-            Task::Classification => new_rows.labels.push(data.classes[data.y[i] as usize].clone()),
+            Task::Classification => new_rows
+                .labels
+                .push(data.classes[data.y[i] as usize].clone()),
             Task::Regression => new_rows.values.push(data.values[i]),
         }
     }
@@ -355,7 +356,9 @@ fn judge(
     let baseline = match data.task() {
         Task::Classification => {
             let mut counts = vec![0u64; data.classes.len()];
-            c.train.iter().for_each(|&i| counts[data.y[i] as usize] += 1);
+            c.train
+                .iter()
+                .for_each(|&i| counts[data.y[i] as usize] += 1);
             let best = (0..counts.len()).max_by_key(|&k| (counts[k], std::cmp::Reverse(k)));
             Baseline::Class(data.classes[best.unwrap_or(0)].clone())
         }

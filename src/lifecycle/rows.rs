@@ -92,7 +92,12 @@ impl RowsRecord {
     }
 
     /// Stores the record of `model` `version`.
-    pub fn store(&self, reg: &dyn Registry, model: &str, version: u64) -> Result<(), RegistryError> {
+    pub fn store(
+        &self,
+        reg: &dyn Registry,
+        model: &str,
+        version: u64,
+    ) -> Result<(), RegistryError> {
         let json = serde_json::to_vec(self).expect("json");
         reg.put_record(model, version, ROWS_RECORD, &json)
     }
@@ -125,9 +130,7 @@ pub fn split_of(manifest: &Manifest, data: &Dataset) -> Option<(Vec<usize>, Vec<
     }
     let (train, test) = match t.split {
         SplitMethod::Shuffle => crate::train::split(data.rows(), t.test_size, t.split_seed),
-        SplitMethod::Content => {
-            crate::train::split_by_content(data, t.test_size, t.split_seed)
-        }
+        SplitMethod::Content => crate::train::split_by_content(data, t.test_size, t.split_seed),
     };
     (train.len() as u64 == t.train_rows).then_some((train, test))
 }

@@ -259,7 +259,9 @@ fn a_publish_stopped_before_the_gate_is_gated_by_the_rerun() {
     // train --publish.
     let reg = TestRegistry::new();
     assert_eq!(
-        publish(&reg, &iris_csv(), &["--max-depth", "2"]).status.code(),
+        publish(&reg, &iris_csv(), &["--max-depth", "2"])
+            .status
+            .code(),
         Some(0)
     );
     let broken = BrokenRecords::new(reg.path());
