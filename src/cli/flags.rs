@@ -98,6 +98,9 @@ pub struct TrainParams {
     /// Seed of the split and the learner.
     #[arg(long, default_value_t = 1984)]
     pub seed: u64,
+    /// Most memory training may take (estimated before it starts; e.g. 512M, 8G).
+    #[arg(long, default_value = "2G", value_parser = crate::train::parse_size)]
+    pub max_memory: u64,
 }
 
 impl TrainParams {
@@ -119,6 +122,7 @@ impl TrainParams {
             max_features: self.max_features,
             test_size: self.test_size,
             seed: self.seed,
+            max_memory: self.max_memory,
             ..TrainConfig::default()
         }
     }
