@@ -4,14 +4,15 @@
 //!
 //! The learner (smartcore) holds, per open tree node, a vector of one `usize` per training
 //! row, and grows trees breadth first: the open nodes at once are taken as at most
-//! √(training rows) (and at most 2^max_depth). Each leaf keeps a class count and a
+//! 4 × √(training rows) (and at most 2^max_depth), which errs high (docs/lifecycle.md has
+//! measurements). Each leaf keeps a class count and a
 //! probability per class, and the metrics a classes × classes confusion matrix. The
 //! estimate (in bytes):
 //!
 //! ```text
 //!   rows × features × 8 × 5                       the rows, their copies and sort orders
 //! + open nodes × training rows × 8                the learner's open nodes
-//! + trees × leaves × (classes × 16 + 200)         leaf counts, probabilities, nodes
+//! + trees × leaves × (classes × 16 + 1000)        leaf counts, probabilities, nodes
 //! + classes² × 16                                 confusion matrices
 //! ```
 //!
@@ -34,7 +35,7 @@ pub fn estimate(
 ) -> u64 {
     let n = train_rows as u128;
     let depth_cap = 1u128 << config.max_depth.unwrap_or(64).min(64).saturating_sub(1);
-    let open = depth_cap.min((n as f64).sqrt().ceil() as u128).max(1);
+    let open = depth_cap.min(4 * (n as f64).sqrt().ceil() as u128).max(1);
     let leaves = (n / config.min_samples_leaf.max(1) as u128)
         .min(depth_cap.saturating_mul(2))
         .max(1);
@@ -45,7 +46,7 @@ pub fn estimate(
     let k = classes as u128;
     let total = (n + test_rows as u128) * features as u128 * 8 * 5
         + open * n * 8
-        + trees * leaves * (k * 16 + 200)
+        + trees * leaves * (k * 16 + 1000)
         + k * k * 16;
     total.min(u128::from(u64::MAX)) as u64
 }
