@@ -215,6 +215,12 @@ fn judge(
             });
         }
     }
+    if let Some(ch) = champion.as_ref().filter(|_| !comparable) {
+        notes.push(format!(
+            "{alias} (version {}) is not compared: see the task or schema rule",
+            ch.model.version()
+        ));
+    }
     // The rows: the champion's held-out rows the candidate did not train on (labels as
     // the champion was tested with), then the candidate's held-out rows neither trained on.
     let ch_rows = champion

@@ -273,3 +273,47 @@ impl EvalRows {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iris() -> Dataset {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/data/iris.csv");
+        crate::train::load_csv(&path, "Species", Some("Id")).unwrap()
+    }
+
+    #[test]
+    fn a_row_is_its_feature_values_whatever_their_column_order() {
+        let a = ["x".to_string(), "y".to_string()];
+        let b = ["y".to_string(), "x".to_string()];
+        assert_eq!(
+            row_id(&[1.0, 2.0], &name_order(&a)),
+            row_id(&[2.0, 1.0], &name_order(&b))
+        );
+        assert_eq!(row_id(&[0.0, 2.0], &[0, 1]), row_id(&[-0.0, 2.0], &[0, 1]));
+        assert_ne!(row_id(&[1.0, 2.0], &[0, 1]), row_id(&[2.0, 1.0], &[0, 1]));
+    }
+
+    #[test]
+    fn a_models_split_is_redone_only_on_the_data_it_trained_on() {
+        let data = iris();
+        let config = crate::train::TrainConfig::default();
+        let trained = crate::train::train_dataset(&data, &config).unwrap();
+        let (train, test) = split_of(&trained.manifest, &data).unwrap();
+        assert_eq!(test, trained.test_rows);
+        let record = RowsRecord::of(&data, &train, &test);
+        assert_eq!(record, RowsRecord::of_trained(&data, &trained.test_rows));
+        assert_eq!(record.held_out.len(), test.len());
+        let order = name_order(&data.features);
+        assert!(
+            train
+                .iter()
+                .all(|&i| record.trained_on(row_id(data.row(i), &order)))
+        );
+        // Other bytes: not its data.
+        let mut other = data.clone();
+        other.sha256 = "0".repeat(64);
+        assert!(split_of(&trained.manifest, &other).is_none());
+    }
+}
