@@ -174,6 +174,10 @@ impl CommandError {
         match self {
             CommandError::GateRefused(_) => 3,
             CommandError::Lifecycle(LifecycleError::Rejected(_)) => 4,
+            CommandError::Train(crate::train::TrainError::Memory(_))
+            | CommandError::Lifecycle(LifecycleError::Train(crate::train::TrainError::Memory(_))) => {
+                2
+            }
             _ => 1,
         }
     }

@@ -7,6 +7,7 @@ mod cli;
 mod clients;
 mod common;
 mod fleet;
+mod gate;
 mod hostile;
 mod import;
 mod import_docs;
