@@ -20,6 +20,10 @@ fn main() {
     }
     if let Err(e) = treeserve::cli::run(cli) {
         let code = e.exit_code();
+        if code == 141 {
+            // The output's reader went away: nothing to say (see quiet_on_closed_pipe).
+            std::process::exit(code);
+        }
         // Display, not Debug: one line for people, and no backtrace even where
         // RUST_BACKTRACE=1 is set (every variant says its cause in its message).
         eprintln!("Error: {e}");
@@ -34,12 +38,7 @@ fn main() {
 fn quiet_on_closed_pipe() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or_default();
+        let message = info.payload_as_str().unwrap_or_default();
         if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
             std::process::exit(141);
         }

@@ -1,6 +1,6 @@
 //! `treeserve predict`: score a CSV offline with a registry model, on every core.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::flags::RegistryArg;
 use super::{CommandError, io_err};
@@ -25,7 +25,9 @@ pub struct PredictArgs {
     /// Input CSV with a header naming the model's features (`-`: stdin).
     #[arg(long)]
     pub input: PathBuf,
-    /// Output CSV (`-`: stdout); written to a temporary file and renamed when complete.
+    /// Output CSV (`-`: stdout). A regular file (or a new one; through a symbolic link, its
+    /// target) is written to `PATH.partial` and renamed over it when complete; a device or
+    /// FIFO (e.g. `/dev/stdout`) is written in place; a directory is refused.
     #[arg(long)]
     pub output: PathBuf,
     /// Add a `p_<class>` column per class.
@@ -85,21 +87,21 @@ pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
         Box::new(std::fs::File::open(&a.input).map_err(io_err(&a.input))?)
     };
     let summary = if a.output.as_os_str() == "-" {
-        crate::batch::predict_csv(&model, input, std::io::stdout(), &opts)?
+        crate::batch::predict_csv(&model, input, std::io::stdout(), &opts)
+            .map_err(super::stdout_closed)?
     } else {
-        let mut partial = a.output.clone().into_os_string();
-        partial.push(".partial");
-        let partial = std::path::PathBuf::from(partial);
-        let file = std::fs::File::create(&partial).map_err(io_err(&partial))?;
-        match crate::batch::predict_csv(&model, input, file, &opts) {
-            Ok(s) => {
-                std::fs::rename(&partial, &a.output).map_err(io_err(&a.output))?;
-                s
+        match destination(&a.output)? {
+            Destination::InPlace(target) => {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .map_err(io_err(&target))?;
+                crate::batch::predict_csv(&model, input, file, &opts)
+                    .map_err(super::stdout_closed)?
             }
-            Err(e) => {
-                let _ = std::fs::remove_file(&partial);
-                return Err(e.into());
-            }
+            Destination::Replace(target) => replace(&target, |file| {
+                crate::batch::predict_csv(&model, input, file, &opts)
+            })?,
         }
     };
     eprintln!(
@@ -110,4 +112,76 @@ pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
         summary.threads
     );
     Ok(())
+}
+
+/// Where `--output` goes.
+enum Destination {
+    /// A regular file, or none yet: write beside it and rename over it.
+    Replace(PathBuf),
+    /// A device, FIFO or socket: write through it, never replace it.
+    InPlace(PathBuf),
+}
+
+/// Resolves `--output`: a symbolic link to its target (a dangling one is refused, as is a
+/// directory), then a regular file or a missing one is replaced, anything else written in
+/// place, so `--output /dev/null` as root never replaces the device node.
+fn destination(path: &Path) -> Result<Destination, CommandError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Destination::Replace(path.to_path_buf()));
+        }
+        other => other.map_err(io_err(path))?,
+    };
+    let target = if meta.file_type().is_symlink() {
+        std::fs::canonicalize(path).map_err(|_| {
+            CommandError::Usage(format!(
+                "--output {}: a symbolic link to nothing; give the path of a file",
+                path.display()
+            ))
+        })?
+    } else {
+        path.to_path_buf()
+    };
+    let meta = std::fs::metadata(&target).map_err(io_err(&target))?;
+    if meta.is_dir() {
+        Err(CommandError::Usage(format!(
+            "--output {}: a directory; give the path of a file",
+            path.display()
+        )))
+    } else if meta.is_file() {
+        Ok(Destination::Replace(target))
+    } else {
+        Ok(Destination::InPlace(target))
+    }
+}
+
+/// Writes `target` whole or not at all: `write` fills `TARGET.partial` (made anew, never
+/// through a link left there), which then takes the place (and an existing file's
+/// permissions) of `target`; on failure it is removed.
+fn replace(
+    target: &Path,
+    write: impl FnOnce(std::fs::File) -> Result<crate::batch::Summary, crate::batch::BatchError>,
+) -> Result<crate::batch::Summary, CommandError> {
+    let mut partial = target.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    // A stale one (or a link planted there) goes; `create_new` then refuses to follow
+    // anything that reappears in between.
+    let _ = std::fs::remove_file(&partial);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .map_err(io_err(&partial))?;
+    if let Ok(old) = std::fs::metadata(target) {
+        let _ = file.set_permissions(old.permissions());
+    }
+    let done = write(file).map_err(CommandError::from).and_then(|s| {
+        std::fs::rename(&partial, target).map_err(io_err(target))?;
+        Ok(s)
+    });
+    if done.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    done
 }
