@@ -20,7 +20,7 @@ fn main() {
     }
     if let Err(e) = treeserve::cli::run(cli) {
         let code = e.exit_code();
-        if code == 141 {
+        if matches!(e, treeserve::cli::CommandError::ClosedPipe) {
             // The output's reader went away: nothing to say (see quiet_on_closed_pipe).
             std::process::exit(code);
         }
@@ -38,7 +38,12 @@ fn main() {
 fn quiet_on_closed_pipe() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let message = info.payload_as_str().unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
         if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
             std::process::exit(141);
         }

@@ -18,6 +18,7 @@ mod data;
 mod flags;
 mod help;
 mod import;
+mod output;
 mod predict;
 mod registry;
 mod remote;
@@ -40,7 +41,8 @@ pub use train::{ReportArgs, RetrainArgs, TrainArgs};
     version,
     about,
     after_help = "Exit codes: 0 success; 1 an error (one line on stderr says what to do); 2 bad \
-                  arguments; 3 the gate did not promote the model; 4 the data checks rejected the data."
+                  arguments; 3 the gate did not promote the model; 4 the data checks rejected the data; \
+                  141 the reader of the output went away (`| head`)."
 )]
 pub struct Cli {
     /// Log format on stderr (the level comes from `TREESERVE_LOG`, default `info`).

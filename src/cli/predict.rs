@@ -1,6 +1,6 @@
 //! `treeserve predict`: score a CSV offline with a registry model, on every core.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::flags::RegistryArg;
 use super::{CommandError, io_err};
@@ -90,19 +90,9 @@ pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
         crate::batch::predict_csv(&model, input, std::io::stdout(), &opts)
             .map_err(super::stdout_closed)?
     } else {
-        match destination(&a.output)? {
-            Destination::InPlace(target) => {
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&target)
-                    .map_err(io_err(&target))?;
-                crate::batch::predict_csv(&model, input, file, &opts)
-                    .map_err(super::stdout_closed)?
-            }
-            Destination::Replace(target) => replace(&target, |file| {
-                crate::batch::predict_csv(&model, input, file, &opts)
-            })?,
-        }
+        super::output::write_output(&a.output, |file| {
+            crate::batch::predict_csv(&model, input, file, &opts).map_err(super::stdout_closed)
+        })?
     };
     eprintln!(
         "predicted {} rows with {name} version {version} in {:.2} s ({:.0} rows/s, {} threads)",
@@ -112,76 +102,4 @@ pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
         summary.threads
     );
     Ok(())
-}
-
-/// Where `--output` goes.
-enum Destination {
-    /// A regular file, or none yet: write beside it and rename over it.
-    Replace(PathBuf),
-    /// A device, FIFO or socket: write through it, never replace it.
-    InPlace(PathBuf),
-}
-
-/// Resolves `--output`: a symbolic link to its target (a dangling one is refused, as is a
-/// directory), then a regular file or a missing one is replaced, anything else written in
-/// place, so `--output /dev/null` as root never replaces the device node.
-fn destination(path: &Path) -> Result<Destination, CommandError> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Destination::Replace(path.to_path_buf()));
-        }
-        other => other.map_err(io_err(path))?,
-    };
-    let target = if meta.file_type().is_symlink() {
-        std::fs::canonicalize(path).map_err(|_| {
-            CommandError::Usage(format!(
-                "--output {}: a symbolic link to nothing; give the path of a file",
-                path.display()
-            ))
-        })?
-    } else {
-        path.to_path_buf()
-    };
-    let meta = std::fs::metadata(&target).map_err(io_err(&target))?;
-    if meta.is_dir() {
-        Err(CommandError::Usage(format!(
-            "--output {}: a directory; give the path of a file",
-            path.display()
-        )))
-    } else if meta.is_file() {
-        Ok(Destination::Replace(target))
-    } else {
-        Ok(Destination::InPlace(target))
-    }
-}
-
-/// Writes `target` whole or not at all: `write` fills `TARGET.partial` (made anew, never
-/// through a link left there), which then takes the place (and an existing file's
-/// permissions) of `target`; on failure it is removed.
-fn replace(
-    target: &Path,
-    write: impl FnOnce(std::fs::File) -> Result<crate::batch::Summary, crate::batch::BatchError>,
-) -> Result<crate::batch::Summary, CommandError> {
-    let mut partial = target.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    // A stale one (or a link planted there) goes; `create_new` then refuses to follow
-    // anything that reappears in between.
-    let _ = std::fs::remove_file(&partial);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&partial)
-        .map_err(io_err(&partial))?;
-    if let Ok(old) = std::fs::metadata(target) {
-        let _ = file.set_permissions(old.permissions());
-    }
-    let done = write(file).map_err(CommandError::from).and_then(|s| {
-        std::fs::rename(&partial, target).map_err(io_err(target))?;
-        Ok(s)
-    });
-    if done.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    done
 }

@@ -142,6 +142,48 @@ fn predict_does_not_write_through_a_planted_partial_link() {
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 151);
 }
 
+/// The smallest XGBoost model: one stump, `a < 0.5` → 1, else 2 (a regressor).
+const XGBOOST_STUMP: &str = r#"{"learner":{"attributes":{},"feature_names":["a","b"],"feature_types":["float","float"],"gradient_booster":{"model":{"gbtree_model_param":{"num_parallel_tree":"1","num_trees":"1"},"iteration_indptr":[],"tree_info":[0],"trees":[{"base_weights":[0E0,0E0,0E0],"categories":[],"categories_nodes":[],"categories_segments":[],"categories_sizes":[],"default_left":[1,0,0],"id":0,"left_children":[1,-1,-1],"loss_changes":[0E0,0E0,0E0],"parents":[0,0,0],"right_children":[2,-1,-1],"split_conditions":[0.5,1.0,2.0],"split_indices":[0,0,0],"split_type":[0,0,0],"sum_hessian":[0E0,0E0,0E0],"tree_param":{"num_deleted":"0","num_feature":"2","num_nodes":"3","size_leaf_vector":"1"}}]},"name":"gbtree"},"learner_model_param":{"base_score":"0","boost_from_average":"1","num_class":"0","num_feature":"2","num_target":"1"},"objective":{"name":"reg:squarederror"}},"version":[3,4,1]}"#;
+
+/// `import --output` (the sibling of `predict --output`) also writes through a link to
+/// its target and through a device, never replacing either.
+#[test]
+fn import_output_writes_through_links_and_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.json");
+    std::fs::write(&model, XGBOOST_STUMP).unwrap();
+    let target = dir.path().join("target.tsm");
+    std::fs::write(&target, "old").unwrap();
+    let link = dir.path().join("link.tsm");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let null = dir.path().join("null.tsm");
+    std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+    for out in [&link, &null] {
+        treeserve_ok(&[
+            "import",
+            model.to_str().unwrap(),
+            "--name",
+            "m",
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            std::fs::symlink_metadata(out)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+    assert!(std::fs::read(&target).unwrap().len() > 100);
+    assert_eq!(std::fs::read_link(&null).unwrap(), Path::new("/dev/null"));
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+}
+
 /// Runs `treeserve ARGS` with stdout a pipe whose reader is already gone.
 fn with_closed_stdout(args: &[&str]) -> Output {
     let mut child = Command::new(BIN)
