@@ -38,9 +38,12 @@ fn signals() -> tokio::sync::watch::Receiver<u32> {
         let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
         tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+                let got = tokio::select! {
+                    s = term.recv() => s,
+                    s = int.recv() => s,
+                };
+                if got.is_none() {
+                    return;
                 }
                 tx.send_modify(|n| *n += 1);
             }

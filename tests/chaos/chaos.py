@@ -208,6 +208,15 @@ class Chaos:
                     raise Inconsistent(f"{name} alias {alias} points at version "
                                        f"{record['version']}, which is not in the registry")
                 self.predict(reg, name, ["--alias", alias])
+            # Records about versions (gate decisions) are whole JSON documents.
+            records = reg / name / "records"
+            for f in sorted(records.iterdir()) if records.is_dir() else []:
+                if f.name.startswith(".") or not f.name.endswith(".json"):
+                    continue
+                try:
+                    json.loads(f.read_text())
+                except ValueError as e:
+                    raise Inconsistent(f"{name}: record {f.name} is not whole JSON: {e}")
             # Every alias file is one `models` listed (none skipped as unreadable).
             alias_dir = reg / name / "aliases"
             files = {f.name for f in alias_dir.iterdir() if not f.name.startswith(".")} if alias_dir.is_dir() else set()
@@ -390,6 +399,11 @@ def self_test(chaos, work):
         a.write_bytes(a.read_bytes()[:-40])
     broken("a truncated artifact", truncate)
     broken("a half-visible version", lambda reg: (reg / "iris/versions/2").mkdir())
+
+    def half_record(reg):
+        (reg / "iris/records").mkdir(exist_ok=True)
+        (reg / "iris/records/1.gate.json").write_text('{"model": "iris", "decis')
+    broken("a half-written record", half_record)
 
     def bad_dataset(reg):
         (reg / "_datasets/iris/versions/1/data.csv").write_text("a,b\n1,2\n")
