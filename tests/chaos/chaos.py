@@ -141,12 +141,16 @@ class Chaos:
 
     def measure(self, reg):
         """How long each operation takes when left alone (the kill falls within it)."""
-        took = {}
-        for kind in self.KINDS:
-            args = self.operation(reg, kind)
-            start = time.monotonic()
-            self.run(args, check=False)
-            took[kind] = time.monotonic() - start
+        runs = {kind: [] for kind in self.KINDS}
+        for _ in range(3):
+            for kind in self.KINDS:
+                args = self.operation(reg, kind)
+                start = time.monotonic()
+                self.run(args, check=False)
+                runs[kind].append(time.monotonic() - start)
+        # The median of three: one slow run on a busy machine would put most kills after
+        # the end.
+        took = {kind: sorted(r)[1] for kind, r in runs.items()}
         self.check(reg)
         return took
 
