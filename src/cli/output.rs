@@ -16,13 +16,7 @@ pub(super) fn write_output<T>(
 ) -> Result<T, CommandError> {
     match destination(path)? {
         Destination::Replace(target) => replace(&target, write),
-        Destination::InPlace(target) => {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&target)
-                .map_err(io_err(&target))?;
-            write(file)
-        }
+        Destination::InPlace(file) => write(file),
     }
 }
 
@@ -30,8 +24,8 @@ pub(super) fn write_output<T>(
 enum Destination {
     /// A regular file, or none yet: write beside it and rename over it.
     Replace(PathBuf),
-    /// A device, FIFO or socket: write through it, never replace it.
-    InPlace(PathBuf),
+    /// A device or FIFO, opened: write through it, never replace it.
+    InPlace(File),
 }
 
 /// Resolves `--output`: a symbolic link to its target (a dangling one is refused, as is a
@@ -45,12 +39,12 @@ fn destination(path: &Path) -> Result<Destination, CommandError> {
         other => other.map_err(io_err(path))?,
     };
     let target = if meta.file_type().is_symlink() {
-        std::fs::canonicalize(path).map_err(|_| {
-            CommandError::Usage(format!(
-                "--output {}: a symbolic link to nothing; give the path of a file",
-                path.display()
-            ))
-        })?
+        match std::fs::canonicalize(path) {
+            Ok(target) => target,
+            // No path to resolve to, as `/dev/stdout` → `/proc/self/fd/1` → `pipe:[…]`:
+            // what the link opens is written in place; a link to nothing is refused.
+            Err(_) => return open_in_place(path),
+        }
     } else {
         path.to_path_buf()
     };
@@ -63,8 +57,26 @@ fn destination(path: &Path) -> Result<Destination, CommandError> {
     } else if meta.is_file() {
         Ok(Destination::Replace(target))
     } else {
-        Ok(Destination::InPlace(target))
+        open_in_place(&target)
     }
+}
+
+/// Opens an existing output for writing in place (never creating it), truncating it if
+/// it is a regular file after all.
+fn open_in_place(path: &Path) -> Result<Destination, CommandError> {
+    let file = match std::fs::OpenOptions::new().write(true).open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CommandError::Usage(format!(
+                "--output {}: a symbolic link to nothing; give the path of a file",
+                path.display()
+            )));
+        }
+        other => other.map_err(io_err(path))?,
+    };
+    if file.metadata().is_ok_and(|m| m.is_file()) {
+        file.set_len(0).map_err(io_err(path))?;
+    }
+    Ok(Destination::InPlace(file))
 }
 
 /// Writes `target` whole or not at all: `write` fills `TARGET.partial` (made anew, never

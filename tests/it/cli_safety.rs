@@ -70,6 +70,27 @@ fn predict_output_to_a_device_writes_through_it() {
     assert!(!dir.path().join("null.csv.partial").exists());
 }
 
+/// A link that resolves to no path, as `/dev/stdout` → `/proc/self/fd/1` → `pipe:[…]`
+/// with stdout a pipe, is written through (it was once refused as a link to nothing).
+#[test]
+fn predict_output_through_a_link_to_a_pipe_writes_the_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    // Like /dev/stdout, but in the temporary directory.
+    let link = dir.path().join("stdout.csv");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
+    let out = predict_into(&link);
+    assert_predicted(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Id,predicted_species\n"), "{text}");
+    assert_eq!(text.lines().count(), 151);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
 /// A FIFO is written through (a reader gets the rows), not replaced by a file.
 #[test]
 fn predict_output_to_a_fifo_writes_through_it() {
