@@ -240,14 +240,15 @@ fn list_models(
         }
         listing.push(entry);
     }
-    let mut out = std::io::stdout().lock();
+    // Written whole at the end: a closed pipe (`models | head`) then stops it quietly.
+    let mut out = Vec::new();
     if json {
         let _ = writeln!(
             out,
             "{}",
             serde_json::to_string_pretty(&listing).expect("json")
         );
-        return Ok(());
+        return super::print_out(&out);
     }
     if listing.is_empty() {
         let _ = writeln!(out, "no models in {}", location.display());
@@ -310,5 +311,5 @@ fn list_models(
             );
         }
     }
-    Ok(())
+    super::print_out(&out)
 }

@@ -4,6 +4,7 @@
 mod architecture;
 mod artifact;
 mod cli;
+mod cli_safety;
 mod clients;
 mod common;
 mod fleet;
