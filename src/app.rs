@@ -106,6 +106,17 @@ impl Application {
     /// (`/health/ready` answers 503) while it keeps serving for `--shutdown-delay`, stops
     /// accepting, and gives in-flight requests `--shutdown-grace`.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
+        self.run_until_stopped_or_hurried(shutdown, std::future::pending())
+            .await;
+    }
+
+    /// The same, and `hurry` resolving cuts `--shutdown-delay` short (the CLI: a second
+    /// SIGTERM or Ctrl-C).
+    pub async fn run_until_stopped_or_hurried(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+        hurry: impl Future<Output = ()> + Send,
+    ) {
         let Self {
             server,
             follower,
@@ -122,7 +133,10 @@ impl Application {
                         ?delay,
                         "draining: /health/ready answers 503 while still serving"
                     );
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = hurry => tracing::info!("asked again: not waiting out the delay"),
+                    }
                 }
             })
             .await;

@@ -19,7 +19,7 @@ pub struct ServeConfig {
 
     /// Model to serve (repeat, or separate with commas); the first one answers `/score`.
     /// By default every model in the registry that has the alias, and `/score` answers
-    /// with the only one.
+    /// with the only one loaded at start (models published later never change it).
     #[arg(long = "model", env = "TREESERVE_MODEL", value_delimiter = ',')]
     pub models: Vec<String>,
 

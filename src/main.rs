@@ -20,6 +20,10 @@ fn main() {
     }
     if let Err(e) = treeserve::cli::run(cli) {
         let code = e.exit_code();
+        if matches!(e, treeserve::cli::CommandError::ClosedPipe) {
+            // The output's reader went away: nothing to say (see quiet_on_closed_pipe).
+            std::process::exit(code);
+        }
         // Display, not Debug: one line for people, and no backtrace even where
         // RUST_BACKTRACE=1 is set (every variant says its cause in its message).
         eprintln!("Error: {e}");

@@ -259,11 +259,13 @@ pub fn smoke(url: &str) -> Result<Report, ClientError> {
             base: base.clone(),
             checks: Vec::new(),
         };
-        s.check("GET /health/ready answers 200", |c, b| async move {
-            let v = get_json(&c, &b, "/health/ready").await?;
-            Ok((format!("{v}"), v))
-        })
-        .await;
+        let ready = s
+            .check("GET /health/ready answers 200", |c, b| async move {
+                let v = get_json(&c, &b, "/health/ready").await?;
+                Ok((format!("{v}"), v))
+            })
+            .await
+            .unwrap_or(Value::Null);
         let models = s
             .check("GET /models lists loaded models", |c, b| async move {
                 let v = get_json(&c, &b, "/models").await?;
@@ -281,7 +283,30 @@ pub fn smoke(url: &str) -> Result<Report, ClientError> {
             .await
             .unwrap_or(Value::Array(vec![]));
         let models: Vec<Value> = models.as_array().cloned().unwrap_or_default();
-        let default = models.iter().find(|m| m["default"] == true).cloned();
+        // `/score` is always checked: with the model readiness names (or `/models` marks
+        // default), or, when readiness says `/score` has none, that it says so too.
+        let score_model = ready["score"]["model"].as_str().map(str::to_owned);
+        let default = match &score_model {
+            Some(name) => models.iter().find(|m| m["name"] == name.as_str()).cloned(),
+            None => models.iter().find(|m| m["default"] == true).cloned(),
+        };
+        let why_none = ready["score"]["why"].as_str().map(str::to_owned);
+        if default.is_none() {
+            s.check("POST /score the canonical request", |c, b| async move {
+                let body: Value = serde_json::from_str(CANONICAL).expect("valid");
+                let answer = post_json(&c, &b, "/score", &body).await;
+                match (answer, why_none) {
+                    (Err(e), Some(why)) if e.contains("no_default_model") => {
+                        Ok((format!("no model, as /health/ready says: {why}"), Value::Null))
+                    }
+                    (Err(e), _) => Err(format!("/score does not answer: {e}")),
+                    (Ok(v), _) => Err(format!(
+                        "/score answered {v} but neither /health/ready nor /models names its model"
+                    )),
+                }
+            })
+            .await;
+        }
         if let Some(m) = &default {
             let classes = m["classes"].clone();
             let regression = m["task"] == "regression";

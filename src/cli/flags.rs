@@ -98,6 +98,9 @@ pub struct TrainParams {
     /// Seed of the split and the learner.
     #[arg(long, default_value_t = 1984)]
     pub seed: u64,
+    /// Most memory training may take (estimated before it starts; e.g. 512M, 8G).
+    #[arg(long, default_value = "2G", value_parser = crate::train::parse_size)]
+    pub max_memory: u64,
 }
 
 impl TrainParams {
@@ -119,6 +122,7 @@ impl TrainParams {
             max_features: self.max_features,
             test_size: self.test_size,
             seed: self.seed,
+            max_memory: self.max_memory,
             ..TrainConfig::default()
         }
     }
@@ -141,6 +145,14 @@ pub struct GateArgs {
     /// must also beat predicting the mean (R² > 0).
     #[arg(long)]
     pub tolerance: Option<f64>,
+    /// Share of the baseline's errors the candidate must remove (default 0.25; the
+    /// baseline always answers the training rows' majority class, or their mean).
+    #[arg(long)]
+    pub baseline_margin: Option<f64>,
+    /// Let the gate promote a candidate whose features or target differ from the
+    /// champion's (refused otherwise: clients would break).
+    #[arg(long)]
+    pub allow_schema_change: bool,
 }
 
 impl GateArgs {
@@ -162,6 +174,10 @@ impl GateArgs {
         if let Some(v) = self.tolerance {
             c.tolerance = v;
         }
+        if let Some(v) = self.baseline_margin {
+            c.baseline_margin = v;
+        }
+        c.allow_schema_change |= self.allow_schema_change;
         c.validate().map_err(CommandError::Usage)?;
         Ok(c)
     }

@@ -1,8 +1,6 @@
 //! `treeserve completions SHELL` and `treeserve man`: shell completions and a man page,
 //! generated from the same clap definitions as `--help` (as ripgrep and fd ship them).
 
-use std::io::Write;
-
 use clap::CommandFactory;
 
 use super::{Cli, CommandError};
@@ -18,13 +16,10 @@ pub struct CompletionsArgs {
 /// Prints the completion script for a shell.
 pub(super) fn completions(a: CompletionsArgs) -> Result<(), CommandError> {
     let mut cmd = Cli::command();
-    clap_complete::generate(
-        a.shell,
-        &mut cmd,
-        "treeserve",
-        &mut std::io::stdout().lock(),
-    );
-    Ok(())
+    // Into memory first: `generate` panics when its writer fails (`... | head`).
+    let mut out = Vec::new();
+    clap_complete::generate(a.shell, &mut cmd, "treeserve", &mut out);
+    super::print_out(&out)
 }
 
 /// Prints the man page (roff), e.g. `treeserve man > /usr/local/share/man/man1/treeserve.1`.
@@ -36,6 +31,5 @@ pub(super) fn man() -> Result<(), CommandError> {
             path: "man page".into(),
             source,
         })?;
-    let _ = std::io::stdout().lock().write_all(&out);
-    Ok(())
+    super::print_out(&out)
 }

@@ -165,9 +165,7 @@ fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, CommandError> {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CommandError> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    std::fs::write(&partial, bytes).map_err(io_err(&partial))?;
-    std::fs::rename(&partial, path).map_err(io_err(path))
+    super::output::write_output(path, |mut file| {
+        std::io::Write::write_all(&mut file, bytes).map_err(io_err(path))
+    })
 }

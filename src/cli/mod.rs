@@ -18,6 +18,7 @@ mod data;
 mod flags;
 mod help;
 mod import;
+mod output;
 mod predict;
 mod registry;
 mod remote;
@@ -40,7 +41,8 @@ pub use train::{ReportArgs, RetrainArgs, TrainArgs};
     version,
     about,
     after_help = "Exit codes: 0 success; 1 an error (one line on stderr says what to do); 2 bad \
-                  arguments; 3 the gate did not promote the model; 4 the data checks rejected the data."
+                  arguments; 3 the gate did not promote the model; 4 the data checks rejected the data; \
+                  141 the reader of the output went away (`| head`)."
 )]
 pub struct Cli {
     /// Log format on stderr (the level comes from `TREESERVE_LOG`, default `info`).
@@ -165,15 +167,24 @@ pub enum CommandError {
     /// The gate did not promote the model.
     #[error("{0}")]
     GateRefused(String),
+    /// The reader of the output went away (`treeserve ... | head`): the command stops
+    /// quietly, with the status of a process killed by SIGPIPE.
+    #[error("the output's reader went away")]
+    ClosedPipe,
 }
 
 impl CommandError {
     /// The process exit code: 3 when the gate did not promote, 4 when data checks
-    /// rejected the data, 1 otherwise.
+    /// rejected the data, 141 (SIGPIPE's) when the output's reader went away, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
+            CommandError::ClosedPipe => 141,
             CommandError::GateRefused(_) => 3,
             CommandError::Lifecycle(LifecycleError::Rejected(_)) => 4,
+            CommandError::Train(crate::train::TrainError::Memory(_))
+            | CommandError::Lifecycle(LifecycleError::Train(crate::train::TrainError::Memory(_))) => {
+                2
+            }
             _ => 1,
         }
     }
@@ -184,6 +195,40 @@ fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CommandError
         path: path.display().to_string(),
         source,
     }
+}
+
+/// A failed write of a command's output: a closed pipe is [`CommandError::ClosedPipe`].
+fn output_error(source: std::io::Error) -> CommandError {
+    if source.kind() == std::io::ErrorKind::BrokenPipe {
+        CommandError::ClosedPipe
+    } else {
+        CommandError::Io {
+            path: "stdout".into(),
+            source,
+        }
+    }
+}
+
+/// Batch scoring's error, a closed pipe on the output being [`CommandError::ClosedPipe`].
+fn stdout_closed(e: crate::batch::BatchError) -> CommandError {
+    match e {
+        crate::batch::BatchError::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            CommandError::ClosedPipe
+        }
+        e => e.into(),
+    }
+}
+
+/// Writes a command's whole output to stdout.
+fn print_out(out: &[u8]) -> Result<(), CommandError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out)
+        .and_then(|()| stdout.flush())
+        .map_err(output_error)
 }
 
 /// Runs a command.

@@ -25,7 +25,9 @@ pub struct PredictArgs {
     /// Input CSV with a header naming the model's features (`-`: stdin).
     #[arg(long)]
     pub input: PathBuf,
-    /// Output CSV (`-`: stdout); written to a temporary file and renamed when complete.
+    /// Output CSV (`-`: stdout). A regular file (or a new one; through a symbolic link, its
+    /// target) is written to `PATH.partial` and renamed over it when complete; a device or
+    /// FIFO (e.g. `/dev/stdout`) is written in place; a directory is refused.
     #[arg(long)]
     pub output: PathBuf,
     /// Add a `p_<class>` column per class.
@@ -85,22 +87,12 @@ pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
         Box::new(std::fs::File::open(&a.input).map_err(io_err(&a.input))?)
     };
     let summary = if a.output.as_os_str() == "-" {
-        crate::batch::predict_csv(&model, input, std::io::stdout(), &opts)?
+        crate::batch::predict_csv(&model, input, std::io::stdout(), &opts)
+            .map_err(super::stdout_closed)?
     } else {
-        let mut partial = a.output.clone().into_os_string();
-        partial.push(".partial");
-        let partial = std::path::PathBuf::from(partial);
-        let file = std::fs::File::create(&partial).map_err(io_err(&partial))?;
-        match crate::batch::predict_csv(&model, input, file, &opts) {
-            Ok(s) => {
-                std::fs::rename(&partial, &a.output).map_err(io_err(&a.output))?;
-                s
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&partial);
-                return Err(e.into());
-            }
-        }
+        super::output::write_output(&a.output, |file| {
+            crate::batch::predict_csv(&model, input, file, &opts).map_err(super::stdout_closed)
+        })?
     };
     eprintln!(
         "predicted {} rows with {name} version {version} in {:.2} s ({:.0} rows/s, {} threads)",

@@ -111,9 +111,32 @@ pub(super) fn models(a: ModelsArgs) -> Result<(), CommandError> {
     }
 }
 
+/// Checks that a server would serve `version` of `model` (its artifact reads, its
+/// checksums match, it decodes, validates and answers its golden rows) before an alias is
+/// moved to it.
+fn verify(reg: &dyn Registry, model: &str, alias: &str, version: u64) -> Result<(), CommandError> {
+    if !crate::name::valid_name(alias) {
+        return Err(RegistryError::InvalidName(alias.into()).into());
+    }
+    reg.versions(model)?;
+    let bytes = reg.read(model, version)?;
+    let refuse = |why: String| {
+        CommandError::Usage(format!(
+            "refusing to point {model}'s alias {alias} at version {version}: {why}; servers would refuse it (publish a good artifact and promote that version)"
+        ))
+    };
+    let m = Model::from_bytes(&bytes, version, &TreeLimits::default())
+        .map_err(|e| refuse(format!("its artifact fails verification: {e}")))?;
+    if m.name() != model {
+        return Err(refuse(format!("its artifact holds model {:?}", m.name())));
+    }
+    Ok(())
+}
+
 /// Runs `treeserve promote`.
 pub(super) fn promote(a: PromoteArgs) -> Result<(), CommandError> {
     let reg = a.registry.open();
+    verify(&*reg, &a.name, &a.alias, a.version)?;
     let rec = reg.set_alias(&a.name, &a.alias, a.version)?;
     println!("{} alias {} -> version {}", a.name, a.alias, rec.version);
     Ok(())
@@ -122,6 +145,9 @@ pub(super) fn promote(a: PromoteArgs) -> Result<(), CommandError> {
 /// Runs `treeserve rollback`.
 pub(super) fn rollback(a: RollbackArgs) -> Result<(), CommandError> {
     let reg = a.registry.open();
+    if let Some(&previous) = reg.alias(&a.name, &a.alias)?.history.last() {
+        verify(&*reg, &a.name, &a.alias, previous)?;
+    }
     let rec = reg.rollback(&a.name, &a.alias)?;
     println!(
         "{} alias {} -> version {} (rolled back)",
@@ -177,9 +203,21 @@ fn list_models(
         None => reg.models()?,
     };
     for name in names {
-        let aliases = reg.aliases(&name)?;
+        // One model's unreadable aliases are reported with it, not for the whole listing.
+        let (aliases, broken) = match reg.alias_listing(&name) {
+            Ok(l) => (l.aliases, l.broken),
+            Err(e) => (Default::default(), [("*".to_owned(), e.to_string())].into()),
+        };
         let mut versions = Vec::new();
-        for v in reg.versions(&name)? {
+        let listed = match reg.versions(&name) {
+            Ok(v) => v,
+            Err(e) if only.is_none() => {
+                listing.push(serde_json::json!({"name": name, "error": e.to_string()}));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for v in listed {
             let entry = match reg.read(&name, v).map(|b| crate::model::read_manifest(&b)) {
                 Ok(Ok(m)) => serde_json::json!({
                     "version": v,
@@ -196,22 +234,38 @@ fn list_models(
             };
             versions.push(entry);
         }
-        listing.push(serde_json::json!({"name": name, "aliases": aliases, "versions": versions}));
+        let mut entry = serde_json::json!({"name": name, "aliases": aliases, "versions": versions});
+        if !broken.is_empty() {
+            entry["broken_aliases"] = serde_json::json!(broken);
+        }
+        listing.push(entry);
     }
-    let mut out = std::io::stdout().lock();
+    // Written whole at the end: a closed pipe (`models | head`) then stops it quietly.
+    let mut out = Vec::new();
     if json {
         let _ = writeln!(
             out,
             "{}",
             serde_json::to_string_pretty(&listing).expect("json")
         );
-        return Ok(());
+        return super::print_out(&out);
     }
     if listing.is_empty() {
         let _ = writeln!(out, "no models in {}", location.display());
     }
     for m in &listing {
         let _ = writeln!(out, "{}", m["name"].as_str().unwrap_or_default());
+        if let Some(err) = m["error"].as_str() {
+            let _ = writeln!(out, "  unreadable: {err}");
+            continue;
+        }
+        for (alias, why) in m["broken_aliases"].as_object().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  alias {alias} unreadable: {}",
+                why.as_str().unwrap_or_default()
+            );
+        }
         let _ = writeln!(
             out,
             "  {:>7}  {:<20}  {:<13}  {:>8}  aliases",
@@ -257,5 +311,5 @@ fn list_models(
             );
         }
     }
-    Ok(())
+    super::print_out(&out)
 }

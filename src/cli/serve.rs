@@ -17,27 +17,51 @@ pub(super) fn serve(config: ServeConfig) -> Result<(), CommandError> {
     })?;
     rt.block_on(async move {
         let app = crate::Application::build(config).await?;
+        let count = signals();
         // The first stdout line: tests and scripts read the bound address from it.
         println!("treeserve listening on http://{}", app.local_addr());
         let _ = std::io::stdout().flush();
-        app.run_until_stopped(shutdown_signal()).await;
+        app.run_until_stopped_or_hurried(nth_signal(count.clone(), 1), nth_signal(count, 2))
+            .await;
         Ok(())
     })
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Counts SIGTERM and Ctrl-C: the first stops the server, a second cuts
+/// `--shutdown-delay` short.
+fn signals() -> tokio::sync::watch::Receiver<u32> {
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+        tokio::spawn(async move {
+            loop {
+                let got = tokio::select! {
+                    s = term.recv() => s,
+                    s = int.recv() => s,
+                };
+                if got.is_none() {
+                    return;
+                }
+                tx.send_modify(|n| *n += 1);
+            }
+        });
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+    rx
+}
+
+/// Resolves at the `n`th signal counted by [`signals`].
+async fn nth_signal(mut count: tokio::sync::watch::Receiver<u32>, n: u32) {
+    let _ = count.wait_for(|c| *c >= n).await;
+    if n == 1 {
+        tracing::info!("shutting down");
+    }
 }

@@ -171,12 +171,20 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
         return Ok(());
     }
     if let Some(alias) = &a.alias {
-        return publish_artifact(
+        publish_artifact(
             &*reg,
             &trained.artifact,
             trained.manifest.name.clone(),
             Some(alias),
-        );
+        )?;
+        // Which rows it trained on, for the gate of later candidates.
+        let version = reg.resolve(&trained.manifest.name, alias)?;
+        crate::lifecycle::rows::RowsRecord::of_trained(&data, &trained.test_rows).store(
+            &*reg,
+            &trained.manifest.name,
+            version,
+        )?;
+        return Ok(());
     }
     let decision = crate::lifecycle::publish_gated(&*reg, &trained, &data, &gate)?;
     eprintln!(

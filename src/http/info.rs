@@ -15,8 +15,10 @@ pub(super) fn live() -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, &b"{\"status\":\"live\"}"[..])
 }
 
-/// 200 while the fleet is ready: the default model (if any) and every model named with
-/// `--model` are loaded, and at least one model is.
+/// 200 while the fleet is ready: `/score`'s model (if it has one) and every model named
+/// with `--model` are loaded, and at least one model is. The body says which model
+/// `/score` answers with (or why none), and each model's version, with why when it is an
+/// earlier version than its alias's.
 pub(super) fn ready(state: &AppState) -> Reply {
     if state.fleet().draining() {
         return Err(ApiError::Draining);
@@ -28,19 +30,33 @@ pub(super) fn ready(state: &AppState) -> Reply {
     let loaded: Vec<_> = models
         .iter()
         .map(|c| {
-            json!({
+            let mut m = json!({
                 "name": c.name(),
                 "version": c.load().as_ref().map(|s| s.model.version()),
-            })
+            });
+            if let Some(why) = c.fallback() {
+                m["fallback"] = json!(why);
+            }
+            m
         })
         .collect();
     let mut body = json!({"status": "ready", "models": loaded});
-    if let Some(d) = models.default_model()
-        && let Some(served) = d.load().as_ref()
-    {
-        body["model"] = json!(served.model.name());
-        body["version"] = json!(served.model.version());
-    }
+    // What `/score` does, found the way `/score` finds it.
+    let score = match find(&models, None) {
+        Ok(d) => match d.load().as_ref() {
+            Some(served) => {
+                body["model"] = json!(served.model.name());
+                body["version"] = json!(served.model.version());
+                json!({"model": served.model.name(), "version": served.model.version()})
+            }
+            None => return Err(ScoreError::NoModel.into()),
+        },
+        Err(_) => json!({
+            "model": null,
+            "why": state.fleet().score_model().map(|d| d.why.as_str()),
+        }),
+    };
+    body["score"] = score;
     Ok(json_response(
         StatusCode::OK,
         serde_json::to_vec(&body).expect("json"),

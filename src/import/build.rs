@@ -171,6 +171,7 @@ pub fn build(imported: Imported, opts: ImportOptions) -> Result<Built, ImportErr
             split_seed: 0,
             split: Default::default(),
             dataset: None,
+            gated: false,
         },
         metrics,
         feature_stats,

@@ -12,6 +12,8 @@ use crate::model::{DatasetLink, Metrics, Model, RegressionMetrics};
 use crate::train::Dataset;
 use crate::train::number;
 
+pub use super::baseline::{Baseline, baseline_rule, held_out_rule};
+
 /// The gate's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -23,6 +25,12 @@ pub struct GateConfig {
     /// The candidate's accuracy and macro F1 may be at most this much below the
     /// champion's; a regressor's RMSE at most this fraction above the champion's.
     pub tolerance: f64,
+    /// The share of the baseline's errors the candidate must remove (the baseline: always
+    /// the majority class of its training rows, or a regressor's training mean).
+    pub baseline_margin: f64,
+    /// Let a candidate whose features or target differ from the champion's pass (judged
+    /// without the champion).
+    pub allow_schema_change: bool,
 }
 
 impl Default for GateConfig {
@@ -31,6 +39,8 @@ impl Default for GateConfig {
             min_accuracy: 0.0,
             min_recall: 0.0,
             tolerance: 0.01,
+            baseline_margin: 0.25,
+            allow_schema_change: false,
         }
     }
 }
@@ -50,6 +60,7 @@ impl GateConfig {
             ("min_accuracy", self.min_accuracy),
             ("min_recall", self.min_recall),
             ("tolerance", self.tolerance),
+            ("baseline_margin", self.baseline_margin),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("{name} must be between 0 and 1, got {v}"));
@@ -107,6 +118,26 @@ pub struct Decision {
     pub alias: String,
     /// Whether the candidate passed and was promoted.
     pub promoted: bool,
+    /// The candidate's held-out rows left out because a model trained on them.
+    #[serde(default)]
+    pub excluded_rows: u64,
+    /// Both models on the champion's own held-out rows the candidate did not train on.
+    #[serde(default)]
+    pub champion_held_out: Option<HeldOutEvaluation>,
+    /// How the rows were chosen, for people.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// Both models on the champion's held-out rows (those the candidate did not train on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutEvaluation {
+    /// Rows.
+    pub rows: u64,
+    /// The candidate.
+    pub candidate: Evaluation,
+    /// The champion.
+    pub champion: Evaluation,
 }
 
 impl Decision {
@@ -123,7 +154,14 @@ impl Decision {
                 None => format!("no {} model", self.alias),
             }
         );
-        let _ = writeln!(out, " on {} held-out rows", self.held_out_rows);
+        let _ = writeln!(
+            out,
+            " on {} held-out rows ({} left out: a model trained on them)",
+            self.held_out_rows, self.excluded_rows
+        );
+        for n in &self.notes {
+            let _ = writeln!(out, "  note: {n}");
+        }
         let champ = self.champion.as_ref();
         let _ = writeln!(out, "  {:<28} {:>9} {:>9}", "", "candidate", "champion");
         if let Some(r) = &self.candidate.regression {
@@ -133,6 +171,18 @@ impl Decision {
             metric_row(&mut out, "R²", r.r2, ch.map(|c| c.r2));
         } else {
             self.classification_rows(&mut out);
+        }
+        if let Some(h) = &self.champion_held_out {
+            let _ = writeln!(out, "  on the champion's {} held-out rows:", h.rows);
+            match (&h.candidate.regression, &h.champion.regression) {
+                (Some(a), Some(b)) => metric_row(&mut out, "RMSE", a.rmse, Some(b.rmse)),
+                _ => metric_row(
+                    &mut out,
+                    "accuracy",
+                    h.candidate.metrics.accuracy,
+                    Some(h.champion.metrics.accuracy),
+                ),
+            }
         }
         if let Some(p) = &self.champion_problem {
             let _ = writeln!(out, "  note: {p}");

@@ -1,17 +1,20 @@
 //! The model lifecycle: data checks, training from registry datasets, the validation gate
 //! against the champion, and continuous training from a drop folder ([`retrain`]).
 
+mod baseline;
 pub mod gate;
+mod publish;
 pub mod retrain;
+pub mod rows;
 
 use crate::data::checks::{self, CheckConfig, Report};
 use crate::data::{DataError, DatasetManifest, DatasetRef, DatasetStore, Schema, Table};
-use crate::model::tree::TreeLimits;
-use crate::model::{ArtifactError, DatasetLink, Model, SplitMethod};
-use crate::registry::{DEFAULT_ALIAS, Registry, RegistryError};
+use crate::model::{ArtifactError, DatasetLink, SplitMethod};
+use crate::registry::{Registry, RegistryError};
 use crate::train::{Dataset, TrainConfig, TrainError, Trained};
 
 pub use gate::{Decision, GateConfig};
+pub use publish::{finish_ungated, publish_gated};
 
 /// The alias every gated candidate gets.
 pub const STAGING_ALIAS: &str = "staging";
@@ -31,6 +34,9 @@ pub enum LifecycleError {
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The gate cannot judge the candidate (e.g. its rows cannot be scored).
+    #[error("the gate cannot judge the candidate: {0}")]
+    Gate(String),
     /// A trained artifact did not load (a bug).
     #[error("the new artifact does not load: {0}")]
     Artifact(#[from] ArtifactError),
@@ -208,85 +214,7 @@ pub fn train_on(
     Ok(crate::train::train_dataset(data, &config)?)
 }
 
-/// Publishes a trained candidate through the gate: evaluates it and the current
-/// `production` model on the candidate's held-out rows, publishes it under `staging`,
-/// stores the decision (record `gate`), and moves `production` to it only if it passed.
-pub fn publish_gated(
-    reg: &dyn Registry,
-    trained: &Trained,
-    data: &Dataset,
-    config: &GateConfig,
-) -> Result<Decision, LifecycleError> {
-    let name = trained.manifest.name.clone();
-    let alias = DEFAULT_ALIAS;
-    let candidate_model = Model::from_bytes(&trained.artifact, 0, &TreeLimits::default())?;
-    let mut candidate = gate::evaluate(&candidate_model, 0, data, &trained.test_rows)
-        .expect("a model evaluates on its own data");
-    let mut champion_problem = None;
-    let mut task_change = None;
-    let champion = match reg.resolve(&name, alias) {
-        Ok(v) => {
-            let loaded = reg.read(&name, v).map_err(|e| e.to_string()).and_then(|b| {
-                Model::from_bytes(&b, v, &TreeLimits::default()).map_err(|e| e.to_string())
-            });
-            if let Ok(m) = &loaded
-                && m.task() != candidate_model.task()
-            {
-                task_change = Some(gate::GateCheck {
-                    passed: false,
-                    detail: format!(
-                        "task: the candidate is a {}, {alias} (version {v}) a {}: publish it \
-                         under another name, or promote it on purpose with `treeserve promote`",
-                        task_name(candidate_model.task()),
-                        task_name(m.task())
-                    ),
-                });
-            }
-            match loaded.and_then(|m| gate::evaluate(&m, v, data, &trained.test_rows)) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    champion_problem = Some(format!(
-                        "the champion (version {v}) cannot be evaluated: {e}; only the thresholds apply"
-                    ));
-                    None
-                }
-            }
-        }
-        Err(RegistryError::ModelNotFound(_) | RegistryError::AliasNotFound { .. }) => None,
-        Err(e) => return Err(e.into()),
-    };
-    if task_change.is_some() {
-        champion_problem = None; // the task check says why
-    }
-    let mut checks = gate::rules(config, &candidate, champion.as_ref());
-    checks.extend(task_change);
-    let promoted = checks.iter().all(|c| c.passed);
-    let version = reg.publish(&name, &trained.artifact)?;
-    candidate.version = version;
-    reg.set_alias(&name, STAGING_ALIAS, version)?;
-    let decision = Decision {
-        model: name.clone(),
-        decided: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        dataset: trained.manifest.training.dataset.clone(),
-        held_out_rows: trained.test_rows.len() as u64,
-        config: *config,
-        candidate,
-        champion,
-        champion_problem,
-        checks,
-        alias: alias.into(),
-        promoted,
-    };
-    let mut json = serde_json::to_vec_pretty(&decision).expect("json");
-    json.push(b'\n');
-    reg.put_record(&name, version, "gate", &json)?;
-    if promoted {
-        reg.set_alias(&name, alias, version)?;
-    }
-    Ok(decision)
-}
-
-fn task_name(t: crate::model::Task) -> &'static str {
+pub(crate) fn task_name(t: crate::model::Task) -> &'static str {
     match t {
         crate::model::Task::Classification => "classifier",
         crate::model::Task::Regression => "regressor",

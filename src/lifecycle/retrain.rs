@@ -14,7 +14,8 @@ use std::time::Duration;
 use notify::{Event, EventKind, RecursiveMode, Watcher};
 
 use super::{
-    Decision, GateConfig, LifecycleError, add_dataset, load_dataset, publish_gated, train_on,
+    Decision, GateConfig, LifecycleError, add_dataset, finish_ungated, load_dataset, publish_gated,
+    train_on,
 };
 use crate::data::checks::{CheckConfig, Report};
 use crate::data::{DatasetRef, DatasetStore, Table};
@@ -149,13 +150,22 @@ fn run(reg: &Arc<dyn Registry>, config: &RetrainConfig, path: &Path) -> Outcome 
             Err(LifecycleError::Rejected(r)) => return Ok(Outcome::Rejected(r)),
             Err(e) => return Err(e),
         };
-        if !new && trained_on(&**reg, &config.name, &manifest.sha256) {
-            return Ok(Outcome::Unchanged(report));
-        }
         let (data, m) = load_dataset(
             &store,
             &DatasetRef::Version(manifest.name.clone(), manifest.version),
         )?;
+        if !new && trained_on(&**reg, &config.name, &manifest.sha256) {
+            // A run stopped after publishing but before the gate: finish it.
+            return Ok(
+                match finish_ungated(&**reg, &config.name, &data, &config.gate)?.pop() {
+                    Some((_, decision)) => Outcome::Published {
+                        report,
+                        decision: Box::new(decision),
+                    },
+                    None => Outcome::Unchanged(report),
+                },
+            );
+        }
         let train = TrainConfig {
             name: Some(config.name.clone()),
             ..config.train.clone()

@@ -70,6 +70,11 @@ pub struct TrainingData {
     /// The registry dataset version trained on, when it came from the registry.
     #[serde(default)]
     pub dataset: Option<DatasetLink>,
+    /// Published through the gate (`train --publish`, `retrain`): a version with this
+    /// and no gate decision is one whose publisher stopped before deciding, and the
+    /// next run finishes its gate.
+    #[serde(default)]
+    pub gated: bool,
 }
 
 /// How the rows are split into training and held-out test rows.

@@ -11,7 +11,7 @@
 //!     records/
 //!       2.gate.json        JSON records about a version (its gate decision), replaced by rename
 //!     .staging/            publishes in progress
-//!     .lock                serializes alias updates
+//!     .lock                serializes alias updates and cleaning
 //!   _datasets/             datasets (not a valid model name, so never listed as a model)
 //!     NAME/
 //!       versions/
@@ -22,16 +22,27 @@
 //!
 //! A version is published by writing its directory under `.staging/`, fsyncing, and renaming
 //! it to `versions/N`. Renaming a directory onto a non-empty one fails, so two publishers
-//! racing for `N` cannot both win: the loser retries with `N + 1`.
+//! racing for `N` cannot both win: the loser retries with `N + 1`. Version directories
+//! are named in canonical decimal (`7`, never `07` or `+7`); other names are not versions.
+//!
+//! Every file is read bounded (see `read`): regular files only (a symlink's target must be
+//! one), under a size cap, within a time limit. Leftovers of killed writers (staging
+//! directories, `.NAME.tmp-*` files) are removed under the lock once stale (see `write`).
 
-use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+mod read;
+mod write;
+
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{AliasRecord, DATASET_MANIFEST, Registry, RegistryError};
+use super::{AliasListing, AliasRecord, DATASET_MANIFEST, Registry, RegistryError};
 use crate::name::valid_name;
+
+pub use read::{MAX_ALIAS_BYTES, MAX_ARTIFACT_BYTES, MAX_RECORD_BYTES};
+pub(crate) use write::write_atomic;
+pub use write::{STALE_AFTER, parse_version};
+use write::{locked, publish_dir};
 
 /// File name of the artifact inside a version directory.
 pub const ARTIFACT_FILE: &str = "model.tsm";
@@ -65,33 +76,15 @@ fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-fn unique_suffix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// The numbered subdirectories of `dir` that hold a file `marker`, ascending.
 fn numbered(dir: &Path, marker: &str) -> std::io::Result<Vec<u64>> {
     let mut out: Vec<u64> = fs::read_dir(dir)?
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter_map(|e| e.file_name().to_str().and_then(parse_version))
         .filter(|v: &u64| dir.join(v.to_string()).join(marker).is_file())
         .collect();
     out.sort_unstable();
     Ok(out)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), RegistryError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("fsync", dir))
 }
 
 impl FsRegistry {
@@ -140,18 +133,15 @@ impl FsRegistry {
 
     fn read_alias(&self, model: &str, alias: &str) -> Result<Option<AliasRecord>, RegistryError> {
         let path = self.alias_path(model, alias)?;
-        match fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| RegistryError::Corrupt {
-                        path: path.display().to_string(),
-                        detail: e.to_string(),
-                    })
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("read", &path)(e)),
-        }
+        let Some(bytes) = read::read_capped(&path, read::ALIAS)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RegistryError::Corrupt {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })
     }
 
     fn write_alias(
@@ -168,106 +158,24 @@ impl FsRegistry {
         write_atomic(&path, &json)
     }
 
-    /// Runs `f` holding the model's lock file (alias read-modify-write).
+    /// Runs `f` holding the model's lock file (alias read-modify-write), after removing
+    /// stale leftovers of killed writers.
     fn locked<T>(
         &self,
         model: &str,
         f: impl FnOnce() -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
         let dir = self.require_model(model)?;
-        let path = dir.join(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io("open", &path))?;
-        file.lock().map_err(io("lock", &path))?;
-        let out = f();
-        let _ = file.unlock();
-        out
+        locked(&dir, || {
+            write::clean_stale(&dir);
+            f()
+        })
     }
-}
-
-/// Replaces `path` with `bytes` atomically (a synced temporary file renamed over it).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let dir = path.parent().expect("a file in a directory");
-    let name = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.tmp-{}", unique_suffix()));
-    write_synced(&tmp, bytes)?;
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io("rename", path)(e)
-    })?;
-    sync_dir(dir)
-}
-
-/// Publishes `files` as the next numbered version under `dir/versions/`: written and
-/// synced under `dir/.staging/`, then renamed into place, so readers see all of a version
-/// or nothing; a concurrent publisher that takes the number first makes this one retry
-/// with the next.
-fn publish_dir(dir: &Path, files: &[(&str, &[u8])]) -> Result<u64, RegistryError> {
-    let versions = dir.join("versions");
-    let staging = dir.join(".staging");
-    for d in [&versions, &staging] {
-        fs::create_dir_all(d).map_err(io("create", d))?;
-    }
-    let tmp = staging.join(unique_suffix());
-    fs::create_dir(&tmp).map_err(io("create", &tmp))?;
-    let result = (|| {
-        for (name, bytes) in files {
-            write_synced(&tmp.join(name), bytes)?;
-        }
-        sync_dir(&tmp)?;
-        let mut next = fs::read_dir(&versions)
-            .map_err(io("list", &versions))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
-            .max()
-            .unwrap_or(0)
-            + 1;
-        loop {
-            let target = versions.join(next.to_string());
-            match fs::rename(&tmp, &target) {
-                Ok(()) => {
-                    sync_dir(&versions)?;
-                    return Ok(next);
-                }
-                // Taken by a concurrent publisher: ENOTEMPTY or EEXIST.
-                Err(e)
-                    if target.exists()
-                        && matches!(
-                            e.kind(),
-                            ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists
-                        ) =>
-                {
-                    next += 1
-                }
-                Err(e) => return Err(io("rename", &target)(e)),
-            }
-        }
-    })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
-    }
-    result
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let mut f = File::create(path).map_err(io("create", path))?;
-    f.write_all(bytes).map_err(io("write", path))?;
-    f.sync_all().map_err(io("fsync", path))
 }
 
 /// A file's bytes, or `None` when it does not exist.
-fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, RegistryError> {
-    match fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io("read", path)(e)),
-    }
+fn read_if_present(path: &Path, kind: read::Kind) -> Result<Option<Vec<u8>>, RegistryError> {
+    read::read_capped(path, kind)
 }
 
 impl Registry for FsRegistry {
@@ -295,30 +203,37 @@ impl Registry for FsRegistry {
         numbered(&dir, ARTIFACT_FILE).map_err(io("list", &dir))
     }
 
-    fn aliases(&self, model: &str) -> Result<BTreeMap<String, AliasRecord>, RegistryError> {
+    fn alias_listing(&self, model: &str) -> Result<AliasListing, RegistryError> {
         let dir = self.require_model(model)?.join("aliases");
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(AliasListing::default()),
             Err(e) => return Err(io("list", &dir)(e)),
         };
-        let mut out = BTreeMap::new();
+        let mut out = AliasListing::default();
+        // Names that are not alias names (temporary files start with '.') are not aliases;
+        // each alias is read on its own, so one unreadable file spoils only itself.
         for name in entries
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|n| valid_name(n))
         {
-            if let Some(rec) = self.read_alias(model, &name)? {
-                out.insert(name, rec);
+            match self.read_alias(model, &name) {
+                Ok(Some(rec)) => {
+                    out.aliases.insert(name, rec);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    out.broken.insert(name, e.to_string());
+                }
             }
         }
         Ok(out)
     }
 
-    fn resolve(&self, model: &str, alias: &str) -> Result<u64, RegistryError> {
+    fn alias(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError> {
         self.require_model(model)?;
         self.read_alias(model, alias)?
-            .map(|r| r.version)
             .ok_or_else(|| RegistryError::AliasNotFound {
                 model: model.into(),
                 alias: alias.into(),
@@ -327,12 +242,9 @@ impl Registry for FsRegistry {
 
     fn read(&self, model: &str, version: u64) -> Result<Vec<u8>, RegistryError> {
         let path = self.artifact_path(model, version)?;
-        fs::read(&path).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => RegistryError::VersionNotFound {
-                model: model.into(),
-                version,
-            },
-            _ => io("read", &path)(e),
+        read::read_capped(&path, read::ARTIFACT)?.ok_or_else(|| RegistryError::VersionNotFound {
+            model: model.into(),
+            version,
         })
     }
 
@@ -364,7 +276,7 @@ impl Registry for FsRegistry {
             .model_dir(model)?
             .join("records")
             .join(format!("{version}.{kind}.json"));
-        read_if_present(&path)
+        read_if_present(&path, read::RECORD)
     }
 
     fn set_alias(
@@ -462,7 +374,7 @@ impl Registry for FsRegistry {
             .join("versions")
             .join(version.to_string())
             .join(file);
-        read_if_present(&path)
+        read_if_present(&path, read::DATASET_FILE)
     }
 
     fn publish_dataset(&self, name: &str, files: &[(&str, &[u8])]) -> Result<u64, RegistryError> {

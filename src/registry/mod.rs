@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use fs::{DATASETS_DIR, FsRegistry};
+pub use fs::{
+    DATASETS_DIR, FsRegistry, MAX_ALIAS_BYTES, MAX_ARTIFACT_BYTES, MAX_RECORD_BYTES, STALE_AFTER,
+    parse_version,
+};
 pub use watch::{keep_watching, watch};
 
 /// The registry at `location`: the one place a backend is chosen (today a directory;
@@ -75,6 +78,23 @@ pub enum RegistryError {
         "invalid name {0:?}: use letters, digits, '-', '_' or '.', starting with a letter or digit"
     )]
     InvalidName(String),
+    /// A registry file that is not read: not a regular file, over its size limit, or
+    /// too slow to read.
+    #[error("refusing registry file {path}: {detail}")]
+    Refused {
+        /// The file.
+        path: String,
+        /// Why.
+        detail: String,
+    },
+    /// The next version number would overflow.
+    #[error(
+        "cannot number the next version: {path} holds version 18446744073709551615, the largest possible; remove that stray directory if it is not a real version"
+    )]
+    VersionsExhausted {
+        /// The versions directory.
+        path: String,
+    },
     /// A registry file is unreadable.
     #[error("corrupt registry file {path}: {detail}")]
     Corrupt {
@@ -98,16 +118,35 @@ pub struct AliasRecord {
     pub updated: String,
 }
 
+/// A model's aliases, each read on its own: one unreadable alias file does not hide the
+/// others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AliasListing {
+    /// The readable aliases.
+    pub aliases: BTreeMap<String, AliasRecord>,
+    /// Aliases whose file cannot be used, with why.
+    pub broken: BTreeMap<String, String>,
+}
+
 /// A registry of versioned model artifacts.
 pub trait Registry: Send + Sync + std::fmt::Debug {
     /// Model names, sorted.
     fn models(&self) -> Result<Vec<String>, RegistryError>;
     /// Published versions of a model, ascending.
     fn versions(&self, model: &str) -> Result<Vec<u64>, RegistryError>;
-    /// Aliases of a model.
-    fn aliases(&self, model: &str) -> Result<BTreeMap<String, AliasRecord>, RegistryError>;
+    /// Aliases of a model, each read on its own (names that are not alias names are
+    /// ignored; an unreadable alias is listed as broken).
+    fn alias_listing(&self, model: &str) -> Result<AliasListing, RegistryError>;
+    /// The readable aliases of a model (see [`Registry::alias_listing`]).
+    fn aliases(&self, model: &str) -> Result<BTreeMap<String, AliasRecord>, RegistryError> {
+        Ok(self.alias_listing(model)?.aliases)
+    }
+    /// One alias's record.
+    fn alias(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError>;
     /// The version an alias points to.
-    fn resolve(&self, model: &str, alias: &str) -> Result<u64, RegistryError>;
+    fn resolve(&self, model: &str, alias: &str) -> Result<u64, RegistryError> {
+        Ok(self.alias(model, alias)?.version)
+    }
     /// The artifact bytes of a version.
     fn read(&self, model: &str, version: u64) -> Result<Vec<u8>, RegistryError>;
     /// Publishes an artifact as the next version of `model`; returns the version. Atomic:

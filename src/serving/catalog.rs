@@ -3,6 +3,8 @@
 //! time (concurrent misses for a version share its load), with failed and missing
 //! versions remembered for a few seconds so that misses cannot become a load storm.
 
+mod fallback;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
@@ -83,6 +85,8 @@ pub struct Catalog {
     pin_loading: Mutex<()>,
     /// Pinned versions that failed to load recently.
     pin_failed: Mutex<HashMap<u64, Failed>>,
+    /// Why an earlier version is served instead of the alias's, when it is.
+    fallback: Mutex<fallback::State>,
 }
 
 impl Catalog {
@@ -103,6 +107,7 @@ impl Catalog {
             pinned: Mutex::new((0, Vec::new())),
             pin_loading: Mutex::new(()),
             pin_failed: Mutex::new(HashMap::new()),
+            fallback: Mutex::default(),
         }
     }
 
@@ -136,7 +141,7 @@ impl Catalog {
     pub fn reload(&self) -> Result<Reloaded, LoadError> {
         let result = self.try_reload();
         match &result {
-            Ok(Reloaded::Swapped { .. }) => {
+            Ok(Reloaded::Swapped { .. } | Reloaded::Fallback { .. }) => {
                 self.metrics.model_load("success");
                 self.metrics.swapped();
             }
@@ -152,7 +157,10 @@ impl Catalog {
         if from == Some(version) {
             return Ok(Reloaded::Unchanged(version));
         }
-        let bytes = self.registry.read(&self.name, version)?;
+        let bytes = match self.registry.read(&self.name, version) {
+            Ok(b) => b,
+            Err(e) => return self.unservable(version, e.into()),
+        };
         let digest = crate::model::sha256_hex(&bytes);
         let mut last_failure = self.last_failure.lock().expect("lock");
         if last_failure.as_ref() == Some(&(version, digest.clone())) {
@@ -161,7 +169,11 @@ impl Catalog {
         let checked = self.check(version, &bytes, true);
         *last_failure = checked.is_err().then_some((version, digest));
         drop(last_failure);
-        let model = checked?;
+        let model = match checked {
+            Ok(m) => m,
+            Err(e) => return self.unservable(version, e),
+        };
+        self.fallback.lock().expect("lock").serving = None;
         // A pinned copy of this version is now the alias's: serve one copy.
         self.pinned
             .lock()

@@ -16,8 +16,18 @@ pub struct Models {
     default: Option<usize>,
 }
 
+/// Which model `/score` answers with, decided once (see [`Fleet::score_model`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreModel {
+    /// The model, or `None` when `/score` has none (several models at start).
+    pub name: Option<String>,
+    /// Why, for people.
+    pub why: String,
+}
+
 impl Models {
-    /// The model `/score` answers with: the first `--model`, or the only model served.
+    /// The model `/score` answers with: the first `--model`, or the only model loaded when
+    /// the server started (never changed by models that appear later).
     #[inline]
     pub fn default_model(&self) -> Option<&Arc<Catalog>> {
         self.default.map(|i| &self.list[i])
@@ -64,6 +74,8 @@ pub struct Fleet {
     models: ArcSwap<Models>,
     /// Set on shutdown: never ready again.
     draining: std::sync::atomic::AtomicBool,
+    /// `/score`'s model, once decided.
+    score_model: std::sync::OnceLock<ScoreModel>,
 }
 
 impl Fleet {
@@ -81,11 +93,24 @@ impl Fleet {
             metrics,
             models: ArcSwap::from_pointee(Models::default()),
             draining: std::sync::atomic::AtomicBool::new(false),
+            score_model: std::sync::OnceLock::new(),
         };
-        if !fleet.named.is_empty() {
+        if let Some(first) = fleet.named.first() {
+            let _ = fleet.score_model.set(ScoreModel {
+                name: Some(first.clone()),
+                why: "the first --model".into(),
+            });
             fleet.set_models(fleet.named.clone());
         }
         fleet
+    }
+
+    /// The model `/score` answers with and why, once decided: the first `--model`; else,
+    /// at the first reconciliation that loads any model, the only model loaded then (or
+    /// none, when several are). Models that appear later never change it. `None` while
+    /// nothing has been loaded yet.
+    pub fn score_model(&self) -> Option<&ScoreModel> {
+        self.score_model.get()
     }
 
     /// The registry the fleet follows.
@@ -108,7 +133,6 @@ impl Fleet {
     /// of names already served.
     fn set_models(&self, mut names: Vec<String>) {
         let old = self.models.load_full();
-        let default_name = self.named.first().cloned();
         names.sort();
         names.dedup();
         if names == old.names() {
@@ -127,12 +151,55 @@ impl Fleet {
                 })
             })
             .collect();
-        let default = match &default_name {
-            Some(d) => list.iter().position(|c| c.name() == d),
-            None if list.len() == 1 => Some(0),
-            None => None,
-        };
+        self.store(list);
+    }
+
+    /// Stores `list` as the served set, with `/score`'s model as decided.
+    fn store(&self, list: Vec<Arc<Catalog>>) {
+        let default = self
+            .score_model
+            .get()
+            .and_then(|d| d.name.as_deref())
+            .and_then(|d| list.iter().position(|c| c.name() == d));
         self.models.store(Arc::new(Models { list, default }));
+    }
+
+    /// Decides `/score`'s model at the first reconciliation that loaded any model.
+    fn decide_score_model(&self) {
+        if self.score_model.get().is_some() {
+            return;
+        }
+        let models = self.models.load_full();
+        let loaded: Vec<&str> = models
+            .iter()
+            .filter(|c| c.load().is_some())
+            .map(|c| c.name())
+            .collect();
+        let decided = match loaded.as_slice() {
+            [] => return,
+            [only] => ScoreModel {
+                name: Some((*only).to_owned()),
+                why: "the only model loaded at start; models published later do not change it"
+                    .into(),
+            },
+            several => ScoreModel {
+                name: None,
+                why: format!(
+                    "{} models at start ({}) and no --model: /score has no model; use /models/{{model}}/score or name one with --model",
+                    several.len(),
+                    several.join(", ")
+                ),
+            },
+        };
+        match &decided.name {
+            Some(name) => {
+                tracing::info!(model = %name, why = %decided.why, "/score answers with this model")
+            }
+            None => tracing::warn!(why = %decided.why, "/score answers 404 no_default_model"),
+        }
+        if self.score_model.set(decided).is_ok() {
+            self.store(models.list.clone());
+        }
     }
 
     /// Finds the models to serve (unless named on the command line) and reloads each.
@@ -161,20 +228,22 @@ impl Fleet {
         for c in models.iter() {
             report.models.push((c.name().to_owned(), c.reload()));
         }
+        self.decide_score_model();
         self.metrics.set_ready(self.ready());
         report
     }
 
-    /// The registry's models that have the alias.
+    /// The registry's models that have the alias. Only the followed alias is read, and a
+    /// model whose alias file cannot be used is still listed: its own reload reports why,
+    /// and nothing else is affected.
     fn discover(&self) -> Result<Vec<String>, RegistryError> {
         let mut names = Vec::new();
         for name in self.registry.models()? {
-            match self.registry.aliases(&name) {
-                Ok(aliases) if aliases.contains_key(&self.opts.alias) => names.push(name),
-                Ok(_) => {}
-                // A model being created or removed right now: look again next time.
-                Err(RegistryError::ModelNotFound(_)) => {}
-                Err(e) => return Err(e),
+            match self.registry.resolve(&name, &self.opts.alias) {
+                Ok(_) => names.push(name),
+                // No such alias, or a model being created or removed right now.
+                Err(RegistryError::AliasNotFound { .. } | RegistryError::ModelNotFound(_)) => {}
+                Err(_) => names.push(name),
             }
         }
         Ok(names)
@@ -193,15 +262,16 @@ impl Fleet {
         self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Ready to take traffic: not draining, the default model (if any) and every model
-    /// named on the command line are loaded, and at least one model is.
+    /// Ready to take traffic: not draining, `/score`'s model (if it has one) and every
+    /// model named on the command line are loaded, and at least one model is.
     pub fn ready(&self) -> bool {
         if self.draining() {
             return false;
         }
         let models = self.models.load();
         let loaded = |c: &Catalog| c.load().is_some();
-        models.default_model().is_none_or(|c| loaded(c))
+        let score = self.score_model().and_then(|d| d.name.as_deref());
+        score.is_none_or(|d| models.get(d).is_some_and(|c| loaded(c)))
             && self
                 .named
                 .iter()

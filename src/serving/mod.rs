@@ -14,7 +14,7 @@ mod scoring;
 
 pub use catalog::{Catalog, CatalogOptions};
 pub use codec::{ScoreCodec, V2Codec};
-pub use fleet::{Fleet, FleetReport, Models};
+pub use fleet::{Fleet, FleetReport, Models, ScoreModel};
 pub use follow::{FollowOptions, Follower, ReloadLog, Reloader};
 pub use scoring::{Codec, Local, Outcome, Pending, ScoreError, Scored, Scoring, find, truncated};
 
@@ -82,6 +82,19 @@ pub enum LoadError {
         /// The name in the artifact.
         found: String,
     },
+    /// Nothing is served, the alias's version cannot be, and no earlier version of the
+    /// alias loads either.
+    #[error(
+        "nothing served: the alias's version {version} cannot be served ({error}), and no earlier version of the alias loads ({tried}); promote a good version"
+    )]
+    NoFallback {
+        /// The alias's version.
+        version: u64,
+        /// Why it cannot be served.
+        error: Box<LoadError>,
+        /// Earlier versions tried, and why each failed.
+        tried: String,
+    },
     /// The new version reads other features than the served one.
     #[error(
         "version {version} reads features [{}], the served version reads [{}]; refusing the swap (clients would break; --allow-schema-change allows it)",
@@ -105,12 +118,15 @@ impl LoadError {
     /// A short, bounded reason for metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            LoadError::Registry(RegistryError::Io { .. }) => "registry_io",
+            LoadError::Registry(RegistryError::Io { .. } | RegistryError::Refused { .. }) => {
+                "registry_io"
+            }
             LoadError::Registry(_) => "registry",
             LoadError::Artifact { source, .. } => source.reason(),
             LoadError::NameMismatch { .. } => "name_mismatch",
             LoadError::SchemaChange { .. } => "schema_change",
             LoadError::Unavailable(_) => "unavailable",
+            LoadError::NoFallback { error, .. } => error.reason(),
         }
     }
 }
@@ -122,6 +138,14 @@ pub enum Reloaded {
     Unchanged(u64),
     /// The alias points to a version that already failed with these very bytes.
     KnownBad(u64),
+    /// Nothing was served and the alias's version cannot be: an earlier version of the
+    /// alias is served instead (see [`Catalog::fallback`]).
+    Fallback {
+        /// The version served.
+        to: u64,
+        /// The alias's version, which cannot be served.
+        alias_version: u64,
+    },
     /// A new version is now served.
     Swapped {
         /// Version served before, if any.

@@ -1,6 +1,7 @@
 //! Training: CSV → smartcore tree or forest → validated artifact with metrics, the training
 //! data's fingerprint and feature statistics.
 
+mod budget;
 mod data;
 mod metrics;
 mod regress;
@@ -16,6 +17,7 @@ use smartcore::tree::decision_tree_classifier::{
     DecisionTreeClassifier, DecisionTreeClassifierParameters, SplitCriterion,
 };
 
+pub use budget::{DEFAULT_MAX_MEMORY, estimate as memory_estimate, parse_size};
 pub use data::{Dataset, load_csv, load_csv_for, parse_csv, parse_csv_for};
 pub use metrics::{DRIFT_BINS, feature_stats, metrics, regression_metrics};
 pub(crate) use report::number;
@@ -54,6 +56,9 @@ pub enum TrainError {
     /// smartcore refused to fit.
     #[error("training failed: {0}")]
     Fit(String),
+    /// Training would take more memory than the budget (`--max-memory`).
+    #[error("{0}")]
+    Memory(String),
     /// The trained model did not pass its own validation (a bug).
     #[error("the trained model does not validate: {0}")]
     Artifact(#[from] crate::model::ArtifactError),
@@ -124,6 +129,9 @@ pub struct TrainConfig {
     pub split: SplitMethod,
     /// The registry dataset version `data` is, recorded in the manifest.
     pub dataset: Option<DatasetLink>,
+    /// The most memory training may take, in bytes (estimated before it starts; see
+    /// docs/lifecycle.md).
+    pub max_memory: u64,
 }
 
 impl Default for TrainConfig {
@@ -145,6 +153,7 @@ impl Default for TrainConfig {
             seed: 1984,
             split: SplitMethod::Shuffle,
             dataset: None,
+            max_memory: DEFAULT_MAX_MEMORY,
         }
     }
 }
@@ -211,6 +220,13 @@ pub fn train_dataset(data: &Dataset, config: &TrainConfig) -> Result<Trained, Tr
             config.test_size
         )));
     }
+    budget::check(
+        train_idx.len(),
+        test_idx.len(),
+        data.features.len(),
+        data.classes.len().max(1),
+        config,
+    )?;
     if config.task == Task::Regression {
         return regress::train(data, config, name, train_idx, test_idx);
     }
@@ -396,6 +412,7 @@ fn training_data(
         split_seed: config.seed,
         split: config.split,
         dataset: config.dataset.clone(),
+        gated: false,
     }
 }
 

@@ -314,8 +314,9 @@ fn the_gate_promotes_only_what_passes_and_says_so_in_its_exit_code() {
         d["candidate"]["metrics"]["accuracy"].as_f64()
             < d["champion"]["metrics"]["accuracy"].as_f64()
     );
-    // A tolerance that covers the gap lets it through.
-    let out = train(&["--max-depth", "1", "--tolerance", "1"]);
+    // A tolerance that covers the gap lets a model through that still beats always
+    // answering one class (a depth-1 tree is that constant: refused by the baseline).
+    let out = train(&["--max-depth", "2", "--tolerance", "1"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -695,4 +696,61 @@ fn the_html_report_renders_its_charts_in_headless_chromium() {
     );
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[test]
+fn training_past_the_memory_budget_stops_with_one_line_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("m.tsm");
+    let one_line = |out: &std::process::Output| {
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("training would need about") && err.contains("--max-memory"),
+            "{err}"
+        );
+        assert!(!out_file.exists());
+    };
+    // A budget IRIS does not fit in.
+    let csv = iris_csv();
+    one_line(&treeserve(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--max-memory",
+        "1K",
+        "--output",
+        out_file.to_str().unwrap(),
+    ]));
+    // 10,000 classes (cost grows with classes²): refused under the default budget
+    // instead of an allocation failure minutes later.
+    let many = dir.path().join("many.csv");
+    let mut body = String::from("a,b,label\n");
+    for c in 0..10_000 {
+        for r in 0..2 {
+            body += &format!("{}.{r},{}.5,c{c}\n", c % 97, c % 89);
+        }
+    }
+    std::fs::write(&many, body).unwrap();
+    one_line(&treeserve(&[
+        "train",
+        "--data",
+        many.to_str().unwrap(),
+        "--target",
+        "label",
+        "--output",
+        out_file.to_str().unwrap(),
+    ]));
+    // Within the budget it trains.
+    treeserve_ok(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--max-memory",
+        "64M",
+        "--output",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(out_file.is_file());
 }

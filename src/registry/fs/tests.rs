@@ -90,3 +90,39 @@ fn dataset_names_are_checked() {
     // Nothing was written by the refused publishes.
     assert!(reg.datasets().unwrap().is_empty());
 }
+
+#[test]
+fn version_names_are_canonical_decimal() {
+    for (name, want) in [
+        ("1", Some(1)),
+        ("42", Some(42)),
+        ("18446744073709551615", Some(u64::MAX)),
+        ("0", None),
+        ("01", None),
+        ("+1", None),
+        ("-1", None),
+        (" 1", None),
+        ("1a", None),
+        ("", None),
+        ("18446744073709551616", None),
+    ] {
+        assert_eq!(parse_version(name), want, "{name:?}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_to_a_regular_file_is_read_and_one_to_a_device_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = FsRegistry::new(dir.path());
+    reg.publish("m", b"x").unwrap();
+    let real = dir.path().join("real-alias.json");
+    std::fs::write(&real, br#"{"version": 1}"#).unwrap();
+    std::fs::create_dir_all(dir.path().join("m/aliases")).unwrap();
+    std::os::unix::fs::symlink(&real, dir.path().join("m/aliases/production")).unwrap();
+    assert_eq!(reg.resolve("m", "production").unwrap(), 1);
+    std::os::unix::fs::symlink("/dev/null", dir.path().join("m/aliases/null")).unwrap();
+    let listing = reg.alias_listing("m").unwrap();
+    assert_eq!(listing.aliases.keys().collect::<Vec<_>>(), ["production"]);
+    assert!(listing.broken["null"].contains("a device"), "{listing:?}");
+}
