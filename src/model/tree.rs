@@ -105,14 +105,18 @@ impl MirrorTree {
                 self.num_features
             ));
         }
-        if self.num_classes != num_classes || !is_identity(&self.classes, num_classes) {
+        // A class with no training row (all its rows held out) is absent from the tree's
+        // classes: they are the manifest's class indices the tree learned, in order.
+        if self.num_classes != self.classes.len()
+            || !is_increasing_subset(&self.classes, num_classes)
+        {
             return bad(format!(
-                "tree classes do not match the manifest's {num_classes} classes"
+                "tree classes are not among the manifest's {num_classes} classes"
             ));
         }
         let mut depth = vec![0usize; n];
         for (i, node) in self.nodes.iter().enumerate() {
-            if node.output >= num_classes {
+            if node.output >= self.num_classes {
                 return bad(format!("node {i} outputs class {}", node.output));
             }
             match (node.true_child, node.false_child) {
@@ -157,8 +161,11 @@ impl MirrorTree {
     }
 }
 
-fn is_identity(classes: &[u32], k: usize) -> bool {
-    classes.len() == k && classes.iter().enumerate().all(|(i, &c)| c as usize == i)
+/// `classes` strictly increasing and each below `k` (the identity when every class trained).
+fn is_increasing_subset(classes: &[u32], k: usize) -> bool {
+    !classes.is_empty()
+        && classes.windows(2).all(|w| w[0] < w[1])
+        && classes.iter().all(|&c| (c as usize) < k)
 }
 
 /// Marks a leaf in [`FlatNode::feature`].
@@ -236,8 +243,10 @@ impl FlatForest {
                     }),
                     _ => {
                         let leaf = forest.leaf_class.len() as u32;
-                        forest.leaf_class.push(node.output as u32);
-                        push_proba(&mut forest.leaf_proba, &counts[i], node.output, num_classes)
+                        // The tree's class index, as the manifest's (validated: in range).
+                        let class = tree.classes[node.output] as usize;
+                        forest.leaf_class.push(class as u32);
+                        push_proba(&mut forest.leaf_proba, &counts[i], class, num_classes)
                             .map_err(|m| {
                                 ArtifactError::Invalid(format!("tree {t} node {i}: {m}"))
                             })?;

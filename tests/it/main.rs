@@ -22,4 +22,5 @@ mod regression;
 mod score;
 mod server;
 mod swap;
+mod train_classes;
 mod v2;

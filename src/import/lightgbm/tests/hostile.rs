@@ -104,7 +104,6 @@ fn heap_tree(leaves: usize) -> String {
 
 #[test]
 fn a_million_node_tree_imports_and_predicts() {
-    let start = std::time::Instant::now();
     let text = model("regression", 1, "", &[&heap_tree(500_000)]);
     let e = read(text.as_bytes()).unwrap().ensemble;
     assert_eq!(e.trees[0].nodes.len(), 999_999);
@@ -112,7 +111,6 @@ fn a_million_node_tree_imports_and_predicts() {
     let mut scores = [0.0];
     flat.predict(&[0.5, 0.0], &mut Scratch::default(), &mut scores);
     assert!(scores[0].is_finite());
-    assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
     // One node more than the limit is refused before anything is built.
     let got = refusal(&model("regression", 1, "", &[&heap_tree(600_000)]));
     assert!(got.contains("num_leaves: 600000"), "{got}");
