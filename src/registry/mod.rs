@@ -37,7 +37,7 @@ pub const DATASET_MANIFEST: &str = "dataset.json";
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// A file system operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {source}{}", io_hint(source))]
     Io {
         /// What was being done.
         op: &'static str,
@@ -202,4 +202,18 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     /// concurrent publishers get distinct versions. Include a [`DATASET_MANIFEST`] file,
     /// or the version is never listed.
     fn publish_dataset(&self, name: &str, files: &[(&str, &[u8])]) -> Result<u64, RegistryError>;
+}
+
+/// What to do about the file-system errors an operator can fix.
+fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => {
+            " (the registry is read-only here: run this where it is mounted writable)"
+        }
+        std::io::ErrorKind::StorageFull => " (the disk is full: free space and run it again)",
+        std::io::ErrorKind::PermissionDenied => {
+            " (run as a user allowed to use these files, or fix their permissions)"
+        }
+        _ => "",
+    }
 }

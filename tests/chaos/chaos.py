@@ -341,6 +341,9 @@ def disk_and_readonly(chaos, sudo, work):
                     p = chaos.one_line_error(chaos.operation(reg, kind), f"disk full ({leave_kb} KiB free)")
                     if p.returncode != 0:
                         failed += 1
+                        line = p.stderr.strip().splitlines()[-1]
+                        if "No space left" in line and "free space and run it again" not in line:
+                            raise Inconsistent(f"disk full: no hint in {line!r}")
                         if leave_kb == 0:
                             log(f"  disk full, {kind}: {p.stderr.strip().splitlines()[-1]}")
                     chaos.check(reg)
@@ -364,7 +367,11 @@ def disk_and_readonly(chaos, sudo, work):
                     raise Inconsistent(f"read-only registry: treeserve {' '.join(args)} succeeded")
                 refused += p.returncode != 0
                 if p.returncode != 0:
-                    log(f"  read-only, {kind}: {p.stderr.strip().splitlines()[-1]}")
+                    line = p.stderr.strip().splitlines()[-1]
+                    # The error says what is wrong and what to do.
+                    if "registry is read-only here" not in line:
+                        raise Inconsistent(f"read-only registry: no hint in {line!r}")
+                    log(f"  read-only, {kind}: {line}")
             chaos.check(reg, serve=True)
             log(f"read-only: {refused} of {len(Chaos.KINDS)} writing commands refused with one line; "
                 "models, data list, predict and serve work")
