@@ -8,7 +8,8 @@
 #
 #   tests/gate_honesty.sh [BINARY...]      (default: target/debug/treeserve)
 #
-# The bar is 0 promotions. Run from the repository root.
+# The bar is 0 promotions and a promoted quickstart; with GATE_HONESTY_BAR=1 (CI) a binary
+# that misses it fails the script. Run from the repository root.
 set -euo pipefail
 
 bins=("$@")
@@ -32,6 +33,7 @@ EOF
 for bin in "${bins[@]}"; do
     bin=$(realpath "$bin")
     echo "== $bin"
+    missed=0
     for start in shipped recorded; do
         promoted=0
         for seed in $(seq 1 20); do
@@ -41,14 +43,24 @@ for bin in "${bins[@]}"; do
                 cp -r models "$reg"
             else
                 mkdir -p "$reg"
-                "$bin" train --data "$iris" --name iris --publish "$reg" >/dev/null 2>&1
+                "$bin" train --data "$iris" --name iris --publish "$reg" >/dev/null 2>&1 ||
+                    { echo "training the champion failed" >&2; exit 1; }
             fi
-            if "$bin" train --data "$work/shuffled.csv" --name iris --publish "$reg" \
-                --seed "$seed" >/dev/null 2>&1; then
-                promoted=$((promoted + 1))
-            fi
+            set +e
+            out=$("$bin" train --data "$work/shuffled.csv" --name iris --publish "$reg" \
+                --seed "$seed" 2>&1 >/dev/null)
+            code=$?
+            set -e
+            # 0: promoted; 3: refused by the gate; anything else is not a decision.
+            case $code in
+                0) promoted=$((promoted + 1)) ;;
+                3) ;;
+                *) echo "seed $seed ($start champion): exit $code, not a gate decision: $out" >&2
+                   exit 1 ;;
+            esac
         done
         echo "label-shuffled candidates promoted ($start champion): $promoted of 20"
+        missed=$((missed + promoted))
     done
     reg="$work/quickstart"
     rm -rf "$reg" && cp -r models "$reg"
@@ -59,4 +71,8 @@ for bin in "${bins[@]}"; do
     set -e
     echo "quickstart: exit $code"
     echo "$out" | grep -E '^gate:|decision:|\[(pass|FAIL)\]' | sed 's/^/  /'
+    if [ "${GATE_HONESTY_BAR:-0}" = 1 ] && { [ "$code" != 0 ] || [ "$missed" != 0 ]; }; then
+        echo "the gate misses its bar: $missed shuffled candidates promoted, quickstart exit $code" >&2
+        exit 1
+    fi
 done
