@@ -7,6 +7,7 @@ mod cli;
 mod cli_safety;
 mod clients;
 mod common;
+mod first_hour;
 mod fleet;
 mod gate;
 mod hostile;
