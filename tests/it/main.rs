@@ -17,6 +17,7 @@ mod import_fixtures;
 mod lifecycle;
 mod no_5xx;
 mod observe;
+mod readme;
 mod registry;
 mod regression;
 mod score;
