@@ -127,6 +127,7 @@ fn client_commands_with_no_server_say_so_in_one_line() {
     for args in [
         &["score", &url, "--row", "SepalLengthCm=1"][..],
         &["health", "--url", &url],
+        &["smoke", &url],
     ] {
         let (code, stderr) = run(args);
         assert_eq!(code, Some(1), "{stderr}");
