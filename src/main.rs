@@ -6,10 +6,14 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use treeserve::cli::LogFormat;
 
+/// `--verbose` or `TREESERVE_BACKTRACE=1`, for the panic hook installed before parsing.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn main() {
+    quiet_on_closed_pipe();
     let cli = treeserve::cli::Cli::parse();
     let verbose = cli.verbose || std::env::var_os("TREESERVE_BACKTRACE").is_some_and(|v| v == "1");
-    quiet_on_closed_pipe(verbose);
+    VERBOSE.store(verbose, std::sync::atomic::Ordering::Relaxed);
     let filter =
         EnvFilter::try_from_env("TREESERVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -58,7 +62,7 @@ fn print_causes(e: &dyn std::error::Error) {
 ///
 /// With `--verbose` (or `TREESERVE_BACKTRACE=1`), a crash prints its backtrace even
 /// without `RUST_BACKTRACE`.
-fn quiet_on_closed_pipe(verbose: bool) {
+fn quiet_on_closed_pipe() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let message = info
@@ -71,7 +75,9 @@ fn quiet_on_closed_pipe(verbose: bool) {
             std::process::exit(141);
         }
         report(info);
-        if verbose && std::env::var_os("RUST_BACKTRACE").is_none() {
+        if VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+            && std::env::var_os("RUST_BACKTRACE").is_none()
+        {
             eprintln!("{}", std::backtrace::Backtrace::force_capture());
         }
     }));
