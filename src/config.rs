@@ -67,6 +67,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_MAX_H2_STREAMS", default_value_t = 128)]
     pub max_h2_streams: u32,
 
+    /// Largest request head (request line and headers; HTTP/2: the header list) in bytes;
+    /// larger: 431. Also bounds what a connection holding a partial head costs.
+    #[arg(long, env = "TREESERVE_MAX_HEADER_BYTES", default_value_t = 32 * 1024, value_parser = clap::value_parser!(u64).range(8192..=1 << 20))]
+    pub max_header_bytes: u64,
+
     /// Largest tree accepted in an artifact, in nodes (larger: the version is refused).
     #[arg(long, env = "TREESERVE_MAX_TREE_NODES", default_value_t = 1 << 20)]
     pub max_tree_nodes: usize,
@@ -112,8 +117,13 @@ pub struct ServeConfig {
 
     /// Pinned versions (`/v2/models/M/versions/V/...`) kept loaded per model besides the
     /// alias's; the least recently used is dropped first.
-    #[arg(long, env = "TREESERVE_PINNED_VERSIONS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    #[arg(long, env = "TREESERVE_PINNED_VERSIONS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub pinned_versions: u64,
+
+    /// Most bytes of artifacts kept loaded as pinned versions per model (besides the
+    /// alias's); the least recently used is dropped first.
+    #[arg(long, env = "TREESERVE_PINNED_BYTES", default_value_t = 256 << 20)]
+    pub pinned_bytes: u64,
 
     /// Worker threads of the runtime (default: one per core).
     #[arg(long, env = "TREESERVE_WORKERS")]
@@ -145,6 +155,7 @@ impl ServeConfig {
             max_connections: 10_000,
             max_blocking_requests: 64,
             max_h2_streams: 128,
+            max_header_bytes: 32 * 1024,
             max_tree_nodes: 1 << 20,
             max_tree_depth: 512,
             max_trees: 4096,
@@ -155,7 +166,8 @@ impl ServeConfig {
             no_metrics: false,
             drift_window: Duration::from_secs(300),
             drift_min_rows: 100,
-            pinned_versions: 4,
+            pinned_versions: 16,
+            pinned_bytes: 256 << 20,
             workers: None,
         }
     }
@@ -167,6 +179,7 @@ impl ServeConfig {
             limits: self.tree_limits(),
             allow_schema_change: self.allow_schema_change,
             pinned_versions: self.pinned_versions as usize,
+            pinned_bytes: self.pinned_bytes,
         }
     }
 

@@ -72,6 +72,12 @@ error_types! {
     MethodNotAllowed => "method_not_allowed",
     /// A compressed body.
     UnsupportedContentEncoding => "unsupported_content_encoding",
+    /// A transfer coding other than `chunked` (501).
+    UnsupportedTransferEncoding => "unsupported_transfer_encoding",
+    /// An HTTP/1.1 request without `Host`.
+    MissingHost => "missing_host",
+    /// A request head over `--max-header-bytes` (431).
+    HeadTooLarge => "head_too_large",
     /// No validated model is loaded.
     NoModel => "no_model",
     /// The named model has no loaded version yet.

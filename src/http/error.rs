@@ -50,6 +50,20 @@ pub enum ApiError {
     /// The body is compressed.
     #[error("unsupported content encoding {0:?}: send the body uncompressed")]
     UnsupportedContentEncoding(String),
+    /// A transfer coding other than `chunked` (it would be ignored, the body misread).
+    #[error(
+        "unsupported transfer encoding {0:?}: send the body with Content-Length or chunked only"
+    )]
+    UnsupportedTransferEncoding(String),
+    /// The request head is over `--max-header-bytes`.
+    #[error("the request head is larger than the limit of {limit} bytes")]
+    HeadTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// An HTTP/1.1 request without `Host` (RFC 9112, section 3.2).
+    #[error("an HTTP/1.1 request must carry a Host header")]
+    MissingHost,
     /// A bug: the server failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,6 +101,9 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedTransferEncoding(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::MissingHost => StatusCode::BAD_REQUEST,
+            ApiError::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Draining => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,8 +123,17 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => ErrorType::MethodNotAllowed,
             ApiError::Draining => ErrorType::ShuttingDown,
             ApiError::UnsupportedContentEncoding(_) => ErrorType::UnsupportedContentEncoding,
+            ApiError::UnsupportedTransferEncoding(_) => ErrorType::UnsupportedTransferEncoding,
+            ApiError::MissingHost => ErrorType::MissingHost,
+            ApiError::HeadTooLarge { .. } => ErrorType::HeadTooLarge,
             ApiError::Internal(_) => ErrorType::Internal,
         }
+    }
+
+    /// Whether the client caused it: a 4xx, or a 501 for a feature of HTTP it used.
+    /// Counted as a rejection and logged only at `debug`.
+    pub fn is_clients(&self) -> bool {
+        self.status().is_client_error() || matches!(self, ApiError::UnsupportedTransferEncoding(_))
     }
 
     /// Whether the error is a moment's unavailability (no model yet, shutting down,
@@ -135,7 +161,11 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            ApiError::BodyTimeout(_) => {
+            ApiError::BodyTimeout(_)
+            | ApiError::UnsupportedTransferEncoding(_)
+            | ApiError::MissingHost
+            | ApiError::HeadTooLarge { .. } => {
+                // The rest of the connection cannot be trusted to be read right.
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }

@@ -30,13 +30,35 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
     let method = req.method().clone();
     // One pass over the headers instead of hashed lookups of custom names.
     let mut ids: Option<Box<Ids>> = None;
+    let mut host = false;
+    let mut head_error = None;
+    // hyper stops reading a head at `--max-header-bytes` of buffer, but parses one that
+    // arrived whole in a larger read: its size is checked here too.
+    let mut head_len = req.uri().path().len() + req.uri().query().map_or(0, str::len);
     for (name, value) in req.headers() {
+        head_len += name.as_str().len() + value.len() + 4;
         let i = match name.as_str() {
             "x-request-id" => 0,
             "x-ms-request-id" => 1,
+            "host" => {
+                host = true;
+                continue;
+            }
+            "transfer-encoding" => {
+                head_error = head_error.or_else(|| transfer_coding(value));
+                continue;
+            }
             _ => continue,
         };
         ids.get_or_insert_default().client[i] = Some(value.clone());
+    }
+    let limit = state.config.max_header_bytes;
+    if head_len as u64 > limit {
+        head_error = Some(ApiError::HeadTooLarge { limit });
+    }
+    // From a connection (in-process requests are built without a Host).
+    if !host && in_progress.is_some() && req.version() == http::Version::HTTP_11 {
+        head_error = head_error.or(Some(ApiError::MissingHost));
     }
     // Disabled by default: then creating it is one cached callsite check, and the rest
     // stays out of line.
@@ -54,8 +76,10 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
     }
     // Panics become 500s: the synchronous steps under `catch_unwind`, the rare boxed
     // futures under `CatchUnwind`. Only the body read is awaited inline.
-    let mut step: std::thread::Result<Step<'a, B>> =
-        catch::sync(&span, || routes::route(req, &held.state));
+    let mut step: std::thread::Result<Step<'a, B>> = match head_error {
+        None => catch::sync(&span, || routes::route(req, &held.state)),
+        Some(e) => Ok(Step::Done(Route::Unmatched, Box::new(Err(e)))),
+    };
     async move {
         let state = &*held.state;
         // The step is matched in place: moving the body and the job out of it would
@@ -118,6 +142,17 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
         }
         Ok(resp)
     }
+}
+
+/// A refusal of a `Transfer-Encoding` other than `chunked`: hyper reads `gzip, chunked`
+/// as chunked and would hand the handler a still-compressed body.
+#[cold]
+#[inline(never)]
+fn transfer_coding(value: &HeaderValue) -> Option<ApiError> {
+    (!value.as_bytes().eq_ignore_ascii_case(b"chunked")).then(|| {
+        let v = &value.as_bytes()[..value.len().min(100)];
+        ApiError::UnsupportedTransferEncoding(String::from_utf8_lossy(v).into_owned())
+    })
 }
 
 /// A request's ids: those its client sent, and the one it is logged under. Boxed where
@@ -215,9 +250,7 @@ fn error_response(
     ids: &mut Option<Box<Ids>>,
 ) -> Response<Full<Bytes>> {
     let status = e.status();
-    if !state.config.no_metrics
-        && (status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE)
-    {
+    if !state.config.no_metrics && (e.is_clients() || status == StatusCode::SERVICE_UNAVAILABLE) {
         state.metrics.rejected(e.error_type());
     }
     let id = Ids::logged(ids);
@@ -250,7 +283,7 @@ fn client_id(ids: &[Option<HeaderValue>; 2]) -> Option<&HeaderValue> {
 fn log_error(e: &ApiError, id: &RequestId, method: &Method, route: Route) {
     let status = e.status().as_u16();
     let error_type = e.error_type().as_str();
-    if e.status().is_server_error() && !e.is_transient() {
+    if !e.is_clients() && !e.is_transient() {
         tracing::error!(
             target: REQUEST_LOG_TARGET,
             request_id = %id, %method, route = route.as_str(), status, error_type, error = %e,

@@ -7,47 +7,9 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use std::sync::Arc;
-
 use super::step::Reply;
 use super::{ApiError, AppState, json_response};
-use crate::serving::{ScoreError, find, truncated};
-
-/// The model's HTML report (see [`crate::report`]), built from the registry on a
-/// blocking thread.
-pub(super) async fn report(state: &AppState, name: String) -> Reply {
-    let registry = Arc::clone(state.fleet().registry());
-    // Datasets come from the same registry, through the same trait.
-    let datasets = crate::data::DatasetStore::new(Arc::clone(&registry));
-    let html = state
-        .scoring
-        .blocking("report", move || {
-            use crate::registry::RegistryError;
-            match registry.versions(&name) {
-                Ok(_) => crate::report::html(&*registry, Some(&datasets), &name)
-                    .map_err(|e| ApiError::Internal(format!("building the report: {e}"))),
-                Err(RegistryError::ModelNotFound(_) | RegistryError::InvalidName(_)) => {
-                    Err(ScoreError::ModelNotFound(truncated(&name)).into())
-                }
-                Err(e) => Err(ApiError::Internal(format!("reading the registry: {e}"))),
-            }
-        })
-        .await??;
-    let mut resp = Response::new(Full::new(Bytes::from(html)));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    // Self-contained: nothing but its own inline styles and script may load or run.
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
-        ),
-    );
-    Ok(resp)
-}
+use crate::serving::{ScoreError, find};
 
 pub(super) fn live() -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, &b"{\"status\":\"live\"}"[..])
@@ -157,10 +119,12 @@ pub(super) fn models(state: &AppState, name: Option<&str>) -> Reply {
 
 pub(super) fn metrics(state: &AppState) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));
-    resp.headers_mut().insert(
+    let h = resp.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(crate::metrics::TEXT_FORMAT),
     );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, super::NOSNIFF);
     resp
 }
 

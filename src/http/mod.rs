@@ -10,6 +10,7 @@ mod error;
 mod handler;
 mod info;
 mod negotiate;
+mod report;
 mod request_id;
 mod routes;
 mod score;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Configuration.
     pub config: ServeConfig,
+    /// Built reports, per model.
+    reports: report::Reports,
 }
 
 impl AppState {
@@ -71,6 +74,7 @@ impl AppState {
             scoring,
             metrics,
             config,
+            reports: report::Reports::default(),
         }
     }
 
@@ -140,23 +144,36 @@ impl Server {
         // No vectored writes: hyper then copies the body behind the head and sends both with
         // one plain `send` instead of a two-part `writev`. Our bodies are small, and the
         // kernel's cost of a two-part write is larger than the copy (docs/benchmarks.md).
+        // Request heads are capped (`--max-header-bytes`): hyper's HTTP/1 read buffer
+        // never grows past it (a longer head is answered 431), and HTTP/2 header lists
+        // over it are refused. HTTP/2 send buffers are capped per stream too, so a client
+        // that never opens its receive window holds at most that much per stream
+        // (response bodies themselves are shared `Bytes`, e.g. the cached report).
+        let config = &self.state.config;
+        let head = config.max_header_bytes as usize;
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .keep_alive(true)
             .header_read_timeout(None)
+            .max_buf_size(head)
             .writev(false);
         auto.http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(self.state.config.max_h2_streams);
+            .max_concurrent_streams(config.max_h2_streams)
+            .max_header_list_size(head as u32)
+            .max_send_buf_size(H2_SEND_BUF);
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .keep_alive(true)
             .header_read_timeout(None)
+            .max_buf_size(head)
             .writev(false);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
-            .max_concurrent_streams(self.state.config.max_h2_streams);
+            .max_concurrent_streams(config.max_h2_streams)
+            .max_header_list_size(head as u32)
+            .max_send_buf_size(H2_SEND_BUF);
         let builders = Arc::new(negotiate::Builders { http1, http2, auto });
         let connections = conn::Connections::new(self.state.config.header_read_timeout);
         tokio::pin!(shutdown);
@@ -212,6 +229,10 @@ impl Server {
     }
 }
 
+/// Most bytes an HTTP/2 stream buffers for a client that does not read (hyper's default
+/// is 400 KiB).
+const H2_SEND_BUF: usize = 64 * 1024;
+
 /// Answers a connection over `--max-connections` with a 503 and closes it, giving a slow
 /// client at most a second.
 async fn refuse(mut stream: tokio::net::TcpStream) {
@@ -244,13 +265,17 @@ pub async fn respond<B: RequestBody>(req: Request<B>, state: &AppState) -> Respo
 }
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+/// `X-Content-Type-Options: nosniff`: browsers must not guess another type than the one
+/// given (a JSON error quoting a path must never run as HTML).
+pub(crate) const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 
 /// A JSON response with `status`.
 pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     // A fresh map: `append` is `insert` here (and shares hyper's hot code).
-    resp.headers_mut()
-        .append(header::CONTENT_TYPE, APPLICATION_JSON);
+    let h = resp.headers_mut();
+    h.append(header::CONTENT_TYPE, APPLICATION_JSON);
+    h.append(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
     resp
 }

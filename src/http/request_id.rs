@@ -2,7 +2,7 @@
 //! one, else an id generated only when something needs it (an error answer, or request
 //! logging turned on), so a successful request pays nothing for it.
 
-use std::fmt;
+use std::fmt::{self, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -63,13 +63,22 @@ impl RequestId {
     }
 }
 
+/// Whether a byte of a client's id is logged as it is (else as `_`).
+fn logged_as_is(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.:/+@~#".contains(&b)
+}
+
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RequestId::Generated(n) => write!(f, "{:08x}-{n:08x}", process_tag()),
+            // Logged as one inert token: a client's spaces, tabs, quotes, `=` or non-ASCII
+            // bytes would let it forge fields or lines in text logs.
             RequestId::Client(v) => {
                 let bytes = &v.as_bytes()[..v.len().min(MAX_LOGGED_LEN)];
-                f.write_str(&String::from_utf8_lossy(bytes))
+                bytes
+                    .iter()
+                    .try_for_each(|&b| f.write_char(if logged_as_is(b) { b as char } else { '_' }))
             }
         }
     }
@@ -95,9 +104,10 @@ mod tests {
         assert_eq!(id.header_value().len(), 300);
         assert_eq!(id.to_string().len(), MAX_LOGGED_LEN);
         let odd = HeaderValue::from_bytes(b"caf\xe9").unwrap();
-        assert_eq!(
-            RequestId::or_generate(Some(&odd)).to_string(),
-            "caf\u{fffd}"
-        );
+        assert_eq!(RequestId::or_generate(Some(&odd)).to_string(), "caf_");
+        let forged = HeaderValue::from_static("a b\tstatus=200 \"x\"");
+        let id = RequestId::or_generate(Some(&forged));
+        assert_eq!(id.to_string(), "a_b_status_200__x_");
+        assert_eq!(id.header_value(), forged, "echoed as sent");
     }
 }

@@ -5,7 +5,7 @@ use http::{Method, Request};
 
 use super::body::RequestBody;
 use super::step::{BodyJob, JobKind, Next, StateRef, Step};
-use super::{ApiError, AppState, info, score, v2};
+use super::{ApiError, AppState, info, report, score, v2};
 use crate::metrics::Route;
 use crate::serving::truncated;
 
@@ -78,7 +78,7 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
                         let state = handle.clone();
                         return Step::Later(
                             Route::ModelReport,
-                            Box::pin(async move { info::report(&state, name).await }),
+                            Box::pin(async move { report::report(&state, name).await }),
                         );
                     }
                     Some((_, "report")) => (Route::ModelReport, Err(not_allowed(GET))),

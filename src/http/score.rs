@@ -36,15 +36,16 @@ pub(super) fn score_step<'a, B>(req: Request<B>, route: Route, named: bool) -> S
     }
 }
 
-/// Parses `?probabilities=true|false|1|0`; other parameters are ignored.
+/// Parses `?probabilities=true|false|1|0` (names and values percent-decoded, `+` a
+/// space); other parameters are ignored.
 fn wants_probabilities(query: Option<&str>) -> Result<bool, ApiError> {
     let mut want = false;
     for pair in query.unwrap_or("").split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
-        if k == "probabilities" {
-            want = match v {
-                "true" | "1" => true,
-                "false" | "0" => false,
+        if &*decoded(k)? == b"probabilities" {
+            want = match &*decoded(v)? {
+                b"true" | b"1" => true,
+                b"false" | b"0" => false,
                 _ => {
                     return Err(ApiError::InvalidQuery(
                         "probabilities must be true or false".into(),
@@ -54,6 +55,30 @@ fn wants_probabilities(query: Option<&str>) -> Result<bool, ApiError> {
         }
     }
     Ok(want)
+}
+
+/// A query component percent-decoded (`application/x-www-form-urlencoded`); borrowed
+/// when there is nothing to decode.
+fn decoded(s: &str) -> Result<std::borrow::Cow<'_, [u8]>, ApiError> {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return Ok(s.as_bytes().into());
+    }
+    let bad = || ApiError::InvalidQuery(format!("bad percent-encoding in the query: {s:.64}"));
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'+' => b' ',
+            b'%' => {
+                let hi = bytes.next().and_then(hex).ok_or_else(bad)?;
+                let lo = bytes.next().and_then(hex).ok_or_else(bad)?;
+                (hi * 16 + lo) as u8
+            }
+            b => b,
+        });
+    }
+    Ok(out.into())
 }
 
 /// Scores a `/score` body with `model` (the default model if `None`).

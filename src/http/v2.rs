@@ -38,7 +38,7 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
 ) -> Step<'a, B> {
     let path = parts.uri.path();
     let rest = &path["/v2/models/".len()..];
-    let (_, version, action) = target(rest);
+    let (model, version, action) = target(rest);
     let route = match (version.is_some(), action) {
         (false, "") => Route::V2Model,
         (false, "ready") => Route::V2ModelReady,
@@ -53,6 +53,16 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
             );
         }
     };
+    // Versions are canonical decimal: `01`, `+1` or `1.0` name no version.
+    if let Some(v) = version
+        && !canonical_version(v)
+    {
+        let err = crate::serving::ScoreError::VersionNotFound {
+            model: truncated(model),
+            version: truncated(v),
+        };
+        return Step::Done(route, Box::new(Err(err.into())));
+    }
     let infer = action == "infer";
     let method_ok = if infer {
         parts.method == Method::POST
@@ -99,6 +109,12 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
             Step::Body { route, body, job }
         }
     }
+}
+
+/// Whether `v` is a version as the registry writes it: decimal digits, no sign, no
+/// leading zero.
+fn canonical_version(v: &str) -> bool {
+    !v.is_empty() && !v.starts_with('0') && v.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The `Inference-Header-Content-Length` of a binary request, if given.

@@ -4,16 +4,17 @@
 
 use std::fmt::Write;
 
+use super::tables::{confusion_table, dataset_section, regression_table};
 use super::{
-    VersionInfo, compare_rows, gate_headline, macro_f1, regression_metric, tasks, versions,
+    MAX_CLASSES_SHOWN, VersionInfo, compare_rows, gate_headline, macro_f1, regression_metric,
+    tasks, versions,
 };
-use crate::data::{DatasetManifest, DatasetStore};
-use crate::model::{Manifest, Task};
+use crate::data::DatasetStore;
+use crate::model::Task;
 use crate::registry::{Registry, RegistryError};
-use crate::train::number;
 
 /// Escapes text for HTML.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -146,14 +147,7 @@ fn classification_charts(out: &mut String, infos: &[VersionInfo], xs: &[String])
         xs,
         &overall,
     ));
-    let mut labels: Vec<String> = Vec::new();
-    for i in infos {
-        for c in &i.manifest.classes {
-            if !labels.contains(c) {
-                labels.push(c.clone());
-            }
-        }
-    }
+    let labels = super::shown_labels(infos.iter().flat_map(|i| &i.manifest.classes));
     let recall: Vec<(String, Vec<f64>)> = labels
         .iter()
         .map(|l| {
@@ -179,30 +173,44 @@ fn classification_charts(out: &mut String, infos: &[VersionInfo], xs: &[String])
         xs,
         &recall,
     ));
+    let classes = infos.iter().map(|i| i.manifest.classes.len()).max();
+    if let Some(n) = classes.filter(|n| *n > MAX_CLASSES_SHOWN) {
+        let _ = write!(
+            out,
+            "<p>{n} classes: recall and the per-class rows show the first {MAX_CLASSES_SHOWN}.</p>"
+        );
+    }
 }
 
-fn confusion_table(m: &Manifest) -> String {
-    let c = &m.metrics.confusion;
-    let max = c.iter().flatten().copied().max().unwrap_or(1).max(1);
-    let mut s = String::from(r#"<table class="confusion"><tr><th>actual \ predicted</th>"#);
-    for l in &m.classes {
-        let _ = write!(s, "<th>{}</th>", esc(l));
+/// The report's one script (the CSP names its hash): marks each chart with its rendered
+/// size, which a headless browser (the tests) reads back from the DOM.
+pub const SCRIPT: &str = r#"
+for (const s of document.querySelectorAll("svg.chart")) {
+  const r = s.getBoundingClientRect();
+  s.dataset.rendered = Math.round(r.width) + "x" + Math.round(r.height);
+  s.dataset.marks = s.querySelectorAll("circle.mark").length;
+}
+document.body.dataset.ready = "yes";
+"#;
+
+/// Most bytes of a report's HTML: past it, the remaining per-version sections are left
+/// out with a note (a model with many versions, features or classes).
+pub const MAX_REPORT_BYTES: usize = 8 << 20;
+
+/// Whether `out` reached [`MAX_REPORT_BYTES`]; says so in the page the first time.
+fn full(out: &mut String, noted: &mut bool) -> bool {
+    if out.len() < MAX_REPORT_BYTES {
+        return false;
     }
-    s.push_str("</tr>");
-    for (a, row) in c.iter().enumerate() {
-        let _ = write!(s, "<tr><th>{}</th>", esc(&m.classes[a]));
-        for (p, &n) in row.iter().enumerate() {
-            let alpha = n as f64 / max as f64 * 0.8;
-            let hue = if a == p { "31,119,180" } else { "214,39,40" };
-            let _ = write!(
-                s,
-                r#"<td style="background:rgba({hue},{alpha:.2})">{n}</td>"#
-            );
-        }
-        s.push_str("</tr>");
+    if !*noted {
+        *noted = true;
+        let _ = write!(
+            out,
+            "<p class=\"fail\">The report reached its size limit of {} MiB: the rest of this section and later per-version tables are left out. <code>treeserve models NAME --compare</code> shows every version.</p>",
+            MAX_REPORT_BYTES >> 20
+        );
     }
-    s.push_str("</table>");
-    s
+    true
 }
 
 /// The self-contained HTML report of `model`.
@@ -264,7 +272,11 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
         let _ = write!(out, "<th>{}</th>", esc(x));
     }
     out.push_str("</tr>");
+    let mut noted = false;
     for (label, cells) in compare_rows(&infos) {
+        if full(&mut out, &mut noted) {
+            break;
+        }
         let _ = write!(out, r#"<tr><th class="text">{}</th>"#, esc(&label));
         for c in cells {
             let _ = write!(out, "<td>{}</td>", esc(&c));
@@ -282,6 +294,9 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
             r#"<table class="gate"><tr><th>version</th><th class="text">decided</th><th class="text">data</th><th>held-out rows</th><th>candidate</th><th>champion</th><th>champion's</th><th class="text">checks</th><th class="text">decision</th></tr>"#,
         );
         for i in decided {
+            if full(&mut out, &mut noted) {
+                break;
+            }
             let d = i.decision.as_ref().expect("filtered");
             let checks: Vec<String> = d
                 .checks
@@ -334,6 +349,9 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
         .iter()
         .filter(|i| i.manifest.task == Task::Classification)
     {
+        if full(&mut out, &mut noted) {
+            break;
+        }
         let _ = write!(
             out,
             "<div><h3>v{} ({} test rows)</h3>{}</div>",
@@ -355,13 +373,19 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
     dataset_names.dedup();
     if let Some(store) = datasets {
         for name in &dataset_names {
+            if full(&mut out, &mut noted) {
+                break;
+            }
             let manifests = store.manifests(name).unwrap_or_default();
             out.push_str(&dataset_section(name, &manifests));
         }
     }
     out.push_str("<h3>Training feature statistics by model version</h3>\n<table class=\"features\"><tr><th>version</th><th class=\"text\">feature</th><th>min</th><th>max</th><th>mean</th><th>std</th></tr>");
-    for i in &infos {
+    'stats: for i in &infos {
         for f in &i.manifest.feature_stats {
+            if full(&mut out, &mut noted) {
+                break 'stats;
+            }
             let _ = write!(
                 out,
                 r#"<tr><td>v{}</td><td class="text">{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>"#,
@@ -375,92 +399,6 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
         }
     }
     out.push_str("</table>\n");
-    // Marks each chart with its rendered size: a headless browser (the tests) reads it
-    // back from the DOM.
-    out.push_str(
-        r#"<script>
-for (const s of document.querySelectorAll("svg.chart")) {
-  const r = s.getBoundingClientRect();
-  s.dataset.rendered = Math.round(r.width) + "x" + Math.round(r.height);
-  s.dataset.marks = s.querySelectorAll("circle.mark").length;
-}
-document.body.dataset.ready = "yes";
-</script>
-</body></html>
-"#,
-    );
+    let _ = write!(out, "<script>{SCRIPT}</script>\n</body></html>\n");
     Ok(out)
-}
-
-/// A regressor's test metrics, one row per regressor version.
-fn regression_table(infos: &[VersionInfo]) -> String {
-    let mut s = String::from(
-        "<h2>Regression metrics (test rows)</h2>\n<table class=\"regression\"><tr><th>version</th><th>test rows</th><th>RMSE</th><th>MAE</th><th>R²</th></tr>",
-    );
-    for i in infos.iter().filter(|i| i.manifest.task == Task::Regression) {
-        let m = &i.manifest;
-        let _ = write!(
-            s,
-            "<tr><td>v{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            i.version,
-            m.regression_metrics.as_ref().map_or(0, |r| r.rows),
-            number(regression_metric(m, "rmse")),
-            number(regression_metric(m, "mae")),
-            number(regression_metric(m, "r2"))
-        );
-    }
-    s.push_str("</table>\n");
-    s
-}
-
-fn dataset_section(name: &str, manifests: &[DatasetManifest]) -> String {
-    let mut out = format!(
-        "<h3>Dataset {}</h3>\n<table class=\"datasets\"><tr><th>version</th><th class=\"text\">created</th><th>rows</th><th class=\"text\">sha256</th><th class=\"text\">from</th><th class=\"text\">classes</th><th>duplicates</th><th class=\"text\">warnings</th></tr>",
-        esc(name)
-    );
-    for m in manifests {
-        let classes: Vec<String> = m
-            .classes
-            .iter()
-            .map(|c| format!("{} {}", esc(&c.label), c.rows))
-            .collect();
-        let warnings: Vec<String> = m.findings.iter().map(|f| esc(&f.message)).collect();
-        let _ = write!(
-            out,
-            r#"<tr><td>{}</td><td class="text">{}</td><td>{}</td><td class="text"><code>{}</code></td><td class="text">{}</td><td class="text">{}</td><td>{}</td><td class="text">{}</td></tr>"#,
-            m.version,
-            esc(&m.created),
-            m.rows,
-            esc(&m.sha256[..m.sha256.len().min(12)]),
-            esc(m.sources.last().map_or("", String::as_str)),
-            classes.join("<br>"),
-            m.duplicate_rows,
-            if warnings.is_empty() {
-                "-".into()
-            } else {
-                warnings.join("<br>")
-            }
-        );
-    }
-    out.push_str("</table>\n");
-    if let Some(last) = manifests.last() {
-        let _ = write!(
-            out,
-            "<table class=\"columns\"><tr><th class=\"text\">column (v{})</th><th>min</th><th>max</th><th>mean</th><th>std</th></tr>",
-            last.version
-        );
-        for c in &last.columns {
-            let _ = write!(
-                out,
-                r#"<tr><td class="text">{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>"#,
-                esc(&c.name),
-                c.min,
-                c.max,
-                c.mean,
-                c.std
-            );
-        }
-        out.push_str("</table>\n");
-    }
-    out
 }

@@ -12,7 +12,27 @@ use crate::registry::{Registry, RegistryError};
 use crate::train::number;
 
 mod html;
-pub use html::html;
+mod tables;
+pub use html::{MAX_REPORT_BYTES, SCRIPT, html};
+pub use tables::MAX_MATRIX_CLASSES;
+
+/// Most classes given their own rows and chart series (the first ones met); a model
+/// with more says how many it has.
+pub const MAX_CLASSES_SHOWN: usize = 50;
+
+/// The first [`MAX_CLASSES_SHOWN`] distinct labels, in the order met.
+fn shown_labels<'a>(labels: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut shown: Vec<String> = Vec::new();
+    for l in labels {
+        if shown.len() == MAX_CLASSES_SHOWN {
+            break;
+        }
+        if !shown.contains(l) {
+            shown.push(l.clone());
+        }
+    }
+    shown
+}
 
 /// One version of a model and what is known about it.
 #[derive(Debug, Clone)]
@@ -126,14 +146,11 @@ fn compare_rows(infos: &[VersionInfo]) -> Vec<(String, Vec<String>)> {
             ));
         }
     }
-    let mut labels: Vec<String> = Vec::new();
-    for i in infos {
-        for c in &i.manifest.metrics.per_class {
-            if !labels.contains(&c.label) {
-                labels.push(c.label.clone());
-            }
-        }
-    }
+    let labels = shown_labels(
+        infos
+            .iter()
+            .flat_map(|i| i.manifest.metrics.per_class.iter().map(|c| &c.label)),
+    );
     for (what, get) in [
         (
             "recall",

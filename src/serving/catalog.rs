@@ -1,9 +1,13 @@
 //! One model's catalog: the version its alias points to, swapped atomically, and a small
-//! cache of pinned versions.
+//! cache of pinned versions, bounded by count and by artifact bytes, loaded one at a
+//! time (concurrent misses for a version share its load), with failed and missing
+//! versions remembered for a few seconds so that misses cannot become a load storm.
 
 mod fallback;
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 
@@ -24,7 +28,16 @@ pub struct CatalogOptions {
     pub allow_schema_change: bool,
     /// Most pinned versions kept loaded (least recently used is dropped first).
     pub pinned_versions: usize,
+    /// Most artifact bytes of pinned versions kept loaded.
+    pub pinned_bytes: u64,
 }
+
+/// How long a pinned version that failed to load (or does not exist) is answered from
+/// memory before the registry is read again.
+pub const PINNED_FAILURE_TTL: Duration = Duration::from_secs(5);
+
+/// Most failed or missing versions remembered per model.
+const MAX_REMEMBERED_FAILURES: usize = 64;
 
 impl Default for CatalogOptions {
     fn default() -> Self {
@@ -32,7 +45,8 @@ impl Default for CatalogOptions {
             alias: crate::registry::DEFAULT_ALIAS.to_owned(),
             limits: TreeLimits::default(),
             allow_schema_change: false,
-            pinned_versions: 4,
+            pinned_versions: 16,
+            pinned_bytes: 256 << 20,
         }
     }
 }
@@ -40,7 +54,18 @@ impl Default for CatalogOptions {
 #[derive(Debug)]
 struct Pinned {
     served: Arc<ServedModel>,
+    /// Its artifact's size, what the byte bound counts.
+    bytes: u64,
     last_used: u64,
+}
+
+/// A pinned version that could not be loaded, remembered for [`PINNED_FAILURE_TTL`].
+#[derive(Debug)]
+struct Failed {
+    at: Instant,
+    /// Not in the registry (a 404), or refused (the error's text).
+    missing: bool,
+    error: String,
 }
 
 /// A model the server follows: a registry, a model name and an alias.
@@ -58,6 +83,8 @@ pub struct Catalog {
     pinned: Mutex<(u64, Vec<Pinned>)>,
     /// One pinned load at a time, so a burst of first requests reads the file once.
     pin_loading: Mutex<()>,
+    /// Pinned versions that failed to load recently.
+    pin_failed: Mutex<HashMap<u64, Failed>>,
     /// Why an earlier version is served instead of the alias's, when it is.
     fallback: Mutex<fallback::State>,
 }
@@ -79,6 +106,7 @@ impl Catalog {
             last_failure: Mutex::new(None),
             pinned: Mutex::new((0, Vec::new())),
             pin_loading: Mutex::new(()),
+            pin_failed: Mutex::new(HashMap::new()),
             fallback: Mutex::default(),
         }
     }
@@ -159,15 +187,7 @@ impl Catalog {
     /// Decodes and validates a version; refuses another model's artifact and, for the
     /// alias's version unless allowed, a change of features.
     fn check(&self, version: u64, bytes: &[u8], follows_alias: bool) -> Result<Model, LoadError> {
-        let model = Model::from_bytes(bytes, version, &self.opts.limits)
-            .map_err(|source| LoadError::Artifact { version, source })?;
-        if model.name() != self.name {
-            return Err(LoadError::NameMismatch {
-                version,
-                expected: self.name.clone(),
-                found: model.name().to_owned(),
-            });
-        }
+        let model = check(&self.name, version, bytes, &self.opts.limits)?;
         if follows_alias
             && let Some(current) = self.current.load().as_ref()
             && !self.opts.allow_schema_change
@@ -203,40 +223,106 @@ impl Catalog {
 
     /// Version `version`, loading and validating it if it is not loaded, and keeping it
     /// in the pinned cache. Blocking (file I/O) when not cached: call from a blocking
-    /// thread.
+    /// thread. Loads run one at a time per model: concurrent misses for one version wait
+    /// for the first one's load and share it. A version that failed to load (or does not
+    /// exist) is answered from memory for [`PINNED_FAILURE_TTL`].
     pub fn pinned(&self, version: u64) -> Result<Arc<ServedModel>, LoadError> {
         if let Some(s) = self.cached(version) {
             return Ok(s);
         }
+        self.recent_failure(version)?;
         let _one_at_a_time = self.pin_loading.lock().expect("lock");
         if let Some(s) = self.cached(version) {
             return Ok(s);
         }
-        let bytes = self.registry.read(&self.name, version)?;
-        let result = self.check(version, &bytes, false);
+        self.recent_failure(version)?;
+        let (registry, name, limits) = (self.registry.clone(), self.name.clone(), self.opts.limits);
+        let (result, len) = on_loader_thread(move || match registry.read(&name, version) {
+            Ok(bytes) => (check(&name, version, &bytes, &limits), bytes.len() as u64),
+            Err(e) => (Err(LoadError::Registry(e)), 0),
+        });
         self.metrics.model_load(match &result {
             Ok(_) => "success",
             Err(e) => e.reason(),
         });
-        let served = Arc::new(ServedModel::new(result?));
+        let model = match result {
+            Ok(m) => m,
+            Err(e) => {
+                self.remember_failure(version, &e);
+                return Err(e);
+            }
+        };
+        let served = Arc::new(ServedModel::new(model));
         let mut pinned = self.pinned.lock().expect("lock");
         pinned.0 += 1;
         let tick = pinned.0;
         let entries = &mut pinned.1;
-        if entries.len() >= self.opts.pinned_versions.max(1)
-            && let Some(oldest) = entries
+        // Least recently used first, until the new one fits both bounds (a version larger
+        // than the byte bound alone is served but not kept).
+        let fits = |entries: &Vec<Pinned>| {
+            entries.len() < self.opts.pinned_versions.max(1)
+                && entries.iter().map(|p| p.bytes).sum::<u64>() + len <= self.opts.pinned_bytes
+        };
+        while !entries.is_empty() && !fits(entries) {
+            let oldest = entries
                 .iter()
                 .enumerate()
                 .min_by_key(|(_, p)| p.last_used)
                 .map(|(i, _)| i)
-        {
+                .expect("not empty");
             entries.swap_remove(oldest);
         }
-        entries.push(Pinned {
-            served: served.clone(),
-            last_used: tick,
-        });
+        if fits(entries) {
+            entries.push(Pinned {
+                served: served.clone(),
+                bytes: len,
+                last_used: tick,
+            });
+        }
         Ok(served)
+    }
+
+    /// The remembered failure of `version`, if it is recent.
+    fn recent_failure(&self, version: u64) -> Result<(), LoadError> {
+        let failed = self.pin_failed.lock().expect("lock");
+        match failed.get(&version) {
+            Some(f) if f.at.elapsed() < PINNED_FAILURE_TTL => Err(if f.missing {
+                LoadError::Registry(RegistryError::VersionNotFound {
+                    model: self.name.clone(),
+                    version,
+                })
+            } else {
+                LoadError::Unavailable(format!(
+                    "{} (failed moments ago; retried after a few seconds)",
+                    f.error
+                ))
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn remember_failure(&self, version: u64, e: &LoadError) {
+        let missing = matches!(
+            e,
+            LoadError::Registry(
+                RegistryError::VersionNotFound { .. } | RegistryError::ModelNotFound(_)
+            )
+        );
+        let mut failed = self.pin_failed.lock().expect("lock");
+        failed.retain(|_, f| f.at.elapsed() < PINNED_FAILURE_TTL);
+        if failed.len() >= MAX_REMEMBERED_FAILURES
+            && let Some(oldest) = failed.iter().min_by_key(|(_, f)| f.at).map(|(v, _)| *v)
+        {
+            failed.remove(&oldest);
+        }
+        failed.insert(
+            version,
+            Failed {
+                at: Instant::now(),
+                missing,
+                error: e.to_string(),
+            },
+        );
     }
 
     /// The pinned versions loaded now (not the alias's), for statistics.
@@ -248,5 +334,62 @@ impl Catalog {
     /// Published versions of the model. Blocking.
     pub fn versions(&self) -> Result<Vec<u64>, RegistryError> {
         self.registry.versions(&self.name)
+    }
+}
+
+/// Decodes and validates version `version` of model `name`; refuses another model's
+/// artifact.
+fn check(name: &str, version: u64, bytes: &[u8], limits: &TreeLimits) -> Result<Model, LoadError> {
+    let model = Model::from_bytes(bytes, version, limits)
+        .map_err(|source| LoadError::Artifact { version, source })?;
+    if model.name() != name {
+        return Err(LoadError::NameMismatch {
+            version,
+            expected: name.to_owned(),
+            found: model.name().to_owned(),
+        });
+    }
+    Ok(model)
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs a pinned load on the one loader thread of the process and waits for it. One
+/// thread for every model's pinned loads: they never take more than one core, and their
+/// transient memory (the artifact and its decoding, several times the loaded model) is
+/// reused by the next load from the same allocator arena instead of staying behind in
+/// the arena of whichever blocking thread ran it.
+fn on_loader_thread<T: Send + 'static>(
+    load: impl FnOnce() -> (Result<T, LoadError>, u64) + Send + 'static,
+) -> (Result<T, LoadError>, u64) {
+    static LOADER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let loader = LOADER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("pinned-loader".into())
+            .spawn(move || {
+                for job in rx {
+                    // A panicking load drops its reply: the waiter sees it below.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the pinned-version loader thread");
+        }
+        Mutex::new(tx)
+    });
+    let (reply, answer) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = reply.send(load());
+    });
+    let sent = loader.lock().expect("lock").send(job);
+    match sent.ok().and_then(|()| answer.recv().ok()) {
+        Some(result) => result,
+        None => (
+            Err(LoadError::Unavailable(
+                "the load did not finish (a bug: see the server's log)".into(),
+            )),
+            0,
+        ),
     }
 }

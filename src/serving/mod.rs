@@ -108,6 +108,10 @@ pub enum LoadError {
         /// Features of the new version.
         to: Vec<String>,
     },
+    /// A pinned version that failed to load moments ago (not retried yet), or whose
+    /// load did not finish.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl LoadError {
@@ -121,6 +125,7 @@ impl LoadError {
             LoadError::Artifact { source, .. } => source.reason(),
             LoadError::NameMismatch { .. } => "name_mismatch",
             LoadError::SchemaChange { .. } => "schema_change",
+            LoadError::Unavailable(_) => "unavailable",
             LoadError::NoFallback { error, .. } => error.reason(),
         }
     }
