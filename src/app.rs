@@ -40,6 +40,9 @@ impl Application {
     /// logged and retried; `/health/ready` says whether all are loaded), registers the
     /// model metrics, and starts following the registry (file events unless
     /// `--no-watch`, the poll, SIGHUP) and the drift ticker. Call within a runtime.
+    ///
+    /// Unless `config.wait_for_model`, a local registry that does not exist, or a first
+    /// load that leaves nothing served, is [`ServeError::NothingToServe`].
     pub async fn build(config: ServeConfig) -> Result<Self, ServeError> {
         if let Some(bad) = config.models.iter().find(|n| !crate::name::valid_name(n)) {
             return Err(ServeError::InvalidModelName(bad.clone()));
