@@ -55,9 +55,9 @@ fn the_five_minute_walkthrough_runs_as_written() {
         std::env::var("PATH").unwrap_or_default()
     );
     // The harness around the README's lines: stop at the first failure, and never leave
-    // the background server behind.
+    // the background server behind (also when `timeout` ends the script).
     let full = format!(
-        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{walkthrough}"
+        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\ntrap 'exit 1' TERM\n{walkthrough}"
     );
     let out = Command::new("timeout")
         .args(["120", "bash", "-c", &full])
