@@ -40,9 +40,15 @@ impl Application {
     /// logged and retried; `/health/ready` says whether all are loaded), registers the
     /// model metrics, and starts following the registry (file events unless
     /// `--no-watch`, the poll, SIGHUP) and the drift ticker. Call within a runtime.
+    ///
+    /// Unless `config.wait_for_model`, a local registry that does not exist, or a first
+    /// load that leaves nothing served, is [`ServeError::NothingToServe`].
     pub async fn build(config: ServeConfig) -> Result<Self, ServeError> {
         if let Some(bad) = config.models.iter().find(|n| !crate::name::valid_name(n)) {
             return Err(ServeError::InvalidModelName(bad.clone()));
+        }
+        if !config.wait_for_model {
+            missing_registry(&config)?;
         }
         let registry = crate::registry::open(&config.registry);
         let state = Arc::new(AppState::new(config, registry));
@@ -53,6 +59,9 @@ impl Application {
         match tokio::task::spawn_blocking(move || first.reload()).await {
             Ok(report) => {
                 log.log(&report);
+                if !state.config.wait_for_model {
+                    nothing_served(&fleet, &state.config)?;
+                }
                 log_first_load(&fleet, &state.config);
             }
             Err(e) => tracing::error!(error = %e, "model load task failed"),
@@ -146,6 +155,49 @@ impl Application {
     }
 }
 
+/// Without `--wait-for-model`: a local registry that does not exist is a mistake (a
+/// misspelled `--registry`), said before anything starts.
+fn missing_registry(config: &ServeConfig) -> Result<(), ServeError> {
+    let reg = config.registry.display();
+    match std::fs::metadata(&config.registry) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(ServeError::NothingToServe(format!(
+            "registry {reg} is not a directory: pass the registry's directory with --registry"
+        ))),
+        Err(_) => Err(ServeError::NothingToServe(format!(
+            "registry {reg} does not exist: check --registry (or TREESERVE_REGISTRY), publish a \
+             model there with `treeserve publish FILE.tsm --registry {reg} --alias {}`, or pass \
+             --wait-for-model to wait for one",
+            config.alias
+        ))),
+    }
+}
+
+/// Without `--wait-for-model`: the first load leaving nothing served is a mistake (no
+/// model has the alias, or none loads), said at once instead of answering 503 forever.
+fn nothing_served(fleet: &Fleet, config: &ServeConfig) -> Result<(), ServeError> {
+    let models = fleet.models();
+    if models.iter().any(|c| c.current().is_some()) {
+        return Ok(());
+    }
+    let (reg, alias) = (config.registry.display(), &config.alias);
+    let names: Vec<&str> = models.iter().map(|c| c.name()).collect();
+    Err(ServeError::NothingToServe(if names.is_empty() {
+        format!(
+            "no model in {reg} has alias {alias}: publish one with `treeserve publish FILE.tsm \
+             --registry {reg} --alias {alias}` or `treeserve promote NAME VERSION --registry \
+             {reg} --alias {alias}`, or pass --wait-for-model to wait for one"
+        )
+    } else {
+        format!(
+            "no version of {} in {reg} could be served under alias {alias} (the log above says \
+             why): promote a version that loads with `treeserve promote NAME VERSION --registry \
+             {reg} --alias {alias}`, or pass --wait-for-model to wait for one",
+            names.join(", ")
+        )
+    }))
+}
+
 /// Says what the first load left served.
 fn log_first_load(fleet: &Fleet, config: &ServeConfig) {
     let models = fleet.models();
@@ -164,7 +216,16 @@ fn log_first_load(fleet: &Fleet, config: &ServeConfig) {
             config.registry.display(),
             config.alias
         );
-        tracing::error!(error, "no model loaded yet; /health/ready answers 503")
+        let hint = format!(
+            "treeserve publish FILE.tsm --registry {} --alias {}",
+            config.registry.display(),
+            config.alias
+        );
+        tracing::warn!(
+            error,
+            hint,
+            "waiting for a model (--wait-for-model); /health/ready answers 503 until one is served"
+        )
     } else {
         tracing::error!(models = ?loaded, "no model loaded yet for every model required; /health/ready answers 503")
     }

@@ -49,6 +49,16 @@ pub enum ClientError {
         /// What failed.
         detail: String,
     },
+    /// Nothing answers at the address (connection refused, no such host, ...).
+    #[error(
+        "no treeserve at {url}: {cause}; start one with `treeserve serve --registry DIR` or give its URL"
+    )]
+    NoServer {
+        /// The server's base URL.
+        url: String,
+        /// The innermost cause, e.g. `connection refused`.
+        cause: String,
+    },
     /// The server answered with an error status.
     #[error("server answered {status}: {body}")]
     Status {
@@ -57,6 +67,9 @@ pub enum ClientError {
         /// The body.
         body: String,
     },
+    /// Writing the answers to stdout failed.
+    #[error("cannot write to stdout: {0}")]
+    Output(std::io::Error),
     /// The input rows are unusable.
     #[error("{0}")]
     Input(String),
@@ -75,10 +88,27 @@ fn request_failure(e: &hyper_util::client::legacy::Error) -> String {
         detail.push_str(&c.to_string());
         cause = c.source();
     }
-    if e.is_connect() {
-        detail.push_str(" (is a server running there? start one with `treeserve serve`)");
-    }
     detail
+}
+
+/// A connection that could not be made, as [`ClientError::NoServer`]: the base URL and
+/// the innermost cause in lower case (`connection refused`).
+fn no_server(uri: &Uri, e: &hyper_util::client::legacy::Error) -> ClientError {
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(c) = inner.source() {
+        inner = c;
+    }
+    let text = inner.to_string();
+    let text = text.split(" (os error").next().unwrap_or_default();
+    let mut cause = text.to_owned();
+    if let Some(first) = cause.get(..1) {
+        cause.replace_range(..1, &first.to_lowercase());
+    }
+    let url = match (uri.scheme_str(), uri.authority()) {
+        (Some(s), Some(a)) => format!("{s}://{a}"),
+        _ => uri.to_string(),
+    };
+    ClientError::NoServer { url, cause }
 }
 
 pub(crate) async fn send(
@@ -98,10 +128,13 @@ pub(crate) async fn send(
     let req = req
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| transport(e.to_string()))?;
-    let resp = client
-        .request(req)
-        .await
-        .map_err(|e| transport(request_failure(&e)))?;
+    let resp = client.request(req).await.map_err(|e| {
+        if e.is_connect() {
+            no_server(uri, &e)
+        } else {
+            transport(request_failure(&e))
+        }
+    })?;
     let status = resp.status();
     let bytes = resp
         .into_body()
@@ -152,6 +185,14 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
         .map_err(|e| ClientError::Input(e.to_string()))
 }
 
+/// Writes one line of the answers; the caller stops on a failed write (a closed pipe:
+/// `treeserve score ... | head -1`).
+fn put(out: &mut impl Write, line: std::fmt::Arguments<'_>) -> Result<(), ClientError> {
+    out.write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .map_err(ClientError::Output)
+}
+
 /// Runs `treeserve score`: posts the rows and prints the answers on stdout.
 pub fn score_command(a: &ScoreOptions) -> Result<(), ClientError> {
     runtime()?.block_on(score_async(a))
@@ -169,7 +210,7 @@ async fn score_async(a: &ScoreOptions) -> Result<(), ClientError> {
             Some(json.clone().into_bytes()),
         )
         .await?;
-        let _ = writeln!(out, "{}", String::from_utf8_lossy(&body));
+        put(&mut out, format_args!("{}", String::from_utf8_lossy(&body)))?;
         return Ok(());
     }
     if let Some(ScoreInput::Row(row)) = &a.input {
@@ -191,7 +232,7 @@ async fn score_async(a: &ScoreOptions) -> Result<(), ClientError> {
             Some(serde_json::to_vec(&obj).expect("json")),
         )
         .await?;
-        let _ = writeln!(out, "{}", String::from_utf8_lossy(&body));
+        put(&mut out, format_args!("{}", String::from_utf8_lossy(&body)))?;
         return Ok(());
     }
     let Some(ScoreInput::Csv(csv_path)) = &a.input else {
@@ -280,7 +321,7 @@ async fn score_async(a: &ScoreOptions) -> Result<(), ClientError> {
                     line.push('\t');
                     line.push_str(&p.to_string());
                 }
-                let _ = writeln!(out, "{line}");
+                put(&mut out, format_args!("{line}"))?;
             }
             n += rows.len();
             rows.clear();
@@ -291,11 +332,13 @@ async fn score_async(a: &ScoreOptions) -> Result<(), ClientError> {
         }
     }
     if labelled > 0 {
-        let _ = writeln!(
-            out,
-            "accuracy {:.4} ({correct}/{labelled})",
-            correct as f64 / labelled as f64
-        );
+        put(
+            &mut out,
+            format_args!(
+                "accuracy {:.4} ({correct}/{labelled})",
+                correct as f64 / labelled as f64
+            ),
+        )?;
     }
     eprintln!("scored {n} rows");
     Ok(())

@@ -93,6 +93,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_NO_WATCH")]
     pub no_watch: bool,
 
+    /// Start even when the registry is missing or holds no model with the alias, and
+    /// become ready when one appears (orchestrated starts); without it, exit 2 with a hint.
+    #[arg(long, env = "TREESERVE_WAIT_FOR_MODEL")]
+    pub wait_for_model: bool,
+
     /// Let a new version with other feature names replace the served one.
     #[arg(long, env = "TREESERVE_ALLOW_SCHEMA_CHANGE")]
     pub allow_schema_change: bool,
@@ -156,6 +161,7 @@ impl ServeConfig {
             max_trees: 4096,
             poll_interval: Duration::from_secs(2),
             no_watch: false,
+            wait_for_model: false,
             allow_schema_change: false,
             no_metrics: false,
             drift_window: Duration::from_secs(300),

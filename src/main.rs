@@ -6,9 +6,14 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use treeserve::cli::LogFormat;
 
+/// `--verbose` or `TREESERVE_BACKTRACE=1`, for the panic hook installed before parsing.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn main() {
     quiet_on_closed_pipe();
     let cli = treeserve::cli::Cli::parse();
+    let verbose = cli.verbose || std::env::var_os("TREESERVE_BACKTRACE").is_some_and(|v| v == "1");
+    VERBOSE.store(verbose, std::sync::atomic::Ordering::Relaxed);
     let filter =
         EnvFilter::try_from_env("TREESERVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -27,14 +32,36 @@ fn main() {
         // Display, not Debug: one line for people, and no backtrace even where
         // RUST_BACKTRACE=1 is set (every variant says its cause in its message).
         eprintln!("Error: {e}");
+        if verbose {
+            print_causes(&e);
+        }
         std::process::exit(code);
     }
+}
+
+/// `--verbose`: the error's chain of causes, one a line, for a bug report (a cause the
+/// message above already quotes is printed too: the chain is complete). treeserve's errors
+/// are values that carry their causes, so there is no backtrace to add; a crash (a
+/// panic) prints one.
+fn print_causes(e: &dyn std::error::Error) {
+    let mut cause = e.source();
+    let mut depth = 1;
+    while let Some(c) = cause {
+        eprintln!("  cause {depth}: {c}");
+        eprintln!("           {c:?}");
+        cause = c.source();
+        depth += 1;
+    }
+    eprintln!("  (treeserve {})", env!("CARGO_PKG_VERSION"));
 }
 
 /// `treeserve models | head -1`: when the reader of stdout goes away, stop quietly with
 /// the status a process killed by SIGPIPE has (141), as command-line tools do, instead of
 /// a panic message and a backtrace (`println!` panics on a closed pipe). Other panics are
 /// reported as before.
+///
+/// With `--verbose` (or `TREESERVE_BACKTRACE=1`), a crash prints its backtrace even
+/// without `RUST_BACKTRACE`.
 fn quiet_on_closed_pipe() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -48,5 +75,10 @@ fn quiet_on_closed_pipe() {
             std::process::exit(141);
         }
         report(info);
+        if VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+            && std::env::var_os("RUST_BACKTRACE").is_none()
+        {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
     }));
 }

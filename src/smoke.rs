@@ -259,6 +259,13 @@ pub fn smoke(url: &str) -> Result<Report, ClientError> {
             base: base.clone(),
             checks: Vec::new(),
         };
+        // Nothing listening there: one line, not the same failure under every check.
+        let live = uri(&base, "/health/live")?;
+        if let Err(e @ ClientError::NoServer { .. }) =
+            send(&s.client, Method::GET, &live, None).await
+        {
+            return Err(e);
+        }
         let ready = s
             .check("GET /health/ready answers 200", |c, b| async move {
                 let v = get_json(&c, &b, "/health/ready").await?;

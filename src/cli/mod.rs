@@ -34,15 +34,24 @@ pub use registry::{ModelsArgs, PromoteArgs, PublishArgs, RollbackArgs};
 pub use remote::{HealthArgs, ScoreArgs, SmokeArgs};
 pub use train::{ReportArgs, RetrainArgs, TrainArgs};
 
+/// The exit codes, listed at the end of `treeserve --help`.
+pub const EXIT_CODES: &str = "Exit codes:
+  0    success
+  1    an error: one line on stderr says what is wrong and what to do (--verbose or
+       TREESERVE_BACKTRACE=1 print its causes for a bug report)
+  2    bad arguments; `serve` with nothing to serve (a missing registry, no model with the
+       alias: pass --wait-for-model to wait instead); training over its memory limit
+  3    the gate did not promote the model (train --publish, retrain)
+  4    the data checks rejected the data
+  141  the reader of the output went away (`... | head`)";
+
 /// treeserve: train tree models, keep them in a registry, serve them over HTTP.
 #[derive(Debug, Parser)]
 #[command(
     name = "treeserve",
     version,
     about,
-    after_help = "Exit codes: 0 success; 1 an error (one line on stderr says what to do); 2 bad \
-                  arguments; 3 the gate did not promote the model; 4 the data checks rejected the data; \
-                  141 the reader of the output went away (`| head`)."
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     /// Log format on stderr (the level comes from `TREESERVE_LOG`, default `info`).
@@ -54,6 +63,10 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// On an error, print its whole chain of causes, and on a crash a backtrace (for bug
+    /// reports; also `TREESERVE_BACKTRACE=1`). Without it, an error is one line.
+    #[arg(long, global = true)]
+    pub verbose: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -180,6 +193,7 @@ impl CommandError {
         match self {
             CommandError::ClosedPipe => 141,
             CommandError::GateRefused(_) => 3,
+            CommandError::Serve(crate::http::ServeError::NothingToServe(_)) => 2,
             CommandError::Lifecycle(LifecycleError::Rejected(_)) => 4,
             CommandError::Train(crate::train::TrainError::Memory(_))
             | CommandError::Lifecycle(LifecycleError::Train(crate::train::TrainError::Memory(_))) => {

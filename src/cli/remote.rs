@@ -73,7 +73,10 @@ impl From<ScoreArgs> for ScoreOptions {
 
 /// Runs `treeserve score`.
 pub(super) fn score(a: ScoreArgs) -> Result<(), CommandError> {
-    crate::client::score_command(&a.into()).map_err(Into::into)
+    crate::client::score_command(&a.into()).map_err(|e| match e {
+        crate::client::ClientError::Output(e) => super::output_error(e),
+        e => e.into(),
+    })
 }
 
 /// Runs `treeserve health`.

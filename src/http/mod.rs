@@ -107,6 +107,10 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Nothing to serve at start, and `--wait-for-model` was not given (what to do is in
+    /// the message).
+    #[error("{0}")]
+    NothingToServe(String),
 }
 
 impl Server {

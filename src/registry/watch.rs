@@ -34,6 +34,8 @@ pub async fn keep_watching(root: PathBuf, signal: Arc<dyn Fn() + Send + Sync>) {
     };
     let mut watched: Option<(u64, u64)> = None;
     let mut watcher: Option<RecommendedWatcher> = None;
+    // Whether the current failure to watch was said (once until a watch works again).
+    let mut said = false;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -44,14 +46,21 @@ pub async fn keep_watching(root: PathBuf, signal: Arc<dyn Fn() + Send + Sync>) {
         let s = signal.clone();
         watcher = match watch(&root, move || s()) {
             Ok(w) => {
+                said = false;
                 if watched.is_some() {
                     tracing::info!(registry = %root.display(), "registry root replaced; watching the new one");
                 }
                 Some(w)
             }
             Err(e) => {
-                if watcher.is_some() || watched.is_none() {
-                    tracing::warn!(error = %e, registry = %root.display(), "cannot watch the registry; relying on polling");
+                if !said {
+                    said = true;
+                    let hint = if now.is_none() {
+                        "the registry does not exist (yet): it is watched once it is created"
+                    } else {
+                        ""
+                    };
+                    tracing::warn!(error = %e, registry = %root.display(), hint, "cannot watch the registry; relying on polling (said once until it is watched)");
                 }
                 None
             }

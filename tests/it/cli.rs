@@ -460,7 +460,7 @@ async fn health_and_smoke_check_a_running_server() {
 
     // A server with no model: not ready, and the smoke test fails with a report.
     let empty = TestRegistry::new();
-    let bare = App::spawn(empty.path(), &[]);
+    let bare = App::spawn(empty.path(), &["--wait-for-model"]);
     let url = bare.url("");
     let junit = empty.path().join("smoke.xml");
     let j = junit.clone();
@@ -815,7 +815,7 @@ fn completions_man_page_exit_codes_and_the_publish_hint() {
         man.contains(".TH treeserve 1") && man.contains("predict"),
         "{man}"
     );
-    assert!(treeserve_ok(&["--help"]).contains("Exit codes: 0 success"));
+    assert!(treeserve_ok(&["--help"]).contains("Exit codes:\n  0    success"));
 
     let registry = dir.path().join("registry");
     let artifact = repo().join("models/iris/versions/1/model.tsm");

@@ -238,7 +238,14 @@ async fn a_fresh_server_whose_alias_points_at_a_bad_version_serves_the_previous_
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("stderr.log");
     let (mut child, addr) = start(
-        &["serve", "--registry", lone.arg(), "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--registry",
+            lone.arg(),
+            "--listen",
+            "127.0.0.1:0",
+            "--wait-for-model",
+        ],
         std::fs::File::create(&log).unwrap().into(),
     );
     let ready = reqwest::get(format!("http://{addr}/health/ready"))

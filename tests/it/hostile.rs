@@ -393,7 +393,7 @@ async fn tree_limits_are_flags_and_refuse_oversized_models() {
         ("--max-tree-depth", "2", "deeper than 2"),
         ("--max-tree-nodes", "5", "nodes"),
     ] {
-        let app = App::spawn(reg.path(), &[flag, value]);
+        let app = App::spawn(reg.path(), &[flag, value, "--wait-for-model"]);
         assert_eq!(app.get("/health/ready").await.status(), 503, "{flag}");
         let metrics = text(&app).await;
         assert!(
@@ -409,7 +409,7 @@ async fn tree_limits_are_flags_and_refuse_oversized_models() {
         &["--algorithm", "random-forest", "--n-trees", "20"],
     );
     assert_eq!(forests.publish(&forest, Some("production")), 1);
-    let small = App::spawn(forests.path(), &["--max-trees", "10"]);
+    let small = App::spawn(forests.path(), &["--max-trees", "10", "--wait-for-model"]);
     assert_eq!(small.get("/health/ready").await.status(), 503);
     assert!(
         text(&small)

@@ -23,7 +23,7 @@ fn python() -> PathBuf {
 }
 
 /// The fenced blocks of `lang`, in order, with the others interleaved: (lang, text).
-fn blocks(doc: &str) -> Vec<(String, String)> {
+pub(crate) fn blocks(doc: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut current: Option<(String, String)> = None;
     for line in doc.lines() {

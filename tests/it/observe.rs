@@ -200,9 +200,9 @@ async fn logs_can_be_json_lines() {
     let reg = TestRegistry::new();
     let logs = json_logs_of(&reg, "warn", |_, _| async {}).await;
     let first = logs.first().expect("a log line");
-    assert_eq!(first["level"], "ERROR", "{logs:?}");
+    assert_eq!(first["level"], "WARN", "{logs:?}");
     let message = first["fields"]["message"].as_str().unwrap();
-    assert!(message.contains("no model loaded"), "{logs:?}");
+    assert!(message.contains("waiting for a model"), "{logs:?}");
     let error = first["fields"]["error"].as_str().unwrap();
     assert!(error.contains("no model"), "{logs:?}");
 }
@@ -223,6 +223,7 @@ where
             "127.0.0.1:0",
             "--registry",
             reg.arg(),
+            "--wait-for-model",
         ],
         Stdio::piped(),
         filter,

@@ -463,7 +463,7 @@ async fn health_models_and_metrics() {
 #[tokio::test]
 async fn no_model_means_live_but_not_ready() {
     let reg = TestRegistry::new();
-    let app = App::spawn(reg.path(), &[]);
+    let app = App::spawn(reg.path(), &["--wait-for-model"]);
     assert_eq!(app.get("/health/live").await.status(), 200);
     let resp = app.get("/health/ready").await;
     assert_eq!(resp.headers()["retry-after"], "1");

@@ -170,6 +170,7 @@ async fn a_schema_change_is_refused_unless_allowed() {
             "--allow-schema-change",
             "--alias",
             "staging",
+            "--wait-for-model",
         ],
     );
     let fs = FsRegistry::new(reg.path());
@@ -194,7 +195,10 @@ async fn a_schema_change_is_refused_unless_allowed() {
 #[tokio::test]
 async fn not_ready_until_the_first_valid_model_then_ready() {
     let reg = TestRegistry::new();
-    let app = App::spawn(reg.path(), &["--poll-interval", "100ms"]);
+    let app = App::spawn(
+        reg.path(),
+        &["--poll-interval", "100ms", "--wait-for-model"],
+    );
     assert_eq!(app.get("/health/ready").await.status(), 503);
     let bytes = std::fs::read(reg.train("a.tsm", &[])).unwrap();
     // A bad first version: still not ready.
@@ -484,6 +488,7 @@ async fn a_repeating_reload_failure_is_logged_once_with_a_hint() {
             "--poll-interval",
             "20ms",
             "--no-watch",
+            "--wait-for-model",
         ],
         std::fs::File::create(&log).unwrap().into(),
     );
