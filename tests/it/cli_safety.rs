@@ -333,3 +333,25 @@ async fn a_second_sigterm_cuts_the_shutdown_delay_short() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `treeserve train … 2>&1 | head -1`: stdout and stderr are one pipe whose reader went
+/// away; the messages `train` writes to stderr then stop it quietly with 141 too (once a
+/// panic, exit 101, its message lost in the closed pipe).
+#[test]
+fn a_command_whose_stderr_reader_goes_away_stops_quietly() {
+    let reg = TestRegistry::new();
+    let iris = iris_csv();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(BIN)
+        .args(["train", "--data", iris.to_str().unwrap(), "--name", "iris"])
+        .args(["--publish", reg.arg()])
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("TREESERVE_REGISTRY")
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(141), "{status:?}");
+}

@@ -254,7 +254,9 @@ async fn swaps_under_load_lose_no_request() {
                     .unwrap();
                 let mut seen: Vec<u64> = Vec::new();
                 let mut failures = 0;
-                while !stop.load(Ordering::Relaxed) {
+                // Until stopped, and at least 25 answers each: the count of requests
+                // depends on the machine's load, never the test's verdict.
+                while !stop.load(Ordering::Relaxed) || seen.len() + failures < 25 {
                     match client
                         .post(app.url("/score"))
                         .header("content-type", "application/json")
@@ -306,7 +308,9 @@ async fn swaps_under_load_lose_no_request() {
         }
         total += seen.len();
     }
-    assert!(total > 100, "{total} requests");
+    assert!(total >= 100, "{total} requests");
+    // Clients ran before the first publish and after the last was served: they saw swaps.
+    assert!(versions.len() >= 2, "one version seen: {versions:?}");
     eprintln!("{total} requests over {} versions", versions.len());
 }
 
