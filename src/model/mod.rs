@@ -18,6 +18,7 @@
 
 pub mod ensemble;
 pub mod flat;
+mod head;
 mod loaded;
 mod manifest;
 pub mod tree;
