@@ -21,6 +21,9 @@ pub(super) trait Prec: Copy + Default + Debug + PartialOrd + AddAssign + DivAssi
     fn f64(self) -> f64;
     /// Whether the value is NaN.
     fn nan(self) -> bool;
+    /// The least value of this precision at or above `v`: for every `x` of this
+    /// precision, `x < v` iff `x < Self::up(v)`.
+    fn up(v: f64) -> Self;
 }
 
 impl Prec for f32 {
@@ -36,6 +39,10 @@ impl Prec for f32 {
     fn nan(self) -> bool {
         self.is_nan()
     }
+    fn up(v: f64) -> Self {
+        let r = v as f32;
+        if (r as f64) < v { r.next_up() } else { r }
+    }
 }
 
 impl Prec for f64 {
@@ -50,6 +57,9 @@ impl Prec for f64 {
     #[inline]
     fn nan(self) -> bool {
         self.is_nan()
+    }
+    fn up(v: f64) -> Self {
+        v
     }
 }
 

@@ -22,6 +22,7 @@ mod head;
 mod loaded;
 mod manifest;
 pub mod tree;
+pub mod wide;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
