@@ -7,8 +7,10 @@
 //! - trees in groups of [`LANES`], each group laid out level by level over its trees, so
 //!   the hot top levels of a group share a few cache lines;
 //! - a group is walked all at once for a fixed number of steps (its depth), every step an
-//!   index computation (`left + (x >= t)`, a select at a leaf): no branch on the data, and
-//!   the trees' dependent loads overlap;
+//!   index computation (`left + (x >= t)`): no branch on the data, and the trees' dependent
+//!   loads overlap. A leaf is its own left child, split on a phantom feature that is
+//!   always `-inf` (`-inf < value` for every leaf value), so a finished tree stays put;
+//!   rows without a missing value skip the missing-value term;
 //! - batches go in blocks of rows, so a group's nodes stay in cache over the block.
 //!
 //! Trees with a category split or a vector leaf, or deeper than [`MAX_GROUP_DEPTH`], are
@@ -214,13 +216,19 @@ impl WideEnsemble {
             .zip(classes.chunks_mut(BLOCK))
         {
             x.clear();
+            let mut nan = false;
             for row in block.chunks_exact(nf) {
-                h.prepare_into(row, x);
+                nan |= h.prepare_into(row, x);
+                x.push(T::of(f64::NEG_INFINITY));
             }
             acc.clear();
             acc.resize(classes.len() * k, T::default());
             acc.chunks_exact_mut(k).for_each(|a| h.begin(a));
-            w.eval(h, x, acc);
+            if nan {
+                w.eval::<true>(h, x, acc);
+            } else {
+                w.eval::<false>(h, x, acc);
+            }
             for ((a, s), c) in acc
                 .chunks_exact_mut(k)
                 .zip(scores.chunks_exact_mut(ns))
@@ -234,11 +242,12 @@ impl WideEnsemble {
 }
 
 impl<T: Prec> Wide<T> {
-    /// Adds every tree's leaf to each prepared row's sum (`x`: rows of `num_features`;
-    /// `acc`: rows of `outputs`), in tree order.
+    /// Adds every tree's leaf to each prepared row's sum (`x`: rows of `num_features`
+    /// and the phantom `-inf`; `acc`: rows of `outputs`), in tree order. `NAN`: whether a
+    /// row may hold a missing value.
     #[inline]
-    fn eval(&self, h: &Head, x: &[T], acc: &mut [T]) {
-        let rows = x.chunks_exact(h.num_features);
+    fn eval<const NAN: bool>(&self, h: &Head, x: &[T], acc: &mut [T]) {
+        let rows = x.chunks_exact(h.num_features + 1);
         for seg in &self.segments {
             match seg {
                 Segment::Group {
@@ -248,7 +257,7 @@ impl<T: Prec> Wide<T> {
                     depth,
                 } => {
                     for (row, a) in rows.clone().zip(acc.chunks_exact_mut(h.outputs)) {
-                        let leaves = self.walk_group(roots, *depth, row);
+                        let leaves = self.walk_group::<NAN>(roots, *depth, row);
                         for (&l, &o) in leaves.iter().zip(outs).take(*count) {
                             a[o as usize] += self.nodes[l as usize].t;
                         }
@@ -273,7 +282,12 @@ impl<T: Prec> Wide<T> {
 
     /// The leaves of a group's trees: `depth` steps of index arithmetic, no data branch.
     #[inline(always)]
-    fn walk_group(&self, roots: &[u32; LANES], depth: usize, x: &[T]) -> [u32; LANES] {
+    fn walk_group<const NAN: bool>(
+        &self,
+        roots: &[u32; LANES],
+        depth: usize,
+        x: &[T],
+    ) -> [u32; LANES] {
         let mut idx = *roots;
         for _ in 0..depth {
             for i in idx.iter_mut() {
@@ -281,9 +295,12 @@ impl<T: Prec> Wide<T> {
                 let m = n.m;
                 let v = x[(m & self.fmask) as usize];
                 let t = n.t;
-                let left = (v < t) | (v.nan() & (m & W_DEFAULT_LEFT != 0));
-                let next = ((m & PAYLOAD) >> self.fbits) + u32::from(!left);
-                *i = if m & W_LEAF != 0 { *i } else { next };
+                let left = if NAN {
+                    (v < t) | (v.nan() & (m & W_DEFAULT_LEFT != 0))
+                } else {
+                    v < t
+                };
+                *i = ((m & PAYLOAD) >> self.fbits) + u32::from(!left);
             }
         }
         idx
@@ -315,8 +332,9 @@ impl<T: Prec> Wide<T> {
 
 /// The wide layout of `flat`'s trees, or `None` if features and nodes do not fit.
 fn build<T: Prec>(flat: &FlatEnsemble) -> Option<Wide<T>> {
+    // Feature indexes 0..=nf: nf is the phantom `-inf` of the leaves.
     let nf = flat.head.num_features as u32;
-    let fbits = u32::BITS - (nf.max(1) - 1).leading_zeros();
+    let fbits = u32::BITS - nf.leading_zeros();
     let total = flat.nodes.len() + 1;
     if fbits >= 29 || total > 1 << (29 - fbits) || flat.head.sets.len() > MAX_SETS {
         return None;
@@ -330,7 +348,7 @@ fn build<T: Prec>(flat: &FlatEnsemble) -> Option<Wide<T>> {
     };
     w.nodes.push(Node {
         t: T::default(),
-        m: W_LEAF,
+        m: W_LEAF | nf,
     });
     let mut group: Vec<(u32, u32)> = Vec::new(); // (flat root, output)
     for (&root, &out) in flat.roots.iter().zip(&flat.groups) {
@@ -421,9 +439,12 @@ fn lay_out<T: Prec>(
                         m: W_LEAF | W_VECTOR | r,
                     }
                 } else {
+                    // Its own left child on the phantom feature.
                     Node {
                         t: T::of(n.threshold),
-                        m: W_LEAF,
+                        m: W_LEAF
+                            | (w.nodes.len() as u32) << w.fbits
+                            | flat.head.num_features as u32,
                     }
                 }
             } else {
