@@ -27,15 +27,18 @@ pub const BLOCK: usize = 64;
 /// The deepest tree walked in a group; deeper trees are walked alone.
 pub const MAX_GROUP_DEPTH: usize = 32;
 
-const W_LEAF: u32 = 1 << 31;
-/// A split's missing values go left.
-const W_DEFAULT_LEFT: u32 = 1 << 30;
-/// A split on a category set (its index is the threshold).
-const W_CAT: u32 = 1 << 29;
-/// A leaf whose payload indexes `ranges` (vector leaves).
-const W_VECTOR: u32 = 1 << 29;
-/// Feature (low `fbits` bits) and left child (above them).
-const PAYLOAD: u32 = (1 << 29) - 1;
+// The meta word, low to high: the feature (`fbits` bits), three flags, the left child (or a
+// vector leaf's index in `ranges`): the child is one shift away, the feature one mask.
+/// Flag: a leaf.
+const W_LEAF: u32 = 1;
+/// Flag: a split's missing values go left.
+const W_DEFAULT_LEFT: u32 = 2;
+/// Flag: a split on a category set (its index is the threshold).
+const W_CAT: u32 = 4;
+/// Flag (with `W_LEAF`): a vector leaf.
+const W_VECTOR: u32 = 4;
+/// Bits of the feature, flags and child together.
+const FLAG_BITS: u32 = 3;
 /// Category set indexes must be exact in an f32 threshold.
 const MAX_SETS: usize = 1 << 24;
 
@@ -69,6 +72,10 @@ struct Wide<T: Copy> {
     ranges: Vec<(u32, u32)>,
     fbits: u32,
     fmask: u32,
+    /// `W_DEFAULT_LEFT` in place.
+    dl: u32,
+    /// Where the child starts.
+    cshift: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -266,8 +273,8 @@ impl<T: Prec> Wide<T> {
                 Segment::One { root, out } => {
                     for (row, a) in rows.clone().zip(acc.chunks_exact_mut(h.outputs)) {
                         let n = self.nodes[self.walk_one(h, *root, row) as usize];
-                        if n.m & W_VECTOR != 0 {
-                            let (s, e) = self.ranges[(n.m & PAYLOAD) as usize];
+                        if self.flags(n.m) & W_VECTOR != 0 {
+                            let (s, e) = self.ranges[(n.m >> self.cshift) as usize];
                             for &(o, v) in &h.leaf_table[s as usize..e as usize] {
                                 a[o as usize] += T::of(v);
                             }
@@ -296,11 +303,11 @@ impl<T: Prec> Wide<T> {
                 let v = x[(m & self.fmask) as usize];
                 let t = n.t;
                 let left = if NAN {
-                    (v < t) | (v.nan() & (m & W_DEFAULT_LEFT != 0))
+                    (v < t) | (v.nan() & (m & self.dl != 0))
                 } else {
                     v < t
                 };
-                *i = ((m & PAYLOAD) >> self.fbits) + u32::from(!left);
+                *i = (m >> self.cshift) + u32::from(!left);
             }
         }
         idx
@@ -313,20 +320,31 @@ impl<T: Prec> Wide<T> {
         loop {
             let n = self.nodes[i as usize];
             let m = n.m;
-            if m & W_LEAF != 0 {
+            let flags = self.flags(m);
+            if flags & W_LEAF != 0 {
                 return i;
             }
             let v = x[(m & self.fmask) as usize];
             let left = if v.nan() {
-                m & W_DEFAULT_LEFT != 0
-            } else if m & W_CAT != 0 {
+                flags & W_DEFAULT_LEFT != 0
+            } else if flags & W_CAT != 0 {
                 h.sets[n.t.f64() as usize].contains(v.f64())
             } else {
                 let t = n.t;
                 v < t
             };
-            i = ((m & PAYLOAD) >> self.fbits) + u32::from(!left);
+            i = (m >> self.cshift) + u32::from(!left);
         }
+    }
+
+    #[inline]
+    fn flags(&self, m: u32) -> u32 {
+        (m >> self.fbits) & ((1 << FLAG_BITS) - 1)
+    }
+
+    /// A meta word.
+    fn meta(&self, feature: u32, flags: u32, child: u32) -> u32 {
+        feature | flags << self.fbits | child << self.cshift
     }
 }
 
@@ -336,7 +354,8 @@ fn build<T: Prec>(flat: &FlatEnsemble) -> Option<Wide<T>> {
     let nf = flat.head.num_features as u32;
     let fbits = u32::BITS - nf.leading_zeros();
     let total = flat.nodes.len() + 1;
-    if fbits >= 29 || total > 1 << (29 - fbits) || flat.head.sets.len() > MAX_SETS {
+    let cshift = fbits + FLAG_BITS;
+    if cshift >= 32 || total > 1 << (32 - cshift) || flat.head.sets.len() > MAX_SETS {
         return None;
     }
     let mut w = Wide {
@@ -345,10 +364,12 @@ fn build<T: Prec>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         ranges: Vec::new(),
         fbits,
         fmask: (1 << fbits) - 1,
+        dl: W_DEFAULT_LEFT << fbits,
+        cshift,
     };
     w.nodes.push(Node {
         t: T::default(),
-        m: W_LEAF | nf,
+        m: w.meta(nf, W_LEAF, 0),
     });
     let mut group: Vec<(u32, u32)> = Vec::new(); // (flat root, output)
     for (&root, &out) in flat.roots.iter().zip(&flat.groups) {
@@ -431,20 +452,18 @@ fn lay_out<T: Prec>(
                 if n.meta & VECTOR != 0 {
                     w.ranges.push((n.left, n.right));
                     let r = (w.ranges.len() - 1) as u32;
-                    if r > PAYLOAD {
+                    if r as usize >= 1 << (32 - w.cshift) {
                         return None;
                     }
                     Node {
                         t: T::default(),
-                        m: W_LEAF | W_VECTOR | r,
+                        m: w.meta(0, W_LEAF | W_VECTOR, r),
                     }
                 } else {
                     // Its own left child on the phantom feature.
                     Node {
                         t: T::of(n.threshold),
-                        m: W_LEAF
-                            | (w.nodes.len() as u32) << w.fbits
-                            | flat.head.num_features as u32,
+                        m: w.meta(flat.head.num_features as u32, W_LEAF, w.nodes.len() as u32),
                     }
                 }
             } else {
@@ -457,14 +476,17 @@ fn lay_out<T: Prec>(
                 } else {
                     T::up(n.threshold)
                 };
-                let mut m = (n.meta & FEATURE_MASK) | child << w.fbits;
+                let mut flags = 0;
                 if n.meta & DEFAULT_LEFT != 0 {
-                    m |= W_DEFAULT_LEFT;
+                    flags |= W_DEFAULT_LEFT;
                 }
                 if cat {
-                    m |= W_CAT;
+                    flags |= W_CAT;
                 }
-                Node { t, m }
+                Node {
+                    t,
+                    m: w.meta(n.meta & FEATURE_MASK, flags, child),
+                }
             };
             w.nodes.push(node);
         }

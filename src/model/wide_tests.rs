@@ -262,19 +262,31 @@ proptest! {
     }
 }
 
-fn splits_mut(w: &mut WideEnsemble, f: impl Fn(&mut u32, &mut f64, &mut f32)) {
+/// Applies `f` to every number split: its meta word, the place of its flags, its
+/// threshold (f64 or f32).
+fn splits_mut(w: &mut WideEnsemble, f: impl Fn(&mut u32, u32, &mut f64, &mut f32)) {
     let (mut d64, mut d32) = (0.0, 0.0);
     match &mut w.nodes {
-        Nodes::F32(w) => w.nodes.iter_mut().for_each(|n| {
-            let (mut m, mut t) = (n.m, n.t);
-            f(&mut m, &mut d64, &mut t);
-            *n = super::Node { t, m };
-        }),
-        Nodes::F64(w) => w.nodes.iter_mut().for_each(|n| {
-            let (mut m, mut t) = (n.m, n.t);
-            f(&mut m, &mut t, &mut d32);
-            *n = super::Node { t, m };
-        }),
+        Nodes::F32(w) => {
+            let fbits = w.fbits;
+            w.nodes.iter_mut().for_each(|n| {
+                let (mut m, mut t) = (n.m, n.t);
+                if (m >> fbits) & (W_LEAF | W_CAT) == 0 {
+                    f(&mut m, fbits, &mut d64, &mut t);
+                }
+                *n = super::Node { t, m };
+            })
+        }
+        Nodes::F64(w) => {
+            let fbits = w.fbits;
+            w.nodes.iter_mut().for_each(|n| {
+                let (mut m, mut t) = (n.m, n.t);
+                if (m >> fbits) & (W_LEAF | W_CAT) == 0 {
+                    f(&mut m, fbits, &mut t, &mut d32);
+                }
+                *n = super::Node { t, m };
+            })
+        }
     }
 }
 
@@ -289,23 +301,13 @@ fn fails(mutate: fn(&mut WideEnsemble)) -> bool {
 #[test]
 fn the_property_catches_wrong_evaluators() {
     // Missing values always go right.
-    assert!(fails(|w| splits_mut(w, |m, _, _| {
-        if *m & W_LEAF == 0 {
-            *m &= !W_DEFAULT_LEFT
-        }
+    assert!(fails(|w| splits_mut(w, |m, fbits, _, _| {
+        *m &= !(W_DEFAULT_LEFT << fbits)
     })));
     // ONNX Runtime's mistake: LightGBM's f64 thresholds rounded to f32.
-    assert!(fails(|w| splits_mut(w, |m, t, _| {
-        if *m & (W_LEAF | W_CAT) == 0 {
-            *t = *t as f32 as f64
-        }
-    })));
+    assert!(fails(|w| splits_mut(w, |_, _, t, _| *t = *t as f32 as f64)));
     // `x <= t` compiled as `x < t` in an f32 model (the threshold not rounded up).
-    assert!(fails(|w| splits_mut(w, |m, _, t| {
-        if *m & (W_LEAF | W_CAT) == 0 {
-            *t = t.next_down()
-        }
-    })));
+    assert!(fails(|w| splits_mut(w, |_, _, _, t| *t = t.next_down())));
     // The trees of a group summed in another order.
     assert!(fails(|w| {
         let Nodes::F32(n) = &mut w.nodes else { return };
