@@ -13,7 +13,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use treeserve::model::ensemble::{
     Aggregation, BasePlacement, Branch, Ensemble, EnsembleLimits, Leaf, Node, OutputKind,
     Precision, Split, Test, Transform, Tree,
@@ -133,8 +133,11 @@ fn ensembles(c: &mut Criterion) {
     );
     for (name, e) in [("m1", m1), ("m2", m2)] {
         e.validate(&EnsembleLimits::default()).unwrap();
+        let t0 = Instant::now();
         let flat = FlatEnsemble::compile(&e).unwrap();
+        let t1 = Instant::now();
         let wide = WideEnsemble::compile(&e).unwrap();
+        let compile = (t1 - t0, t1.elapsed());
         let (nf, ns, trees) = (e.num_features as usize, e.num_scores(), e.trees.len());
         let rows: Vec<f64> = (0..ROWS * nf).map(|_| r.unit()).collect();
         // Same answers, bit for bit, before anything is timed.
@@ -152,9 +155,12 @@ fn ensembles(c: &mut Criterion) {
                 .all(|(a, b)| a.to_bits() == b.to_bits())
         );
         eprintln!(
-            "{name}: {trees} trees, {} nodes; flat 24 B/node, wide {} B/node",
+            "{name}: {trees} trees, {} nodes; flat 24 B/node, compiled in {:?}; \
+             wide {} B/node, compiled (flat, then wide) in {:?}",
             flat.num_nodes(),
-            wide.node_bytes()
+            compile.0,
+            wide.node_bytes(),
+            compile.1
         );
         let mut g = c.benchmark_group(format!("ensembles/{name}"));
         g.throughput(Throughput::Elements(ROWS as u64));
