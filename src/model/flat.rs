@@ -3,72 +3,36 @@
 //! row pre-pass for the framework's input rules, and the framework's sum order, precision
 //! and transform.
 
-use super::ensemble::{
-    Aggregation, BasePlacement, Branch, CategoryRule, Ensemble, EnsembleError, Leaf, Node,
-    OutputKind, Precision, Test, Transform,
-};
+use super::ensemble::{Branch, Ensemble, EnsembleError, Leaf, Node, OutputKind, Precision, Test};
+pub use super::head::transform;
+use super::head::{CategorySet, Head, Prec};
 
-const FEATURE_MASK: u32 = (1 << 28) - 1;
-const LEAF: u32 = 1 << 31;
-const DEFAULT_LEFT: u32 = 1 << 30;
-const CATEGORICAL: u32 = 1 << 29;
+pub(super) const FEATURE_MASK: u32 = (1 << 28) - 1;
+pub(super) const LEAF: u32 = 1 << 31;
+pub(super) const DEFAULT_LEFT: u32 = 1 << 30;
+pub(super) const CATEGORICAL: u32 = 1 << 29;
 /// For a vector leaf (with `LEAF`): `left..right` index the leaf table.
-const VECTOR: u32 = 1 << 28;
+pub(super) const VECTOR: u32 = 1 << 28;
 
+/// A node: `x < threshold` goes `left`; `right == left + 1` always.
 #[derive(Debug, Clone, Copy)]
-struct FlatNode {
+pub(super) struct FlatNode {
     /// Threshold (`x < threshold` goes left); a scalar leaf's value; a categorical node's
     /// set index.
-    threshold: f64,
-    meta: u32,
-    left: u32,
-    right: u32,
-}
-
-#[derive(Debug, Clone)]
-struct CategorySet {
-    words: Box<[u32]>,
-    rule: CategoryRule,
-}
-
-impl CategorySet {
-    #[inline]
-    fn contains(&self, x: f64) -> bool {
-        let c = match self.rule {
-            CategoryRule::Truncate if x < 0.0 => return false,
-            CategoryRule::TruncateNegativeFractionIsZero if x <= -1.0 => return false,
-            _ => x as u64, // truncates; NaN gives 0 (the caller routes NaN first)
-        };
-        let w = (c / 32) as usize;
-        w < self.words.len() && self.words[w] >> (c % 32) & 1 == 1
-    }
+    pub(super) threshold: f64,
+    pub(super) meta: u32,
+    pub(super) left: u32,
+    pub(super) right: u32,
 }
 
 /// A compiled ensemble, ready to evaluate rows.
 #[derive(Debug, Clone)]
 pub struct FlatEnsemble {
-    nodes: Vec<FlatNode>,
-    roots: Vec<u32>,
-    groups: Vec<u32>,
-    leaf_table: Vec<(u32, f64)>,
-    sets: Vec<CategorySet>,
-    zero_missing: Vec<bool>,
-    any_zero_missing: bool,
-    num_features: usize,
-    outputs: usize,
-    base: Vec<f64>,
-    base_placement: BasePlacement,
-    aggregation: Aggregation,
-    precision: Precision,
-    zero_snap: bool,
-    transform: Transform,
-    output_cast_f32: bool,
-    output: OutputKind,
-    num_scores: usize,
+    pub(super) nodes: Vec<FlatNode>,
+    pub(super) roots: Vec<u32>,
+    pub(super) groups: Vec<u32>,
+    pub(super) head: Head,
 }
-
-/// LightGBM's `kZeroThreshold`: `1e-35f` as a double.
-const ZERO_THRESHOLD: f64 = 1e-35_f32 as f64;
 
 impl FlatEnsemble {
     /// Compiles a validated ensemble ([`Ensemble::validate`] first).
@@ -79,39 +43,11 @@ impl FlatEnsemble {
                 "too many nodes or features to compile".into(),
             ));
         }
-        let mut zero_missing = vec![false; e.num_features as usize];
-        for tree in &e.trees {
-            for node in &tree.nodes {
-                if let Node::Split(s) = node
-                    && s.zero_is_missing
-                {
-                    zero_missing[s.feature as usize] = true;
-                }
-            }
-        }
         let mut out = FlatEnsemble {
             nodes: Vec::with_capacity(total),
             roots: Vec::with_capacity(e.trees.len()),
             groups: Vec::with_capacity(e.trees.len()),
-            leaf_table: Vec::new(),
-            sets: Vec::new(),
-            any_zero_missing: zero_missing.iter().any(|&z| z),
-            zero_missing,
-            num_features: e.num_features as usize,
-            outputs: e.outputs as usize,
-            base: if e.base.is_empty() {
-                vec![0.0; e.outputs as usize]
-            } else {
-                e.base.clone()
-            },
-            base_placement: e.base_placement,
-            aggregation: e.aggregation,
-            precision: e.precision,
-            zero_snap: e.zero_snap,
-            transform: e.transform,
-            output_cast_f32: e.output_cast_f32,
-            output: e.output,
-            num_scores: e.num_scores(),
+            head: Head::new(e),
         };
         // Depth-first pre-order, so a left child is usually the next node.
         let mut stack: Vec<(u32, usize)> = Vec::new(); // (source node, flat slot)
@@ -131,17 +67,17 @@ impl FlatEnsemble {
                         right: 0,
                     },
                     Node::Leaf(Leaf::Vector(pairs)) => {
-                        let start = out.leaf_table.len() as u32;
-                        out.leaf_table.extend_from_slice(pairs);
+                        let start = out.head.leaf_table.len() as u32;
+                        out.head.leaf_table.extend_from_slice(pairs);
                         FlatNode {
                             threshold: 0.0,
                             meta: LEAF | VECTOR,
                             left: start,
-                            right: out.leaf_table.len() as u32,
+                            right: out.head.leaf_table.len() as u32,
                         }
                     }
                     Node::Split(s) => {
-                        if out.zero_missing[s.feature as usize] && !s.zero_is_missing {
+                        if out.head.zero_missing[s.feature as usize] && !s.zero_is_missing {
                             // Zero becomes missing for this feature: this node must send
                             // zero where it sends missing values.
                             let zero_goes_yes = test_holds(&s.test, 0.0);
@@ -160,11 +96,11 @@ impl FlatEnsemble {
                             Test::Ge(v) => (*v, false, false),
                             Test::Gt(v) => (v.next_up(), false, false),
                             Test::InSet { words, rule } => {
-                                out.sets.push(CategorySet {
+                                out.head.sets.push(CategorySet {
                                     words: words.clone().into_boxed_slice(),
                                     rule: *rule,
                                 });
-                                ((out.sets.len() - 1) as f64, true, true)
+                                ((out.head.sets.len() - 1) as f64, true, true)
                             }
                         };
                         let (l, r) = if yes_left {
@@ -198,12 +134,12 @@ impl FlatEnsemble {
 
     /// Features a row has.
     pub fn num_features(&self) -> usize {
-        self.num_features
+        self.head.num_features
     }
 
     /// Scores an answer has (classes, or 1 for regression).
     pub fn num_scores(&self) -> usize {
-        self.num_scores
+        self.head.num_scores
     }
 
     /// Trees.
@@ -218,87 +154,35 @@ impl FlatEnsemble {
 
     /// The output kind.
     pub fn output(&self) -> OutputKind {
-        self.output
+        self.head.output
     }
 
     /// Evaluates one row (`num_features` values; NaN = missing) into `scores`
     /// (`num_scores` long: probabilities, or the value) and returns the class index (0 for
     /// regression). `scratch` is reused between calls.
     pub fn predict(&self, row: &[f64], scratch: &mut Scratch, scores: &mut [f64]) -> usize {
-        debug_assert_eq!(row.len(), self.num_features);
-        let has_nan = self.prepare(row, &mut scratch.row);
-        let x = &scratch.row[..];
-        let raw = &mut scratch.raw;
-        raw.clear();
-        match self.precision {
-            Precision::F64 => {
-                raw.resize(self.outputs, 0.0);
-                if self.base_placement == BasePlacement::Initial {
-                    raw.copy_from_slice(&self.base);
-                }
-                for (t, &root) in self.roots.iter().enumerate() {
-                    self.add_leaf(self.leaf(root, x, has_nan), self.groups[t], |o, v| {
-                        raw[o] += v
-                    });
-                }
-                if let Aggregation::Mean { divisor } = self.aggregation {
-                    raw.iter_mut().for_each(|r| *r /= divisor);
-                }
-                if self.base_placement == BasePlacement::AfterSum {
-                    raw.iter_mut().zip(&self.base).for_each(|(r, b)| *r += b);
-                }
-            }
-            Precision::F32 => {
-                let acc = &mut scratch.acc32;
-                acc.clear();
-                acc.resize(self.outputs, 0.0);
-                if self.base_placement == BasePlacement::Initial {
-                    acc.iter_mut()
-                        .zip(&self.base)
-                        .for_each(|(a, &b)| *a = b as f32);
-                }
-                for (t, &root) in self.roots.iter().enumerate() {
-                    self.add_leaf(self.leaf(root, x, has_nan), self.groups[t], |o, v| {
-                        acc[o] += v as f32
-                    });
-                }
-                if let Aggregation::Mean { divisor } = self.aggregation {
-                    let d = divisor as f32;
-                    acc.iter_mut().for_each(|a| *a /= d);
-                }
-                if self.base_placement == BasePlacement::AfterSum {
-                    acc.iter_mut()
-                        .zip(&self.base)
-                        .for_each(|(a, &b)| *a += b as f32);
-                }
-                raw.extend(acc.iter().map(|&a| a as f64));
-            }
+        debug_assert_eq!(row.len(), self.head.num_features);
+        scratch.row.clear();
+        let has_nan = self.head.prepare_into(row, &mut scratch.row);
+        match self.head.precision {
+            Precision::F64 => self.sum(&scratch.row, has_nan, &mut scratch.acc64, &mut scratch.raw),
+            Precision::F32 => self.sum(&scratch.row, has_nan, &mut scratch.acc32, &mut scratch.raw),
         }
-        self.finish(raw, scores)
+        self.head.finish(&mut scratch.raw, scores)
     }
 
-    /// The row pre-pass: f32 rounding, LightGBM's zero snap and zero-as-missing. Returns
-    /// whether any value is missing.
+    /// The raw scores of a prepared row, summed in tree order in precision `T`.
     #[inline]
-    fn prepare(&self, row: &[f64], out: &mut Vec<f64>) -> bool {
-        out.clear();
-        out.extend_from_slice(row);
-        if self.precision == Precision::F32 {
-            out.iter_mut().for_each(|x| *x = *x as f32 as f64);
+    fn sum<T: Prec>(&self, x: &[f64], has_nan: bool, acc: &mut Vec<T>, raw: &mut Vec<f64>) {
+        acc.clear();
+        acc.resize(self.head.outputs, T::default());
+        self.head.begin(acc);
+        for (t, &root) in self.roots.iter().enumerate() {
+            self.add_leaf(self.leaf(root, x, has_nan), self.groups[t], |o, v| {
+                acc[o] += T::of(v)
+            });
         }
-        if self.zero_snap {
-            out.iter_mut()
-                .filter(|x| x.abs() <= ZERO_THRESHOLD)
-                .for_each(|x| *x = 0.0);
-        }
-        if self.any_zero_missing {
-            for (x, &z) in out.iter_mut().zip(&self.zero_missing) {
-                if z && *x == 0.0 {
-                    *x = f64::NAN;
-                }
-            }
-        }
-        out.iter().any(|x| x.is_nan())
+        self.head.end(acc, raw);
     }
 
     #[inline]
@@ -311,7 +195,7 @@ impl FlatEnsemble {
             }
             let v = x[(n.meta & FEATURE_MASK) as usize];
             let mut go_left = if n.meta & CATEGORICAL != 0 {
-                self.sets[n.threshold as usize].contains(v)
+                self.head.sets[n.threshold as usize].contains(v)
             } else {
                 v < n.threshold
             };
@@ -327,71 +211,8 @@ impl FlatEnsemble {
         if leaf.meta & VECTOR == 0 {
             add(group as usize, leaf.threshold);
         } else {
-            for &(o, v) in &self.leaf_table[leaf.left as usize..leaf.right as usize] {
+            for &(o, v) in &self.head.leaf_table[leaf.left as usize..leaf.right as usize] {
                 add(o as usize, v);
-            }
-        }
-    }
-
-    fn finish(&self, raw: &mut [f64], scores: &mut [f64]) -> usize {
-        // ONNX Runtime decides on the scores in the model's precision, then writes them
-        // to a float tensor: the decisions that read raw scores look before the cast.
-        let decided = match self.output {
-            OutputKind::ArgmaxRaw => first_max(raw),
-            OutputKind::BinaryLogisticPair => usize::from(raw[0] > 0.0),
-            OutputKind::OrtBinaryOneMinus => usize::from(raw[0] > 0.5),
-            _ => 0,
-        };
-        let first = raw[0];
-        if self.output_cast_f32 {
-            raw.iter_mut().for_each(|r| *r = *r as f32 as f64);
-        }
-        match self.output {
-            OutputKind::Value => {
-                transform(self.transform, raw);
-                scores[0] = raw[0];
-                0
-            }
-            OutputKind::BinaryOneMinus => {
-                transform(self.transform, raw);
-                let p = raw[0];
-                scores[1] = p;
-                scores[0] = match self.precision {
-                    Precision::F32 => (1.0f32 - p as f32) as f64,
-                    Precision::F64 => 1.0 - p,
-                };
-                usize::from(p > 0.5)
-            }
-            OutputKind::BinaryLogisticPair => {
-                let s = raw[0];
-                let mut pair = [-s, s];
-                transform(self.transform, &mut pair[..1]);
-                transform(self.transform, &mut pair[1..]);
-                scores[..2].copy_from_slice(&pair);
-                decided
-            }
-            OutputKind::OrtBinaryOneMinus => {
-                // 1 - s in the model's precision, then the output cast.
-                let one_minus = match self.precision {
-                    Precision::F32 => (1.0f32 - first as f32) as f64,
-                    Precision::F64 => 1.0 - first,
-                };
-                scores[0] = one_minus;
-                scores[1] = raw[0];
-                if self.output_cast_f32 {
-                    scores[0] = scores[0] as f32 as f64;
-                }
-                decided
-            }
-            OutputKind::ArgmaxRaw => {
-                transform(self.transform, raw);
-                scores.copy_from_slice(raw);
-                decided
-            }
-            OutputKind::ArgmaxProbabilities => {
-                transform(self.transform, raw);
-                scores.copy_from_slice(raw);
-                first_max(scores)
             }
         }
     }
@@ -403,6 +224,7 @@ pub struct Scratch {
     row: Vec<f64>,
     raw: Vec<f64>,
     acc32: Vec<f32>,
+    acc64: Vec<f64>,
 }
 
 fn placeholder() -> FlatNode {
@@ -426,81 +248,5 @@ fn test_holds(test: &Test, x: f64) -> bool {
             rule: *rule,
         }
         .contains(x),
-    }
-}
-
-fn first_max(v: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate().skip(1) {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-/// Applies `t` in place, with the framework's arithmetic.
-pub fn transform(t: Transform, v: &mut [f64]) {
-    match t {
-        Transform::Identity => {}
-        Transform::XgbSigmoid => v.iter_mut().for_each(|x| {
-            let m = *x as f32;
-            *x = (1.0f32 / ((-m).min(88.7).exp() + 1.0 + 1e-16)) as f64;
-        }),
-        Transform::XgbSoftmax => {
-            let max = v.iter().fold(f32::MIN, |m, &x| m.max(x as f32));
-            let mut sum = 0.0f64;
-            for x in v.iter_mut() {
-                let e = (*x as f32 - max).exp();
-                *x = e as f64;
-                sum += e as f64;
-            }
-            let s = sum as f32;
-            v.iter_mut().for_each(|x| *x = (*x as f32 / s) as f64);
-        }
-        Transform::ExpF32 => v.iter_mut().for_each(|x| *x = (*x as f32).exp() as f64),
-        Transform::LgbSigmoid { alpha } | Transform::LgbOvrSigmoid { alpha } => v
-            .iter_mut()
-            .for_each(|x| *x = 1.0 / (1.0 + (-alpha * *x).exp())),
-        Transform::LgbSoftmax => {
-            let max = v.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x));
-            let mut sum = 0.0;
-            for x in v.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            v.iter_mut().for_each(|x| *x /= sum);
-        }
-        Transform::ExpF64 => v.iter_mut().for_each(|x| *x = x.exp()),
-        Transform::SignedSquare => v.iter_mut().for_each(|x| *x = x.signum() * *x * *x),
-        Transform::Log1pExp => v.iter_mut().for_each(|x| *x = x.exp().ln_1p()),
-        Transform::OrtLogistic => v.iter_mut().for_each(|x| {
-            let s = *x as f32;
-            let p = 1.0f32 / (1.0 + (-s.abs()).exp());
-            *x = if s < 0.0 { 1.0 - p } else { p } as f64;
-        }),
-        Transform::OrtSoftmax | Transform::OrtSoftmaxZero => {
-            let zero = t == Transform::OrtSoftmaxZero;
-            let max = v.iter().fold(-f32::MAX, |m, &x| m.max(x as f32));
-            let mut sum = 0.0f32;
-            for x in v.iter_mut() {
-                let s = *x as f32;
-                // ORT's test `s > 1e-7f || s < -1e-7f` sends NaN here too (a range
-                // `contains` would not).
-                #[allow(clippy::manual_range_contains)]
-                let exp_branch = s > 1e-7 || s < -1e-7;
-                if zero && !exp_branch {
-                    *x = (s * (-max).exp()) as f64;
-                } else {
-                    let e = (s - max).exp();
-                    *x = e as f64;
-                    sum += e;
-                }
-            }
-            for x in v.iter_mut() {
-                let s = *x as f32;
-                *x = (s / sum) as f64;
-            }
-        }
     }
 }

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use super::ensemble::{Ensemble, EnsembleLimits};
 use super::flat::{FlatEnsemble, Scratch};
 use super::tree::{FlatForest, MirrorForest, MirrorTree, TreeLimits};
+use super::wide::{WideEnsemble, WideScratch};
 use super::{
     Algorithm, ArtifactError, BodyIn, FORMAT_VERSION, FORMAT_VERSION_ENSEMBLE, Manifest, Task,
     decode_body, sha256_hex, unseal_version,
@@ -15,14 +16,22 @@ use super::{
 /// 1e-3)`): the import's parity tolerance.
 pub const GOLDEN_TOLERANCE: f64 = 1e-6;
 
+/// Imported models with at least this many trees use the wide evaluator (groups of 8
+/// trees walked at once); smaller ones keep the flat one.
+const WIDE_MIN_TREES: usize = 16;
+
+/// The evaluator picked at load: smartcore's trees (IRIS) keep their own; imported
+/// ensembles go flat when small, wide when large.
 #[derive(Debug, Clone)]
 enum Engine {
     Forest(FlatForest),
     Ensemble(FlatEnsemble),
+    Wide(WideEnsemble),
 }
 
 thread_local! {
     static ENSEMBLE_SCRATCH: RefCell<(Scratch, Vec<f64>)> = RefCell::default();
+    static WIDE_SCRATCH: RefCell<(WideScratch, Vec<f64>)> = RefCell::default();
 }
 
 /// A validated model, ready to serve: treeserve's own form, no foreign types.
@@ -63,7 +72,7 @@ impl Model {
         let engine = if ensemble {
             let e: Ensemble = rmp_serde::from_slice(payload)
                 .map_err(|e| ArtifactError::Decode(format!("payload: {e}")))?;
-            Engine::Ensemble(compile_ensemble(&e, &manifest, limits)?)
+            compile_ensemble(&e, &manifest, limits)?
         } else {
             Engine::Forest(compile_forest(&manifest, payload, limits)?)
         };
@@ -81,7 +90,7 @@ impl Model {
         if self.manifest.golden.is_empty() {
             return Err(ArtifactError::Invalid("no golden rows".into()));
         }
-        let imported = matches!(self.engine, Engine::Ensemble(_));
+        let imported = !matches!(self.engine, Engine::Forest(_));
         let mut scores = vec![0.0; self.num_scores()];
         for (row, g) in self.manifest.golden.iter().enumerate() {
             let fail = |detail: String| Err(ArtifactError::Golden { row, detail });
@@ -183,6 +192,7 @@ impl Model {
         match &self.engine {
             Engine::Forest(f) => f.num_trees(),
             Engine::Ensemble(e) => e.num_trees(),
+            Engine::Wide(e) => e.num_trees(),
         }
     }
 
@@ -191,6 +201,7 @@ impl Model {
         match &self.engine {
             Engine::Forest(f) => f.num_nodes(),
             Engine::Ensemble(e) => e.num_nodes(),
+            Engine::Wide(e) => e.num_nodes(),
         }
     }
 
@@ -200,6 +211,10 @@ impl Model {
         match &self.engine {
             Engine::Forest(f) => f.predict(row),
             Engine::Ensemble(e) => ENSEMBLE_SCRATCH.with_borrow_mut(|(scratch, scores)| {
+                scores.resize(e.num_scores(), 0.0);
+                e.predict(row, scratch, scores)
+            }),
+            Engine::Wide(e) => WIDE_SCRATCH.with_borrow_mut(|(scratch, scores)| {
                 scores.resize(e.num_scores(), 0.0);
                 e.predict(row, scratch, scores)
             }),
@@ -224,6 +239,9 @@ impl Model {
             Engine::Ensemble(e) => {
                 ENSEMBLE_SCRATCH.with_borrow_mut(|(scratch, _)| e.predict(row, scratch, out))
             }
+            Engine::Wide(e) => {
+                WIDE_SCRATCH.with_borrow_mut(|(scratch, _)| e.predict(row, scratch, out))
+            }
         }
     }
 }
@@ -232,7 +250,7 @@ fn compile_ensemble(
     e: &Ensemble,
     m: &Manifest,
     limits: &TreeLimits,
-) -> Result<FlatEnsemble, ArtifactError> {
+) -> Result<Engine, ArtifactError> {
     let limits = EnsembleLimits {
         max_trees: limits.max_trees,
         max_nodes: limits.max_nodes,
@@ -260,7 +278,14 @@ fn compile_ensemble(
             m.classes.len()
         )));
     }
-    FlatEnsemble::compile(e).map_err(|err| ArtifactError::InvalidTree(err.0))
+    let flat = FlatEnsemble::compile(e).map_err(|err| ArtifactError::InvalidTree(err.0))?;
+    if flat.num_trees() < WIDE_MIN_TREES {
+        return Ok(Engine::Ensemble(flat));
+    }
+    Ok(match WideEnsemble::from_flat(flat) {
+        Ok(wide) => Engine::Wide(wide),
+        Err(flat) => Engine::Ensemble(*flat),
+    })
 }
 
 fn compile_forest(

@@ -18,9 +18,11 @@
 
 pub mod ensemble;
 pub mod flat;
+mod head;
 mod loaded;
 mod manifest;
 pub mod tree;
+pub mod wide;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -1,0 +1,340 @@
+//! The model-level rules an evaluator shares: the row pre-pass (f32 rounding, zero snap,
+//! zero-as-missing), the sum's start and end (base, mean) in the model's precision, and
+//! the answer (decision, output cast, transform). [`super::flat`] and [`super::wide`]
+//! differ only in how they find the leaves.
+
+use std::fmt::Debug;
+use std::ops::{AddAssign, DivAssign};
+
+use super::ensemble::{
+    Aggregation, BasePlacement, CategoryRule, Ensemble, Node, OutputKind, Precision, Transform,
+};
+
+/// LightGBM's `kZeroThreshold`: `1e-35f` as a double.
+const ZERO_THRESHOLD: f64 = 1e-35_f32 as f64;
+
+/// The arithmetic of a model: f32 (XGBoost) or f64 (LightGBM, ONNX double).
+pub(super) trait Prec: Copy + Default + Debug + PartialOrd + AddAssign + DivAssign {
+    /// The value in this precision (`as`: exact for values of this precision).
+    fn of(v: f64) -> Self;
+    /// The value as f64 (exact).
+    fn f64(self) -> f64;
+    /// Whether the value is NaN.
+    fn nan(self) -> bool;
+    /// The least value of this precision at or above `v`: for every `x` of this
+    /// precision, `x < v` iff `x < Self::up(v)`.
+    fn up(v: f64) -> Self;
+}
+
+impl Prec for f32 {
+    #[inline]
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    #[inline]
+    fn f64(self) -> f64 {
+        self as f64
+    }
+    #[inline]
+    fn nan(self) -> bool {
+        self.is_nan()
+    }
+    fn up(v: f64) -> Self {
+        let r = v as f32;
+        if (r as f64) < v { r.next_up() } else { r }
+    }
+}
+
+impl Prec for f64 {
+    #[inline]
+    fn of(v: f64) -> Self {
+        v
+    }
+    #[inline]
+    fn f64(self) -> f64 {
+        self
+    }
+    #[inline]
+    fn nan(self) -> bool {
+        self.is_nan()
+    }
+    fn up(v: f64) -> Self {
+        v
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct CategorySet {
+    pub(super) words: Box<[u32]>,
+    pub(super) rule: CategoryRule,
+}
+
+impl CategorySet {
+    #[inline]
+    pub(super) fn contains(&self, x: f64) -> bool {
+        let c = match self.rule {
+            CategoryRule::Truncate if x < 0.0 => return false,
+            CategoryRule::TruncateNegativeFractionIsZero if x <= -1.0 => return false,
+            _ => x as u64, // truncates; NaN gives 0 (the caller routes NaN first)
+        };
+        let w = (c / 32) as usize;
+        w < self.words.len() && self.words[w] >> (c % 32) & 1 == 1
+    }
+}
+
+/// What a compiled ensemble knows besides its nodes.
+#[derive(Debug, Clone)]
+pub(super) struct Head {
+    pub(super) leaf_table: Vec<(u32, f64)>,
+    pub(super) sets: Vec<CategorySet>,
+    pub(super) zero_missing: Vec<bool>,
+    any_zero_missing: bool,
+    pub(super) num_features: usize,
+    pub(super) outputs: usize,
+    base: Vec<f64>,
+    base_placement: BasePlacement,
+    aggregation: Aggregation,
+    pub(super) precision: Precision,
+    zero_snap: bool,
+    transform: Transform,
+    output_cast_f32: bool,
+    pub(super) output: OutputKind,
+    pub(super) num_scores: usize,
+}
+
+impl Head {
+    /// The model-level part of `e` (no tables yet).
+    pub(super) fn new(e: &Ensemble) -> Self {
+        let mut zero_missing = vec![false; e.num_features as usize];
+        for tree in &e.trees {
+            for node in &tree.nodes {
+                if let Node::Split(s) = node
+                    && s.zero_is_missing
+                {
+                    zero_missing[s.feature as usize] = true;
+                }
+            }
+        }
+        Head {
+            leaf_table: Vec::new(),
+            sets: Vec::new(),
+            any_zero_missing: zero_missing.iter().any(|&z| z),
+            zero_missing,
+            num_features: e.num_features as usize,
+            outputs: e.outputs as usize,
+            base: if e.base.is_empty() {
+                vec![0.0; e.outputs as usize]
+            } else {
+                e.base.clone()
+            },
+            base_placement: e.base_placement,
+            aggregation: e.aggregation,
+            precision: e.precision,
+            zero_snap: e.zero_snap,
+            transform: e.transform,
+            output_cast_f32: e.output_cast_f32,
+            output: e.output,
+            num_scores: e.num_scores(),
+        }
+    }
+
+    /// The row pre-pass: f32 rounding, LightGBM's zero snap and zero-as-missing, appended
+    /// to `out`. Returns whether any value is missing.
+    #[inline]
+    pub(super) fn prepare_into<T: Prec>(&self, row: &[f64], out: &mut Vec<T>) -> bool {
+        let mut nan = false;
+        let start = out.len();
+        out.extend(row.iter().map(|&v| {
+            let mut x = if self.precision == Precision::F32 {
+                v as f32 as f64
+            } else {
+                v
+            };
+            if self.zero_snap && x.abs() <= ZERO_THRESHOLD {
+                x = 0.0;
+            }
+            T::of(x)
+        }));
+        let out = &mut out[start..];
+        if self.any_zero_missing {
+            for (x, &z) in out.iter_mut().zip(&self.zero_missing) {
+                if z && x.f64() == 0.0 {
+                    *x = T::of(f64::NAN);
+                }
+            }
+        }
+        for x in out.iter() {
+            nan |= x.nan();
+        }
+        nan
+    }
+
+    /// Starts a sum: `acc` (`outputs` long) holds the base or zero.
+    #[inline]
+    pub(super) fn begin<T: Prec>(&self, acc: &mut [T]) {
+        if self.base_placement == BasePlacement::Initial {
+            acc.iter_mut()
+                .zip(&self.base)
+                .for_each(|(a, &b)| *a = T::of(b));
+        } else {
+            acc.fill(T::default());
+        }
+    }
+
+    /// Ends a sum (mean, base after the sum) and writes the raw scores to `raw`.
+    #[inline]
+    pub(super) fn end<T: Prec>(&self, acc: &mut [T], raw: &mut Vec<f64>) {
+        if let Aggregation::Mean { divisor } = self.aggregation {
+            let d = T::of(divisor);
+            acc.iter_mut().for_each(|a| *a /= d);
+        }
+        if self.base_placement == BasePlacement::AfterSum {
+            acc.iter_mut()
+                .zip(&self.base)
+                .for_each(|(a, &b)| *a += T::of(b));
+        }
+        raw.clear();
+        raw.extend(acc.iter().map(|a| a.f64()));
+    }
+
+    /// Reads the answer from the raw scores: the decision, the output cast, the transform.
+    /// Returns the class index (0 for regression).
+    pub(super) fn finish(&self, raw: &mut [f64], scores: &mut [f64]) -> usize {
+        // ONNX Runtime decides on the scores in the model's precision, then writes them
+        // to a float tensor: the decisions that read raw scores look before the cast.
+        let decided = match self.output {
+            OutputKind::ArgmaxRaw => first_max(raw),
+            OutputKind::BinaryLogisticPair => usize::from(raw[0] > 0.0),
+            OutputKind::OrtBinaryOneMinus => usize::from(raw[0] > 0.5),
+            _ => 0,
+        };
+        let first = raw[0];
+        if self.output_cast_f32 {
+            raw.iter_mut().for_each(|r| *r = *r as f32 as f64);
+        }
+        match self.output {
+            OutputKind::Value => {
+                transform(self.transform, raw);
+                scores[0] = raw[0];
+                0
+            }
+            OutputKind::BinaryOneMinus => {
+                transform(self.transform, raw);
+                let p = raw[0];
+                scores[1] = p;
+                scores[0] = match self.precision {
+                    Precision::F32 => (1.0f32 - p as f32) as f64,
+                    Precision::F64 => 1.0 - p,
+                };
+                usize::from(p > 0.5)
+            }
+            OutputKind::BinaryLogisticPair => {
+                let s = raw[0];
+                let mut pair = [-s, s];
+                transform(self.transform, &mut pair[..1]);
+                transform(self.transform, &mut pair[1..]);
+                scores[..2].copy_from_slice(&pair);
+                decided
+            }
+            OutputKind::OrtBinaryOneMinus => {
+                // 1 - s in the model's precision, then the output cast.
+                let one_minus = match self.precision {
+                    Precision::F32 => (1.0f32 - first as f32) as f64,
+                    Precision::F64 => 1.0 - first,
+                };
+                scores[0] = one_minus;
+                scores[1] = raw[0];
+                if self.output_cast_f32 {
+                    scores[0] = scores[0] as f32 as f64;
+                }
+                decided
+            }
+            OutputKind::ArgmaxRaw => {
+                transform(self.transform, raw);
+                scores.copy_from_slice(raw);
+                decided
+            }
+            OutputKind::ArgmaxProbabilities => {
+                transform(self.transform, raw);
+                scores.copy_from_slice(raw);
+                first_max(scores)
+            }
+        }
+    }
+}
+
+fn first_max(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate().skip(1) {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Applies `t` in place, with the framework's arithmetic.
+pub fn transform(t: Transform, v: &mut [f64]) {
+    match t {
+        Transform::Identity => {}
+        Transform::XgbSigmoid => v.iter_mut().for_each(|x| {
+            let m = *x as f32;
+            *x = (1.0f32 / ((-m).min(88.7).exp() + 1.0 + 1e-16)) as f64;
+        }),
+        Transform::XgbSoftmax => {
+            let max = v.iter().fold(f32::MIN, |m, &x| m.max(x as f32));
+            let mut sum = 0.0f64;
+            for x in v.iter_mut() {
+                let e = (*x as f32 - max).exp();
+                *x = e as f64;
+                sum += e as f64;
+            }
+            let s = sum as f32;
+            v.iter_mut().for_each(|x| *x = (*x as f32 / s) as f64);
+        }
+        Transform::ExpF32 => v.iter_mut().for_each(|x| *x = (*x as f32).exp() as f64),
+        Transform::LgbSigmoid { alpha } | Transform::LgbOvrSigmoid { alpha } => v
+            .iter_mut()
+            .for_each(|x| *x = 1.0 / (1.0 + (-alpha * *x).exp())),
+        Transform::LgbSoftmax => {
+            let max = v.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x));
+            let mut sum = 0.0;
+            for x in v.iter_mut() {
+                *x = (*x - max).exp();
+                sum += *x;
+            }
+            v.iter_mut().for_each(|x| *x /= sum);
+        }
+        Transform::ExpF64 => v.iter_mut().for_each(|x| *x = x.exp()),
+        Transform::SignedSquare => v.iter_mut().for_each(|x| *x = x.signum() * *x * *x),
+        Transform::Log1pExp => v.iter_mut().for_each(|x| *x = x.exp().ln_1p()),
+        Transform::OrtLogistic => v.iter_mut().for_each(|x| {
+            let s = *x as f32;
+            let p = 1.0f32 / (1.0 + (-s.abs()).exp());
+            *x = if s < 0.0 { 1.0 - p } else { p } as f64;
+        }),
+        Transform::OrtSoftmax | Transform::OrtSoftmaxZero => {
+            let zero = t == Transform::OrtSoftmaxZero;
+            let max = v.iter().fold(-f32::MAX, |m, &x| m.max(x as f32));
+            let mut sum = 0.0f32;
+            for x in v.iter_mut() {
+                let s = *x as f32;
+                // ORT's test `s > 1e-7f || s < -1e-7f` sends NaN here too (a range
+                // `contains` would not).
+                #[allow(clippy::manual_range_contains)]
+                let exp_branch = s > 1e-7 || s < -1e-7;
+                if zero && !exp_branch {
+                    *x = (s * (-max).exp()) as f64;
+                } else {
+                    let e = (s - max).exp();
+                    *x = e as f64;
+                    sum += e;
+                }
+            }
+            for x in v.iter_mut() {
+                let s = *x as f32;
+                *x = (s / sum) as f64;
+            }
+        }
+    }
+}

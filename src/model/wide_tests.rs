@@ -1,0 +1,343 @@
+//! The wide evaluator against [`FlatEnsemble`], bit for bit, on random ensembles (every
+//! node kind, f32 and f64, deep trees, partial groups) and rows (NaN, zeros, values at
+//! and around every threshold, one row or several blocks); and proof that the check
+//! fails on deliberately wrong variants.
+
+use super::*;
+use crate::model::ensemble::{
+    Aggregation, BasePlacement, Branch, CategoryRule, EnsembleLimits, Leaf, Node, Split, Test,
+    Transform, Tree,
+};
+use crate::model::flat::Scratch;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+/// splitmix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    seed: u64,
+    trees: usize,
+    f32m: bool,
+    outputs: u32,
+    snap: bool,
+    mean: bool,
+    after: bool,
+    rows: usize,
+}
+
+fn arb_case() -> impl Strategy<Value = Case> {
+    (
+        any::<u64>(),
+        1usize..40,
+        any::<bool>(),
+        prop_oneof![Just(1u32), Just(3u32)],
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop_oneof![1usize..4, 60usize..140],
+    )
+        .prop_map(
+            |(seed, trees, f32m, outputs, snap, mean, after, rows)| Case {
+                seed,
+                trees,
+                f32m,
+                outputs,
+                snap,
+                mean,
+                after,
+                rows,
+            },
+        )
+}
+
+const FEATURES: u32 = 5;
+
+fn ensemble(c: &Case) -> Ensemble {
+    let mut r = Rng(c.seed);
+    let round = |v: f64| if c.f32m { v as f32 as f64 } else { v };
+    // Features 3 and 4 treat zero as missing in every node (LightGBM's missing type Zero).
+    let zero_missing = |f: u32| !c.f32m && f >= 3;
+    let pool: Vec<f64> = (0..12)
+        .map(|i| match i {
+            0 => 0.0,
+            1 => -0.0,
+            2 | 3 => (r.below(7) as f64) - 3.0,
+            _ => round((r.unit() - 0.5) * 6.0),
+        })
+        .collect();
+    let mut trees = Vec::new();
+    for _ in 0..c.trees {
+        let chain = r.below(10) == 0;
+        let splits = if chain { 34 + r.below(6) } else { r.below(40) };
+        let leaf = |r: &mut Rng| {
+            if c.outputs > 1 && r.below(8) == 0 {
+                let o = r.below(c.outputs as usize) as u32;
+                Node::Leaf(Leaf::Vector(vec![(o, round(r.unit() - 0.5)), (0, 0.25)]))
+            } else {
+                Node::Leaf(Leaf::Scalar(round(r.unit() * 4.0 - 2.0)))
+            }
+        };
+        let mut nodes = vec![leaf(&mut r)];
+        let mut frontier = vec![0usize];
+        for _ in 0..splits {
+            let at = if chain {
+                frontier.pop().unwrap()
+            } else {
+                frontier.swap_remove(r.below(frontier.len()))
+            };
+            let (y, n) = (nodes.len(), nodes.len() + 1);
+            nodes.push(leaf(&mut r));
+            nodes.push(leaf(&mut r));
+            let feature = r.below(FEATURES as usize) as u32;
+            let t = pool[r.below(pool.len())];
+            let test = match r.below(11) {
+                0..=2 => Test::Lt(t),
+                3..=4 => Test::Le(t),
+                5..=6 => Test::Ge(t),
+                7..=8 => Test::Gt(t),
+                _ => Test::InSet {
+                    words: (0..r.below(3)).map(|_| r.next() as u32).collect(),
+                    rule: if r.below(2) == 0 {
+                        CategoryRule::Truncate
+                    } else {
+                        CategoryRule::TruncateNegativeFractionIsZero
+                    },
+                },
+            };
+            nodes[at] = Node::Split(Split {
+                feature,
+                test,
+                yes: y as u32,
+                no: n as u32,
+                missing: if r.below(2) == 0 {
+                    Branch::Yes
+                } else {
+                    Branch::No
+                },
+                zero_is_missing: zero_missing(feature),
+            });
+            frontier.extend([y, n]);
+        }
+        let group = r.below(c.outputs as usize) as u32;
+        trees.push(Tree { nodes, group });
+    }
+    let k = c.outputs;
+    Ensemble {
+        num_features: FEATURES,
+        outputs: k,
+        trees,
+        base: (0..k).map(|i| round(0.25 * i as f64 - 0.3)).collect(),
+        base_placement: if c.after {
+            BasePlacement::AfterSum
+        } else {
+            BasePlacement::Initial
+        },
+        aggregation: if c.mean {
+            Aggregation::Mean { divisor: 3.0 }
+        } else {
+            Aggregation::Sum
+        },
+        precision: if c.f32m {
+            Precision::F32
+        } else {
+            Precision::F64
+        },
+        zero_snap: c.snap,
+        transform: match (k, c.f32m) {
+            (1, true) => Transform::XgbSigmoid,
+            (1, false) => Transform::Identity,
+            (_, true) => Transform::XgbSoftmax,
+            (_, false) => Transform::LgbSoftmax,
+        },
+        output_cast_f32: false,
+        output: match k {
+            1 if c.f32m => OutputKind::BinaryOneMinus,
+            1 => OutputKind::Value,
+            _ => OutputKind::ArgmaxProbabilities,
+        },
+    }
+}
+
+/// Rows whose values sit on, just around and between the f32 and f64 roundings of the
+/// thresholds, plus NaN, zeros, tiny values and small integers (categories).
+fn rows(e: &Ensemble, n: usize, seed: u64) -> Vec<f64> {
+    let mut r = Rng(seed ^ 0x5eed);
+    let mut ts: Vec<f64> = e
+        .trees
+        .iter()
+        .flat_map(|t| &t.nodes)
+        .filter_map(|n| match n {
+            Node::Split(Split {
+                test: Test::Lt(v) | Test::Le(v) | Test::Ge(v) | Test::Gt(v),
+                ..
+            }) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    ts.push(0.1);
+    (0..n * FEATURES as usize)
+        .map(|_| {
+            let t = ts[r.below(ts.len())];
+            match r.below(14) {
+                0 => f64::NAN,
+                1 => 0.0,
+                2 => -0.0,
+                3 => 1e-36,
+                4 => t,
+                5 => t.next_up(),
+                6 => t.next_down(),
+                7 => t as f32 as f64,
+                8 => (t as f32).next_up() as f64,
+                9 => (t as f32).next_down() as f64,
+                10 => r.below(70) as f64 - 2.0,
+                11 => -0.5,
+                _ => (r.unit() - 0.5) * 8.0,
+            }
+        })
+        .collect()
+}
+
+fn check(c: &Case, mutate: fn(&mut WideEnsemble)) -> Result<(), TestCaseError> {
+    let e = ensemble(c);
+    e.validate(&EnsembleLimits::default()).unwrap();
+    let flat = FlatEnsemble::compile(&e).unwrap();
+    let mut wide = WideEnsemble::compile(&e).unwrap();
+    mutate(&mut wide);
+    let x = rows(&e, c.rows, c.seed);
+    let nf = FEATURES as usize;
+    let ns = e.num_scores();
+    let (mut fs, mut ws) = (Scratch::default(), WideScratch::default());
+    let mut want = vec![0.0; c.rows * ns];
+    let mut want_class = vec![0; c.rows];
+    for ((row, s), k) in x
+        .chunks_exact(nf)
+        .zip(want.chunks_exact_mut(ns))
+        .zip(want_class.iter_mut())
+    {
+        *k = flat.predict(row, &mut fs, s);
+    }
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let mut got = vec![0.0; c.rows * ns];
+    let mut got_class = vec![0; c.rows];
+    wide.predict_batch(&x, &mut ws, &mut got, &mut got_class);
+    prop_assert_eq!(bits(&got), bits(&want), "batch");
+    prop_assert_eq!(&got_class, &want_class);
+    let mut one = vec![0.0; ns];
+    for (i, row) in x.chunks_exact(nf).enumerate() {
+        let k = wide.predict(row, &mut ws, &mut one);
+        prop_assert_eq!(
+            bits(&one),
+            bits(&want[i * ns..(i + 1) * ns]),
+            "row {:?}",
+            row
+        );
+        prop_assert_eq!(k, want_class[i]);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn wide_equals_flat_bit_for_bit(c in arb_case()) {
+        check(&c, |_| {})?;
+    }
+}
+
+/// Applies `f` to every number split: its meta word, the place of its flags, its
+/// threshold (f64 or f32).
+fn splits_mut(w: &mut WideEnsemble, f: impl Fn(&mut u32, u32, &mut f64, &mut f32)) {
+    let (mut d64, mut d32) = (0.0, 0.0);
+    match &mut w.nodes {
+        Nodes::F32(w) => {
+            let fbits = w.fbits;
+            w.nodes.iter_mut().for_each(|n| {
+                let (mut m, mut t) = (n.m, n.t);
+                if (m >> fbits) & (W_LEAF | W_CAT) == 0 {
+                    f(&mut m, fbits, &mut d64, &mut t);
+                }
+                *n = super::Node { t, m };
+            })
+        }
+        Nodes::F64(w) => {
+            let fbits = w.fbits;
+            w.nodes.iter_mut().for_each(|n| {
+                let (mut m, mut t) = (n.m, n.t);
+                if (m >> fbits) & (W_LEAF | W_CAT) == 0 {
+                    f(&mut m, fbits, &mut t, &mut d32);
+                }
+                *n = super::Node { t, m };
+            })
+        }
+    }
+}
+
+fn fails(mutate: fn(&mut WideEnsemble)) -> bool {
+    let mut runner = TestRunner::new(Config {
+        failure_persistence: None,
+        ..Config::with_cases(256)
+    });
+    runner.run(&arb_case(), |c| check(&c, mutate)).is_err()
+}
+
+#[test]
+fn the_property_catches_wrong_evaluators() {
+    // Missing values always go right.
+    assert!(fails(|w| splits_mut(w, |m, fbits, _, _| {
+        *m &= !(W_DEFAULT_LEFT << fbits)
+    })));
+    // ONNX Runtime's mistake: LightGBM's f64 thresholds rounded to f32.
+    assert!(fails(|w| splits_mut(w, |_, _, t, _| *t = *t as f32 as f64)));
+    // `x <= t` compiled as `x < t` in an f32 model (the threshold not rounded up).
+    assert!(fails(|w| splits_mut(w, |_, _, _, t| *t = t.next_down())));
+    // The trees of a group summed in another order.
+    assert!(fails(|w| {
+        let Nodes::F32(n) = &mut w.nodes else { return };
+        for s in &mut n.segments {
+            if let Segment::Group {
+                roots, outs, count, ..
+            } = s
+            {
+                roots[..*count].reverse();
+                outs[..*count].reverse();
+            }
+        }
+    }));
+}
+
+#[test]
+fn nodes_are_compact_and_small_models_fit() {
+    assert_eq!(size_of::<super::Node<f32>>(), 8);
+    assert_eq!(size_of::<super::Node<f64>>(), 12);
+    let c = Case {
+        seed: 7,
+        trees: 20,
+        f32m: true,
+        outputs: 1,
+        snap: false,
+        mean: false,
+        after: false,
+        rows: 1,
+    };
+    let w = WideEnsemble::compile(&ensemble(&c)).unwrap();
+    assert_eq!(w.num_trees(), 20);
+    assert_eq!(w.node_bytes(), 8);
+}
