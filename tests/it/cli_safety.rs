@@ -227,15 +227,7 @@ fn with_closed_stdout(args: &[&str]) -> Output {
 #[test]
 fn every_command_stops_quietly_when_its_reader_goes_away() {
     let reg = TestRegistry::new();
-    treeserve_ok(&[
-        "data",
-        "add",
-        iris_csv().to_str().unwrap(),
-        "--name",
-        "iris",
-        "--registry",
-        reg.arg(),
-    ]);
+    reg.add_iris_dataset(&iris_csv());
     let models = repo().join("models");
     let models = models.to_str().unwrap();
     let iris = iris_csv();

@@ -96,6 +96,34 @@ impl TestRegistry {
         treeserve_ok(&args).trim().parse().expect("version number")
     }
 
+    /// `treeserve data add CSV --name iris`: a new version of the registry's `iris` dataset.
+    pub fn add_iris_dataset(&self, csv: &Path) {
+        let csv = csv.to_str().unwrap();
+        treeserve_ok(&[
+            "data",
+            "add",
+            csv,
+            "--name",
+            "iris",
+            "--registry",
+            self.arg(),
+        ]);
+    }
+
+    /// `treeserve train --dataset iris --publish` (the gate decides) with extra flags.
+    pub fn train_iris_dataset(&self, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "train",
+            "--dataset",
+            "iris",
+            "--publish",
+            "--registry",
+            self.arg(),
+        ];
+        args.extend_from_slice(extra);
+        treeserve(&args)
+    }
+
     /// A registry with the IRIS tree published as version 1 and aliased `production`.
     pub fn with_iris() -> Self {
         let reg = Self::new();

@@ -123,24 +123,8 @@ fn label_shuffled_candidates_never_replace_the_champion() {
 fn the_quickstart_on_the_shipped_registry_is_judged_on_rows_neither_model_trained_on() {
     let reg = shipped_registry();
     let csv = iris_csv();
-    treeserve_ok(&[
-        "data",
-        "add",
-        csv.to_str().unwrap(),
-        "--name",
-        "iris",
-        "--registry",
-        reg.arg(),
-    ]);
-    let out = treeserve(&[
-        "train",
-        "--dataset",
-        "iris",
-        "--publish",
-        "--registry",
-        reg.arg(),
-        "--json",
-    ]);
+    reg.add_iris_dataset(&csv);
+    let out = reg.train_iris_dataset(&["--json"]);
     let err = stderr(&out);
     // The champion's split of iris.csv is redone from its manifest (it has no record):
     // the rows it trained on are left out, so it no longer scores 1.0 on its own
@@ -288,23 +272,8 @@ fn a_publish_stopped_before_the_gate_is_gated_by_the_rerun() {
         .collect();
     let start_csv = work.path().join("start.csv");
     std::fs::write(&start_csv, format!("{}\n{}\n", lines[0], start.join("\n"))).unwrap();
-    treeserve_ok(&[
-        "data",
-        "add",
-        start_csv.to_str().unwrap(),
-        "--name",
-        "iris",
-        "--registry",
-        reg.arg(),
-    ]);
-    let out = treeserve(&[
-        "train",
-        "--dataset",
-        "iris",
-        "--publish",
-        "--registry",
-        reg.arg(),
-    ]);
+    reg.add_iris_dataset(&start_csv);
+    let out = reg.train_iris_dataset(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let drop = work.path().join("drop");
     std::fs::create_dir(&drop).unwrap();

@@ -405,23 +405,8 @@ async fn retrain_watch_promotes_better_data_rejects_bad_files_and_stages_worse_m
         .flat_map(|&c| rows[c..c + 5].iter().cloned())
         .collect();
     let start_csv = write_csv(work.path(), "start.csv", &header, &start);
-    treeserve_ok(&[
-        "data",
-        "add",
-        start_csv.to_str().unwrap(),
-        "--name",
-        "iris",
-        "--registry",
-        reg.arg(),
-    ]);
-    let out = treeserve(&[
-        "train",
-        "--dataset",
-        "iris",
-        "--publish",
-        "--registry",
-        reg.arg(),
-    ]);
+    reg.add_iris_dataset(&start_csv);
+    let out = reg.train_iris_dataset(&[]);
     assert!(
         out.status.success(),
         "{}",
@@ -582,15 +567,7 @@ fn chromium() -> &'static str {
 fn the_html_report_renders_its_charts_in_headless_chromium() {
     let reg = TestRegistry::new();
     let csv = iris_csv();
-    treeserve_ok(&[
-        "data",
-        "add",
-        csv.to_str().unwrap(),
-        "--name",
-        "iris",
-        "--registry",
-        reg.arg(),
-    ]);
+    reg.add_iris_dataset(&csv);
     for extra in [
         &[][..],
         &["--max-depth", "1"][..],
