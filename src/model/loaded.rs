@@ -20,6 +20,9 @@ pub const GOLDEN_TOLERANCE: f64 = 1e-6;
 /// trees walked at once); smaller ones keep the flat one.
 const WIDE_MIN_TREES: usize = 16;
 
+/// The fewest rows [`Model::predict_batch_threads`] gives a thread of its own.
+pub const PARALLEL_MIN_ROWS: usize = 256;
+
 /// The evaluator picked at load: smartcore's trees (IRIS) keep their own; imported
 /// ensembles go flat when small, wide when large.
 #[derive(Debug, Clone)]
@@ -243,6 +246,60 @@ impl Model {
                 WIDE_SCRATCH.with_borrow_mut(|(scratch, _)| e.predict(row, scratch, out))
             }
         }
+    }
+
+    /// Scores `rows` (`n × num_features` values, row after row) into `scores`
+    /// (`n × num_scores`) and class indexes into `classes` (`n`) on this thread, each row
+    /// as [`Model::predict_scores`]; the wide evaluator takes the rows in blocks.
+    pub fn predict_batch(&self, rows: &[f64], scores: &mut [f64], classes: &mut [usize]) {
+        let (f, k) = (self.num_features(), self.num_scores());
+        assert_eq!(rows.len(), classes.len() * f, "rows × features");
+        assert_eq!(scores.len(), classes.len() * k, "rows × scores");
+        match &self.engine {
+            Engine::Wide(e) => {
+                WIDE_SCRATCH.with_borrow_mut(|(s, _)| e.predict_batch(rows, s, scores, classes))
+            }
+            _ => {
+                for ((row, out), c) in rows
+                    .chunks_exact(f)
+                    .zip(scores.chunks_exact_mut(k))
+                    .zip(classes.iter_mut())
+                {
+                    *c = self.predict_scores(row, out);
+                }
+            }
+        }
+    }
+
+    /// [`Model::predict_batch`] split over up to `threads` threads (this one included), at
+    /// least [`PARALLEL_MIN_ROWS`] rows each; fewer rows stay on this thread.
+    pub fn predict_batch_threads(
+        &self,
+        rows: &[f64],
+        scores: &mut [f64],
+        classes: &mut [usize],
+        threads: usize,
+    ) {
+        let n = classes.len();
+        let parts = threads.min(n / PARALLEL_MIN_ROWS).max(1);
+        if parts == 1 {
+            return self.predict_batch(rows, scores, classes);
+        }
+        let (f, k) = (self.num_features(), self.num_scores());
+        let per = n.div_ceil(parts);
+        std::thread::scope(|scope| {
+            let mut chunks = rows
+                .chunks(per * f)
+                .zip(scores.chunks_mut(per * k))
+                .zip(classes.chunks_mut(per));
+            let first = chunks.next();
+            for ((r, s), c) in chunks {
+                scope.spawn(move || self.predict_batch(r, s, c));
+            }
+            if let Some(((r, s), c)) = first {
+                self.predict_batch(r, s, c);
+            }
+        });
     }
 }
 
