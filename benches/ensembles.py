@@ -186,12 +186,16 @@ def main():
     ap.add_argument("--csv-rows", default="10000,200000", help="row counts of the predict CSV → CSV runs")
     ap.add_argument("--http-duration", type=int, default=5, help="seconds per measured wrk run")
     ap.add_argument("--skip", default="", help="comma-separated parts to leave out: csv, http")
+    ap.add_argument("--from-json", type=Path, help="measure nothing: write --out and --chart again from a --json file")
     args = ap.parse_args()
     ensure_venv()
     sys.path.insert(0, str(HERE))
     import models
     import report
     import serving
+
+    if args.from_json:
+        return rerender(args, report)
 
     if args.quick:
         args.rounds, args.rows, args.csv_rows, args.http_duration = 1, min(args.rows, 1000), "2000", 1
@@ -209,7 +213,7 @@ def main():
     csv = None if "csv" in skip or "m2" not in metas else serving.csv_runs(args, work, metas["m2"], treeserve, log)
     http = None if "http" in skip or "m2" not in metas else serving.http_runs(args, work, metas["m2"], treeserve, log)
     versions = report.versions(treeserve)
-    md = report.markdown(args, metas, cells, par, csv, http, errors, versions)
+    md = report.markdown(args, metas, cells, par, csv, http, errors, versions, raw)
     print(md)
     if args.out:
         report.write_section(args.out, md)
@@ -233,6 +237,23 @@ def main():
     failed += [f"{n} {c}: {e}" for (n, c), e in errors.items() if c in ("treeserve", FRAMEWORK[n])]
     if failed:
         raise SystemExit("parity failed:\n" + "\n".join(failed))
+
+
+def rerender(args, report):
+    """The report again from a --json file (e.g. after a change of its layout)."""
+    raw = json.loads(args.from_json.read_text())
+    a = argparse.Namespace(**{**raw["args"], "out": args.out, "chart": args.chart})
+    metas = raw["models"]
+    cells = {(c["model"], c["contender"], c["batch"], c["threads"]): c for c in raw["cells"]}
+    par = {(p["model"], p["contender"]): p for p in raw["parity"]}
+    errors = {(e["model"], e["contender"]): e["error"] for e in raw["errors"]}
+    runs = {(r["model"], r["contender"]): r["rounds"] for r in raw["runs"]}
+    md = report.markdown(a, metas, cells, par, raw["csv"], raw["http"], errors, raw["versions"], runs)
+    print(md)
+    if args.out:
+        report.write_section(args.out, md)
+    if args.chart:
+        args.chart.write_text(report.chart(metas, cells, a.rows))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ and the SVG chart of ns per tree·row."""
 import math
 import os
 import platform
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ def versions(treeserve):
     v["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                  cwd=Path(__file__).resolve().parent).stdout.strip()
     v["gcc"] = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    v["machine"] = f"{os.cpu_count()} cores, {cpu}"
+    v["machine"] = f"{os.cpu_count()} cores, {cpu}; load average at the end {os.getloadavg()[1]:.1f} (5 min)"
     return v
 
 
@@ -88,7 +89,7 @@ def bars(args, metas, cells, par, csv, http):
     return out
 
 
-def markdown(args, metas, cells, par, csv, http, errors, v):
+def markdown(args, metas, cells, par, csv, http, errors, v, runs):
     N = os.cpu_count() or 1
     big = args.rows
     cmd = "python3 benches/ensembles.py" + (" --quick" if args.quick else f" --rounds {args.rounds}")
@@ -132,6 +133,11 @@ def markdown(args, metas, cells, par, csv, http, errors, v):
         if m.get("onnx_error"):
             lines.append(f"| onnxruntime | — | not converted: {m['onnx_error'][:200]} | | | |")
         lines.append("")
+    loads = [f"{n} {statistics.median(r['load_seconds'] for r in runs[(n, 'treeserve')]) * 1e3:.1f} ms"
+             for n in metas if runs.get((n, "treeserve"))]
+    if loads:
+        lines += ["treeserve's `Model::from_bytes` (decode, validate, compile, golden rows), in the in-process "
+                  "contender: " + ", ".join(loads) + ".", ""]
     lines += ["**Parity** with the framework's own predictions (treeserve's must hold: tolerance "
               "|a−b| ≤ 1e-6·max(|b|, 1e-3); ONNX Runtime's and TL2cgen's are reported)", "",
               "| model | contender | rows | bit for bit | beyond tolerance | max \\|a−b\\| |", "|---|---|---:|---:|---:|---:|"]
@@ -147,7 +153,7 @@ def markdown(args, metas, cells, par, csv, http, errors, v):
                   "ratio to the faster | ratio, same threads | rows beyond tolerance |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for rows, c in csv.items():
-            lines.append(f"| {rows:,} | {c['csv_mib']:.1f} MiB | {c['treeserve_s'] * 1e3:.1f} ms | "
+            lines.append(f"| {int(rows):,} | {c['csv_mib']:.1f} MiB | {c['treeserve_s'] * 1e3:.1f} ms | "
                          f"{c['xgboost_1t_s'] * 1e3:.1f} ms | {c['xgboost_all_s'] * 1e3:.1f} ms | "
                          f"{c['ratio']:.2f}× | {c['ratio_all']:.2f}× | {c['rows_beyond_tolerance']} |")
         lines.append("")
