@@ -207,12 +207,15 @@ def main():
     treeserve, bench_bin = build()
     metas = {n: models.make(n, work, quick=args.quick, rows=args.rows, treeserve=treeserve, log=log)
              for n in args.models.split(",")}
+    load_before = os.getloadavg()
     raw, preds, errors = measure(args, work, metas, bench_bin)
     cells = summarize(raw, metas)
     par = parity(preds, metas)
     csv = None if "csv" in skip or "m2" not in metas else serving.csv_runs(args, work, metas["m2"], treeserve, log)
     http = None if "http" in skip or "m2" not in metas else serving.http_runs(args, work, metas["m2"], treeserve, log)
     versions = report.versions(treeserve)
+    versions["machine"] += (f"; load average (1 min) {load_before[0]:.1f} before the timings, "
+                            f"{os.getloadavg()[0]:.1f} at the end")
     md = report.markdown(args, metas, cells, par, csv, http, errors, versions, raw)
     print(md)
     if args.out:

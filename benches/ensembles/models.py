@@ -56,11 +56,17 @@ def data(s, n, seed):
 
 def make(name, out: Path, *, quick, rows, treeserve, log):
     """Trains and converts one model unless DIR already holds it with the same spec."""
+    from importlib.metadata import version
+
     s = spec(name, quick)
     meta_path = out / f"{name}.json.meta"
-    want = {"spec": s, "rows": rows}
+    pkgs = ("xgboost-cpu", "lightgbm", "onnxmltools", "onnx", "treelite", "tl2cgen", "numpy")
+    want = {"spec": s, "rows": rows, "versions": {p: version(p) for p in pkgs}}
     if meta_path.exists() and json.loads(meta_path.read_text()).get("want") == want:
-        return json.loads(meta_path.read_text())
+        # The frameworks' files are reused; the artifact is always made again by this binary.
+        meta = json.loads(meta_path.read_text())
+        meta["import_seconds"] = import_tsm(name, out, out / meta["model_file"], treeserve)
+        return meta
     t0 = time.monotonic()
     train_n = 4000 if quick else 40_000
     X, y = data(s, train_n, seed=21)
@@ -94,13 +100,7 @@ def make(name, out: Path, *, quick, rows, treeserve, log):
     B.astype("<f8").tofile(out / f"{name}.rows.f64")
     log(f"{name}: trained {s['trees']} trees in {time.monotonic() - t0:.1f} s, mean {np.mean(leaves):.1f} leaves")
 
-    # treeserve import: its own error stops the run (never worked around here).
-    t = time.monotonic()
-    r = subprocess.run([str(treeserve), "import", "--name", name, "--output", str(out / f"{name}.tsm"),
-                        str(model_file)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"treeserve import refused {name}: {r.stderr.strip()}")
-    import_s = time.monotonic() - t
+    import_s = import_tsm(name, out, model_file, treeserve)
 
     onnx_error = to_onnx(s, bst, out / f"{name}.onnx")
     tl_error, tl_s = to_tl2cgen(s, model_file, B, out / f"{name}.so")
@@ -116,6 +116,17 @@ def make(name, out: Path, *, quick, rows, treeserve, log):
     log(f"{name}: import {import_s:.2f} s, onnx {'ok' if not onnx_error else onnx_error}, "
         f"tl2cgen {'ok' if not tl_error else tl_error} ({tl_s:.0f} s)")
     return meta
+
+
+def import_tsm(name, out, model_file, treeserve):
+    """`treeserve import` to NAME.tsm; its own error stops the run (never worked around
+    here). Returns the seconds it took."""
+    t = time.monotonic()
+    r = subprocess.run([str(treeserve), "import", "--name", name, "--output", str(out / f"{name}.tsm"),
+                        str(model_file)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"treeserve import refused {name}: {r.stderr.strip()}")
+    return time.monotonic() - t
 
 
 def to_onnx(s, bst, path):

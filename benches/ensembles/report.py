@@ -29,7 +29,7 @@ def versions(treeserve):
     v["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                  cwd=Path(__file__).resolve().parent).stdout.strip()
     v["gcc"] = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    v["machine"] = f"{os.cpu_count()} cores, {cpu}; load average at the end {os.getloadavg()[1]:.1f} (5 min)"
+    v["machine"] = f"{os.cpu_count()} cores, {cpu}"
     return v
 
 
