@@ -102,7 +102,9 @@ def markdown(args, metas, cells, par, csv, http, errors, v, runs):
         f"(nthread, num_threads, intra_op_num_threads, Predictor(nthread)): 1, and all {N}. Versions: "
         + ", ".join(f"{k} {v[k]}" for k in ("xgboost-cpu", "lightgbm", "onnxruntime", "onnxmltools", "treelite",
                                              "tl2cgen", "numpy"))
-        + f"; {v['gcc']}. treelite + TL2cgen: gcc -O3, branch annotation (5,000 other rows), quantize=1.",
+        + f"; {v['gcc']}. treelite + TL2cgen: gcc -O3, branch annotation (5,000 other rows), quantize=1 "
+        "(tl2cgen 1.0.0 embeds Treelite 4.1.2 and warns that a 4.8.1 model \"may\" lack some functionality; "
+        "its predictions are checked below).",
         "",
         "**Bars (issue 21)**",
         "",
