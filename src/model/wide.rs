@@ -226,15 +226,28 @@ impl WideEnsemble {
             let mut nan = false;
             for row in block.chunks_exact(nf) {
                 nan |= h.prepare_into(row, x);
-                x.push(T::of(f64::NEG_INFINITY));
+                // The phantom feature and the padding to the stride: `-inf`.
+                x.resize(
+                    x.len().next_multiple_of(w.stride()),
+                    T::of(f64::NEG_INFINITY),
+                );
             }
             acc.clear();
             acc.resize(classes.len() * k, T::default());
             acc.chunks_exact_mut(k).for_each(|a| h.begin(a));
-            if nan {
-                w.eval::<true>(h, x, acc);
-            } else {
-                w.eval::<false>(h, x, acc);
+            match (nan, w.fbits) {
+                (false, 0..=3) => w.eval::<false, _>(h, x.as_chunks::<8>().0.iter(), acc),
+                (false, 4) => w.eval::<false, _>(h, x.as_chunks::<16>().0.iter(), acc),
+                (false, 5) => w.eval::<false, _>(h, x.as_chunks::<32>().0.iter(), acc),
+                (false, 6) => w.eval::<false, _>(h, x.as_chunks::<64>().0.iter(), acc),
+                (false, 7) => w.eval::<false, _>(h, x.as_chunks::<128>().0.iter(), acc),
+                (false, _) => w.eval::<false, _>(h, x.chunks_exact(w.stride()), acc),
+                (true, 0..=3) => w.eval::<true, _>(h, x.as_chunks::<8>().0.iter(), acc),
+                (true, 4) => w.eval::<true, _>(h, x.as_chunks::<16>().0.iter(), acc),
+                (true, 5) => w.eval::<true, _>(h, x.as_chunks::<32>().0.iter(), acc),
+                (true, 6) => w.eval::<true, _>(h, x.as_chunks::<64>().0.iter(), acc),
+                (true, 7) => w.eval::<true, _>(h, x.as_chunks::<128>().0.iter(), acc),
+                (true, _) => w.eval::<true, _>(h, x.chunks_exact(w.stride()), acc),
             }
             for ((a, s), c) in acc
                 .chunks_exact_mut(k)
@@ -253,8 +266,12 @@ impl<T: Prec> Wide<T> {
     /// and the phantom `-inf`; `acc`: rows of `outputs`), in tree order. `NAN`: whether a
     /// row may hold a missing value.
     #[inline]
-    fn eval<const NAN: bool>(&self, h: &Head, x: &[T], acc: &mut [T]) {
-        let rows = x.chunks_exact(h.num_features + 1);
+    fn eval<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
+        &self,
+        h: &Head,
+        rows: impl Iterator<Item = &'x R> + Clone,
+        acc: &mut [T],
+    ) {
         for seg in &self.segments {
             match seg {
                 Segment::Group {
@@ -263,10 +280,44 @@ impl<T: Prec> Wide<T> {
                     count,
                     depth,
                 } => {
-                    for (row, a) in rows.clone().zip(acc.chunks_exact_mut(h.outputs)) {
-                        let leaves = self.walk_group::<NAN>(roots, *depth, row);
-                        for (&l, &o) in leaves.iter().zip(outs).take(*count) {
-                            a[o as usize] += self.nodes[l as usize].t;
+                    if h.outputs == 1 {
+                        // One output: the group's leaves summed in a register, in tree
+                        // order; two rows walked together.
+                        let mut rs = rows.clone();
+                        let mut it = acc.iter_mut();
+                        loop {
+                            match (rs.next(), rs.next()) {
+                                (Some(r0), Some(r1)) => {
+                                    let [l0, l1] =
+                                        self.walk_group2::<NAN, R>(roots, *depth, [r0, r1]);
+                                    for l in [l0, l1] {
+                                        let a = it.next().expect("a sum per row");
+                                        let mut s = *a;
+                                        for &l in l.iter().take(*count) {
+                                            s += self.nodes[l as usize].t;
+                                        }
+                                        *a = s;
+                                    }
+                                }
+                                (Some(r0), None) => {
+                                    let l = self.walk_group::<NAN, R>(roots, *depth, r0);
+                                    let a = it.next().expect("a sum per row");
+                                    let mut s = *a;
+                                    for &l in l.iter().take(*count) {
+                                        s += self.nodes[l as usize].t;
+                                    }
+                                    *a = s;
+                                    break;
+                                }
+                                _ => break,
+                            }
+                        }
+                    } else {
+                        for (row, a) in rows.clone().zip(acc.chunks_exact_mut(h.outputs)) {
+                            let leaves = self.walk_group::<NAN, R>(roots, *depth, row);
+                            for (&l, &o) in leaves.iter().zip(outs).take(*count) {
+                                a[o as usize] += self.nodes[l as usize].t;
+                            }
                         }
                     }
                 }
@@ -289,25 +340,53 @@ impl<T: Prec> Wide<T> {
 
     /// The leaves of a group's trees: `depth` steps of index arithmetic, no data branch.
     #[inline(always)]
-    fn walk_group<const NAN: bool>(
+    fn walk_group<const NAN: bool, R: Row<T> + ?Sized>(
         &self,
         roots: &[u32; LANES],
         depth: usize,
-        x: &[T],
+        x: &R,
     ) -> [u32; LANES] {
         let mut idx = *roots;
         for _ in 0..depth {
             for i in idx.iter_mut() {
                 let n = self.nodes[*i as usize];
                 let m = n.m;
-                let v = x[(m & self.fmask) as usize];
+                let v = x.at(m, self.fmask);
                 let t = n.t;
                 let left = if NAN {
                     (v < t) | (v.nan() & (m & self.dl != 0))
                 } else {
                     v < t
                 };
-                *i = (m >> self.cshift) + u32::from(!left);
+                *i = (m >> x.shift(self.cshift)) + u32::from(!left);
+            }
+        }
+        idx
+    }
+
+    /// [`Wide::walk_group`] for two rows at once.
+    #[inline(always)]
+    fn walk_group2<const NAN: bool, R: Row<T> + ?Sized>(
+        &self,
+        roots: &[u32; LANES],
+        depth: usize,
+        x: [&R; 2],
+    ) -> [[u32; LANES]; 2] {
+        let mut idx = [*roots; 2];
+        for _ in 0..depth {
+            for (idx, x) in idx.iter_mut().zip(x) {
+                for i in idx.iter_mut() {
+                    let n = self.nodes[*i as usize];
+                    let m = n.m;
+                    let v = x.at(m, self.fmask);
+                    let t = n.t;
+                    let left = if NAN {
+                        (v < t) | (v.nan() & (m & self.dl != 0))
+                    } else {
+                        v < t
+                    };
+                    *i = (m >> x.shift(self.cshift)) + u32::from(!left);
+                }
             }
         }
         idx
@@ -315,7 +394,7 @@ impl<T: Prec> Wide<T> {
 
     /// One tree's leaf, every node kind (category sets, vector leaves).
     #[inline]
-    fn walk_one(&self, h: &Head, root: u32, x: &[T]) -> u32 {
+    fn walk_one<R: Row<T> + ?Sized>(&self, h: &Head, root: u32, x: &R) -> u32 {
         let mut i = root;
         loop {
             let n = self.nodes[i as usize];
@@ -324,7 +403,7 @@ impl<T: Prec> Wide<T> {
             if flags & W_LEAF != 0 {
                 return i;
             }
-            let v = x[(m & self.fmask) as usize];
+            let v = x.at(m, self.fmask);
             let left = if v.nan() {
                 flags & W_DEFAULT_LEFT != 0
             } else if flags & W_CAT != 0 {
@@ -335,6 +414,11 @@ impl<T: Prec> Wide<T> {
             };
             i = (m >> self.cshift) + u32::from(!left);
         }
+    }
+
+    /// Values per prepared row: the features, the phantom, padding to a power of two.
+    fn stride(&self) -> usize {
+        1 << self.fbits
     }
 
     #[inline]
@@ -348,11 +432,43 @@ impl<T: Prec> Wide<T> {
     }
 }
 
+/// A prepared row: a feature's value from a meta word.
+trait Row<T> {
+    /// The value of the feature in `m`'s low bits (`fmask`: their mask).
+    fn at(&self, m: u32, fmask: u32) -> T;
+    /// Where the child starts in a meta word (`cshift`, a constant for arrays).
+    fn shift(&self, cshift: u32) -> u32;
+}
+
+impl<T: Copy, const S: usize> Row<T> for [T; S] {
+    #[inline(always)]
+    fn at(&self, m: u32, _: u32) -> T {
+        // `S` is the stride, `2^fbits`: the mask is the feature's, and no bounds check.
+        self[m as usize & (S - 1)]
+    }
+    #[inline(always)]
+    fn shift(&self, _: u32) -> u32 {
+        S.trailing_zeros() + FLAG_BITS
+    }
+}
+
+impl<T: Copy> Row<T> for [T] {
+    #[inline(always)]
+    fn at(&self, m: u32, fmask: u32) -> T {
+        self[(m & fmask) as usize]
+    }
+    #[inline(always)]
+    fn shift(&self, cshift: u32) -> u32 {
+        cshift
+    }
+}
+
 /// The wide layout of `flat`'s trees, or `None` if features and nodes do not fit.
 fn build<T: Prec>(flat: &FlatEnsemble) -> Option<Wide<T>> {
     // Feature indexes 0..=nf: nf is the phantom `-inf` of the leaves.
     let nf = flat.head.num_features as u32;
-    let fbits = u32::BITS - nf.leading_zeros();
+    // At least 3 bits: a row is at least 8 values (the smallest stride `eval` knows).
+    let fbits = (u32::BITS - nf.leading_zeros()).max(3);
     let total = flat.nodes.len() + 1;
     let cshift = fbits + FLAG_BITS;
     if cshift >= 32 || total > 1 << (32 - cshift) || flat.head.sets.len() > MAX_SETS {

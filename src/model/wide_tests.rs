@@ -41,6 +41,7 @@ struct Case {
     mean: bool,
     after: bool,
     rows: usize,
+    features: u32,
 }
 
 fn arb_case() -> impl Strategy<Value = Case> {
@@ -53,9 +54,19 @@ fn arb_case() -> impl Strategy<Value = Case> {
         any::<bool>(),
         any::<bool>(),
         prop_oneof![1usize..4, 60usize..140],
+        // Every row stride the evaluator knows (8 to 128 values, and wider).
+        prop_oneof![
+            Just(5u32),
+            1u32..8,
+            8u32..16,
+            16u32..40,
+            60u32..70,
+            120u32..130,
+            250u32..300
+        ],
     )
         .prop_map(
-            |(seed, trees, f32m, outputs, snap, mean, after, rows)| Case {
+            |(seed, trees, f32m, outputs, snap, mean, after, rows, features)| Case {
                 seed,
                 trees,
                 f32m,
@@ -64,11 +75,10 @@ fn arb_case() -> impl Strategy<Value = Case> {
                 mean,
                 after,
                 rows,
+                features,
             },
         )
 }
-
-const FEATURES: u32 = 5;
 
 fn ensemble(c: &Case) -> Ensemble {
     let mut r = Rng(c.seed);
@@ -106,7 +116,7 @@ fn ensemble(c: &Case) -> Ensemble {
             let (y, n) = (nodes.len(), nodes.len() + 1);
             nodes.push(leaf(&mut r));
             nodes.push(leaf(&mut r));
-            let feature = r.below(FEATURES as usize) as u32;
+            let feature = r.below(c.features as usize) as u32;
             let t = pool[r.below(pool.len())];
             let test = match r.below(11) {
                 0..=2 => Test::Lt(t),
@@ -141,7 +151,7 @@ fn ensemble(c: &Case) -> Ensemble {
     }
     let k = c.outputs;
     Ensemble {
-        num_features: FEATURES,
+        num_features: c.features,
         outputs: k,
         trees,
         base: (0..k).map(|i| round(0.25 * i as f64 - 0.3)).collect(),
@@ -193,7 +203,7 @@ fn rows(e: &Ensemble, n: usize, seed: u64) -> Vec<f64> {
         })
         .collect();
     ts.push(0.1);
-    (0..n * FEATURES as usize)
+    (0..n * e.num_features as usize)
         .map(|_| {
             let t = ts[r.below(ts.len())];
             match r.below(14) {
@@ -222,7 +232,7 @@ fn check(c: &Case, mutate: fn(&mut WideEnsemble)) -> Result<(), TestCaseError> {
     let mut wide = WideEnsemble::compile(&e).unwrap();
     mutate(&mut wide);
     let x = rows(&e, c.rows, c.seed);
-    let nf = FEATURES as usize;
+    let nf = c.features as usize;
     let ns = e.num_scores();
     let (mut fs, mut ws) = (Scratch::default(), WideScratch::default());
     let mut want = vec![0.0; c.rows * ns];
@@ -336,6 +346,7 @@ fn nodes_are_compact_and_small_models_fit() {
         mean: false,
         after: false,
         rows: 1,
+        features: 5,
     };
     let w = WideEnsemble::compile(&ensemble(&c)).unwrap();
     assert_eq!(w.num_trees(), 20);
