@@ -24,6 +24,9 @@ pub(super) trait Prec: Copy + Default + Debug + PartialOrd + AddAssign + DivAssi
     /// The least value of this precision at or above `v`: for every `x` of this
     /// precision, `x < v` iff `x < Self::up(v)`.
     fn up(v: f64) -> Self;
+    /// The low bits of an integer value in `[0, 2^22)` without a conversion (the
+    /// mantissa after adding 1.5·2^23 or 1.5·2^52); other values give any bits.
+    fn low(self) -> u32;
 }
 
 impl Prec for f32 {
@@ -43,6 +46,10 @@ impl Prec for f32 {
         let r = v as f32;
         if (r as f64) < v { r.next_up() } else { r }
     }
+    #[inline(always)]
+    fn low(self) -> u32 {
+        (self + 12582912.0).to_bits()
+    }
 }
 
 impl Prec for f64 {
@@ -61,6 +68,10 @@ impl Prec for f64 {
     fn up(v: f64) -> Self {
         v
     }
+    #[inline(always)]
+    fn low(self) -> u32 {
+        (self + 6755399441055744.0).to_bits() as u32
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +81,18 @@ pub(super) struct CategorySet {
 }
 
 impl CategorySet {
+    /// `x`'s category under this set's rule, or `None` if `x` is in no set of the rule
+    /// (NaN: none; the caller routes NaN first).
+    #[inline]
+    pub(super) fn category(&self, x: f64) -> Option<u64> {
+        match self.rule {
+            CategoryRule::Truncate if x < 0.0 => None,
+            CategoryRule::TruncateNegativeFractionIsZero if x <= -1.0 => None,
+            _ if x.is_nan() => None,
+            _ => Some(x as u64),
+        }
+    }
+
     #[inline]
     pub(super) fn contains(&self, x: f64) -> bool {
         let c = match self.rule {

@@ -60,6 +60,8 @@ enum Segment {
         outs: [u32; LANES],
         count: usize,
         depth: usize,
+        /// Whether a tree of the group splits on a category set.
+        cat: bool,
     },
     /// One tree walked alone.
     One { root: u32, out: u32 },
@@ -76,6 +78,16 @@ struct Wide<T: Copy> {
     dl: u32,
     /// Where the child starts.
     cshift: u32,
+    /// `W_CAT` in place.
+    catw: u32,
+    /// Grouped category splits: each set's categories (all below 63) as bits; a
+    /// power-of-two length.
+    masks: Vec<u64>,
+    /// `masks.len() - 1`.
+    smask: u32,
+    /// The features a category splits on, replaced in a prepared row by their category
+    /// (63: in no set) when category splits are grouped; empty otherwise.
+    codes: Vec<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -225,7 +237,9 @@ impl WideEnsemble {
             x.clear();
             let mut nan = false;
             for row in block.chunks_exact(nf) {
+                let start = x.len();
                 nan |= h.prepare_into(row, x);
+                w.encode(h, &mut x[start..]);
                 // The phantom feature and the padding to the stride: `-inf`.
                 x.resize(
                     x.len().next_multiple_of(w.stride()),
@@ -274,51 +288,25 @@ impl<T: Prec> Wide<T> {
     ) {
         for seg in &self.segments {
             match seg {
-                Segment::Group {
-                    roots,
-                    outs,
+                &Segment::Group {
+                    ref roots,
+                    ref outs,
                     count,
                     depth,
+                    cat,
                 } => {
-                    if h.outputs == 1 {
-                        // One output: the group's leaves summed in a register, in tree
-                        // order; two rows walked together.
-                        let mut rs = rows.clone();
-                        let mut it = acc.iter_mut();
-                        loop {
-                            match (rs.next(), rs.next()) {
-                                (Some(r0), Some(r1)) => {
-                                    let [l0, l1] =
-                                        self.walk_group2::<NAN, R>(roots, *depth, [r0, r1]);
-                                    for l in [l0, l1] {
-                                        let a = it.next().expect("a sum per row");
-                                        let mut s = *a;
-                                        for &l in l.iter().take(*count) {
-                                            s += self.nodes[l as usize].t;
-                                        }
-                                        *a = s;
-                                    }
-                                }
-                                (Some(r0), None) => {
-                                    let l = self.walk_group::<NAN, R>(roots, *depth, r0);
-                                    let a = it.next().expect("a sum per row");
-                                    let mut s = *a;
-                                    for &l in l.iter().take(*count) {
-                                        s += self.nodes[l as usize].t;
-                                    }
-                                    *a = s;
-                                    break;
-                                }
-                                _ => break,
-                            }
-                        }
+                    if cat {
+                        self.group::<NAN, true, R>(h, roots, outs, count, depth, rows.clone(), acc);
                     } else {
-                        for (row, a) in rows.clone().zip(acc.chunks_exact_mut(h.outputs)) {
-                            let leaves = self.walk_group::<NAN, R>(roots, *depth, row);
-                            for (&l, &o) in leaves.iter().zip(outs).take(*count) {
-                                a[o as usize] += self.nodes[l as usize].t;
-                            }
-                        }
+                        self.group::<NAN, false, R>(
+                            h,
+                            roots,
+                            outs,
+                            count,
+                            depth,
+                            rows.clone(),
+                            acc,
+                        );
                     }
                 }
                 Segment::One { root, out } => {
@@ -338,9 +326,95 @@ impl<T: Prec> Wide<T> {
         }
     }
 
-    /// The leaves of a group's trees: `depth` steps of index arithmetic, no data branch.
+    /// Adds a group's leaves to each row's sum.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn walk_group<const NAN: bool, R: Row<T> + ?Sized>(
+    fn group<'x, const NAN: bool, const CAT: bool, R: Row<T> + ?Sized + 'x>(
+        &self,
+        h: &Head,
+        roots: &[u32; LANES],
+        outs: &[u32; LANES],
+        count: usize,
+        depth: usize,
+        rows: impl Iterator<Item = &'x R> + Clone,
+        acc: &mut [T],
+    ) {
+        {
+            {
+                {
+                    if h.outputs == 1 {
+                        // One output: the group's leaves summed in a register, in tree
+                        // order; two rows walked together.
+                        let mut rs = rows.clone();
+                        let mut it = acc.iter_mut();
+                        loop {
+                            match (rs.next(), rs.next()) {
+                                (Some(r0), Some(r1)) => {
+                                    let [l0, l1] =
+                                        self.walk_group2::<NAN, CAT, R>(roots, depth, [r0, r1]);
+                                    for l in [l0, l1] {
+                                        let a = it.next().expect("a sum per row");
+                                        let mut s = *a;
+                                        for &l in l.iter().take(count) {
+                                            s += self.nodes[l as usize].t;
+                                        }
+                                        *a = s;
+                                    }
+                                }
+                                (Some(r0), None) => {
+                                    let l = self.walk_group::<NAN, CAT, R>(roots, depth, r0);
+                                    let a = it.next().expect("a sum per row");
+                                    let mut s = *a;
+                                    for &l in l.iter().take(count) {
+                                        s += self.nodes[l as usize].t;
+                                    }
+                                    *a = s;
+                                    break;
+                                }
+                                _ => break,
+                            }
+                        }
+                    } else {
+                        for (row, a) in rows.clone().zip(acc.chunks_exact_mut(h.outputs)) {
+                            let leaves = self.walk_group::<NAN, CAT, R>(roots, depth, row);
+                            for (&l, &o) in leaves.iter().zip(outs).take(count) {
+                                a[o as usize] += self.nodes[l as usize].t;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One step of a grouped walk from node `i`: index arithmetic, no data branch. `CAT`:
+    /// the node may split on a category set (the row holds categories, see `codes`).
+    #[inline(always)]
+    fn step<const NAN: bool, const CAT: bool, R: Row<T> + ?Sized>(&self, i: u32, x: &R) -> u32 {
+        let n = self.nodes[i as usize];
+        let m = n.m;
+        let v = x.at(m, self.fmask);
+        let t = n.t;
+        let mut left = v < t;
+        if CAT {
+            // A set's index in `t`, the row's category in `v` (both exact small integers).
+            let mask = self.masks[(t.low() & self.smask) as usize];
+            let mut hit = (mask >> (v.low() & 63)) & 1 != 0;
+            if NAN {
+                hit &= !v.nan();
+            }
+            let cat = m & self.catw != 0;
+            left = (left & !cat) | (hit & cat);
+        }
+        if NAN {
+            left |= v.nan() & (m & self.dl != 0);
+        }
+        (m >> x.shift(self.cshift)) + u32::from(!left)
+    }
+
+    /// The leaves of a group's trees after `depth` steps.
+    #[inline(always)]
+    fn walk_group<const NAN: bool, const CAT: bool, R: Row<T> + ?Sized>(
         &self,
         roots: &[u32; LANES],
         depth: usize,
@@ -349,16 +423,7 @@ impl<T: Prec> Wide<T> {
         let mut idx = *roots;
         for _ in 0..depth {
             for i in idx.iter_mut() {
-                let n = self.nodes[*i as usize];
-                let m = n.m;
-                let v = x.at(m, self.fmask);
-                let t = n.t;
-                let left = if NAN {
-                    (v < t) | (v.nan() & (m & self.dl != 0))
-                } else {
-                    v < t
-                };
-                *i = (m >> x.shift(self.cshift)) + u32::from(!left);
+                *i = self.step::<NAN, CAT, R>(*i, x);
             }
         }
         idx
@@ -366,7 +431,7 @@ impl<T: Prec> Wide<T> {
 
     /// [`Wide::walk_group`] for two rows at once.
     #[inline(always)]
-    fn walk_group2<const NAN: bool, R: Row<T> + ?Sized>(
+    fn walk_group2<const NAN: bool, const CAT: bool, R: Row<T> + ?Sized>(
         &self,
         roots: &[u32; LANES],
         depth: usize,
@@ -376,20 +441,24 @@ impl<T: Prec> Wide<T> {
         for _ in 0..depth {
             for (idx, x) in idx.iter_mut().zip(x) {
                 for i in idx.iter_mut() {
-                    let n = self.nodes[*i as usize];
-                    let m = n.m;
-                    let v = x.at(m, self.fmask);
-                    let t = n.t;
-                    let left = if NAN {
-                        (v < t) | (v.nan() & (m & self.dl != 0))
-                    } else {
-                        v < t
-                    };
-                    *i = (m >> x.shift(self.cshift)) + u32::from(!left);
+                    *i = self.step::<NAN, CAT, R>(*i, x);
                 }
             }
         }
         idx
+    }
+
+    /// Replaces the category features of a prepared row by their categories (63: in no
+    /// set; NaN stays), when category splits are grouped.
+    fn encode(&self, h: &Head, x: &mut [T]) {
+        if let Some(set) = h.sets.first() {
+            for &f in &self.codes {
+                if !x[f].nan() {
+                    let c = set.category(x[f].f64()).filter(|&c| c < 63).unwrap_or(63);
+                    x[f] = T::of(c as f64);
+                }
+            }
+        }
     }
 
     /// One tree's leaf, every node kind (category sets, vector leaves).
@@ -482,15 +551,26 @@ fn build<T: Prec>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         fmask: (1 << fbits) - 1,
         dl: W_DEFAULT_LEFT << fbits,
         cshift,
+        catw: W_CAT << fbits,
+        masks: vec![0],
+        smask: 0,
+        codes: Vec::new(),
     };
+    if let Some((codes, masks)) = category_codes(flat) {
+        w.smask = (masks.len().next_power_of_two() - 1) as u32;
+        w.masks = masks;
+        w.masks.resize(w.smask as usize + 1, 0);
+        w.codes = codes;
+    }
+    let cats = !w.codes.is_empty();
     w.nodes.push(Node {
         t: T::default(),
         m: w.meta(nf, W_LEAF, 0),
     });
-    let mut group: Vec<(u32, u32)> = Vec::new(); // (flat root, output)
+    let mut group: Vec<(u32, u32, bool)> = Vec::new(); // (flat root, output, category splits)
     for (&root, &out) in flat.roots.iter().zip(&flat.groups) {
-        if groupable(flat, root) {
-            group.push((root, out));
+        if let Some(cat) = groupable(flat, root, cats) {
+            group.push((root, out, cat));
             if group.len() == LANES {
                 flush(&mut w, flat, &mut group)?;
             }
@@ -507,27 +587,72 @@ fn build<T: Prec>(flat: &FlatEnsemble) -> Option<Wide<T>> {
     Some(w)
 }
 
-/// Whether a tree has only number splits and scalar leaves and is at most
-/// `MAX_GROUP_DEPTH` deep.
-fn groupable(flat: &FlatEnsemble, root: u32) -> bool {
+/// Whether a tree can be walked in a group: only number splits (and category splits,
+/// when `cats`: they are grouped) and scalar leaves, at most `MAX_GROUP_DEPTH` deep.
+/// `Some(true)`: it has a category split.
+fn groupable(flat: &FlatEnsemble, root: u32, cats: bool) -> Option<bool> {
     let mut stack = vec![(root, 0usize)];
+    let mut has_cat = false;
     while let Some((i, d)) = stack.pop() {
         let n = flat.nodes[i as usize];
         if n.meta & LEAF != 0 {
             if n.meta & VECTOR != 0 {
-                return false;
+                return None;
             }
         } else {
-            if n.meta & CATEGORICAL != 0 || d >= MAX_GROUP_DEPTH {
-                return false;
+            let cat = n.meta & CATEGORICAL != 0;
+            if (cat && !cats) || d >= MAX_GROUP_DEPTH {
+                return None;
             }
+            has_cat |= cat;
             stack.extend([(n.left, d + 1), (n.right, d + 1)]);
         }
     }
-    true
+    Some(has_cat)
 }
 
-fn flush<T: Prec>(w: &mut Wide<T>, flat: &FlatEnsemble, group: &mut Vec<(u32, u32)>) -> Option<()> {
+/// Whether category splits can be grouped, and then the features they split on and each
+/// set as bits: every set has one rule and only categories below 63 (a row's category
+/// fits 6 bits, 63 meaning "in no set"), a set's index is exact in `Prec::low`, and no
+/// number split reads a category feature (the row holds categories for them).
+fn category_codes(flat: &FlatEnsemble) -> Option<(Vec<usize>, Vec<u64>)> {
+    let sets = &flat.head.sets;
+    let rule = sets.first()?.rule;
+    if sets.len() >= 1 << 22 || sets.iter().any(|s| s.rule != rule) {
+        return None;
+    }
+    let mut masks = Vec::with_capacity(sets.len());
+    for s in sets {
+        let w = &s.words;
+        if w.len() > 2 || w.get(1).is_some_and(|&hi| hi >> 31 != 0) {
+            return None;
+        }
+        masks.push(
+            u64::from(w.first().copied().unwrap_or(0))
+                | u64::from(w.get(1).copied().unwrap_or(0)) << 32,
+        );
+    }
+    let nf = flat.head.num_features;
+    let (mut by_cat, mut by_number) = (vec![false; nf], vec![false; nf]);
+    for n in flat.nodes.iter().filter(|n| n.meta & LEAF == 0) {
+        let f = (n.meta & FEATURE_MASK) as usize;
+        if n.meta & CATEGORICAL != 0 {
+            by_cat[f] = true;
+        } else {
+            by_number[f] = true;
+        }
+    }
+    if by_cat.iter().zip(&by_number).any(|(&c, &n)| c && n) {
+        return None;
+    }
+    Some(((0..nf).filter(|&f| by_cat[f]).collect(), masks))
+}
+
+fn flush<T: Prec>(
+    w: &mut Wide<T>,
+    flat: &FlatEnsemble,
+    group: &mut Vec<(u32, u32, bool)>,
+) -> Option<()> {
     if group.is_empty() {
         return Some(());
     }
@@ -544,6 +669,7 @@ fn flush<T: Prec>(w: &mut Wide<T>, flat: &FlatEnsemble, group: &mut Vec<(u32, u3
         outs,
         count: group.len(),
         depth,
+        cat: group.iter().any(|g| g.2),
     });
     group.clear();
     Some(())

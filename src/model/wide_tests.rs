@@ -42,6 +42,9 @@ struct Case {
     after: bool,
     rows: usize,
     features: u32,
+    /// Category splits the wide evaluator groups: one rule, categories below 63, only on
+    /// features 0, 3, 6, … (which no number split reads).
+    grouped_cats: bool,
 }
 
 fn arb_case() -> impl Strategy<Value = Case> {
@@ -64,9 +67,10 @@ fn arb_case() -> impl Strategy<Value = Case> {
             120u32..130,
             250u32..300
         ],
+        any::<bool>(),
     )
         .prop_map(
-            |(seed, trees, f32m, outputs, snap, mean, after, rows, features)| Case {
+            |(seed, trees, f32m, outputs, snap, mean, after, rows, features, grouped_cats)| Case {
                 seed,
                 trees,
                 f32m,
@@ -76,6 +80,7 @@ fn arb_case() -> impl Strategy<Value = Case> {
                 after,
                 rows,
                 features,
+                grouped_cats,
             },
         )
 }
@@ -116,15 +121,50 @@ fn ensemble(c: &Case) -> Ensemble {
             let (y, n) = (nodes.len(), nodes.len() + 1);
             nodes.push(leaf(&mut r));
             nodes.push(leaf(&mut r));
-            let feature = r.below(c.features as usize) as u32;
+            let mut feature = r.below(c.features as usize) as u32;
             let t = pool[r.below(pool.len())];
-            let test = match r.below(11) {
+            let kind = r.below(11);
+            if c.grouped_cats {
+                // Category splits on multiples of 3, number splits on the others.
+                let cat = kind > 8 || c.features == 1;
+                if cat != (feature % 3 == 0) {
+                    feature = if cat {
+                        feature / 3 * 3
+                    } else {
+                        (feature + 1) % c.features
+                    };
+                }
+                if cat != (feature % 3 == 0) {
+                    feature = 0;
+                }
+            }
+            let cat_words = |r: &mut Rng| -> Vec<u32> {
+                let mut w: Vec<u32> = (0..r.below(3)).map(|_| r.next() as u32).collect();
+                if c.grouped_cats && w.len() == 2 {
+                    w[1] &= !(1 << 31);
+                }
+                w
+            };
+            let group_rule = if c.seed % 2 == 0 {
+                CategoryRule::Truncate
+            } else {
+                CategoryRule::TruncateNegativeFractionIsZero
+            };
+            let test = match if c.grouped_cats && c.features == 1 {
+                9
+            } else {
+                kind
+            } {
                 0..=2 => Test::Lt(t),
                 3..=4 => Test::Le(t),
                 5..=6 => Test::Ge(t),
                 7..=8 => Test::Gt(t),
+                _ if c.grouped_cats => Test::InSet {
+                    words: cat_words(&mut r),
+                    rule: group_rule,
+                },
                 _ => Test::InSet {
-                    words: (0..r.below(3)).map(|_| r.next() as u32).collect(),
+                    words: cat_words(&mut r),
                     rule: if r.below(2) == 0 {
                         CategoryRule::Truncate
                     } else {
@@ -347,8 +387,42 @@ fn nodes_are_compact_and_small_models_fit() {
         after: false,
         rows: 1,
         features: 5,
+        grouped_cats: false,
     };
     let w = WideEnsemble::compile(&ensemble(&c)).unwrap();
     assert_eq!(w.num_trees(), 20);
     assert_eq!(w.node_bytes(), 8);
+}
+
+#[test]
+fn category_splits_are_grouped_when_they_fit() {
+    let mut c = Case {
+        seed: 11,
+        trees: 30,
+        f32m: false,
+        outputs: 1,
+        snap: false,
+        mean: false,
+        after: false,
+        rows: 1,
+        features: 9,
+        grouped_cats: true,
+    };
+    let grouped = |c: &Case| {
+        let w = WideEnsemble::compile(&ensemble(c)).unwrap();
+        let Nodes::F64(w) = &w.nodes else {
+            panic!("an f64 model")
+        };
+        w.segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Group { cat: true, .. }))
+            .count()
+    };
+    assert!(grouped(&c) > 0, "category splits in groups");
+    c.grouped_cats = false;
+    assert_eq!(
+        grouped(&c),
+        0,
+        "mixed rules and number splits on category features"
+    );
 }
