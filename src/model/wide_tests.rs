@@ -127,14 +127,14 @@ fn ensemble(c: &Case) -> Ensemble {
             if c.grouped_cats {
                 // Category splits on multiples of 3, number splits on the others.
                 let cat = kind > 8 || c.features == 1;
-                if cat != (feature % 3 == 0) {
+                if cat != feature.is_multiple_of(3) {
                     feature = if cat {
                         feature / 3 * 3
                     } else {
                         (feature + 1) % c.features
                     };
                 }
-                if cat != (feature % 3 == 0) {
+                if cat != feature.is_multiple_of(3) {
                     feature = 0;
                 }
             }
@@ -145,7 +145,7 @@ fn ensemble(c: &Case) -> Ensemble {
                 }
                 w
             };
-            let group_rule = if c.seed % 2 == 0 {
+            let group_rule = if c.seed.is_multiple_of(2) {
                 CategoryRule::Truncate
             } else {
                 CategoryRule::TruncateNegativeFractionIsZero
