@@ -23,6 +23,10 @@ const WIDE_MIN_TREES: usize = 16;
 /// The fewest rows [`Model::predict_batch_threads`] gives a thread of its own.
 pub const PARALLEL_MIN_ROWS: usize = 256;
 
+mod parallel;
+#[cfg(test)]
+mod tests;
+
 /// The evaluator picked at load: smartcore's trees (IRIS) keep their own; imported
 /// ensembles go flat when small, wide when large.
 #[derive(Debug, Clone)]
@@ -259,7 +263,16 @@ impl Model {
             Engine::Wide(e) => {
                 WIDE_SCRATCH.with_borrow_mut(|(s, _)| e.predict_batch(rows, s, scores, classes))
             }
-            _ => {
+            Engine::Ensemble(e) => ENSEMBLE_SCRATCH.with_borrow_mut(|(s, _)| {
+                for ((row, out), c) in rows
+                    .chunks_exact(f)
+                    .zip(scores.chunks_exact_mut(k))
+                    .zip(classes.iter_mut())
+                {
+                    *c = e.predict(row, s, out);
+                }
+            }),
+            Engine::Forest(_) => {
                 for ((row, out), c) in rows
                     .chunks_exact(f)
                     .zip(scores.chunks_exact_mut(k))
@@ -269,37 +282,6 @@ impl Model {
                 }
             }
         }
-    }
-
-    /// [`Model::predict_batch`] split over up to `threads` threads (this one included), at
-    /// least [`PARALLEL_MIN_ROWS`] rows each; fewer rows stay on this thread.
-    pub fn predict_batch_threads(
-        &self,
-        rows: &[f64],
-        scores: &mut [f64],
-        classes: &mut [usize],
-        threads: usize,
-    ) {
-        let n = classes.len();
-        let parts = threads.min(n / PARALLEL_MIN_ROWS).max(1);
-        if parts == 1 {
-            return self.predict_batch(rows, scores, classes);
-        }
-        let (f, k) = (self.num_features(), self.num_scores());
-        let per = n.div_ceil(parts);
-        std::thread::scope(|scope| {
-            let mut chunks = rows
-                .chunks(per * f)
-                .zip(scores.chunks_mut(per * k))
-                .zip(classes.chunks_mut(per));
-            let first = chunks.next();
-            for ((r, s), c) in chunks {
-                scope.spawn(move || self.predict_batch(r, s, c));
-            }
-            if let Some(((r, s), c)) = first {
-                self.predict_batch(r, s, c);
-            }
-        });
     }
 }
 
