@@ -107,7 +107,10 @@ impl Model {
             .iter()
             .position(|g| g.features.len() != f || !g.features.iter().all(value_ok));
         let good = &golden[..malformed.unwrap_or(golden.len())];
-        let rows: Vec<f64> = good.iter().flat_map(|g| g.features.iter().copied()).collect();
+        let rows: Vec<f64> = good
+            .iter()
+            .flat_map(|g| g.features.iter().copied())
+            .collect();
         let mut scores = vec![0.0; good.len() * k];
         let mut classes = vec![0; good.len()];
         self.predict_batch(&rows, &mut scores, &mut classes);

@@ -175,17 +175,16 @@ pub fn predict(
     let k = model.num_scores();
     let n = values.len() / f;
     classes.clear();
-    scores.clear();
-    scores.resize(n * k, 0.0);
-    if n == 1 {
+    if n == 1 && !want_scores {
         // One row: inline, as fast as the model's one-row call.
-        let class = if want_scores {
-            model.predict_scores(values, scores)
-        } else {
-            model.predict(values)
-        };
-        classes.push(class);
+        classes.push(model.predict(values));
+    } else if n == 1 {
+        scores.clear();
+        scores.resize(k, 0.0);
+        classes.push(model.predict_scores(values, scores));
     } else {
+        scores.clear();
+        scores.resize(n * k, 0.0);
         classes.resize(n, 0);
         model.predict_rows(values, scores, classes, want_scores, threads);
     }
