@@ -8,7 +8,6 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use super::{BatchError, Layout, Pool};
-use crate::model::Model;
 
 pub(super) fn csv_field(s: &str) -> String {
     let mut out = Vec::with_capacity(s.len());
@@ -35,15 +34,15 @@ fn write_field(out: &mut Vec<u8>, field: &[u8]) {
     }
 }
 
-/// Writes one output record: the id (when the input has the column), the predicted label,
-/// and with probabilities one column per class.
+/// Writes one output record: the id (when the input has the column), the predicted label
+/// (a regressor's value), and with probabilities one column per class from `scores`.
 #[inline(always)]
-pub(super) fn write_row(
-    model: &Model,
+pub(super) fn write_scored(
+    regression: bool,
     layout: &Layout,
-    row: &[f64],
     id: Option<&[u8]>,
-    proba: &mut [f64],
+    class: usize,
+    scores: &[f64],
     ryu: &mut ryu::Buffer,
     out: &mut Vec<u8>,
 ) {
@@ -51,17 +50,14 @@ pub(super) fn write_row(
         write_field(out, id);
         out.push(b',');
     }
-    if model.is_regression() {
-        model.predict_scores(row, proba);
-        out.extend_from_slice(ryu.format(proba[0]).as_bytes());
+    if regression {
+        out.extend_from_slice(ryu.format(scores[0]).as_bytes());
         out.push(b'\n');
         return;
     }
-    let class = model.predict(row);
     out.extend_from_slice(layout.labels[class].as_bytes());
     if layout.probabilities {
-        model.predict_proba(row, proba);
-        for p in proba.iter() {
+        for p in scores {
             out.push(b',');
             out.extend_from_slice(ryu.format(*p).as_bytes());
         }

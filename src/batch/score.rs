@@ -1,10 +1,90 @@
 //! Scoring a chunk: the fast path for chunks without quotes (fields cut at commas, exact
 //! decimals), and the csv reader for any chunk, which also reports errors with their line.
 
-use super::output::write_row;
+use super::output::write_scored;
 use super::{BatchError, Chunk, Layout, Pool};
 use crate::model::Model;
 use crate::protocol::cursor::exact_decimal;
+
+/// Rows a chunk hands the model at once: whole blocks of the wide evaluator, small enough
+/// to stay in cache.
+const BATCH_ROWS: usize = 256;
+
+/// A chunk's rows gathered for one [`Model::predict_rows`] call, with their ids, then
+/// written out in order.
+struct Batch<'m> {
+    model: &'m Model,
+    layout: &'m Layout,
+    values: Vec<f64>,
+    ids: Vec<u8>,
+    id_ends: Vec<usize>,
+    scores: Vec<f64>,
+    classes: Vec<usize>,
+    ryu: ryu::Buffer,
+}
+
+impl<'m> Batch<'m> {
+    fn new(model: &'m Model, layout: &'m Layout) -> Self {
+        let (f, k) = (model.num_features(), model.num_scores());
+        Self {
+            model,
+            layout,
+            values: Vec::with_capacity(BATCH_ROWS * f),
+            ids: Vec::new(),
+            id_ends: Vec::with_capacity(BATCH_ROWS),
+            scores: Vec::with_capacity(BATCH_ROWS * k),
+            classes: Vec::with_capacity(BATCH_ROWS),
+            ryu: ryu::Buffer::new(),
+        }
+    }
+
+    /// Adds a row (and its id); predicts and writes the batch to `out` once full.
+    #[inline]
+    fn push(&mut self, row: &[f64], id: Option<&[u8]>, out: &mut Vec<u8>) {
+        self.values.extend_from_slice(row);
+        self.ids.extend_from_slice(id.unwrap_or_default());
+        self.id_ends.push(self.ids.len());
+        if self.id_ends.len() == BATCH_ROWS {
+            self.flush(out);
+        }
+    }
+
+    /// Predicts the rows gathered and writes them to `out`.
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        let (model, layout) = (self.model, self.layout);
+        let n = self.id_ends.len();
+        let regression = model.is_regression();
+        self.scores.resize(n * model.num_scores(), 0.0);
+        self.classes.resize(n, 0);
+        let want_scores = regression || layout.probabilities;
+        model.predict_rows(
+            &self.values,
+            &mut self.scores,
+            &mut self.classes,
+            want_scores,
+            1,
+        );
+        let k = model.num_scores();
+        let mut start = 0;
+        for (i, &end) in self.id_ends.iter().enumerate() {
+            let id = layout.id_column.map(|_| &self.ids[start..end]);
+            let scores = &self.scores[i * k..(i + 1) * k];
+            write_scored(
+                regression,
+                layout,
+                id,
+                self.classes[i],
+                scores,
+                &mut self.ryu,
+                out,
+            );
+            start = end;
+        }
+        self.values.clear();
+        self.ids.clear();
+        self.id_ends.clear();
+    }
+}
 
 pub(super) fn score_chunk(
     model: &Model,
@@ -34,9 +114,8 @@ pub(super) fn score_plain_chunk(
 ) -> Option<(Vec<u8>, u64)> {
     let f = layout.feature_columns.len();
     let mut row = vec![0.0; f];
-    let mut proba = vec![0.0; model.num_scores()];
+    let mut batch = Batch::new(model, layout);
     out.reserve(bytes.len() / 2);
-    let mut ryu = ryu::Buffer::new();
     // Where each wanted column goes: a feature slot, the id, or nowhere.
     const SKIP: usize = usize::MAX;
     const ID: usize = usize::MAX - 1;
@@ -108,9 +187,9 @@ pub(super) fn score_plain_chunk(
             return None;
         }
         rows += 1;
-        let id = layout.id_column.map(|_| id);
-        write_row(model, layout, &row, id, &mut proba, &mut ryu, &mut out);
+        batch.push(&row, layout.id_column.map(|_| id), &mut out);
     }
+    batch.flush(&mut out);
     Some((out, rows))
 }
 
@@ -122,12 +201,10 @@ pub(super) fn score_csv_chunk(
     columns: usize,
 ) -> Result<(Vec<u8>, u64), BatchError> {
     let f = layout.feature_columns.len();
-    let k = model.num_scores();
     let missing_aware = model.missing_aware();
     let mut row = vec![0.0; f];
-    let mut proba = vec![0.0; k];
+    let mut batch = Batch::new(model, layout);
     let mut out = Vec::with_capacity(chunk.bytes.len() / 2);
-    let mut ryu = ryu::Buffer::new();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(false)
@@ -173,7 +250,8 @@ pub(super) fn score_csv_chunk(
             })?;
         }
         let id = layout.id_column.map(|c| rec.get(c).unwrap_or_default());
-        write_row(model, layout, &row, id, &mut proba, &mut ryu, &mut out);
+        batch.push(&row, id, &mut out);
     }
+    batch.flush(&mut out);
     Ok((out, rows))
 }

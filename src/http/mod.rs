@@ -70,6 +70,11 @@ impl AppState {
             config.max_blocking_requests,
             !config.no_metrics,
         );
+        // Large batches use as many threads as the runtime has workers.
+        let scoring = match config.workers {
+            Some(w) => scoring.with_batch_threads(w),
+            None => scoring,
+        };
         Self {
             scoring,
             metrics,

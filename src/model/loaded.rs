@@ -23,6 +23,10 @@ const WIDE_MIN_TREES: usize = 16;
 /// The fewest rows [`Model::predict_batch_threads`] gives a thread of its own.
 pub const PARALLEL_MIN_ROWS: usize = 256;
 
+mod parallel;
+#[cfg(test)]
+mod tests;
+
 /// The evaluator picked at load: smartcore's trees (IRIS) keep their own; imported
 /// ensembles go flat when small, wide when large.
 #[derive(Debug, Clone)]
@@ -89,29 +93,45 @@ impl Model {
         Ok(model)
     }
 
+    /// Checks the golden rows, all predicted in one batch (as a load of a large model
+    /// spends most of its time here); errors name the first bad row, as one by one would.
     fn check_golden(&self) -> Result<(), ArtifactError> {
-        if self.manifest.golden.is_empty() {
+        let golden = &self.manifest.golden;
+        if golden.is_empty() {
             return Err(ArtifactError::Invalid("no golden rows".into()));
         }
+        let (f, k) = (self.num_features(), self.num_scores());
+        let value_ok = |v: &f64| v.is_finite() || (self.manifest.missing_aware && v.is_nan());
+        // Rows before the first malformed one are predicted (and may fail first).
+        let malformed = golden
+            .iter()
+            .position(|g| g.features.len() != f || !g.features.iter().all(value_ok));
+        let good = &golden[..malformed.unwrap_or(golden.len())];
+        let rows: Vec<f64> = good
+            .iter()
+            .flat_map(|g| g.features.iter().copied())
+            .collect();
+        let mut scores = vec![0.0; good.len() * k];
+        let mut classes = vec![0; good.len()];
+        self.predict_batch(&rows, &mut scores, &mut classes);
         let imported = !matches!(self.engine, Engine::Forest(_));
-        let mut scores = vec![0.0; self.num_scores()];
-        for (row, g) in self.manifest.golden.iter().enumerate() {
-            let fail = |detail: String| Err(ArtifactError::Golden { row, detail });
-            let value_ok = |v: &f64| v.is_finite() || (self.manifest.missing_aware && v.is_nan());
-            if g.features.len() != self.num_features() || !g.features.iter().all(value_ok) {
-                return fail("malformed features".into());
+        let close = |a: f64, b: f64| {
+            if imported {
+                (a - b).abs() <= GOLDEN_TOLERANCE * b.abs().max(1e-3)
+            } else {
+                (a - b).abs() <= 1e-9
             }
-            let got = self.predict_scores(&g.features, &mut scores);
-            if g.probabilities.len() != scores.len() {
+        };
+        for (row, ((g, scores), &got)) in good
+            .iter()
+            .zip(scores.chunks_exact(k))
+            .zip(&classes)
+            .enumerate()
+        {
+            let fail = |detail: String| Err(ArtifactError::Golden { row, detail });
+            if g.probabilities.len() != k {
                 return fail("wrong number of outputs".into());
             }
-            let close = |a: f64, b: f64| {
-                if imported {
-                    (a - b).abs() <= GOLDEN_TOLERANCE * b.abs().max(1e-3)
-                } else {
-                    (a - b).abs() <= 1e-9
-                }
-            };
             if let Some((i, (a, b))) = scores
                 .iter()
                 .zip(&g.probabilities)
@@ -124,7 +144,13 @@ impl Model {
                 return fail(format!("predicted class {got}, expected {}", g.class));
             }
         }
-        Ok(())
+        match malformed {
+            Some(row) => Err(ArtifactError::Golden {
+                row,
+                detail: "malformed features".into(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The manifest.
@@ -259,7 +285,16 @@ impl Model {
             Engine::Wide(e) => {
                 WIDE_SCRATCH.with_borrow_mut(|(s, _)| e.predict_batch(rows, s, scores, classes))
             }
-            _ => {
+            Engine::Ensemble(e) => ENSEMBLE_SCRATCH.with_borrow_mut(|(s, _)| {
+                for ((row, out), c) in rows
+                    .chunks_exact(f)
+                    .zip(scores.chunks_exact_mut(k))
+                    .zip(classes.iter_mut())
+                {
+                    *c = e.predict(row, s, out);
+                }
+            }),
+            Engine::Forest(_) => {
                 for ((row, out), c) in rows
                     .chunks_exact(f)
                     .zip(scores.chunks_exact_mut(k))
@@ -269,37 +304,6 @@ impl Model {
                 }
             }
         }
-    }
-
-    /// [`Model::predict_batch`] split over up to `threads` threads (this one included), at
-    /// least [`PARALLEL_MIN_ROWS`] rows each; fewer rows stay on this thread.
-    pub fn predict_batch_threads(
-        &self,
-        rows: &[f64],
-        scores: &mut [f64],
-        classes: &mut [usize],
-        threads: usize,
-    ) {
-        let n = classes.len();
-        let parts = threads.min(n / PARALLEL_MIN_ROWS).max(1);
-        if parts == 1 {
-            return self.predict_batch(rows, scores, classes);
-        }
-        let (f, k) = (self.num_features(), self.num_scores());
-        let per = n.div_ceil(parts);
-        std::thread::scope(|scope| {
-            let mut chunks = rows
-                .chunks(per * f)
-                .zip(scores.chunks_mut(per * k))
-                .zip(classes.chunks_mut(per));
-            let first = chunks.next();
-            for ((r, s), c) in chunks {
-                scope.spawn(move || self.predict_batch(r, s, c));
-            }
-            if let Some(((r, s), c)) = first {
-                self.predict_batch(r, s, c);
-            }
-        });
     }
 }
 

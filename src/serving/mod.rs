@@ -155,33 +155,42 @@ pub enum Reloaded {
     },
 }
 
-/// Predicts `rows` rows of `values` (row-major) into `classes`, and their scores into
-/// `proba` when given (`rows × num_scores`: class probabilities, or a regressor's value),
-/// recording each row in the model's statistics when `record`. The one prediction path of
+/// Predicts the rows of `values` (row-major) into `classes`, and their scores into
+/// `scores` (`rows × num_scores`: class probabilities, or a regressor's value; filled when
+/// `want_scores`, else possibly not), recording each row in the model's statistics when
+/// `record`. One row is predicted inline; more go through [`Model::predict_rows`] in
+/// blocks, split over up to `threads` threads when large. The one prediction path of
 /// every protocol.
 pub fn predict(
     served: &ServedModel,
     values: &[f64],
     classes: &mut Vec<usize>,
-    mut proba: Option<&mut Vec<f64>>,
+    scores: &mut Vec<f64>,
+    want_scores: bool,
     record: bool,
+    threads: usize,
 ) {
     let model = &served.model;
     let f = model.num_features();
     let k = model.num_scores();
+    let n = values.len() / f;
     classes.clear();
-    if let Some(p) = proba.as_deref_mut() {
-        p.clear();
-        p.resize(values.len() / f * k, 0.0);
+    if n == 1 && !want_scores {
+        // One row: inline, as fast as the model's one-row call.
+        classes.push(model.predict(values));
+    } else if n == 1 {
+        scores.clear();
+        scores.resize(k, 0.0);
+        classes.push(model.predict_scores(values, scores));
+    } else {
+        scores.clear();
+        scores.resize(n * k, 0.0);
+        classes.resize(n, 0);
+        model.predict_rows(values, scores, classes, want_scores, threads);
     }
-    for (i, row) in values.chunks_exact(f).enumerate() {
-        let class = match proba.as_deref_mut() {
-            Some(p) => model.predict_scores(row, &mut p[i * k..(i + 1) * k]),
-            None => model.predict(row),
-        };
-        if record {
+    if record {
+        for (row, &class) in values.chunks_exact(f).zip(classes.iter()) {
             served.stats.record(row, class);
         }
-        classes.push(class);
     }
 }

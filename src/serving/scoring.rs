@@ -181,6 +181,7 @@ pub struct Scoring {
     blocking: Arc<tokio::sync::Semaphore>,
     max_rows: usize,
     record: bool,
+    threads: usize,
 }
 
 impl Scoring {
@@ -200,7 +201,14 @@ impl Scoring {
             blocking: Arc::new(tokio::sync::Semaphore::new(max_blocking)),
             max_rows,
             record,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
+    }
+
+    /// Splits each large batch over at most `threads` threads (default: one per core).
+    pub fn with_batch_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     /// The served models.
@@ -252,13 +260,14 @@ impl Scoring {
     ) -> Outcome<'a, C::Output> {
         let (max_rows, record) = (self.max_rows, self.record);
         if body.len().saturating_mul(served.model.num_trees()) <= INLINE_WORK_LIMIT {
-            return Outcome::Now(self.finish(run(served, &codec, &body, max_rows, record)));
+            return Outcome::Now(self.finish(run(served, &codec, &body, max_rows, record, 1)));
         }
         let served = Arc::clone(served);
+        let threads = self.threads;
         Outcome::Later(Box::pin(async move {
             let scored = self
                 .blocking("scoring", move || {
-                    run(&served, &codec, &body, max_rows, record)
+                    run(&served, &codec, &body, max_rows, record, threads)
                 })
                 .await?;
             self.finish(scored)
@@ -365,13 +374,15 @@ fn not_ready(name: Option<&str>) -> ScoreError {
     }
 }
 
-/// Decodes, predicts, records and encodes one body with this thread's buffers.
+/// Decodes, predicts (over up to `threads` threads), records and encodes one body with
+/// this thread's buffers.
 fn run<C: Codec>(
     served: &ServedModel,
     codec: &C,
     body: &[u8],
     max_rows: usize,
     record: bool,
+    threads: usize,
 ) -> Result<Scored<C::Output>, InputError> {
     SCRATCH.with_borrow_mut(|s| {
         if s.local.as_ref().is_none_or(|l| l.id != served.id) {
@@ -387,13 +398,7 @@ fn run<C: Codec>(
         let (rows, decoded) = codec.decode(&served.model, body, max_rows, values)?;
         // A regressor's value is its one score.
         let want_proba = codec.wants_proba(&decoded) || served.model.is_regression();
-        predict(
-            served,
-            values,
-            classes,
-            want_proba.then_some(&mut *proba),
-            record,
-        );
+        predict(served, values, classes, proba, want_proba, record, threads);
         let output = codec.encode(
             served,
             local,

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod artifact;
+mod batches;
 mod bounds;
 mod cli;
 mod cli_safety;

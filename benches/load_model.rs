@@ -1,0 +1,218 @@
+//! Loading a 1,000-tree model (issue 21's bar: loads and validates in ≤ 200 ms): the time
+//! of `Model::from_bytes` on synthetic imports shaped like the frameworks' — LightGBM
+//! (1,000 trees × 31 leaves × 15 features, f64) and XGBoost (1,000 trees × depth 8 × 30
+//! features, f32) — each with 1,000 golden rows as a real import keeps. Before criterion
+//! runs, one line per model splits a load into its phases (median of 11) and gives the
+//! compact size (wide nodes × node bytes).
+//!
+//! `cargo bench --bench load_model`
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use treeserve::import::build::{ImportOptions, Table, build};
+use treeserve::import::{Imported, ImportedTask};
+use treeserve::model::ensemble::{
+    Aggregation, BasePlacement, Branch, Ensemble, EnsembleLimits, Leaf, Node, OutputKind,
+    Precision, Split, Test, Transform, Tree,
+};
+use treeserve::model::flat::FlatEnsemble;
+use treeserve::model::tree::TreeLimits;
+use treeserve::model::wide::WideEnsemble;
+use treeserve::model::{Model, sha256_hex};
+
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.unit() * n as f64) as usize
+    }
+}
+
+fn split(r: &mut Rng, features: usize, f32m: bool, y: usize, n: usize) -> Node {
+    let t = r.unit();
+    Node::Split(Split {
+        feature: r.below(features) as u32,
+        test: Test::Lt(if f32m { t as f32 as f64 } else { t }),
+        yes: y as u32,
+        no: n as u32,
+        missing: Branch::Yes,
+        zero_is_missing: false,
+    })
+}
+
+fn leaf(r: &mut Rng, f32m: bool) -> Node {
+    let v = r.unit() * 0.2 - 0.1;
+    Node::Leaf(Leaf::Scalar(if f32m { v as f32 as f64 } else { v }))
+}
+
+/// LightGBM's leaf-wise growth: split a random leaf until the tree has `leaves`.
+fn leafwise(r: &mut Rng, leaves: usize, features: usize) -> Tree {
+    let mut nodes = vec![leaf(r, false)];
+    let mut frontier = vec![0];
+    while frontier.len() < leaves {
+        let at = frontier.swap_remove(r.below(frontier.len()));
+        let (y, n) = (nodes.len(), nodes.len() + 1);
+        nodes.push(leaf(r, false));
+        nodes.push(leaf(r, false));
+        nodes[at] = split(r, features, false, y, n);
+        frontier.extend([y, n]);
+    }
+    Tree { nodes, group: 0 }
+}
+
+/// XGBoost's depth-wise growth: every node above `depth` splits with probability 0.92.
+fn depthwise(r: &mut Rng, depth: usize, features: usize) -> Tree {
+    let mut nodes = vec![leaf(r, true)];
+    let mut level = vec![0];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for &at in &level {
+            if r.unit() < 0.92 {
+                let (y, n) = (nodes.len(), nodes.len() + 1);
+                nodes.push(leaf(r, true));
+                nodes.push(leaf(r, true));
+                nodes[at] = split(r, features, true, y, n);
+                next.extend([y, n]);
+            }
+        }
+        level = next;
+    }
+    Tree { nodes, group: 0 }
+}
+
+/// An imported artifact of `trees` with 1,000 reference (golden) rows.
+fn artifact(trees: Vec<Tree>, features: usize, f32m: bool, r: &mut Rng) -> (Vec<u8>, Ensemble) {
+    let ensemble = Ensemble {
+        num_features: features as u32,
+        outputs: 1,
+        trees,
+        base: vec![0.0],
+        base_placement: BasePlacement::Initial,
+        aggregation: Aggregation::Sum,
+        precision: if f32m { Precision::F32 } else { Precision::F64 },
+        zero_snap: !f32m,
+        transform: if f32m {
+            Transform::XgbSigmoid
+        } else {
+            Transform::Identity
+        },
+        output_cast_f32: false,
+        output: if f32m {
+            OutputKind::BinaryOneMinus
+        } else {
+            OutputKind::Value
+        },
+    };
+    let names: Vec<String> = (0..features).map(|j| format!("f{j}")).collect();
+    let mut header = names.clone();
+    header.push("y".into());
+    let rows = (0..1000)
+        .map(|_| {
+            let mut row: Vec<String> = (0..features).map(|_| r.unit().to_string()).collect();
+            row.push(if f32m { "0" } else { "0.5" }.into());
+            row
+        })
+        .collect();
+    let reference = Table {
+        name: "reference.csv".into(),
+        sha256: String::new(),
+        header,
+        rows,
+    };
+    let imported = Imported {
+        ensemble: ensemble.clone(),
+        task: if f32m {
+            ImportedTask::Classification
+        } else {
+            ImportedTask::Regression
+        },
+        features: Some(names),
+        classes: None,
+        missing_aware: false,
+        format: if f32m { "xgboost" } else { "lightgbm" },
+        source: "synthetic".into(),
+        objective: "synthetic".into(),
+        warnings: Vec::new(),
+    };
+    let opts = ImportOptions {
+        name: "load".into(),
+        target: Some("y".into()),
+        reference: Some(reference),
+        ..Default::default()
+    };
+    (build(imported, opts).expect("builds").artifact, ensemble)
+}
+
+/// Median of 11 runs of `f`.
+fn median(mut f: impl FnMut()) -> Duration {
+    let mut t: Vec<Duration> = (0..11)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed()
+        })
+        .collect();
+    t.sort();
+    t[5]
+}
+
+/// One line: the whole load and its phases, and the compact size.
+fn phases(name: &str, bytes: &[u8], e: &Ensemble) {
+    let limits = TreeLimits::default();
+    let total = median(|| drop(Model::from_bytes(bytes, 1, &limits).expect("loads")));
+    let payload = rmp_serde::to_vec(e).unwrap();
+    let sha = median(|| drop(sha256_hex(bytes)));
+    let decode = median(|| drop(rmp_serde::from_slice::<Ensemble>(&payload).unwrap()));
+    let validate = median(|| e.validate(&EnsembleLimits::default()).unwrap());
+    let flat = median(|| drop(FlatEnsemble::compile(e).unwrap()));
+    let compiled = FlatEnsemble::compile(e).unwrap();
+    let wide = median(|| drop(WideEnsemble::from_flat(compiled.clone()).unwrap()));
+    let w = WideEnsemble::compile(e).unwrap();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{name}: from_bytes {:.1} ms (sha256 ×2 {:.1}, decode {:.1}, validate {:.1}, flat {:.1}, \
+         wide {:.1} incl. clone, rest = golden rows, manifest); artifact {:.1} MB, compact \
+         {} nodes × {} B = {:.2} MB",
+        ms(total),
+        2.0 * ms(sha),
+        ms(decode),
+        ms(validate),
+        ms(flat),
+        ms(wide),
+        bytes.len() as f64 / 1e6,
+        w.num_nodes(),
+        w.node_bytes(),
+        (w.num_nodes() * w.node_bytes()) as f64 / 1e6,
+    );
+}
+
+fn load(c: &mut Criterion) {
+    let mut r = Rng(21);
+    let lgb: Vec<Tree> = (0..1000).map(|_| leafwise(&mut r, 31, 15)).collect();
+    let (lgb, lgb_e) = artifact(lgb, 15, false, &mut r);
+    let xgb: Vec<Tree> = (0..1000).map(|_| depthwise(&mut r, 8, 30)).collect();
+    let (xgb, xgb_e) = artifact(xgb, 30, true, &mut r);
+    phases("lgb 1000 trees x 31 leaves", &lgb, &lgb_e);
+    phases("xgb 1000 trees x depth 8", &xgb, &xgb_e);
+    let limits = TreeLimits::default();
+    let mut g = c.benchmark_group("load");
+    g.sample_size(20);
+    g.bench_function("from_bytes/lgb1000x31leaves", |b| {
+        b.iter(|| Model::from_bytes(&lgb, 1, &limits).expect("loads"))
+    });
+    g.bench_function("from_bytes/xgb1000xdepth8", |b| {
+        b.iter(|| Model::from_bytes(&xgb, 1, &limits).expect("loads"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, load);
+criterion_main!(benches);

@@ -1,0 +1,203 @@
+use super::{Engine, Model, PARALLEL_MIN_ROWS};
+use crate::import::build::{ImportOptions, build};
+use crate::import::{Imported, ImportedTask};
+use crate::model::ensemble::{
+    Aggregation, BasePlacement, Branch, Ensemble, Leaf, Node, OutputKind, Precision, Split, Test,
+    Transform, Tree,
+};
+use crate::model::wide::BLOCK;
+
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.unit() * n as f64) as usize
+    }
+}
+
+/// Leaf-wise trees of `leaves` leaves over `features` features, thresholds in (0, 1).
+fn tree(r: &mut Rng, leaves: usize, features: usize, f32m: bool) -> Tree {
+    let round = |v: f64| if f32m { v as f32 as f64 } else { v };
+    let mut nodes = vec![Node::Leaf(Leaf::Scalar(round(r.unit() - 0.5)))];
+    let mut frontier = vec![0];
+    while frontier.len() < leaves {
+        let at = frontier.swap_remove(r.below(frontier.len()));
+        let (y, n) = (nodes.len(), nodes.len() + 1);
+        nodes.push(Node::Leaf(Leaf::Scalar(round(r.unit() * 0.2 - 0.1))));
+        nodes.push(Node::Leaf(Leaf::Scalar(round(r.unit() * 0.2 - 0.1))));
+        nodes[at] = Node::Split(Split {
+            feature: r.below(features) as u32,
+            test: Test::Lt(round(r.unit())),
+            yes: y as u32,
+            no: n as u32,
+            missing: Branch::Yes,
+            zero_is_missing: false,
+        });
+        frontier.extend([y, n]);
+    }
+    Tree { nodes, group: 0 }
+}
+
+/// An imported model of `trees` trees: an f32 binary classifier, or an f64 regressor.
+fn imported(trees: usize, features: usize, classifier: bool) -> Model {
+    let mut r = Rng(trees as u64 * 7 + features as u64);
+    let ensemble = Ensemble {
+        num_features: features as u32,
+        outputs: 1,
+        trees: (0..trees)
+            .map(|_| tree(&mut r, 31, features, classifier))
+            .collect(),
+        base: vec![0.0],
+        base_placement: BasePlacement::Initial,
+        aggregation: Aggregation::Sum,
+        precision: if classifier {
+            Precision::F32
+        } else {
+            Precision::F64
+        },
+        zero_snap: !classifier,
+        transform: if classifier {
+            Transform::XgbSigmoid
+        } else {
+            Transform::Identity
+        },
+        output_cast_f32: false,
+        output: if classifier {
+            OutputKind::BinaryOneMinus
+        } else {
+            OutputKind::Value
+        },
+    };
+    let imported = Imported {
+        ensemble,
+        task: if classifier {
+            ImportedTask::Classification
+        } else {
+            ImportedTask::Regression
+        },
+        features: None,
+        classes: None,
+        missing_aware: false,
+        format: "xgboost",
+        source: "test".into(),
+        objective: "test".into(),
+        warnings: Vec::new(),
+    };
+    let opts = ImportOptions {
+        name: "t".into(),
+        ..Default::default()
+    };
+    build(imported, opts).expect("builds").model
+}
+
+fn iris() -> Model {
+    let bytes = std::fs::read("models/iris/versions/1/model.tsm").unwrap();
+    Model::from_bytes(&bytes, 1, &Default::default()).unwrap()
+}
+
+/// `n` different rows of `f` features in (-0.1, 1.1).
+fn rows(n: usize, f: usize, seed: u64) -> Vec<f64> {
+    let mut r = Rng(seed);
+    (0..n * f).map(|_| r.unit() * 1.2 - 0.1).collect()
+}
+
+/// Scores and classes of every row: one row at a time.
+fn one_by_one(m: &Model, rows: &[f64]) -> (Vec<f64>, Vec<usize>) {
+    let (f, k) = (m.num_features(), m.num_scores());
+    let mut scores = vec![0.0; rows.len() / f * k];
+    let classes = rows
+        .chunks_exact(f)
+        .zip(scores.chunks_exact_mut(k))
+        .map(|(row, out)| m.predict_scores(row, out))
+        .collect();
+    (scores, classes)
+}
+
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn batches_on_any_number_of_threads_answer_as_one_row_at_a_time() {
+    let models = [
+        ("wide f64 regressor", imported(40, 7, false)),
+        ("wide f32 classifier", imported(33, 5, true)),
+        ("flat regressor", imported(8, 4, false)),
+        ("iris", iris()),
+    ];
+    assert!(matches!(models[0].1.engine, Engine::Wide(_)));
+    assert!(matches!(models[1].1.engine, Engine::Wide(_)));
+    assert!(matches!(models[2].1.engine, Engine::Ensemble(_)));
+    assert!(matches!(models[3].1.engine, Engine::Forest(_)));
+    for (name, m) in &models {
+        let min = m.parallel_min_rows();
+        assert!(min >= PARALLEL_MIN_ROWS, "{name}");
+        let counts = [
+            0,
+            1,
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 1,
+            PARALLEL_MIN_ROWS - 1,
+            PARALLEL_MIN_ROWS,
+            PARALLEL_MIN_ROWS + 1,
+            2 * PARALLEL_MIN_ROWS + 1,
+            2 * min - 1,
+            2 * min,
+            2 * min + BLOCK + 1,
+            3 * min + 5,
+        ];
+        let (f, k) = (m.num_features(), m.num_scores());
+        for (i, &n) in counts.iter().enumerate() {
+            if n > 20_000 {
+                continue; // a one-tree model's threshold: the split is the same code
+            }
+            let x = rows(n, f, i as u64 + 1);
+            let (want_scores, want_classes) = one_by_one(m, &x);
+            let mut scores = vec![f64::NAN; n * k];
+            let mut classes = vec![usize::MAX; n];
+            m.predict_batch(&x, &mut scores, &mut classes);
+            assert_eq!(bits(&scores), bits(&want_scores), "{name}: {n} rows");
+            assert_eq!(classes, want_classes, "{name}: {n} rows");
+            for threads in [1, 2, 3, 4, 8] {
+                let mut scores = vec![f64::NAN; n * k];
+                let mut classes = vec![usize::MAX; n];
+                m.predict_batch_threads(&x, &mut scores, &mut classes, threads);
+                let what = format!("{name}: {n} rows on {threads} threads");
+                assert_eq!(bits(&scores), bits(&want_scores), "{what}");
+                assert_eq!(classes, want_classes, "{what}");
+                let mut classes = vec![usize::MAX; n];
+                m.predict_rows(&x, &mut scores, &mut classes, false, threads);
+                let voted: Vec<usize> = x.chunks_exact(f).map(|r| m.predict(r)).collect();
+                assert_eq!(classes, voted, "{what}, classes only");
+            }
+        }
+    }
+}
+
+#[test]
+fn concurrent_batches_share_the_cores_and_stay_exact() {
+    let m = imported(40, 7, false);
+    let n = 4 * m.parallel_min_rows() + 7;
+    let x = rows(n, m.num_features(), 99);
+    let (want, _) = one_by_one(&m, &x);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..3 {
+                    let mut scores = vec![0.0; n];
+                    let mut classes = vec![0; n];
+                    m.predict_batch_threads(&x, &mut scores, &mut classes, 4);
+                    assert_eq!(bits(&scores), bits(&want));
+                }
+            });
+        }
+    });
+}
