@@ -452,3 +452,20 @@ fn rows_with(c: &Case, i: usize) -> Value {
     o[&c.features[1]] = json!("abc");
     o
 }
+
+#[tokio::test]
+async fn one_row_of_a_large_model_is_scored_inline_and_a_large_batch_is_not() {
+    let reg = TestRegistry::new();
+    let c = import(&reg, "xgb_regression_500");
+    // No blocking thread at all: what is scored inline is served, the rest refused.
+    let app = App::spawn(reg.path(), &["--max-blocking-requests", "0"]);
+    let path = format!("/models/{}/score", c.name);
+    for row in c.rows.iter().take(20) {
+        // Pretty-printed, as some clients send it: still one row.
+        let body = serde_json::to_string_pretty(&object(&c, row)).unwrap();
+        assert_eq!(app.post(&path, &body).await.status(), 200, "{body}");
+    }
+    let batch = Value::Array(c.rows[..100].iter().map(|r| object(&c, r)).collect());
+    let resp = app.post(&path, &batch.to_string()).await;
+    assert_eq!(resp.status(), 503, "100 rows × 500 trees: a blocking thread's work");
+}
