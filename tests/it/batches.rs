@@ -467,5 +467,9 @@ async fn one_row_of_a_large_model_is_scored_inline_and_a_large_batch_is_not() {
     }
     let batch = Value::Array(c.rows[..100].iter().map(|r| object(&c, r)).collect());
     let resp = app.post(&path, &batch.to_string()).await;
-    assert_eq!(resp.status(), 503, "100 rows × 500 trees: a blocking thread's work");
+    assert_eq!(
+        resp.status(),
+        503,
+        "100 rows × 500 trees: a blocking thread's work"
+    );
 }
