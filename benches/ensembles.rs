@@ -16,38 +16,12 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 #[path = "synthetic.rs"]
 mod synthetic;
-use synthetic::{Rng, depthwise, leafwise};
-use treeserve::model::ensemble::{
-    Aggregation, BasePlacement, Ensemble, EnsembleLimits, OutputKind, Precision, Transform, Tree,
-};
+use synthetic::{Rng, depthwise, leafwise, model};
+use treeserve::model::ensemble::EnsembleLimits;
 use treeserve::model::flat::{FlatEnsemble, Scratch};
 use treeserve::model::wide::{WideEnsemble, WideScratch};
 
 const ROWS: usize = 10_000;
-
-fn model(trees: Vec<Tree>, features: usize, f32m: bool) -> Ensemble {
-    Ensemble {
-        num_features: features as u32,
-        outputs: 1,
-        trees,
-        base: vec![0.0],
-        base_placement: BasePlacement::Initial,
-        aggregation: Aggregation::Sum,
-        precision: if f32m { Precision::F32 } else { Precision::F64 },
-        zero_snap: !f32m,
-        transform: if f32m {
-            Transform::XgbSigmoid
-        } else {
-            Transform::Identity
-        },
-        output_cast_f32: false,
-        output: if f32m {
-            OutputKind::BinaryOneMinus
-        } else {
-            OutputKind::Value
-        },
-    }
-}
 
 fn ensembles(c: &mut Criterion) {
     let mut r = Rng(21);

@@ -14,10 +14,8 @@ use treeserve::import::build::{ImportOptions, Table, build};
 use treeserve::import::{Imported, ImportedTask};
 #[path = "synthetic.rs"]
 mod synthetic;
-use synthetic::{Rng, depthwise, leafwise};
-use treeserve::model::ensemble::{
-    Aggregation, BasePlacement, Ensemble, EnsembleLimits, OutputKind, Precision, Transform, Tree,
-};
+use synthetic::{Rng, depthwise, leafwise, model};
+use treeserve::model::ensemble::{Ensemble, EnsembleLimits, Tree};
 use treeserve::model::flat::FlatEnsemble;
 use treeserve::model::tree::TreeLimits;
 use treeserve::model::wide::WideEnsemble;
@@ -25,27 +23,7 @@ use treeserve::model::{Model, sha256_hex};
 
 /// An imported artifact of `trees` with 1,000 reference (golden) rows.
 fn artifact(trees: Vec<Tree>, features: usize, f32m: bool, r: &mut Rng) -> (Vec<u8>, Ensemble) {
-    let ensemble = Ensemble {
-        num_features: features as u32,
-        outputs: 1,
-        trees,
-        base: vec![0.0],
-        base_placement: BasePlacement::Initial,
-        aggregation: Aggregation::Sum,
-        precision: if f32m { Precision::F32 } else { Precision::F64 },
-        zero_snap: !f32m,
-        transform: if f32m {
-            Transform::XgbSigmoid
-        } else {
-            Transform::Identity
-        },
-        output_cast_f32: false,
-        output: if f32m {
-            OutputKind::BinaryOneMinus
-        } else {
-            OutputKind::Value
-        },
-    };
+    let ensemble = model(trees, features, f32m);
     let names: Vec<String> = (0..features).map(|j| format!("f{j}")).collect();
     let mut header = names.clone();
     header.push("y".into());

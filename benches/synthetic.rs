@@ -1,7 +1,10 @@
 //! Synthetic ensembles shaped like the frameworks' (LightGBM leaf-wise, XGBoost depth-wise),
 //! shared by the benches (`#[path]`-included): random features and thresholds in (0, 1).
 
-use treeserve::model::ensemble::{Branch, Leaf, Node, Split, Test, Tree};
+use treeserve::model::ensemble::{
+    Aggregation, BasePlacement, Branch, Ensemble, Leaf, Node, OutputKind, Precision, Split, Test,
+    Transform, Tree,
+};
 
 /// A small LCG: deterministic models and rows.
 pub struct Rng(pub u64);
@@ -74,4 +77,30 @@ pub fn depthwise(r: &mut Rng, depth: usize, features: usize) -> Tree {
         level = next;
     }
     Tree { nodes, group: 0 }
+}
+
+/// One-output ensemble of `trees`: f32 models as XGBoost binary:logistic, f64 models as a
+/// LightGBM regression.
+pub fn model(trees: Vec<Tree>, features: usize, f32m: bool) -> Ensemble {
+    Ensemble {
+        num_features: features as u32,
+        outputs: 1,
+        trees,
+        base: vec![0.0],
+        base_placement: BasePlacement::Initial,
+        aggregation: Aggregation::Sum,
+        precision: if f32m { Precision::F32 } else { Precision::F64 },
+        zero_snap: !f32m,
+        transform: if f32m {
+            Transform::XgbSigmoid
+        } else {
+            Transform::Identity
+        },
+        output_cast_f32: false,
+        output: if f32m {
+            OutputKind::BinaryOneMinus
+        } else {
+            OutputKind::Value
+        },
+    }
 }
