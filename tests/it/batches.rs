@@ -3,26 +3,12 @@
 //! by the real frameworks (wide evaluator) and the IRIS tree; a bad row still gets its
 //! clear error.
 
-use std::path::PathBuf;
-
 use serde_json::{Value, json};
 
 use crate::common::*;
 
 /// Rows of each large batch: several thousand, all different.
 const ROWS: usize = 4000;
-
-fn fixtures_dir() -> PathBuf {
-    let dir = std::env::var_os("TREESERVE_IMPORT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/import-fixtures"));
-    assert!(
-        dir.join("fixtures.json").exists(),
-        "no framework fixtures at {}: run `bash .ci/run`, which makes them",
-        dir.display()
-    );
-    dir
-}
 
 /// A served model and the rows sent to it.
 struct Case {
@@ -34,16 +20,6 @@ struct Case {
     rows: Vec<Vec<f64>>,
     /// The framework's outputs on the first rows (the fixture's reference rows).
     framework: Vec<Vec<f64>>,
-}
-
-fn read_csv(path: &std::path::Path) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let header = r.headers().unwrap().iter().map(str::to_owned).collect();
-    let rows = r
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
-        .collect();
-    (header, rows)
 }
 
 /// `given` rows, then rows whose every value comes from another random given row, up to

@@ -287,3 +287,29 @@ where
     }
     started.elapsed()
 }
+
+/// The framework fixtures CI makes (XGBoost, LightGBM, scikit-learn → ONNX):
+/// `$TREESERVE_IMPORT_FIXTURES`, else `target/import-fixtures`.
+pub fn fixtures_dir() -> PathBuf {
+    let dir = std::env::var_os("TREESERVE_IMPORT_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/import-fixtures"));
+    assert!(
+        dir.join("fixtures.json").exists(),
+        "no framework fixtures at {}: run `bash .ci/run`, which makes them \
+         (target/importenv/bin/python tests/import/make_fixtures.py target/import-fixtures)",
+        dir.display()
+    );
+    dir
+}
+
+/// A CSV file's header and rows, as text.
+pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header = r.headers().unwrap().iter().map(str::to_owned).collect();
+    let rows = r
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    (header, rows)
+}

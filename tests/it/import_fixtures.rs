@@ -3,7 +3,7 @@
 //! `target/import-fixtures`), imported with `treeserve import` and served: `/score`, V2 and
 //! `predict` must give the framework's own outputs within 1e-6 relative.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
@@ -12,19 +12,6 @@ use crate::common::*;
 /// `|ours - theirs| <= 1e-6 · max(|theirs|, 1e-3)`, the import's parity rule.
 fn close(ours: f64, theirs: f64) -> bool {
     (ours - theirs).abs() <= 1e-6 * theirs.abs().max(1e-3)
-}
-
-fn fixtures_dir() -> PathBuf {
-    let dir = std::env::var_os("TREESERVE_IMPORT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/import-fixtures"));
-    assert!(
-        dir.join("fixtures.json").exists(),
-        "no framework fixtures at {}: run `bash .ci/run`, which makes them \
-         (target/importenv/bin/python tests/import/make_fixtures.py target/import-fixtures)",
-        dir.display()
-    );
-    dir
 }
 
 struct Fixture {
@@ -84,16 +71,6 @@ fn model_name(f: &Fixture) -> String {
         })
         .collect::<String>()
         .to_lowercase()
-}
-
-fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let header = r.headers().unwrap().iter().map(str::to_owned).collect();
-    let rows = r
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
-        .collect();
-    (header, rows)
 }
 
 /// Expected outputs per row: the label (or value) and probabilities.
