@@ -156,7 +156,7 @@ fn handler(c: &mut Criterion) {
         .build()
         .unwrap();
     let state = treeserve::http::AppState::new(
-        treeserve::ServeConfig::new("models"),
+        treeserve::ServeConfig::new(std::path::Path::new("models")),
         Arc::new(treeserve::registry::FsRegistry::new("models")),
     );
     state.fleet().reload();

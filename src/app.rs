@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn serve() -> Result<(), treeserve::http::ServeError> {
-//! let mut config = treeserve::ServeConfig::new("models");
+//! let mut config = treeserve::ServeConfig::new(std::path::Path::new("models"));
 //! config.listen = "127.0.0.1:0".parse().unwrap();
 //! let app = treeserve::Application::build(config).await?;
 //! println!("listening on port {}", app.port());
@@ -50,7 +50,7 @@ impl Application {
         if !config.wait_for_model {
             missing_registry(&config)?;
         }
-        let registry = crate::registry::open(&config.registry);
+        let registry = crate::registry::open(&config.registry)?;
         let state = Arc::new(AppState::new(config, registry));
         let server = Server::bind(state.clone()).await?;
         let fleet = state.fleet().clone();
@@ -158,8 +158,11 @@ impl Application {
 /// Without `--wait-for-model`: a local registry that does not exist is a mistake (a
 /// misspelled `--registry`), said before anything starts.
 fn missing_registry(config: &ServeConfig) -> Result<(), ServeError> {
-    let reg = config.registry.display();
-    match std::fs::metadata(&config.registry) {
+    let Some(dir) = config.registry.dir() else {
+        return Ok(());
+    };
+    let reg = dir.display();
+    match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(ServeError::NothingToServe(format!(
             "registry {reg} is not a directory: pass the registry's directory with --registry"
@@ -180,7 +183,7 @@ fn nothing_served(fleet: &Fleet, config: &ServeConfig) -> Result<(), ServeError>
     if models.iter().any(|c| c.current().is_some()) {
         return Ok(());
     }
-    let (reg, alias) = (config.registry.display(), &config.alias);
+    let (reg, alias) = (&config.registry, &config.alias);
     let names: Vec<&str> = models.iter().map(|c| c.name()).collect();
     Err(ServeError::NothingToServe(if names.is_empty() {
         format!(
@@ -213,13 +216,11 @@ fn log_first_load(fleet: &Fleet, config: &ServeConfig) {
     } else if models.iter().next().is_none() {
         let error = format!(
             "no model in registry {} has alias {:?}",
-            config.registry.display(),
-            config.alias
+            config.registry, config.alias
         );
         let hint = format!(
             "treeserve publish FILE.tsm --registry {} --alias {}",
-            config.registry.display(),
-            config.alias
+            config.registry, config.alias
         );
         tracing::warn!(
             error,

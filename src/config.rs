@@ -1,7 +1,6 @@
 //! Server configuration: one struct, parsed from the command line (and environment).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::model::tree::TreeLimits;
@@ -13,9 +12,10 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Registry directory.
+    /// Registry: a directory, s3://BUCKET[/PREFIX], az://CONTAINER[/PREFIX],
+    /// gs://BUCKET[/PREFIX], mlflow+http(s)://HOST:PORT, or mlflow ($MLFLOW_TRACKING_URI).
     #[arg(long, env = "TREESERVE_REGISTRY", default_value = "models")]
-    pub registry: PathBuf,
+    pub registry: crate::registry::Location,
 
     /// Model to serve (repeat, or separate with commas); the first one answers `/score`.
     /// By default every model in the registry that has the alias, and `/score` answers
@@ -140,7 +140,7 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 
 impl ServeConfig {
     /// A configuration with the defaults, for `registry`.
-    pub fn new(registry: impl Into<PathBuf>) -> Self {
+    pub fn new(registry: impl Into<crate::registry::Location>) -> Self {
         Self {
             listen: ([127, 0, 0, 1], 8080).into(),
             registry: registry.into(),

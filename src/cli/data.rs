@@ -77,7 +77,7 @@ impl DataFileArgs {
 pub(super) fn data(cmd: DataCommand) -> Result<(), CommandError> {
     match cmd {
         DataCommand::Add(a) => {
-            let store = DatasetStore::new(a.registry.open());
+            let store = DatasetStore::new(a.registry.open()?);
             let table = crate::data::Table::read(&a.file).map_err(LifecycleError::from)?;
             match crate::lifecycle::add_dataset(&store, &a.rows(&table), &a.checks.config()) {
                 Ok((m, new, report)) => {
@@ -110,7 +110,7 @@ pub(super) fn data(cmd: DataCommand) -> Result<(), CommandError> {
             }
         }
         DataCommand::Check(a) => {
-            let store = DatasetStore::new(a.registry.open());
+            let store = DatasetStore::new(a.registry.open()?);
             let table = crate::data::Table::read(&a.file).map_err(LifecycleError::from)?;
             let checked =
                 crate::lifecycle::plan_dataset(&store, &a.rows(&table), &a.checks.config());
@@ -127,7 +127,7 @@ pub(super) fn data(cmd: DataCommand) -> Result<(), CommandError> {
             }
         }
         DataCommand::List { name, registry } => {
-            let store = DatasetStore::new(registry.open());
+            let store = DatasetStore::new(registry.open()?);
             let names = match name {
                 Some(n) => vec![n],
                 None => store.names().map_err(LifecycleError::from)?,

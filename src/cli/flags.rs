@@ -10,20 +10,21 @@ use super::{CommandError, io_err};
 use crate::data::checks::CheckConfig;
 use crate::lifecycle::GateConfig;
 use crate::model::{Algorithm, Task};
-use crate::registry::Registry;
+use crate::registry::{Location, Registry, RegistryError};
 use crate::train::{Criterion, TrainConfig};
 
 /// Registry location, shared by the registry commands.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArg {
-    /// Registry directory.
+    /// Registry: a directory, s3://BUCKET[/PREFIX], az://CONTAINER[/PREFIX],
+    /// gs://BUCKET[/PREFIX], mlflow+http(s)://HOST:PORT, or mlflow ($MLFLOW_TRACKING_URI).
     #[arg(long, env = "TREESERVE_REGISTRY", default_value = "models")]
-    pub registry: PathBuf,
+    pub registry: Location,
 }
 
 impl RegistryArg {
     /// The registry at `--registry`.
-    pub fn open(&self) -> Arc<dyn Registry> {
+    pub fn open(&self) -> Result<Arc<dyn Registry>, RegistryError> {
         crate::registry::open(&self.registry)
     }
 }

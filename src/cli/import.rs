@@ -57,7 +57,7 @@ pub struct ImportArgs {
     pub output: Option<PathBuf>,
     /// Publish the model to the registry (`--registry`, or the directory given here).
     #[arg(long, num_args = 0..=1, value_name = "REGISTRY")]
-    pub publish: Option<Option<PathBuf>>,
+    pub publish: Option<Option<crate::registry::Location>>,
     /// Registry (for --publish).
     #[command(flatten)]
     pub registry: RegistryArg,
@@ -140,8 +140,8 @@ pub(super) fn import(a: ImportArgs) -> Result<(), CommandError> {
     }
     if let Some(publish) = &a.publish {
         let reg = match publish {
-            Some(dir) => crate::registry::open(dir),
-            None => a.registry.open(),
+            Some(dir) => crate::registry::open(dir)?,
+            None => a.registry.open()?,
         };
         publish_artifact(&*reg, &built.artifact, path, a.alias.as_deref())?;
     }

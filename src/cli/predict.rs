@@ -47,7 +47,7 @@ pub struct PredictArgs {
 /// Runs `treeserve predict`.
 pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
     use std::io::IsTerminal;
-    let reg = a.registry.open();
+    let reg = a.registry.open()?;
     let name = match a.model {
         Some(m) => m,
         None => match reg.models()?.as_slice() {

@@ -74,7 +74,7 @@ pub struct RollbackArgs {
 pub(super) fn publish(a: PublishArgs) -> Result<(), CommandError> {
     let bytes = std::fs::read(&a.artifact).map_err(io_err(&a.artifact))?;
     if a.if_empty {
-        let reg = a.registry.open();
+        let reg = a.registry.open()?;
         let name = crate::model::read_manifest(&bytes)
             .map_err(|source| CommandError::Artifact {
                 path: a.artifact.display().to_string(),
@@ -92,7 +92,7 @@ pub(super) fn publish(a: PublishArgs) -> Result<(), CommandError> {
         }
     }
     publish_artifact(
-        &*a.registry.open(),
+        &*a.registry.open()?,
         &bytes,
         a.artifact.display().to_string(),
         a.alias.as_deref(),
@@ -101,7 +101,7 @@ pub(super) fn publish(a: PublishArgs) -> Result<(), CommandError> {
 
 /// Runs `treeserve models`.
 pub(super) fn models(a: ModelsArgs) -> Result<(), CommandError> {
-    let reg = a.registry.open();
+    let reg = a.registry.open()?;
     match (&a.name, a.compare) {
         (Some(name), true) => {
             print!("{}", crate::report::compare_text(&*reg, name)?);
@@ -135,7 +135,7 @@ fn verify(reg: &dyn Registry, model: &str, alias: &str, version: u64) -> Result<
 
 /// Runs `treeserve promote`.
 pub(super) fn promote(a: PromoteArgs) -> Result<(), CommandError> {
-    let reg = a.registry.open();
+    let reg = a.registry.open()?;
     verify(&*reg, &a.name, &a.alias, a.version)?;
     let rec = reg.set_alias(&a.name, &a.alias, a.version)?;
     println!("{} alias {} -> version {}", a.name, a.alias, rec.version);
@@ -144,7 +144,7 @@ pub(super) fn promote(a: PromoteArgs) -> Result<(), CommandError> {
 
 /// Runs `treeserve rollback`.
 pub(super) fn rollback(a: RollbackArgs) -> Result<(), CommandError> {
-    let reg = a.registry.open();
+    let reg = a.registry.open()?;
     if let Some(&previous) = reg.alias(&a.name, &a.alias)?.history.last() {
         verify(&*reg, &a.name, &a.alias, previous)?;
     }
@@ -190,7 +190,7 @@ pub(super) fn publish_artifact(
 
 fn list_models(
     reg: &dyn Registry,
-    location: &std::path::Path,
+    location: &crate::registry::Location,
     only: Option<&str>,
     json: bool,
 ) -> Result<(), CommandError> {
@@ -251,7 +251,7 @@ fn list_models(
         return super::print_out(&out);
     }
     if listing.is_empty() {
-        let _ = writeln!(out, "no models in {}", location.display());
+        let _ = writeln!(out, "no models in {}", location);
     }
     for m in &listing {
         let _ = writeln!(out, "{}", m["name"].as_str().unwrap_or_default());

@@ -42,7 +42,7 @@ pub struct TrainArgs {
     /// Without --alias it goes through the gate: published under `staging`, promoted to
     /// `production` only if it passes (exit code 3 if not).
     #[arg(long, num_args = 0..=1, value_name = "REGISTRY")]
-    pub publish: Option<Option<PathBuf>>,
+    pub publish: Option<Option<crate::registry::Location>>,
     /// Registry (for --dataset and --publish).
     #[command(flatten)]
     pub registry: RegistryArg,
@@ -114,7 +114,7 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
         Some(Some(dir)) => dir.clone(),
         _ => a.registry.registry.clone(),
     };
-    let reg = crate::registry::open(&registry);
+    let reg = crate::registry::open(&registry)?;
     let base = TrainConfig {
         name: a.name.clone(),
         target: a.labels.target.clone(),
@@ -126,7 +126,7 @@ pub(super) fn train(a: TrainArgs) -> Result<(), CommandError> {
             return Err(regression_needs_a_file("--dataset"));
         }
         (Some(r), _) => {
-            let store = DatasetStore::new(a.registry.open());
+            let store = DatasetStore::new(a.registry.open()?);
             let r = crate::data::DatasetRef::parse(r).map_err(LifecycleError::from)?;
             let (data, m) = crate::lifecycle::load_dataset(&store, &r)?;
             (crate::lifecycle::train_on(&data, &m, &base)?, data)
@@ -229,7 +229,7 @@ pub(super) fn retrain(a: RetrainArgs) -> Result<(), CommandError> {
     if a.params.config().task == Task::Regression {
         return Err(regression_needs_a_file("retrain"));
     }
-    let registry = a.registry.open();
+    let registry = a.registry.open()?;
     let config = RetrainConfig {
         name: a.name.clone(),
         drop_dir,
@@ -297,7 +297,7 @@ pub(super) fn retrain(a: RetrainArgs) -> Result<(), CommandError> {
 
 /// Runs `treeserve report`.
 pub(super) fn report(a: ReportArgs) -> Result<(), CommandError> {
-    let reg = a.registry.open();
+    let reg = a.registry.open()?;
     reg.versions(&a.name)?;
     let html = crate::report::html(&*reg, Some(&DatasetStore::new(reg.clone())), &a.name)?;
     std::fs::write(&a.out, html).map_err(io_err(&a.out))?;

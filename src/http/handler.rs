@@ -324,7 +324,7 @@ mod tests {
 
     fn state() -> AppState {
         let state = AppState::new(
-            crate::ServeConfig::new("models"),
+            crate::ServeConfig::new(std::path::Path::new("models")),
             Arc::new(crate::registry::FsRegistry::new("models")),
         );
         state.fleet().reload();

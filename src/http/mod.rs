@@ -116,6 +116,9 @@ pub enum ServeError {
     /// the message).
     #[error("{0}")]
     NothingToServe(String),
+    /// The registry cannot be used (`--registry` refused, or its configuration).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 impl Server {

@@ -48,7 +48,8 @@ use write::{locked, publish_dir};
 pub const ARTIFACT_FILE: &str = "model.tsm";
 /// Directory under the root that holds datasets.
 pub const DATASETS_DIR: &str = "_datasets";
-const HISTORY_LIMIT: usize = 100;
+/// Most earlier versions an alias remembers.
+pub(crate) const HISTORY_LIMIT: usize = 100;
 
 /// A registry stored under one directory.
 #[derive(Debug, Clone)]

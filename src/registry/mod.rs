@@ -8,6 +8,8 @@
 //! or writes either goes through the trait, never through a backend's storage directly.
 
 mod fs;
+mod location;
+mod object;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -18,12 +20,29 @@ pub use fs::{
     DATASETS_DIR, FsRegistry, MAX_ALIAS_BYTES, MAX_ARTIFACT_BYTES, MAX_RECORD_BYTES, STALE_AFTER,
     parse_version,
 };
+pub use location::{Cloud, Location, LocationError};
+pub use object::ObjectRegistry;
 pub use watch::{keep_watching, watch};
 
-/// The registry at `location`: the one place a backend is chosen (today a directory;
-/// object storage and MLflow will be picked here by the location's scheme).
-pub fn open(location: impl AsRef<std::path::Path>) -> std::sync::Arc<dyn Registry> {
-    std::sync::Arc::new(FsRegistry::new(location.as_ref()))
+/// The registry at `location`: the one place a backend is chosen, by the location's
+/// scheme. Nothing is contacted yet; a remote registry fails here only when its
+/// configuration (e.g. credentials in the environment) cannot be used.
+pub fn open(location: &Location) -> Result<std::sync::Arc<dyn Registry>, RegistryError> {
+    Ok(match location {
+        Location::Dir(dir) => std::sync::Arc::new(FsRegistry::new(dir)),
+        Location::Object {
+            cloud,
+            bucket,
+            prefix,
+        } => std::sync::Arc::new(ObjectRegistry::new(*cloud, bucket, prefix)?),
+        Location::Mlflow { url } => {
+            return Err(RegistryError::Remote {
+                op: "open",
+                url: format!("mlflow+{url}"),
+                detail: "the MLflow registry is not available in this build yet".into(),
+            });
+        }
+    })
 }
 
 /// The alias the server follows by default.
@@ -95,6 +114,30 @@ pub enum RegistryError {
         /// The versions directory.
         path: String,
     },
+    /// A call to a remote registry (object store, MLflow) failed: unreachable, refused,
+    /// or timed out.
+    #[error("{op} {url}: {detail}")]
+    Remote {
+        /// What was being done.
+        op: &'static str,
+        /// The object or endpoint.
+        url: String,
+        /// What went wrong, and what to do.
+        detail: String,
+    },
+    /// A conditional write kept losing to other writers.
+    #[error(
+        "{what} kept changing under this update ({tries} tries): another writer is moving it; run it again"
+    )]
+    Contended {
+        /// What was being updated.
+        what: String,
+        /// Tries made.
+        tries: usize,
+    },
+    /// `--registry` was refused.
+    #[error(transparent)]
+    Location(#[from] LocationError),
     /// A registry file is unreadable.
     #[error("corrupt registry file {path}: {detail}")]
     Corrupt {
