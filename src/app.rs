@@ -51,6 +51,15 @@ impl Application {
             missing_registry(&config)?;
         }
         let registry = crate::registry::open(&config.registry)?;
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir).map_err(|source| {
+                crate::registry::RegistryError::Io {
+                    op: "create the cache directory (--cache-dir)",
+                    path: dir.display().to_string(),
+                    source,
+                }
+            })?;
+        }
         let state = Arc::new(AppState::new(config, registry));
         let server = Server::bind(state.clone()).await?;
         let fleet = state.fleet().clone();
@@ -77,7 +86,7 @@ impl Application {
         let follower = Follower::spawn(
             fleet,
             &FollowOptions {
-                poll_interval: config.poll_interval,
+                poll_interval: config.poll_interval(),
                 watch: !config.no_watch,
                 sighup: true,
             },

@@ -84,10 +84,19 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_MAX_TREES", default_value_t = 4096, value_parser = at_least_one)]
     pub max_trees: usize,
 
-    /// Reconcile with the registry this often even without file events (`0s`: never).
+    /// Reconcile with the registry this often even without file events (`0s`: never;
+    /// each wait is jittered by ±10% and backs off while the registry is unreachable).
     /// Alone, it covers file systems without inotify (NFS, some Kubernetes volumes).
-    #[arg(long, env = "TREESERVE_POLL_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub poll_interval: Duration,
+    /// Default: 2s for a directory, 10s for object stores and MLflow (each poll of an
+    /// unmoved alias is one small conditional request).
+    #[arg(long, env = "TREESERVE_POLL_INTERVAL", value_parser = humantime::parse_duration)]
+    pub poll_interval: Option<Duration>,
+
+    /// Keep verified artifacts and the last aliases seen here: a replica that starts
+    /// while the registry is unreachable serves the versions it last verified, and a
+    /// restart does not download an artifact again. Created if missing.
+    #[arg(long, env = "TREESERVE_CACHE_DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
 
     /// Do not watch the registry for file events; rely on polling alone.
     #[arg(long, env = "TREESERVE_NO_WATCH")]
@@ -139,6 +148,16 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 }
 
 impl ServeConfig {
+    /// `--poll-interval`, or its default for the registry: 2 s for a directory (file
+    /// events do most of the work), 10 s for a remote registry.
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval
+            .unwrap_or(match self.registry {
+                crate::registry::Location::Dir(_) => Duration::from_secs(2),
+                _ => Duration::from_secs(10),
+            })
+    }
+
     /// A configuration with the defaults, for `registry`.
     pub fn new(registry: impl Into<crate::registry::Location>) -> Self {
         Self {
@@ -159,7 +178,8 @@ impl ServeConfig {
             max_tree_nodes: 1 << 20,
             max_tree_depth: 512,
             max_trees: 4096,
-            poll_interval: Duration::from_secs(2),
+            poll_interval: None,
+            cache_dir: None,
             no_watch: false,
             wait_for_model: false,
             allow_schema_change: false,

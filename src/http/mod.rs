@@ -57,6 +57,12 @@ impl AppState {
     /// benchmarks all build it here.
     pub fn new(config: ServeConfig, registry: Arc<dyn Registry>) -> Self {
         let metrics = Arc::new(Metrics::new());
+        let contact = metrics.clone();
+        let registry = Arc::new(crate::registry::Cached::new(
+            registry,
+            config.cache_dir.as_deref(),
+            Arc::new(move |up| contact.registry_contact(up)),
+        ));
         let fleet = Arc::new(Fleet::new(
             registry,
             config.models.clone(),

@@ -47,6 +47,18 @@ pub const DRIFT_PSI: &str = "drift_psi";
 pub const DRIFT_OUT_OF_RANGE_TOTAL: &str = "drift_out_of_range_total";
 /// `treeserve_drift_window_rows{model}`.
 pub const DRIFT_WINDOW_ROWS: &str = "drift_window_rows";
+/// `treeserve_registry_up`.
+pub const REGISTRY_UP: &str = "registry_up";
+/// `treeserve_registry_last_contact_timestamp_seconds`.
+pub const REGISTRY_LAST_CONTACT_TIMESTAMP_SECONDS: &str =
+    "registry_last_contact_timestamp_seconds";
+
+/// Now, in seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
 
 /// Every metric's name (without the `treeserve_` prefix), each documented in
 /// `docs/metrics.md` (a unit test checks that the page names each one).
@@ -66,6 +78,8 @@ pub const NAMES: &[&str] = &[
     DRIFT_PSI,
     DRIFT_OUT_OF_RANGE_TOTAL,
     DRIFT_WINDOW_ROWS,
+    REGISTRY_UP,
+    REGISTRY_LAST_CONTACT_TIMESTAMP_SECONDS,
 ];
 
 /// Request duration buckets (seconds): 10 µs to 10 s, dense below a millisecond where
@@ -184,6 +198,10 @@ pub struct Metrics {
     last_swap: prometheus::Gauge,
     ready: prometheus::IntGauge,
     panics: prometheus::IntCounter,
+    registry_up: prometheus::IntGauge,
+    registry_contact: prometheus::Gauge,
+    /// 0 before any contact, 1 up, 2 down: what the log last said.
+    registry_state: std::sync::atomic::AtomicU8,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -242,6 +260,16 @@ impl Metrics {
             "1 while the server is ready: the models it must serve are loaded (/health/ready answers 200), else 0.",
         ))
         .expect("valid metric");
+        let registry_up = prometheus::IntGauge::with_opts(opts(
+            REGISTRY_UP,
+            "1 while the registry answers, 0 while it cannot be reached (the server keeps serving what it loaded, or what --cache-dir holds).",
+        ))
+        .expect("valid metric");
+        let registry_contact = prometheus::Gauge::with_opts(opts(
+            REGISTRY_LAST_CONTACT_TIMESTAMP_SECONDS,
+            "When the registry last answered, in seconds since the Unix epoch.",
+        ))
+        .expect("valid metric");
         let panics = prometheus::IntCounter::with_opts(opts(
             HTTP_REQUEST_PANICS_TOTAL,
             "Requests whose handler panicked (a bug): each was answered 500, the server carried on.",
@@ -254,6 +282,8 @@ impl Metrics {
             Box::new(model_loads.clone()),
             Box::new(build_info),
             Box::new(last_swap.clone()),
+            Box::new(registry_up.clone()),
+            Box::new(registry_contact.clone()),
             #[cfg(target_os = "linux")]
             Box::new(prometheus::process_collector::ProcessCollector::new(
                 std::process::id() as i32,
@@ -269,6 +299,34 @@ impl Metrics {
             last_swap,
             ready,
             panics,
+            registry_up,
+            registry_contact,
+            registry_state: Default::default(),
+        }
+    }
+
+    /// Whether the registry answered its last call (false before any call).
+    pub fn registry_is_up(&self) -> bool {
+        self.registry_up.get() == 1
+    }
+
+    /// Records whether a registry call was answered (`true`) or the registry could not be
+    /// reached; says so in the log when that changes.
+    pub fn registry_contact(&self, up: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        const UP: u8 = 1;
+        const DOWN: u8 = 2;
+        self.registry_up.set(i64::from(up));
+        if up {
+            self.registry_contact.set(unix_now());
+        }
+        let was = self.registry_state.swap(if up { UP } else { DOWN }, Relaxed);
+        match (was, up) {
+            (DOWN, true) => tracing::info!("the registry answers again"),
+            (w, false) if w != DOWN => tracing::warn!(
+                "the registry cannot be reached: serving the versions loaded (or cached with --cache-dir) until it answers (said once until it answers)"
+            ),
+            _ => {}
         }
     }
 
@@ -310,10 +368,7 @@ impl Metrics {
 
     /// Records that a model version was swapped in now.
     pub fn swapped(&self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.last_swap.set(now);
+        self.last_swap.set(unix_now());
     }
 
     /// Sets whether the server is ready (`/health/ready` answers 200).

@@ -7,6 +7,7 @@
 //! few small files (see [`crate::data`] for what the files hold). Everything that reads
 //! or writes either goes through the trait, never through a backend's storage directly.
 
+mod cache;
 mod fs;
 mod location;
 mod object;
@@ -20,6 +21,7 @@ pub use fs::{
     DATASETS_DIR, FsRegistry, MAX_ALIAS_BYTES, MAX_ARTIFACT_BYTES, MAX_RECORD_BYTES, STALE_AFTER,
     parse_version,
 };
+pub use cache::{Cached, OnContact};
 pub use location::{Cloud, Location, LocationError};
 pub use object::ObjectRegistry;
 pub use watch::{keep_watching, watch};

@@ -202,6 +202,11 @@ impl Fleet {
         }
     }
 
+    /// The metric handles.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Finds the models to serve (unless named on the command line) and reloads each.
     /// Blocking (file I/O): call from a blocking thread.
     pub fn reload(&self) -> FleetReport {

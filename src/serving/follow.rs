@@ -41,15 +41,21 @@ impl Follower {
             .watch
             .then(|| fleet.registry().local_dir().map(PathBuf::from))
             .flatten();
+        let metrics = fleet.metrics().clone();
         let mut tasks = vec![tokio::spawn(reload_task(fleet, signal.clone(), log))];
         if !opts.poll_interval.is_zero() {
             let (signal, period) = (signal.clone(), opts.poll_interval);
             tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(period);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut jitter = Jitter::new();
+                let mut down = 0u32;
                 loop {
-                    tick.tick().await;
+                    tokio::time::sleep(poll_wait(period, down, jitter.next())).await;
                     signal.notify_one();
+                    down = if metrics.registry_is_up() {
+                        0
+                    } else {
+                        down.saturating_add(1)
+                    };
                 }
             }));
         }
@@ -83,6 +89,38 @@ impl Follower {
     }
 }
 
+/// The wait before the next poll: `period` scaled by `unit` (in [0, 1): ±10%), doubled
+/// for each poll in a row that found the registry unreachable (at most 8×, and at most
+/// 60 s unless `period` is longer), so a fleet neither polls in lockstep nor hammers a
+/// registry that is down.
+pub fn poll_wait(period: Duration, down: u32, unit: f64) -> Duration {
+    let backoff = period.saturating_mul(1 << down.min(3));
+    let capped = backoff.min(period.max(Duration::from_secs(60)));
+    capped.mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0))
+}
+
+/// A small pseudo-random sequence in [0, 1), seeded per process and task (xorshift):
+/// enough to spread a fleet's polls.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Self((nanos ^ (u64::from(std::process::id()) << 32)) | 1)
+    }
+
+    fn next(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// Asks the reload task to reconcile with the registry now, as a file event, the poll or
 /// SIGHUP do (requests coalesce).
 #[derive(Debug, Clone)]
@@ -100,6 +138,25 @@ impl Drop for Follower {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_are_jittered_and_back_off_while_the_registry_is_down() {
+        let s = Duration::from_secs(10);
+        assert_eq!(poll_wait(s, 0, 0.5), s);
+        assert_eq!(poll_wait(s, 0, 0.0), Duration::from_secs(9));
+        assert_eq!(poll_wait(s, 1, 0.5), Duration::from_secs(20));
+        assert_eq!(poll_wait(s, 9, 0.5), Duration::from_secs(60));
+        assert_eq!(poll_wait(Duration::from_secs(100), 3, 0.5), Duration::from_secs(100));
+        let mut j = Jitter::new();
+        let v: Vec<f64> = (0..1000).map(|_| j.next()).collect();
+        assert!(v.iter().all(|x| (0.0..1.0).contains(x)));
+        assert!(v.iter().any(|x| *x < 0.1) && v.iter().any(|x| *x > 0.9));
     }
 }
 

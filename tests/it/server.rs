@@ -190,7 +190,7 @@ async fn the_library_entry_point_serves_follows_and_stops() {
     let reg = TestRegistry::with_iris();
     let mut config = treeserve::ServeConfig::new(reg.path());
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.poll_interval = Duration::ZERO;
+    config.poll_interval = Some(Duration::ZERO);
     config.no_watch = true;
     let app = treeserve::Application::build(config).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
