@@ -52,12 +52,10 @@ impl Application {
         }
         let registry = crate::registry::open(&config.registry)?;
         if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir).map_err(|source| {
-                crate::registry::RegistryError::Io {
-                    op: "create the cache directory (--cache-dir)",
-                    path: dir.display().to_string(),
-                    source,
-                }
+            std::fs::create_dir_all(dir).map_err(|source| crate::registry::RegistryError::Io {
+                op: "create the cache directory (--cache-dir)",
+                path: dir.display().to_string(),
+                source,
             })?;
         }
         let state = Arc::new(AppState::new(config, registry));
@@ -69,7 +67,7 @@ impl Application {
             Ok(report) => {
                 log.log(&report);
                 if !state.config.wait_for_model {
-                    nothing_served(&fleet, &state.config)?;
+                    nothing_served(&fleet, &state.config, report.discovery.as_ref())?;
                 }
                 log_first_load(&fleet, &state.config);
             }
@@ -187,10 +185,21 @@ fn missing_registry(config: &ServeConfig) -> Result<(), ServeError> {
 
 /// Without `--wait-for-model`: the first load leaving nothing served is a mistake (no
 /// model has the alias, or none loads), said at once instead of answering 503 forever.
-fn nothing_served(fleet: &Fleet, config: &ServeConfig) -> Result<(), ServeError> {
+fn nothing_served(
+    fleet: &Fleet,
+    config: &ServeConfig,
+    discovery: Option<&crate::registry::RegistryError>,
+) -> Result<(), ServeError> {
     let models = fleet.models();
     if models.iter().any(|c| c.current().is_some()) {
         return Ok(());
+    }
+    if !fleet.metrics().registry_is_up() {
+        let why = discovery.map_or_else(String::new, |e| format!(" ({e})"));
+        return Err(ServeError::NothingToServe(format!(
+            "registry {} cannot be reached{why} and nothing is cached for alias {}: check the registry and its credentials, pass --cache-dir so replicas can start from the versions they last verified, or pass --wait-for-model to wait for it",
+            config.registry, config.alias
+        )));
     }
     let (reg, alias) = (&config.registry, &config.alias);
     let names: Vec<&str> = models.iter().map(|c| c.name()).collect();

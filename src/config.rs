@@ -151,11 +151,10 @@ impl ServeConfig {
     /// `--poll-interval`, or its default for the registry: 2 s for a directory (file
     /// events do most of the work), 10 s for a remote registry.
     pub fn poll_interval(&self) -> Duration {
-        self.poll_interval
-            .unwrap_or(match self.registry {
-                crate::registry::Location::Dir(_) => Duration::from_secs(2),
-                _ => Duration::from_secs(10),
-            })
+        self.poll_interval.unwrap_or(match self.registry {
+            crate::registry::Location::Dir(_) => Duration::from_secs(2),
+            _ => Duration::from_secs(10),
+        })
     }
 
     /// A configuration with the defaults, for `registry`.

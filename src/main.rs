@@ -14,8 +14,8 @@ fn main() {
     let cli = treeserve::cli::Cli::parse();
     let verbose = cli.verbose || std::env::var_os("TREESERVE_BACKTRACE").is_some_and(|v| v == "1");
     VERBOSE.store(verbose, std::sync::atomic::Ordering::Relaxed);
-    let filter =
-        EnvFilter::try_from_env("TREESERVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("TREESERVE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,object_store=warn,reqwest=warn,hyper_util=warn"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -50,8 +50,7 @@ pub const DRIFT_WINDOW_ROWS: &str = "drift_window_rows";
 /// `treeserve_registry_up`.
 pub const REGISTRY_UP: &str = "registry_up";
 /// `treeserve_registry_last_contact_timestamp_seconds`.
-pub const REGISTRY_LAST_CONTACT_TIMESTAMP_SECONDS: &str =
-    "registry_last_contact_timestamp_seconds";
+pub const REGISTRY_LAST_CONTACT_TIMESTAMP_SECONDS: &str = "registry_last_contact_timestamp_seconds";
 
 /// Now, in seconds since the Unix epoch.
 fn unix_now() -> f64 {
@@ -320,7 +319,9 @@ impl Metrics {
         if up {
             self.registry_contact.set(unix_now());
         }
-        let was = self.registry_state.swap(if up { UP } else { DOWN }, Relaxed);
+        let was = self
+            .registry_state
+            .swap(if up { UP } else { DOWN }, Relaxed);
         match (was, up) {
             (DOWN, true) => tracing::info!("the registry answers again"),
             (w, false) if w != DOWN => tracing::warn!(

@@ -62,7 +62,10 @@ impl Cached {
     }
 
     /// Calls the registry and reports whether it answered.
-    fn call<T>(&self, f: impl FnOnce(&dyn Registry) -> Result<T, RegistryError>) -> Result<T, RegistryError> {
+    fn call<T>(
+        &self,
+        f: impl FnOnce(&dyn Registry) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
         let r = f(&*self.inner);
         (self.on_contact)(!matches!(&r, Err(e) if unreachable(e)));
         r
@@ -190,7 +193,10 @@ impl Registry for Cached {
         if self.dir.is_some() && crate::model::unseal(&bytes).is_ok() {
             let sha = crate::model::sha256_hex(&bytes);
             self.store(&["artifacts", &sha], &bytes);
-            self.store(&["models", model, &format!("{version}.version")], sha.as_bytes());
+            self.store(
+                &["models", model, &format!("{version}.version")],
+                sha.as_bytes(),
+            );
         }
         Ok(bytes)
     }

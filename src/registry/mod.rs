@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use cache::{Cached, OnContact};
 pub use fs::{
     DATASETS_DIR, FsRegistry, MAX_ALIAS_BYTES, MAX_ARTIFACT_BYTES, MAX_RECORD_BYTES, STALE_AFTER,
     parse_version,
 };
-pub use cache::{Cached, OnContact};
 pub use location::{Cloud, Location, LocationError};
 pub use object::ObjectRegistry;
 pub use watch::{keep_watching, watch};

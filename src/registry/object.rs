@@ -198,7 +198,7 @@ impl ObjectRegistry {
         RegistryError::Remote {
             op,
             url: self.url(key),
-            detail: format!("{}{}", one_line(&e.to_string()), hint(&e)),
+            detail: format!("{}{}", describe(&e), hint(&e)),
         }
     }
 
@@ -419,9 +419,45 @@ enum Put {
     Lost,
 }
 
-/// The first line of a store's error, without its repeated causes.
-fn one_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).trim().to_owned()
+/// A store's error in a line: its last cause, and how many tries were made (the
+/// crate's message repeats the request and the retry settings).
+fn describe(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let s = text.lines().next().unwrap_or(&text).trim();
+    let mut cause = s.rsplit_once(" - ").map_or(s, |(_, c)| c.trim()).to_owned();
+    // A store's XML error body: its code and message say it best (e.g. NoSuchBucket).
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let len = text[start..].find('<')?;
+        Some(text[start..start + len].trim().to_owned())
+    };
+    if let Some(code) = tag("Code") {
+        let status = cause.split(':').next().unwrap_or_default().to_owned();
+        cause = match tag("Message") {
+            Some(m) => format!("{status}: {code}: {m}"),
+            None => format!("{status}: {code}"),
+        };
+        if code == "NoSuchBucket" || code == "ContainerNotFound" {
+            cause.push_str(" (create it, or fix --registry)");
+        }
+    }
+    let tries = s
+        .find(" after ")
+        .and_then(|i| s[i + 7..].split(',').next())
+        .filter(|t| t.ends_with("retries"))
+        .map(|t| format!(" (after {t})"))
+        .unwrap_or_default();
+    let mut out = format!("{cause}{tries}");
+    if out.len() > 300 {
+        let mut end = 300;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
+    }
+    out
 }
 
 impl Registry for ObjectRegistry {

@@ -152,7 +152,10 @@ mod tests {
         assert_eq!(poll_wait(s, 0, 0.0), Duration::from_secs(9));
         assert_eq!(poll_wait(s, 1, 0.5), Duration::from_secs(20));
         assert_eq!(poll_wait(s, 9, 0.5), Duration::from_secs(60));
-        assert_eq!(poll_wait(Duration::from_secs(100), 3, 0.5), Duration::from_secs(100));
+        assert_eq!(
+            poll_wait(Duration::from_secs(100), 3, 0.5),
+            Duration::from_secs(100)
+        );
         let mut j = Jitter::new();
         let v: Vec<f64> = (0..1000).map(|_| j.next()).collect();
         assert!(v.iter().all(|x| (0.0..1.0).contains(x)));
