@@ -242,9 +242,11 @@ async fn swaps_under_load_lose_no_request() {
     let app = Arc::new(App::spawn(reg.path(), &["--poll-interval", "500ms"]));
     let bytes = std::fs::read(reg.train("v.tsm", &["--max-depth", "3"])).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    // Clients that have had their first answer (version 1, before any publish).
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..4)
         .map(|_| {
-            let (app, stop) = (app.clone(), stop.clone());
+            let (app, stop, started) = (app.clone(), stop.clone(), started.clone());
             tokio::spawn(async move {
                 // One keep-alive connection per task.
                 let client = reqwest::Client::builder()
@@ -272,6 +274,9 @@ async fn swaps_under_load_lose_no_request() {
                                     .parse()
                                     .unwrap(),
                             );
+                            if seen.len() == 1 {
+                                started.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                         _ => failures += 1,
                     }
@@ -280,7 +285,10 @@ async fn swaps_under_load_lose_no_request() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for(Duration::from_secs(10), || async {
+        started.load(Ordering::Relaxed) == 4
+    })
+    .await;
     let mut published = vec![1u64];
     for _ in 0..50 {
         published.push(publish(&reg, &bytes));
