@@ -27,6 +27,7 @@ for_each_store!(
     an_outage_is_served_through_and_a_replica_starts_from_its_cache,
     corrupt_and_oversized_objects_never_replace_the_served_model,
     racing_publishers_and_promoters_lose_nothing,
+    every_registry_command_works_on_the_store,
 );
 
 /// Waits until `f` holds, polling every 20 ms; fails after `limit`. Returns the time.
@@ -313,6 +314,134 @@ async fn racing_publishers_and_promoters_lose_nothing(kind: Kind) {
     seen.push(alias["version"].as_u64().unwrap());
     seen.sort_unstable();
     assert_eq!(seen, (1..=2 * per as u64).collect::<Vec<_>>(), "{alias}");
+}
+
+async fn every_registry_command_works_on_the_store(kind: Kind) {
+    let store = Store::start(kind);
+    let work = tempfile::tempdir().unwrap();
+    let reg = store.registry("lifecycle");
+    let csv = crate::common::iris_csv();
+    let csv = csv.to_str().unwrap();
+    // Datasets: add, append, list.
+    let (head, rows) = {
+        let text = std::fs::read_to_string(csv).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let head = lines.remove(0);
+        (head, lines)
+    };
+    let part = |name: &str, rows: &[String]| {
+        let p = work.path().join(name);
+        std::fs::write(&p, format!("{head}\n{}\n", rows.join("\n"))).unwrap();
+        p
+    };
+    let first = part("first.csv", &rows[..120]);
+    store.treeserve_ok(&[
+        "data",
+        "add",
+        first.to_str().unwrap(),
+        "--name",
+        "iris",
+        "--registry",
+        &reg,
+    ]);
+    let more = part("more.csv", &rows[120..]);
+    store.treeserve_ok(&[
+        "data",
+        "add",
+        more.to_str().unwrap(),
+        "--name",
+        "iris",
+        "--registry",
+        &reg,
+        "--append",
+    ]);
+    let listed = store.treeserve_ok(&["data", "list", "--registry", &reg]);
+    assert!(listed.contains("iris"), "{listed}");
+    // Train on the dataset through the gate, publish, promote.
+    let out = store
+        .command(
+            &[
+                "train",
+                "--dataset",
+                "iris",
+                "--publish",
+                "--registry",
+                &reg,
+            ],
+            true,
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let models: serde_json::Value =
+        serde_json::from_str(&store.treeserve_ok(&["models", "--registry", &reg, "--json"]))
+            .unwrap();
+    assert_eq!(models[0]["name"], "iris");
+    assert_eq!(models[0]["aliases"]["production"]["version"], 1, "{models}");
+    // The gate's record, the comparison and the report read the store.
+    let compare = store.treeserve_ok(&["models", "iris", "--compare", "--registry", &reg]);
+    assert!(compare.contains("accuracy"), "{compare}");
+    let html = work.path().join("report.html");
+    store.treeserve_ok(&[
+        "report",
+        "iris",
+        "--registry",
+        &reg,
+        "--out",
+        html.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read_to_string(&html).unwrap().contains("<html"));
+    // Continuous training, once: new rows become a dataset version and a gated model.
+    let incoming = work.path().join("incoming");
+    std::fs::create_dir(&incoming).unwrap();
+    // Rows not seen before: new ids, the sepal length moved by 0.05.
+    let fresh: Vec<String> = rows[..30]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut f: Vec<String> = r.split(',').map(str::to_owned).collect();
+            f[0] = (1000 + i).to_string();
+            f[1] = format!("{:.2}", f[1].parse::<f64>().unwrap() + 0.05);
+            f.join(",")
+        })
+        .collect();
+    std::fs::write(
+        incoming.join("new.csv"),
+        format!("{head}\n{}\n", fresh.join("\n")),
+    )
+    .unwrap();
+    let out = store
+        .command(
+            &[
+                "retrain",
+                "--name",
+                "iris",
+                "--registry",
+                &reg,
+                "--once",
+                incoming.to_str().unwrap(),
+            ],
+            true,
+        )
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let versions: serde_json::Value =
+        serde_json::from_str(&store.treeserve_ok(&["models", "--registry", &reg, "--json"]))
+            .unwrap();
+    assert_eq!(
+        versions[0]["versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
 }
 
 #[test]
