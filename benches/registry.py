@@ -17,7 +17,7 @@ target/objstore-env and target/azurite), with a release treeserve:
                  --cache-dir, and from a warm cache (the artifact is not downloaded again);
                  median of 5 starts each. --artifact picks the model (default: IRIS trained
                  here; a large imported ensemble shows the download's share).
---quick: 3 moves at a 1 s interval, 5 s idle, 1 start each (CI's check that it runs).
+--quick: 3 moves at a 1 s interval, 13 s idle (a poll at the default interval), 1 start each (CI's check that it runs).
 """
 
 import argparse
@@ -235,7 +235,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        args.moves, args.poll_interval, args.idle, args.starts = 3, "1s", 5, 1
+        args.moves, args.poll_interval, args.idle, args.starts = 3, "1s", 13, 1
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     binary = str(ROOT / "target/release/treeserve")
     results = []
