@@ -7,7 +7,8 @@
 For each store (S3 on moto, Azure Blob on azurite; the servers .ci/run installs into
 target/objstore-env and target/azurite), with a release treeserve:
   swap latency   one replica follows `production` at --poll-interval; the alias is moved
-                 --moves times between two versions with `treeserve promote`; the time from
+                 --moves times between two versions with `treeserve promote`, each at a
+                 random point of the poll cycle; the time from
                  promote's exit to the first /score answer from the new version (polled every
                  5 ms), p50 / p99 / max;
   idle requests  every HTTP request the replica sends to the store while nothing moves,
@@ -23,6 +24,7 @@ target/objstore-env and target/azurite), with a release treeserve:
 import argparse
 import json
 import os
+import random
 import re
 import socket
 import statistics
@@ -169,6 +171,14 @@ class Replica:
         self.proc.wait()
 
 
+def parse_seconds(text):
+    """`10s`, `500ms`, `1m` → seconds."""
+    m = re.fullmatch(r"([0-9.]+)\s*(ms|s|m)?", text.strip())
+    if not m:
+        sys.exit(f"--poll-interval {text!r}: use e.g. 10s, 500ms, 1m")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[m.group(2)]
+
+
 def pct(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
@@ -185,8 +195,13 @@ def measure(binary, kind, artifact, args, work):
         r = Replica(binary, store, "--poll-interval", args.poll_interval)
         r.ready_after()
         lat, current = [], 1
+        rng = random.Random(7)
+        interval = parse_seconds(args.poll_interval)
         for _ in range(args.moves):
             current = 3 - current
+            # A move lands at a random point of the poll cycle (moving right after the last
+            # swap was seen would always land just after a poll: the worst case).
+            time.sleep(rng.uniform(0, interval))
             treeserve(binary, store, "promote", "iris", str(current), "--registry", reg,
                       "--alias", "production")
             t0 = time.perf_counter()
