@@ -21,6 +21,7 @@ mod no_5xx;
 mod observe;
 mod readme;
 mod registry;
+mod registry_mlflow;
 mod regression;
 mod score;
 mod server;

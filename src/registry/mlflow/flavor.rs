@@ -97,7 +97,7 @@ pub(super) fn choose(flavors: &Flavors) -> Result<(Format, String), String> {
     }
     if flavors.contains_key("sklearn") {
         return Err(format!(
-            "it is an MLflow sklearn-flavor model (a pickle), which treeserve never loads: {PICKLE_HINT}"
+            "it is an MLflow sklearn-flavor model (a pickled or skops-saved Python object), which treeserve never loads: {PICKLE_HINT}"
         ));
     }
     let names: Vec<&str> = flavors.keys().map(String::as_str).collect();

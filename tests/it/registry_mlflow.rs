@@ -1,0 +1,482 @@
+//! The MLflow Model Registry backend through the binary, against the real `mlflow server`
+//! (one per test process, started on first use on a free port with a sqlite backend and
+//! proxied artifacts in a temporary directory, stopped when the process exits), with
+//! models logged by MLflow's own flavors and XGBoost's and LightGBM's own predictions as
+//! the oracle. The venv: `$TREESERVE_MLFLOW_ENV`, default `target/mlflow-env`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// How long a follower may take to serve a moved alias at `--poll-interval 1s`.
+const FOLLOW_WITHIN: Duration = Duration::from_secs(15);
+
+/// The venv with `mlflow` and the frameworks.
+fn mlflow_env() -> PathBuf {
+    let root = std::env::var_os("TREESERVE_MLFLOW_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/mlflow-env"));
+    assert!(
+        root.join("bin/mlflow").exists(),
+        "no MLflow venv at {} (TREESERVE_MLFLOW_ENV): run `bash .ci/run`, which creates it, or \
+         python3 -m venv target/mlflow-env && target/mlflow-env/bin/pip install -r \
+         tests/mlflow/requirements.txt",
+        root.display()
+    );
+    root
+}
+
+fn python() -> PathBuf {
+    mlflow_env().join("bin/python")
+}
+
+struct Server {
+    url: String,
+    /// Closing it (when the test process exits) stops the server (tests/mlflow/server.py).
+    _stdin: Mutex<ChildStdin>,
+}
+
+/// The test process's MLflow server, started on first use: its `http://` URL.
+fn mlflow() -> &'static str {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    &SERVER
+        .get_or_init(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("treeserve-mlflow-")
+                .tempdir()
+                .expect("temp dir")
+                .keep(); // server.py removes it when it stops
+            let mut child = Command::new(python())
+                .arg(repo().join("tests/mlflow/server.py"))
+                .arg(&dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start tests/mlflow/server.py");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("stdout"))
+                .read_line(&mut line)
+                .expect("read server.py's first line");
+            let url = line
+                .trim()
+                .strip_prefix("READY ")
+                .unwrap_or_else(|| panic!("mlflow server did not start: {line:?}"))
+                .to_owned();
+            Server {
+                url,
+                _stdin: Mutex::new(child.stdin.take().expect("stdin")),
+            }
+        })
+        .url
+}
+
+/// `--registry` for the test server.
+fn registry() -> String {
+    format!("mlflow+{}", mlflow())
+}
+
+/// Logs `versions` models of `flavor` as `name` with tests/mlflow/log_models.py (aliasing
+/// the first one `alias`); what the script wrote.
+fn log_models(flavor: &str, name: &str, versions: u32, alias: Option<&str>) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.json");
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("tests/mlflow/log_models.py"))
+        .args([mlflow(), flavor, name, &versions.to_string()])
+        .arg(&out);
+    if let Some(a) = alias {
+        cmd.arg(a);
+    }
+    let o = cmd.output().expect("run log_models.py");
+    assert!(
+        o.status.success(),
+        "log_models.py {flavor} {name} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// Moves an alias in MLflow itself (what `MlflowClient().set_registered_model_alias` sends).
+async fn move_alias_in_mlflow(name: &str, alias: &str, version: u64) {
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/api/2.0/mlflow/registered-models/alias",
+            mlflow()
+        ))
+        .json(&json!({"name": name, "alias": alias, "version": version.to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// A server following `name`'s `alias` in the test MLflow, polling every second.
+fn serve(name: &str, alias: &str) -> App {
+    let reg = registry();
+    App::spawn(
+        Path::new(&reg),
+        &["--model", name, "--alias", alias, "--poll-interval", "1s"],
+    )
+}
+
+async fn served_version(app: &App, body: &str) -> Option<u64> {
+    let r = app.post("/score", body).await;
+    if r.status() != 200 {
+        return None;
+    }
+    r.headers()["x-model-version"].to_str().ok()?.parse().ok()
+}
+
+/// `/score` requests in a loop until stopped: (requests, failures).
+struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, u64)>,
+}
+
+impl Load {
+    fn start(app: &App, body: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, client, url, body) = (
+            stop.clone(),
+            app.client.clone(),
+            app.url("/score"),
+            body.to_owned(),
+        );
+        let task = tokio::spawn(async move {
+            let (mut sent, mut failed) = (0, 0);
+            // Bounded: at most 10 minutes of requests even if never stopped.
+            let until = std::time::Instant::now() + Duration::from_secs(600);
+            while !s.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                sent += 1;
+                let ok = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+                failed += u64::from(!ok);
+            }
+            (sent, failed)
+        });
+        Self { stop, task }
+    }
+
+    async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_promote_rollback_through_mlflow_and_a_server_follows_with_no_failed_request() {
+    let reg = registry();
+    let work = TestRegistry::new();
+    let name = "it-publish";
+    let v1 = work.train("v1.tsm", &["--name", name]);
+    let v2 = work.train("v2.tsm", &["--name", name, "--max-depth", "2"]);
+    let publish = |a: &Path, alias: &[&str]| -> u64 {
+        let mut args = vec!["publish", a.to_str().unwrap(), "--registry", &reg];
+        args.extend_from_slice(alias);
+        treeserve_ok(&args)
+            .trim()
+            .parse()
+            .expect("a version number")
+    };
+    assert_eq!(publish(&v1, &["--alias", "production"]), 1);
+    assert_eq!(publish(&v2, &[]), 2);
+
+    let app = serve(name, "production");
+    assert_eq!(served_version(&app, VERSICOLOR).await, Some(1));
+    let load = Load::start(&app, VERSICOLOR);
+
+    treeserve_ok(&["promote", name, "2", "--registry", &reg]);
+    let took = wait_for(FOLLOW_WITHIN, || async {
+        served_version(&app, VERSICOLOR).await == Some(2)
+    })
+    .await;
+    eprintln!("promote → served in {took:?}");
+    let listed: Value = serde_json::from_str(&treeserve_ok(&[
+        "models",
+        name,
+        "--registry",
+        &reg,
+        "--json",
+    ]))
+    .unwrap();
+    let listed = &listed[0];
+    assert_eq!(listed["name"], name);
+    assert_eq!(listed["aliases"]["production"]["version"], 2);
+    assert_eq!(listed["aliases"]["production"]["history"], json!([1]));
+    let versions: Vec<u64> = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2]);
+
+    treeserve_ok(&["rollback", name, "--registry", &reg]);
+    wait_for(FOLLOW_WITHIN, || async {
+        served_version(&app, VERSICOLOR).await == Some(1)
+    })
+    .await;
+    let (sent, failed) = load.finish().await;
+    eprintln!("{sent} requests during the promote and the rollback, {failed} failed");
+    assert!(sent > 10, "the load loop ran: {sent}");
+    assert_eq!(failed, 0);
+
+    // Nothing earlier to roll back to now; and MLflow itself sees the alias.
+    let out = treeserve(&["rollback", name, "--registry", &reg]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no earlier version"), "{err}");
+    let alias: Value = reqwest::get(format!(
+        "{}/api/2.0/mlflow/registered-models/alias?name={name}&alias=production",
+        mlflow()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(alias["model_version"]["version"], "1");
+}
+
+/// Rows as JSON objects, and the framework's probabilities for version `v`.
+fn oracle(logged: &Value, v: u64) -> (Value, Vec<Vec<f64>>) {
+    let expected = logged["expected"][v.to_string()]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    (logged["rows"].clone(), expected)
+}
+
+/// Scores every row through `/models/NAME/score?probabilities=true`; asserts the version
+/// and that each probability is the framework's.
+async fn assert_answers_like_the_framework(app: &App, name: &str, logged: &Value, v: u64) {
+    let (rows, expected) = oracle(logged, v);
+    let resp = app
+        .post(
+            &format!("/models/{name}/score?probabilities=true"),
+            &rows.to_string(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header_number(&resp, "x-model-version") as u64, v);
+    let out: Value = resp.json().await.unwrap();
+    let out = out["output"].as_array().unwrap();
+    assert_eq!(out.len(), expected.len());
+    let classes = logged["classes"].as_array().unwrap();
+    let mut worst = 0f64;
+    let mut distinct = std::collections::BTreeSet::new();
+    for (o, want) in out.iter().zip(&expected) {
+        for (c, w) in classes.iter().zip(want) {
+            let got = o["probabilities"][c.as_str().unwrap()].as_f64().unwrap();
+            worst = worst.max((got - w).abs());
+        }
+        distinct.insert(o["predicted_class"].as_str().unwrap().to_owned());
+    }
+    eprintln!(
+        "{name} v{v}: {} rows, max abs difference from the framework {worst:e}",
+        out.len()
+    );
+    assert!(
+        worst <= 1e-5,
+        "{name} v{v}: differs from the framework by {worst}"
+    );
+    assert_eq!(
+        distinct.len(),
+        3,
+        "the rows reach every class: {distinct:?}"
+    );
+}
+
+/// A model logged with `flavor` is served with the framework's answers, and an alias moved
+/// in MLflow is followed to the next version, answered like the framework too.
+async fn flavor_is_served_and_followed(flavor: &str) {
+    let name = format!("it-flavor-{flavor}");
+    let logged = log_models(flavor, &name, 2, Some("champion"));
+    let versions: Vec<u64> = logged["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    let app = serve(&name, "champion");
+    assert_answers_like_the_framework(&app, &name, &logged, 1).await;
+    let row = logged["rows"][0].to_string();
+    move_alias_in_mlflow(&name, "champion", 2).await;
+    let took = wait_for(FOLLOW_WITHIN, || async {
+        served_version(&app, &row).await == Some(2)
+    })
+    .await;
+    eprintln!("{flavor}: alias moved in MLflow → served in {took:?}");
+    assert_answers_like_the_framework(&app, &name, &logged, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xgboost_model_logged_with_mlflow_is_served_with_xgboosts_answers_and_followed() {
+    flavor_is_served_and_followed("xgboost").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lightgbm_model_logged_with_mlflow_is_served_with_lightgbms_answers_and_followed() {
+    flavor_is_served_and_followed("lightgbm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sklearn_flavor_version_is_refused_and_the_served_version_keeps_serving() {
+    let reg = registry();
+    let name = "it-sklearn";
+    let work = TestRegistry::new();
+    let v1 = work.train("v1.tsm", &["--name", name]);
+    treeserve_ok(&[
+        "publish",
+        v1.to_str().unwrap(),
+        "--registry",
+        &reg,
+        "--alias",
+        "champion",
+    ]);
+    log_models("sklearn", name, 1, None);
+
+    // The CLI refuses to point an alias at it, saying how to log it instead.
+    let out = treeserve(&[
+        "promote",
+        name,
+        "2",
+        "--alias",
+        "champion",
+        "--registry",
+        &reg,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("sklearn-flavor") && err.contains("mlflow.onnx.log_model"),
+        "{err}"
+    );
+
+    // Moved in MLflow itself: the server says why it does not follow, and keeps serving.
+    let (child, addr) = start(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--registry",
+            &reg,
+            "--model",
+            name,
+            "--alias",
+            "champion",
+            "--poll-interval",
+            "1s",
+        ],
+        Stdio::piped(),
+    );
+    let mut child = Guard(child);
+    let said = Arc::new(Mutex::new(String::new()));
+    let stderr = child.0.stderr.take().unwrap();
+    let s = said.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            s.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let app_url = format!("http://{addr}/score");
+    let client = reqwest::Client::new();
+    let score = || async {
+        let r = client
+            .post(&app_url)
+            .header("content-type", "application/json")
+            .body(VERSICOLOR)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        header_number(&r, "x-model-version") as u64
+    };
+    assert_eq!(score().await, 1);
+    move_alias_in_mlflow(name, "champion", 2).await;
+    let answered = AtomicU64::new(0);
+    wait_for(FOLLOW_WITHIN, || async {
+        assert_eq!(score().await, 1, "still the previous version");
+        answered.fetch_add(1, Ordering::Relaxed);
+        said.lock().unwrap().contains("sklearn-flavor")
+    })
+    .await;
+    let log = said.lock().unwrap().clone();
+    let line = log.lines().find(|l| l.contains("sklearn-flavor")).unwrap();
+    assert!(line.contains("mlflow.onnx.log_model"), "{line}");
+    for _ in 0..20 {
+        assert_eq!(score().await, 1);
+    }
+}
+
+/// Kills the server when dropped.
+struct Guard(std::process::Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_unreachable_mlflow_registry_is_one_clear_line_and_a_failure_without_backtrace() {
+    // A closed port: what a stopped tracking server looks like to a client.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reg = format!("mlflow+http://127.0.0.1:{port}");
+    let work = TestRegistry::new();
+    let artifact = work.train("m.tsm", &[]);
+    for args in [
+        vec!["models", "--registry", &reg],
+        vec!["models", "iris", "--registry", &reg],
+        vec!["publish", artifact.to_str().unwrap(), "--registry", &reg],
+        vec!["promote", "iris", "1", "--registry", &reg],
+        vec!["rollback", "iris", "--registry", &reg],
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("TREESERVE_REGISTRY")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("Error: "), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("127.0.0.1:{port}"))
+                && err.contains("cannot connect")
+                && err.contains("mlflow server"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("backtrace") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+}
