@@ -41,6 +41,9 @@ struct Server {
     url: String,
     /// Closing it (when the test process exits) stops the server (tests/mlflow/server.py).
     _stdin: Mutex<ChildStdin>,
+    /// server.py, never waited for: it outlives the test process by the seconds it takes
+    /// to stop the server.
+    _process: Mutex<std::process::Child>,
 }
 
 /// The test process's MLflow server, started on first use: its `http://` URL.
@@ -72,6 +75,7 @@ fn mlflow() -> &'static str {
             Server {
                 url,
                 _stdin: Mutex::new(child.stdin.take().expect("stdin")),
+                _process: Mutex::new(child),
             }
         })
         .url
