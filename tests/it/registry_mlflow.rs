@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -40,15 +40,54 @@ fn python() -> PathBuf {
     mlflow_env().join("bin/python")
 }
 
+/// An `mlflow server` run by tests/mlflow/server.py.
 struct Server {
     url: String,
     /// Its directory (`server.log` holds one line per request).
     dir: PathBuf,
-    /// Closing it (when the test process exits) stops the server (tests/mlflow/server.py).
-    _stdin: Mutex<ChildStdin>,
-    /// server.py, never waited for: it outlives the test process by the seconds it takes
-    /// to stop the server.
-    _process: Mutex<std::process::Child>,
+    /// Closing it stops the server (server.py then exits): on [`Server::stop`], or when
+    /// the test process exits, however it exits.
+    stdin: Option<ChildStdin>,
+    process: std::process::Child,
+}
+
+impl Server {
+    /// Starts a server on a free port in a fresh directory; waits until it answers.
+    fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("treeserve-mlflow-")
+            .tempdir()
+            .expect("temp dir")
+            .keep(); // server.py removes it when it stops
+        let mut process = Command::new(python())
+            .arg(repo().join("tests/mlflow/server.py"))
+            .arg(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start tests/mlflow/server.py");
+        let mut line = String::new();
+        BufReader::new(process.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read server.py's first line");
+        let url = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("mlflow server did not start: {line:?}"))
+            .to_owned();
+        Self {
+            url,
+            dir,
+            stdin: process.stdin.take(),
+            process,
+        }
+    }
+
+    /// Stops the server and waits until it is gone.
+    fn stop(mut self) {
+        drop(self.stdin.take());
+        self.process.wait().expect("wait for server.py");
+    }
 }
 
 /// The test process's MLflow server, started on first use: its `http://` URL.
@@ -63,35 +102,7 @@ fn mlflow_log() -> String {
 
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("treeserve-mlflow-")
-            .tempdir()
-            .expect("temp dir")
-            .keep(); // server.py removes it when it stops
-        let mut child = Command::new(python())
-            .arg(repo().join("tests/mlflow/server.py"))
-            .arg(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start tests/mlflow/server.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read server.py's first line");
-        let url = line
-            .trim()
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("mlflow server did not start: {line:?}"))
-            .to_owned();
-        Server {
-            url,
-            dir,
-            _stdin: Mutex::new(child.stdin.take().expect("stdin")),
-            _process: Mutex::new(child),
-        }
-    })
+    SERVER.get_or_init(Server::start)
 }
 
 /// `--registry` for the test server.
@@ -306,4 +317,51 @@ fn an_unreachable_mlflow_registry_is_one_clear_line_and_a_failure_without_backtr
             "{err}"
         );
     }
+}
+
+/// Counter `treeserve_model_loads_total{outcome=...}` of a server.
+async fn loads(app: &App, outcome: &str) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let key = format!("treeserve_model_loads_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_keeps_serving_through_an_mlflow_outage_with_no_failed_request() {
+    // A server of its own, to stop.
+    let own = Server::start();
+    let reg = format!("mlflow+{}", own.url);
+    let name = "it-outage";
+    let work = TestRegistry::new();
+    let a = work.train("v1.tsm", &["--name", name]);
+    treeserve_ok(&[
+        "publish",
+        a.to_str().unwrap(),
+        "--registry",
+        &reg,
+        "--alias",
+        "production",
+    ]);
+    let app = App::spawn(Path::new(&reg), &["--model", name, "--poll-interval", "1s"]);
+    assert_eq!(served_version(&app, VERSICOLOR).await, Some(1));
+    let load = Load::start(&app, VERSICOLOR);
+    let health = format!("{}/health", own.url);
+    own.stop();
+    assert!(
+        reqwest::get(&health).await.is_err(),
+        "the MLflow server is stopped"
+    );
+    // Two polls fail (the registry is unreachable) while requests go on.
+    let failed_before = loads(&app, "registry").await;
+    wait_for(FOLLOW_WITHIN, || async {
+        loads(&app, "registry").await >= failed_before + 2
+    })
+    .await;
+    assert_eq!(served_version(&app, VERSICOLOR).await, Some(1));
+    let (sent, failed) = load.finish().await;
+    eprintln!("{sent} requests during the MLflow outage, {failed} failed");
+    assert!(sent > 10, "the load loop ran: {sent}");
+    assert_eq!(failed, 0);
 }
