@@ -365,3 +365,63 @@ async fn a_running_server_keeps_serving_through_an_mlflow_outage_with_no_failed_
     assert!(sent > 10, "the load loop ran: {sent}");
     assert_eq!(failed, 0);
 }
+
+#[test]
+fn train_publish_goes_through_the_gate_with_its_records_kept_in_mlflow() {
+    let reg = registry();
+    let name = "it-gated";
+    let csv = iris_csv();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            csv.to_str().unwrap(),
+            "--name",
+            name,
+            "--publish",
+            &reg,
+        ];
+        args.extend_from_slice(extra);
+        treeserve(&args)
+    };
+    let first = train(&[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // A much worse candidate: the gate reads the champion's record and refuses it.
+    let worse = train(&["--max-depth", "2"]);
+    assert_eq!(
+        worse.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&worse.stderr)
+    );
+    let listed: Value = serde_json::from_str(&treeserve_ok(&[
+        "models",
+        name,
+        "--registry",
+        &reg,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(listed[0]["aliases"]["production"]["version"], 1);
+    assert_eq!(listed[0]["aliases"]["staging"]["version"], 2);
+    // The gate's records are artifacts of each version's run, and the report reads them.
+    let out = tempfile::tempdir().unwrap();
+    let html = out.path().join("report.html");
+    treeserve_ok(&[
+        "report",
+        name,
+        "--registry",
+        &reg,
+        "--out",
+        html.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        text.contains("NOT PROMOTED") || text.contains("not promoted"),
+        "the report shows the gate's decision"
+    );
+}
