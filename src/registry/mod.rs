@@ -10,6 +10,7 @@
 mod cache;
 mod fs;
 mod location;
+mod mlflow;
 mod object;
 mod watch;
 
@@ -23,6 +24,7 @@ pub use fs::{
     parse_version,
 };
 pub use location::{Cloud, Location, LocationError};
+pub use mlflow::MlflowRegistry;
 pub use object::ObjectRegistry;
 pub use watch::{keep_watching, watch};
 
@@ -37,13 +39,7 @@ pub fn open(location: &Location) -> Result<std::sync::Arc<dyn Registry>, Registr
             bucket,
             prefix,
         } => std::sync::Arc::new(ObjectRegistry::new(*cloud, bucket, prefix)?),
-        Location::Mlflow { url } => {
-            return Err(RegistryError::Remote {
-                op: "open",
-                url: format!("mlflow+{url}"),
-                detail: "the MLflow registry is not available in this build yet".into(),
-            });
-        }
+        Location::Mlflow { url } => std::sync::Arc::new(MlflowRegistry::new(url)?),
     })
 }
 

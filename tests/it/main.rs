@@ -22,6 +22,7 @@ mod objstore;
 mod observe;
 mod readme;
 mod registry;
+mod registry_mlflow;
 mod regression;
 mod score;
 mod server;

@@ -1,0 +1,427 @@
+//! The MLflow Model Registry backend through the binary, against the real `mlflow server`
+//! (one per test process, started on first use on a free port with a sqlite backend and
+//! proxied artifacts in a temporary directory, stopped when the process exits), with
+//! models logged by MLflow's own flavors and XGBoost's and LightGBM's own predictions as
+//! the oracle. The venv: `$TREESERVE_MLFLOW_ENV`, default `target/mlflow-env`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+mod flavors;
+mod measure;
+
+/// How long a follower may take to serve a moved alias at `--poll-interval 1s`.
+const FOLLOW_WITHIN: Duration = Duration::from_secs(15);
+
+/// The venv with `mlflow` and the frameworks.
+fn mlflow_env() -> PathBuf {
+    let root = std::env::var_os("TREESERVE_MLFLOW_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/mlflow-env"));
+    assert!(
+        root.join("bin/mlflow").exists(),
+        "no MLflow venv at {} (TREESERVE_MLFLOW_ENV): run `bash .ci/run`, which creates it, or \
+         python3 -m venv target/mlflow-env && target/mlflow-env/bin/pip install -r \
+         tests/mlflow/requirements.txt",
+        root.display()
+    );
+    root
+}
+
+fn python() -> PathBuf {
+    mlflow_env().join("bin/python")
+}
+
+/// An `mlflow server` run by tests/mlflow/server.py.
+struct Server {
+    url: String,
+    /// Its directory (`server.log` holds one line per request).
+    dir: PathBuf,
+    /// Closing it stops the server (server.py then exits): on [`Server::stop`], or when
+    /// the test process exits, however it exits.
+    stdin: Option<ChildStdin>,
+    process: std::process::Child,
+}
+
+impl Server {
+    /// Starts a server on a free port in a fresh directory; waits until it answers.
+    fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("treeserve-mlflow-")
+            .tempdir()
+            .expect("temp dir")
+            .keep(); // server.py removes it when it stops
+        let mut process = Command::new(python())
+            .arg(repo().join("tests/mlflow/server.py"))
+            .arg(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start tests/mlflow/server.py");
+        let mut line = String::new();
+        BufReader::new(process.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read server.py's first line");
+        let url = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("mlflow server did not start: {line:?}"))
+            .to_owned();
+        Self {
+            url,
+            dir,
+            stdin: process.stdin.take(),
+            process,
+        }
+    }
+
+    /// Stops the server and waits until it is gone.
+    fn stop(mut self) {
+        drop(self.stdin.take());
+        self.process.wait().expect("wait for server.py");
+    }
+}
+
+/// The test process's MLflow server, started on first use: its `http://` URL.
+fn mlflow() -> &'static str {
+    &server().url
+}
+
+/// The MLflow server's log: one line per request it answered.
+fn mlflow_log() -> String {
+    std::fs::read_to_string(server().dir.join("server.log")).unwrap_or_default()
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(Server::start)
+}
+
+/// `--registry` for the test server.
+fn registry() -> String {
+    format!("mlflow+{}", mlflow())
+}
+
+/// Logs `versions` models of `flavor` as `name` with tests/mlflow/log_models.py (aliasing
+/// the first one `alias`); what the script wrote.
+fn log_models(flavor: &str, name: &str, versions: u32, alias: Option<&str>) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.json");
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("tests/mlflow/log_models.py"))
+        .args([mlflow(), flavor, name, &versions.to_string()])
+        .arg(&out);
+    if let Some(a) = alias {
+        cmd.arg(a);
+    }
+    let o = cmd.output().expect("run log_models.py");
+    assert!(
+        o.status.success(),
+        "log_models.py {flavor} {name} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// Moves an alias in MLflow itself (what `MlflowClient().set_registered_model_alias` sends).
+async fn move_alias_in_mlflow(name: &str, alias: &str, version: u64) {
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/api/2.0/mlflow/registered-models/alias",
+            mlflow()
+        ))
+        .json(&json!({"name": name, "alias": alias, "version": version.to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// A server following `name`'s `alias` in the test MLflow, polling every second.
+fn serve(name: &str, alias: &str) -> App {
+    let reg = registry();
+    App::spawn(
+        Path::new(&reg),
+        &["--model", name, "--alias", alias, "--poll-interval", "1s"],
+    )
+}
+
+async fn served_version(app: &App, body: &str) -> Option<u64> {
+    let r = app.post("/score", body).await;
+    if r.status() != 200 {
+        return None;
+    }
+    r.headers()["x-model-version"].to_str().ok()?.parse().ok()
+}
+
+/// `/score` requests in a loop until stopped: (requests, failures).
+struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, u64)>,
+}
+
+impl Load {
+    fn start(app: &App, body: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, client, url, body) = (
+            stop.clone(),
+            app.client.clone(),
+            app.url("/score"),
+            body.to_owned(),
+        );
+        let task = tokio::spawn(async move {
+            let (mut sent, mut failed) = (0, 0);
+            // Bounded: at most 10 minutes of requests even if never stopped.
+            let until = std::time::Instant::now() + Duration::from_secs(600);
+            while !s.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                sent += 1;
+                let ok = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+                failed += u64::from(!ok);
+            }
+            (sent, failed)
+        });
+        Self { stop, task }
+    }
+
+    async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_promote_rollback_through_mlflow_and_a_server_follows_with_no_failed_request() {
+    let reg = registry();
+    let work = TestRegistry::new();
+    let name = "it-publish";
+    let v1 = work.train("v1.tsm", &["--name", name]);
+    let v2 = work.train("v2.tsm", &["--name", name, "--max-depth", "2"]);
+    let publish = |a: &Path, alias: &[&str]| -> u64 {
+        let mut args = vec!["publish", a.to_str().unwrap(), "--registry", &reg];
+        args.extend_from_slice(alias);
+        treeserve_ok(&args)
+            .trim()
+            .parse()
+            .expect("a version number")
+    };
+    assert_eq!(publish(&v1, &["--alias", "production"]), 1);
+    assert_eq!(publish(&v2, &[]), 2);
+
+    let app = serve(name, "production");
+    assert_eq!(served_version(&app, VERSICOLOR).await, Some(1));
+    let load = Load::start(&app, VERSICOLOR);
+
+    treeserve_ok(&["promote", name, "2", "--registry", &reg]);
+    let took = wait_for(FOLLOW_WITHIN, || async {
+        served_version(&app, VERSICOLOR).await == Some(2)
+    })
+    .await;
+    eprintln!("promote → served in {took:?}");
+    let listed: Value = serde_json::from_str(&treeserve_ok(&[
+        "models",
+        name,
+        "--registry",
+        &reg,
+        "--json",
+    ]))
+    .unwrap();
+    let listed = &listed[0];
+    assert_eq!(listed["name"], name);
+    assert_eq!(listed["aliases"]["production"]["version"], 2);
+    assert_eq!(listed["aliases"]["production"]["history"], json!([1]));
+    let versions: Vec<u64> = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2]);
+
+    treeserve_ok(&["rollback", name, "--registry", &reg]);
+    wait_for(FOLLOW_WITHIN, || async {
+        served_version(&app, VERSICOLOR).await == Some(1)
+    })
+    .await;
+    let (sent, failed) = load.finish().await;
+    eprintln!("{sent} requests during the promote and the rollback, {failed} failed");
+    assert!(sent > 10, "the load loop ran: {sent}");
+    assert_eq!(failed, 0);
+
+    // Nothing earlier to roll back to now; and MLflow itself sees the alias.
+    let out = treeserve(&["rollback", name, "--registry", &reg]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no earlier version"), "{err}");
+    let alias: Value = reqwest::get(format!(
+        "{}/api/2.0/mlflow/registered-models/alias?name={name}&alias=production",
+        mlflow()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(alias["model_version"]["version"], "1");
+}
+
+#[test]
+fn an_unreachable_mlflow_registry_is_one_clear_line_and_a_failure_without_backtrace() {
+    // A closed port: what a stopped tracking server looks like to a client.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reg = format!("mlflow+http://127.0.0.1:{port}");
+    let work = TestRegistry::new();
+    let artifact = work.train("m.tsm", &[]);
+    for args in [
+        vec!["models", "--registry", &reg],
+        vec!["models", "iris", "--registry", &reg],
+        vec!["publish", artifact.to_str().unwrap(), "--registry", &reg],
+        vec!["promote", "iris", "1", "--registry", &reg],
+        vec!["rollback", "iris", "--registry", &reg],
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("TREESERVE_REGISTRY")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("Error: "), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("127.0.0.1:{port}"))
+                && err.contains("cannot connect")
+                && err.contains("mlflow server"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("backtrace") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+}
+
+/// Counter `treeserve_model_loads_total{outcome=...}` of a server.
+async fn loads(app: &App, outcome: &str) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let key = format!("treeserve_model_loads_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_keeps_serving_through_an_mlflow_outage_with_no_failed_request() {
+    // A server of its own, to stop.
+    let own = Server::start();
+    let reg = format!("mlflow+{}", own.url);
+    let name = "it-outage";
+    let work = TestRegistry::new();
+    let a = work.train("v1.tsm", &["--name", name]);
+    treeserve_ok(&[
+        "publish",
+        a.to_str().unwrap(),
+        "--registry",
+        &reg,
+        "--alias",
+        "production",
+    ]);
+    let app = App::spawn(Path::new(&reg), &["--model", name, "--poll-interval", "1s"]);
+    assert_eq!(served_version(&app, VERSICOLOR).await, Some(1));
+    let load = Load::start(&app, VERSICOLOR);
+    let health = format!("{}/health", own.url);
+    own.stop();
+    assert!(
+        reqwest::get(&health).await.is_err(),
+        "the MLflow server is stopped"
+    );
+    // Two polls fail (the registry is unreachable) while requests go on.
+    let failed_before = loads(&app, "registry").await;
+    wait_for(FOLLOW_WITHIN, || async {
+        loads(&app, "registry").await >= failed_before + 2
+    })
+    .await;
+    assert_eq!(served_version(&app, VERSICOLOR).await, Some(1));
+    let (sent, failed) = load.finish().await;
+    eprintln!("{sent} requests during the MLflow outage, {failed} failed");
+    assert!(sent > 10, "the load loop ran: {sent}");
+    assert_eq!(failed, 0);
+}
+
+#[test]
+fn train_publish_goes_through_the_gate_with_its_records_kept_in_mlflow() {
+    let reg = registry();
+    let name = "it-gated";
+    let csv = iris_csv();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            csv.to_str().unwrap(),
+            "--name",
+            name,
+            "--publish",
+            &reg,
+        ];
+        args.extend_from_slice(extra);
+        treeserve(&args)
+    };
+    let first = train(&[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // A much worse candidate: the gate reads the champion's record and refuses it.
+    let worse = train(&["--max-depth", "2"]);
+    assert_eq!(
+        worse.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&worse.stderr)
+    );
+    let listed: Value = serde_json::from_str(&treeserve_ok(&[
+        "models",
+        name,
+        "--registry",
+        &reg,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(listed[0]["aliases"]["production"]["version"], 1);
+    assert_eq!(listed[0]["aliases"]["staging"]["version"], 2);
+    // The gate's records are artifacts of each version's run, and the report reads them.
+    let out = tempfile::tempdir().unwrap();
+    let html = out.path().join("report.html");
+    treeserve_ok(&[
+        "report",
+        name,
+        "--registry",
+        &reg,
+        "--out",
+        html.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        text.contains("not promoted"),
+        "the report shows the gate's decision"
+    );
+}
