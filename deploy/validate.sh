@@ -66,6 +66,21 @@ print(f"object-store overlay: {len(docs)} manifests valid ({', '.join(kinds)}); 
       f"emptyDir cache, Secret {secret['metadata']['name']}, no PVC")
 PY
 "$BIN/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose.yaml deploy/compose.object-store.yaml
+"$BIN/python" - deploy/compose.object-store.yaml <<'PY'
+import sys, yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+replicas = [n for n, s in services.items() if "s3://" in str(s.get("environment", {}).get("TREESERVE_REGISTRY"))]
+for n in replicas:
+    s = services[n]
+    cache = s["environment"].get("TREESERVE_CACHE_DIR")
+    ok = (s.get("read_only") and s.get("cap_drop") == ["ALL"] and "healthcheck" in s
+          and any(v.get("target") == cache and v.get("type") == "tmpfs" for v in s.get("volumes", [])))
+    if not ok:
+        sys.exit(f"compose.object-store.yaml: {n} is not read-only with all caps dropped, a health check and a tmpfs cache")
+if len(replicas) != 2 or "--if-empty" not in services["registry-init"]["entrypoint"]:
+    sys.exit("compose.object-store.yaml: expected two s3 replicas and a publish --if-empty init service")
+print(f"compose.object-store.yaml: replicas {', '.join(replicas)} follow s3 with a tmpfs cache")
+PY
 "$BIN/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/*.yml
 promtool check config deploy/prometheus/prometheus.yml
 promtool check config deploy/prometheus/compose.yml
