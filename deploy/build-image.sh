@@ -29,6 +29,13 @@ if readelf -l "$BIN" | grep -q 'Requesting program interpreter'; then
 fi
 echo "binary: $BIN ($(du -h "$BIN" | cut -f1))"
 
+# The object-store clients (rustls) verify TLS against the system's CA certificates and
+# refuse to start without any: the image carries the build host's bundle
+# (Debian/Ubuntu: apt-get install ca-certificates; SSL_CERT_FILE overrides the path).
+CA=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+[ -s "$CA" ] || { echo "error: no CA bundle at $CA: install ca-certificates or set SSL_CERT_FILE" >&2; exit 1; }
+mkdir -p target/container-certs && cp "$CA" target/container-certs/ca-certificates.crt
+
 # docker format keeps HEALTHCHECK (the OCI format has no such field).
 FORMAT=(); [ "$(basename "$ENGINE")" = podman ] && FORMAT=(--format docker)
 "$ENGINE" build "${FORMAT[@]}" -f deploy/Dockerfile -t "$IMAGE" .
