@@ -19,21 +19,23 @@
 //! dropped anywhere.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::path::Path as Key;
 use object_store::{GetOptions, ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
 
-use super::fs::{ARTIFACT_FILE, HISTORY_LIMIT, MAX_ALIAS_BYTES, MAX_RECORD_BYTES};
+use super::fs::MAX_ALIAS_BYTES;
 use super::location::Cloud;
-use super::{
-    AliasListing, AliasRecord, DATASET_MANIFEST, DATASETS_DIR, MAX_ARTIFACT_BYTES, Registry,
-    RegistryError, parse_version,
-};
+
+mod io;
+mod ops;
+
+use super::{AliasRecord, RegistryError, parse_version};
 use crate::name::valid_name;
+pub(super) use io::run;
+use io::{describe, hint};
 
 /// Timeout of one request to the store.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,29 +64,6 @@ impl std::fmt::Debug for ObjectRegistry {
     }
 }
 
-/// The one runtime every object registry's I/O runs on (never dropped).
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("treeserve-registry-io")
-            .enable_all()
-            .build()
-            .expect("the registry's I/O runtime starts")
-    })
-}
-
-/// Runs `fut` on the I/O runtime and waits for it (callable from any thread, inside a
-/// runtime or not).
-pub(super) fn run<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    runtime().spawn(async move {
-        let _ = tx.send(fut.await);
-    });
-    rx.recv().expect("the registry's I/O task finishes")
-}
-
 fn check(name: &str) -> Result<(), RegistryError> {
     if valid_name(name) {
         Ok(())
@@ -95,18 +74,6 @@ fn check(name: &str) -> Result<(), RegistryError> {
 
 fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
-
-/// What the caller can do about a failed call.
-fn hint(e: &object_store::Error) -> &'static str {
-    let s = e.to_string();
-    if s.contains("403") || s.contains("401") || s.contains("Forbidden") {
-        " (check the store's credentials: AWS_*, AZURE_STORAGE_* or GOOGLE_* in the environment)"
-    } else if s.contains("error sending request") || s.contains("connect") {
-        " (the store is unreachable: check the endpoint and the network)"
-    } else {
-        ""
-    }
 }
 
 impl ObjectRegistry {
@@ -165,10 +132,21 @@ impl ObjectRegistry {
                 b.build().map(|s| Arc::new(s) as _)
             }
         };
-        let store = built.map_err(|e| RegistryError::Remote {
-            op: "configure",
-            url: shown.clone(),
-            detail: e.to_string(),
+        let store = built.map_err(|e| {
+            let mut detail = e.to_string();
+            // rustls finds no root certificates: a bare container image, a host without
+            // the ca-certificates package.
+            if detail.contains("builder error") {
+                detail.push_str(
+                    " (no CA certificates could be loaded: install the ca-certificates \
+                     package, or point SSL_CERT_FILE at a PEM bundle)",
+                );
+            }
+            RegistryError::Remote {
+                op: "configure",
+                url: shown.clone(),
+                detail,
+            }
         })?;
         Ok(Self {
             store,
@@ -417,245 +395,4 @@ enum Got {
 enum Put {
     Done,
     Lost,
-}
-
-/// A store's error in a line: its last cause, and how many tries were made (the
-/// crate's message repeats the request and the retry settings).
-fn describe(e: &object_store::Error) -> String {
-    let text = e.to_string();
-    let s = text.lines().next().unwrap_or(&text).trim();
-    let mut cause = s.rsplit_once(" - ").map_or(s, |(_, c)| c.trim()).to_owned();
-    // A store's XML error body: its code and message say it best (e.g. NoSuchBucket).
-    let tag = |name: &str| {
-        let open = format!("<{name}>");
-        let start = text.find(&open)? + open.len();
-        let len = text[start..].find('<')?;
-        Some(text[start..start + len].trim().to_owned())
-    };
-    if let Some(code) = tag("Code") {
-        let status = cause.split(':').next().unwrap_or_default().to_owned();
-        cause = match tag("Message") {
-            Some(m) => format!("{status}: {code}: {m}"),
-            None => format!("{status}: {code}"),
-        };
-        if code == "NoSuchBucket" || code == "ContainerNotFound" {
-            cause.push_str(" (create it, or fix --registry)");
-        }
-    }
-    let tries = s
-        .find(" after ")
-        .and_then(|i| s[i + 7..].split(',').next())
-        .filter(|t| t.ends_with("retries"))
-        .map(|t| format!(" (after {t})"))
-        .unwrap_or_default();
-    let mut out = format!("{cause}{tries}");
-    if out.len() > 300 {
-        let mut end = 300;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
-        out.push('…');
-    }
-    out
-}
-
-impl Registry for ObjectRegistry {
-    fn models(&self) -> Result<Vec<String>, RegistryError> {
-        let (mut dirs, _) = self.list(&[])?;
-        dirs.retain(|d| valid_name(d) && d != DATASETS_DIR);
-        dirs.sort();
-        Ok(dirs)
-    }
-
-    fn versions(&self, model: &str) -> Result<Vec<u64>, RegistryError> {
-        check(model)?;
-        let v = self.versions_under(&[model, "versions"])?;
-        if v.is_empty() {
-            return Err(RegistryError::ModelNotFound(model.into()));
-        }
-        Ok(v)
-    }
-
-    fn alias_listing(&self, model: &str) -> Result<AliasListing, RegistryError> {
-        self.require_model(model)?;
-        let (_, names) = self.list(&[model, "aliases"])?;
-        let mut out = AliasListing::default();
-        for name in names.into_iter().filter(|n| valid_name(n)) {
-            match self.read_alias(model, &name, true) {
-                Ok(Some((rec, _))) => {
-                    out.aliases.insert(name, rec);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    out.broken.insert(name, e.to_string());
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn alias(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError> {
-        match self.read_alias(model, alias, true)? {
-            Some((rec, _)) => Ok(rec),
-            None => {
-                self.require_model(model)?;
-                Err(RegistryError::AliasNotFound {
-                    model: model.into(),
-                    alias: alias.into(),
-                })
-            }
-        }
-    }
-
-    fn read(&self, model: &str, version: u64) -> Result<Vec<u8>, RegistryError> {
-        check(model)?;
-        let key = self.key(&[model, "versions", &version.to_string(), ARTIFACT_FILE]);
-        match self.get(&key, MAX_ARTIFACT_BYTES, None)? {
-            Got::Found(b, _) => Ok(b.to_vec()),
-            _ => Err(RegistryError::VersionNotFound {
-                model: model.into(),
-                version,
-            }),
-        }
-    }
-
-    fn publish(&self, model: &str, artifact: &[u8]) -> Result<u64, RegistryError> {
-        check(model)?;
-        self.claim_next(&[model, "versions"], ARTIFACT_FILE, artifact)
-    }
-
-    fn set_alias(
-        &self,
-        model: &str,
-        alias: &str,
-        version: u64,
-    ) -> Result<AliasRecord, RegistryError> {
-        check(alias)?;
-        if !self.versions(model)?.contains(&version) {
-            return Err(RegistryError::VersionNotFound {
-                model: model.into(),
-                version,
-            });
-        }
-        self.update_alias(model, alias, |old| {
-            let mut history = Vec::new();
-            if let Some(old) = old {
-                history = old.history;
-                if old.version != version {
-                    history.push(old.version);
-                }
-            }
-            if history.len() > HISTORY_LIMIT {
-                history.drain(..history.len() - HISTORY_LIMIT);
-            }
-            Ok(AliasRecord {
-                version,
-                history,
-                updated: now(),
-            })
-        })
-    }
-
-    fn rollback(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError> {
-        check(alias)?;
-        self.require_model(model)?;
-        self.update_alias(model, alias, |old| {
-            let mut record = old.ok_or_else(|| RegistryError::AliasNotFound {
-                model: model.into(),
-                alias: alias.into(),
-            })?;
-            record.version = record
-                .history
-                .pop()
-                .ok_or_else(|| RegistryError::NoHistory {
-                    model: model.into(),
-                    alias: alias.into(),
-                })?;
-            record.updated = now();
-            Ok(record)
-        })
-    }
-
-    fn put_record(
-        &self,
-        model: &str,
-        version: u64,
-        kind: &str,
-        json: &[u8],
-    ) -> Result<(), RegistryError> {
-        check(kind)?;
-        self.require_model(model)?;
-        let key = self.key(&[model, "records", &format!("{version}.{kind}.json")]);
-        self.put(&key, Bytes::copy_from_slice(json), PutMode::Overwrite)
-            .map(|_| ())
-    }
-
-    fn get_record(
-        &self,
-        model: &str,
-        version: u64,
-        kind: &str,
-    ) -> Result<Option<Vec<u8>>, RegistryError> {
-        check(model)?;
-        check(kind)?;
-        let key = self.key(&[model, "records", &format!("{version}.{kind}.json")]);
-        match self.get(&key, MAX_RECORD_BYTES, None)? {
-            Got::Found(b, _) => Ok(Some(b.to_vec())),
-            _ => Ok(None),
-        }
-    }
-
-    fn datasets(&self) -> Result<Vec<String>, RegistryError> {
-        let (mut dirs, _) = self.list(&[DATASETS_DIR])?;
-        dirs.retain(|d| valid_name(d));
-        dirs.sort();
-        Ok(dirs)
-    }
-
-    fn dataset_versions(&self, name: &str) -> Result<Vec<u64>, RegistryError> {
-        check(name)?;
-        let mut v: Vec<u64> = self
-            .list_all(&[DATASETS_DIR, name, "versions"])?
-            .iter()
-            .filter_map(|k| k.split_once('/'))
-            .filter(|(_, file)| *file == DATASET_MANIFEST)
-            .filter_map(|(n, _)| parse_version(n))
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        Ok(v)
-    }
-
-    fn read_dataset_file(
-        &self,
-        name: &str,
-        version: u64,
-        file: &str,
-    ) -> Result<Option<Vec<u8>>, RegistryError> {
-        check(name)?;
-        check(file)?;
-        let key = self.key(&[DATASETS_DIR, name, "versions", &version.to_string(), file]);
-        match self.get(&key, MAX_ARTIFACT_BYTES, None)? {
-            Got::Found(b, _) => Ok(Some(b.to_vec())),
-            _ => Ok(None),
-        }
-    }
-
-    fn publish_dataset(&self, name: &str, files: &[(&str, &[u8])]) -> Result<u64, RegistryError> {
-        check(name)?;
-        for (file, _) in files {
-            check(file)?;
-        }
-        let version = self.claim_next(&[DATASETS_DIR, name, "versions"], CLAIM, b"")?;
-        let n = version.to_string();
-        // The manifest last: the version is listed only once every file is there.
-        let mut ordered: Vec<&(&str, &[u8])> = files.iter().collect();
-        ordered.sort_by_key(|(f, _)| *f == DATASET_MANIFEST);
-        for (file, bytes) in ordered {
-            let key = self.key(&[DATASETS_DIR, name, "versions", &n, file]);
-            self.put(&key, Bytes::copy_from_slice(bytes), PutMode::Overwrite)?;
-        }
-        Ok(version)
-    }
 }
