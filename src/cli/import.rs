@@ -107,6 +107,7 @@ pub(super) fn import(a: ImportArgs) -> Result<(), CommandError> {
             .file_name()
             .map_or(path.clone(), |n| n.to_string_lossy().into_owned()),
         file_sha256: crate::model::sha256_hex(&bytes),
+        created: None,
     };
     let (source, objective) = (imported.source.clone(), imported.objective.clone());
     let started = std::time::Instant::now();

@@ -35,6 +35,10 @@ pub struct ImportOptions {
     pub file_name: String,
     /// The model file's SHA-256, hex.
     pub file_sha256: String,
+    /// The manifest's creation time (RFC 3339); `None`: now. A registry that builds the
+    /// same source again (an MLflow flavor) passes the source's time, so every build of it
+    /// is the same bytes.
+    pub created: Option<String>,
 }
 
 /// An imported model as an artifact, with what the import found.
@@ -154,7 +158,9 @@ pub fn build(imported: Imported, opts: ImportOptions) -> Result<Built, ImportErr
     let reference = opts.reference.as_ref();
     let manifest = Manifest {
         name: opts.name.clone(),
-        created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        created: opts.created.clone().unwrap_or_else(|| {
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+        }),
         treeserve_version: env!("CARGO_PKG_VERSION").into(),
         algorithm: Algorithm::Imported,
         hyper_parameters: None,

@@ -333,7 +333,8 @@ impl MlflowRegistry {
                 .and_then(|b| flavor::input_example(&b)),
             false => None,
         };
-        flavor::build(model, format, &file, &bytes, example).map_err(|e| {
+        let created = flavor::created(&String::from_utf8_lossy(&mlmodel));
+        flavor::build(model, format, &file, &bytes, example, created).map_err(|e| {
             refuse(format!(
                 "its {} model {file} cannot be served: {e}",
                 format.as_str()

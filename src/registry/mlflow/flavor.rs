@@ -139,6 +139,35 @@ pub(super) fn input_example(bytes: &[u8]) -> Option<Table> {
     Table::parse("the MLflow input example (input_example.json)", &csv).ok()
 }
 
+/// When the model was logged: the `MLmodel` file's `utc_time_created`
+/// (`'2026-12-03 14:00:00.123456'`) as RFC 3339 seconds, so every build of a version is
+/// the same bytes (the same SHA-256 on every replica, a cache that matches).
+pub(super) fn created(mlmodel: &str) -> Option<String> {
+    let line = mlmodel
+        .lines()
+        .find_map(|l| l.strip_prefix("utc_time_created:"))?;
+    let t = line.trim().trim_matches(|c| c == '\'' || c == '"');
+    let (date, time) = t.split_once(' ').or_else(|| t.split_once('T'))?;
+    let time = time.split('.').next()?.trim_end_matches('Z');
+    let ok = date.len() == 10
+        && time.len() == 8
+        && date.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+        && time.bytes().enumerate().all(|(i, b)| {
+            if i == 2 || i == 5 {
+                b == b':'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    ok.then(|| format!("{date}T{time}Z"))
+}
+
 /// Builds the validated treeserve artifact of a flavor's model file, with the input
 /// example (if any) as golden rows and drift baseline. `Err`: one line saying why.
 pub(super) fn build(
@@ -147,6 +176,7 @@ pub(super) fn build(
     file_name: &str,
     bytes: &[u8],
     example: Option<Table>,
+    created: Option<String>,
 ) -> Result<Vec<u8>, String> {
     let format = detect::detect(bytes, Some(format)).map_err(|e| e.to_string())?;
     let imported = crate::import::read(format, bytes).map_err(|e| e.to_string())?;
@@ -154,6 +184,7 @@ pub(super) fn build(
         name: model.to_owned(),
         file_name: file_name.to_owned(),
         file_sha256: crate::model::sha256_hex(bytes),
+        created,
         ..Default::default()
     };
     if let Some(t) = example {
@@ -178,6 +209,14 @@ pub(super) fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_logged_time_makes_builds_reproducible() {
+        let m = "artifact_path: model\nutc_time_created: '2026-12-03 14:00:00.123456'\n";
+        assert_eq!(created(m).as_deref(), Some("2026-12-03T14:00:00Z"));
+        assert_eq!(created("utc_time_created: 'yesterday'"), None);
+        assert_eq!(created("flavors: {}"), None);
+    }
 
     const XGB: &str = "artifact_path: mlflow-artifacts:/0/models/m-1/artifacts
 flavors:
