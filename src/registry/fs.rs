@@ -48,8 +48,6 @@ use write::{locked, publish_dir};
 pub const ARTIFACT_FILE: &str = "model.tsm";
 /// Directory under the root that holds datasets.
 pub const DATASETS_DIR: &str = "_datasets";
-/// Most earlier versions an alias remembers.
-pub(crate) const HISTORY_LIMIT: usize = 100;
 
 /// A registry stored under one directory.
 #[derive(Debug, Clone)]
@@ -65,17 +63,7 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Re
     }
 }
 
-fn check(name: &str) -> Result<(), RegistryError> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(RegistryError::InvalidName(name.into()))
-    }
-}
-
-fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
+use super::check_name as check;
 
 /// The numbered subdirectories of `dir` that hold a file `marker`, ascending.
 fn numbered(dir: &Path, marker: &str) -> std::io::Result<Vec<u64>> {
@@ -294,21 +282,7 @@ impl Registry for FsRegistry {
                     version,
                 });
             }
-            let mut history = Vec::new();
-            if let Some(old) = self.read_alias(model, alias)? {
-                history = old.history;
-                if old.version != version {
-                    history.push(old.version);
-                }
-            }
-            if history.len() > HISTORY_LIMIT {
-                history.drain(..history.len() - HISTORY_LIMIT);
-            }
-            let record = AliasRecord {
-                version,
-                history,
-                updated: now(),
-            };
+            let record = AliasRecord::moved(self.read_alias(model, alias)?, version);
             self.write_alias(model, alias, &record)?;
             Ok(record)
         })
@@ -317,21 +291,7 @@ impl Registry for FsRegistry {
     fn rollback(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError> {
         check(alias)?;
         self.locked(model, || {
-            let mut record =
-                self.read_alias(model, alias)?
-                    .ok_or_else(|| RegistryError::AliasNotFound {
-                        model: model.into(),
-                        alias: alias.into(),
-                    })?;
-            let previous = record
-                .history
-                .pop()
-                .ok_or_else(|| RegistryError::NoHistory {
-                    model: model.into(),
-                    alias: alias.into(),
-                })?;
-            record.version = previous;
-            record.updated = now();
+            let record = AliasRecord::rolled_back(self.read_alias(model, alias)?, model, alias)?;
             self.write_alias(model, alias, &record)?;
             Ok(record)
         })

@@ -98,17 +98,7 @@ struct ModelVersion {
     status: String,
 }
 
-fn check(name: &str) -> Result<(), RegistryError> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(RegistryError::InvalidName(name.into()))
-    }
-}
-
-fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
+use super::{check_name as check, now};
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -159,6 +159,74 @@ pub struct AliasRecord {
     pub updated: String,
 }
 
+/// Most earlier versions an alias remembers.
+pub(crate) const HISTORY_LIMIT: usize = 100;
+
+impl AliasRecord {
+    /// The record after pointing an alias whose record is `old` (if it exists) at
+    /// `version` at time `updated`: the old version joins the history (at most
+    /// [`HISTORY_LIMIT`] kept) unless it is the same.
+    pub fn moved_at(old: Option<AliasRecord>, version: u64, updated: String) -> Self {
+        let mut history = Vec::new();
+        if let Some(old) = old {
+            history = old.history;
+            if old.version != version {
+                history.push(old.version);
+            }
+        }
+        if history.len() > HISTORY_LIMIT {
+            history.drain(..history.len() - HISTORY_LIMIT);
+        }
+        AliasRecord {
+            version,
+            history,
+            updated,
+        }
+    }
+
+    /// [`AliasRecord::moved_at`] now.
+    pub fn moved(old: Option<AliasRecord>, version: u64) -> Self {
+        Self::moved_at(old, version, now())
+    }
+
+    /// The record after `rollback` of `alias` of `model` (its record `old`, if it
+    /// exists): the last earlier version, now.
+    pub fn rolled_back(
+        old: Option<AliasRecord>,
+        model: &str,
+        alias: &str,
+    ) -> Result<Self, RegistryError> {
+        let mut record = old.ok_or_else(|| RegistryError::AliasNotFound {
+            model: model.into(),
+            alias: alias.into(),
+        })?;
+        record.version = record
+            .history
+            .pop()
+            .ok_or_else(|| RegistryError::NoHistory {
+                model: model.into(),
+                alias: alias.into(),
+            })?;
+        record.updated = now();
+        Ok(record)
+    }
+}
+
+/// `name` if it is a valid model, alias, dataset or file name, else
+/// [`RegistryError::InvalidName`].
+pub(crate) fn check_name(name: &str) -> Result<(), RegistryError> {
+    if crate::name::valid_name(name) {
+        Ok(())
+    } else {
+        Err(RegistryError::InvalidName(name.into()))
+    }
+}
+
+/// Now, RFC 3339 in seconds (when an alias moved).
+pub(crate) fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
 /// A model's aliases, each read on its own: one unreadable alias file does not hide the
 /// others.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -33,7 +33,6 @@ mod io;
 mod ops;
 
 use super::{AliasRecord, RegistryError, parse_version};
-use crate::name::valid_name;
 pub(super) use io::run;
 use io::{describe, hint};
 
@@ -64,17 +63,7 @@ impl std::fmt::Debug for ObjectRegistry {
     }
 }
 
-fn check(name: &str) -> Result<(), RegistryError> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(RegistryError::InvalidName(name.into()))
-    }
-}
-
-fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
+use super::check_name as check;
 
 impl ObjectRegistry {
     /// Connects to `cloud` `bucket` with credentials and settings from the environment

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::AliasRecord;
-use super::super::fs::HISTORY_LIMIT;
+use crate::registry::HISTORY_LIMIT;
 
 /// The tag key of an alias's history.
 pub(super) fn tag_key(alias: &str) -> String {
@@ -56,19 +56,7 @@ pub(super) fn record(version: u64, tag: Option<&str>) -> AliasRecord {
 
 /// The record after pointing the alias (now `old`, if it exists) at `version`.
 pub(super) fn moved(old: Option<AliasRecord>, version: u64, now: String) -> AliasRecord {
-    let mut history = Vec::new();
-    if let Some(old) = old {
-        history = old.history;
-        if old.version != version {
-            history.push(old.version);
-        }
-    }
-    trim(&mut history);
-    AliasRecord {
-        version,
-        history,
-        updated: now,
-    }
+    AliasRecord::moved_at(old, version, now)
 }
 
 /// The tag value that records `rec`.

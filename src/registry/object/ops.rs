@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use object_store::PutMode;
 
-use super::{CLAIM, Got, ObjectRegistry, check, now};
+use super::{CLAIM, Got, ObjectRegistry, check};
 use crate::name::valid_name;
-use crate::registry::fs::{ARTIFACT_FILE, HISTORY_LIMIT, MAX_RECORD_BYTES};
+use crate::registry::fs::{ARTIFACT_FILE, MAX_RECORD_BYTES};
 use crate::registry::{
     AliasListing, AliasRecord, DATASET_MANIFEST, DATASETS_DIR, MAX_ARTIFACT_BYTES, Registry,
     RegistryError, parse_version,
@@ -90,42 +90,14 @@ impl Registry for ObjectRegistry {
                 version,
             });
         }
-        self.update_alias(model, alias, |old| {
-            let mut history = Vec::new();
-            if let Some(old) = old {
-                history = old.history;
-                if old.version != version {
-                    history.push(old.version);
-                }
-            }
-            if history.len() > HISTORY_LIMIT {
-                history.drain(..history.len() - HISTORY_LIMIT);
-            }
-            Ok(AliasRecord {
-                version,
-                history,
-                updated: now(),
-            })
-        })
+        self.update_alias(model, alias, |old| Ok(AliasRecord::moved(old, version)))
     }
 
     fn rollback(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError> {
         check(alias)?;
         self.require_model(model)?;
         self.update_alias(model, alias, |old| {
-            let mut record = old.ok_or_else(|| RegistryError::AliasNotFound {
-                model: model.into(),
-                alias: alias.into(),
-            })?;
-            record.version = record
-                .history
-                .pop()
-                .ok_or_else(|| RegistryError::NoHistory {
-                    model: model.into(),
-                    alias: alias.into(),
-                })?;
-            record.updated = now();
-            Ok(record)
+            AliasRecord::rolled_back(old, model, alias)
         })
     }
 
