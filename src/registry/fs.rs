@@ -199,25 +199,14 @@ impl Registry for FsRegistry {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(AliasListing::default()),
             Err(e) => return Err(io("list", &dir)(e)),
         };
-        let mut out = AliasListing::default();
         // Names that are not alias names (temporary files start with '.') are not aliases;
         // each alias is read on its own, so one unreadable file spoils only itself.
-        for name in entries
+        let names = entries
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| valid_name(n))
-        {
-            match self.read_alias(model, &name) {
-                Ok(Some(rec)) => {
-                    out.aliases.insert(name, rec);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    out.broken.insert(name, e.to_string());
-                }
-            }
-        }
-        Ok(out)
+            .filter_map(|e| e.file_name().into_string().ok());
+        Ok(AliasListing::read_each(names, |name| {
+            self.read_alias(model, name)
+        }))
     }
 
     fn alias(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError> {

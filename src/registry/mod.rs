@@ -237,6 +237,29 @@ pub struct AliasListing {
     pub broken: BTreeMap<String, String>,
 }
 
+impl AliasListing {
+    /// Reads each of `names` that is an alias name with `read` (`None`: gone meanwhile);
+    /// an alias that cannot be read is listed as broken, with why.
+    pub(crate) fn read_each(
+        names: impl IntoIterator<Item = String>,
+        mut read: impl FnMut(&str) -> Result<Option<AliasRecord>, RegistryError>,
+    ) -> Self {
+        let mut out = AliasListing::default();
+        for name in names.into_iter().filter(|n| crate::name::valid_name(n)) {
+            match read(&name) {
+                Ok(Some(rec)) => {
+                    out.aliases.insert(name, rec);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    out.broken.insert(name, e.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A registry of versioned model artifacts.
 pub trait Registry: Send + Sync + std::fmt::Debug {
     /// Model names, sorted.

@@ -32,19 +32,9 @@ impl Registry for ObjectRegistry {
     fn alias_listing(&self, model: &str) -> Result<AliasListing, RegistryError> {
         self.require_model(model)?;
         let (_, names) = self.list(&[model, "aliases"])?;
-        let mut out = AliasListing::default();
-        for name in names.into_iter().filter(|n| valid_name(n)) {
-            match self.read_alias(model, &name, true) {
-                Ok(Some((rec, _))) => {
-                    out.aliases.insert(name, rec);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    out.broken.insert(name, e.to_string());
-                }
-            }
-        }
-        Ok(out)
+        Ok(AliasListing::read_each(names, |name| {
+            Ok(self.read_alias(model, name, true)?.map(|(rec, _)| rec))
+        }))
     }
 
     fn alias(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError> {
