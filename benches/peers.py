@@ -127,8 +127,11 @@ def main():
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--out", type=Path, help="write the markdown table here")
+    ap.add_argument("--prepare", action="store_true", help="only install the peers' venv, then exit")
     args = ap.parse_args()
     bin_dir = venv()
+    if args.prepare:
+        return
     treeserve, _ = load.build("plain")
     tmp = Path(tempfile.mkdtemp(prefix="treeserve-peers-"))
     model = tmp / "model.pkl"

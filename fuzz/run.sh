@@ -4,22 +4,47 @@
 #   fuzz/run.sh 60                 # each target for 60 s (what .ci/run does)
 #   fuzz/run.sh runs 10000000      # each target for 10 million executions
 #
-# Needs cargo-fuzz (cargo install cargo-fuzz --locked); RUSTC_BOOTSTRAP=1 lets the stable
-# toolchain take the sanitizer flags. A crash leaves its input in fuzz/artifacts/TARGET/:
-# add it as a regression test.
+# Targets run side by side, one per core (FUZZ_JOBS overrides): each still gets its full
+# time or runs on a core of its own. Needs cargo-fuzz (cargo install cargo-fuzz --locked);
+# RUSTC_BOOTSTRAP=1 lets the stable toolchain take the sanitizer flags. A crash leaves its
+# input in fuzz/artifacts/TARGET/: add it as a regression test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export RUSTC_BOOTSTRAP=1
 if [ "${1:-60}" = runs ]; then LIMIT=(-runs="${2:?number of runs}"); else LIMIT=(-max_total_time="${1:-60}"); fi
+JOBS=${FUZZ_JOBS:-$(nproc)}
 cargo fuzz build
-for target in $(cargo fuzz list); do
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+
+# One target: its summary lines into $logs/TARGET.log, its exit status into $logs/TARGET.status.
+fuzz_one() {
+  local target=$1 work status
   work=$(mktemp -d)
-  echo "== fuzz $target ${LIMIT[*]}"
   set +e
   cargo fuzz run "$target" "$work" "corpus/$target" -- "${LIMIT[@]}" -print_final_stats=1 2>&1 |
-    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+==|SUMMARY|.*panicked)'
+    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+==|SUMMARY|.*panicked)' \
+      >"$logs/$target.log"
   status=${PIPESTATUS[0]}
   set -e
   rm -rf "$work"
-  [ "$status" = 0 ] || { echo "fuzz target $target failed (exit $status); see fuzz/artifacts/$target" >&2; exit 1; }
+  echo "$status" >"$logs/$target.status"
+}
+
+targets=$(cargo fuzz list)
+for target in $targets; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  echo "== fuzz $target ${LIMIT[*]} (started)"
+  fuzz_one "$target" &
 done
+wait
+failed=0
+for target in $targets; do
+  echo "== fuzz $target ${LIMIT[*]}"
+  cat "$logs/$target.log"
+  if [ "$(cat "$logs/$target.status")" != 0 ]; then
+    echo "fuzz target $target failed (exit $(cat "$logs/$target.status")); see fuzz/artifacts/$target" >&2
+    failed=1
+  fi
+done
+exit "$failed"

@@ -122,6 +122,7 @@ impl MlflowRegistry {
     /// `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`). Nothing is contacted
     /// until the first call.
     pub fn new(url: &str) -> Result<Self, RegistryError> {
+        super::tls_provider();
         Ok(Self {
             client: Client::new(url.trim_end_matches('/'))?,
             experiment: Mutex::default(),

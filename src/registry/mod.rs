@@ -43,6 +43,17 @@ pub fn open(location: &Location) -> Result<std::sync::Arc<dyn Registry>, Registr
     })
 }
 
+/// Installs ring as the process's rustls crypto provider, once; a no-op when the process
+/// already has one. Every HTTPS client needs a provider: the remote registries call this
+/// before building theirs, and so must other code building a reqwest client in the same
+/// process (the tests do).
+pub fn tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// The alias the server follows by default.
 pub const DEFAULT_ALIAS: &str = "production";
 

@@ -70,6 +70,7 @@ impl ObjectRegistry {
     /// (`AWS_*` incl. `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`; `AZURE_STORAGE_*`;
     /// `GOOGLE_*`). Nothing is contacted until the first call.
     pub fn new(cloud: Cloud, bucket: &str, prefix: &str) -> Result<Self, RegistryError> {
+        super::tls_provider();
         use object_store::ClientConfigKey::{ConnectTimeout, Timeout};
         use object_store::RetryConfig;
         let (timeout, connect) = (

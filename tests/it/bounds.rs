@@ -60,7 +60,7 @@ fn a_partial_head_is_refused_once_it_passes_the_limit_not_buffered() {
 async fn an_http2_header_list_over_the_limit_is_refused() {
     let reg = TestRegistry::with_iris();
     let app = App::spawn(reg.path(), &["--max-header-bytes", "65536"]);
-    let h2 = reqwest::Client::builder()
+    let h2 = crate::common::http_client()
         .no_proxy()
         .http2_prior_knowledge()
         .build()

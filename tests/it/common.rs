@@ -181,7 +181,7 @@ impl App {
         Self {
             child,
             addr,
-            client: reqwest::Client::builder()
+            client: crate::common::http_client()
                 .no_proxy()
                 .build()
                 .expect("client"),
@@ -312,4 +312,11 @@ pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
         .map(|r| r.unwrap().iter().map(str::to_owned).collect())
         .collect();
     (header, rows)
+}
+
+/// A reqwest client builder, after installing the process's TLS provider (reqwest, built
+/// without a bundled one, refuses to build a client before; see registry::tls_provider).
+pub fn http_client() -> reqwest::ClientBuilder {
+    treeserve::registry::tls_provider();
+    reqwest::Client::builder()
 }

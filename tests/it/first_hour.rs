@@ -77,7 +77,7 @@ async fn wait_for_model_waits_saying_so_once_then_serves() {
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = crate::common::http_client().no_proxy().build().unwrap();
     let ready = || async {
         client
             .get(format!("http://{addr}/health/ready"))

@@ -265,7 +265,7 @@ async fn a_battery_of_hostile_inputs_gets_clear_errors_and_the_server_carries_on
         out.is_empty() || out.starts_with("HTTP/1.1 400"),
         "TLS hello: {out}"
     );
-    let h2 = reqwest::Client::builder()
+    let h2 = crate::common::http_client()
         .no_proxy()
         .http2_prior_knowledge()
         .build()
@@ -346,7 +346,7 @@ async fn connections_over_the_limit_get_503_and_are_closed() {
     // Closed connections leave the count once their tasks end.
     let started = std::time::Instant::now();
     let text = loop {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let client = crate::common::http_client().no_proxy().build().unwrap();
         if let Ok(r) = client.get(app.url("/metrics")).send().await
             && r.status() == 200
         {

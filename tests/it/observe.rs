@@ -126,7 +126,7 @@ async fn a_real_prometheus_scrapes_request_counts_and_latency_quantiles() {
         .unwrap();
     let _prometheus = Prometheus { child, _dir: dir };
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = crate::common::http_client().no_proxy().build().unwrap();
     let started = Instant::now();
     let count = loop {
         let q = r#"treeserve_http_requests_total{route="/score",method="POST",status="200"}"#;
@@ -228,7 +228,7 @@ where
         Stdio::piped(),
         filter,
     );
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = crate::common::http_client().no_proxy().build().unwrap();
     send(format!("http://{addr}"), client).await;
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

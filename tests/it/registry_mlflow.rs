@@ -133,7 +133,9 @@ fn log_models(flavor: &str, name: &str, versions: u32, alias: Option<&str>) -> V
 
 /// Moves an alias in MLflow itself (what `MlflowClient().set_registered_model_alias` sends).
 async fn move_alias_in_mlflow(name: &str, alias: &str, version: u64) {
-    let r = reqwest::Client::new()
+    let r = crate::common::http_client()
+        .build()
+        .unwrap()
         .post(format!(
             "{}/api/2.0/mlflow/registered-models/alias",
             mlflow()

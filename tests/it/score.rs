@@ -489,7 +489,7 @@ async fn no_model_means_live_but_not_ready() {
 async fn serves_over_h2c_and_http10() {
     let reg = TestRegistry::with_iris();
     let app = App::spawn(reg.path(), &[]);
-    let h2 = reqwest::Client::builder()
+    let h2 = crate::common::http_client()
         .no_proxy()
         .http2_prior_knowledge()
         .build()

@@ -112,7 +112,7 @@ async fn request_metrics_add_up_across_threads() {
     let app = App::spawn(reg.path(), &["--workers", "4"]);
     let tasks: Vec<_> = (0..8)
         .map(|_| {
-            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            let client = crate::common::http_client().no_proxy().build().unwrap();
             let url = app.url("/score");
             tokio::spawn(async move {
                 for _ in 0..50 {
@@ -200,7 +200,7 @@ async fn the_library_entry_point_serves_follows_and_stops() {
     let running = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client().build().unwrap();
     let score = || async {
         client
             .post(format!("{base}/score"))

@@ -305,7 +305,7 @@ impl Replica {
         Self {
             child,
             addr,
-            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            client: crate::common::http_client().no_proxy().build().unwrap(),
         }
     }
 

@@ -249,7 +249,7 @@ async fn swaps_under_load_lose_no_request() {
             let (app, stop, started) = (app.clone(), stop.clone(), started.clone());
             tokio::spawn(async move {
                 // One keep-alive connection per task.
-                let client = reqwest::Client::builder()
+                let client = crate::common::http_client()
                     .no_proxy()
                     .pool_max_idle_per_host(1)
                     .build()

@@ -162,7 +162,7 @@ async fn a_sklearn_flavor_version_is_refused_and_the_served_version_keeps_servin
         }
     });
     let app_url = format!("http://{addr}/score");
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client().build().unwrap();
     let score = || async {
         let r = client
             .post(&app_url)
