@@ -62,7 +62,7 @@ pub struct LocationError {
     why: String,
 }
 
-fn refuse(given: &str, why: impl Into<String>) -> LocationError {
+pub(super) fn refuse(given: &str, why: impl Into<String>) -> LocationError {
     LocationError {
         given: given.into(),
         why: why.into(),

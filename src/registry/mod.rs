@@ -10,7 +10,9 @@
 mod cache;
 mod fs;
 mod location;
+#[cfg(feature = "remote")]
 mod mlflow;
+#[cfg(feature = "remote")]
 mod object;
 mod watch;
 
@@ -24,7 +26,9 @@ pub use fs::{
     parse_version,
 };
 pub use location::{Cloud, Location, LocationError};
+#[cfg(feature = "remote")]
 pub use mlflow::MlflowRegistry;
+#[cfg(feature = "remote")]
 pub use object::ObjectRegistry;
 pub use watch::{keep_watching, watch};
 
@@ -34,12 +38,23 @@ pub use watch::{keep_watching, watch};
 pub fn open(location: &Location) -> Result<std::sync::Arc<dyn Registry>, RegistryError> {
     Ok(match location {
         Location::Dir(dir) => std::sync::Arc::new(FsRegistry::new(dir)),
+        #[cfg(feature = "remote")]
         Location::Object {
             cloud,
             bucket,
             prefix,
         } => std::sync::Arc::new(ObjectRegistry::new(*cloud, bucket, prefix)?),
+        #[cfg(feature = "remote")]
         Location::Mlflow { url } => std::sync::Arc::new(MlflowRegistry::new(url)?),
+        #[cfg(not(feature = "remote"))]
+        Location::Object { .. } | Location::Mlflow { .. } => {
+            return Err(location::refuse(
+                &location.to_string(),
+                "this treeserve was built without remote registries (cargo feature `remote`, \
+                 on by default): build it with default features, or use a directory",
+            )
+            .into());
+        }
     })
 }
 
@@ -47,6 +62,7 @@ pub fn open(location: &Location) -> Result<std::sync::Arc<dyn Registry>, Registr
 /// already has one. Every HTTPS client needs a provider: the remote registries call this
 /// before building theirs, and so must other code building a reqwest client in the same
 /// process (the tests do).
+#[cfg(feature = "remote")]
 pub fn tls_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
