@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """What following a remote registry costs: swap latency, idle requests, start-up time.
 
-    python3 benches/registry.py [--stores s3,azure] [--moves 50] [--poll-interval 10s]
+    python3 benches/registry.py [--stores s3,azure,mlflow] [--moves 50] [--poll-interval 10s]
                                 [--idle 60] [--artifact FILE] [--json FILE] [--quick]
 
-For each store (S3 on moto, Azure Blob on azurite; the servers .ci/run installs into
-target/objstore-env and target/azurite), with a release treeserve:
+For each store (S3 on moto, Azure Blob on azurite, an MLflow tracking server; the servers
+.ci/run installs into target/objstore-env, target/azurite and target/mlflow-env), with a
+release treeserve:
   swap latency   one replica follows `production` at --poll-interval; the alias is moved
                  --moves times between two versions with `treeserve promote`, each at a
                  random point of the poll cycle; the time from
@@ -41,6 +42,7 @@ ENV = Path(os.environ.get("TREESERVE_OBJSTORE_ENV", ROOT / "target/objstore-env"
 AZURITE = Path(
     os.environ.get("TREESERVE_AZURITE", ROOT / "target/azurite/node_modules/.bin/azurite-blob")
 )
+MLFLOW_ENV = Path(os.environ.get("TREESERVE_MLFLOW_ENV", ROOT / "target/mlflow-env"))
 AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 VERSICOLOR = b'{"SepalLengthCm": 6.6, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}'
 REQUEST_LINE = re.compile(rb"(?:^|\r\n\r\n)(GET|PUT|POST|HEAD|DELETE) ")
@@ -95,6 +97,9 @@ class Store:
 
     def __init__(self, kind, work):
         self.kind, self.port = kind, free_port()
+        if kind == "mlflow":
+            self.start_mlflow(work)
+            return
         if kind == "s3":
             cmd = [str(ENV / "bin/moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
         else:
@@ -113,14 +118,32 @@ class Store:
                 sys.exit(f"the {kind} server did not start")
             time.sleep(0.2)
 
-    def registry(self):
+    def start_mlflow(self, work):
+        """`mlflow server` (sqlite, proxied artifacts) by tests/mlflow/server.py, which stops
+        it when its standard input closes."""
+        python = MLFLOW_ENV / "bin/python"
+        if not python.exists():
+            sys.exit(f"{python} is missing: run `bash .ci/run`, which installs MLflow")
+        self.proc = subprocess.Popen([str(python), str(ROOT / "tests/mlflow/server.py"), str(work / "mlflow")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        line = self.proc.stdout.readline().decode().strip()
+        if not line.startswith("READY "):
+            sys.exit(f"mlflow server did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+        self.proxy = Proxy(self.port)
+
+    def registry(self, direct=False):
+        if self.kind == "mlflow":
+            return f"mlflow+http://127.0.0.1:{self.port if direct else self.proxy.port}"
         return f"{'s3' if self.kind == 's3' else 'az'}://bench/models"
 
     def env(self, direct=False):
         port = self.port if direct else self.proxy.port
         e = dict(os.environ)
         e.pop("TREESERVE_REGISTRY", None)
-        if self.kind == "s3":
+        if self.kind == "mlflow":
+            pass
+        elif self.kind == "s3":
             e.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ALLOW_HTTP="true",
                      AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
         else:
@@ -130,11 +153,16 @@ class Store:
         return e
 
     def stop(self):
-        self.proc.kill()
+        if self.kind == "mlflow":
+            self.proc.stdin.close()  # server.py stops the server and removes its directory
+        else:
+            self.proc.kill()
         self.proc.wait()
 
 
 def treeserve(binary, store, *args):
+    """A lifecycle command against the store directly (not through the counting proxy)."""
+    args = [store.registry(direct=True) if a == "REGISTRY" else a for a in args]
     subprocess.run([binary, *args], env=store.env(direct=True), check=True, capture_output=True)
 
 
@@ -186,7 +214,7 @@ def pct(values, p):
 
 def measure(binary, kind, artifact, args, work):
     store = Store(kind, work)
-    reg = store.registry()
+    reg = "REGISTRY"
     try:
         treeserve(binary, store, "publish", str(artifact), "--registry", reg, "--alias", "production")
         treeserve(binary, store, "publish", str(artifact), "--registry", reg)
@@ -240,7 +268,7 @@ def measure(binary, kind, artifact, args, work):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stores", default="s3,azure")
+    ap.add_argument("--stores", default="s3,azure,mlflow")
     ap.add_argument("--moves", type=int, default=50)
     ap.add_argument("--poll-interval", default="10s")
     ap.add_argument("--idle", type=float, default=60)

@@ -3,6 +3,7 @@
 #
 #   fuzz/run.sh 60                 # each target for 60 s (what .ci/run does)
 #   fuzz/run.sh runs 10000000      # each target for 10 million executions
+#   fuzz/run.sh build              # only build the targets (CI builds them while it does other work)
 #
 # Targets run side by side, one per core (FUZZ_JOBS overrides): each still gets its full
 # time or runs on a core of its own. Needs cargo-fuzz (cargo install cargo-fuzz --locked);
@@ -11,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export RUSTC_BOOTSTRAP=1
+if [ "${1:-60}" = build ]; then exec cargo fuzz build; fi
 if [ "${1:-60}" = runs ]; then LIMIT=(-runs="${2:?number of runs}"); else LIMIT=(-max_total_time="${1:-60}"); fi
 JOBS=${FUZZ_JOBS:-$(nproc)}
 cargo fuzz build

@@ -2,7 +2,8 @@
 //!
 //! A registered model is a treeserve model, a model version a version, an MLflow alias an
 //! alias (its history, for `rollback`, in a registered-model tag: see [`history`]).
-//! `publish` creates a run in the experiment `treeserve`, uploads `model.tsm` through the
+//! `publish` creates a run in the experiment `treeserve` (its params, metrics and tags from
+//! the model's manifest: see [`logged`]), uploads `model.tsm` through the
 //! tracking server's artifact proxy (`mlflow server --serve-artifacts`), and registers a
 //! version whose source is that run's `treeserve` directory: the version exists only once
 //! its artifact does. `read` serves either such a `model.tsm`, or a model logged with one
@@ -19,6 +20,7 @@ mod api;
 mod client;
 mod flavor;
 mod history;
+mod logged;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -247,6 +249,15 @@ impl Registry for MlflowRegistry {
             &format!("{root}/{MODEL_DIR}/{ARTIFACT_FILE}"),
             artifact.to_vec(),
         )?;
+        // The run shows the model's parameters and test metrics (an artifact that is not a
+        // model would be refused by `read`; publishing callers have validated it).
+        if let Ok(manifest) = crate::model::read_manifest(artifact) {
+            self.client.post::<serde_json::Value>(
+                "write",
+                "runs/log-batch",
+                logged::log_batch(&run_id, &manifest, now_ms()),
+            )?;
+        }
         self.client.post::<serde_json::Value>(
             "write",
             "runs/update",

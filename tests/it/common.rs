@@ -320,3 +320,8 @@ pub fn http_client() -> reqwest::ClientBuilder {
     treeserve::registry::tls_provider();
     reqwest::Client::builder()
 }
+
+/// `reqwest::get`, after installing the TLS provider (see [`http_client`]).
+pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http_client().build()?.get(url).send().await
+}

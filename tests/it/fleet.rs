@@ -248,7 +248,7 @@ async fn a_fresh_server_whose_alias_points_at_a_bad_version_serves_the_previous_
         ],
         std::fs::File::create(&log).unwrap().into(),
     );
-    let ready = reqwest::get(format!("http://{addr}/health/ready"))
+    let ready = crate::common::http_get(format!("http://{addr}/health/ready"))
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);

@@ -131,6 +131,22 @@ fn log_models(flavor: &str, name: &str, versions: u32, alias: Option<&str>) -> V
     serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
 }
 
+/// The params, metrics and tags of the run behind `name`'s version `v`, read with
+/// MLflow's own client: `{"params": {...}, "metrics": {...}, "tags": {...}}`.
+fn mlflow_run_of(name: &str, v: u64) -> Value {
+    let script = "import json, sys\n\
+        from mlflow import MlflowClient\n\
+        c = MlflowClient(sys.argv[1])\n\
+        run = c.get_run(c.get_model_version(sys.argv[2], sys.argv[3]).run_id)\n\
+        print(json.dumps({'params': run.data.params, 'metrics': run.data.metrics, 'tags': run.data.tags}))";
+    let o = Command::new(python())
+        .args(["-c", script, mlflow(), name, &v.to_string()])
+        .output()
+        .expect("run python");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("the run as JSON")
+}
+
 /// Moves an alias in MLflow itself (what `MlflowClient().set_registered_model_alias` sends).
 async fn move_alias_in_mlflow(name: &str, alias: &str, version: u64) {
     let r = crate::common::http_client()
@@ -268,7 +284,7 @@ async fn publish_promote_rollback_through_mlflow_and_a_server_follows_with_no_fa
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no earlier version"), "{err}");
-    let alias: Value = reqwest::get(format!(
+    let alias: Value = crate::common::http_get(format!(
         "{}/api/2.0/mlflow/registered-models/alias?name={name}&alias=production",
         mlflow()
     ))
@@ -352,7 +368,7 @@ async fn a_running_server_keeps_serving_through_an_mlflow_outage_with_no_failed_
     let health = format!("{}/health", own.url);
     own.stop();
     assert!(
-        reqwest::get(&health).await.is_err(),
+        crate::common::http_get(&health).await.is_err(),
         "the MLflow server is stopped"
     );
     // Two polls fail (the registry is unreachable) while requests go on.
@@ -410,6 +426,24 @@ fn train_publish_goes_through_the_gate_with_its_records_kept_in_mlflow() {
     .unwrap();
     assert_eq!(listed[0]["aliases"]["production"]["version"], 1);
     assert_eq!(listed[0]["aliases"]["staging"]["version"], 2);
+    // Each version's run shows the model's parameters and test metrics, as MLflow's own
+    // client reads them.
+    for (v, depth) in [(1, None), (2, Some("2"))] {
+        let run = mlflow_run_of(name, v);
+        let p = &run["params"];
+        assert_eq!(p["algorithm"], "decision_tree", "{run}");
+        assert_eq!(p["target"], "Species", "{run}");
+        assert_eq!(p["n_features"], "4", "{run}");
+        assert_eq!(p["max_depth"].as_str(), depth, "{run}");
+        assert_eq!(run["tags"]["treeserve.model"], name, "{run}");
+        let listed_accuracy = listed[0]["versions"][v as usize - 1]["accuracy"].as_f64();
+        assert_eq!(
+            run["metrics"]["accuracy"].as_f64(),
+            listed_accuracy,
+            "{run}"
+        );
+        assert!(run["metrics"]["f1/Iris-setosa"].as_f64().is_some(), "{run}");
+    }
     // The gate's records are artifacts of each version's run, and the report reads them.
     let out = tempfile::tempdir().unwrap();
     let html = out.path().join("report.html");

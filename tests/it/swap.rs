@@ -507,7 +507,12 @@ async fn a_repeating_reload_failure_is_logged_once_with_a_hint() {
     let metrics = format!("http://{addr}/metrics");
     // At least ten failed reloads (each is counted) ...
     wait_for(Duration::from_secs(10), || async {
-        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        let text = crate::common::http_get(&metrics)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
             .find(|l| l.starts_with(r#"treeserve_model_loads_total{outcome="registry"}"#))
             .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
@@ -524,7 +529,7 @@ async fn a_repeating_reload_failure_is_logged_once_with_a_hint() {
     ]);
     let ready = format!("http://{addr}/health/ready");
     wait_for(Duration::from_secs(10), || async {
-        reqwest::get(&ready).await.unwrap().status() == 200
+        crate::common::http_get(&ready).await.unwrap().status() == 200
     })
     .await;
     child.kill().unwrap();

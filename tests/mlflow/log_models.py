@@ -4,7 +4,8 @@ registry tests (tests/it/registry_mlflow.rs).
 Usage: python log_models.py TRACKING_URI FLAVOR NAME VERSIONS OUT.json [ALIAS]
 
 FLAVOR is `xgboost` (an XGBClassifier on a DataFrame, 3 classes), `lightgbm` (a Booster
-from lgb.train, 3 classes) or `sklearn` (a DecisionTreeClassifier: a pickle). Each of the
+from lgb.train, 3 classes), `onnx` (a scikit-learn RandomForestClassifier converted by
+skl2onnx, no zipmap) or `sklearn` (a DecisionTreeClassifier: a pickle). Each of the
 VERSIONS versions is a differently trained model, logged with
 `mlflow.FLAVOR.log_model(..., registered_model_name=NAME, input_example=...)` (with
 `pip_requirements=[]`: MLflow's inference of requirements takes seconds and is not tested;
@@ -42,8 +43,9 @@ def main():
     alias = sys.argv[6] if len(sys.argv) > 6 else None
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("flavors")
-    X, y = data(0, 600, missing=flavor != "sklearn")
-    rows, _ = data(1, 300, missing=flavor != "sklearn")
+    missing = flavor in ("xgboost", "lightgbm")
+    X, y = data(0, 600, missing=missing)
+    rows, _ = data(1, 300, missing=missing)
     example = X.iloc[:5]
     logged, expected = [], {}
     for k in range(int(versions)):
@@ -73,6 +75,22 @@ def main():
                 info = mlflow.sklearn.log_model(m, name="model", registered_model_name=name,
                                                 input_example=example, pip_requirements=[],
                                                 serialization_format="cloudpickle")
+            elif flavor == "onnx":
+                # What the pickle refusal tells users to do: scikit-learn through ONNX.
+                from sklearn.ensemble import RandomForestClassifier
+                from skl2onnx import to_onnx
+
+                import onnxruntime as ort
+
+                m = RandomForestClassifier(n_estimators=5 + 5 * k, max_depth=3 + k, random_state=k).fit(X, y)
+                onx = to_onnx(m, X.iloc[:1].to_numpy(np.float32), options={id(m): {"zipmap": False}})
+                # The oracle is ONNX Runtime on the logged graph (float32, as ONNX reads rows).
+                session = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+                p = session.run(["probabilities"], {session.get_inputs()[0].name: rows.to_numpy(np.float32)})[0]
+                # The example names the columns (the graph reads one unnamed tensor).
+                info = mlflow.onnx.log_model(onx, name="model", registered_model_name=name,
+                                             input_example=example.astype(np.float32),
+                                             pip_requirements=[])
             else:
                 sys.exit(f"unknown flavor {flavor}")
         version = int(info.registered_model_version)

@@ -188,8 +188,14 @@ pub(super) fn build(
         ..Default::default()
     };
     if let Some(t) = example {
+        // A file that names no features (an ONNX graph reads one tensor) takes the names of
+        // the example's columns, in order, when they are as many: the names clients send.
+        let features = (imported.features.is_none()
+            && t.header.len() == imported.ensemble.num_features as usize)
+            .then(|| t.header.clone());
         let with = ImportOptions {
             reference: Some(t),
+            features,
             ..opts.clone()
         };
         match crate::import::build::build(imported.clone(), with) {

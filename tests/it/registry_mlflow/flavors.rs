@@ -96,6 +96,14 @@ async fn an_xgboost_model_logged_with_mlflow_is_served_with_xgboosts_answers_and
     flavor_is_served_and_followed("xgboost").await;
 }
 
+/// The path the pickle refusal points users to: scikit-learn converted by skl2onnx and
+/// logged with `mlflow.onnx`, served with ONNX Runtime's answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sklearn_forest_logged_with_mlflow_onnx_is_served_with_onnx_runtimes_answers_and_followed()
+ {
+    flavor_is_served_and_followed("onnx").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lightgbm_model_logged_with_mlflow_is_served_with_lightgbms_answers_and_followed() {
     flavor_is_served_and_followed("lightgbm").await;
