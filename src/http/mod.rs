@@ -15,6 +15,7 @@ mod request_id;
 mod routes;
 mod score;
 mod step;
+mod tabular;
 mod v2;
 
 use std::future::Future;

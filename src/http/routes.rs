@@ -5,7 +5,7 @@ use http::{Method, Request};
 
 use super::body::RequestBody;
 use super::step::{BodyJob, JobKind, Next, StateRef, Step};
-use super::{ApiError, AppState, info, report, score, v2};
+use super::{ApiError, AppState, info, report, score, tabular, v2};
 use crate::metrics::Route;
 use crate::serving::truncated;
 
@@ -21,6 +21,7 @@ impl BodyJob {
                 header_len,
                 body,
             ),
+            JobKind::Tabular { csv } => tabular::score(state, self.model(), csv, body),
         }
     }
 }
@@ -52,6 +53,16 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
         "/v2" if get => (Route::V2Server, Ok(info::server_metadata())),
         "/v2/health/live" if get => (Route::V2Live, Ok(info::live())),
         "/v2/health/ready" if get => (Route::V2Ready, info::ready(state)),
+        "/invocations" if post => {
+            return tabular::step(req, Route::Invocations, tabular::Named::Default);
+        }
+        "/" if get => (Route::Root, Ok(tabular::root())),
+        "/ping" if get => (Route::Ping, tabular::ping(state)),
+        "/swagger.json" if get => (Route::Swagger, Ok(info::openapi(state))),
+        "/invocations" => (Route::Invocations, Err(not_allowed(POST))),
+        "/" => (Route::Root, Err(not_allowed(GET))),
+        "/ping" => (Route::Ping, Err(not_allowed(GET))),
+        "/swagger.json" => (Route::Swagger, Err(not_allowed(GET))),
         "/health/live" => (Route::HealthLive, Err(not_allowed(GET))),
         "/health/ready" => (Route::HealthReady, Err(not_allowed(GET))),
         "/models" => (Route::Models, Err(not_allowed(GET))),
@@ -65,6 +76,26 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
                 let (parts, body) = req.into_parts();
                 return v2::route(parts, body, handle);
             }
+            if let Some(rest) = path.strip_prefix("/v1/models/") {
+                return match rest.strip_suffix(":predict") {
+                    Some(name) if !name.is_empty() && !name.contains('/') && post => {
+                        tabular::step(req, Route::V1Predict, tabular::Named::V1)
+                    }
+                    Some(name) if !name.is_empty() && !name.contains('/') => {
+                        Step::Done(Route::V1Predict, Box::new(Err(not_allowed(POST))))
+                    }
+                    None if !rest.is_empty() && !rest.contains('/') && get => {
+                        Step::Done(Route::V1Model, Box::new(tabular::v1_model(state, rest)))
+                    }
+                    None if !rest.is_empty() && !rest.contains('/') => {
+                        Step::Done(Route::V1Model, Box::new(Err(not_allowed(GET))))
+                    }
+                    _ => Step::Done(
+                        Route::Unmatched,
+                        Box::new(Err(ApiError::NotFound(truncated(path)))),
+                    ),
+                };
+            }
             if let Some(rest) = path.strip_prefix("/models/") {
                 match rest.split_once('/') {
                     None if get => (Route::Model, info::models(state, Some(rest))),
@@ -73,6 +104,10 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
                         return score::score_step(req, Route::ModelScore, true);
                     }
                     Some((_, "score")) => (Route::ModelScore, Err(not_allowed(POST))),
+                    Some((_, "invocations")) if post => {
+                        return tabular::step(req, Route::ModelInvocations, tabular::Named::Models);
+                    }
+                    Some((_, "invocations")) => (Route::ModelInvocations, Err(not_allowed(POST))),
                     Some((name, "report")) if get => {
                         let name = name.to_owned();
                         let state = handle.clone();

@@ -94,7 +94,8 @@ pub(super) fn score<'a>(
     Next::scored(outcome, respond)
 }
 
-fn respond(scored: Scored<Bytes>) -> Response<Full<Bytes>> {
+/// A scored JSON answer, with the model's name and version in headers.
+pub(super) fn respond(scored: Scored<Bytes>) -> Response<Full<Bytes>> {
     let mut resp = json_response(StatusCode::OK, scored.output);
     // A fresh map: `append` is `insert` here, and it is the code hyper's request parsing
     // keeps hot.

@@ -76,6 +76,8 @@ pub(super) enum JobKind {
     Score { want_proba: bool },
     /// V2 infer.
     Infer { header_len: Option<usize> },
+    /// MLflow's `/invocations`, KServe V1 predict (`csv`: a `text/csv` body).
+    Tabular { csv: bool },
 }
 
 /// The path a job keeps ("" when its URI had none).

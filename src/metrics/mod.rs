@@ -132,12 +132,26 @@ pub enum Route {
     V2VersionReady,
     /// `POST /v2/models/{model}/versions/{version}/infer`.
     V2VersionInfer,
+    /// `GET /` (Azure ML's liveness).
+    Root,
+    /// `GET /ping` (MLflow's and SageMaker's health).
+    Ping,
+    /// `GET /swagger.json` (Azure ML's name for the OpenAPI document).
+    Swagger,
+    /// `POST /invocations` (MLflow's scoring protocol, SageMaker's contract).
+    Invocations,
+    /// `POST /models/{model}/invocations`.
+    ModelInvocations,
+    /// `GET /v1/models/{model}` (KServe V1 / TF Serving).
+    V1Model,
+    /// `POST /v1/models/{model}:predict`.
+    V1Predict,
     /// Any other path.
     Unmatched,
 }
 
 impl Route {
-    const ALL: [Route; 19] = [
+    const ALL: [Route; 26] = [
         Route::Score,
         Route::ModelScore,
         Route::ModelReport,
@@ -156,6 +170,13 @@ impl Route {
         Route::V2Version,
         Route::V2VersionReady,
         Route::V2VersionInfer,
+        Route::Root,
+        Route::Ping,
+        Route::Swagger,
+        Route::Invocations,
+        Route::ModelInvocations,
+        Route::V1Model,
+        Route::V1Predict,
         Route::Unmatched,
     ];
 
@@ -180,6 +201,13 @@ impl Route {
             Route::V2Version => "/v2/models/{model}/versions/{version}",
             Route::V2VersionReady => "/v2/models/{model}/versions/{version}/ready",
             Route::V2VersionInfer => "/v2/models/{model}/versions/{version}/infer",
+            Route::Root => "/",
+            Route::Ping => "/ping",
+            Route::Swagger => "/swagger.json",
+            Route::Invocations => "/invocations",
+            Route::ModelInvocations => "/models/{model}/invocations",
+            Route::V1Model => "/v1/models/{model}",
+            Route::V1Predict => "/v1/models/{model}:predict",
             Route::Unmatched => "unmatched",
         }
     }

@@ -3,6 +3,7 @@
 
 pub(crate) mod cursor;
 pub mod score;
+pub mod tabular;
 pub mod v2;
 
 use crate::error_type::ErrorType;

@@ -1,5 +1,6 @@
-//! The [`Codec`]s of the protocols served: `/score` (Azure ML's contract) and the Open
-//! Inference Protocol (KServe V2), over the wire formats of [`crate::protocol`].
+//! The [`Codec`]s of the protocols served: `/score` (Azure ML's contract), the Open
+//! Inference Protocol (KServe V2), and MLflow's / KServe V1's `{"predictions": [...]}`,
+//! over the wire formats of [`crate::protocol`].
 
 use bytes::Bytes;
 
@@ -7,7 +8,7 @@ use super::ServedModel;
 use super::scoring::{Codec, Local};
 use crate::model::Model;
 use crate::protocol::v2::{self, Output};
-use crate::protocol::{InputError, InputErrorKind, score};
+use crate::protocol::{InputError, InputErrorKind, score, tabular};
 
 /// `/score`: rows as JSON objects keyed by feature name; answers JSON.
 #[derive(Debug, Clone, Copy)]
@@ -138,5 +139,55 @@ impl Codec for V2Codec {
             proba,
             decoded.outputs.as_slice(),
         )
+    }
+}
+
+/// MLflow's scoring protocol (`/invocations`) and KServe V1's predict: a DataFrame or
+/// tensor in JSON, or CSV; answers `{"predictions": [...]}`.
+#[derive(Debug, Clone, Copy)]
+pub struct TabularCodec {
+    /// The body is `text/csv` (else JSON).
+    pub csv: bool,
+}
+
+impl Codec for TabularCodec {
+    type Decoded<'b> = ();
+    type Output = Bytes;
+
+    fn decode(
+        &self,
+        model: &Model,
+        body: &[u8],
+        max_rows: usize,
+        values: &mut Vec<f64>,
+    ) -> Result<(usize, ()), InputError> {
+        let decode = if self.csv {
+            tabular::decode_csv
+        } else {
+            tabular::decode_json
+        };
+        let rows = decode(
+            body,
+            model.features(),
+            max_rows,
+            model.missing_aware(),
+            values,
+        )?;
+        Ok((rows, ()))
+    }
+
+    fn wants_proba(&self, _: &()) -> bool {
+        false
+    }
+
+    fn encode(
+        &self,
+        served: &ServedModel,
+        _: &Local,
+        _: (),
+        classes: &[usize],
+        proba: Option<&[f64]>,
+    ) -> Bytes {
+        Bytes::from(served.tabular.encode(classes, proba))
     }
 }

@@ -20,6 +20,7 @@ mod lifecycle;
 mod no_5xx;
 mod objstore;
 mod observe;
+mod protocols;
 mod readme;
 mod registry;
 mod registry_mlflow;
