@@ -3,7 +3,7 @@
 
     python3 benches/load.py [--rounds 5] [--duration 10] [--connections 1,16,64,256]
                             [--out docs/benchmarks.md] [--chart docs/benchmarks.svg] [--json FILE]
-                            [--compare suite|floor|floor-flat|metrics|request-logs|v2|binary
+                            [--compare suite|floor|floor-flat|metrics|request-logs|v2|clients|binary
                              --other PATH]
                             [--build plain|pgo]
 
@@ -22,6 +22,9 @@
                 stderr to /dev/null) against treeserve's default logging (the baseline);
   v2            on one treeserve: V2 infer with one row (label only, and label + probabilities),
                 a 1,000-row V2 batch and a 1,000-row /score batch, against /score with one row;
+  clients       on one treeserve: one row through each other client's contract (MLflow's
+                /invocations as dataframe_split, dataframe_records and CSV; KServe V1
+                instances) against /score with one row (the baseline);
   binary        this tree's treeserve against another treeserve binary (--other, e.g. a
                 release build of an earlier commit in a git worktree): a regression check.
 
@@ -96,6 +99,8 @@ def rss_kib(pid):
 def wrk(addr, connections, duration, path="/score", body=None):
     threads = 1 if connections == 1 else 2
     env = {**os.environ, "WRK_PATH": path}
+    if isinstance(body, tuple):  # (content type, body)
+        env["WRK_CONTENT_TYPE"], body = body
     if body is not None:
         env["WRK_BODY"] = body
     out = subprocess.run(
@@ -165,6 +170,19 @@ def plan(args, treeserve, floor):
             },
             {"request logs": one("request logs"), "default logs": one("default logs")},
         ),
+        "clients": (
+            {"treeserve": (serve, {})},
+            {
+                "invocations split": ("treeserve", "/invocations", json.dumps(
+                    {"dataframe_split": {"columns": FEATURES, "data": [SCORE_ROW]}}), 1),
+                "invocations records": ("treeserve", "/invocations", json.dumps(
+                    {"dataframe_records": [dict(zip(FEATURES, SCORE_ROW))]}), 1),
+                "invocations csv": ("treeserve", "/invocations", (
+                    "text/csv", ",".join(FEATURES) + "\n" + ",".join(map(str, SCORE_ROW)) + "\n"), 1),
+                "v1 instances": ("treeserve", "/v1/models/iris:predict", json.dumps({"instances": [SCORE_ROW]}), 1),
+                "/score": one("treeserve"),
+            },
+        ),
         "binary": (
             {"this tree": (serve, {}), "other": ([str(args.other)] + serve[1:], {})},
             {"this tree": one("this tree"), "other": one("other")},
@@ -195,7 +213,8 @@ def main():
                     "replace the generated section of this file, e.g. docs/benchmarks.md)")
     ap.add_argument("--chart", type=Path, help="--compare suite: write the SVG chart here")
     ap.add_argument("--json", type=Path, help="write every round's raw figures here")
-    ap.add_argument("--compare", choices=["suite", "floor", "floor-flat", "metrics", "request-logs", "v2", "binary"], default="suite")
+    ap.add_argument("--compare", choices=["suite", "floor", "floor-flat", "metrics", "request-logs", "v2", "clients", "binary"],
+                    default="suite")
     ap.add_argument("--only", help="comma-separated target names to keep (the baseline is always kept)")
     ap.add_argument("--build", choices=["plain", "pgo"], default="plain",
                     help="how both servers are built: plain release builds, or profile-guided (deploy/pgo.py)")

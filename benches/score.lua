@@ -1,7 +1,7 @@
--- wrk script: POST one IRIS row to /score (or the body in WRK_BODY), and print a JSON
+-- wrk script: POST one IRIS row to /score (or the body in WRK_BODY, of WRK_CONTENT_TYPE), and print a JSON
 -- summary line the load benchmark parses.
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE") or "application/json"
 wrk.body = os.getenv("WRK_BODY") or
   '{"SepalLengthCm": 6.6, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}'
 if os.getenv("WRK_PATH") then wrk.path = os.getenv("WRK_PATH") end

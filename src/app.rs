@@ -58,7 +58,23 @@ impl Application {
                 source,
             })?;
         }
-        let state = Arc::new(AppState::new(config, registry));
+        let keys = match &config.api_keys_file {
+            Some(path) => Some(Arc::new(
+                crate::auth::KeyFile::open(path).map_err(ServeError::ApiKeys)?,
+            )),
+            None => None,
+        };
+        let mut state = AppState::new(config, registry);
+        if let Some(keys) = keys {
+            tracing::info!(
+                file = %keys.path().display(),
+                keys = keys.keys().len(),
+                "API keys required on every route but the probes"
+            );
+            follow_keys(keys.clone());
+            state = state.with_keys(keys);
+        }
+        let state = Arc::new(state);
         let server = Server::bind(state.clone()).await?;
         let fleet = state.fleet().clone();
         let first = fleet.clone();
@@ -263,4 +279,25 @@ async fn drift_ticks(fleet: Arc<Fleet>, window: Duration) {
             }
         }
     }
+}
+
+/// Reads the keys file again each second when it changed (a thread of its own: the read
+/// is file I/O, kept off the runtime). A broken file keeps the keys in use, logged once.
+fn follow_keys(keys: Arc<crate::auth::KeyFile>) {
+    std::thread::Builder::new()
+        .name("treeserve-keys".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                match keys.refresh() {
+                    Ok(Some(n)) => tracing::info!(keys = n, "API keys file changed: reloaded"),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "API keys file changed but cannot be used; the previous keys stay"
+                    ),
+                }
+            }
+        })
+        .expect("start the keys thread");
 }

@@ -111,6 +111,16 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_ALLOW_SCHEMA_CHANGE")]
     pub allow_schema_change: bool,
 
+    /// API keys, one a line, each optionally scoped `score` or `admin` (none: admin):
+    /// every route but the probes then needs `Authorization: Bearer KEY` or
+    /// `x-api-key: KEY`. Read again when the file changes (rotation without a restart).
+    #[arg(long, env = "TREESERVE_API_KEYS_FILE")]
+    pub api_keys_file: Option<std::path::PathBuf>,
+
+    /// With --api-keys-file: leave `/metrics` open (a Prometheus scraping without a key).
+    #[arg(long, env = "TREESERVE_METRICS_OPEN")]
+    pub metrics_open: bool,
+
     /// Turn off recording of request metrics, predictions and drift (for measuring their
     /// cost; `/metrics` still answers).
     #[arg(long, env = "TREESERVE_NO_METRICS")]
@@ -179,6 +189,8 @@ impl ServeConfig {
             max_trees: 4096,
             poll_interval: None,
             cache_dir: None,
+            api_keys_file: None,
+            metrics_open: false,
             no_watch: false,
             wait_for_model: false,
             allow_schema_change: false,

@@ -90,6 +90,10 @@ error_types! {
     TooManyConnections => "too_many_connections",
     /// A pinned version exists but fails validation.
     VersionUnavailable => "version_unavailable",
+    /// No API key, or one not accepted (401).
+    Unauthorized => "unauthorized",
+    /// A key whose scope does not cover the route (403).
+    Forbidden => "forbidden",
     /// A bug: the server failed.
     Internal => "internal",
 }

@@ -6,6 +6,7 @@
 //! `main` only parses the command line and calls [`cli::run`].
 
 pub mod app;
+pub mod auth;
 pub mod batch;
 pub mod cli;
 pub mod client;

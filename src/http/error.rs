@@ -64,9 +64,26 @@ pub enum ApiError {
     /// An HTTP/1.1 request without `Host` (RFC 9112, section 3.2).
     #[error("an HTTP/1.1 request must carry a Host header")]
     MissingHost,
+    /// No API key, or one that is not accepted (`--api-keys-file`), or a `score` key on
+    /// an `admin` route.
+    #[error("{}", refusal_message(*.0))]
+    Unauthorized(crate::auth::Refusal),
     /// A bug: the server failed.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn refusal_message(r: crate::auth::Refusal) -> &'static str {
+    use crate::auth::Refusal;
+    match r {
+        Refusal::Missing => {
+            "this server requires an API key: send Authorization: Bearer KEY (or x-api-key: KEY)"
+        }
+        Refusal::Wrong => "the API key is not accepted: check it, or ask for a current one",
+        Refusal::Forbidden => {
+            "this key may only score: reports, model details and metrics need an admin key"
+        }
+    }
 }
 
 impl From<InputError> for ApiError {
@@ -106,6 +123,8 @@ impl ApiError {
             ApiError::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(crate::auth::Refusal::Forbidden) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,6 +145,8 @@ impl ApiError {
             ApiError::UnsupportedTransferEncoding(_) => ErrorType::UnsupportedTransferEncoding,
             ApiError::MissingHost => ErrorType::MissingHost,
             ApiError::HeadTooLarge { .. } => ErrorType::HeadTooLarge,
+            ApiError::Unauthorized(crate::auth::Refusal::Forbidden) => ErrorType::Forbidden,
+            ApiError::Unauthorized(_) => ErrorType::Unauthorized,
             ApiError::Internal(_) => ErrorType::Internal,
         }
     }
@@ -160,6 +181,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow, .. } => {
                 resp.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::Unauthorized(r) if r != crate::auth::Refusal::Forbidden => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::BodyTimeout(_)
             | ApiError::UnsupportedTransferEncoding(_)

@@ -13,7 +13,7 @@ use tracing::field;
 use super::body::{RequestBody, read_body};
 use super::request_id::RequestId;
 use super::step::{Next, Reply, StateRef, Step};
-use super::{ApiError, AppState, REQUEST_LOG_TARGET, catch, conn, routes};
+use super::{ApiError, AppState, REQUEST_LOG_TARGET, catch, conn, keys, routes};
 use crate::metrics::Route;
 
 /// The handler. `in_progress` (on a connection) ends when the response is ready: the
@@ -32,6 +32,9 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
     let mut ids: Option<Box<Ids>> = None;
     let mut host = false;
     let mut head_error = None;
+    // The key presented, looked at only when the server requires keys.
+    let mut authorization = None;
+    let mut x_api_key = None;
     // hyper stops reading a head at `--max-header-bytes` of buffer, but parses one that
     // arrived whole in a larger read: its size is checked here too.
     let mut head_len = req.uri().path().len() + req.uri().query().map_or(0, str::len);
@@ -46,6 +49,14 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
             }
             "transfer-encoding" => {
                 head_error = head_error.or_else(|| transfer_coding(value));
+                continue;
+            }
+            "authorization" => {
+                authorization.get_or_insert(value);
+                continue;
+            }
+            "x-api-key" => {
+                x_api_key.get_or_insert(value);
                 continue;
             }
             _ => continue,
@@ -76,10 +87,24 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
     }
     // Panics become 500s: the synchronous steps under `catch_unwind`, the rare boxed
     // futures under `CatchUnwind`. Only the body read is awaited inline.
+    let required = held.state.keys.as_ref().map(|k| {
+        let key = keys::presented(authorization, x_api_key).map(<[u8]>::to_vec);
+        (k.keys(), key)
+    });
     let mut step: std::thread::Result<Step<'a, B>> = match head_error {
         None => catch::sync(&span, || routes::route(req, &held.state)),
         Some(e) => Ok(Step::Done(Route::Unmatched, Box::new(Err(e)))),
     };
+    if let (Some((keys, key)), Ok(s)) = (required, &step) {
+        let route = s.route();
+        let need = keys::scope(route, held.state.config.metrics_open);
+        if let Err(refusal) = keys.check(key.as_deref(), need) {
+            step = Ok(Step::Done(
+                route,
+                Box::new(Err(ApiError::Unauthorized(refusal))),
+            ));
+        }
+    }
     async move {
         let state = &*held.state;
         // The step is matched in place: moving the body and the job out of it would

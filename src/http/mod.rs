@@ -9,6 +9,7 @@ mod conn;
 mod error;
 mod handler;
 mod info;
+mod keys;
 mod negotiate;
 mod report;
 mod request_id;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub config: ServeConfig,
     /// Built reports, per model.
     reports: report::Reports,
+    /// The API keys, with `--api-keys-file`.
+    pub keys: Option<Arc<crate::auth::KeyFile>>,
 }
 
 impl AppState {
@@ -87,7 +90,14 @@ impl AppState {
             metrics,
             config,
             reports: report::Reports::default(),
+            keys: None,
         }
+    }
+
+    /// This state, requiring the keys of `keys` on every route but the probes.
+    pub fn with_keys(mut self, keys: Arc<crate::auth::KeyFile>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// The served models.
@@ -126,6 +136,9 @@ pub enum ServeError {
     /// The registry cannot be used (`--registry` refused, or its configuration).
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    /// `--api-keys-file` cannot be used (what is wrong is in the message).
+    #[error("--api-keys-file {0}")]
+    ApiKeys(String),
 }
 
 impl Server {

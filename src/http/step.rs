@@ -36,6 +36,15 @@ pub(super) enum Step<'a, B> {
     Later(Route, Later<'a>),
 }
 
+impl<B> Step<'_, B> {
+    /// The route decided.
+    pub(super) fn route(&self) -> Route {
+        match self {
+            Step::Done(r, _) | Step::Body { route: r, .. } | Step::Later(r, _) => *r,
+        }
+    }
+}
+
 /// A boxed reply still being worked on.
 pub(super) type Later<'a> = Pin<Box<dyn Future<Output = Reply> + Send + 'a>>;
 

@@ -12,7 +12,9 @@ use prometheus::proto::{self, MetricType};
 use super::*;
 
 const METHODS: [&str; 4] = ["GET", "POST", "HEAD", "OTHER"];
-const STATUSES: [u16; 12] = [200, 400, 404, 405, 408, 413, 415, 429, 500, 503, 504, 0];
+const STATUSES: [u16; 14] = [
+    200, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503, 504, 0,
+];
 
 fn method_index(method: &http::Method) -> usize {
     match *method {

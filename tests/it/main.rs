@@ -16,6 +16,7 @@ mod hostile;
 mod import;
 mod import_docs;
 mod import_fixtures;
+mod keys;
 mod lifecycle;
 mod no_5xx;
 mod objstore;
