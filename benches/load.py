@@ -3,7 +3,7 @@
 
     python3 benches/load.py [--rounds 5] [--duration 10] [--connections 1,16,64,256]
                             [--out docs/benchmarks.md] [--chart docs/benchmarks.svg] [--json FILE]
-                            [--compare suite|floor|floor-flat|metrics|request-logs|v2|clients|binary
+                            [--compare suite|floor|floor-flat|metrics|request-logs|v2|clients|keys|binary
                              --other PATH]
                             [--build plain|pgo]
 
@@ -25,6 +25,9 @@
   clients       on one treeserve: one row through each other client's contract (MLflow's
                 /invocations as dataframe_split, dataframe_records and CSV; KServe V1
                 instances) against /score with one row (the baseline);
+  keys          treeserve requiring API keys (--api-keys-file; every request sends a valid
+                `Authorization: Bearer` key) against treeserve without (the baseline): what
+                checking a key costs;
   binary        this tree's treeserve against another treeserve binary (--other, e.g. a
                 release build of an earlier commit in a git worktree): a regression check.
 
@@ -131,6 +134,20 @@ LABEL_ONLY = {"outputs": [{"name": "label"}]}
 V2_PATH = "/v2/models/iris/infer"
 
 
+# The key every request sends (`Authorization: Bearer`; ignored by a server without keys).
+BENCH_KEY = "bench-key-0123456789abcdef0123456789"
+
+
+def keys_file():
+    """A keys file with BENCH_KEY among 20 keys (each one is compared on every request)."""
+    path = ROOT / "target" / "bench-keys.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    others = [f"other-key-{i:02}-0123456789abcdef0123" for i in range(19)]
+    path.write_text("\n".join(others + [BENCH_KEY + " score"]) + "\n")
+    os.environ["WRK_AUTH"] = BENCH_KEY
+    return path
+
+
 def plan(args, treeserve, floor):
     """Servers (name -> (command, environment)) and scenarios: (title, connection counts,
     targets: name -> (server, path, body, rows per request)); each scenario's last target is
@@ -183,6 +200,10 @@ def plan(args, treeserve, floor):
                 "/score": one("treeserve"),
             },
         ),
+        "keys": (
+            {"keys": (serve + ["--api-keys-file", str(keys_file())], {}), "no keys": (serve, {})},
+            {"keys": one("keys"), "no keys": one("no keys")},
+        ),
         "binary": (
             {"this tree": (serve, {}), "other": ([str(args.other)] + serve[1:], {})},
             {"this tree": one("this tree"), "other": one("other")},
@@ -213,7 +234,8 @@ def main():
                     "replace the generated section of this file, e.g. docs/benchmarks.md)")
     ap.add_argument("--chart", type=Path, help="--compare suite: write the SVG chart here")
     ap.add_argument("--json", type=Path, help="write every round's raw figures here")
-    ap.add_argument("--compare", choices=["suite", "floor", "floor-flat", "metrics", "request-logs", "v2", "clients", "binary"],
+    ap.add_argument("--compare", choices=["suite", "floor", "floor-flat", "metrics", "request-logs", "v2", "clients", "keys",
+                             "binary"],
                     default="suite")
     ap.add_argument("--only", help="comma-separated target names to keep (the baseline is always kept)")
     ap.add_argument("--build", choices=["plain", "pgo"], default="plain",

@@ -131,14 +131,7 @@ pub fn decode_json(
                                 ),
                             ));
                         }
-                        let row_no = rows.rows;
-                        let mut cells = vec![f64::NAN; features.len()];
-                        for (v, i) in values.iter().zip(&map) {
-                            if let Some(i) = *i {
-                                cells[i] = rows.value(v, row_no, i)?;
-                            }
-                        }
-                        rows.start()?.copy_from_slice(&cells);
+                        rows.mapped(&map, values, Rows::value)?;
                     }
                 }
                 Some(other) => {
@@ -183,14 +176,7 @@ pub fn decode_json(
                 .map(|v| v.as_array().expect("checked above"))
                 .collect();
             for r in 0..len.unwrap_or(0) {
-                let mut cells = vec![f64::NAN; features.len()];
-                let row_no = rows.rows;
-                for (col, i) in cols.iter().zip(&map) {
-                    if let Some(i) = *i {
-                        cells[i] = rows.value(&col[r], row_no, i)?;
-                    }
-                }
-                rows.start()?.copy_from_slice(&cells);
+                rows.mapped(&map, cols.iter().map(|col| &col[r]), Rows::value)?;
             }
         }
         (key, other) => {
@@ -251,14 +237,7 @@ pub fn decode_csv(
                 ));
             }
         }
-        let row_no = rows.rows;
-        let mut cells = vec![f64::NAN; features.len()];
-        for (cell, i) in record.iter().zip(&map) {
-            if let Some(i) = *i {
-                cells[i] = rows.cell(cell, row_no, i)?;
-            }
-        }
-        rows.start()?.copy_from_slice(&cells);
+        rows.mapped(&map, record.iter(), Rows::cell)?;
     }
     if rows.rows == 0 {
         return Err(InputError::new(

@@ -115,6 +115,25 @@ impl Rows<'_> {
         Ok(map)
     }
 
+    /// One row from columns mapped by [`Rows::columns`]: `convert(self, cell, row,
+    /// feature)` reads each mapped cell; the model's other columns are skipped.
+    pub(super) fn mapped<T>(
+        &mut self,
+        map: &[Option<usize>],
+        cells: impl IntoIterator<Item = T>,
+        convert: impl Fn(&Self, T, usize, usize) -> Result<f64, InputError>,
+    ) -> Result<(), InputError> {
+        let row = self.rows;
+        let mut values = vec![f64::NAN; self.features.len()];
+        for (cell, i) in cells.into_iter().zip(map) {
+            if let Some(i) = *i {
+                values[i] = convert(self, cell, row, i)?;
+            }
+        }
+        self.start()?.copy_from_slice(&values);
+        Ok(())
+    }
+
     pub(super) fn missing(&self, feature: usize, row: Option<usize>) -> InputError {
         let at = row
             .map(|r| format!("row {r} lacks"))
