@@ -28,7 +28,10 @@ impl<B> RequestBody for B where
 }
 
 /// Accepts one of `types` (any parameters) or no content type, and an uncompressed body.
-pub(super) fn check_content_type(headers: &HeaderMap, types: &[&str]) -> Result<(), ApiError> {
+pub(super) fn check_content_type(
+    headers: &HeaderMap,
+    types: &'static [&'static str],
+) -> Result<(), ApiError> {
     // One walk over the few request headers, comparing standard names (an enum compare),
     // instead of two hashed lookups.
     let mut content_type = None;
@@ -58,7 +61,10 @@ pub(super) fn check_content_type(headers: &HeaderMap, types: &[&str]) -> Result<
         .map(str::trim);
     match essence {
         Some(e) if types.iter().any(|t| e.eq_ignore_ascii_case(t)) => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType(lossy(ct))),
+        _ => Err(ApiError::UnsupportedMediaType {
+            got: lossy(ct),
+            want: types,
+        }),
     }
 }
 

@@ -27,9 +27,14 @@ pub enum ApiError {
     /// The body could not be read.
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
-    /// The content type is not JSON.
-    #[error("unsupported content type {0:?}: send application/json")]
-    UnsupportedMediaType(String),
+    /// A content type the route does not take.
+    #[error("unsupported content type {got:?}: send {}", .want.join(" or "))]
+    UnsupportedMediaType {
+        /// The content type sent.
+        got: String,
+        /// The types the route takes.
+        want: &'static [&'static str],
+    },
     /// A query parameter is wrong.
     #[error("{0}")]
     InvalidQuery(String),
@@ -114,7 +119,7 @@ impl ApiError {
             ApiError::BodyRead(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedContentEncoding(_) => {
+            ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedContentEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -136,7 +141,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => ErrorType::BodyTooLarge,
             ApiError::BodyTimeout(_) => ErrorType::BodyTimeout,
             ApiError::BodyRead(_) => ErrorType::BodyReadError,
-            ApiError::UnsupportedMediaType(_) => ErrorType::UnsupportedMediaType,
+            ApiError::UnsupportedMediaType { .. } => ErrorType::UnsupportedMediaType,
             ApiError::InvalidQuery(_) => ErrorType::InvalidQuery,
             ApiError::NotFound(_) => ErrorType::NotFound,
             ApiError::MethodNotAllowed { .. } => ErrorType::MethodNotAllowed,
