@@ -259,7 +259,17 @@ async fn a_battery_of_hostile_inputs_gets_clear_errors_and_the_server_carries_on
     assert_eq!(out.matches("HTTP/1.1 200").count(), 4, "pipelined: {out}");
     assert_eq!(out.matches("Iris-versicolor").count(), 3);
     let out = raw(&app, b"GET / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n0\r\n\r\n");
-    assert!(out.starts_with("HTTP/1.1 4"), "conflicting framing: {out}");
+    // Transfer-Encoding overrides Content-Length (RFC 9112, 6.3; hyper drops the length):
+    // the chunked body is read as one, and nothing after it is taken for a request.
+    assert_eq!(
+        out.matches("HTTP/1.1 ").count(),
+        1,
+        "conflicting framing: {out}"
+    );
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "conflicting framing: {out}"
+    );
     let out = raw(&app, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
     assert!(
         out.is_empty() || out.starts_with("HTTP/1.1 400"),
