@@ -89,16 +89,23 @@ impl Rows<'_> {
         &self,
         names: impl IntoIterator<Item = &'c str>,
     ) -> Result<Vec<Option<usize>>, InputError> {
-        let index: HashMap<&str, usize> = self
-            .features
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.as_str(), i))
-            .collect();
+        // A few features (the common case): the column in the same place, else a scan;
+        // many: a map, built once.
+        let index: Option<HashMap<&str, usize>> = (self.features.len() > 32).then(|| {
+            self.features
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.as_str(), i))
+                .collect()
+        });
         let mut seen = vec![false; self.features.len()];
-        let mut map = Vec::new();
-        for name in names {
-            let i = index.get(name).copied();
+        let mut map = Vec::with_capacity(self.features.len());
+        for (col, name) in names.into_iter().enumerate() {
+            let i = match &index {
+                Some(index) => index.get(name).copied(),
+                None if self.features.get(col).is_some_and(|f| f == name) => Some(col),
+                None => self.features.iter().position(|f| f == name),
+            };
             if let Some(i) = i
                 && std::mem::replace(&mut seen[i], true)
             {
