@@ -118,6 +118,11 @@ impl Application {
         self.server.local_addr()
     }
 
+    /// The gRPC address bound, with `--grpc-listen`.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.server.grpc_addr()
+    }
+
     /// The port bound (the one picked when the configuration said port 0).
     pub fn port(&self) -> u16 {
         self.local_addr().port()

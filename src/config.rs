@@ -12,6 +12,12 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Also serve the Open Inference Protocol over gRPC (KServe's
+    /// `inference.GRPCInferenceService`, what `tritonclient.grpc` calls) on this address;
+    /// off unless given (8001 by convention).
+    #[arg(long, env = "TREESERVE_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
+
     /// Registry: a directory, s3://BUCKET[/PREFIX], az://CONTAINER[/PREFIX],
     /// gs://BUCKET[/PREFIX], mlflow+http(s)://HOST:PORT, or mlflow ($MLFLOW_TRACKING_URI).
     #[arg(long, env = "TREESERVE_REGISTRY", default_value = "models")]
@@ -171,6 +177,7 @@ impl ServeConfig {
     pub fn new(registry: impl Into<crate::registry::Location>) -> Self {
         Self {
             listen: ([127, 0, 0, 1], 8080).into(),
+            grpc_listen: None,
             registry: registry.into(),
             models: Vec::new(),
             alias: crate::registry::DEFAULT_ALIAS.into(),

@@ -134,6 +134,25 @@ impl ApiError {
         }
     }
 
+    /// The gRPC status code of the same error (V2 over gRPC).
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            ApiError::Score(ScoreError::NoDefaultModel(_)) => Code::InvalidArgument,
+            ApiError::BodyTooLarge { .. } => Code::ResourceExhausted,
+            ApiError::Unauthorized(crate::auth::Refusal::Forbidden) => Code::PermissionDenied,
+            ApiError::Unauthorized(_) => Code::Unauthenticated,
+            e => match e.status() {
+                StatusCode::NOT_FOUND => Code::NotFound,
+                StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => Code::Unimplemented,
+                StatusCode::REQUEST_TIMEOUT => Code::DeadlineExceeded,
+                StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+                s if s.is_client_error() => Code::InvalidArgument,
+                _ => Code::Internal,
+            },
+        }
+    }
+
     /// The `error_type` (also the reason the rejection metric counts).
     pub fn error_type(&self) -> ErrorType {
         match self {

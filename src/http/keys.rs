@@ -17,7 +17,9 @@ pub(super) fn scope(route: Route, metrics_open: bool) -> Scope {
         | Route::V2Live
         | Route::V2Ready
         | Route::Root
-        | Route::Ping => Scope::Open,
+        | Route::Ping
+        | Route::GrpcServerLive
+        | Route::GrpcServerReady => Scope::Open,
         Route::Metrics if metrics_open => Scope::Open,
         Route::Metrics | Route::Models | Route::Model | Route::ModelReport => Scope::Admin,
         Route::Score
@@ -35,6 +37,10 @@ pub(super) fn scope(route: Route, metrics_open: bool) -> Scope {
         | Route::ModelInvocations
         | Route::V1Model
         | Route::V1Predict
+        | Route::GrpcModelReady
+        | Route::GrpcServerMetadata
+        | Route::GrpcModelMetadata
+        | Route::GrpcModelInfer
         | Route::Unmatched => Scope::Score,
     }
 }

@@ -7,6 +7,7 @@ mod body;
 mod catch;
 mod conn;
 mod error;
+mod grpc;
 mod handler;
 mod info;
 mod keys;
@@ -110,6 +111,8 @@ impl AppState {
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// `--grpc-listen`'s listener.
+    grpc: Option<TcpListener>,
     state: Arc<AppState>,
 }
 
@@ -149,7 +152,26 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind { addr, source })?;
-        Ok(Self { listener, state })
+        let grpc = match state.config.grpc_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            grpc,
+            state,
+        })
+    }
+
+    /// The gRPC address bound, with `--grpc-listen`.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc
+            .as_ref()
+            .map(|l| l.local_addr().expect("bound socket has an address"))
     }
 
     /// The address actually bound.
@@ -202,6 +224,7 @@ impl Server {
             .max_concurrent_streams(config.max_h2_streams)
             .max_header_list_size(head as u32)
             .max_send_buf_size(H2_SEND_BUF);
+        let grpc_h2 = http2.clone();
         let builders = Arc::new(negotiate::Builders { http1, http2, auto });
         let connections = conn::Connections::new(self.state.config.header_read_timeout);
         tokio::pin!(shutdown);
@@ -239,10 +262,31 @@ impl Server {
                         }
                     });
                 }
+                Some(stream) = accept(self.grpc.as_ref()) => {
+                    if connections.count() >= self.state.config.max_connections {
+                        self.state
+                            .metrics
+                            .rejected(crate::error_type::ErrorType::TooManyConnections);
+                        continue;
+                    }
+                    let state = self.state.clone();
+                    let activity = connections.activity();
+                    let act = activity.clone();
+                    let svc = service_fn(move |req| grpc::answer(req, state.clone(), act.begin()));
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let conn = grpc::Connection::new(grpc_h2.serve_connection(io, svc));
+                    let conn = connections.watch(conn, activity);
+                    tokio::spawn(async move {
+                        if let Some(Err(e)) = conn.await {
+                            tracing::debug!(error = %e, "gRPC connection ended with an error");
+                        }
+                    });
+                }
                 () = &mut shutdown => break,
             }
         }
         drop(self.listener);
+        drop(self.grpc);
         let grace = self.state.config.shutdown_grace;
         if tokio::time::timeout(grace, connections.shutdown())
             .await
@@ -253,6 +297,24 @@ impl Server {
                 open = connections.count(),
                 "connections still open after the grace period; closing"
             );
+        }
+    }
+}
+
+/// The next connection on `listener` (never, without one); accept errors back off.
+async fn accept(listener: Option<&TcpListener>) -> Option<tokio::net::TcpStream> {
+    let Some(listener) = listener else {
+        return std::future::pending().await;
+    };
+    match listener.accept().await {
+        Ok((stream, _)) => {
+            let _ = stream.set_nodelay(true);
+            Some(stream)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "gRPC accept failed");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            None
         }
     }
 }

@@ -146,12 +146,24 @@ pub enum Route {
     V1Model,
     /// `POST /v1/models/{model}:predict`.
     V1Predict,
-    /// Any other path.
+    /// gRPC `inference.GRPCInferenceService/ServerLive`.
+    GrpcServerLive,
+    /// gRPC `ServerReady`.
+    GrpcServerReady,
+    /// gRPC `ModelReady`.
+    GrpcModelReady,
+    /// gRPC `ServerMetadata`.
+    GrpcServerMetadata,
+    /// gRPC `ModelMetadata`.
+    GrpcModelMetadata,
+    /// gRPC `ModelInfer`.
+    GrpcModelInfer,
+    /// Any other path (or gRPC method).
     Unmatched,
 }
 
 impl Route {
-    const ALL: [Route; 26] = [
+    const ALL: [Route; 32] = [
         Route::Score,
         Route::ModelScore,
         Route::ModelReport,
@@ -177,6 +189,12 @@ impl Route {
         Route::ModelInvocations,
         Route::V1Model,
         Route::V1Predict,
+        Route::GrpcServerLive,
+        Route::GrpcServerReady,
+        Route::GrpcModelReady,
+        Route::GrpcServerMetadata,
+        Route::GrpcModelMetadata,
+        Route::GrpcModelInfer,
         Route::Unmatched,
     ];
 
@@ -208,6 +226,12 @@ impl Route {
             Route::ModelInvocations => "/models/{model}/invocations",
             Route::V1Model => "/v1/models/{model}",
             Route::V1Predict => "/v1/models/{model}:predict",
+            Route::GrpcServerLive => "/inference.GRPCInferenceService/ServerLive",
+            Route::GrpcServerReady => "/inference.GRPCInferenceService/ServerReady",
+            Route::GrpcModelReady => "/inference.GRPCInferenceService/ModelReady",
+            Route::GrpcServerMetadata => "/inference.GRPCInferenceService/ServerMetadata",
+            Route::GrpcModelMetadata => "/inference.GRPCInferenceService/ModelMetadata",
+            Route::GrpcModelInfer => "/inference.GRPCInferenceService/ModelInfer",
             Route::Unmatched => "unmatched",
         }
     }

@@ -98,22 +98,7 @@ impl Codec for V2Codec {
             model.missing_aware(),
             values,
         )?;
-        let asks =
-            |d: &v2::Decoded<'_>, o: Output| d.outputs.as_slice().iter().any(|r| r.output == o);
-        if model.is_regression() && asks(&d, Output::Probabilities) && asks(&d, Output::Label) {
-            // The default (both): a regressor answers its values alone.
-            d.outputs.remove(Output::Probabilities);
-        }
-        if model.is_regression() && asks(&d, Output::Probabilities) {
-            return Err(InputError::new(
-                InputErrorKind::UnknownOutput,
-                format!(
-                    "a regressor has no {:?} output; ask for {:?}",
-                    v2::PROBABILITIES,
-                    v2::PREDICT
-                ),
-            ));
-        }
+        regressor_outputs(model, &mut d.outputs)?;
         Ok((d.rows, d))
     }
 
@@ -139,6 +124,76 @@ impl Codec for V2Codec {
             proba,
             decoded.outputs.as_slice(),
         )
+    }
+}
+
+/// A regressor answers its values alone: asked for the default outputs (both), it drops
+/// the probabilities; asked for probabilities, it refuses.
+fn regressor_outputs(model: &Model, outputs: &mut v2::Outputs) -> Result<(), InputError> {
+    let asks = |outputs: &v2::Outputs, o: Output| outputs.as_slice().iter().any(|r| r.output == o);
+    if model.is_regression() && asks(outputs, Output::Probabilities) && asks(outputs, Output::Label)
+    {
+        outputs.remove(Output::Probabilities);
+    }
+    if model.is_regression() && asks(outputs, Output::Probabilities) {
+        return Err(InputError::new(
+            InputErrorKind::UnknownOutput,
+            format!(
+                "a regressor has no {:?} output; ask for {:?}",
+                v2::PROBABILITIES,
+                v2::PREDICT
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The Open Inference Protocol over gRPC: the body is a protobuf `ModelInferRequest`, the
+/// answer a `ModelInferResponse` with the data in `raw_output_contents`.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcCodec;
+
+impl Codec for GrpcCodec {
+    type Decoded<'b> = v2::grpc::Decoded;
+    type Output = Vec<u8>;
+
+    fn decode(
+        &self,
+        model: &Model,
+        body: &[u8],
+        max_rows: usize,
+        values: &mut Vec<f64>,
+    ) -> Result<(usize, v2::grpc::Decoded), InputError> {
+        let mut d = v2::grpc::decode(
+            body,
+            model.num_features(),
+            max_rows,
+            model.missing_aware(),
+            values,
+        )?;
+        regressor_outputs(model, &mut d.outputs)?;
+        Ok((d.rows, d))
+    }
+
+    fn wants_proba(&self, decoded: &v2::grpc::Decoded) -> bool {
+        decoded
+            .outputs
+            .as_slice()
+            .iter()
+            .any(|o| o.output == Output::Probabilities)
+    }
+
+    fn encode(
+        &self,
+        served: &ServedModel,
+        _: &Local,
+        decoded: v2::grpc::Decoded,
+        classes: &[usize],
+        proba: Option<&[f64]>,
+    ) -> Vec<u8> {
+        served
+            .grpc
+            .encode(decoded.id, classes, proba, decoded.outputs.as_slice())
     }
 }
 

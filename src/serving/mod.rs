@@ -13,7 +13,7 @@ mod follow;
 mod scoring;
 
 pub use catalog::{Catalog, CatalogOptions};
-pub use codec::{ScoreCodec, TabularCodec, V2Codec};
+pub use codec::{GrpcCodec, ScoreCodec, TabularCodec, V2Codec};
 pub use fleet::{Fleet, FleetReport, Models, ScoreModel};
 pub use follow::{FollowOptions, Follower, ReloadLog, Reloader};
 pub use scoring::{Codec, Local, Outcome, Pending, ScoreError, Scored, Scoring, find, truncated};
@@ -33,6 +33,8 @@ pub struct ServedModel {
     pub score: score::Encoder,
     /// Open Inference Protocol response pieces.
     pub v2: crate::protocol::v2::Encoder,
+    /// `ModelInfer` (V2 over gRPC) answer pieces.
+    pub grpc: crate::protocol::v2::grpc::Encoder,
     /// MLflow's and KServe V1's `{"predictions": [...]}` encoding.
     pub tabular: crate::protocol::tabular::Encoder,
     /// The version as decimal text, for response headers.
@@ -50,6 +52,11 @@ impl ServedModel {
             score: score::Encoder::new(&model),
             tabular: crate::protocol::tabular::Encoder::new(&model),
             v2: crate::protocol::v2::Encoder::new(
+                model.name(),
+                &model.version().to_string(),
+                model.classes(),
+            ),
+            grpc: crate::protocol::v2::grpc::Encoder::new(
                 model.name(),
                 &model.version().to_string(),
                 model.classes(),

@@ -44,6 +44,7 @@ fn the_core_never_imports_hyper_http_adapters_or_the_cli() {
             if [
                 "hyper::",
                 "hyper_util",
+                "tonic",
                 "crate::http",
                 "crate::cli",
                 "crate::app",

@@ -59,6 +59,78 @@ async fn tritonclient_speaks_the_open_inference_protocol() {
 }
 
 #[tokio::test]
+async fn tritonclient_grpc_speaks_the_open_inference_protocol() {
+    let bin = pyenv_bin();
+    let reg = two_versions();
+    let app = App::spawn(reg.path(), &["--grpc-listen", "127.0.0.1:0"]);
+    let (grpc, http) = (
+        app.grpc.expect("a gRPC address").to_string(),
+        app.addr.to_string(),
+    );
+    let csv = iris_csv().display().to_string();
+    tokio::task::spawn_blocking(move || {
+        run(Command::new(bin.join("python")).current_dir(repo()).args([
+            "tests/clients/triton_grpc.py",
+            &grpc,
+            &http,
+            "iris",
+            "1",
+            &csv,
+        ]))
+    })
+    .await
+    .unwrap();
+    // Each RPC is a route of the request metrics, errors under their HTTP statuses.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for (rpc, status) in [
+        ("ModelInfer", 200),
+        ("ModelInfer", 400),
+        ("ModelInfer", 404),
+        ("ServerLive", 200),
+    ] {
+        let series = format!(
+            "treeserve_http_requests_total{{method=\"POST\",route=\"/inference.GRPCInferenceService/{rpc}\",status=\"{status}\"}}"
+        );
+        assert!(metrics.contains(&series), "no {series} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn tritonclient_grpc_needs_a_key_but_probes_do_not() {
+    let bin = pyenv_bin();
+    let reg = two_versions();
+    let keys = reg.path().join("keys.txt");
+    std::fs::write(&keys, "grpc-secret-key-0123456789 score\n").unwrap();
+    let app = App::spawn(
+        reg.path(),
+        &[
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--api-keys-file",
+            keys.to_str().unwrap(),
+        ],
+    );
+    let (grpc, http) = (
+        app.grpc.expect("a gRPC address").to_string(),
+        app.addr.to_string(),
+    );
+    let csv = iris_csv().display().to_string();
+    tokio::task::spawn_blocking(move || {
+        run(Command::new(bin.join("python")).current_dir(repo()).args([
+            "tests/clients/triton_grpc.py",
+            &grpc,
+            &http,
+            "iris",
+            "1",
+            &csv,
+            "grpc-secret-key-0123456789",
+        ]))
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn schemathesis_finds_no_5xx_and_no_response_off_the_document() {
     let bin = pyenv_bin();
     let reg = two_versions();

@@ -141,6 +141,12 @@ pub fn start(args: &[&str], stderr: Stdio) -> (Child, SocketAddr) {
 
 /// [`start`] with the log filter `TREESERVE_LOG=filter`.
 pub fn start_logging(args: &[&str], stderr: Stdio, filter: &str) -> (Child, SocketAddr) {
+    let (child, addr, _) = start_with_line(args, stderr, filter);
+    (child, addr)
+}
+
+/// [`start_logging`], also returning the whole address line.
+pub fn start_with_line(args: &[&str], stderr: Stdio, filter: &str) -> (Child, SocketAddr, String) {
     let mut child = Command::new(BIN)
         .args(args)
         .env("TREESERVE_LOG", filter)
@@ -158,7 +164,7 @@ pub fn start_logging(args: &[&str], stderr: Stdio, filter: &str) -> (Child, Sock
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (child, addr)
+    (child, addr, line)
 }
 
 /// A running `treeserve serve`, killed on drop.
@@ -166,6 +172,8 @@ pub struct App {
     child: Child,
     /// The bound address.
     pub addr: SocketAddr,
+    /// The gRPC address, with `--grpc-listen`.
+    pub grpc: Option<SocketAddr>,
     /// A keep-alive HTTP client.
     pub client: reqwest::Client,
 }
@@ -177,10 +185,16 @@ impl App {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--registry"];
         args.push(registry.to_str().expect("utf-8 path"));
         args.extend_from_slice(extra);
-        let (child, addr) = start(&args, Stdio::inherit());
+        let (child, addr, line) = start_with_line(&args, Stdio::inherit(), "warn");
+        let grpc = line.split_once("grpc://").map(|(_, rest)| {
+            let addr = rest.split_whitespace().next().unwrap_or_default();
+            addr.parse()
+                .unwrap_or_else(|_| panic!("no gRPC address in {line:?}"))
+        });
         Self {
             child,
             addr,
+            grpc,
             client: crate::common::http_client()
                 .no_proxy()
                 .build()

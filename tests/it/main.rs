@@ -12,6 +12,7 @@ mod common;
 mod first_hour;
 mod fleet;
 mod gate;
+mod grpc;
 mod hostile;
 mod import;
 mod import_docs;

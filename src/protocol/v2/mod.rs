@@ -13,6 +13,8 @@
 mod datatype;
 mod encode;
 mod fast;
+pub mod grpc;
+pub mod proto;
 mod serde_decode;
 #[cfg(test)]
 mod tests;
