@@ -3,7 +3,7 @@
 
     python3 benches/load.py [--rounds 5] [--duration 10] [--connections 1,16,64,256]
                             [--out docs/benchmarks.md] [--chart docs/benchmarks.svg] [--json FILE]
-                            [--compare suite|floor|floor-flat|metrics|request-logs|v2|clients|keys|binary
+                            [--compare suite|floor|floor-flat|metrics|request-logs|v2|clients|grpc|keys|binary
                              --other PATH]
                             [--build plain|pgo]
 
@@ -25,6 +25,14 @@
   clients       on one treeserve: one row through each other client's contract (MLflow's
                 /invocations as dataframe_split, dataframe_records and CSV; KServe V1
                 instances) against /score with one row (the baseline);
+  grpc          on one treeserve with --grpc-listen: one row through V2 ModelInfer over gRPC
+                (benches/grpc_load.rs, a Rust closed-loop client over hyper's HTTP/2, as
+                tritonclient.grpc sends it: FP32 in raw_input_contents, both outputs) and
+                V2 infer over HTTP/1.1 (both outputs) against /score with one row;
+  tls           treeserve serving HTTPS (--tls-cert/--tls-key, an ECDSA P-256 certificate made
+                with openssl) against plain HTTP (the baseline): /score with one row on
+                keep-alive connections (what encryption costs a request), and with a new
+                connection per request (Connection: close: what a handshake costs);
   keys          treeserve requiring API keys (--api-keys-file; every request sends a valid
                 `Authorization: Bearer` key) against treeserve without (the baseline): what
                 checking a key costs;
@@ -34,7 +42,8 @@
 Builds both release binaries (--build plain, the default: cargo build --release;
 --build pgo: both profile-guided, with deploy/pgo.py's training load), starts them on
 loopback (port 0), and for each scenario runs several rounds, each round running the same
-wrk scenario against each server back to back (alternating which goes first). Reports
+wrk scenario against each server back to back (alternating which goes first; gRPC
+targets run benches/grpc_load.rs the same way). Reports
 medians over rounds of req/s, p50 / p99 / p99.9 latency, the server's CPU time per request
 (utime + stime from /proc/PID/stat, before and after each run) and idle RSS, and the ratio
 of treeserve to the floor. Needs wrk (Debian package `wrk`).
@@ -75,14 +84,58 @@ def build(kind):
     return target / "treeserve", target / "examples" / "floor"
 
 
+GRPC_LOAD = ROOT / "target" / "release" / "examples" / "grpc_load"
+# Each server's gRPC address (with --grpc-listen), by its HTTP address.
+GRPC_ADDRS = {}
+# The addresses that serve HTTPS.
+HTTPS = set()
+
+
+def tls_files():
+    """A CA-signed ECDSA P-256 certificate for 127.0.0.1, made with openssl in target/bench-tls."""
+    d = ROOT / "target" / "bench-tls"
+    d.mkdir(parents=True, exist_ok=True)
+    run = lambda *a: subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bench CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=bench")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    return ["--tls-cert", str(d / "server.pem"), "--tls-key", str(d / "server.key")]
+
+
+def grpc_load(addr, connections, duration):
+    """benches/grpc_load.rs against the gRPC port of the server at HTTP address `addr`."""
+    cmd = [str(GRPC_LOAD), GRPC_ADDRS[addr], str(connections), str(duration)]
+    if os.environ.get("WRK_AUTH"):
+        cmd.append(os.environ["WRK_AUTH"])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
+    return json.loads(line[len("WRK_JSON "):])
+
+
+def load(addr, connections, duration, path="/score", body=None):
+    """One closed-loop run: wrk, or for the path `grpc` benches/grpc_load.rs."""
+    if path == "grpc":
+        return grpc_load(addr, connections, duration)
+    return wrk(addr, connections, duration, path, body)
+
+
 def start(cmd, env=None):
     env = {**os.environ, **(env or {})}
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     line = proc.stdout.readline()
-    m = re.search(r"http://(\S+)", line)
+    m = re.search(r"https?://(\S+)", line)
     if not m:
         proc.kill()
         raise SystemExit(f"{cmd[0]} did not print its address: {line!r}")
+    if "https://" in line:
+        HTTPS.add(m.group(1))
+    g = re.search(r"grpc://(\S+)", line)
+    if g:
+        GRPC_ADDRS[m.group(1)] = g.group(1)
     return proc, m.group(1)
 
 
@@ -104,10 +157,13 @@ def wrk(addr, connections, duration, path="/score", body=None):
     env = {**os.environ, "WRK_PATH": path}
     if isinstance(body, tuple):  # (content type, body)
         env["WRK_CONTENT_TYPE"], body = body
+    if isinstance(body, dict):  # {"close": True}: a new connection per request
+        env["WRK_CLOSE"], body = "1", None
     if body is not None:
         env["WRK_BODY"] = body
+    scheme = "https" if addr in HTTPS else "http"
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", str(LUA), f"http://{addr}{path}"],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", str(LUA), f"{scheme}://{addr}{path}"],
         capture_output=True,
         text=True,
         check=True,
@@ -200,6 +256,23 @@ def plan(args, treeserve, floor):
                 "/score": one("treeserve"),
             },
         ),
+        "grpc": (
+            {"treeserve": (serve + ["--grpc-listen", "127.0.0.1:0"], {})},
+            {
+                "grpc ModelInfer": ("treeserve", "grpc", None, 1),
+                "v2 http": ("treeserve", V2_PATH, v2_body(1, {}), 1),
+                "/score": one("treeserve"),
+            },
+        ),
+        "tls": (
+            {"tls": (serve + tls_files(), {}), "plain": (serve, {})},
+            {
+                "tls new conn": ("tls", "/score", {"close": True}, 1),
+                "plain new conn": ("plain", "/score", {"close": True}, 1),
+                "tls": one("tls"),
+                "plain": one("plain"),
+            },
+        ),
         "keys": (
             {"keys": (serve + ["--api-keys-file", str(keys_file())], {}), "no keys": (serve, {})},
             {"keys": one("keys"), "no keys": one("no keys")},
@@ -234,7 +307,7 @@ def main():
                     "replace the generated section of this file, e.g. docs/benchmarks.md)")
     ap.add_argument("--chart", type=Path, help="--compare suite: write the SVG chart here")
     ap.add_argument("--json", type=Path, help="write every round's raw figures here")
-    ap.add_argument("--compare", choices=["suite", "floor", "floor-flat", "metrics", "request-logs", "v2", "clients", "keys",
+    ap.add_argument("--compare", choices=["suite", "floor", "floor-flat", "metrics", "request-logs", "v2", "clients", "grpc", "tls", "keys",
                              "binary"],
                     default="suite")
     ap.add_argument("--only", help="comma-separated target names to keep (the baseline is always kept)")
@@ -247,6 +320,8 @@ def main():
     if args.compare == "binary" and not (args.other and args.other.exists()):
         raise SystemExit("--compare binary needs --other PATH to a treeserve binary")
     treeserve, floor = build(args.build)
+    if args.compare in ("grpc",):
+        subprocess.run(["cargo", "build", "--release", "--locked", "--example", "grpc_load"], cwd=ROOT, check=True)
     servers, scenarios = plan(args, treeserve, floor)
     processes = {name: start(cmd, env) for name, (cmd, env) in servers.items()}
     results = {}
@@ -256,7 +331,7 @@ def main():
         # Every target answers 200 before anything is measured.
         for _, _, targets in scenarios:
             for name, (server, path, body, _) in targets.items():
-                check = wrk(processes[server][1], 1, 1, path, body)
+                check = load(processes[server][1], 1, 1, path, body)
                 if check["non_2xx"] or not check["requests"]:
                     raise SystemExit(f"{name}: {path} does not answer 200: {check}")
         # Scenario by scenario (switching between 64 and 1 connections disturbs the next
@@ -269,9 +344,9 @@ def main():
                     for name in order:
                         server, path, body, rows = targets[name]
                         proc, addr = processes[server]
-                        wrk(addr, c, 1, path, body)  # warm-up, not recorded: settles the previous run
+                        load(addr, c, 1, path, body)  # warm-up, not recorded: settles the previous run
                         before = cpu_seconds(proc.pid)
-                        res = wrk(addr, c, args.duration, path, body)
+                        res = load(addr, c, args.duration, path, body)
                         res["rows_per_s"] = res["requests"] * rows / (res["duration_us"] / 1e6)
                         res["cpu_us_per_req"] = (cpu_seconds(proc.pid) - before) * 1e6 / max(res["requests"], 1)
                         res["rps"] = res["requests"] / (res["duration_us"] / 1e6)

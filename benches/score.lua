@@ -5,6 +5,7 @@ wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE") or "application/json
 wrk.body = os.getenv("WRK_BODY") or
   '{"SepalLengthCm": 6.6, "SepalWidthCm": 3, "PetalLengthCm": 4.4, "PetalWidthCm": 1.4}'
 if os.getenv("WRK_PATH") then wrk.path = os.getenv("WRK_PATH") end
+if os.getenv("WRK_CLOSE") then wrk.headers["Connection"] = "close" end
 if os.getenv("WRK_AUTH") then wrk.headers["Authorization"] = "Bearer " .. os.getenv("WRK_AUTH") end
 
 function done(summary, latency, requests)

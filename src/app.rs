@@ -74,6 +74,11 @@ impl Application {
             follow_keys(keys.clone());
             state = state.with_keys(keys);
         }
+        if let (Some(cert), Some(key)) =
+            (state.config.tls_cert.clone(), state.config.tls_key.clone())
+        {
+            state = with_tls(state, &cert, &key)?;
+        }
         let state = Arc::new(state);
         let server = Server::bind(state.clone()).await?;
         let fleet = state.fleet().clone();
@@ -116,6 +121,11 @@ impl Application {
     /// The address bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Whether the server speaks TLS (`--tls-cert`).
+    pub fn tls(&self) -> bool {
+        self.state().config.tls_cert.is_some()
     }
 
     /// The gRPC address bound, with `--grpc-listen`.
@@ -181,6 +191,28 @@ impl Application {
         drift.abort();
         tracing::info!("stopped");
     }
+}
+
+/// `state` serving HTTPS with the pair, which is then followed for rotation.
+#[cfg(feature = "tls")]
+fn with_tls(
+    state: AppState,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<AppState, ServeError> {
+    let certs = Arc::new(crate::http::Certs::open(cert, key).map_err(ServeError::Tls)?);
+    crate::http::tls_follow(certs.clone());
+    tracing::info!(cert = %cert.display(), "serving TLS; the files are read again when they change");
+    Ok(state.with_tls(certs))
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_tls(_: AppState, _: &std::path::Path, _: &std::path::Path) -> Result<AppState, ServeError> {
+    Err(ServeError::Tls(
+        "--tls-cert: this treeserve was built without TLS (cargo feature `tls`); rebuild with it, \
+         or end TLS in front of the server"
+            .into(),
+    ))
 }
 
 /// Without `--wait-for-model`: a local registry that does not exist is a mistake (a

@@ -18,6 +18,16 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_GRPC_LISTEN")]
     pub grpc_listen: Option<SocketAddr>,
 
+    /// Serve HTTPS (and gRPC over TLS) with this PEM certificate chain; needs --tls-key.
+    /// HTTP/1.1 and HTTP/2 are chosen by ALPN. Read again when it changes (rotation
+    /// without restart).
+    #[arg(long, env = "TREESERVE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TREESERVE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Registry: a directory, s3://BUCKET[/PREFIX], az://CONTAINER[/PREFIX],
     /// gs://BUCKET[/PREFIX], mlflow+http(s)://HOST:PORT, or mlflow ($MLFLOW_TRACKING_URI).
     #[arg(long, env = "TREESERVE_REGISTRY", default_value = "models")]
@@ -178,6 +188,8 @@ impl ServeConfig {
         Self {
             listen: ([127, 0, 0, 1], 8080).into(),
             grpc_listen: None,
+            tls_cert: None,
+            tls_key: None,
             registry: registry.into(),
             models: Vec::new(),
             alias: crate::registry::DEFAULT_ALIAS.into(),

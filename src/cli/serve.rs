@@ -20,12 +20,13 @@ pub(super) fn serve(config: ServeConfig) -> Result<(), CommandError> {
         let count = signals();
         // The first stdout line: tests and scripts read the bound addresses from it (the
         // HTTP one last). One line: a reader may close the pipe after it.
+        let http = if app.tls() { "https" } else { "http" };
         match app.grpc_addr() {
             Some(grpc) => println!(
-                "treeserve listening on grpc://{grpc} and http://{}",
+                "treeserve listening on grpc://{grpc} and {http}://{}",
                 app.local_addr()
             ),
-            None => println!("treeserve listening on http://{}", app.local_addr()),
+            None => println!("treeserve listening on {http}://{}", app.local_addr()),
         }
         let _ = std::io::stdout().flush();
         app.run_until_stopped_or_hurried(nth_signal(count.clone(), 1), nth_signal(count, 2))

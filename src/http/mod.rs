@@ -18,6 +18,8 @@ mod routes;
 mod score;
 mod step;
 mod tabular;
+#[cfg(feature = "tls")]
+mod tls;
 mod v2;
 
 use std::future::Future;
@@ -35,6 +37,8 @@ use tokio::net::TcpListener;
 pub use body::RequestBody;
 pub use error::ApiError;
 use handler::answer;
+#[cfg(feature = "tls")]
+pub use tls::{Certs, follow as tls_follow};
 
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
@@ -54,6 +58,9 @@ pub struct AppState {
     reports: report::Reports,
     /// The API keys, with `--api-keys-file`.
     pub keys: Option<Arc<crate::auth::KeyFile>>,
+    /// The certificate and key, with `--tls-cert`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<tls::Certs>>,
 }
 
 impl AppState {
@@ -92,6 +99,8 @@ impl AppState {
             config,
             reports: report::Reports::default(),
             keys: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -105,6 +114,13 @@ impl AppState {
     #[inline]
     pub fn fleet(&self) -> &Arc<Fleet> {
         self.scoring.fleet()
+    }
+
+    /// This state, serving HTTPS (and gRPC over TLS) with `certs`.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, certs: Arc<tls::Certs>) -> Self {
+        self.tls = Some(certs);
+        self
     }
 }
 
@@ -142,6 +158,9 @@ pub enum ServeError {
     /// `--api-keys-file` cannot be used (what is wrong is in the message).
     #[error("--api-keys-file {0}")]
     ApiKeys(String),
+    /// `--tls-cert` / `--tls-key` cannot be used (what is wrong is in the message).
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl Server {
@@ -224,8 +243,17 @@ impl Server {
             .max_concurrent_streams(config.max_h2_streams)
             .max_header_list_size(head as u32)
             .max_send_buf_size(H2_SEND_BUF);
-        let grpc_h2 = http2.clone();
         let builders = Arc::new(negotiate::Builders { http1, http2, auto });
+        // HTTPS: HTTP/2 or HTTP/1.1 by ALPN; gRPC: HTTP/2 only.
+        #[cfg(feature = "tls")]
+        let tls = self.state.tls.as_ref().map(|certs| {
+            (
+                certs.acceptor(&[b"h2", b"http/1.1"]),
+                certs.acceptor(&[b"h2"]),
+            )
+        });
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<()> = None;
         let connections = conn::Connections::new(self.state.config.header_read_timeout);
         tokio::pin!(shutdown);
         loop {
@@ -245,22 +273,27 @@ impl Server {
                         self.state
                             .metrics
                             .rejected(crate::error_type::ErrorType::TooManyConnections);
-                        tokio::spawn(refuse(stream));
+                        // Over TLS a plain answer is noise: the connection is closed.
+                        if tls.is_none() {
+                            tokio::spawn(refuse(stream));
+                        }
                         continue;
                     }
                     let state = self.state.clone();
                     let activity = connections.activity();
                     let act = activity.clone();
                     let svc = service_fn(move |req| answer(req, state.clone(), Some(act.begin())));
-                    let conn = negotiate::Serving::new(stream, svc, builders.clone());
-                    let conn = connections.watch(conn, activity);
-                    tokio::spawn(async move {
-                        match conn.await {
-                            Some(Ok(())) => {}
-                            Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
-                            None => tracing::debug!("connection closed: no request head within the timeout"),
+                    match &tls {
+                        #[cfg(feature = "tls")]
+                        Some((acceptor, _)) => {
+                            let conn = tls::Serving::new(acceptor, stream, svc, builders.clone(), false);
+                            spawn_watched(connections.watch(conn, activity));
                         }
-                    });
+                        _ => {
+                            let conn = negotiate::Serving::new(stream, svc, builders.clone());
+                            spawn_watched(connections.watch(conn, activity));
+                        }
+                    }
                 }
                 Some(stream) = accept(self.grpc.as_ref()) => {
                     if connections.count() >= self.state.config.max_connections {
@@ -273,14 +306,18 @@ impl Server {
                     let activity = connections.activity();
                     let act = activity.clone();
                     let svc = service_fn(move |req| grpc::answer(req, state.clone(), act.begin()));
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let conn = grpc::Connection::new(grpc_h2.serve_connection(io, svc));
-                    let conn = connections.watch(conn, activity);
-                    tokio::spawn(async move {
-                        if let Some(Err(e)) = conn.await {
-                            tracing::debug!(error = %e, "gRPC connection ended with an error");
+                    match &tls {
+                        #[cfg(feature = "tls")]
+                        Some((_, acceptor)) => {
+                            let conn = tls::Serving::new(acceptor, stream, svc, builders.clone(), true);
+                            spawn_watched(connections.watch(conn, activity));
                         }
-                    });
+                        _ => {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let conn = grpc::Connection::new(builders.http2.serve_connection(io, svc));
+                            spawn_watched(connections.watch(conn, activity));
+                        }
+                    }
                 }
                 () = &mut shutdown => break,
             }
@@ -299,6 +336,22 @@ impl Server {
             );
         }
     }
+}
+
+/// Runs a supervised connection in a task of its own.
+fn spawn_watched<C>(conn: conn::Watched<C>)
+where
+    C: conn::Graceful<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static,
+{
+    tokio::spawn(async move {
+        match conn.await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+            None => tracing::debug!("connection closed: no request head within the timeout"),
+        }
+    });
 }
 
 /// The next connection on `listener` (never, without one); accept errors back off.

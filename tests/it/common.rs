@@ -160,7 +160,7 @@ pub fn start_with_line(args: &[&str], stderr: Stdio, filter: &str) -> (Child, So
         .expect("read the address line");
     let addr = line
         .trim()
-        .rsplit("http://")
+        .rsplit("://")
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));

@@ -190,7 +190,11 @@ async fn a_rust_client_scores_and_every_hostile_call_gets_a_clear_status() {
     tx.send(whole.slice(..10)).await.unwrap();
     let slow = call_raw(addr, "ModelInfer", ChannelBody(rx).boxed()).await;
     assert_eq!(slow.code, 4, "{}", slow.message);
-    assert!(slow.message.contains("--body-read-timeout"), "{}", slow.message);
+    assert!(
+        slow.message.contains("--body-read-timeout"),
+        "{}",
+        slow.message
+    );
     drop(tx);
 
     // HTTP/1.1 on the gRPC port: refused, nothing served.

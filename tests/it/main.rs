@@ -31,5 +31,6 @@ mod score;
 mod server;
 mod stores;
 mod swap;
+mod tls;
 mod train_classes;
 mod v2;

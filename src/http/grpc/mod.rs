@@ -154,13 +154,13 @@ impl<S: GrpcService> Connection<S> {
 }
 
 impl<S: GrpcService> std::future::Future for Connection<S> {
-    type Output = hyper::Result<()>;
+    type Output = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
     fn poll(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        self.project().conn.poll(cx)
+        self.project().conn.poll(cx).map_err(Into::into)
     }
 }
 
