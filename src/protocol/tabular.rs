@@ -14,6 +14,7 @@
 //! ignores them; every feature must be present. `null` (or an empty CSV cell) is a missing
 //! value for a model that routes them, an error otherwise.
 
+mod fast;
 mod rows;
 
 use std::io::Write;
@@ -41,6 +42,20 @@ const FORMS: &str = "a JSON object with one of dataframe_split, dataframe_record
 /// assert_eq!(tabular::decode_json(br#"{"instances": [[1, 2]]}"#, &features, 100, false, &mut out), Ok(1));
 /// ```
 pub fn decode_json(
+    body: &[u8],
+    features: &[String],
+    max_rows: usize,
+    null_is_missing: bool,
+    out: &mut Vec<f64>,
+) -> Result<usize, InputError> {
+    if let Some(rows) = fast::decode(body, features, max_rows, out) {
+        return Ok(rows);
+    }
+    decode_json_serde(body, features, max_rows, null_is_missing, out)
+}
+
+/// [`decode_json`] through serde: every form, and the precise error of each mistake.
+fn decode_json_serde(
     body: &[u8],
     features: &[String],
     max_rows: usize,

@@ -116,3 +116,91 @@ proptest! {
         }
     }
 }
+
+/// A JSON body of one of the fast path's forms, over columns drawn from `a`, `b`, `c`,
+/// `x` (ignored), sometimes with a duplicate, a missing feature, a row of the wrong
+/// width, a `null` or an out-of-range number.
+fn fast_form() -> impl Strategy<Value = String> {
+    let cols = proptest::sample::subsequence(vec!["a", "b", "c", "x", "a"], 2..=5).prop_shuffle();
+    let value = prop_oneof![
+        20 => (-1e6f64..1e6).prop_map(|v| v.to_string()),
+        20 => (0i64..1000).prop_map(|v| v.to_string()),
+        1 => Just("null".to_string()),
+        1 => Just("1e400".to_string()),
+    ];
+    let values = proptest::collection::vec(value, 60);
+    (cols, values, 0usize..6, 0u8..5, 0u8..12).prop_map(|(cols, values, nrows, form, perturb)| {
+        let width = if matches!(form, 0 | 1 | 4) {
+            cols.len()
+        } else {
+            3
+        };
+        let width = match perturb {
+            0 => width + 1,
+            1 => width - 1,
+            _ => width,
+        };
+        let rows: Vec<&[String]> = values.chunks(width).take(nrows).collect();
+        let row = |r: &&[String]| format!("[{}]", r.join(","));
+        let data = rows.iter().map(row).collect::<Vec<_>>().join(",");
+        let names = cols
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        match form {
+            0 => format!(r#"{{"dataframe_split": {{"columns": [{names}], "data": [{data}]}}}}"#),
+            1 => format!(
+                r#"{{"dataframe_split": {{"index": [0], "columns": [{names}], "data": [{data}]}}}}"#
+            ),
+            2 => format!(r#"{{"instances": [{data}]}}"#),
+            3 => format!(r#"{{"dataframe_split": {{"data": [{data}]}}}}"#),
+            _ => {
+                let recs = rows
+                    .iter()
+                    .map(|r| {
+                        let kv = cols
+                            .iter()
+                            .zip(r.iter())
+                            .map(|(c, v)| format!("{c:?}: {v}"));
+                        format!("{{{}}}", kv.collect::<Vec<_>>().join(","))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+                format!(r#"{{"dataframe_records": [{recs}]}}"#)
+            }
+        }
+    })
+}
+
+proptest! {
+    /// Wherever the fast path answers, the serde path answers the same rows.
+    #[test]
+    fn the_fast_path_agrees_with_serde(body in fast_form(), missing in any::<bool>()) {
+        let mut fast_out = Vec::new();
+        if let Some(n) = fast::decode(body.as_bytes(), &features(), 10, &mut fast_out) {
+            let mut slow = Vec::new();
+            let m = decode_json_serde(body.as_bytes(), &features(), 10, missing, &mut slow);
+            prop_assert_eq!(m, Ok(n), "{}", body);
+            prop_assert_eq!(fast_out, slow, "{}", body);
+        }
+    }
+}
+
+#[test]
+fn the_fast_path_takes_the_common_forms() {
+    let mut out = Vec::new();
+    for body in [
+        r#"{"dataframe_split": {"columns": ["c", "a", "b"], "data": [[3, 1, 2], [6.5, 4, 5]]}}"#,
+        r#"{"dataframe_split": {"index": [0, 1], "columns": ["a", "x", "b", "c"], "data": [[1, 9, 2, 3], [4, 9, 5, 6.5]]}}"#,
+        r#"{"instances": [[1, 2, 3], [4, 5, 6.5]]}"#,
+        r#"{"dataframe_records": [{"a": 1, "b": 2, "c": 3}, {"c": 6.5, "b": 5, "a": 4, "id": 7}]}"#,
+    ] {
+        assert_eq!(
+            fast::decode(body.as_bytes(), &features(), 10, &mut out),
+            Some(2),
+            "{body}"
+        );
+        assert_eq!(out, [1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
+    }
+}
