@@ -103,11 +103,7 @@ impl Codec for V2Codec {
     }
 
     fn wants_proba(&self, decoded: &v2::Decoded<'_>) -> bool {
-        decoded
-            .outputs
-            .as_slice()
-            .iter()
-            .any(|o| o.output == Output::Probabilities)
+        decoded.outputs.has(Output::Probabilities)
     }
 
     fn encode(
@@ -130,12 +126,10 @@ impl Codec for V2Codec {
 /// A regressor answers its values alone: asked for the default outputs (both), it drops
 /// the probabilities; asked for probabilities, it refuses.
 fn regressor_outputs(model: &Model, outputs: &mut v2::Outputs) -> Result<(), InputError> {
-    let asks = |outputs: &v2::Outputs, o: Output| outputs.as_slice().iter().any(|r| r.output == o);
-    if model.is_regression() && asks(outputs, Output::Probabilities) && asks(outputs, Output::Label)
-    {
+    if model.is_regression() && outputs.has(Output::Probabilities) && outputs.has(Output::Label) {
         outputs.remove(Output::Probabilities);
     }
-    if model.is_regression() && asks(outputs, Output::Probabilities) {
+    if model.is_regression() && outputs.has(Output::Probabilities) {
         return Err(InputError::new(
             InputErrorKind::UnknownOutput,
             format!(
@@ -176,11 +170,7 @@ impl Codec for GrpcCodec {
     }
 
     fn wants_proba(&self, decoded: &v2::grpc::Decoded) -> bool {
-        decoded
-            .outputs
-            .as_slice()
-            .iter()
-            .any(|o| o.output == Output::Probabilities)
+        decoded.outputs.has(Output::Probabilities)
     }
 
     fn encode(

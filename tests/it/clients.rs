@@ -58,28 +58,36 @@ async fn tritonclient_speaks_the_open_inference_protocol() {
     .unwrap();
 }
 
-#[tokio::test]
-async fn tritonclient_grpc_speaks_the_open_inference_protocol() {
+/// Runs `tests/clients/triton_grpc.py` against a server of [`two_versions`] with gRPC on
+/// (and `extra` flags); with `key`, the server requires it. Returns the server.
+async fn triton_grpc(reg: &TestRegistry, extra: &[&str], key: Option<&str>) -> App {
     let bin = pyenv_bin();
-    let reg = two_versions();
-    let app = App::spawn(reg.path(), &["--grpc-listen", "127.0.0.1:0"]);
-    let (grpc, http) = (
+    let mut args = vec!["--grpc-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let app = App::spawn(reg.path(), &args);
+    let mut script = vec![
+        "tests/clients/triton_grpc.py".to_owned(),
         app.grpc.expect("a gRPC address").to_string(),
         app.addr.to_string(),
-    );
-    let csv = iris_csv().display().to_string();
+        "iris".into(),
+        "1".into(),
+        iris_csv().display().to_string(),
+    ];
+    script.extend(key.map(str::to_owned));
     tokio::task::spawn_blocking(move || {
-        run(Command::new(bin.join("python")).current_dir(repo()).args([
-            "tests/clients/triton_grpc.py",
-            &grpc,
-            &http,
-            "iris",
-            "1",
-            &csv,
-        ]))
+        run(Command::new(bin.join("python"))
+            .current_dir(repo())
+            .args(script))
     })
     .await
     .unwrap();
+    app
+}
+
+#[tokio::test]
+async fn tritonclient_grpc_speaks_the_open_inference_protocol() {
+    let reg = two_versions();
+    let app = triton_grpc(&reg, &[], None).await;
     // Each RPC is a route of the request metrics, errors under their HTTP statuses.
     let metrics = app.get("/metrics").await.text().await.unwrap();
     for (rpc, status) in [
@@ -97,37 +105,16 @@ async fn tritonclient_grpc_speaks_the_open_inference_protocol() {
 
 #[tokio::test]
 async fn tritonclient_grpc_needs_a_key_but_probes_do_not() {
-    let bin = pyenv_bin();
     let reg = two_versions();
     let keys = reg.path().join("keys.txt");
-    std::fs::write(&keys, "grpc-secret-key-0123456789 score\n").unwrap();
-    let app = App::spawn(
-        reg.path(),
-        &[
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--api-keys-file",
-            keys.to_str().unwrap(),
-        ],
-    );
-    let (grpc, http) = (
-        app.grpc.expect("a gRPC address").to_string(),
-        app.addr.to_string(),
-    );
-    let csv = iris_csv().display().to_string();
-    tokio::task::spawn_blocking(move || {
-        run(Command::new(bin.join("python")).current_dir(repo()).args([
-            "tests/clients/triton_grpc.py",
-            &grpc,
-            &http,
-            "iris",
-            "1",
-            &csv,
-            "grpc-secret-key-0123456789",
-        ]))
-    })
-    .await
-    .unwrap();
+    let key = "grpc-secret-key-0123456789";
+    std::fs::write(&keys, format!("{key} score\n")).unwrap();
+    triton_grpc(
+        &reg,
+        &["--api-keys-file", keys.to_str().unwrap()],
+        Some(key),
+    )
+    .await;
 }
 
 #[tokio::test]

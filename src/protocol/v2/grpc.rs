@@ -9,7 +9,7 @@ use prost::Message;
 
 use super::datatype::{check_values, datatype_width, from_le};
 use super::proto::{InferOutputTensor, InferTensorContents, ModelInferRequest, ModelInferResponse};
-use super::{INPUT_DATATYPES, LABEL, Output, Outputs, PREDICT, PROBABILITIES, Requested, bad};
+use super::{LABEL, Output, Outputs, PREDICT, PROBABILITIES, Requested, bad, input_rows};
 use crate::protocol::{InputError, InputErrorKind as K};
 
 /// The model and version a `ModelInfer` request names, read without decoding the rest
@@ -89,37 +89,7 @@ pub fn decode(
     };
     let name = &input.name;
     let datatype = input.datatype.as_str();
-    if !INPUT_DATATYPES.contains(&datatype) {
-        return Err(bad(
-            K::InvalidDatatype,
-            format!(
-                "input {name:?}: datatype {datatype:?} is not accepted; use one of {}",
-                INPUT_DATATYPES.join(", ")
-            ),
-        ));
-    }
-    let rows = match input.shape.as_slice() {
-        [f] if *f == features as i64 => 1,
-        [n, f] if *f == features as i64 && *n >= 0 => *n as usize,
-        _ => {
-            return Err(bad(
-                K::InvalidShape,
-                format!(
-                    "input {name:?}: shape {:?} does not fit the model: use [N, {features}] or [{features}]",
-                    input.shape
-                ),
-            ));
-        }
-    };
-    if rows == 0 {
-        return Err(bad(K::EmptyBatch, format!("input {name:?} has no rows")));
-    }
-    if rows > max_rows {
-        return Err(bad(
-            K::TooManyRows,
-            format!("input {name:?} has {rows} rows; the limit is {max_rows}"),
-        ));
-    }
+    let rows = input_rows(name, datatype, &input.shape, features, max_rows)?;
     let expected = rows * features;
     out.clear();
     match (req.raw_input_contents.as_slice(), &input.contents) {
@@ -164,44 +134,13 @@ pub fn decode(
         ));
     }
     check_values(name, datatype, missing_aware, out)?;
-    let all = Requested {
-        output: Output::Label,
-        binary: true,
+    let mut outputs = if req.outputs.is_empty() {
+        Outputs::all(true)
+    } else {
+        Outputs::none()
     };
-    let mut outputs = Outputs {
-        list: [all; 2],
-        len: 0,
-    };
-    if req.outputs.is_empty() {
-        outputs.push(all);
-        outputs.push(Requested {
-            output: Output::Probabilities,
-            binary: true,
-        });
-    }
     for o in &req.outputs {
-        let output = match o.name.as_str() {
-            LABEL | PREDICT => Output::Label,
-            PROBABILITIES => Output::Probabilities,
-            other => {
-                return Err(bad(
-                    K::UnknownOutput,
-                    format!(
-                        "unknown output {other:?}; a classifier has {LABEL:?} and {PROBABILITIES:?}, a regressor {PREDICT:?}"
-                    ),
-                ));
-            }
-        };
-        if outputs.as_slice().iter().any(|r| r.output == output) {
-            return Err(bad(
-                K::InvalidBody,
-                format!("output {:?} is requested twice", o.name),
-            ));
-        }
-        outputs.push(Requested {
-            output,
-            binary: true,
-        });
+        outputs.add_named(&o.name, true)?;
     }
     Ok(Decoded {
         id: req.id,

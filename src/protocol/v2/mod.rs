@@ -75,6 +75,11 @@ impl Outputs {
         &self.list[..self.len]
     }
 
+    /// Whether `output` is asked for.
+    pub fn has(&self, output: Output) -> bool {
+        self.as_slice().iter().any(|r| r.output == output)
+    }
+
     /// Drops `output` from the list.
     pub fn remove(&mut self, output: Output) {
         if let Some(i) = self.as_slice().iter().position(|r| r.output == output) {
@@ -97,6 +102,100 @@ pub struct Decoded<'a> {
 
 fn bad(kind: K, msg: impl Into<String>) -> InputError {
     InputError::new(kind, msg)
+}
+
+/// The rows of the one input tensor, `name`, of `datatype` and `shape`, for a model of
+/// `features` features: an accepted datatype, shape `[N, F]` or `[F]`, 1 to `max_rows` rows.
+fn input_rows(
+    name: &str,
+    datatype: &str,
+    shape: &[i64],
+    features: usize,
+    max_rows: usize,
+) -> Result<usize, InputError> {
+    if !INPUT_DATATYPES.contains(&datatype) {
+        return Err(bad(
+            K::InvalidDatatype,
+            format!(
+                "input {name:?}: datatype {datatype:?} is not accepted; use one of {}",
+                INPUT_DATATYPES.join(", ")
+            ),
+        ));
+    }
+    let rows = match shape {
+        [f] if *f == features as i64 => 1,
+        [n, f] if *f == features as i64 && *n >= 0 => *n as usize,
+        _ => {
+            return Err(bad(
+                K::InvalidShape,
+                format!(
+                    "input {name:?}: shape {shape:?} does not fit the model: use [N, {features}] or [{features}]"
+                ),
+            ));
+        }
+    };
+    if rows == 0 {
+        return Err(bad(K::EmptyBatch, format!("input {name:?} has no rows")));
+    }
+    if rows > max_rows {
+        return Err(bad(
+            K::TooManyRows,
+            format!("input {name:?} has {rows} rows; the limit is {max_rows}"),
+        ));
+    }
+    Ok(rows)
+}
+
+impl Outputs {
+    /// No outputs yet.
+    fn none() -> Self {
+        let label = Requested {
+            output: Output::Label,
+            binary: false,
+        };
+        Outputs {
+            list: [label; 2],
+            len: 0,
+        }
+    }
+
+    /// Both outputs, label first.
+    fn all(binary: bool) -> Self {
+        let mut o = Outputs::none();
+        o.push(Requested {
+            output: Output::Label,
+            binary,
+        });
+        o.push(Requested {
+            output: Output::Probabilities,
+            binary,
+        });
+        o
+    }
+
+    /// Adds the output a request names; an unknown name or one asked twice is an error.
+    fn add_named(&mut self, name: &str, binary: bool) -> Result<(), InputError> {
+        let output = match name {
+            LABEL | PREDICT => Output::Label,
+            PROBABILITIES => Output::Probabilities,
+            other => {
+                return Err(bad(
+                    K::UnknownOutput,
+                    format!(
+                        "unknown output {other:?}; a classifier has {LABEL:?} and {PROBABILITIES:?}, a regressor {PREDICT:?}"
+                    ),
+                ));
+            }
+        };
+        if self.as_slice().iter().any(|r| r.output == output) {
+            return Err(bad(
+                K::InvalidBody,
+                format!("output {name:?} is requested twice"),
+            ));
+        }
+        self.push(Requested { output, binary });
+        Ok(())
+    }
 }
 
 /// Decodes a request body for a model reading `features` features: the JSON header

@@ -8,9 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use super::datatype::{check_values, datatype_width, from_le};
-use super::{
-    Decoded, INPUT_DATATYPES, LABEL, Output, Outputs, PREDICT, PROBABILITIES, Requested, bad,
-};
+use super::{Decoded, Outputs, bad, input_rows};
 use crate::protocol::{InputError, InputErrorKind as K};
 
 #[derive(Deserialize)]
@@ -131,37 +129,7 @@ pub(super) fn decode_serde<'a>(
     };
     let name = &input.name;
     let datatype = input.datatype.as_ref();
-    if !INPUT_DATATYPES.contains(&datatype) {
-        return Err(bad(
-            K::InvalidDatatype,
-            format!(
-                "input {name:?}: datatype {datatype:?} is not accepted; use one of {}",
-                INPUT_DATATYPES.join(", ")
-            ),
-        ));
-    }
-    let rows = match input.shape.as_slice() {
-        [f] if *f == features as i64 => 1,
-        [n, f] if *f == features as i64 && *n >= 0 => *n as usize,
-        _ => {
-            return Err(bad(
-                K::InvalidShape,
-                format!(
-                    "input {name:?}: shape {:?} does not fit the model: use [N, {features}] or [{features}]",
-                    input.shape
-                ),
-            ));
-        }
-    };
-    if rows == 0 {
-        return Err(bad(K::EmptyBatch, format!("input {name:?} has no rows")));
-    }
-    if rows > max_rows {
-        return Err(bad(
-            K::TooManyRows,
-            format!("input {name:?} has {rows} rows; the limit is {max_rows}"),
-        ));
-    }
+    let rows = input_rows(name, datatype, &input.shape, features, max_rows)?;
     let expected = rows * features;
     out.clear();
     let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
@@ -222,51 +190,21 @@ pub(super) fn decode_serde<'a>(
         .as_ref()
         .and_then(|p| p.binary_data_output)
         .unwrap_or(false);
-    let label = Requested {
-        output: Output::Label,
-        binary: default_binary,
-    };
-    let mut outputs = Outputs {
-        list: [label; 2],
-        len: 0,
-    };
-    match &req.outputs {
-        None => {
-            outputs.push(label);
-            outputs.push(Requested {
-                output: Output::Probabilities,
-                binary: default_binary,
-            });
-        }
+    let outputs = match &req.outputs {
+        None => Outputs::all(default_binary),
         Some(list) => {
+            let mut outputs = Outputs::none();
             for o in list {
-                let output = match o.name.as_ref() {
-                    LABEL | PREDICT => Output::Label,
-                    PROBABILITIES => Output::Probabilities,
-                    other => {
-                        return Err(bad(
-                            K::UnknownOutput,
-                            format!(
-                                "unknown output {other:?}; a classifier has {LABEL:?} and {PROBABILITIES:?}, a regressor {PREDICT:?}"
-                            ),
-                        ));
-                    }
-                };
-                if outputs.as_slice().iter().any(|r| r.output == output) {
-                    return Err(bad(
-                        K::InvalidBody,
-                        format!("output {:?} is requested twice", o.name),
-                    ));
-                }
                 let binary = o
                     .parameters
                     .as_ref()
                     .and_then(|p| p.binary_data)
                     .unwrap_or(default_binary);
-                outputs.push(Requested { output, binary });
+                outputs.add_named(&o.name, binary)?;
             }
+            outputs
         }
-    }
+    };
     Ok(Decoded {
         id: req.id,
         rows,
