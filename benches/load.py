@@ -33,6 +33,9 @@
                 with openssl) against plain HTTP (the baseline): /score with one row on
                 keep-alive connections (what encryption costs a request), and with a new
                 connection per request (Connection: close: what a handshake costs);
+  feedback      treeserve remembering its answers for labels (--feedback-window 100000; every
+                /score answer gets a generated request id and is remembered) against
+                treeserve without (the baseline);
   keys          treeserve requiring API keys (--api-keys-file; every request sends a valid
                 `Authorization: Bearer` key) against treeserve without (the baseline): what
                 checking a key costs;
@@ -273,6 +276,10 @@ def plan(args, treeserve, floor):
                 "plain": one("plain"),
             },
         ),
+        "feedback": (
+            {"feedback on": (serve + ["--feedback-window", "100000"], {}), "feedback off": (serve, {})},
+            {"feedback on": one("feedback on"), "feedback off": one("feedback off")},
+        ),
         "keys": (
             {"keys": (serve + ["--api-keys-file", str(keys_file())], {}), "no keys": (serve, {})},
             {"keys": one("keys"), "no keys": one("no keys")},
@@ -307,7 +314,7 @@ def main():
                     "replace the generated section of this file, e.g. docs/benchmarks.md)")
     ap.add_argument("--chart", type=Path, help="--compare suite: write the SVG chart here")
     ap.add_argument("--json", type=Path, help="write every round's raw figures here")
-    ap.add_argument("--compare", choices=["suite", "floor", "floor-flat", "metrics", "request-logs", "v2", "clients", "grpc", "tls", "keys",
+    ap.add_argument("--compare", choices=["suite", "floor", "floor-flat", "metrics", "request-logs", "v2", "clients", "grpc", "tls", "feedback", "keys",
                              "binary"],
                     default="suite")
     ap.add_argument("--only", help="comma-separated target names to keep (the baseline is always kept)")

@@ -28,6 +28,20 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
 
+    /// Remember this many recent `/score` answers (request id → inputs and predictions) so
+    /// that ground truth posted to `/feedback` joins them; 0 (the default): off. Every
+    /// answer then carries an `x-request-id` (the client's, or a generated one).
+    #[arg(long, env = "TREESERVE_FEEDBACK_WINDOW", default_value_t = 0)]
+    pub feedback_window: usize,
+
+    /// Oldest answer a label can still join.
+    #[arg(long, env = "TREESERVE_FEEDBACK_MAX_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub feedback_max_age: Duration,
+
+    /// Labels behind each live figure (accuracy, recall, MAE, RMSE): the most recent ones.
+    #[arg(long, env = "TREESERVE_FEEDBACK_LIVE_WINDOW", default_value_t = 1000)]
+    pub feedback_live_window: usize,
+
     /// Registry: a directory, s3://BUCKET[/PREFIX], az://CONTAINER[/PREFIX],
     /// gs://BUCKET[/PREFIX], mlflow+http(s)://HOST:PORT, or mlflow ($MLFLOW_TRACKING_URI).
     #[arg(long, env = "TREESERVE_REGISTRY", default_value = "models")]
@@ -174,6 +188,15 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 }
 
 impl ServeConfig {
+    /// The feedback record's options, when `--feedback-window` is on.
+    pub fn feedback(&self) -> Option<crate::feedback::FeedbackOptions> {
+        (self.feedback_window > 0).then_some(crate::feedback::FeedbackOptions {
+            window: self.feedback_window,
+            max_age: self.feedback_max_age,
+            live_window: self.feedback_live_window,
+        })
+    }
+
     /// `--poll-interval`, or its default for the registry: 2 s for a directory (file
     /// events do most of the work), 10 s for a remote registry.
     pub fn poll_interval(&self) -> Duration {
@@ -190,6 +213,9 @@ impl ServeConfig {
             grpc_listen: None,
             tls_cert: None,
             tls_key: None,
+            feedback_window: 0,
+            feedback_max_age: Duration::from_secs(3600),
+            feedback_live_window: 1000,
             registry: registry.into(),
             models: Vec::new(),
             alias: crate::registry::DEFAULT_ALIAS.into(),

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod data;
 pub mod error_type;
+pub mod feedback;
 pub mod http;
 pub mod import;
 pub mod lifecycle;

@@ -95,6 +95,16 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
         None => catch::sync(&span, || routes::route(req, &held.state)),
         Some(e) => Ok(Step::Done(Route::Unmatched, Box::new(Err(e)))),
     };
+    // With a feedback record, every scored answer has an id to label it by.
+    if held.state.scoring.feedback().is_some()
+        && let Ok(Step::Body {
+            route: Route::Score | Route::ModelScore,
+            job,
+            ..
+        }) = &mut step
+    {
+        job.remember = Some(Ids::logged(&mut ids).key());
+    }
     if let (Some((keys, key)), Ok(s)) = (required, &step) {
         let route = s.route();
         let need = keys::scope(route, held.state.config.metrics_open);

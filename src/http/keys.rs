@@ -37,6 +37,8 @@ pub(super) fn scope(route: Route, metrics_open: bool) -> Scope {
         | Route::ModelInvocations
         | Route::V1Model
         | Route::V1Predict
+        | Route::Feedback
+        | Route::ModelFeedback
         | Route::GrpcModelReady
         | Route::GrpcServerMetadata
         | Route::GrpcModelMetadata

@@ -7,6 +7,7 @@ mod body;
 mod catch;
 mod conn;
 mod error;
+mod feedback;
 mod grpc;
 mod handler;
 mod info;
@@ -91,6 +92,14 @@ impl AppState {
         // Large batches use as many threads as the runtime has workers.
         let scoring = match config.workers {
             Some(w) => scoring.with_batch_threads(w),
+            None => scoring,
+        };
+        let scoring = match config.feedback() {
+            Some(options) => {
+                let feedback = Arc::new(crate::feedback::Feedback::new(options));
+                metrics.register(Box::new(crate::feedback::Collector::new(feedback.clone())));
+                scoring.with_feedback(feedback)
+            }
             None => scoring,
         };
         Self {

@@ -63,6 +63,17 @@ impl RequestId {
     }
 }
 
+impl RequestId {
+    /// The id as the feedback record keys it: the client's value whole (not cut as in
+    /// logs), or the generated one.
+    pub(super) fn key(&self) -> Box<str> {
+        match self {
+            RequestId::Client(v) => String::from_utf8_lossy(v.as_bytes()).into(),
+            RequestId::Generated(_) => self.to_string().into(),
+        }
+    }
+}
+
 /// Whether a byte of a client's id is logged as it is (else as `_`).
 fn logged_as_is(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-_.:/+@~#".contains(&b)

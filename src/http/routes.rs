@@ -5,15 +5,18 @@ use http::{Method, Request};
 
 use super::body::RequestBody;
 use super::step::{BodyJob, JobKind, Next, StateRef, Step};
-use super::{ApiError, AppState, info, report, score, tabular, v2};
+use super::{ApiError, AppState, feedback, info, report, score, tabular, v2};
 use crate::metrics::Route;
 use crate::serving::truncated;
 
 impl BodyJob {
     /// Scores the body, once read, with the protocol the route chose.
-    pub(super) fn finish<'a>(&self, state: &'a AppState, body: Bytes) -> Next<'a> {
+    pub(super) fn finish<'a>(&mut self, state: &'a AppState, body: Bytes) -> Next<'a> {
         match self.kind {
-            JobKind::Score { want_proba } => score::score(state, self.model(), want_proba, body),
+            JobKind::Score { want_proba } => {
+                let id = self.remember.take();
+                score::score(state, self.model(), want_proba, body, id)
+            }
             JobKind::Infer { header_len } => v2::infer(
                 state,
                 self.model().unwrap_or_default(),
@@ -22,6 +25,7 @@ impl BodyJob {
                 body,
             ),
             JobKind::Tabular { csv } => tabular::score(state, self.model(), csv, body),
+            JobKind::Feedback => Next::Now(feedback::label(state, self.model(), &body)),
         }
     }
 }
@@ -60,6 +64,8 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
         "/ping" if get => (Route::Ping, tabular::ping(state)),
         "/swagger.json" if get => (Route::Swagger, Ok(info::openapi(state))),
         "/invocations" => (Route::Invocations, Err(not_allowed(POST))),
+        "/feedback" if post => return feedback::step(req, Route::Feedback),
+        "/feedback" => (Route::Feedback, Err(not_allowed(POST))),
         "/" => (Route::Root, Err(not_allowed(GET))),
         "/ping" => (Route::Ping, Err(not_allowed(GET))),
         "/swagger.json" => (Route::Swagger, Err(not_allowed(GET))),
@@ -108,6 +114,10 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
                         return tabular::step(req, Route::ModelInvocations, tabular::Named::Models);
                     }
                     Some((_, "invocations")) => (Route::ModelInvocations, Err(not_allowed(POST))),
+                    Some((_, "feedback")) if post => {
+                        return feedback::step(req, Route::ModelFeedback);
+                    }
+                    Some((_, "feedback")) => (Route::ModelFeedback, Err(not_allowed(POST))),
                     Some((name, "report")) if get => {
                         let name = name.to_owned();
                         let state = handle.clone();

@@ -87,10 +87,12 @@ pub(super) fn score<'a>(
     model: Option<&str>,
     want_proba: bool,
     body: Bytes,
+    remember: Option<Box<str>>,
 ) -> Next<'a> {
-    let outcome = state
-        .scoring
-        .score(model, None, ScoreCodec { want_proba }, body);
+    let outcome =
+        state
+            .scoring
+            .score_remembered(model, None, ScoreCodec { want_proba }, body, remember);
     Next::scored(outcome, respond)
 }
 

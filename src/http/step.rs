@@ -77,6 +77,8 @@ pub(super) struct BodyJob {
     model: Option<Range<u32>>,
     version: Option<Range<u32>>,
     pub(super) kind: JobKind,
+    /// The id the answer is remembered under (`--feedback-window`).
+    pub(super) remember: Option<Box<str>>,
 }
 
 /// Which protocol scores the body.
@@ -87,6 +89,8 @@ pub(super) enum JobKind {
     Infer { header_len: Option<usize> },
     /// MLflow's `/invocations`, KServe V1 predict (`csv`: a `text/csv` body).
     Tabular { csv: bool },
+    /// `/feedback`, `/models/{model}/feedback`.
+    Feedback,
 }
 
 /// The path a job keeps ("" when its URI had none).
@@ -115,6 +119,7 @@ impl BodyJob {
             model,
             version,
             kind,
+            remember: None,
         }
     }
 

@@ -51,6 +51,26 @@ pub const DRIFT_WINDOW_ROWS: &str = "drift_window_rows";
 pub const REGISTRY_UP: &str = "registry_up";
 /// `treeserve_registry_last_contact_timestamp_seconds`.
 pub const REGISTRY_LAST_CONTACT_TIMESTAMP_SECONDS: &str = "registry_last_contact_timestamp_seconds";
+/// `treeserve_feedback_labels_total`.
+pub const FEEDBACK_LABELS_TOTAL: &str = "feedback_labels_total";
+/// `treeserve_feedback_remembered`.
+pub const FEEDBACK_REMEMBERED: &str = "feedback_remembered";
+/// `treeserve_live_labels_total`.
+pub const LIVE_LABELS_TOTAL: &str = "live_labels_total";
+/// `treeserve_live_correct_total`.
+pub const LIVE_CORRECT_TOTAL: &str = "live_correct_total";
+/// `treeserve_live_window_labels`.
+pub const LIVE_WINDOW_LABELS: &str = "live_window_labels";
+/// `treeserve_live_accuracy`.
+pub const LIVE_ACCURACY: &str = "live_accuracy";
+/// `treeserve_live_recall`.
+pub const LIVE_RECALL: &str = "live_recall";
+/// `treeserve_live_mae`.
+pub const LIVE_MAE: &str = "live_mae";
+/// `treeserve_live_rmse`.
+pub const LIVE_RMSE: &str = "live_rmse";
+/// `treeserve_live_label_delay_seconds_total`.
+pub const LIVE_LABEL_DELAY_SECONDS_TOTAL: &str = "live_label_delay_seconds_total";
 
 /// Now, in seconds since the Unix epoch.
 fn unix_now() -> f64 {
@@ -79,6 +99,16 @@ pub const NAMES: &[&str] = &[
     DRIFT_WINDOW_ROWS,
     REGISTRY_UP,
     REGISTRY_LAST_CONTACT_TIMESTAMP_SECONDS,
+    FEEDBACK_LABELS_TOTAL,
+    FEEDBACK_REMEMBERED,
+    LIVE_LABELS_TOTAL,
+    LIVE_CORRECT_TOTAL,
+    LIVE_WINDOW_LABELS,
+    LIVE_ACCURACY,
+    LIVE_RECALL,
+    LIVE_MAE,
+    LIVE_RMSE,
+    LIVE_LABEL_DELAY_SECONDS_TOTAL,
 ];
 
 /// Request duration buckets (seconds): 10 µs to 10 s, dense below a millisecond where
@@ -146,6 +176,10 @@ pub enum Route {
     V1Model,
     /// `POST /v1/models/{model}:predict`.
     V1Predict,
+    /// `POST /feedback`.
+    Feedback,
+    /// `POST /models/{model}/feedback`.
+    ModelFeedback,
     /// gRPC `inference.GRPCInferenceService/ServerLive`.
     GrpcServerLive,
     /// gRPC `ServerReady`.
@@ -163,7 +197,7 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 32] = [
+    const ALL: [Route; 34] = [
         Route::Score,
         Route::ModelScore,
         Route::ModelReport,
@@ -189,6 +223,8 @@ impl Route {
         Route::ModelInvocations,
         Route::V1Model,
         Route::V1Predict,
+        Route::Feedback,
+        Route::ModelFeedback,
         Route::GrpcServerLive,
         Route::GrpcServerReady,
         Route::GrpcModelReady,
@@ -226,6 +262,8 @@ impl Route {
             Route::ModelInvocations => "/models/{model}/invocations",
             Route::V1Model => "/v1/models/{model}",
             Route::V1Predict => "/v1/models/{model}:predict",
+            Route::Feedback => "/feedback",
+            Route::ModelFeedback => "/models/{model}/feedback",
             Route::GrpcServerLive => "/inference.GRPCInferenceService/ServerLive",
             Route::GrpcServerReady => "/inference.GRPCInferenceService/ServerReady",
             Route::GrpcModelReady => "/inference.GRPCInferenceService/ModelReady",

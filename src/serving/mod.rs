@@ -41,6 +41,8 @@ pub struct ServedModel {
     pub version_text: String,
     /// Predictions and drift signals of this version.
     pub stats: crate::stats::ModelStats,
+    /// This version, as the feedback record names it.
+    pub answerer: std::sync::Arc<crate::feedback::Answerer>,
 }
 
 impl ServedModel {
@@ -61,6 +63,12 @@ impl ServedModel {
                 &model.version().to_string(),
                 model.classes(),
             ),
+            answerer: std::sync::Arc::new(crate::feedback::Answerer {
+                model: model.name().to_owned(),
+                version: model.version(),
+                classes: model.classes().to_vec(),
+                features: model.num_features(),
+            }),
             version_text: model.version().to_string(),
             stats: crate::stats::ModelStats::new(&model),
             model,

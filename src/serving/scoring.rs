@@ -193,6 +193,7 @@ pub struct Scoring {
     max_rows: usize,
     record: bool,
     threads: usize,
+    feedback: Option<Arc<crate::feedback::Feedback>>,
 }
 
 impl Scoring {
@@ -213,7 +214,19 @@ impl Scoring {
             max_rows,
             record,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            feedback: None,
         }
+    }
+
+    /// Remembers answers given with an id in `feedback`, for labels to join later.
+    pub fn with_feedback(mut self, feedback: Arc<crate::feedback::Feedback>) -> Self {
+        self.feedback = Some(feedback);
+        self
+    }
+
+    /// The feedback record, with `--feedback-window`.
+    pub fn feedback(&self) -> Option<&Arc<crate::feedback::Feedback>> {
+        self.feedback.as_ref()
     }
 
     /// Splits each large batch over at most `threads` threads (default: one per core).
@@ -239,11 +252,25 @@ impl Scoring {
         codec: C,
         body: Bytes,
     ) -> Outcome<'a, C::Output> {
+        self.score_remembered(model, version, codec, body, None)
+    }
+
+    /// [`Scoring::score`], remembering the answer under `id` when there is a feedback
+    /// record.
+    pub fn score_remembered<'a, C: Codec>(
+        &'a self,
+        model: Option<&str>,
+        version: Option<&str>,
+        codec: C,
+        body: Bytes,
+        id: Option<Box<str>>,
+    ) -> Outcome<'a, C::Output> {
+        let id = id.filter(|_| self.feedback.is_some());
         if let Some(version) = version {
             let (model, version) = (model.unwrap_or_default().to_owned(), version.to_owned());
             return Outcome::Later(Box::pin(async move {
                 let (_, served) = self.resolve(&model, Some(&version)).await?;
-                match self.score_on(&served, codec, body) {
+                match self.score_on(&served, codec, body, id) {
                     Outcome::Now(result) => result,
                     Outcome::Later(later) => later.await,
                 }
@@ -256,7 +283,7 @@ impl Scoring {
         };
         let guard = catalog.load();
         match guard.as_ref() {
-            Some(served) => self.score_on(served, codec, body),
+            Some(served) => self.score_on(served, codec, body, id),
             None => Outcome::Now(Err(not_ready(model))),
         }
     }
@@ -268,17 +295,22 @@ impl Scoring {
         served: &Arc<ServedModel>,
         codec: C,
         body: Bytes,
+        id: Option<Box<str>>,
     ) -> Outcome<'a, C::Output> {
         let (max_rows, record) = (self.max_rows, self.record);
         if inline(body.len(), &served.model) {
-            return Outcome::Now(self.finish(run(served, &codec, &body, max_rows, record, 1)));
+            let remember = id.as_deref().zip(self.feedback.as_deref());
+            let scored = run(served, &codec, &body, max_rows, record, 1, remember);
+            return Outcome::Now(self.finish(scored));
         }
+        let feedback = self.feedback.clone();
         let served = Arc::clone(served);
         let threads = self.threads;
         Outcome::Later(Box::pin(async move {
             let scored = self
                 .blocking("scoring", move || {
-                    run(&served, &codec, &body, max_rows, record, threads)
+                    let remember = id.as_deref().zip(feedback.as_deref());
+                    run(&served, &codec, &body, max_rows, record, threads, remember)
                 })
                 .await?;
             self.finish(scored)
@@ -394,6 +426,7 @@ fn run<C: Codec>(
     max_rows: usize,
     record: bool,
     threads: usize,
+    remember: Option<(&str, &crate::feedback::Feedback)>,
 ) -> Result<Scored<C::Output>, InputError> {
     SCRATCH.with_borrow_mut(|s| {
         if s.local.as_ref().is_none_or(|l| l.id != served.id) {
@@ -410,6 +443,9 @@ fn run<C: Codec>(
         // A regressor's value is its one score.
         let want_proba = codec.wants_proba(&decoded) || served.model.is_regression();
         predict(served, values, classes, proba, want_proba, record, threads);
+        if let Some((id, feedback)) = remember {
+            remember_answer(feedback, id, served, values, classes, proba);
+        }
         let output = codec.encode(
             served,
             local,
@@ -424,6 +460,24 @@ fn run<C: Codec>(
             version: local.version.clone(),
         })
     })
+}
+
+/// Remembers one answer: each row's class, or a regressor's value.
+#[cold]
+fn remember_answer(
+    feedback: &crate::feedback::Feedback,
+    id: &str,
+    served: &ServedModel,
+    values: &[f64],
+    classes: &[usize],
+    scores: &[f64],
+) {
+    let predicted: Vec<f64> = if served.model.is_regression() {
+        scores[..classes.len()].to_vec()
+    } else {
+        classes.iter().map(|&c| c as f64).collect()
+    };
+    feedback.remember(id, &served.answerer, values, &predicted);
 }
 
 /// `s` cut to at most 128 bytes (on a character boundary), for error messages.

@@ -9,6 +9,7 @@ mod cli;
 mod cli_safety;
 mod clients;
 mod common;
+mod feedback;
 mod first_hour;
 mod fleet;
 mod gate;

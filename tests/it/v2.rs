@@ -466,8 +466,10 @@ async fn the_openapi_document_lists_every_route() {
         "/models/{model}/invocations",
         "/v1/models/{model}",
         "/v1/models/{model}:predict",
+        "/feedback",
+        "/models/{model}/feedback",
     ] {
         assert!(paths.contains_key(route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 25, "an undocumented or stale path");
+    assert_eq!(paths.len(), 27, "an undocumented or stale path");
 }

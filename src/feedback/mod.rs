@@ -1,0 +1,304 @@
+//! Ground truth for earlier answers (`--feedback-window`): a bounded record of recent
+//! answers (request id → model, version, inputs, predictions), labels joined to it as they
+//! arrive (minutes to hours later), and the live quality of each version from the joined
+//! labels (accuracy and recall per class; MAE and RMSE for a regressor).
+//!
+//! The record is split into shards by the id's hash, each a map and the insertion order,
+//! evicted by count (`--feedback-window` answers in all) and by age
+//! (`--feedback-max-age`). An id answered again replaces the earlier answer. A row is
+//! labelled at most once.
+
+mod collector;
+mod live;
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub use collector::Collector;
+pub use live::{Live, LiveFigures};
+
+/// Shards of the record.
+const SHARDS: usize = 16;
+
+/// How much is remembered.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedbackOptions {
+    /// Most answers remembered (all shards together).
+    pub window: usize,
+    /// Oldest answer a label can still join.
+    pub max_age: Duration,
+    /// Labels behind each live figure (the most recent ones).
+    pub live_window: usize,
+}
+
+/// What a version's answers are, shared by every answer it gave.
+#[derive(Debug)]
+pub struct Answerer {
+    /// The model.
+    pub model: String,
+    /// The version.
+    pub version: u64,
+    /// Class labels (empty: a regressor).
+    pub classes: Vec<String>,
+    /// Features per row.
+    pub features: usize,
+}
+
+/// One remembered answer.
+#[derive(Debug)]
+struct Answer {
+    by: Arc<Answerer>,
+    at: Instant,
+    seq: u64,
+    /// Rows × features inputs.
+    inputs: Box<[f64]>,
+    /// Per row: the predicted class index, or a regressor's value.
+    predicted: Box<[f64]>,
+    labelled: Box<[bool]>,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<Box<str>, Answer>,
+    /// Insertion order: (sequence, id); an entry whose sequence no longer matches the
+    /// map's (the id was answered again) is skipped.
+    order: VecDeque<(u64, Instant, Box<str>)>,
+}
+
+/// A label for an earlier answer's row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Truth {
+    /// A class label.
+    Class(String),
+    /// A regressor's true value.
+    Value(f64),
+}
+
+/// What became of one label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Joined to its answer and counted.
+    Joined,
+    /// No remembered answer has this id (never seen, or evicted by count or age).
+    UnknownId,
+    /// The answer has no such row (or a batch's row was left out).
+    NoSuchRow,
+    /// The row was labelled already.
+    Duplicate,
+    /// A class the model does not have.
+    UnknownClass,
+    /// A number for a classifier, or a class for a regressor.
+    WrongKind,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Joined,
+        Outcome::UnknownId,
+        Outcome::NoSuchRow,
+        Outcome::Duplicate,
+        Outcome::UnknownClass,
+        Outcome::WrongKind,
+    ];
+
+    /// The snake_case name (the metric's `outcome`, the answer's key).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Joined => "joined",
+            Outcome::UnknownId => "unknown_id",
+            Outcome::NoSuchRow => "no_such_row",
+            Outcome::Duplicate => "duplicate",
+            Outcome::UnknownClass => "unknown_class",
+            Outcome::WrongKind => "wrong_kind",
+        }
+    }
+}
+
+/// A joined label: the row's inputs, prediction and truth, for the feedback files.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    /// Who answered.
+    pub by: Arc<Answerer>,
+    /// The row's inputs.
+    pub inputs: Vec<f64>,
+    /// The truth.
+    pub truth: Truth,
+}
+
+/// The record and the live figures.
+#[derive(Debug)]
+pub struct Feedback {
+    options: FeedbackOptions,
+    hasher: RandomState,
+    seq: AtomicU64,
+    shards: Vec<Mutex<Shard>>,
+    live: Mutex<HashMap<(String, u64), Live>>,
+    outcomes: [AtomicU64; Outcome::ALL.len()],
+    remembered: AtomicU64,
+}
+
+impl Feedback {
+    /// An empty record.
+    pub fn new(options: FeedbackOptions) -> Self {
+        Self {
+            options,
+            hasher: RandomState::new(),
+            seq: AtomicU64::new(0),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            live: Mutex::default(),
+            outcomes: Default::default(),
+            remembered: AtomicU64::new(0),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &FeedbackOptions {
+        &self.options
+    }
+
+    fn shard(&self, id: &str) -> &Mutex<Shard> {
+        &self.shards[self.hasher.hash_one(id) as usize % SHARDS]
+    }
+
+    /// Most answers a shard keeps.
+    fn per_shard(&self) -> usize {
+        self.options.window.div_ceil(SHARDS).max(1)
+    }
+
+    /// Remembers the answer `by` gave request `id`: `inputs` (rows × features) and, per
+    /// row, `predicted` (a class index, or a regressor's value).
+    pub fn remember(&self, id: &str, by: &Arc<Answerer>, inputs: &[f64], predicted: &[f64]) {
+        let now = Instant::now();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let answer = Answer {
+            by: by.clone(),
+            at: now,
+            seq,
+            inputs: inputs.into(),
+            predicted: predicted.into(),
+            labelled: vec![false; predicted.len()].into(),
+        };
+        let (cap, max_age) = (self.per_shard(), self.options.max_age);
+        let mut shard = self.shard(id).lock().expect("feedback shard lock");
+        let key: Box<str> = id.into();
+        shard.order.push_back((seq, now, key.clone()));
+        if shard.map.insert(key, answer).is_none() {
+            self.remembered.fetch_add(1, Ordering::Relaxed);
+        }
+        // Evict the oldest while over the count or past the age.
+        while let Some((s, at, _)) = shard.order.front() {
+            let (s, at) = (*s, *at);
+            let over = shard.map.len() > cap || now.duration_since(at) > max_age;
+            let stale = shard.map.get(&shard.order[0].2).is_none_or(|a| a.seq != s);
+            if !over && !stale {
+                break;
+            }
+            let (_, _, id) = shard.order.pop_front().expect("front exists");
+            if !stale && shard.map.remove(&id).is_some() {
+                self.remembered.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Joins `truth` to row `row` (`None`: the only row) of the answer to `id` (given by
+    /// `model`, if named: another model's answer is not found).
+    pub fn label(
+        &self,
+        id: &str,
+        model: Option<&str>,
+        row: Option<usize>,
+        truth: Truth,
+    ) -> (Outcome, Option<Joined>) {
+        let outcome = self.join(id, model, row, truth);
+        self.outcomes[Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome.0)
+            .expect("every outcome is listed")]
+        .fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    fn join(
+        &self,
+        id: &str,
+        model: Option<&str>,
+        row: Option<usize>,
+        truth: Truth,
+    ) -> (Outcome, Option<Joined>) {
+        let now = Instant::now();
+        let mut shard = self.shard(id).lock().expect("feedback shard lock");
+        let Some(answer) = shard
+            .map
+            .get_mut(id)
+            .filter(|a| now.duration_since(a.at) <= self.options.max_age)
+            .filter(|a| model.is_none_or(|m| a.by.model == m))
+        else {
+            return (Outcome::UnknownId, None);
+        };
+        let rows = answer.predicted.len();
+        let row = match row {
+            Some(r) if r < rows => r,
+            None if rows == 1 => 0,
+            _ => return (Outcome::NoSuchRow, None),
+        };
+        let by = &answer.by;
+        let actual = match (&truth, by.classes.is_empty()) {
+            (Truth::Class(c), false) => match by.classes.iter().position(|k| k == c) {
+                Some(k) => k as f64,
+                None => return (Outcome::UnknownClass, None),
+            },
+            (Truth::Value(v), true) => *v,
+            _ => return (Outcome::WrongKind, None),
+        };
+        if answer.labelled[row] {
+            return (Outcome::Duplicate, None);
+        }
+        answer.labelled[row] = true;
+        let predicted = answer.predicted[row];
+        let f = by.features;
+        let joined = Joined {
+            by: by.clone(),
+            inputs: answer.inputs[row * f..(row + 1) * f].to_vec(),
+            truth,
+        };
+        let delay = now.duration_since(answer.at);
+        drop(shard);
+        let key = (joined.by.model.clone(), joined.by.version);
+        let mut live = self.live.lock().expect("live lock");
+        live.entry(key)
+            .or_insert_with(|| Live::new(&joined.by, self.options.live_window))
+            .add(predicted, actual, delay);
+        (Outcome::Joined, Some(joined))
+    }
+
+    /// Answers remembered now.
+    pub fn remembered(&self) -> u64 {
+        self.remembered.load(Ordering::Relaxed)
+    }
+
+    /// Labels by outcome, since start.
+    pub fn outcomes(&self) -> Vec<(Outcome, u64)> {
+        Outcome::ALL
+            .iter()
+            .zip(&self.outcomes)
+            .map(|(o, n)| (*o, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Each version's live figures.
+    pub fn live(&self) -> Vec<LiveFigures> {
+        let live = self.live.lock().expect("live lock");
+        let mut out: Vec<_> = live.values().map(Live::figures).collect();
+        out.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

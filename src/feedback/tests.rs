@@ -1,0 +1,126 @@
+use super::*;
+
+fn iris() -> Arc<Answerer> {
+    Arc::new(Answerer {
+        model: "iris".into(),
+        version: 3,
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        features: 2,
+    })
+}
+
+fn record(window: usize) -> Feedback {
+    Feedback::new(FeedbackOptions {
+        window,
+        max_age: Duration::from_secs(3600),
+        live_window: 4,
+    })
+}
+
+fn class(c: &str) -> Truth {
+    Truth::Class(c.into())
+}
+
+#[test]
+fn labels_join_once_and_give_live_accuracy_and_recall() {
+    let f = record(100);
+    let by = iris();
+    f.remember("r1", &by, &[1.0, 2.0], &[0.0]);
+    f.remember("r2", &by, &[1.0, 2.0, 3.0, 4.0], &[1.0, 2.0]);
+    let (o, joined) = f.label("r1", None, None, class("a"));
+    assert_eq!(o, Outcome::Joined);
+    assert_eq!(joined.unwrap().inputs, [1.0, 2.0]);
+    assert_eq!(
+        f.label("r1", None, Some(0), class("a")).0,
+        Outcome::Duplicate
+    );
+    assert_eq!(f.label("r2", None, None, class("b")).0, Outcome::NoSuchRow);
+    assert_eq!(
+        f.label("r2", None, Some(2), class("b")).0,
+        Outcome::NoSuchRow
+    );
+    assert_eq!(
+        f.label("r2", None, Some(1), class("z")).0,
+        Outcome::UnknownClass
+    );
+    assert_eq!(
+        f.label("r2", None, Some(1), Truth::Value(1.0)).0,
+        Outcome::WrongKind
+    );
+    assert_eq!(
+        f.label("nope", None, None, class("a")).0,
+        Outcome::UnknownId
+    );
+    assert_eq!(f.label("r2", None, Some(0), class("b")).0, Outcome::Joined);
+    // Predicted c, truly b: wrong.
+    let (_, j) = f.label("r2", None, Some(1), class("b"));
+    assert_eq!(j.unwrap().inputs, [3.0, 4.0]);
+    let live = &f.live()[0];
+    assert_eq!((live.labels, live.correct, live.window), (3, 2, 3));
+    assert_eq!(live.accuracy, Some(2.0 / 3.0));
+    assert_eq!(live.recall[1], ("b".to_string(), 2, Some(0.5)));
+    assert_eq!(live.recall[2], ("c".to_string(), 0, None));
+    let outcomes: HashMap<_, _> = f.outcomes().into_iter().collect();
+    assert_eq!(outcomes[&Outcome::Joined], 3);
+    assert_eq!(outcomes[&Outcome::Duplicate], 1);
+}
+
+#[test]
+fn the_record_is_bounded_by_count_and_the_window_by_labels() {
+    let f = record(SHARDS * 2);
+    let by = iris();
+    for i in 0..1000 {
+        f.remember(&format!("id-{i}"), &by, &[0.0, 0.0], &[0.0]);
+    }
+    assert!(f.remembered() <= (SHARDS * 2) as u64, "{}", f.remembered());
+    assert_eq!(
+        f.label("id-0", None, None, class("a")).0,
+        Outcome::UnknownId
+    );
+    assert_eq!(f.label("id-999", None, None, class("a")).0, Outcome::Joined);
+    for i in 990..999 {
+        f.label(&format!("id-{i}"), None, None, class("b"));
+    }
+    let live = &f.live()[0];
+    // The window keeps the last 4 labels.
+    assert_eq!(live.window, 4);
+    assert!(live.labels >= 5);
+}
+
+#[test]
+fn an_id_answered_again_replaces_its_answer_and_old_ones_expire() {
+    let f = Feedback::new(FeedbackOptions {
+        window: 100,
+        max_age: Duration::ZERO,
+        live_window: 10,
+    });
+    let by = iris();
+    f.remember("x", &by, &[0.0, 0.0], &[0.0]);
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(f.label("x", None, None, class("a")).0, Outcome::UnknownId);
+    let f = record(100);
+    f.remember("x", &by, &[0.0, 0.0], &[0.0]);
+    f.remember("x", &by, &[5.0, 5.0], &[2.0]);
+    assert_eq!(f.remembered(), 1);
+    let (o, j) = f.label("x", None, None, class("c"));
+    assert_eq!((o, j.unwrap().inputs), (Outcome::Joined, vec![5.0, 5.0]));
+    assert_eq!(f.live()[0].accuracy, Some(1.0));
+}
+
+#[test]
+fn a_regressor_gets_mae_and_rmse() {
+    let f = record(100);
+    let by = Arc::new(Answerer {
+        model: "r".into(),
+        version: 1,
+        classes: vec![],
+        features: 1,
+    });
+    f.remember("a", &by, &[1.0, 2.0], &[10.0, 20.0]);
+    f.label("a", None, Some(0), Truth::Value(12.0));
+    f.label("a", None, Some(1), Truth::Value(16.0));
+    let live = &f.live()[0];
+    assert_eq!(live.mae, Some(3.0));
+    assert_eq!(live.rmse, Some(10f64.sqrt()));
+    assert_eq!(live.accuracy, None);
+}

@@ -1,0 +1,262 @@
+//! Ground truth posted back (`--feedback-window`, `POST /feedback`): IRIS scored with
+//! request ids, the true labels posted, the live accuracy read from `/metrics` equal to
+//! what the answers and the labels say; duplicates, unknown and evicted ids, unknown
+//! classes and missing rows counted and answered; bad bodies the usual JSON errors.
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const FEATURES: [&str; 4] = [
+    "SepalLengthCm",
+    "SepalWidthCm",
+    "PetalLengthCm",
+    "PetalWidthCm",
+];
+
+/// The IRIS rows as `/score` objects, with their species.
+fn iris_rows() -> Vec<(Value, String)> {
+    let (_, rows) = read_csv(&iris_csv());
+    rows.iter()
+        .map(|r| {
+            let obj: serde_json::Map<String, Value> = FEATURES
+                .iter()
+                .zip(&r[1..5])
+                .map(|(f, v)| (f.to_string(), json!(v.parse::<f64>().unwrap())))
+                .collect();
+            (Value::Object(obj), r[5].clone())
+        })
+        .collect()
+}
+
+async fn score(app: &App, id: Option<&str>, body: &Value) -> (String, Value) {
+    let mut req = app
+        .client
+        .post(app.url("/score"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(id) = id {
+        req = req.header("x-request-id", id);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let echoed = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    (echoed, resp.json().await.unwrap())
+}
+
+async fn feedback(app: &App, path: &str, body: &Value) -> Value {
+    let resp = app.post(path, &body.to_string()).await;
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// The value of the series `name{labels}` in a scrape.
+fn series(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn labels_join_their_answers_and_the_live_accuracy_is_what_they_say() {
+    let reg = TestRegistry::with_iris();
+    // A depth-1 stump: wrong on a third of IRIS, so the accuracy is not trivially 1.
+    let stump = reg.train("stump.tsm", &["--max-depth", "1"]);
+    assert_eq!(reg.publish(&stump, Some("production")), 2);
+    let app = App::spawn(reg.path(), &["--feedback-window", "10000"]);
+    let rows = iris_rows();
+    let mut answers = Vec::new();
+    for (i, (row, _)) in rows.iter().enumerate() {
+        let id = format!("row-{i}");
+        let (echoed, out) = score(&app, Some(&id), row).await;
+        assert_eq!(echoed, id);
+        answers.push(
+            out["output"]["predicted_species"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // A batch, and an answer without a client id (one is generated and echoed).
+    let batch = Value::Array(rows[..10].iter().map(|(r, _)| r.clone()).collect());
+    let (_, batch_out) = score(&app, Some("batch-1"), &batch).await;
+    assert_eq!(batch_out["output"].as_array().unwrap().len(), 10);
+    let (generated, _) = score(&app, None, &rows[0].0).await;
+    assert_eq!(generated.len(), 17, "{generated}");
+
+    // Every label, in one post.
+    let labels: Vec<Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (_, species))| json!({"request_id": format!("row-{i}"), "label": species}))
+        .collect();
+    let got = feedback(&app, "/feedback", &Value::Array(labels.clone())).await;
+    assert_eq!(got["joined"], 150, "{got}");
+    let right = answers
+        .iter()
+        .zip(&rows)
+        .filter(|(a, (_, s))| *a == s)
+        .count();
+    assert!((1..150).contains(&right), "the stump got {right} right");
+
+    // Again: duplicates. And each kind of label that does not join.
+    let again = feedback(&app, "/feedback", &Value::Array(labels[..5].to_vec())).await;
+    assert_eq!(again["duplicate"], 5);
+    let odd = feedback(
+        &app,
+        "/feedback",
+        &json!([
+            {"request_id": "never-seen", "label": "Iris-setosa"},
+            {"request_id": "batch-1", "label": "Iris-setosa"},
+            {"request_id": "batch-1", "row": 10, "label": "Iris-setosa"},
+            {"request_id": "batch-1", "row": 3, "label": "Iris-nonesuch"},
+            {"request_id": "batch-1", "row": 3, "label": 2.5},
+            {"request_id": "batch-1", "row": 3, "label": "Iris-setosa"},
+            {"request_id": generated, "label": "Iris-setosa"},
+        ]),
+    )
+    .await;
+    assert_eq!(
+        odd["outcomes"],
+        json!([
+            "unknown_id",
+            "no_such_row",
+            "no_such_row",
+            "unknown_class",
+            "wrong_kind",
+            "joined",
+            "joined"
+        ])
+    );
+    // One label alone, by a named model; another model's path does not find it.
+    let one = json!({"request_id": "batch-1", "row": 4, "label": "Iris-setosa"});
+    assert_eq!(
+        feedback(&app, "/models/iris/feedback", &one).await["joined"],
+        1
+    );
+    assert_error(
+        app.post("/models/nope/feedback", &one.to_string()).await,
+        404,
+        "model_not_found",
+        "nope",
+    )
+    .await;
+
+    // The live figures: what the answers and the labels say. Besides the 150, three
+    // setosa labels joined: batch rows 3 and 4, and the generated id's answer (row 0).
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let mv = r#"model="iris",version="2""#;
+    let labels_total = series(&metrics, "treeserve_live_labels_total", mv).unwrap();
+    assert_eq!(labels_total, 153.0, "{metrics}");
+    let batch_answers = batch_out["output"].as_array().unwrap();
+    let extra_right = [0, 3, 4]
+        .iter()
+        .filter(|&&i| batch_answers[i]["predicted_species"] == "Iris-setosa")
+        .count();
+    let accuracy = series(&metrics, "treeserve_live_accuracy", mv).unwrap();
+    let want = (right + extra_right) as f64 / labels_total;
+    assert!((accuracy - want).abs() < 1e-12, "{accuracy} != {want}");
+    let setosa_rows: Vec<usize> = (0..150).filter(|&i| rows[i].1 == "Iris-setosa").collect();
+    let hits = setosa_rows
+        .iter()
+        .filter(|&&i| answers[i] == "Iris-setosa")
+        .count();
+    let recall = (hits + extra_right) as f64 / (setosa_rows.len() + 3) as f64;
+    let class = format!(r#"class="Iris-setosa",{mv}"#);
+    let setosa = series(&metrics, "treeserve_live_recall", &class);
+    assert!(
+        setosa.is_some_and(|r| (r - recall).abs() < 1e-12),
+        "{setosa:?} != {recall}"
+    );
+    for (outcome, n) in [
+        ("joined", 153),
+        ("duplicate", 5),
+        ("unknown_id", 1),
+        ("no_such_row", 2),
+    ] {
+        let got = series(
+            &metrics,
+            "treeserve_feedback_labels_total",
+            &format!(r#"outcome="{outcome}""#),
+        );
+        assert_eq!(got, Some(n as f64), "{outcome}");
+    }
+    assert!(
+        // 150 rows, the batch, the answer with a generated id.
+        metrics.contains("treeserve_feedback_remembered 152"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_record_is_bounded_and_bad_bodies_get_json_errors() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--feedback-window", "16"]);
+    let row = &iris_rows()[0].0;
+    for i in 0..200 {
+        score(&app, Some(&format!("id-{i}")), row).await;
+    }
+    let got = feedback(
+        &app,
+        "/feedback",
+        &json!([{"request_id": "id-0", "label": "Iris-setosa"}, {"request_id": "id-199", "label": "Iris-setosa"}]),
+    )
+    .await;
+    assert_eq!(got["outcomes"], json!(["unknown_id", "joined"]));
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let remembered = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("treeserve_feedback_remembered "))
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
+    assert!(remembered <= 16.0, "{remembered}");
+
+    assert_error(
+        app.post("/feedback", "{").await,
+        400,
+        "malformed_json",
+        "request_id",
+    )
+    .await;
+    assert_error(
+        app.post("/feedback", r#"{"id": 1}"#).await,
+        400,
+        "invalid_body",
+        "request_id",
+    )
+    .await;
+    assert_error(
+        app.post("/feedback", r#"[{"request_id": "x"}]"#).await,
+        400,
+        "invalid_body",
+        "label",
+    )
+    .await;
+    assert_error(
+        app.get("/feedback").await,
+        405,
+        "method_not_allowed",
+        "POST",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_a_window_feedback_is_off_and_says_how_to_turn_it_on() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &[]);
+    let one = json!({"request_id": "x", "label": "Iris-setosa"});
+    assert_error(
+        app.post("/feedback", &one.to_string()).await,
+        404,
+        "not_found",
+        "--feedback-window",
+    )
+    .await;
+    // No id generated for answers nobody can label.
+    let resp = app.post("/score", VERSICOLOR).await;
+    assert!(resp.headers().get("x-request-id").is_none());
+}
