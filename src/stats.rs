@@ -335,6 +335,11 @@ impl ModelCollector {
                     "Rows in the current drift window.",
                     &["model"],
                 ),
+                desc(
+                    crate::metrics::MODEL_TEST_ACCURACY,
+                    "Accuracy of the alias's version on its held-out test rows (classifiers with labelled test rows): the bar live accuracy is held to.",
+                    &["model", "version"],
+                ),
             ],
         }
     }
@@ -364,6 +369,7 @@ impl prometheus::core::Collector for ModelCollector {
         };
         let (mut infos, mut predictions, mut psis, mut ranges, mut rows) =
             (vec![], vec![], vec![], vec![], vec![]);
+        let mut accuracies = vec![];
         let models = self.fleet.models_full();
         for catalog in models.iter() {
             let current = catalog.current();
@@ -412,6 +418,13 @@ impl prometheus::core::Collector for ModelCollector {
                 }
             }
             rows.push(gauge(vec![label("model", name)], window_rows as f64));
+            let accuracy = model.manifest().metrics.accuracy;
+            if accuracy.is_finite() {
+                accuracies.push(gauge(
+                    vec![label("model", name), label("version", &served.version_text)],
+                    accuracy,
+                ));
+            }
         }
         vec![
             family(&self.descs[0], MetricType::GAUGE, infos),
@@ -419,6 +432,7 @@ impl prometheus::core::Collector for ModelCollector {
             family(&self.descs[2], MetricType::GAUGE, psis),
             family(&self.descs[3], MetricType::COUNTER, ranges),
             family(&self.descs[4], MetricType::GAUGE, rows),
+            family(&self.descs[5], MetricType::GAUGE, accuracies),
         ]
     }
 }

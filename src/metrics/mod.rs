@@ -51,6 +51,8 @@ pub const DRIFT_WINDOW_ROWS: &str = "drift_window_rows";
 pub const REGISTRY_UP: &str = "registry_up";
 /// `treeserve_registry_last_contact_timestamp_seconds`.
 pub const REGISTRY_LAST_CONTACT_TIMESTAMP_SECONDS: &str = "registry_last_contact_timestamp_seconds";
+/// `treeserve_model_test_accuracy`.
+pub const MODEL_TEST_ACCURACY: &str = "model_test_accuracy";
 /// `treeserve_feedback_labels_total`.
 pub const FEEDBACK_LABELS_TOTAL: &str = "feedback_labels_total";
 /// `treeserve_feedback_remembered`.
@@ -99,6 +101,7 @@ pub const NAMES: &[&str] = &[
     DRIFT_WINDOW_ROWS,
     REGISTRY_UP,
     REGISTRY_LAST_CONTACT_TIMESTAMP_SECONDS,
+    MODEL_TEST_ACCURACY,
     FEEDBACK_LABELS_TOTAL,
     FEEDBACK_REMEMBERED,
     LIVE_LABELS_TOTAL,

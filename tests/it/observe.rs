@@ -93,10 +93,31 @@ async fn query(client: &reqwest::Client, base: &str, q: &str) -> Option<f64> {
 #[tokio::test]
 async fn a_real_prometheus_scrapes_request_counts_and_latency_quantiles() {
     let reg = TestRegistry::with_iris();
-    let app = App::spawn(reg.path(), &["--drift-min-rows", "1"]);
+    let app = App::spawn(
+        reg.path(),
+        &["--drift-min-rows", "1", "--feedback-window", "100"],
+    );
     for _ in 0..37 {
         assert_eq!(app.post("/score", VERSICOLOR).await.status(), 200);
     }
+    // A labelled answer, so that the live-quality families have series.
+    let labelled = app
+        .client
+        .post(app.url("/score"))
+        .header("content-type", "application/json")
+        .header("x-request-id", "observe-1")
+        .body(VERSICOLOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(labelled.status(), 200);
+    let joined = app
+        .post(
+            "/feedback",
+            r#"{"request_id": "observe-1", "label": "Iris-versicolor"}"#,
+        )
+        .await;
+    assert_eq!(joined.status(), 200);
     // A free port for Prometheus (it cannot report a port 0 choice).
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -139,7 +160,7 @@ async fn a_real_prometheus_scrapes_request_counts_and_latency_quantiles() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(count, 37.0);
+    assert_eq!(count, 38.0, "37 answers and the labelled one");
     let p99 = query(
         &client,
         &base,
@@ -373,8 +394,24 @@ async fn the_shipped_prometheus_config_and_alert_rules_pass_promtool() {
     }
     // Every metric the rules use is one a live treeserve exports.
     let reg = TestRegistry::with_iris();
-    let app = App::spawn(reg.path(), &["--drift-min-rows", "1"]);
+    let app = App::spawn(
+        reg.path(),
+        &["--drift-min-rows", "1", "--feedback-window", "10"],
+    );
     app.post("/score", VERSICOLOR).await;
+    // A labelled answer: the live-quality series exist once a label joined.
+    let scored = app
+        .client
+        .post(app.url("/score"))
+        .header("content-type", "application/json")
+        .header("x-request-id", "rules-1")
+        .body(VERSICOLOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scored.status(), 200);
+    let label = r#"{"request_id": "rules-1", "label": "Iris-versicolor"}"#;
+    assert_eq!(app.post("/feedback", label).await.status(), 200);
     let exposition = app.get("/metrics").await.text().await.unwrap();
     let rules = std::fs::read_to_string(dir.join("rules.yml")).unwrap();
     let used: std::collections::BTreeSet<&str> = rules
