@@ -107,6 +107,11 @@ impl Outcome {
         Outcome::WrongKind,
     ];
 
+    /// Its place in [`Outcome::ALL`] (declaration order).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The snake_case name (the metric's `outcome`, the answer's key).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -216,11 +221,7 @@ impl Feedback {
         truth: Truth,
     ) -> (Outcome, Option<Joined>) {
         let outcome = self.join(id, model, row, truth);
-        self.outcomes[Outcome::ALL
-            .iter()
-            .position(|o| *o == outcome.0)
-            .expect("every outcome is listed")]
-        .fetch_add(1, Ordering::Relaxed);
+        self.outcomes[outcome.0.index()].fetch_add(1, Ordering::Relaxed);
         outcome
     }
 

@@ -124,3 +124,10 @@ fn a_regressor_gets_mae_and_rmse() {
     assert_eq!(live.rmse, Some(10f64.sqrt()));
     assert_eq!(live.accuracy, None);
 }
+
+#[test]
+fn outcomes_index_their_list() {
+    for (i, o) in Outcome::ALL.iter().enumerate() {
+        assert_eq!(o.index(), i);
+    }
+}

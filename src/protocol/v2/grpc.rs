@@ -9,7 +9,9 @@ use prost::Message;
 
 use super::datatype::{check_values, datatype_width, from_le};
 use super::proto::{InferOutputTensor, InferTensorContents, ModelInferRequest, ModelInferResponse};
-use super::{LABEL, Output, Outputs, PREDICT, PROBABILITIES, Requested, bad, input_rows};
+use super::{
+    LABEL, Output, Outputs, PREDICT, PROBABILITIES, Requested, bad, input_rows, one_input,
+};
 use crate::protocol::{InputError, InputErrorKind as K};
 
 /// The model and version a `ModelInfer` request names, read without decoding the rest
@@ -78,15 +80,7 @@ pub fn decode(
 ) -> Result<Decoded, InputError> {
     let req = ModelInferRequest::decode(body)
         .map_err(|e| bad(K::InvalidBody, format!("invalid ModelInferRequest: {e}")))?;
-    let [input] = req.inputs.as_slice() else {
-        return Err(bad(
-            K::InvalidBody,
-            format!(
-                "expected exactly one input tensor, got {}",
-                req.inputs.len()
-            ),
-        ));
-    };
+    let input = one_input(&req.inputs)?;
     let name = &input.name;
     let datatype = input.datatype.as_str();
     let rows = input_rows(name, datatype, &input.shape, features, max_rows)?;

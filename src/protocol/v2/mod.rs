@@ -104,6 +104,17 @@ fn bad(kind: K, msg: impl Into<String>) -> InputError {
     InputError::new(kind, msg)
 }
 
+/// The one input tensor a request may carry.
+fn one_input<T>(inputs: &[T]) -> Result<&T, InputError> {
+    match inputs {
+        [input] => Ok(input),
+        _ => Err(bad(
+            K::InvalidBody,
+            format!("expected exactly one input tensor, got {}", inputs.len()),
+        )),
+    }
+}
+
 /// The rows of the one input tensor, `name`, of `datatype` and `shape`, for a model of
 /// `features` features: an accepted datatype, shape `[N, F]` or `[F]`, 1 to `max_rows` rows.
 fn input_rows(

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use super::datatype::{check_values, datatype_width, from_le};
-use super::{Decoded, Outputs, bad, input_rows};
+use super::{Decoded, Outputs, bad, input_rows, one_input};
 use crate::protocol::{InputError, InputErrorKind as K};
 
 #[derive(Deserialize)]
@@ -118,15 +118,7 @@ pub(super) fn decode_serde<'a>(
         };
         bad(kind, format!("invalid inference request: {e}"))
     })?;
-    let [input] = req.inputs.as_slice() else {
-        return Err(bad(
-            K::InvalidBody,
-            format!(
-                "expected exactly one input tensor, got {}",
-                req.inputs.len()
-            ),
-        ));
-    };
+    let input = one_input(&req.inputs)?;
     let name = &input.name;
     let datatype = input.datatype.as_ref();
     let rows = input_rows(name, datatype, &input.shape, features, max_rows)?;
