@@ -58,6 +58,7 @@ impl Application {
                 source,
             })?;
         }
+        feedback_dir(&config)?;
         let keys = match &config.api_keys_file {
             Some(path) => Some(Arc::new(
                 crate::auth::KeyFile::open(path).map_err(ServeError::ApiKeys)?,
@@ -170,6 +171,7 @@ impl Application {
             drift,
         } = self;
         let state = server.state().clone();
+        let feedback = state.scoring.feedback().cloned();
         server
             .run(async move {
                 shutdown.await;
@@ -189,8 +191,31 @@ impl Application {
             .await;
         drop(follower);
         drift.abort();
+        if let Some(feedback) = feedback.filter(|f| f.files().is_some()) {
+            // The open feedback files are completed (renamed in) before the process ends.
+            let flush = move || {
+                if let Some(files) = feedback.files() {
+                    files.flush(Duration::from_secs(10));
+                }
+            };
+            let _ = tokio::task::spawn_blocking(flush).await;
+        }
         tracing::info!("stopped");
     }
+}
+
+/// Makes `--feedback-dir` (which needs `--feedback-window`).
+fn feedback_dir(config: &ServeConfig) -> Result<(), ServeError> {
+    let Some(dir) = &config.feedback_dir else {
+        return Ok(());
+    };
+    if config.feedback_window == 0 {
+        return Err(ServeError::FeedbackDir(
+            "needs --feedback-window N (the answers labels join)".into(),
+        ));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ServeError::FeedbackDir(format!("{}: cannot create it: {e}", dir.display())))
 }
 
 /// `state` serving HTTPS with the pair, which is then followed for rotation.

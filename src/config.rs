@@ -42,6 +42,20 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_FEEDBACK_LIVE_WINDOW", default_value_t = 1000)]
     pub feedback_live_window: usize,
 
+    /// Write every labelled row (joined or sent with its features) to CSV files in the
+    /// dataset layout under DIR/MODEL/, for `treeserve retrain --watch DIR/MODEL`; needs
+    /// --feedback-window.
+    #[arg(long, env = "TREESERVE_FEEDBACK_DIR")]
+    pub feedback_dir: Option<std::path::PathBuf>,
+
+    /// Rows per feedback file: a file is renamed in when it has this many rows, ...
+    #[arg(long, env = "TREESERVE_FEEDBACK_FILE_ROWS", default_value_t = 10_000)]
+    pub feedback_file_rows: usize,
+
+    /// ... or when it is this old (and at shutdown).
+    #[arg(long, env = "TREESERVE_FEEDBACK_FILE_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub feedback_file_age: Duration,
+
     /// Registry: a directory, s3://BUCKET[/PREFIX], az://CONTAINER[/PREFIX],
     /// gs://BUCKET[/PREFIX], mlflow+http(s)://HOST:PORT, or mlflow ($MLFLOW_TRACKING_URI).
     #[arg(long, env = "TREESERVE_REGISTRY", default_value = "models")]
@@ -197,6 +211,17 @@ impl ServeConfig {
         })
     }
 
+    /// The feedback files' options, with `--feedback-dir`.
+    pub fn feedback_files(&self) -> Option<crate::feedback::FilesOptions> {
+        self.feedback_dir
+            .as_ref()
+            .map(|dir| crate::feedback::FilesOptions {
+                dir: dir.clone(),
+                rows: self.feedback_file_rows.max(1),
+                age: self.feedback_file_age,
+            })
+    }
+
     /// `--poll-interval`, or its default for the registry: 2 s for a directory (file
     /// events do most of the work), 10 s for a remote registry.
     pub fn poll_interval(&self) -> Duration {
@@ -216,6 +241,9 @@ impl ServeConfig {
             feedback_window: 0,
             feedback_max_age: Duration::from_secs(3600),
             feedback_live_window: 1000,
+            feedback_dir: None,
+            feedback_file_rows: 10_000,
+            feedback_file_age: Duration::from_secs(600),
             registry: registry.into(),
             models: Vec::new(),
             alias: crate::registry::DEFAULT_ALIAS.into(),

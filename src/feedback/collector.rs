@@ -80,6 +80,16 @@ impl Collector {
                     "Total time from answer to label of the joined labels (divide by live_labels_total).",
                     mv,
                 ),
+                desc(
+                    m::FEEDBACK_FILE_ROWS_TOTAL,
+                    "Labelled rows for --feedback-dir: written in completed files, or dropped.",
+                    &["outcome"],
+                ),
+                desc(
+                    m::FEEDBACK_FILES_TOTAL,
+                    "Feedback files completed (renamed into --feedback-dir).",
+                    &[],
+                ),
             ],
         }
     }
@@ -162,6 +172,22 @@ impl prometheus::core::Collector for Collector {
             if !metrics.is_empty() {
                 out.push(family(&d[i + 2], kinds[i], metrics));
             }
+        }
+        if let Some(files) = self.feedback.files() {
+            let c = files.counts();
+            let n = |a: &std::sync::atomic::AtomicU64| {
+                a.load(std::sync::atomic::Ordering::Relaxed) as f64
+            };
+            let rows = vec![
+                counter(vec![label("outcome", "written")], n(&c.written)),
+                counter(vec![label("outcome", "dropped")], n(&c.dropped)),
+            ];
+            out.push(family(&d[10], MetricType::COUNTER, rows));
+            out.push(family(
+                &d[11],
+                MetricType::COUNTER,
+                vec![counter(vec![], n(&c.files))],
+            ));
         }
         out
     }

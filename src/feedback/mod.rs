@@ -9,6 +9,7 @@
 //! labelled at most once.
 
 mod collector;
+mod files;
 mod live;
 
 use std::collections::hash_map::RandomState;
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use collector::Collector;
+pub use files::{Files, FilesCounts, FilesOptions};
 pub use live::{Live, LiveFigures};
 
 /// Shards of the record.
@@ -45,8 +47,24 @@ pub struct Answerer {
     pub version: u64,
     /// Class labels (empty: a regressor).
     pub classes: Vec<String>,
-    /// Features per row.
-    pub features: usize,
+    /// Feature names, in the order of a row's inputs.
+    pub features: Vec<String>,
+    /// The target column (the feedback files' last column).
+    pub target: String,
+}
+
+impl Answerer {
+    /// What a label means for this version: a class index, or a regressor's value.
+    fn actual(&self, truth: &Truth) -> Result<f64, Outcome> {
+        match (truth, self.classes.is_empty()) {
+            (Truth::Class(c), false) => match self.classes.iter().position(|k| k == c) {
+                Some(k) => Ok(k as f64),
+                None => Err(Outcome::UnknownClass),
+            },
+            (Truth::Value(v), true) => Ok(*v),
+            _ => Err(Outcome::WrongKind),
+        }
+    }
 }
 
 /// One remembered answer.
@@ -94,17 +112,20 @@ pub enum Outcome {
     UnknownClass,
     /// A number for a classifier, or a class for a regressor.
     WrongKind,
+    /// A labelled row sent with its features: scored by the current version and counted.
+    Scored,
 }
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Joined,
         Outcome::UnknownId,
         Outcome::NoSuchRow,
         Outcome::Duplicate,
         Outcome::UnknownClass,
         Outcome::WrongKind,
+        Outcome::Scored,
     ];
 
     /// Its place in [`Outcome::ALL`] (declaration order).
@@ -121,6 +142,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::UnknownClass => "unknown_class",
             Outcome::WrongKind => "wrong_kind",
+            Outcome::Scored => "scored",
         }
     }
 }
@@ -146,6 +168,7 @@ pub struct Feedback {
     live: Mutex<HashMap<(String, u64), Live>>,
     outcomes: [AtomicU64; Outcome::ALL.len()],
     remembered: AtomicU64,
+    files: Option<Files>,
 }
 
 impl Feedback {
@@ -159,7 +182,19 @@ impl Feedback {
             live: Mutex::default(),
             outcomes: Default::default(),
             remembered: AtomicU64::new(0),
+            files: None,
         }
+    }
+
+    /// Writes every joined row to `files` too (`--feedback-dir`).
+    pub fn with_files(mut self, files: Files) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    /// The feedback files' writer, with `--feedback-dir`.
+    pub fn files(&self) -> Option<&Files> {
+        self.files.as_ref()
     }
 
     /// The options.
@@ -221,8 +256,47 @@ impl Feedback {
         truth: Truth,
     ) -> (Outcome, Option<Joined>) {
         let outcome = self.join(id, model, row, truth);
+        self.counted(outcome)
+    }
+
+    /// Counts a label for a row `by` just scored (`inputs`, `predicted`: a class index or
+    /// a regressor's value), sent with its features rather than an id.
+    pub fn scored(
+        &self,
+        by: &Arc<Answerer>,
+        inputs: &[f64],
+        predicted: f64,
+        truth: Truth,
+    ) -> (Outcome, Option<Joined>) {
+        let outcome = match by.actual(&truth) {
+            Ok(actual) => {
+                self.add_live(by, predicted, actual, Duration::ZERO);
+                let joined = Joined {
+                    by: by.clone(),
+                    inputs: inputs.to_vec(),
+                    truth,
+                };
+                (Outcome::Scored, Some(joined))
+            }
+            Err(o) => (o, None),
+        };
+        self.counted(outcome)
+    }
+
+    fn counted(&self, outcome: (Outcome, Option<Joined>)) -> (Outcome, Option<Joined>) {
         self.outcomes[outcome.0.index()].fetch_add(1, Ordering::Relaxed);
+        if let (Some(files), Some(joined)) = (&self.files, &outcome.1) {
+            files.push(joined.clone());
+        }
         outcome
+    }
+
+    fn add_live(&self, by: &Arc<Answerer>, predicted: f64, actual: f64, delay: Duration) {
+        let key = (by.model.clone(), by.version);
+        let mut live = self.live.lock().expect("live lock");
+        live.entry(key)
+            .or_insert_with(|| Live::new(by, self.options.live_window))
+            .add(predicted, actual, delay);
     }
 
     fn join(
@@ -249,20 +323,16 @@ impl Feedback {
             _ => return (Outcome::NoSuchRow, None),
         };
         let by = &answer.by;
-        let actual = match (&truth, by.classes.is_empty()) {
-            (Truth::Class(c), false) => match by.classes.iter().position(|k| k == c) {
-                Some(k) => k as f64,
-                None => return (Outcome::UnknownClass, None),
-            },
-            (Truth::Value(v), true) => *v,
-            _ => return (Outcome::WrongKind, None),
+        let actual = match by.actual(&truth) {
+            Ok(a) => a,
+            Err(o) => return (o, None),
         };
         if answer.labelled[row] {
             return (Outcome::Duplicate, None);
         }
         answer.labelled[row] = true;
         let predicted = answer.predicted[row];
-        let f = by.features;
+        let f = by.features.len();
         let joined = Joined {
             by: by.clone(),
             inputs: answer.inputs[row * f..(row + 1) * f].to_vec(),
@@ -270,11 +340,7 @@ impl Feedback {
         };
         let delay = now.duration_since(answer.at);
         drop(shard);
-        let key = (joined.by.model.clone(), joined.by.version);
-        let mut live = self.live.lock().expect("live lock");
-        live.entry(key)
-            .or_insert_with(|| Live::new(&joined.by, self.options.live_window))
-            .add(predicted, actual, delay);
+        self.add_live(&joined.by, predicted, actual, delay);
         (Outcome::Joined, Some(joined))
     }
 

@@ -5,7 +5,8 @@ fn iris() -> Arc<Answerer> {
         model: "iris".into(),
         version: 3,
         classes: vec!["a".into(), "b".into(), "c".into()],
-        features: 2,
+        features: vec!["x".into(), "y".into()],
+        target: "t".into(),
     })
 }
 
@@ -114,7 +115,8 @@ fn a_regressor_gets_mae_and_rmse() {
         model: "r".into(),
         version: 1,
         classes: vec![],
-        features: 1,
+        features: vec!["x".into()],
+        target: "y".into(),
     });
     f.remember("a", &by, &[1.0, 2.0], &[10.0, 20.0]);
     f.label("a", None, Some(0), Truth::Value(12.0));

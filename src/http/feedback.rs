@@ -1,6 +1,7 @@
 //! `POST /feedback`, `/models/{model}/feedback`: ground truth for earlier answers, by the
 //! `x-request-id` they carried (and the row, for a batch), joined by the feedback record
-//! (`crate::feedback`, on with `--feedback-window`).
+//! (`crate::feedback`, on with `--feedback-window`); or labelled rows sent with their
+//! features, scored now by the model's current version.
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -11,15 +12,32 @@ use super::step::{BodyJob, JobKind, Reply, Step};
 use super::{ApiError, AppState, json_response};
 use crate::feedback::{Outcome, Truth};
 use crate::metrics::Route;
-use crate::protocol::{InputError, InputErrorKind as K};
+use crate::protocol::{InputError, InputErrorKind as K, score};
+use crate::serving::{ScoreError, ServedModel, find};
 
-/// One label.
+/// One label: for an earlier answer, or with the row's features.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Label {
+    ById(ById),
+    Row(Row),
+}
+
+/// A label for an earlier answer's row.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Label {
+struct ById {
     request_id: String,
     #[serde(default)]
     row: Option<usize>,
+    label: LabelValue,
+}
+
+/// A labelled row: its features as a `/score` body of one row.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Row {
+    features: serde_json::Value,
     label: LabelValue,
 }
 
@@ -76,7 +94,8 @@ pub(super) fn label(state: &AppState, model: Option<&str>, body: &Bytes) -> Repl
             return Err(InputError::new(
                 kind,
                 format!(
-                    "send [{{\"request_id\": \"…\", \"row\": 0, \"label\": \"class\" or a number}}, …]: {e}"
+                    "send [{{\"request_id\": \"…\", \"row\": 0, \"label\": \"class\" or a number}}, …] \
+                     or [{{\"features\": {{\"name\": value, …}}, \"label\": …}}, …]: {e}"
                 ),
             )
             .into());
@@ -93,18 +112,20 @@ pub(super) fn label(state: &AppState, model: Option<&str>, body: &Bytes) -> Repl
         )
         .into());
     }
+    // Labelled rows are decoded first: a bad one fails the request before anything counts.
+    let rows = labelled_rows(state, model, &labels)?;
+    let mut rows = rows.iter();
     let mut counts = [0u64; Outcome::ALL.len()];
     let mut outcomes = Vec::with_capacity(labels.len());
     for l in labels {
-        let truth = match l.label {
-            LabelValue::Class(c) => Truth::Class(c),
-            LabelValue::Value(v) => Truth::Value(v),
+        let (outcome, _) = match l {
+            Label::ById(l) => feedback.label(&l.request_id, model, l.row, truth(l.label)),
+            Label::Row(l) => {
+                let (served, inputs, predicted) = rows.next().expect("one per labelled row");
+                feedback.scored(&served.answerer, inputs, *predicted, truth(l.label))
+            }
         };
-        let (outcome, _) = feedback.label(&l.request_id, model, l.row, truth);
-        counts[Outcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .expect("listed")] += 1;
+        counts[outcome.index()] += 1;
         outcomes.push(outcome.as_str());
     }
     let mut answer = serde_json::Map::new();
@@ -116,4 +137,46 @@ pub(super) fn label(state: &AppState, model: Option<&str>, body: &Bytes) -> Repl
         StatusCode::OK,
         serde_json::to_vec(&answer).expect("json"),
     ))
+}
+
+fn truth(label: LabelValue) -> Truth {
+    match label {
+        LabelValue::Class(c) => Truth::Class(c),
+        LabelValue::Value(v) => Truth::Value(v),
+    }
+}
+
+/// A labelled row scored: the version (the model's current one), the inputs, the
+/// prediction (a class index, or a regressor's value).
+type ScoredRow = (std::sync::Arc<ServedModel>, Vec<f64>, f64);
+
+/// Each labelled row, scored.
+fn labelled_rows(
+    state: &AppState,
+    model: Option<&str>,
+    labels: &[Label],
+) -> Result<Vec<ScoredRow>, ApiError> {
+    let mut out = Vec::new();
+    for (i, l) in labels.iter().enumerate() {
+        let Label::Row(row) = l else { continue };
+        let models = state.scoring.fleet().models();
+        let served = find(&models, model)?
+            .current()
+            .ok_or_else(|| ScoreError::ModelNotReady(model.unwrap_or_default().into()))?;
+        let m = &served.model;
+        let body = serde_json::to_vec(&row.features).expect("json");
+        let mut inputs = Vec::with_capacity(m.num_features());
+        score::decode_with(&body, m.features(), 1, m.missing_aware(), &mut inputs).map_err(
+            |e| InputError::new(e.kind, format!("labelled row {i}: features: {}", e.message)),
+        )?;
+        let predicted = if m.is_regression() {
+            let mut value = [0.0];
+            m.predict_scores(&inputs, &mut value);
+            value[0]
+        } else {
+            m.predict(&inputs) as f64
+        };
+        out.push((served, inputs, predicted));
+    }
+    Ok(out)
 }

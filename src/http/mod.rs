@@ -96,7 +96,15 @@ impl AppState {
         };
         let scoring = match config.feedback() {
             Some(options) => {
-                let feedback = Arc::new(crate::feedback::Feedback::new(options));
+                let mut feedback = crate::feedback::Feedback::new(options);
+                if let Some(files) = config.feedback_files() {
+                    // Application::build made the folder; only a thread spawn can fail.
+                    match crate::feedback::Files::start(files) {
+                        Ok(files) => feedback = feedback.with_files(files),
+                        Err(e) => tracing::error!(error = %e, "--feedback-dir: no feedback files"),
+                    }
+                }
+                let feedback = Arc::new(feedback);
                 metrics.register(Box::new(crate::feedback::Collector::new(feedback.clone())));
                 scoring.with_feedback(feedback)
             }
@@ -170,6 +178,9 @@ pub enum ServeError {
     /// `--tls-cert` / `--tls-key` cannot be used (what is wrong is in the message).
     #[error("{0}")]
     Tls(String),
+    /// `--feedback-dir` cannot be used.
+    #[error("--feedback-dir {0}")]
+    FeedbackDir(String),
 }
 
 impl Server {

@@ -57,6 +57,10 @@ pub const MODEL_TEST_ACCURACY: &str = "model_test_accuracy";
 pub const FEEDBACK_LABELS_TOTAL: &str = "feedback_labels_total";
 /// `treeserve_feedback_remembered`.
 pub const FEEDBACK_REMEMBERED: &str = "feedback_remembered";
+/// `treeserve_feedback_file_rows_total`.
+pub const FEEDBACK_FILE_ROWS_TOTAL: &str = "feedback_file_rows_total";
+/// `treeserve_feedback_files_total`.
+pub const FEEDBACK_FILES_TOTAL: &str = "feedback_files_total";
 /// `treeserve_live_labels_total`.
 pub const LIVE_LABELS_TOTAL: &str = "live_labels_total";
 /// `treeserve_live_correct_total`.
@@ -104,6 +108,8 @@ pub const NAMES: &[&str] = &[
     MODEL_TEST_ACCURACY,
     FEEDBACK_LABELS_TOTAL,
     FEEDBACK_REMEMBERED,
+    FEEDBACK_FILE_ROWS_TOTAL,
+    FEEDBACK_FILES_TOTAL,
     LIVE_LABELS_TOTAL,
     LIVE_CORRECT_TOTAL,
     LIVE_WINDOW_LABELS,

@@ -260,3 +260,235 @@ async fn without_a_window_feedback_is_off_and_says_how_to_turn_it_on() {
     let resp = app.post("/score", VERSICOLOR).await;
     assert!(resp.headers().get("x-request-id").is_none());
 }
+
+/// Every file completed under `dir`, read as CSV: (header, rows).
+fn feedback_files(dir: &std::path::Path) -> Vec<(Vec<String>, Vec<Vec<String>>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| read_csv(p)).collect()
+}
+
+#[tokio::test]
+async fn labelled_traffic_becomes_feedback_files_that_retrain_turns_into_a_gated_version() {
+    // The champion was trained on five rows of each class.
+    let reg = TestRegistry::new();
+    let work = tempfile::tempdir().unwrap();
+    let (header, all) = read_csv(&iris_csv());
+    let start: Vec<String> = [0, 50, 100]
+        .iter()
+        .flat_map(|&c| all[c..c + 5].iter().map(|r| r.join(",")))
+        .collect();
+    let start_csv = work.path().join("start.csv");
+    std::fs::write(
+        &start_csv,
+        format!("{}\n{}\n", header.join(","), start.join("\n")),
+    )
+    .unwrap();
+    reg.add_iris_dataset(&start_csv);
+    let out = reg.train_iris_dataset(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = work.path().join("feedback");
+    let dir_arg = dir.to_str().unwrap();
+    let app = App::spawn(
+        reg.path(),
+        &[
+            "--feedback-window",
+            "1000",
+            "--feedback-dir",
+            dir_arg,
+            "--feedback-file-rows",
+            "40",
+            "--feedback-file-age",
+            "300ms",
+        ],
+    );
+    // All 150 rows answered with ids and labelled; 15 more rows labelled directly (new
+    // measurements: the IRIS rows nudged), scored by the current version.
+    let rows = iris_rows();
+    for (i, (row, _)) in rows.iter().enumerate() {
+        score(&app, Some(&format!("r{i}")), row).await;
+    }
+    let labels: Vec<Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (_, s))| json!({"request_id": format!("r{i}"), "label": s}))
+        .collect();
+    assert_eq!(
+        feedback(&app, "/feedback", &Value::Array(labels)).await["joined"],
+        150
+    );
+    let nudged: Vec<Value> = rows
+        .iter()
+        .step_by(10)
+        .map(|(row, s)| {
+            let features: serde_json::Map<String, Value> = row
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v.as_f64().unwrap() + 0.05)))
+                .collect();
+            json!({"features": features, "label": s})
+        })
+        .collect();
+    let got = feedback(&app, "/models/iris/feedback", &Value::Array(nudged.clone())).await;
+    assert_eq!(got["scored"], 15, "{got}");
+
+    // 165 rows: four full files of 40, and 5 rows renamed in when the file is 300 ms old.
+    let folder = dir.join("iris");
+    wait_for(std::time::Duration::from_secs(20), || {
+        let folder = folder.clone();
+        async move {
+            feedback_files(&folder)
+                .iter()
+                .map(|(_, r)| r.len())
+                .sum::<usize>()
+                == 165
+        }
+    })
+    .await;
+    let files = feedback_files(&folder);
+    assert_eq!(files.len(), 5);
+    let mut want_header: Vec<String> = FEATURES.iter().map(|f| f.to_string()).collect();
+    want_header.push("Species".into());
+    let mut written: Vec<String> = Vec::new();
+    for (h, rows) in &files {
+        assert_eq!(h, &want_header);
+        written.extend(rows.iter().map(|r| r.join(",")));
+    }
+    // The joined rows are the IRIS rows (features, true species) in the order labelled.
+    for (i, r) in all.iter().enumerate() {
+        let want = r[1..].join(",");
+        let got = &written[i];
+        let same = got
+            .split(',')
+            .zip(want.split(','))
+            .all(|(a, b)| a == b || a.parse::<f64>().ok() == b.parse::<f64>().ok());
+        assert!(same, "row {i}: {got} != {want}");
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        series(
+            &metrics,
+            "treeserve_feedback_file_rows_total",
+            r#"outcome="written""#
+        ),
+        Some(165.0)
+    );
+    assert_eq!(
+        series(
+            &metrics,
+            "treeserve_feedback_labels_total",
+            r#"outcome="scored""#
+        ),
+        Some(15.0)
+    );
+    assert!(
+        metrics.contains("treeserve_feedback_files_total 5"),
+        "{metrics}"
+    );
+    assert!(
+        !std::fs::read_dir(&folder)
+            .unwrap()
+            .any(|e| { e.unwrap().file_name().to_string_lossy().ends_with(".part") })
+    );
+
+    // retrain --once on the folder: a new dataset version, trained, gated.
+    let out = treeserve(&[
+        "retrain",
+        "--name",
+        "iris",
+        "--registry",
+        reg.arg(),
+        "--once",
+        folder.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(folder.join("processed"))
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "csv"))
+            .count(),
+        5,
+        "{stdout}"
+    );
+    let listing: Value = serde_json::from_str(&treeserve_ok(&[
+        "models",
+        "iris",
+        "--registry",
+        reg.arg(),
+        "--json",
+    ]))
+    .unwrap();
+    let text = listing.to_string();
+    assert!(text.contains("\"version\":2"), "{text}");
+    let data = treeserve_ok(&["data", "list", "iris", "--registry", reg.arg()]);
+    assert!(data.contains("180"), "{data}");
+}
+
+#[tokio::test]
+async fn labelled_rows_need_good_features_and_the_dir_needs_a_window() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(reg.path(), &["--feedback-window", "10"]);
+    let (row, species) = &iris_rows()[0];
+    let mut bad = row.clone();
+    bad.as_object_mut().unwrap().remove("PetalWidthCm");
+    // A bad row fails the whole post: the good label before it is not counted.
+    let body = json!([{"features": row, "label": species}, {"features": bad, "label": species}]);
+    assert_error(
+        app.post("/feedback", &body.to_string()).await,
+        400,
+        "missing_feature",
+        "labelled row 1",
+    )
+    .await;
+    let got = feedback(
+        &app,
+        "/feedback",
+        &json!({"features": row, "label": species}),
+    )
+    .await;
+    assert_eq!(got["outcomes"], json!(["scored"]));
+    let got = feedback(
+        &app,
+        "/feedback",
+        &json!({"features": row, "label": "Iris-nonesuch"}),
+    )
+    .await;
+    assert_eq!(got["outcomes"], json!(["unknown_class"]));
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        series(
+            &metrics,
+            "treeserve_live_labels_total",
+            r#"model="iris",version="1""#
+        ),
+        Some(1.0)
+    );
+
+    let out = treeserve(&["serve", "--registry", reg.arg(), "--feedback-dir", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--feedback-window"), "{err}");
+    assert!(!err.contains("stack backtrace"), "{err}");
+}
