@@ -56,6 +56,27 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_FEEDBACK_FILE_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
     pub feedback_file_age: Duration,
 
+    /// Also score every request the alias's version answers with this alias's version
+    /// (e.g. staging), off the response path: its agreement with production, and its live
+    /// accuracy from /feedback, go to /metrics; it never answers.
+    #[arg(long, env = "TREESERVE_SHADOW")]
+    pub shadow: Option<String>,
+
+    /// Most rows waiting to be shadow-scored; a request that does not fit is not
+    /// shadowed (and counted): the shadow never delays an answer.
+    #[arg(long, env = "TREESERVE_SHADOW_QUEUE_ROWS", default_value_t = 100_000)]
+    pub shadow_queue_rows: usize,
+
+    /// Answer this share of requests with this alias's version, e.g. staging=10 (10%):
+    /// `x-model-version` says which answered; its live accuracy is tracked apart.
+    #[arg(long, env = "TREESERVE_CANARY")]
+    pub canary: Option<crate::serving::CanarySplit>,
+
+    /// Pick the canary by this request header (e.g. x-user-id), so that one client
+    /// always gets the same version; without it (or the header), at random.
+    #[arg(long, env = "TREESERVE_CANARY_KEY")]
+    pub canary_key: Option<http::HeaderName>,
+
     /// Registry: a directory, s3://BUCKET[/PREFIX], az://CONTAINER[/PREFIX],
     /// gs://BUCKET[/PREFIX], mlflow+http(s)://HOST:PORT, or mlflow ($MLFLOW_TRACKING_URI).
     #[arg(long, env = "TREESERVE_REGISTRY", default_value = "models")]
@@ -244,6 +265,10 @@ impl ServeConfig {
             feedback_dir: None,
             feedback_file_rows: 10_000,
             feedback_file_age: Duration::from_secs(600),
+            shadow: None,
+            shadow_queue_rows: 100_000,
+            canary: None,
+            canary_key: None,
             registry: registry.into(),
             models: Vec::new(),
             alias: crate::registry::DEFAULT_ALIAS.into(),
@@ -284,6 +309,8 @@ impl ServeConfig {
             allow_schema_change: self.allow_schema_change,
             pinned_versions: self.pinned_versions as usize,
             pinned_bytes: self.pinned_bytes,
+            shadow: self.shadow.clone(),
+            canary: self.canary.clone(),
         }
     }
 

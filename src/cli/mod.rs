@@ -98,7 +98,7 @@ pub enum Command {
     /// Move an alias back to the version it pointed to before.
     Rollback(RollbackArgs),
     /// Serve the version an alias points to over HTTP.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Post rows to a running server's /score and print the answers.
     Score(ScoreArgs),
     /// Score a CSV of any size offline, on every core: rows in, predictions out, in order.
@@ -257,7 +257,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Report(a) => train::report(a),
         Command::Promote(a) => registry::promote(a),
         Command::Rollback(a) => registry::rollback(a),
-        Command::Serve(config) => serve::serve(config),
+        Command::Serve(config) => serve::serve(*config),
         Command::Score(a) => remote::score(a),
         Command::Predict(a) => predict::predict(a),
         Command::Health(a) => remote::health(a),

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use prometheus::core::Desc;
-use prometheus::proto::{Counter, Gauge, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Metric, MetricFamily, MetricType};
 
 use super::Feedback;
-use crate::metrics::{self as m, family, label};
+use crate::metrics::{self as m, counter, family, gauge, label};
 
 /// Exposes [`Feedback`]'s figures.
 pub struct Collector {
@@ -93,22 +93,6 @@ impl Collector {
             ],
         }
     }
-}
-
-fn gauge(labels: Vec<prometheus::proto::LabelPair>, v: f64) -> Metric {
-    let mut m = Metric::from_label(labels);
-    let mut g = Gauge::default();
-    g.set_value(v);
-    m.set_gauge(g);
-    m
-}
-
-fn counter(labels: Vec<prometheus::proto::LabelPair>, v: f64) -> Metric {
-    let mut m = Metric::from_label(labels);
-    let mut c = Counter::default();
-    c.set_value(v);
-    m.set_counter(c);
-    m
 }
 
 impl prometheus::core::Collector for Collector {

@@ -78,6 +78,8 @@ struct Answer {
     /// Per row: the predicted class index, or a regressor's value.
     predicted: Box<[f64]>,
     labelled: Box<[bool]>,
+    /// The shadow version's answer to the same rows (`--shadow`), once it is scored.
+    beside: Option<(Arc<Answerer>, Box<[f64]>)>,
 }
 
 #[derive(Debug, Default)]
@@ -223,6 +225,7 @@ impl Feedback {
             inputs: inputs.into(),
             predicted: predicted.into(),
             labelled: vec![false; predicted.len()].into(),
+            beside: None,
         };
         let (cap, max_age) = (self.per_shard(), self.options.max_age);
         let mut shard = self.shard(id).lock().expect("feedback shard lock");
@@ -243,6 +246,24 @@ impl Feedback {
             if !stale && shard.map.remove(&id).is_some() {
                 self.remembered.fetch_sub(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Remembers the shadow version `shadow`'s answer (`predicted`, per row) beside
+    /// `production`'s answer to `id`, so that its labels count for the shadow too.
+    pub fn remember_beside(
+        &self,
+        id: &str,
+        production: &Arc<Answerer>,
+        shadow: &Arc<Answerer>,
+        predicted: &[f64],
+    ) {
+        let mut shard = self.shard(id).lock().expect("feedback shard lock");
+        if let Some(answer) = shard.map.get_mut(id)
+            && Arc::ptr_eq(&answer.by, production)
+            && answer.predicted.len() == predicted.len()
+        {
+            answer.beside = Some((shadow.clone(), predicted.into()));
         }
     }
 
@@ -339,8 +360,15 @@ impl Feedback {
             truth,
         };
         let delay = now.duration_since(answer.at);
+        let beside = answer.beside.as_ref().and_then(|(shadow, p)| {
+            let actual = shadow.actual(&joined.truth).ok()?;
+            Some((shadow.clone(), p[row], actual))
+        });
         drop(shard);
         self.add_live(&joined.by, predicted, actual, delay);
+        if let Some((shadow, predicted, actual)) = beside {
+            self.add_live(&shadow, predicted, actual, delay);
+        }
         (Outcome::Joined, Some(joined))
     }
 

@@ -38,6 +38,8 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
     // hyper stops reading a head at `--max-header-bytes` of buffer, but parses one that
     // arrived whole in a larger read: its size is checked here too.
     let mut head_len = req.uri().path().len() + req.uri().query().map_or(0, str::len);
+    let canary_key = state.config.canary_key.as_ref();
+    let mut drawn = None;
     for (name, value) in req.headers() {
         head_len += name.as_str().len() + value.len() + 4;
         let i = match name.as_str() {
@@ -57,6 +59,10 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
             }
             "x-api-key" => {
                 x_api_key.get_or_insert(value);
+                continue;
+            }
+            _ if canary_key.is_some_and(|k| k == name) => {
+                drawn.get_or_insert_with(|| crate::serving::draw(Some(value.as_bytes())));
                 continue;
             }
             _ => continue,
@@ -95,15 +101,18 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
         None => catch::sync(&span, || routes::route(req, &held.state)),
         Some(e) => Ok(Step::Done(Route::Unmatched, Box::new(Err(e)))),
     };
-    // With a feedback record, every scored answer has an id to label it by.
-    if held.state.scoring.feedback().is_some()
-        && let Ok(Step::Body {
-            route: Route::Score | Route::ModelScore,
-            job,
-            ..
-        }) = &mut step
+    // With a feedback record, every scored answer has an id to label it by; a canary
+    // key header picks the version.
+    if let Ok(Step::Body {
+        route: Route::Score | Route::ModelScore,
+        job,
+        ..
+    }) = &mut step
     {
-        job.remember = Some(Ids::logged(&mut ids).key());
+        if held.state.scoring.feedback().is_some() {
+            job.ask.id = Some(Ids::logged(&mut ids).key());
+        }
+        job.ask.drawn = drawn;
     }
     if let (Some((keys, key)), Ok(s)) = (required, &step) {
         let route = s.route();

@@ -110,6 +110,23 @@ impl AppState {
             }
             None => scoring,
         };
+        let scoring = match &config.shadow {
+            Some(_) => {
+                let feedback = scoring.feedback().cloned();
+                match crate::serving::Shadowing::start(config.shadow_queue_rows, feedback) {
+                    Ok(q) => {
+                        let q = Arc::new(q);
+                        metrics.register(Box::new(crate::metrics::ShadowCollector::new(q.clone())));
+                        scoring.with_shadowing(q)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "--shadow: cannot start the shadow thread");
+                        scoring
+                    }
+                }
+            }
+            None => scoring,
+        };
         Self {
             scoring,
             metrics,

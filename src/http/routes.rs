@@ -14,8 +14,8 @@ impl BodyJob {
     pub(super) fn finish<'a>(&mut self, state: &'a AppState, body: Bytes) -> Next<'a> {
         match self.kind {
             JobKind::Score { want_proba } => {
-                let id = self.remember.take();
-                score::score(state, self.model(), want_proba, body, id)
+                let ask = std::mem::take(&mut self.ask);
+                score::score(state, self.model(), want_proba, body, ask)
             }
             JobKind::Infer { header_len } => v2::infer(
                 state,

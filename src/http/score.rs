@@ -87,12 +87,11 @@ pub(super) fn score<'a>(
     model: Option<&str>,
     want_proba: bool,
     body: Bytes,
-    remember: Option<Box<str>>,
+    ask: crate::serving::Ask,
 ) -> Next<'a> {
-    let outcome =
-        state
-            .scoring
-            .score_remembered(model, None, ScoreCodec { want_proba }, body, remember);
+    let outcome = state
+        .scoring
+        .score_asked(model, None, ScoreCodec { want_proba }, body, ask);
     Next::scored(outcome, respond)
 }
 

@@ -77,8 +77,8 @@ pub(super) struct BodyJob {
     model: Option<Range<u32>>,
     version: Option<Range<u32>>,
     pub(super) kind: JobKind,
-    /// The id the answer is remembered under (`--feedback-window`).
-    pub(super) remember: Option<Box<str>>,
+    /// The id the answer is remembered under (`--feedback-window`), the canary draw.
+    pub(super) ask: crate::serving::Ask,
 }
 
 /// Which protocol scores the body.
@@ -119,7 +119,7 @@ impl BodyJob {
             model,
             version,
             kind,
-            remember: None,
+            ask: crate::serving::Ask::default(),
         }
     }
 

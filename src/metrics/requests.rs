@@ -240,6 +240,24 @@ pub(crate) fn label(name: &str, value: &str) -> proto::LabelPair {
     l
 }
 
+/// A gauge sample.
+pub(crate) fn gauge(labels: Vec<proto::LabelPair>, v: f64) -> proto::Metric {
+    let mut m = proto::Metric::from_label(labels);
+    let mut g = proto::Gauge::default();
+    g.set_value(v);
+    m.set_gauge(g);
+    m
+}
+
+/// A counter sample.
+pub(crate) fn counter(labels: Vec<proto::LabelPair>, v: f64) -> proto::Metric {
+    let mut m = proto::Metric::from_label(labels);
+    let mut c = proto::Counter::default();
+    c.set_value(v);
+    m.set_counter(c);
+    m
+}
+
 pub(crate) fn family(
     desc: &Desc,
     kind: MetricType,

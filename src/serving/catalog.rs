@@ -30,6 +30,10 @@ pub struct CatalogOptions {
     pub pinned_versions: usize,
     /// Most artifact bytes of pinned versions kept loaded.
     pub pinned_bytes: u64,
+    /// The shadow's alias (`--shadow`).
+    pub shadow: Option<String>,
+    /// The canary's alias and share (`--canary`).
+    pub canary: Option<super::side::CanarySplit>,
 }
 
 /// How long a pinned version that failed to load (or does not exist) is answered from
@@ -47,6 +51,8 @@ impl Default for CatalogOptions {
             allow_schema_change: false,
             pinned_versions: 16,
             pinned_bytes: 256 << 20,
+            shadow: None,
+            canary: None,
         }
     }
 }
@@ -87,6 +93,8 @@ pub struct Catalog {
     pin_failed: Mutex<HashMap<u64, Failed>>,
     /// Why an earlier version is served instead of the alias's, when it is.
     fallback: Mutex<fallback::State>,
+    /// The shadow and canary versions.
+    sides: super::side::Sides,
 }
 
 impl Catalog {
@@ -97,7 +105,9 @@ impl Catalog {
         opts: CatalogOptions,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let sides = super::side::Sides::new(opts.shadow.clone(), opts.canary.clone());
         Self {
+            sides,
             registry,
             name,
             opts,
@@ -119,6 +129,14 @@ impl Catalog {
     /// The alias followed.
     pub fn alias(&self) -> &str {
         &self.opts.alias
+    }
+
+    pub(super) fn sides(&self) -> &super::side::Sides {
+        &self.sides
+    }
+
+    pub(super) fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
     }
 
     /// The alias's version, if loaded, as an owned handle (for work that outlives a

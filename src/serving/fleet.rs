@@ -232,6 +232,7 @@ impl Fleet {
         let models = self.models.load_full();
         for c in models.iter() {
             report.models.push((c.name().to_owned(), c.reload()));
+            c.reload_sides();
         }
         self.decide_score_model();
         self.metrics.set_ready(self.ready());

@@ -10,13 +10,19 @@ mod catalog;
 mod codec;
 mod fleet;
 mod follow;
+mod score_error;
 mod scoring;
+mod shadow;
+mod side;
 
 pub use catalog::{Catalog, CatalogOptions};
 pub use codec::{GrpcCodec, ScoreCodec, TabularCodec, V2Codec};
 pub use fleet::{Fleet, FleetReport, Models, ScoreModel};
 pub use follow::{FollowOptions, Follower, ReloadLog, Reloader};
-pub use scoring::{Codec, Local, Outcome, Pending, ScoreError, Scored, Scoring, find, truncated};
+pub use score_error::ScoreError;
+pub use scoring::{Ask, Codec, Local, Outcome, Pending, Scored, Scoring, find, truncated};
+pub use shadow::{Agreement, Shadowing};
+pub use side::{CanarySplit, Side, draw};
 
 use crate::model::{ArtifactError, Model};
 use crate::protocol::score;

@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Catalog, Fleet, LoadError, Models, ServedModel, predict};
-use crate::error_type::ErrorType;
+use super::{Catalog, Fleet, LoadError, Models, ScoreError, ServedModel, predict};
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::protocol::InputError;
@@ -30,67 +29,6 @@ const INLINE_TREE_ROWS: usize = 32 * 1024;
 fn inline(len: usize, model: &Model) -> bool {
     let most_rows = len / (2 * model.num_features().max(1)) + 1;
     len <= INLINE_BODY_LIMIT && most_rows.saturating_mul(model.num_trees()) <= INLINE_TREE_ROWS
-}
-
-/// Why a request could not be scored (or its model not found).
-#[derive(Debug, thiserror::Error)]
-pub enum ScoreError {
-    /// The body cannot be scored.
-    #[error(transparent)]
-    Input(#[from] InputError),
-    /// No validated model is loaded.
-    #[error("no model is loaded yet")]
-    NoModel,
-    /// The model is served but no version of it is loaded yet.
-    #[error("model {0:?} has no loaded version yet")]
-    ModelNotReady(String),
-    /// No such model is served.
-    #[error("model {0:?} is not served here")]
-    ModelNotFound(String),
-    /// No such version of a served model.
-    #[error("model {model:?} has no version {version:?}")]
-    VersionNotFound {
-        /// The model.
-        model: String,
-        /// The version asked for.
-        version: String,
-    },
-    /// Several models are served and none is the default.
-    #[error("several models are served ({}): POST to /models/{{model}}/score, or start the server with --model to pick the one /score answers with", .0.join(", "))]
-    NoDefaultModel(Vec<String>),
-    /// A pinned version exists but cannot be loaded.
-    #[error("model {model:?} version {version} cannot be loaded: {reason}")]
-    VersionUnavailable {
-        /// The model.
-        model: String,
-        /// The version.
-        version: u64,
-        /// Why.
-        reason: String,
-    },
-    /// Too much work in progress.
-    #[error("the server is busy ({0}); retry later")]
-    Overloaded(&'static str),
-    /// Work handed to a blocking thread failed (a bug).
-    #[error("internal error: {0} task failed: {1}")]
-    TaskFailed(&'static str, String),
-}
-
-impl ScoreError {
-    /// The error type answered.
-    pub fn error_type(&self) -> ErrorType {
-        match self {
-            ScoreError::Input(e) => e.kind.error_type(),
-            ScoreError::NoModel => ErrorType::NoModel,
-            ScoreError::ModelNotReady(_) => ErrorType::ModelNotReady,
-            ScoreError::ModelNotFound(_) => ErrorType::ModelNotFound,
-            ScoreError::VersionNotFound { .. } => ErrorType::VersionNotFound,
-            ScoreError::NoDefaultModel(_) => ErrorType::NoDefaultModel,
-            ScoreError::VersionUnavailable { .. } => ErrorType::VersionUnavailable,
-            ScoreError::Overloaded(_) => ErrorType::Overloaded,
-            ScoreError::TaskFailed(..) => ErrorType::Internal,
-        }
-    }
 }
 
 /// A protocol's wire format for scoring: decode a body into rows, encode predictions.
@@ -184,6 +122,16 @@ pub enum Outcome<'a, T> {
     Later(Pending<'a, Scored<T>>),
 }
 
+/// What a request brings besides its body (`/score`): the id its answer is remembered
+/// under (with a feedback record), and its canary draw (from `--canary-key`'s header).
+#[derive(Debug, Default)]
+pub struct Ask {
+    /// The answer's id, for labels.
+    pub id: Option<Box<str>>,
+    /// The request's canary draw ([`super::draw`]); `None`: at random.
+    pub drawn: Option<u32>,
+}
+
 /// How requests are scored: limits, statistics, and the permits for blocking work.
 #[derive(Debug)]
 pub struct Scoring {
@@ -194,6 +142,7 @@ pub struct Scoring {
     record: bool,
     threads: usize,
     feedback: Option<Arc<crate::feedback::Feedback>>,
+    shadowing: Option<Arc<super::Shadowing>>,
 }
 
 impl Scoring {
@@ -215,7 +164,19 @@ impl Scoring {
             record,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             feedback: None,
+            shadowing: None,
         }
+    }
+
+    /// Scores every alias answer with the shadow version too (`--shadow`).
+    pub fn with_shadowing(mut self, shadowing: Arc<super::Shadowing>) -> Self {
+        self.shadowing = Some(shadowing);
+        self
+    }
+
+    /// The shadow queue, with `--shadow`.
+    pub fn shadowing(&self) -> Option<&Arc<super::Shadowing>> {
+        self.shadowing.as_ref()
     }
 
     /// Remembers answers given with an id in `feedback`, for labels to join later.
@@ -252,25 +213,25 @@ impl Scoring {
         codec: C,
         body: Bytes,
     ) -> Outcome<'a, C::Output> {
-        self.score_remembered(model, version, codec, body, None)
+        self.score_asked(model, version, codec, body, Ask::default())
     }
 
-    /// [`Scoring::score`], remembering the answer under `id` when there is a feedback
-    /// record.
-    pub fn score_remembered<'a, C: Codec>(
+    /// [`Scoring::score`] with what the request brings: its answer remembered under
+    /// `ask.id` when there is a feedback record, its canary draw.
+    pub fn score_asked<'a, C: Codec>(
         &'a self,
         model: Option<&str>,
         version: Option<&str>,
         codec: C,
         body: Bytes,
-        id: Option<Box<str>>,
+        ask: Ask,
     ) -> Outcome<'a, C::Output> {
-        let id = id.filter(|_| self.feedback.is_some());
+        let id = ask.id.filter(|_| self.feedback.is_some());
         if let Some(version) = version {
             let (model, version) = (model.unwrap_or_default().to_owned(), version.to_owned());
             return Outcome::Later(Box::pin(async move {
                 let (_, served) = self.resolve(&model, Some(&version)).await?;
-                match self.score_on(&served, codec, body, id) {
+                match self.score_on(&served, None, codec, body, id) {
                     Outcome::Now(result) => result,
                     Outcome::Later(later) => later.await,
                 }
@@ -282,17 +243,29 @@ impl Scoring {
             Err(e) => return Outcome::Now(Err(e)),
         };
         let guard = catalog.load();
-        match guard.as_ref() {
-            Some(served) => self.score_on(served, codec, body, id),
-            None => Outcome::Now(Err(not_ready(model))),
+        let Some(current) = guard.as_ref() else {
+            return Outcome::Now(Err(not_ready(model)));
+        };
+        if let Some(canary) = catalog.canary_pick(ask.drawn)
+            && let Some(canary) = canary.as_ref()
+        {
+            return self.score_on(canary, None, codec, body, id);
+        }
+        match &self.shadowing {
+            Some(q) => match catalog.shadow_guard().as_ref() {
+                Some(shadow) => self.score_on(current, Some((shadow, q)), codec, body, id),
+                None => self.score_on(current, None, codec, body, id),
+            },
+            None => self.score_on(current, None, codec, body, id),
         }
     }
 
-    /// Scores with `served`: inline when the body is cheap for its forest, else on a
-    /// blocking thread.
+    /// Scores with `served` (and queues the rows for `shadow`): inline when the body is
+    /// cheap for its forest, else on a blocking thread.
     fn score_on<'a, C: Codec>(
         &'a self,
         served: &Arc<ServedModel>,
+        shadow: Option<(&Arc<ServedModel>, &Arc<super::Shadowing>)>,
         codec: C,
         body: Bytes,
         id: Option<Box<str>>,
@@ -300,17 +273,21 @@ impl Scoring {
         let (max_rows, record) = (self.max_rows, self.record);
         if inline(body.len(), &served.model) {
             let remember = id.as_deref().zip(self.feedback.as_deref());
-            let scored = run(served, &codec, &body, max_rows, record, 1, remember);
+            let scored = run(served, &codec, &body, max_rows, record, 1, remember, shadow);
             return Outcome::Now(self.finish(scored));
         }
         let feedback = self.feedback.clone();
         let served = Arc::clone(served);
+        let shadow = shadow.map(|(s, q)| (Arc::clone(s), Arc::clone(q)));
         let threads = self.threads;
         Outcome::Later(Box::pin(async move {
             let scored = self
                 .blocking("scoring", move || {
                     let remember = id.as_deref().zip(feedback.as_deref());
-                    run(&served, &codec, &body, max_rows, record, threads, remember)
+                    let shadow = shadow.as_ref().map(|(s, q)| (s, q));
+                    run(
+                        &served, &codec, &body, max_rows, record, threads, remember, shadow,
+                    )
                 })
                 .await?;
             self.finish(scored)
@@ -418,7 +395,8 @@ fn not_ready(name: Option<&str>) -> ScoreError {
 }
 
 /// Decodes, predicts (over up to `threads` threads), records and encodes one body with
-/// this thread's buffers.
+/// this thread's buffers; queues the rows for the shadow version.
+#[allow(clippy::too_many_arguments)]
 fn run<C: Codec>(
     served: &ServedModel,
     codec: &C,
@@ -427,6 +405,7 @@ fn run<C: Codec>(
     record: bool,
     threads: usize,
     remember: Option<(&str, &crate::feedback::Feedback)>,
+    shadow: Option<(&Arc<ServedModel>, &Arc<super::Shadowing>)>,
 ) -> Result<Scored<C::Output>, InputError> {
     SCRATCH.with_borrow_mut(|s| {
         if s.local.as_ref().is_none_or(|l| l.id != served.id) {
@@ -445,6 +424,10 @@ fn run<C: Codec>(
         predict(served, values, classes, proba, want_proba, record, threads);
         if let Some((id, feedback)) = remember {
             remember_answer(feedback, id, served, values, classes, proba);
+        }
+        if let Some((shadow, queue)) = shadow {
+            let id = remember.map(|(id, _)| id);
+            queue.push(shadow, served, values, classes, proba, id);
         }
         let output = codec.encode(
             served,

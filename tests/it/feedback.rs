@@ -15,7 +15,7 @@ const FEATURES: [&str; 4] = [
 ];
 
 /// The IRIS rows as `/score` objects, with their species.
-fn iris_rows() -> Vec<(Value, String)> {
+pub(crate) fn iris_rows() -> Vec<(Value, String)> {
     let (_, rows) = read_csv(&iris_csv());
     rows.iter()
         .map(|r| {
@@ -29,7 +29,7 @@ fn iris_rows() -> Vec<(Value, String)> {
         .collect()
 }
 
-async fn score(app: &App, id: Option<&str>, body: &Value) -> (String, Value) {
+pub(crate) async fn score(app: &App, id: Option<&str>, body: &Value) -> (String, Value) {
     let mut req = app
         .client
         .post(app.url("/score"))
@@ -44,14 +44,14 @@ async fn score(app: &App, id: Option<&str>, body: &Value) -> (String, Value) {
     (echoed, resp.json().await.unwrap())
 }
 
-async fn feedback(app: &App, path: &str, body: &Value) -> Value {
+pub(crate) async fn feedback(app: &App, path: &str, body: &Value) -> Value {
     let resp = app.post(path, &body.to_string()).await;
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
 }
 
 /// The value of the series `name{labels}` in a scrape.
-fn series(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+pub(crate) fn series(metrics: &str, name: &str, labels: &str) -> Option<f64> {
     let prefix = format!("{name}{{{labels}}} ");
     metrics
         .lines()

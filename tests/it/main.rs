@@ -30,6 +30,7 @@ mod registry_mlflow;
 mod regression;
 mod score;
 mod server;
+mod sides;
 mod stores;
 mod swap;
 mod tls;
