@@ -36,6 +36,10 @@
   feedback      treeserve remembering its answers for labels (--feedback-window 100000; every
                 /score answer gets a generated request id and is remembered) against
                 treeserve without (the baseline);
+  shadow        treeserve scoring every request again with a shadow version (--shadow staging:
+                the shipped IRIS model published again as version 2 under `staging` in a copy
+                of the registry, so the shadow does production's work) against the same
+                registry without (the baseline);
   keys          treeserve requiring API keys (--api-keys-file; every request sends a valid
                 `Authorization: Bearer` key) against treeserve without (the baseline): what
                 checking a key costs;
@@ -107,6 +111,17 @@ def tls_files():
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
         "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
     return ["--tls-cert", str(d / "server.pem"), "--tls-key", str(d / "server.key")]
+
+
+def shadow_registry(treeserve):
+    """A copy of models/ where the IRIS model is also version 2, aliased `staging`."""
+    reg = ROOT / "target" / "bench-shadow-registry"
+    shutil.rmtree(reg, ignore_errors=True)
+    shutil.copytree(ROOT / "models", reg)
+    artifact = ROOT / "models" / "iris" / "versions" / "1" / "model.tsm"
+    subprocess.run([str(treeserve), "publish", str(artifact), "--registry", str(reg), "--alias", "staging"],
+                   check=True, capture_output=True)
+    return reg
 
 
 def grpc_load(addr, connections, duration):
@@ -215,6 +230,11 @@ def plan(args, treeserve, floor):
     serve = [str(treeserve), "serve", "--registry", "models", "--listen", "127.0.0.1:0"]
     conns = [int(c) for c in args.connections.split(",")] if args.connections else None
     one = lambda server: (server, "/score", None, 1)
+    if args.compare == "shadow":
+        reg = shadow_registry(treeserve)
+        served = [str(treeserve), "serve", "--registry", str(reg), "--listen", "127.0.0.1:0"]
+        servers = {"shadow on": (served + ["--shadow", "staging"], {}), "shadow off": (served, {})}
+        return servers, [("--compare shadow", conns or [1, 64], {"shadow on": one("shadow on"), "shadow off": one("shadow off")})]
     if args.compare == "suite":
         servers = {"treeserve": (serve, {}), "floor": ([str(floor), str(artifact), "127.0.0.1:0"], {})}
         pair = lambda path, body, rows: {s: (s, path, body, rows) for s in servers}
@@ -314,7 +334,7 @@ def main():
                     "replace the generated section of this file, e.g. docs/benchmarks.md)")
     ap.add_argument("--chart", type=Path, help="--compare suite: write the SVG chart here")
     ap.add_argument("--json", type=Path, help="write every round's raw figures here")
-    ap.add_argument("--compare", choices=["suite", "floor", "floor-flat", "metrics", "request-logs", "v2", "clients", "grpc", "tls", "feedback", "keys",
+    ap.add_argument("--compare", choices=["suite", "floor", "floor-flat", "metrics", "request-logs", "v2", "clients", "grpc", "tls", "feedback", "shadow", "keys",
                              "binary"],
                     default="suite")
     ap.add_argument("--only", help="comma-separated target names to keep (the baseline is always kept)")

@@ -18,6 +18,7 @@ mod data;
 mod flags;
 mod help;
 mod import;
+mod live;
 mod output;
 mod predict;
 mod registry;

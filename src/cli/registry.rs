@@ -47,11 +47,24 @@ pub struct ModelsArgs {
 pub struct PromoteArgs {
     /// Model name.
     pub name: String,
-    /// Version to point the alias at.
-    pub version: u64,
+    /// Version to point the alias at (or --from-live).
+    #[arg(required_unless_present = "from_live", conflicts_with = "from_live")]
+    pub version: Option<u64>,
     /// Alias to move.
     #[arg(long, default_value = DEFAULT_ALIAS)]
     pub alias: String,
+    /// Move the alias to the --candidate alias's version only if its live figures on this
+    /// running server (accuracy; RMSE for a regressor, from the labels it joined) are at
+    /// least as good as the alias's version's: exit 3 if not.
+    #[arg(long, value_name = "URL")]
+    pub from_live: Option<String>,
+    /// With --from-live: the alias of the version tried on live traffic (the server's
+    /// --shadow or --canary alias).
+    #[arg(long, default_value = "staging", requires = "from_live")]
+    pub candidate: String,
+    /// With --from-live: recent labels each version needs before they are compared.
+    #[arg(long, default_value_t = 100, requires = "from_live")]
+    pub min_labels: usize,
     /// Registry.
     #[command(flatten)]
     pub registry: RegistryArg,
@@ -114,7 +127,12 @@ pub(super) fn models(a: ModelsArgs) -> Result<(), CommandError> {
 /// Checks that a server would serve `version` of `model` (its artifact reads, its
 /// checksums match, it decodes, validates and answers its golden rows) before an alias is
 /// moved to it.
-fn verify(reg: &dyn Registry, model: &str, alias: &str, version: u64) -> Result<(), CommandError> {
+pub(super) fn verify(
+    reg: &dyn Registry,
+    model: &str,
+    alias: &str,
+    version: u64,
+) -> Result<(), CommandError> {
     if !crate::name::valid_name(alias) {
         return Err(RegistryError::InvalidName(alias.into()).into());
     }
@@ -135,9 +153,13 @@ fn verify(reg: &dyn Registry, model: &str, alias: &str, version: u64) -> Result<
 
 /// Runs `treeserve promote`.
 pub(super) fn promote(a: PromoteArgs) -> Result<(), CommandError> {
+    let (Some(version), None) = (a.version, &a.from_live) else {
+        let url = a.from_live.clone().unwrap_or_default();
+        return super::live::promote_from_live(&a, &url);
+    };
     let reg = a.registry.open()?;
-    verify(&*reg, &a.name, &a.alias, a.version)?;
-    let rec = reg.set_alias(&a.name, &a.alias, a.version)?;
+    verify(&*reg, &a.name, &a.alias, version)?;
+    let rec = reg.set_alias(&a.name, &a.alias, version)?;
     println!("{} alias {} -> version {}", a.name, a.alias, rec.version);
     Ok(())
 }

@@ -11,9 +11,10 @@
 mod collector;
 mod files;
 mod live;
+mod record;
 
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -65,29 +66,6 @@ impl Answerer {
             _ => Err(Outcome::WrongKind),
         }
     }
-}
-
-/// One remembered answer.
-#[derive(Debug)]
-struct Answer {
-    by: Arc<Answerer>,
-    at: Instant,
-    seq: u64,
-    /// Rows × features inputs.
-    inputs: Box<[f64]>,
-    /// Per row: the predicted class index, or a regressor's value.
-    predicted: Box<[f64]>,
-    labelled: Box<[bool]>,
-    /// The shadow version's answer to the same rows (`--shadow`), once it is scored.
-    beside: Option<(Arc<Answerer>, Box<[f64]>)>,
-}
-
-#[derive(Debug, Default)]
-struct Shard {
-    map: HashMap<Box<str>, Answer>,
-    /// Insertion order: (sequence, id); an entry whose sequence no longer matches the
-    /// map's (the id was answered again) is skipped.
-    order: VecDeque<(u64, Instant, Box<str>)>,
 }
 
 /// A label for an earlier answer's row.
@@ -165,8 +143,7 @@ pub struct Joined {
 pub struct Feedback {
     options: FeedbackOptions,
     hasher: RandomState,
-    seq: AtomicU64,
-    shards: Vec<Mutex<Shard>>,
+    shards: Vec<Mutex<record::Shard>>,
     live: Mutex<HashMap<(String, u64), Live>>,
     outcomes: [AtomicU64; Outcome::ALL.len()],
     remembered: AtomicU64,
@@ -179,7 +156,6 @@ impl Feedback {
         Self {
             options,
             hasher: RandomState::new(),
-            seq: AtomicU64::new(0),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             live: Mutex::default(),
             outcomes: Default::default(),
@@ -204,8 +180,11 @@ impl Feedback {
         &self.options
     }
 
-    fn shard(&self, id: &str) -> &Mutex<Shard> {
-        &self.shards[self.hasher.hash_one(id) as usize % SHARDS]
+    /// The id's hash and its shard.
+    fn shard(&self, id: &str) -> (u64, &Mutex<record::Shard>) {
+        let hash = self.hasher.hash_one(id);
+        // The table uses the hash's low bits: the shard takes high ones.
+        (hash, &self.shards[(hash >> 57) as usize % SHARDS])
     }
 
     /// Most answers a shard keeps.
@@ -217,35 +196,14 @@ impl Feedback {
     /// row, `predicted` (a class index, or a regressor's value).
     pub fn remember(&self, id: &str, by: &Arc<Answerer>, inputs: &[f64], predicted: &[f64]) {
         let now = Instant::now();
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let answer = Answer {
-            by: by.clone(),
-            at: now,
-            seq,
-            inputs: inputs.into(),
-            predicted: predicted.into(),
-            labelled: vec![false; predicted.len()].into(),
-            beside: None,
-        };
         let (cap, max_age) = (self.per_shard(), self.options.max_age);
-        let mut shard = self.shard(id).lock().expect("feedback shard lock");
-        let key: Box<str> = id.into();
-        shard.order.push_back((seq, now, key.clone()));
-        if shard.map.insert(key, answer).is_none() {
-            self.remembered.fetch_add(1, Ordering::Relaxed);
-        }
-        // Evict the oldest while over the count or past the age.
-        while let Some((s, at, _)) = shard.order.front() {
-            let (s, at) = (*s, *at);
-            let over = shard.map.len() > cap || now.duration_since(at) > max_age;
-            let stale = shard.map.get(&shard.order[0].2).is_none_or(|a| a.seq != s);
-            if !over && !stale {
-                break;
-            }
-            let (_, _, id) = shard.order.pop_front().expect("front exists");
-            if !stale && shard.map.remove(&id).is_some() {
-                self.remembered.fetch_sub(1, Ordering::Relaxed);
-            }
+        let (hash, shard) = self.shard(id);
+        let change = shard
+            .lock()
+            .expect("feedback shard lock")
+            .insert(hash, id, by, inputs, predicted, now, cap, max_age);
+        if change != 0 {
+            self.remembered.fetch_add(change as u64, Ordering::Relaxed);
         }
     }
 
@@ -258,13 +216,11 @@ impl Feedback {
         shadow: &Arc<Answerer>,
         predicted: &[f64],
     ) {
-        let mut shard = self.shard(id).lock().expect("feedback shard lock");
-        if let Some(answer) = shard.map.get_mut(id)
-            && Arc::ptr_eq(&answer.by, production)
-            && answer.predicted.len() == predicted.len()
-        {
-            answer.beside = Some((shadow.clone(), predicted.into()));
-        }
+        let (hash, shard) = self.shard(id);
+        shard
+            .lock()
+            .expect("feedback shard lock")
+            .beside(hash, id, production, shadow, predicted);
     }
 
     /// Joins `truth` to row `row` (`None`: the only row) of the answer to `id` (given by
@@ -328,47 +284,31 @@ impl Feedback {
         truth: Truth,
     ) -> (Outcome, Option<Joined>) {
         let now = Instant::now();
-        let mut shard = self.shard(id).lock().expect("feedback shard lock");
-        let Some(answer) = shard
-            .map
-            .get_mut(id)
-            .filter(|a| now.duration_since(a.at) <= self.options.max_age)
-            .filter(|a| model.is_none_or(|m| a.by.model == m))
-        else {
-            return (Outcome::UnknownId, None);
-        };
-        let rows = answer.predicted.len();
-        let row = match row {
-            Some(r) if r < rows => r,
-            None if rows == 1 => 0,
-            _ => return (Outcome::NoSuchRow, None),
-        };
-        let by = &answer.by;
-        let actual = match by.actual(&truth) {
-            Ok(a) => a,
+        let max_age = self.options.max_age;
+        let (hash, shard) = self.shard(id);
+        let found = shard.lock().expect("feedback shard lock").label(
+            hash,
+            id,
+            row,
+            |at, by| now.duration_since(at) <= max_age && model.is_none_or(|m| by.model == m),
+            |by| by.actual(&truth),
+        );
+        let found = match found {
+            Ok(f) => f,
             Err(o) => return (o, None),
         };
-        if answer.labelled[row] {
-            return (Outcome::Duplicate, None);
-        }
-        answer.labelled[row] = true;
-        let predicted = answer.predicted[row];
-        let f = by.features.len();
-        let joined = Joined {
-            by: by.clone(),
-            inputs: answer.inputs[row * f..(row + 1) * f].to_vec(),
-            truth,
-        };
-        let delay = now.duration_since(answer.at);
-        let beside = answer.beside.as_ref().and_then(|(shadow, p)| {
-            let actual = shadow.actual(&joined.truth).ok()?;
-            Some((shadow.clone(), p[row], actual))
-        });
-        drop(shard);
-        self.add_live(&joined.by, predicted, actual, delay);
-        if let Some((shadow, predicted, actual)) = beside {
+        let delay = now.duration_since(found.at);
+        self.add_live(&found.by, found.predicted, found.actual, delay);
+        if let Some((shadow, predicted)) = found.beside
+            && let Ok(actual) = shadow.actual(&truth)
+        {
             self.add_live(&shadow, predicted, actual, delay);
         }
+        let joined = Joined {
+            by: found.by,
+            inputs: found.inputs,
+            truth,
+        };
         (Outcome::Joined, Some(joined))
     }
 

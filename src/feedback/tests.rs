@@ -133,3 +133,49 @@ fn outcomes_index_their_list() {
         assert_eq!(o.index(), i);
     }
 }
+
+#[test]
+fn a_large_batch_marks_each_row_once_and_an_id_answered_again_is_the_new_answer() {
+    let f = record(100);
+    let by = iris();
+    let inputs: Vec<f64> = (0..200).map(f64::from).collect();
+    let predicted: Vec<f64> = (0..100).map(|r| f64::from(r % 3)).collect();
+    f.remember("big", &by, &inputs, &predicted);
+    for row in [0, 63, 64, 99] {
+        let (o, j) = f.label("big", None, Some(row), class("a"));
+        assert_eq!(o, Outcome::Joined, "row {row}");
+        assert_eq!(
+            j.unwrap().inputs,
+            [2.0 * row as f64, 2.0 * row as f64 + 1.0]
+        );
+        assert_eq!(
+            f.label("big", None, Some(row), class("a")).0,
+            Outcome::Duplicate
+        );
+    }
+    assert_eq!(
+        f.label("big", None, Some(100), class("a")).0,
+        Outcome::NoSuchRow
+    );
+    // Answered again: the old rows are gone, the new one is labelled afresh.
+    f.remember("big", &by, &[7.0, 8.0], &[2.0]);
+    assert_eq!(f.remembered(), 1);
+    let (o, j) = f.label("big", None, None, class("c"));
+    assert_eq!(o, Outcome::Joined);
+    assert_eq!(j.unwrap().inputs, [7.0, 8.0]);
+}
+
+#[test]
+fn the_record_keeps_at_most_its_window_whatever_the_ids() {
+    let f = record(64);
+    let by = iris();
+    for i in 0..10_000 {
+        f.remember(&format!("id-{}", i % 700), &by, &[1.0, 2.0], &[0.0]);
+        assert!(f.remembered() <= 64 + 16, "{}", f.remembered());
+    }
+    assert_eq!(f.label("id-199", None, None, class("a")).0, Outcome::Joined);
+    assert_eq!(
+        f.label("id-650", None, None, class("a")).0,
+        Outcome::UnknownId
+    );
+}

@@ -197,3 +197,13 @@ pub(super) fn openapi(state: &AppState) -> Response<Full<Bytes>> {
     }
     json_response(StatusCode::OK, serde_json::to_vec(&doc).expect("json"))
 }
+
+/// `GET /models/{model}/live`: the versions on live traffic (production, shadow, canary),
+/// their figures from joined labels, the shadow's agreement.
+pub(super) fn model_live(state: &AppState, name: &str) -> Reply {
+    let report = state.scoring.live_report(name)?;
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&report).expect("json"),
+    ))
+}

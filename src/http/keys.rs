@@ -21,7 +21,9 @@ pub(super) fn scope(route: Route, metrics_open: bool) -> Scope {
         | Route::GrpcServerLive
         | Route::GrpcServerReady => Scope::Open,
         Route::Metrics if metrics_open => Scope::Open,
-        Route::Metrics | Route::Models | Route::Model | Route::ModelReport => Scope::Admin,
+        Route::Metrics | Route::Models | Route::Model | Route::ModelReport | Route::ModelLive => {
+            Scope::Admin
+        }
         Route::Score
         | Route::ModelScore
         | Route::OpenApi

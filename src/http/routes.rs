@@ -127,6 +127,10 @@ pub(super) fn route<'a, B: RequestBody + 'a, S: StateRef + 'a>(
                         );
                     }
                     Some((_, "report")) => (Route::ModelReport, Err(not_allowed(GET))),
+                    Some((name, "live")) if get => {
+                        (Route::ModelLive, info::model_live(state, name))
+                    }
+                    Some((_, "live")) => (Route::ModelLive, Err(not_allowed(GET))),
                     Some(_) => (Route::Unmatched, Err(ApiError::NotFound(truncated(path)))),
                 }
             } else {

@@ -47,6 +47,8 @@ pub enum Route {
     ModelScore,
     /// `GET /models/{model}/report`
     ModelReport,
+    /// `GET /models/{model}/live`
+    ModelLive,
     /// `GET /health/live`.
     HealthLive,
     /// `GET /health/ready`.
@@ -112,10 +114,11 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 34] = [
+    const ALL: [Route; 35] = [
         Route::Score,
         Route::ModelScore,
         Route::ModelReport,
+        Route::ModelLive,
         Route::HealthLive,
         Route::HealthReady,
         Route::Models,
@@ -155,6 +158,7 @@ impl Route {
             Route::Score => "/score",
             Route::ModelScore => "/models/{model}/score",
             Route::ModelReport => "/models/{model}/report",
+            Route::ModelLive => "/models/{model}/live",
             Route::HealthLive => "/health/live",
             Route::HealthReady => "/health/ready",
             Route::Models => "/models",

@@ -1,8 +1,10 @@
 //! Shadow scoring (`--shadow ALIAS`): every request the alias's version answers is also
-//! scored by the shadow version, on a thread of its own, after the answer is made. The
-//! request's rows and production's predictions go on a queue bounded in rows
+//! scored by the shadow version, on a thread of its own. The request's rows and
+//! production's predictions are appended to a queue bounded in rows
 //! (`--shadow-queue-rows`); a request that does not fit is not shadowed, and counted. The
-//! queue never makes a request wait.
+//! queue never makes a request wait: the worker takes it whole, in batches (pausing a
+//! millisecond between them, so that under load it wakes once per batch, not per
+//! request), and sleeps when it is empty.
 //!
 //! Exported: rows scored by both and those where they agree (per production class), or
 //! the absolute difference for a regressor; with a feedback record, the shadow's answers
@@ -10,8 +12,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::ServedModel;
 use crate::feedback::{Answerer, Feedback};
@@ -19,13 +21,24 @@ use crate::feedback::{Answerer, Feedback};
 /// Each (model, production version, shadow version)'s agreement.
 type Figures = Mutex<HashMap<(String, u64, u64), Agreement>>;
 
-/// One request to score again.
-struct Job {
+/// How long the worker waits after a batch, so that it takes requests by the hundred
+/// under load rather than waking for each.
+const BATCH_PAUSE: Duration = Duration::from_millis(1);
+
+/// Requests waiting: their rows in one buffer, in runs of one (shadow, production) pair.
+#[derive(Default)]
+struct Pending {
+    /// Per request: rows × features inputs, then production's prediction per row.
+    values: Vec<f64>,
+    groups: Vec<Group>,
+}
+
+/// Consecutive requests of one pair.
+struct Group {
     shadow: Arc<ServedModel>,
     production: Arc<Answerer>,
-    /// Rows × features inputs, then production's prediction per row.
-    values: Vec<f64>,
-    id: Option<Box<str>>,
+    /// Per request: its rows and its id (with a feedback record).
+    requests: Vec<(usize, Option<Box<str>>)>,
 }
 
 /// Agreement of one shadow version with one production version.
@@ -47,26 +60,39 @@ pub struct Agreement {
 /// The queue, its worker and the figures.
 #[derive(Debug)]
 pub struct Shadowing {
-    tx: Mutex<Sender<Job>>,
+    pending: Arc<Mutex<Pending>>,
+    worker: std::thread::Thread,
     queued_rows: Arc<AtomicUsize>,
     max_rows: usize,
     dropped: AtomicU64,
     figures: Arc<Figures>,
 }
 
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("values", &self.values.len())
+            .field("groups", &self.groups.len())
+            .finish()
+    }
+}
+
 impl Shadowing {
     /// Starts the worker thread; at most `max_rows` rows wait. With `feedback`, shadow
     /// answers are remembered beside production's.
     pub fn start(max_rows: usize, feedback: Option<Arc<Feedback>>) -> std::io::Result<Self> {
-        let (tx, rx) = channel();
+        let pending = Arc::new(Mutex::new(Pending::default()));
         let queued_rows = Arc::new(AtomicUsize::new(0));
         let figures = Arc::new(Mutex::default());
-        let (q, f) = (queued_rows.clone(), Arc::clone(&figures));
-        std::thread::Builder::new()
+        let (p, q, f) = (pending.clone(), queued_rows.clone(), Arc::clone(&figures));
+        let worker = std::thread::Builder::new()
             .name("shadow".into())
-            .spawn(move || work(rx, &q, &f, feedback.as_deref()))?;
+            .spawn(move || work(&p, &q, &f, feedback.as_deref()))?
+            .thread()
+            .clone();
         Ok(Self {
-            tx: Mutex::new(tx),
+            pending,
+            worker,
             queued_rows,
             max_rows,
             dropped: AtomicU64::new(0),
@@ -77,7 +103,6 @@ impl Shadowing {
     /// Queues `values` (rows × features) and production's answer (`classes`, or a
     /// regressor's `scores`) for `shadow`, unless it is production itself or the queue is
     /// full (then counted).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn push(
         &self,
         shadow: &Arc<ServedModel>,
@@ -97,22 +122,31 @@ impl Shadowing {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut v = Vec::with_capacity(values.len() + rows);
-        v.extend_from_slice(values);
+        let id = id.map(Box::from);
+        let mut pending = self.pending.lock().expect("shadow queue");
+        let first = pending.groups.is_empty();
+        pending.values.extend_from_slice(values);
         if production.model.is_regression() {
-            v.extend_from_slice(&scores[..rows]);
+            pending.values.extend_from_slice(&scores[..rows]);
         } else {
-            v.extend(classes.iter().map(|&c| c as f64));
+            pending.values.extend(classes.iter().map(|&c| c as f64));
         }
-        let job = Job {
-            shadow: shadow.clone(),
-            production: production.answerer.clone(),
-            values: v,
-            id: id.map(Box::from),
-        };
-        if self.tx.lock().expect("shadow queue").send(job).is_err() {
-            self.queued_rows.fetch_sub(rows, Ordering::Relaxed);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        match pending.groups.last_mut() {
+            Some(g)
+                if g.shadow.id == shadow.id && Arc::ptr_eq(&g.production, &production.answerer) =>
+            {
+                g.requests.push((rows, id));
+            }
+            _ => pending.groups.push(Group {
+                shadow: shadow.clone(),
+                production: production.answerer.clone(),
+                requests: vec![(rows, id)],
+            }),
+        }
+        drop(pending);
+        if first {
+            // Cheap unless the worker sleeps (then one wake for the whole batch).
+            self.worker.unpark();
         }
     }
 
@@ -133,62 +167,100 @@ impl Shadowing {
 }
 
 fn work(
-    rx: Receiver<Job>,
+    pending: &Mutex<Pending>,
     queued_rows: &AtomicUsize,
     figures: &Figures,
     feedback: Option<&Feedback>,
 ) {
+    let mut batch = Pending::default();
     let mut predicted = Vec::new();
     let mut scores = Vec::new();
-    for job in rx {
-        let model = &job.shadow.model;
-        let f = model.num_features();
-        let rows = job.values.len() / (f + 1);
-        let (inputs, production) = job.values.split_at(rows * f);
-        let regression = model.is_regression();
-        predicted.clear();
-        scores.clear();
-        scores.resize(model.num_scores(), 0.0);
-        for row in inputs.chunks_exact(f) {
-            predicted.push(if regression {
-                model.predict_scores(row, &mut scores);
-                scores[0]
-            } else {
-                model.predict(row) as f64
-            });
-        }
-        queued_rows.fetch_sub(rows, Ordering::Relaxed);
-        // Remembered before the figures count the rows: whoever sees them counted can
-        // label them.
-        if let (Some(feedback), Some(id)) = (feedback, &job.id) {
-            feedback.remember_beside(id, &job.production, &job.shadow.answerer, &predicted);
-        }
+    loop {
         {
-            let by = &job.production;
-            let key = (by.model.clone(), by.version, model.version());
-            let mut figures = figures.lock().expect("shadow figures");
-            let a = figures.entry(key).or_insert_with(|| Agreement {
-                model: by.model.clone(),
-                version: by.version,
-                shadow_version: model.version(),
-                classes: if by.classes.is_empty() {
-                    vec![(String::new(), 0, 0)]
-                } else {
-                    by.classes.iter().map(|c| (c.clone(), 0, 0)).collect()
-                },
-                abs_difference: 0.0,
-            });
-            for (p, s) in production.iter().zip(&predicted) {
-                if by.classes.is_empty() {
-                    a.classes[0].1 += 1;
-                    a.abs_difference += (p - s).abs();
-                } else if let Some(c) = a.classes.get_mut(*p as usize) {
-                    c.1 += 1;
-                    // The shadow's class index means the same class only if the lists match.
-                    let same = model.classes().get(*s as usize) == Some(&c.0);
-                    c.2 += u64::from(same);
-                }
+            let mut p = pending.lock().expect("shadow queue");
+            if p.groups.is_empty() {
+                drop(p);
+                std::thread::park();
+                continue;
             }
+            std::mem::swap(&mut *p, &mut batch);
+        }
+        let mut at = 0;
+        for group in batch.groups.drain(..) {
+            let model = &group.shadow.model;
+            let f = model.num_features();
+            // Held for the group: whoever sees its rows counted can label them.
+            let mut figures = figures.lock().expect("shadow figures");
+            let agreement = agreement(&mut figures, &group.production, model);
+            for (rows, id) in group.requests {
+                let job = &batch.values[at..at + rows * (f + 1)];
+                at += rows * (f + 1);
+                let (inputs, production) = job.split_at(rows * f);
+                predicted.clear();
+                scores.clear();
+                scores.resize(model.num_scores(), 0.0);
+                for row in inputs.chunks_exact(f) {
+                    predicted.push(if model.is_regression() {
+                        model.predict_scores(row, &mut scores);
+                        scores[0]
+                    } else {
+                        model.predict(row) as f64
+                    });
+                }
+                queued_rows.fetch_sub(rows, Ordering::Relaxed);
+                if let (Some(feedback), Some(id)) = (feedback, &id) {
+                    feedback.remember_beside(
+                        id,
+                        &group.production,
+                        &group.shadow.answerer,
+                        &predicted,
+                    );
+                }
+                count(agreement, &group.production, model, production, &predicted);
+            }
+        }
+        batch.values.clear();
+        std::thread::sleep(BATCH_PAUSE);
+    }
+}
+
+/// The pair's agreement so far.
+fn agreement<'f>(
+    figures: &'f mut HashMap<(String, u64, u64), Agreement>,
+    by: &Answerer,
+    model: &crate::model::Model,
+) -> &'f mut Agreement {
+    let key = (by.model.clone(), by.version, model.version());
+    figures.entry(key).or_insert_with(|| Agreement {
+        model: by.model.clone(),
+        version: by.version,
+        shadow_version: model.version(),
+        classes: if by.classes.is_empty() {
+            vec![(String::new(), 0, 0)]
+        } else {
+            by.classes.iter().map(|c| (c.clone(), 0, 0)).collect()
+        },
+        abs_difference: 0.0,
+    })
+}
+
+/// Adds one request's rows to the pair's agreement.
+fn count(
+    a: &mut Agreement,
+    by: &Answerer,
+    model: &crate::model::Model,
+    production: &[f64],
+    predicted: &[f64],
+) {
+    for (p, s) in production.iter().zip(predicted) {
+        if by.classes.is_empty() {
+            a.classes[0].1 += 1;
+            a.abs_difference += (p - s).abs();
+        } else if let Some(c) = a.classes.get_mut(*p as usize) {
+            c.1 += 1;
+            // The shadow's class index means the same class only if the lists match.
+            let same = model.classes().get(*s as usize) == Some(&c.0);
+            c.2 += u64::from(same);
         }
     }
 }

@@ -162,6 +162,16 @@ impl Catalog {
         g.is_some().then_some(g)
     }
 
+    /// The alias a side follows, if configured.
+    pub fn side_alias(&self, side: Side) -> Option<&str> {
+        self.sides().lane(side).alias.as_deref()
+    }
+
+    /// The canary's share of requests, percent.
+    pub fn canary_percent(&self) -> f64 {
+        f64::from(self.sides().canary_ppm) / 10_000.0
+    }
+
     /// The side version loaded now, if any.
     pub fn side(&self, side: Side) -> Option<Arc<ServedModel>> {
         self.sides().lane(side).served.load_full()

@@ -293,3 +293,142 @@ fn a_bad_canary_split_is_refused_with_how_to_write_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ALIAS=PERCENT"), "{err}");
 }
+
+/// Scores every IRIS row with an id and labels it, once `shadowed` rows in all have been
+/// shadow-scored.
+async fn score_and_label(app: &App, shadowed: f64) {
+    let rows = iris_rows();
+    for (i, (row, _)) in rows.iter().enumerate() {
+        score(app, Some(&format!("p{i}")), row).await;
+    }
+    wait_for(Duration::from_secs(20), || async {
+        total(&scrape(app).await, "treeserve_shadow_rows_total", "") == shadowed
+    })
+    .await;
+    let labels: Vec<Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (_, s))| json!({"request_id": format!("p{i}"), "label": s}))
+        .collect();
+    assert_eq!(
+        feedback(app, "/feedback", &Value::Array(labels)).await["joined"],
+        150
+    );
+}
+
+fn production_alias(reg: &TestRegistry) -> u64 {
+    let listing: Value = serde_json::from_str(&treeserve_ok(&[
+        "models",
+        "iris",
+        "--registry",
+        reg.arg(),
+        "--json",
+    ]))
+    .unwrap();
+    listing[0]["aliases"]["production"]["version"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no production alias in {listing}"))
+}
+
+#[tokio::test]
+async fn promote_from_live_moves_production_only_to_a_version_as_good_on_live_labels() {
+    // Production: the full tree (v1); staging: the stump (v2), worse on live labels.
+    let reg = tree_and_stump();
+    let app = App::spawn(
+        reg.path(),
+        &[
+            "--shadow",
+            "staging",
+            "--feedback-window",
+            "1000",
+            "--poll-interval",
+            "100ms",
+        ],
+    );
+    score_and_label(&app, 150.0).await;
+    let live: Value = app.get("/models/iris/live").await.json().await.unwrap();
+    assert_eq!(live["version"], 1);
+    assert_eq!(
+        live["shadow"],
+        json!({"alias": "staging", "version": 2, "percent": null})
+    );
+    assert_eq!(live["canary"], Value::Null);
+    let versions: Vec<u64> = live["live"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2], "{live}");
+    assert_eq!(live["agreement"][0]["rows"], 150);
+    let url = app.url("");
+    let promote = |extra: &[&str]| {
+        let mut args = vec![
+            "promote",
+            "iris",
+            "--from-live",
+            &url,
+            "--registry",
+            reg.arg(),
+        ];
+        args.extend_from_slice(extra);
+        treeserve(&args)
+    };
+    let out = promote(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("not promoted") && err.contains("live accuracy"),
+        "{err}"
+    );
+    assert!(!err.contains("stack backtrace"), "{err}");
+    assert_eq!(production_alias(&reg), 1);
+    let out = promote(&["--min-labels", "1000"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1000"));
+    assert_error(
+        app.post("/models/iris/live", "{}").await,
+        405,
+        "method_not_allowed",
+        "GET",
+    )
+    .await;
+    assert_error(
+        app.get("/models/nope/live").await,
+        404,
+        "model_not_found",
+        "nope",
+    )
+    .await;
+
+    // The other way round: the stump in production, the tree tried in shadow and promoted.
+    treeserve_ok(&["promote", "iris", "2", "--registry", reg.arg()]);
+    treeserve_ok(&[
+        "promote",
+        "iris",
+        "1",
+        "--alias",
+        "staging",
+        "--registry",
+        reg.arg(),
+    ]);
+    wait_for(Duration::from_secs(20), || async {
+        let live: Value = app.get("/models/iris/live").await.json().await.unwrap();
+        live["version"] == 2 && live["shadow"]["version"] == 1
+    })
+    .await;
+    score_and_label(&app, 300.0).await;
+    let out = promote(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("iris alias production -> version 1"),
+        "{stdout}"
+    );
+    assert_eq!(production_alias(&reg), 1);
+}
