@@ -146,7 +146,6 @@ pub struct Feedback {
     shards: Vec<Mutex<record::Shard>>,
     live: Mutex<HashMap<(String, u64), Live>>,
     outcomes: [AtomicU64; Outcome::ALL.len()],
-    remembered: AtomicU64,
     files: Option<Files>,
 }
 
@@ -159,7 +158,6 @@ impl Feedback {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             live: Mutex::default(),
             outcomes: Default::default(),
-            remembered: AtomicU64::new(0),
             files: None,
         }
     }
@@ -193,18 +191,23 @@ impl Feedback {
     }
 
     /// Remembers the answer `by` gave request `id`: `inputs` (rows × features) and, per
-    /// row, `predicted` (a class index, or a regressor's value).
-    pub fn remember(&self, id: &str, by: &Arc<Answerer>, inputs: &[f64], predicted: &[f64]) {
+    /// row, `predicted` (a class index, or a regressor's value). `fresh`: the id was made
+    /// here and never given before (not looked up).
+    pub fn remember(
+        &self,
+        id: &str,
+        fresh: bool,
+        by: &Arc<Answerer>,
+        inputs: &[f64],
+        predicted: &[f64],
+    ) {
         let now = Instant::now();
         let (cap, max_age) = (self.per_shard(), self.options.max_age);
         let (hash, shard) = self.shard(id);
-        let change = shard
+        shard
             .lock()
             .expect("feedback shard lock")
-            .insert(hash, id, by, inputs, predicted, now, cap, max_age);
-        if change != 0 {
-            self.remembered.fetch_add(change as u64, Ordering::Relaxed);
-        }
+            .insert(hash, id, fresh, by, inputs, predicted, now, cap, max_age);
     }
 
     /// Remembers the shadow version `shadow`'s answer (`predicted`, per row) beside
@@ -314,7 +317,10 @@ impl Feedback {
 
     /// Answers remembered now.
     pub fn remembered(&self) -> u64 {
-        self.remembered.load(Ordering::Relaxed)
+        self.shards
+            .iter()
+            .map(|s| s.lock().expect("feedback shard lock").len() as u64)
+            .sum()
     }
 
     /// Labels by outcome, since start.

@@ -1,8 +1,10 @@
 //! One shard of the feedback record: answers in insertion order in a ring (a `VecDeque`
 //! of slots, each numbered by the shard), and a hash table of the live slots' numbers,
 //! keyed by the id's hash, so that an id is stored once and evicting the oldest answer
-//! reads nothing but its slot. A slot's numbers (inputs, then predictions) are one
-//! allocation; the version that answered is an index into the shard's few versions.
+//! reads nothing but its slot. Answers are evicted oldest first, so their ids and numbers
+//! (inputs, then predictions) live in two rings of their own (arenas): remembering an
+//! answer allocates nothing once the rings have grown, and evicting one touches only
+//! their fronts. The version that answered is an index into the shard's few versions.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -52,10 +54,14 @@ pub(super) struct Slot {
     hash: u64,
     at: Instant,
     by: u32,
-    id: Box<str>,
-    /// Rows × features inputs, then per row the predicted class index (or a
-    /// regressor's value).
-    data: Box<[f64]>,
+    /// Its id's length in the id ring (the id starts where the previous slot's ended).
+    id_len: u32,
+    /// Its numbers' count in the number ring: rows × features inputs, then per row the
+    /// predicted class index (or a regressor's value).
+    data_len: u32,
+    /// Where its id and numbers start in the rings (absolute positions).
+    id_at: u64,
+    data_at: u64,
     labelled: Labelled,
     /// The shadow version's answer to the same rows (`--shadow`), once it is scored.
     beside: Option<Box<(u32, Box<[f64]>)>>,
@@ -77,20 +83,33 @@ pub(super) struct Found {
     pub beside: Option<(Arc<Answerer>, f64)>,
 }
 
+/// Positions `start..start + len` of a ring.
+fn range(start: u64, len: u32) -> std::ops::Range<usize> {
+    start as usize..start as usize + len as usize
+}
+
 /// Slot number `seq` of `slots`.
 fn slot_mut(slots: &mut VecDeque<Slot>, seq: u64) -> Option<&mut Slot> {
     let first = slots.front()?.seq;
     slots.get_mut(usize::try_from(seq.checked_sub(first)?).ok()?)
 }
 
-/// One shard.
+/// One shard, aligned to its own cache lines (two cores locking neighbours do not
+/// contend).
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(super) struct Shard {
     slots: VecDeque<Slot>,
     /// Numbers of the slots an id finds (an id answered again finds its newest).
     table: HashTable<u64>,
     next: u64,
     answerers: Vec<Arc<Answerer>>,
+    /// The slots' ids, oldest first; `ids_at` is the absolute position of its front.
+    ids: VecDeque<u8>,
+    ids_at: u64,
+    /// The slots' numbers, oldest first; `data_at` is the absolute position of its front.
+    data: VecDeque<f64>,
+    data_at: u64,
 }
 
 impl Shard {
@@ -98,6 +117,26 @@ impl Shard {
         let first = self.slots.front()?.seq;
         self.slots
             .get(usize::try_from(seq.checked_sub(first)?).ok()?)
+    }
+
+    /// Whether `slot`'s id is `id`.
+    fn id_is(&self, slot: &Slot, id: &str) -> bool {
+        slot.id_len as usize == id.len()
+            && self
+                .ids
+                .range(range(slot.id_at - self.ids_at, slot.id_len))
+                .eq(id.as_bytes())
+    }
+
+    /// `slot`'s numbers from `from`, `len` of them.
+    fn numbers(&self, slot: &Slot, from: usize, len: usize) -> impl Iterator<Item = f64> + '_ {
+        let start = (slot.data_at - self.data_at) as usize + from;
+        self.data.range(start..start + len).copied()
+    }
+
+    /// Answers findable now.
+    pub(super) fn len(&self) -> usize {
+        self.table.len()
     }
 
     fn answerer(&mut self, by: &Arc<Answerer>) -> u32 {
@@ -114,17 +153,21 @@ impl Shard {
     /// The slot number `id` (of hash `hash`) finds.
     fn find(&self, hash: u64, id: &str) -> Option<u64> {
         self.table
-            .find(hash, |&s| self.slot(s).is_some_and(|slot| &*slot.id == id))
+            .find(hash, |&s| {
+                self.slot(s).is_some_and(|slot| self.id_is(slot, id))
+            })
             .copied()
     }
 
-    /// Remembers an answer; evicts the oldest while more than `cap` are kept or the
-    /// oldest is older than `max_age`. Returns the change in findable answers.
+    /// Remembers an answer (`fresh`: an id never given before, not looked up); evicts
+    /// the oldest while more than `cap` are kept or the oldest is older than `max_age`.
+    /// Returns the change in findable answers.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn insert(
         &mut self,
         hash: u64,
         id: &str,
+        fresh: bool,
         by: &Arc<Answerer>,
         inputs: &[f64],
         predicted: &[f64],
@@ -136,22 +179,25 @@ impl Shard {
         let by = self.answerer(by);
         let seq = self.next;
         self.next += 1;
-        let mut data = Vec::with_capacity(inputs.len() + predicted.len());
-        data.extend_from_slice(inputs);
-        data.extend_from_slice(predicted);
         let slot = Slot {
             seq,
             hash,
             at: now,
             by,
-            id: id.into(),
-            data: data.into(),
+            id_len: id.len() as u32,
+            data_len: (inputs.len() + predicted.len()) as u32,
+            id_at: self.ids_at + self.ids.len() as u64,
+            data_at: self.data_at + self.data.len() as u64,
             labelled: Labelled::new(predicted.len()),
             beside: None,
         };
         // An id answered again: the new answer replaces the old one in the table; the
         // old slot stays in line until it is evicted, found by nobody.
-        match self.find(hash, id) {
+        let old = if fresh { None } else { self.find(hash, id) };
+        self.ids.extend(id.as_bytes());
+        self.data.extend(inputs);
+        self.data.extend(predicted);
+        match old {
             Some(old) => {
                 let entry = self
                     .table
@@ -173,11 +219,17 @@ impl Shard {
                 break;
             }
             let (seq, hash) = (front.seq, front.hash);
+            let (ids, data) = (front.id_len as usize, front.data_len as usize);
             if let Ok(entry) = self.table.find_entry(hash, |&s| s == seq) {
                 entry.remove();
             }
             self.slots.pop_front();
+            self.ids.drain(..ids);
+            self.ids_at += ids as u64;
+            self.data.drain(..data);
+            self.data_at += data as u64;
         }
+        self.shrink();
         self.table.len() as i64 - before
     }
 
@@ -199,7 +251,7 @@ impl Shard {
             return;
         };
         let by = &answerers[slot.by as usize];
-        let rows = slot.data.len() / (by.features.len() + 1);
+        let rows = slot.data_len as usize / (by.features.len() + 1);
         if Arc::ptr_eq(by, production) && rows == predicted.len() {
             slot.beside = Some(Box::new((shadow, predicted.into())));
         }
@@ -217,33 +269,47 @@ impl Shard {
         actual: impl FnOnce(&Answerer) -> Result<f64, Outcome>,
     ) -> Result<Found, Outcome> {
         let seq = self.find(hash, id).ok_or(Outcome::UnknownId)?;
-        let answerers = &self.answerers;
-        let slot = slot_mut(&mut self.slots, seq).ok_or(Outcome::UnknownId)?;
-        let by = &answerers[slot.by as usize];
+        let slot = self.slot(seq).ok_or(Outcome::UnknownId)?;
+        let by = &self.answerers[slot.by as usize];
         if !known(slot.at, by) {
             return Err(Outcome::UnknownId);
         }
         let f = by.features.len();
-        let rows = slot.data.len() / (f + 1);
+        let rows = slot.data_len as usize / (f + 1);
         let row = match row {
             Some(r) if r < rows => r,
             None if rows == 1 => 0,
             _ => return Err(Outcome::NoSuchRow),
         };
         let actual = actual(by)?;
-        if !slot.labelled.mark(row) {
-            return Err(Outcome::Duplicate);
-        }
-        Ok(Found {
+        let found = Found {
             by: by.clone(),
-            inputs: slot.data[row * f..(row + 1) * f].to_vec(),
-            predicted: slot.data[rows * f + row],
+            inputs: self.numbers(slot, row * f, f).collect(),
+            predicted: self
+                .numbers(slot, rows * f + row, 1)
+                .next()
+                .unwrap_or(f64::NAN),
             actual,
             at: slot.at,
             beside: slot
                 .beside
                 .as_ref()
-                .map(|b| (answerers[b.0 as usize].clone(), b.1[row])),
-        })
+                .map(|b| (self.answerers[b.0 as usize].clone(), b.1[row])),
+        };
+        let slot = slot_mut(&mut self.slots, seq).ok_or(Outcome::UnknownId)?;
+        if !slot.labelled.mark(row) {
+            return Err(Outcome::Duplicate);
+        }
+        Ok(found)
+    }
+
+    /// Gives memory back when the rings hold a quarter of what they have room for (the
+    /// window shrank, or answers aged out), so that a burst does not keep its peak.
+    fn shrink(&mut self) {
+        if self.data.capacity() > 4096 && self.data.len() < self.data.capacity() / 4 {
+            self.data.shrink_to(self.data.len() * 2);
+            self.ids.shrink_to(self.ids.len() * 2);
+            self.slots.shrink_to(self.slots.len() * 2);
+        }
     }
 }

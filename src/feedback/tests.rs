@@ -26,8 +26,8 @@ fn class(c: &str) -> Truth {
 fn labels_join_once_and_give_live_accuracy_and_recall() {
     let f = record(100);
     let by = iris();
-    f.remember("r1", &by, &[1.0, 2.0], &[0.0]);
-    f.remember("r2", &by, &[1.0, 2.0, 3.0, 4.0], &[1.0, 2.0]);
+    f.remember("r1", false, &by, &[1.0, 2.0], &[0.0]);
+    f.remember("r2", false, &by, &[1.0, 2.0, 3.0, 4.0], &[1.0, 2.0]);
     let (o, joined) = f.label("r1", None, None, class("a"));
     assert_eq!(o, Outcome::Joined);
     assert_eq!(joined.unwrap().inputs, [1.0, 2.0]);
@@ -71,7 +71,7 @@ fn the_record_is_bounded_by_count_and_the_window_by_labels() {
     let f = record(SHARDS * 2);
     let by = iris();
     for i in 0..1000 {
-        f.remember(&format!("id-{i}"), &by, &[0.0, 0.0], &[0.0]);
+        f.remember(&format!("id-{i}"), false, &by, &[0.0, 0.0], &[0.0]);
     }
     assert!(f.remembered() <= (SHARDS * 2) as u64, "{}", f.remembered());
     assert_eq!(
@@ -96,12 +96,12 @@ fn an_id_answered_again_replaces_its_answer_and_old_ones_expire() {
         live_window: 10,
     });
     let by = iris();
-    f.remember("x", &by, &[0.0, 0.0], &[0.0]);
+    f.remember("x", false, &by, &[0.0, 0.0], &[0.0]);
     std::thread::sleep(Duration::from_millis(2));
     assert_eq!(f.label("x", None, None, class("a")).0, Outcome::UnknownId);
     let f = record(100);
-    f.remember("x", &by, &[0.0, 0.0], &[0.0]);
-    f.remember("x", &by, &[5.0, 5.0], &[2.0]);
+    f.remember("x", false, &by, &[0.0, 0.0], &[0.0]);
+    f.remember("x", false, &by, &[5.0, 5.0], &[2.0]);
     assert_eq!(f.remembered(), 1);
     let (o, j) = f.label("x", None, None, class("c"));
     assert_eq!((o, j.unwrap().inputs), (Outcome::Joined, vec![5.0, 5.0]));
@@ -118,7 +118,7 @@ fn a_regressor_gets_mae_and_rmse() {
         features: vec!["x".into()],
         target: "y".into(),
     });
-    f.remember("a", &by, &[1.0, 2.0], &[10.0, 20.0]);
+    f.remember("a", false, &by, &[1.0, 2.0], &[10.0, 20.0]);
     f.label("a", None, Some(0), Truth::Value(12.0));
     f.label("a", None, Some(1), Truth::Value(16.0));
     let live = &f.live()[0];
@@ -140,7 +140,7 @@ fn a_large_batch_marks_each_row_once_and_an_id_answered_again_is_the_new_answer(
     let by = iris();
     let inputs: Vec<f64> = (0..200).map(f64::from).collect();
     let predicted: Vec<f64> = (0..100).map(|r| f64::from(r % 3)).collect();
-    f.remember("big", &by, &inputs, &predicted);
+    f.remember("big", false, &by, &inputs, &predicted);
     for row in [0, 63, 64, 99] {
         let (o, j) = f.label("big", None, Some(row), class("a"));
         assert_eq!(o, Outcome::Joined, "row {row}");
@@ -158,7 +158,7 @@ fn a_large_batch_marks_each_row_once_and_an_id_answered_again_is_the_new_answer(
         Outcome::NoSuchRow
     );
     // Answered again: the old rows are gone, the new one is labelled afresh.
-    f.remember("big", &by, &[7.0, 8.0], &[2.0]);
+    f.remember("big", false, &by, &[7.0, 8.0], &[2.0]);
     assert_eq!(f.remembered(), 1);
     let (o, j) = f.label("big", None, None, class("c"));
     assert_eq!(o, Outcome::Joined);
@@ -170,7 +170,7 @@ fn the_record_keeps_at_most_its_window_whatever_the_ids() {
     let f = record(64);
     let by = iris();
     for i in 0..10_000 {
-        f.remember(&format!("id-{}", i % 700), &by, &[1.0, 2.0], &[0.0]);
+        f.remember(&format!("id-{}", i % 700), false, &by, &[1.0, 2.0], &[0.0]);
         assert!(f.remembered() <= 64 + 16, "{}", f.remembered());
     }
     assert_eq!(f.label("id-199", None, None, class("a")).0, Outcome::Joined);

@@ -110,7 +110,9 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
     }) = &mut step
     {
         if held.state.scoring.feedback().is_some() {
-            job.ask.id = Some(Ids::logged(&mut ids).key());
+            let id = Ids::logged(&mut ids);
+            job.ask.fresh = id.generated();
+            job.ask.id = Some(id.key());
         }
         job.ask.drawn = drawn;
     }

@@ -64,6 +64,11 @@ impl RequestId {
 }
 
 impl RequestId {
+    /// Whether the id was made here (so never given before).
+    pub(super) fn generated(&self) -> bool {
+        matches!(self, RequestId::Generated(_))
+    }
+
     /// The id as the feedback record keys it: the client's value whole (not cut as in
     /// logs), or the generated one.
     pub(super) fn key(&self) -> Box<str> {

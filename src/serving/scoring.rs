@@ -128,6 +128,8 @@ pub enum Outcome<'a, T> {
 pub struct Ask {
     /// The answer's id, for labels.
     pub id: Option<Box<str>>,
+    /// Whether the id was made here (never given before: not looked up).
+    pub fresh: bool,
     /// The request's canary draw ([`super::draw`]); `None`: at random.
     pub drawn: Option<u32>,
 }
@@ -226,7 +228,10 @@ impl Scoring {
         body: Bytes,
         ask: Ask,
     ) -> Outcome<'a, C::Output> {
-        let id = ask.id.filter(|_| self.feedback.is_some());
+        let id = ask
+            .id
+            .filter(|_| self.feedback.is_some())
+            .map(|i| (i, ask.fresh));
         if let Some(version) = version {
             let (model, version) = (model.unwrap_or_default().to_owned(), version.to_owned());
             return Outcome::Later(Box::pin(async move {
@@ -268,11 +273,14 @@ impl Scoring {
         shadow: Option<(&Arc<ServedModel>, &Arc<super::Shadowing>)>,
         codec: C,
         body: Bytes,
-        id: Option<Box<str>>,
+        id: Option<(Box<str>, bool)>,
     ) -> Outcome<'a, C::Output> {
         let (max_rows, record) = (self.max_rows, self.record);
         if inline(body.len(), &served.model) {
-            let remember = id.as_deref().zip(self.feedback.as_deref());
+            let remember = id
+                .as_ref()
+                .map(|(i, f)| (&**i, *f))
+                .zip(self.feedback.as_deref());
             let scored = run(served, &codec, &body, max_rows, record, 1, remember, shadow);
             return Outcome::Now(self.finish(scored));
         }
@@ -283,7 +291,10 @@ impl Scoring {
         Outcome::Later(Box::pin(async move {
             let scored = self
                 .blocking("scoring", move || {
-                    let remember = id.as_deref().zip(feedback.as_deref());
+                    let remember = id
+                        .as_ref()
+                        .map(|(i, f)| (&**i, *f))
+                        .zip(feedback.as_deref());
                     let shadow = shadow.as_ref().map(|(s, q)| (s, q));
                     run(
                         &served, &codec, &body, max_rows, record, threads, remember, shadow,
@@ -404,7 +415,7 @@ fn run<C: Codec>(
     max_rows: usize,
     record: bool,
     threads: usize,
-    remember: Option<(&str, &crate::feedback::Feedback)>,
+    remember: Option<((&str, bool), &crate::feedback::Feedback)>,
     shadow: Option<(&Arc<ServedModel>, &Arc<super::Shadowing>)>,
 ) -> Result<Scored<C::Output>, InputError> {
     SCRATCH.with_borrow_mut(|s| {
@@ -422,11 +433,11 @@ fn run<C: Codec>(
         // A regressor's value is its one score.
         let want_proba = codec.wants_proba(&decoded) || served.model.is_regression();
         predict(served, values, classes, proba, want_proba, record, threads);
-        if let Some((id, feedback)) = remember {
-            remember_answer(feedback, id, served, values, classes, proba);
+        if let Some(((id, fresh), feedback)) = remember {
+            remember_answer(feedback, id, fresh, served, values, classes, proba);
         }
         if let Some((shadow, queue)) = shadow {
-            let id = remember.map(|(id, _)| id);
+            let id = remember.map(|((id, _), _)| id);
             queue.push(shadow, served, values, classes, proba, id);
         }
         let output = codec.encode(
@@ -450,6 +461,7 @@ fn run<C: Codec>(
 fn remember_answer(
     feedback: &crate::feedback::Feedback,
     id: &str,
+    fresh: bool,
     served: &ServedModel,
     values: &[f64],
     classes: &[usize],
@@ -460,7 +472,7 @@ fn remember_answer(
     } else {
         classes.iter().map(|&c| c as f64).collect()
     };
-    feedback.remember(id, &served.answerer, values, &predicted);
+    feedback.remember(id, fresh, &served.answerer, values, &predicted);
 }
 
 /// `s` cut to at most 128 bytes (on a character boundary), for error messages.
