@@ -13,7 +13,7 @@ use crate::client::{ClientError, HttpClient, runtime, send};
 use crate::serving::{LiveReport, LiveVersion};
 
 /// Fetches `URL/models/NAME/live`.
-fn fetch(url: &str, name: &str) -> Result<LiveReport, CommandError> {
+pub(super) fn fetch(url: &str, name: &str) -> Result<LiveReport, CommandError> {
     let base = url.trim_end_matches('/');
     let uri: http::Uri = format!("{base}/models/{name}/live")
         .parse()

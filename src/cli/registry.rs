@@ -34,6 +34,10 @@ pub struct ModelsArgs {
     /// With NAME: every version's metrics side by side.
     #[arg(long, requires = "name")]
     pub compare: bool,
+    /// With --compare: add the live figures of this running server (`GET
+    /// /models/NAME/live`): each version's role, labels and live accuracy.
+    #[arg(long, value_name = "URL", requires = "compare")]
+    pub live: Option<String>,
     /// Registry.
     #[command(flatten)]
     pub registry: RegistryArg,
@@ -117,7 +121,14 @@ pub(super) fn models(a: ModelsArgs) -> Result<(), CommandError> {
     let reg = a.registry.open()?;
     match (&a.name, a.compare) {
         (Some(name), true) => {
-            print!("{}", crate::report::compare_text(&*reg, name)?);
+            let live = match &a.live {
+                Some(url) => Some(super::live::fetch(url, name)?),
+                None => None,
+            };
+            print!(
+                "{}",
+                crate::report::compare_text(&*reg, name, live.as_ref())?
+            );
             Ok(())
         }
         _ => list_models(&*reg, &a.registry.registry, a.name.as_deref(), a.json),

@@ -100,6 +100,9 @@ pub struct ReportArgs {
     /// HTML file to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// Add the live figures of this running server (`GET /models/NAME/live`).
+    #[arg(long, value_name = "URL")]
+    pub live: Option<String>,
 }
 
 /// Runs `treeserve train`.
@@ -299,7 +302,12 @@ pub(super) fn retrain(a: RetrainArgs) -> Result<(), CommandError> {
 pub(super) fn report(a: ReportArgs) -> Result<(), CommandError> {
     let reg = a.registry.open()?;
     reg.versions(&a.name)?;
-    let html = crate::report::html(&*reg, Some(&DatasetStore::new(reg.clone())), &a.name)?;
+    let live = match &a.live {
+        Some(url) => Some(super::live::fetch(url, &a.name)?),
+        None => None,
+    };
+    let datasets = DatasetStore::new(reg.clone());
+    let html = crate::report::html(&*reg, Some(&datasets), &a.name, live.as_ref())?;
     std::fs::write(&a.out, html).map_err(io_err(&a.out))?;
     eprintln!("wrote {}", a.out.display());
     Ok(())

@@ -101,9 +101,14 @@ impl Reports {
 }
 
 /// The registry state a report of `model` shows, hashed: its versions, aliases and gate
-/// records, and every dataset's versions. Blocking.
-fn state_key(reg: &dyn Registry, model: &str) -> Result<[u8; 32], RegistryError> {
+/// records, every dataset's versions, and the live figures. Blocking.
+fn state_key(
+    reg: &dyn Registry,
+    model: &str,
+    live: Option<&crate::serving::LiveReport>,
+) -> Result<[u8; 32], RegistryError> {
     let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&live).expect("json"));
     let versions = reg.versions(model)?;
     for v in &versions {
         h.update(v.to_le_bytes());
@@ -142,10 +147,12 @@ pub(super) async fn report(state: &AppState, name: String) -> Reply {
     }
     let registry = Arc::clone(state.fleet().registry());
     let known = reports.key_of(&name);
+    // What this server saw of the model's versions: part of the page, and of its key.
+    let live = state.scoring.live_report(&name).ok();
     let built = state
         .scoring
         .blocking("report", move || {
-            let key = match state_key(&*registry, &name) {
+            let key = match state_key(&*registry, &name, live.as_ref()) {
                 Ok(key) => key,
                 Err(RegistryError::ModelNotFound(_) | RegistryError::InvalidName(_)) => {
                     return Err(ScoreError::ModelNotFound(truncated(&name)).into());
@@ -157,7 +164,7 @@ pub(super) async fn report(state: &AppState, name: String) -> Reply {
             }
             // Datasets come from the same registry, through the same trait.
             let datasets = crate::data::DatasetStore::new(Arc::clone(&registry));
-            let html = crate::report::html(&*registry, Some(&datasets), &name)
+            let html = crate::report::html(&*registry, Some(&datasets), &name, live.as_ref())
                 .map_err(|e| ApiError::Internal(format!("building the report: {e}")))?;
             Ok((name, key, Some(Bytes::from(html))))
         })

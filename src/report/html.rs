@@ -213,11 +213,13 @@ fn full(out: &mut String, noted: &mut bool) -> bool {
     true
 }
 
-/// The self-contained HTML report of `model`.
+/// The self-contained HTML report of `model`; with a server's `live` report, its live
+/// figures too.
 pub fn html(
     reg: &dyn Registry,
     datasets: Option<&DatasetStore>,
     model: &str,
+    live: Option<&crate::serving::LiveReport>,
 ) -> Result<String, RegistryError> {
     let infos = versions(reg, model)?;
     let xs: Vec<String> = infos.iter().map(|i| format!("v{}", i.version)).collect();
@@ -265,6 +267,9 @@ svg .title {{ font-size: 14px; font-weight: bold; }}
             &xs,
             &r2,
         ));
+    }
+    if let Some(live) = live {
+        super::live::section(&mut out, &infos, live);
     }
     // Side by side.
     out.push_str("\n<h2>Versions side by side</h2>\n<table class=\"compare\"><tr><th></th>");

@@ -12,6 +12,7 @@ use crate::registry::{Registry, RegistryError};
 use crate::train::number;
 
 mod html;
+mod live;
 mod tables;
 pub use html::{MAX_REPORT_BYTES, SCRIPT, html};
 pub use tables::MAX_MATRIX_CLASSES;
@@ -220,10 +221,18 @@ fn gate_headline(e: &lifecycle::gate::Evaluation) -> String {
     }
 }
 
-/// Metrics of every version side by side, as text.
-pub fn compare_text(reg: &dyn Registry, model: &str) -> Result<String, RegistryError> {
+/// Metrics of every version side by side, as text; with a server's `live` report, the
+/// live figures too.
+pub fn compare_text(
+    reg: &dyn Registry,
+    model: &str,
+    live: Option<&crate::serving::LiveReport>,
+) -> Result<String, RegistryError> {
     let infos = versions(reg, model)?;
-    let rows = compare_rows(&infos);
+    let mut rows = compare_rows(&infos);
+    if let Some(live) = live {
+        rows.extend(live::rows(&infos, live));
+    }
     let label_w = rows
         .iter()
         .map(|(l, _)| l.chars().count())

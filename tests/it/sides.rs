@@ -362,6 +362,50 @@ async fn promote_from_live_moves_production_only_to_a_version_as_good_on_live_la
     assert_eq!(versions, [1, 2], "{live}");
     assert_eq!(live["agreement"][0]["rows"], 150);
     let url = app.url("");
+    // The live figures beside the test figures: models --compare, the reports.
+    let compare = treeserve_ok(&[
+        "models",
+        "iris",
+        "--compare",
+        "--live",
+        &url,
+        "--registry",
+        reg.arg(),
+    ]);
+    let line = |label: &str| {
+        compare
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} in {compare}"))
+            .split_whitespace()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line("live role"), ["shadow", "production"], "{compare}");
+    assert_eq!(line("live labels"), ["150", "150"], "{compare}");
+    let page = app.get("/models/iris/report").await.text().await.unwrap();
+    assert!(
+        page.contains("<h2>Live traffic</h2>") && page.contains("shadow"),
+        "{page}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("r.html");
+    treeserve_ok(&[
+        "report",
+        "iris",
+        "--live",
+        &url,
+        "--registry",
+        reg.arg(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("<h2>Live traffic</h2>")
+    );
     let promote = |extra: &[&str]| {
         let mut args = vec![
             "promote",
