@@ -297,15 +297,7 @@ pub struct ModelCollector {
 impl ModelCollector {
     /// A collector reading `fleet`'s models; PSI needs `min_rows` rows in the window.
     pub fn new(fleet: std::sync::Arc<crate::serving::Fleet>, min_rows: u64) -> Self {
-        let desc = |name: &str, help: &str, labels: &[&str]| {
-            prometheus::core::Desc::new(
-                format!("{}_{name}", crate::metrics::NAMESPACE),
-                help.into(),
-                labels.iter().map(|l| l.to_string()).collect(),
-                Default::default(),
-            )
-            .expect("valid metric description")
-        };
+        let desc = crate::metrics::desc;
         Self {
             fleet,
             min_rows,

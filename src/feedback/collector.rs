@@ -17,15 +17,7 @@ pub struct Collector {
 impl Collector {
     /// A collector of `feedback`.
     pub fn new(feedback: Arc<Feedback>) -> Self {
-        let desc = |name: &str, help: &str, labels: &[&str]| {
-            Desc::new(
-                format!("{}_{name}", m::NAMESPACE),
-                help.into(),
-                labels.iter().map(|l| l.to_string()).collect(),
-                Default::default(),
-            )
-            .expect("valid metric description")
-        };
+        let desc = crate::metrics::desc;
         let mv = &["model", "version"];
         Self {
             feedback,

@@ -16,7 +16,7 @@ mod requests;
 mod shadow;
 pub use names::*;
 use requests::RequestMetrics;
-pub(crate) use requests::{counter, family, gauge, label};
+pub(crate) use requests::{counter, desc, family, gauge, label};
 pub use shadow::ShadowCollector;
 
 /// Now, in seconds since the Unix epoch.

@@ -114,15 +114,6 @@ pub struct RequestMetrics {
 impl RequestMetrics {
     pub(super) fn new() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let desc = |name: &str, help: &str, labels: &[&str]| {
-            Desc::new(
-                format!("{NAMESPACE}_{name}"),
-                help.into(),
-                labels.iter().map(|l| l.to_string()).collect(),
-                Default::default(),
-            )
-            .expect("valid metric description")
-        };
         Self {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             shards: Mutex::new(Vec::new()),
@@ -238,6 +229,17 @@ pub(crate) fn label(name: &str, value: &str) -> proto::LabelPair {
     l.set_name(name.into());
     l.set_value(value.into());
     l
+}
+
+/// The description of metric `treeserve_NAME` with these labels.
+pub(crate) fn desc(name: &str, help: &str, labels: &[&str]) -> Desc {
+    Desc::new(
+        format!("{NAMESPACE}_{name}"),
+        help.into(),
+        labels.iter().map(|l| l.to_string()).collect(),
+        Default::default(),
+    )
+    .expect("valid metric description")
 }
 
 /// A gauge sample.

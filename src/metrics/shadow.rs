@@ -19,15 +19,7 @@ pub struct ShadowCollector {
 impl ShadowCollector {
     /// A collector of `shadowing`.
     pub fn new(shadowing: Arc<Shadowing>) -> Self {
-        let desc = |name: &str, help: &str, labels: &[&str]| {
-            Desc::new(
-                format!("{}_{name}", m::NAMESPACE),
-                help.into(),
-                labels.iter().map(|l| l.to_string()).collect(),
-                Default::default(),
-            )
-            .expect("valid metric description")
-        };
+        let desc = crate::metrics::desc;
         let pair = &["model", "version", "shadow_version"];
         let per_class = &["class", "model", "version", "shadow_version"];
         Self {

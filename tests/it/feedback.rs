@@ -50,6 +50,20 @@ pub(crate) async fn feedback(app: &App, path: &str, body: &Value) -> Value {
     resp.json().await.unwrap()
 }
 
+/// Posts every IRIS row's true species for the answers with ids `PREFIX0`..`PREFIX149`,
+/// and checks that all joined.
+pub(crate) async fn label_all(app: &App, prefix: &str) {
+    let labels: Vec<Value> = iris_rows()
+        .iter()
+        .enumerate()
+        .map(|(i, (_, s))| json!({"request_id": format!("{prefix}{i}"), "label": s}))
+        .collect();
+    assert_eq!(
+        feedback(app, "/feedback", &Value::Array(labels)).await["joined"],
+        150
+    );
+}
+
 /// The value of the series `name{labels}` in a scrape.
 pub(crate) fn series(metrics: &str, name: &str, labels: &str) -> Option<f64> {
     let prefix = format!("{name}{{{labels}}} ");
@@ -319,15 +333,7 @@ async fn labelled_traffic_becomes_feedback_files_that_retrain_turns_into_a_gated
     for (i, (row, _)) in rows.iter().enumerate() {
         score(&app, Some(&format!("r{i}")), row).await;
     }
-    let labels: Vec<Value> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (_, s))| json!({"request_id": format!("r{i}"), "label": s}))
-        .collect();
-    assert_eq!(
-        feedback(&app, "/feedback", &Value::Array(labels)).await["joined"],
-        150
-    );
+    label_all(&app, "r").await;
     let nudged: Vec<Value> = rows
         .iter()
         .step_by(10)

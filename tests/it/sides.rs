@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::*;
-use crate::feedback::{feedback, iris_rows, score, series};
+use crate::feedback::{feedback, iris_rows, label_all, score, series};
 
 /// The IRIS tree as version 1 (`production`), a depth-1 stump as version 2 (`staging`).
 fn tree_and_stump() -> TestRegistry {
@@ -132,15 +132,7 @@ async fn a_shadow_that_disagrees_shows_the_agreement_and_its_own_live_accuracy()
     assert!(metrics.contains("treeserve_shadow_dropped_requests_total 0"));
 
     // The labels join both versions' answers: the shadow's live accuracy is the stump's.
-    let labels: Vec<Value> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (_, s))| json!({"request_id": format!("r{i}"), "label": s}))
-        .collect();
-    assert_eq!(
-        feedback(&app, "/feedback", &Value::Array(labels)).await["joined"],
-        150
-    );
+    label_all(&app, "r").await;
     let metrics = scrape(&app).await;
     let right = stump
         .iter()
@@ -305,15 +297,7 @@ async fn score_and_label(app: &App, shadowed: f64) {
         total(&scrape(app).await, "treeserve_shadow_rows_total", "") == shadowed
     })
     .await;
-    let labels: Vec<Value> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (_, s))| json!({"request_id": format!("p{i}"), "label": s}))
-        .collect();
-    assert_eq!(
-        feedback(app, "/feedback", &Value::Array(labels)).await["joined"],
-        150
-    );
+    label_all(app, "p").await;
 }
 
 fn production_alias(reg: &TestRegistry) -> u64 {
