@@ -498,3 +498,48 @@ async fn labelled_rows_need_good_features_and_the_dir_needs_a_window() {
     assert!(err.contains("--feedback-window"), "{err}");
     assert!(!err.contains("stack backtrace"), "{err}");
 }
+
+#[tokio::test]
+async fn a_late_label_joins_with_its_delay_and_one_past_the_max_age_does_not() {
+    let reg = TestRegistry::with_iris();
+    let app = App::spawn(
+        reg.path(),
+        &["--feedback-window", "100", "--feedback-max-age", "1s"],
+    );
+    let (row, species) = &iris_rows()[0];
+    let answered = std::time::Instant::now();
+    score(&app, Some("late"), row).await;
+    score(&app, Some("expired"), row).await;
+    // The truth arrives later: the wait is the point of the test.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let got = feedback(
+        &app,
+        "/feedback",
+        &json!({"request_id": "late", "label": species}),
+    )
+    .await;
+    assert_eq!(got["outcomes"], json!(["joined"]));
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let mv = r#"model="iris",version="1""#;
+    let delay = series(&metrics, "treeserve_live_label_delay_seconds_total", mv).unwrap();
+    assert!(
+        delay >= 0.3 && delay <= answered.elapsed().as_secs_f64(),
+        "{delay}"
+    );
+    let live: Value = app.get("/models/iris/live").await.json().await.unwrap();
+    assert!(
+        live["live"][0]["mean_label_delay_seconds"]
+            .as_f64()
+            .unwrap()
+            >= 0.3
+    );
+    // Past --feedback-max-age the answer cannot be labelled.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let got = feedback(
+        &app,
+        "/feedback",
+        &json!({"request_id": "expired", "label": species}),
+    )
+    .await;
+    assert_eq!(got["outcomes"], json!(["unknown_id"]));
+}
