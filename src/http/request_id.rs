@@ -38,10 +38,45 @@ fn process_tag() -> u32 {
     })
 }
 
+/// Ids a thread takes from [`NEXT`] at once, so that threads rarely write the same
+/// counter.
+const ID_BLOCK: u64 = 1024;
+
+thread_local! {
+    /// This thread's next id and the end of its block.
+    static BLOCK: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// A generated id as text: `TTTTTTTT-NNNNNNNN` (8 hex digits of the process tag, then at
+/// least 8 of the number), without the formatting machinery.
+fn generated_text(n: u64) -> ([u8; 25], usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 25];
+    let tag = process_tag();
+    for i in 0..8 {
+        out[i] = HEX[(tag >> (28 - 4 * i)) as usize & 15];
+    }
+    out[8] = b'-';
+    let digits = (16 - n.leading_zeros() as usize / 4).max(8);
+    for i in 0..digits {
+        out[9 + i] = HEX[(n >> (4 * (digits - 1 - i))) as usize & 15];
+    }
+    (out, 9 + digits)
+}
+
 impl RequestId {
     /// A fresh id.
     pub(super) fn generate() -> Self {
-        RequestId::Generated(NEXT.fetch_add(1, Ordering::Relaxed))
+        let n = BLOCK.with(|b| {
+            let (mut next, mut end) = b.get();
+            if next == end {
+                next = NEXT.fetch_add(ID_BLOCK, Ordering::Relaxed);
+                end = next + ID_BLOCK;
+            }
+            b.set((next + 1, end));
+            next
+        });
+        RequestId::Generated(n)
     }
 
     /// The client's id, or a fresh one.
@@ -56,8 +91,9 @@ impl RequestId {
     pub(super) fn header_value(&self) -> HeaderValue {
         match self {
             RequestId::Client(v) => v.clone(),
-            RequestId::Generated(_) => {
-                HeaderValue::from_str(&self.to_string()).expect("hex digits are a valid header")
+            RequestId::Generated(n) => {
+                let (text, len) = generated_text(*n);
+                HeaderValue::from_bytes(&text[..len]).expect("hex digits are a valid header")
             }
         }
     }
@@ -74,7 +110,12 @@ impl RequestId {
     pub(super) fn key(&self) -> Box<str> {
         match self {
             RequestId::Client(v) => String::from_utf8_lossy(v.as_bytes()).into(),
-            RequestId::Generated(_) => self.to_string().into(),
+            RequestId::Generated(n) => {
+                let (text, len) = generated_text(*n);
+                std::str::from_utf8(&text[..len])
+                    .expect("hex digits")
+                    .into()
+            }
         }
     }
 }
@@ -87,7 +128,10 @@ fn logged_as_is(b: u8) -> bool {
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RequestId::Generated(n) => write!(f, "{:08x}-{n:08x}", process_tag()),
+            RequestId::Generated(n) => {
+                let (text, len) = generated_text(*n);
+                f.write_str(std::str::from_utf8(&text[..len]).expect("hex digits"))
+            }
             // Logged as one inert token: a client's spaces, tabs, quotes, `=` or non-ASCII
             // bytes would let it forge fields or lines in text logs.
             RequestId::Client(v) => {
@@ -103,6 +147,15 @@ impl fmt::Display for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_text_is_the_formatted_text() {
+        for n in [0, 1, 0xabc, 0xffff_ffff, 0x1_0000_0000, u64::MAX] {
+            let (text, len) = generated_text(n);
+            let want = format!("{:08x}-{n:08x}", process_tag());
+            assert_eq!(std::str::from_utf8(&text[..len]).unwrap(), want);
+        }
+    }
 
     #[test]
     fn generated_ids_are_distinct_and_valid_headers() {

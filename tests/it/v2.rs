@@ -448,6 +448,7 @@ async fn the_openapi_document_lists_every_route() {
         "/models",
         "/models/{model}",
         "/models/{model}/report",
+        "/models/{model}/live",
         "/metrics",
         "/openapi.json",
         "/v2",
@@ -471,5 +472,5 @@ async fn the_openapi_document_lists_every_route() {
     ] {
         assert!(paths.contains_key(route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 27, "an undocumented or stale path");
+    assert_eq!(paths.len(), 28, "an undocumented or stale path");
 }
