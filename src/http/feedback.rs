@@ -157,12 +157,19 @@ fn labelled_rows(
     labels: &[Label],
 ) -> Result<Vec<ScoredRow>, ApiError> {
     let mut out = Vec::new();
+    // One version scores every row of the request (found at the first labelled row).
+    let mut served: Option<std::sync::Arc<ServedModel>> = None;
     for (i, l) in labels.iter().enumerate() {
         let Label::Row(row) = l else { continue };
-        let models = state.scoring.fleet().models();
-        let served = find(&models, model)?
-            .current()
-            .ok_or_else(|| ScoreError::ModelNotReady(model.unwrap_or_default().into()))?;
+        let served = match &served {
+            Some(s) => s.clone(),
+            None => {
+                let current = find(&state.scoring.fleet().models(), model)?
+                    .current()
+                    .ok_or_else(|| ScoreError::ModelNotReady(model.unwrap_or_default().into()))?;
+                served.insert(current).clone()
+            }
+        };
         let m = &served.model;
         let body = serde_json::to_vec(&row.features).expect("json");
         let mut inputs = Vec::with_capacity(m.num_features());

@@ -77,8 +77,7 @@ impl prometheus::core::Collector for ShadowCollector {
                     label("shadow_version", &shadow),
                 ]
             };
-            let regression = a.classes.len() == 1 && a.classes[0].0.is_empty();
-            let (mut rows, mut agreed) = (0, 0);
+            let regression = a.is_regression();
             for (class, n, same) in &a.classes {
                 let labels = || {
                     let mut l = vec![label("class", class)];
@@ -89,17 +88,14 @@ impl prometheus::core::Collector for ShadowCollector {
                 if !regression {
                     f[1].push(counter(labels(), *same as f64));
                 }
-                rows += n;
-                agreed += same;
             }
-            if rows == 0 {
-                continue;
-            }
-            if regression {
-                f[3].push(counter(pair(), a.abs_difference));
-                f[4].push(gauge(pair(), a.abs_difference / rows as f64));
-            } else {
-                f[2].push(gauge(pair(), agreed as f64 / rows as f64));
+            match a.ratios() {
+                (Some(share), _) => f[2].push(gauge(pair(), share)),
+                (None, Some(mean)) => {
+                    f[3].push(counter(pair(), a.abs_difference));
+                    f[4].push(gauge(pair(), mean));
+                }
+                (None, None) => {}
             }
         }
         let kinds = [

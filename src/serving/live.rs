@@ -111,24 +111,13 @@ impl Scoring {
                 .into_iter()
                 .filter(|a| a.model == name)
                 .map(|a| {
-                    let rows: u64 = a.classes.iter().map(|c| c.1).sum();
-                    let agreed: u64 = a.classes.iter().map(|c| c.2).sum();
-                    let regression = a.classes.len() == 1 && a.classes[0].0.is_empty();
-                    let share = |x: f64| (rows > 0).then(|| x / rows as f64);
+                    let (agreement, mean_abs_difference) = a.ratios();
                     AgreementReport {
                         version: a.version,
                         shadow_version: a.shadow_version,
-                        rows,
-                        agreement: if regression {
-                            None
-                        } else {
-                            share(agreed as f64)
-                        },
-                        mean_abs_difference: if regression {
-                            share(a.abs_difference)
-                        } else {
-                            None
-                        },
+                        rows: a.totals().0,
+                        agreement,
+                        mean_abs_difference,
                     }
                 })
                 .collect()

@@ -57,6 +57,34 @@ pub struct Agreement {
     pub abs_difference: f64,
 }
 
+impl Agreement {
+    /// Whether the pair are regressors (one entry, with no class).
+    pub fn is_regression(&self) -> bool {
+        self.classes.len() == 1 && self.classes[0].0.is_empty()
+    }
+
+    /// Rows scored by both, and the rows the shadow agreed on.
+    pub fn totals(&self) -> (u64, u64) {
+        self.classes
+            .iter()
+            .fold((0, 0), |(n, a), c| (n + c.1, a + c.2))
+    }
+
+    /// The share of rows agreed on (classifiers) and the mean absolute difference
+    /// (regressors), once rows were scored.
+    pub fn ratios(&self) -> (Option<f64>, Option<f64>) {
+        let (rows, agreed) = self.totals();
+        if rows == 0 {
+            return (None, None);
+        }
+        if self.is_regression() {
+            (None, Some(self.abs_difference / rows as f64))
+        } else {
+            (Some(agreed as f64 / rows as f64), None)
+        }
+    }
+}
+
 /// The queue, its worker and the figures.
 #[derive(Debug)]
 pub struct Shadowing {

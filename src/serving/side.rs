@@ -135,12 +135,6 @@ pub fn draw(key: Option<&[u8]>) -> u32 {
 }
 
 impl Catalog {
-    /// The shadow version, when one is loaded and it is not the alias's.
-    #[inline]
-    pub fn shadow(&self) -> Option<Arc<ServedModel>> {
-        self.sides().shadow.served.load_full()
-    }
-
     /// The shadow version as a cheap guard (within synchronous code only).
     #[inline]
     pub fn shadow_guard(&self) -> arc_swap::Guard<Option<Arc<ServedModel>>> {

@@ -124,6 +124,12 @@ impl TestRegistry {
         treeserve(&args)
     }
 
+    /// `treeserve models MODEL --json`: the model's versions and aliases.
+    pub fn models_json(&self, model: &str) -> serde_json::Value {
+        let out = treeserve_ok(&["models", model, "--registry", self.arg(), "--json"]);
+        serde_json::from_str(&out).expect("models --json is JSON")
+    }
+
     /// A registry with the IRIS tree published as version 1 and aliased `production`.
     pub fn with_iris() -> Self {
         let reg = Self::new();

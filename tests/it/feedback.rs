@@ -438,15 +438,7 @@ async fn labelled_traffic_becomes_feedback_files_that_retrain_turns_into_a_gated
         5,
         "{stdout}"
     );
-    let listing: Value = serde_json::from_str(&treeserve_ok(&[
-        "models",
-        "iris",
-        "--registry",
-        reg.arg(),
-        "--json",
-    ]))
-    .unwrap();
-    let text = listing.to_string();
+    let text = reg.models_json("iris").to_string();
     assert!(text.contains("\"version\":2"), "{text}");
     let data = treeserve_ok(&["data", "list", "iris", "--registry", reg.arg()]);
     assert!(data.contains("180"), "{data}");

@@ -301,14 +301,7 @@ async fn score_and_label(app: &App, shadowed: f64) {
 }
 
 fn production_alias(reg: &TestRegistry) -> u64 {
-    let listing: Value = serde_json::from_str(&treeserve_ok(&[
-        "models",
-        "iris",
-        "--registry",
-        reg.arg(),
-        "--json",
-    ]))
-    .unwrap();
+    let listing = reg.models_json("iris");
     listing[0]["aliases"]["production"]["version"]
         .as_u64()
         .unwrap_or_else(|| panic!("no production alias in {listing}"))
