@@ -3,13 +3,15 @@
 //! arrive (minutes to hours later), and the live quality of each version from the joined
 //! labels (accuracy and recall per class; MAE and RMSE for a regressor).
 //!
-//! The record is split into shards by the id's hash, each a map and the insertion order,
-//! evicted by count (`--feedback-window` answers in all) and by age
+//! The record is split into shards (a generated id's number picks its shard, a client
+//! id's hash its), each the answers in insertion order and the means to find one by id
+//! ([`record`]), evicted by count (`--feedback-window` answers in all) and by age
 //! (`--feedback-max-age`). An id answered again replaces the earlier answer. A row is
 //! labelled at most once.
 
 mod collector;
 mod files;
+pub mod id;
 mod live;
 mod record;
 
@@ -23,6 +25,8 @@ use std::time::{Duration, Instant};
 
 pub use collector::Collector;
 pub use files::{Files, FilesCounts, FilesOptions};
+pub use id::AnswerId;
+use id::Key;
 pub use live::{Live, LiveFigures};
 
 /// Shards of the record.
@@ -143,6 +147,8 @@ pub struct Joined {
 pub struct Feedback {
     options: FeedbackOptions,
     hasher: RandomState,
+    /// When the record started: answers keep their time as nanoseconds from it.
+    epoch: Instant,
     shards: Vec<Mutex<record::Shard>>,
     live: Mutex<HashMap<(String, u64), Live>>,
     outcomes: [AtomicU64; Outcome::ALL.len()],
@@ -155,6 +161,7 @@ impl Feedback {
         Self {
             options,
             hasher: RandomState::new(),
+            epoch: Instant::now(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             live: Mutex::default(),
             outcomes: Default::default(),
@@ -178,11 +185,17 @@ impl Feedback {
         &self.options
     }
 
-    /// The id's hash and its shard.
-    fn shard(&self, id: &str) -> (u64, &Mutex<record::Shard>) {
-        let hash = self.hasher.hash_one(id);
-        // The table uses the hash's low bits: the shard takes high ones.
-        (hash, &self.shards[(hash >> 57) as usize % SHARDS])
+    /// The id's hash (a client's; 0 for a generated one) and its shard.
+    fn shard(&self, key: Key<'_>) -> (u64, &Mutex<record::Shard>) {
+        match key {
+            // Consecutive numbers go to every shard in turn.
+            Key::Generated(n) => (0, &self.shards[n as usize % SHARDS]),
+            Key::Client(id) => {
+                let hash = self.hasher.hash_one(id);
+                // The table uses the hash's low bits: the shard takes high ones.
+                (hash, &self.shards[(hash >> 57) as usize % SHARDS])
+            }
+        }
     }
 
     /// Most answers a shard keeps.
@@ -190,40 +203,52 @@ impl Feedback {
         self.options.window.div_ceil(SHARDS).max(1)
     }
 
-    /// Remembers the answer `by` gave request `id`: `inputs` (rows × features) and, per
-    /// row, `predicted` (a class index, or a regressor's value). `fresh`: the id was made
-    /// here and never given before (not looked up).
+    /// Nanoseconds from the record's start to `t`.
+    fn nanos(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// Remembers the answer `by` gave request `id` at `at`: `inputs` (rows × features)
+    /// and, per row, `predicted` (a class index, or a regressor's value).
     pub fn remember(
         &self,
-        id: &str,
-        fresh: bool,
+        id: &AnswerId,
+        at: Instant,
         by: &Arc<Answerer>,
         inputs: &[f64],
-        predicted: &[f64],
+        predicted: impl ExactSizeIterator<Item = f64>,
     ) {
-        let now = Instant::now();
-        let (cap, max_age) = (self.per_shard(), self.options.max_age);
-        let (hash, shard) = self.shard(id);
-        shard
-            .lock()
-            .expect("feedback shard lock")
-            .insert(hash, id, fresh, by, inputs, predicted, now, cap, max_age);
+        let now = self.nanos(at);
+        let oldest = now.saturating_sub(self.options.max_age.as_nanos() as u64);
+        let key = id.key();
+        let (hash, shard) = self.shard(key);
+        shard.lock().expect("feedback shard lock").insert(
+            key,
+            hash,
+            by,
+            inputs,
+            predicted,
+            now,
+            oldest,
+            self.per_shard(),
+        );
     }
 
     /// Remembers the shadow version `shadow`'s answer (`predicted`, per row) beside
     /// `production`'s answer to `id`, so that its labels count for the shadow too.
     pub fn remember_beside(
         &self,
-        id: &str,
+        id: &AnswerId,
         production: &Arc<Answerer>,
         shadow: &Arc<Answerer>,
         predicted: &[f64],
     ) {
-        let (hash, shard) = self.shard(id);
+        let key = id.key();
+        let (hash, shard) = self.shard(key);
         shard
             .lock()
             .expect("feedback shard lock")
-            .beside(hash, id, production, shadow, predicted);
+            .beside(key, hash, production, shadow, predicted);
     }
 
     /// Joins `truth` to row `row` (`None`: the only row) of the answer to `id` (given by
@@ -286,21 +311,22 @@ impl Feedback {
         row: Option<usize>,
         truth: Truth,
     ) -> (Outcome, Option<Joined>) {
-        let now = Instant::now();
-        let max_age = self.options.max_age;
-        let (hash, shard) = self.shard(id);
+        let now = self.nanos(Instant::now());
+        let max_age = self.options.max_age.as_nanos() as u64;
+        let key = Key::of(id);
+        let (hash, shard) = self.shard(key);
         let found = shard.lock().expect("feedback shard lock").label(
+            key,
             hash,
-            id,
             row,
-            |at, by| now.duration_since(at) <= max_age && model.is_none_or(|m| by.model == m),
+            |at, by| now.saturating_sub(at) <= max_age && model.is_none_or(|m| by.model == m),
             |by| by.actual(&truth),
         );
         let found = match found {
             Ok(f) => f,
             Err(o) => return (o, None),
         };
-        let delay = now.duration_since(found.at);
+        let delay = Duration::from_nanos(now.saturating_sub(found.at));
         self.add_live(&found.by, found.predicted, found.actual, delay);
         if let Some((shadow, predicted)) = found.beside
             && let Ok(actual) = shadow.actual(&truth)

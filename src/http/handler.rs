@@ -111,8 +111,8 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
     {
         if held.state.scoring.feedback().is_some() {
             let id = Ids::logged(&mut ids);
-            job.ask.fresh = id.generated();
-            job.ask.id = Some(id.key());
+            job.ask.id = Some(id.answer_id());
+            job.ask.at = Some(start);
         }
         job.ask.drawn = drawn;
     }

@@ -3,10 +3,12 @@
 //! logging turned on), so a successful request pays nothing for it.
 
 use std::fmt::{self, Write};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderValue;
+
+use crate::feedback::AnswerId;
+use crate::feedback::id::generated_text;
 
 /// Longest client id kept (longer ones are cut in logs).
 const MAX_LOGGED_LEN: usize = 128;
@@ -22,22 +24,6 @@ pub(super) enum RequestId {
 
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
-/// A per-process tag (start time and pid mixed), so ids from replicas rarely collide.
-fn process_tag() -> u32 {
-    static TAG: OnceLock<u32> = OnceLock::new();
-    *TAG.get_or_init(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let x = nanos ^ (u64::from(std::process::id()) << 32);
-        // splitmix64 finaliser
-        let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (x ^ (x >> 31)) as u32
-    })
-}
-
 /// Ids a thread takes from [`NEXT`] at once, so that threads rarely write the same
 /// counter.
 const ID_BLOCK: u64 = 1024;
@@ -45,23 +31,6 @@ const ID_BLOCK: u64 = 1024;
 thread_local! {
     /// This thread's next id and the end of its block.
     static BLOCK: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
-}
-
-/// A generated id as text: `TTTTTTTT-NNNNNNNN` (8 hex digits of the process tag, then at
-/// least 8 of the number), without the formatting machinery.
-fn generated_text(n: u64) -> ([u8; 25], usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 25];
-    let tag = process_tag();
-    for i in 0..8 {
-        out[i] = HEX[(tag >> (28 - 4 * i)) as usize & 15];
-    }
-    out[8] = b'-';
-    let digits = (16 - n.leading_zeros() as usize / 4).max(8);
-    for i in 0..digits {
-        out[9 + i] = HEX[(n >> (4 * (digits - 1 - i))) as usize & 15];
-    }
-    (out, 9 + digits)
 }
 
 impl RequestId {
@@ -100,22 +69,12 @@ impl RequestId {
 }
 
 impl RequestId {
-    /// Whether the id was made here (so never given before).
-    pub(super) fn generated(&self) -> bool {
-        matches!(self, RequestId::Generated(_))
-    }
-
-    /// The id as the feedback record keys it: the client's value whole (not cut as in
-    /// logs), or the generated one.
-    pub(super) fn key(&self) -> Box<str> {
+    /// The id as the feedback record keys it: the generated number, or the client's
+    /// value whole (not cut as in logs).
+    pub(super) fn answer_id(&self) -> AnswerId {
         match self {
-            RequestId::Client(v) => String::from_utf8_lossy(v.as_bytes()).into(),
-            RequestId::Generated(n) => {
-                let (text, len) = generated_text(*n);
-                std::str::from_utf8(&text[..len])
-                    .expect("hex digits")
-                    .into()
-            }
+            RequestId::Client(v) => AnswerId::of(&String::from_utf8_lossy(v.as_bytes())),
+            RequestId::Generated(n) => AnswerId::Generated(*n),
         }
     }
 }
@@ -147,15 +106,6 @@ impl fmt::Display for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_text_is_the_formatted_text() {
-        for n in [0, 1, 0xabc, 0xffff_ffff, 0x1_0000_0000, u64::MAX] {
-            let (text, len) = generated_text(n);
-            let want = format!("{:08x}-{n:08x}", process_tag());
-            assert_eq!(std::str::from_utf8(&text[..len]).unwrap(), want);
-        }
-    }
 
     #[test]
     fn generated_ids_are_distinct_and_valid_headers() {

@@ -127,9 +127,10 @@ pub enum Outcome<'a, T> {
 #[derive(Debug, Default)]
 pub struct Ask {
     /// The answer's id, for labels.
-    pub id: Option<Box<str>>,
-    /// Whether the id was made here (never given before: not looked up).
-    pub fresh: bool,
+    pub id: Option<crate::feedback::AnswerId>,
+    /// When the request arrived: the answer's time in the feedback record (`None`: when
+    /// it is remembered).
+    pub at: Option<std::time::Instant>,
     /// The request's canary draw ([`super::draw`]); `None`: at random.
     pub drawn: Option<u32>,
 }
@@ -231,7 +232,7 @@ impl Scoring {
         let id = ask
             .id
             .filter(|_| self.feedback.is_some())
-            .map(|i| (i, ask.fresh));
+            .map(|id| (id, ask.at.unwrap_or_else(std::time::Instant::now)));
         if let Some(version) = version {
             let (model, version) = (model.unwrap_or_default().to_owned(), version.to_owned());
             return Outcome::Later(Box::pin(async move {
@@ -273,14 +274,11 @@ impl Scoring {
         shadow: Option<(&Arc<ServedModel>, &Arc<super::Shadowing>)>,
         codec: C,
         body: Bytes,
-        id: Option<(Box<str>, bool)>,
+        id: Option<(crate::feedback::AnswerId, std::time::Instant)>,
     ) -> Outcome<'a, C::Output> {
         let (max_rows, record) = (self.max_rows, self.record);
         if inline(body.len(), &served.model) {
-            let remember = id
-                .as_ref()
-                .map(|(i, f)| (&**i, *f))
-                .zip(self.feedback.as_deref());
+            let remember = id.as_ref().zip(self.feedback.as_deref());
             let scored = run(served, &codec, &body, max_rows, record, 1, remember, shadow);
             return Outcome::Now(self.finish(scored));
         }
@@ -291,10 +289,7 @@ impl Scoring {
         Outcome::Later(Box::pin(async move {
             let scored = self
                 .blocking("scoring", move || {
-                    let remember = id
-                        .as_ref()
-                        .map(|(i, f)| (&**i, *f))
-                        .zip(feedback.as_deref());
+                    let remember = id.as_ref().zip(feedback.as_deref());
                     let shadow = shadow.as_ref().map(|(s, q)| (s, q));
                     run(
                         &served, &codec, &body, max_rows, record, threads, remember, shadow,
@@ -415,7 +410,10 @@ fn run<C: Codec>(
     max_rows: usize,
     record: bool,
     threads: usize,
-    remember: Option<((&str, bool), &crate::feedback::Feedback)>,
+    remember: Option<(
+        &(crate::feedback::AnswerId, std::time::Instant),
+        &crate::feedback::Feedback,
+    )>,
     shadow: Option<(&Arc<ServedModel>, &Arc<super::Shadowing>)>,
 ) -> Result<Scored<C::Output>, InputError> {
     SCRATCH.with_borrow_mut(|s| {
@@ -433,8 +431,8 @@ fn run<C: Codec>(
         // A regressor's value is its one score.
         let want_proba = codec.wants_proba(&decoded) || served.model.is_regression();
         predict(served, values, classes, proba, want_proba, record, threads);
-        if let Some(((id, fresh), feedback)) = remember {
-            remember_answer(feedback, id, fresh, served, values, classes, proba);
+        if let Some(((id, at), feedback)) = remember {
+            remember_answer(feedback, id, *at, served, values, classes, proba);
         }
         if let Some((shadow, queue)) = shadow {
             let id = remember.map(|((id, _), _)| id);
@@ -460,19 +458,20 @@ fn run<C: Codec>(
 #[cold]
 fn remember_answer(
     feedback: &crate::feedback::Feedback,
-    id: &str,
-    fresh: bool,
+    id: &crate::feedback::AnswerId,
+    at: std::time::Instant,
     served: &ServedModel,
     values: &[f64],
     classes: &[usize],
     scores: &[f64],
 ) {
-    let predicted: Vec<f64> = if served.model.is_regression() {
-        scores[..classes.len()].to_vec()
+    let by = &served.answerer;
+    if served.model.is_regression() {
+        let values_of = scores[..classes.len()].iter().copied();
+        feedback.remember(id, at, by, values, values_of);
     } else {
-        classes.iter().map(|&c| c as f64).collect()
-    };
-    feedback.remember(id, fresh, &served.answerer, values, &predicted);
+        feedback.remember(id, at, by, values, classes.iter().map(|&c| c as f64));
+    }
 }
 
 /// `s` cut to at most 128 bytes (on a character boundary), for error messages.

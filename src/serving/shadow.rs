@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::ServedModel;
-use crate::feedback::{Answerer, Feedback};
+use crate::feedback::{AnswerId, Answerer, Feedback};
 
 /// Each (model, production version, shadow version)'s agreement.
 type Figures = Mutex<HashMap<(String, u64, u64), Agreement>>;
@@ -38,7 +38,7 @@ struct Group {
     shadow: Arc<ServedModel>,
     production: Arc<Answerer>,
     /// Per request: its rows and its id (with a feedback record).
-    requests: Vec<(usize, Option<Box<str>>)>,
+    requests: Vec<(usize, Option<AnswerId>)>,
 }
 
 /// Agreement of one shadow version with one production version.
@@ -138,7 +138,7 @@ impl Shadowing {
         values: &[f64],
         classes: &[usize],
         scores: &[f64],
-        id: Option<&str>,
+        id: Option<&AnswerId>,
     ) {
         if shadow.id == production.id {
             return;
@@ -150,7 +150,7 @@ impl Shadowing {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let id = id.map(Box::from);
+        let id = id.cloned();
         let mut pending = self.pending.lock().expect("shadow queue");
         let first = pending.groups.is_empty();
         pending.values.extend_from_slice(values);
