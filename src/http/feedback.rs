@@ -5,55 +5,15 @@
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use serde::Deserialize;
 
 use super::body::check_content_type;
 use super::step::{BodyJob, JobKind, Reply, Step};
 use super::{ApiError, AppState, json_response};
-use crate::feedback::{Outcome, Truth};
+use crate::feedback::Outcome;
 use crate::metrics::Route;
-use crate::protocol::{InputError, InputErrorKind as K, score};
+use crate::protocol::feedback::{self as body_of, Label};
+use crate::protocol::{InputError, score};
 use crate::serving::{ScoreError, ServedModel, find};
-
-/// One label: for an earlier answer, or with the row's features.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Label {
-    ById(ById),
-    Row(Row),
-}
-
-/// A label for an earlier answer's row.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ById {
-    request_id: String,
-    #[serde(default)]
-    row: Option<usize>,
-    label: LabelValue,
-}
-
-/// A labelled row: its features as a `/score` body of one row.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Row {
-    features: serde_json::Value,
-    label: LabelValue,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum LabelValue {
-    Class(String),
-    Value(f64),
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Body {
-    Many(Vec<Label>),
-    One(Label),
-}
 
 /// The route up to the body.
 pub(super) fn step<'a, B>(req: Request<B>, route: Route) -> Step<'a, B> {
@@ -82,36 +42,7 @@ pub(super) fn label(state: &AppState, model: Option<&str>, body: &Bytes) -> Repl
     if let Some(m) = model {
         state.scoring.catalog(m)?;
     }
-    let labels = match serde_json::from_slice::<Body>(body) {
-        Ok(Body::Many(l)) => l,
-        Ok(Body::One(l)) => vec![l],
-        Err(e) => {
-            let kind = if e.is_data() {
-                K::InvalidBody
-            } else {
-                K::MalformedJson
-            };
-            return Err(InputError::new(
-                kind,
-                format!(
-                    "send [{{\"request_id\": \"…\", \"row\": 0, \"label\": \"class\" or a number}}, …] \
-                     or [{{\"features\": {{\"name\": value, …}}, \"label\": …}}, …]: {e}"
-                ),
-            )
-            .into());
-        }
-    };
-    let limit = state.config.max_batch_rows;
-    if labels.len() > limit {
-        return Err(InputError::new(
-            K::TooManyRows,
-            format!(
-                "{} labels in one request; the limit is {limit}",
-                labels.len()
-            ),
-        )
-        .into());
-    }
+    let labels = body_of::decode(body, state.config.max_batch_rows)?;
     // Labelled rows are decoded first: a bad one fails the request before anything counts.
     let rows = labelled_rows(state, model, &labels)?;
     let mut rows = rows.iter();
@@ -119,10 +50,10 @@ pub(super) fn label(state: &AppState, model: Option<&str>, body: &Bytes) -> Repl
     let mut outcomes = Vec::with_capacity(labels.len());
     for l in labels {
         let (outcome, _) = match l {
-            Label::ById(l) => feedback.label(&l.request_id, model, l.row, truth(l.label)),
+            Label::ById(l) => feedback.label(&l.request_id, model, l.row, l.label),
             Label::Row(l) => {
                 let (served, inputs, predicted) = rows.next().expect("one per labelled row");
-                feedback.scored(&served.answerer, inputs, *predicted, truth(l.label))
+                feedback.scored(&served.answerer, inputs, *predicted, l.label)
             }
         };
         counts[outcome.index()] += 1;
@@ -137,13 +68,6 @@ pub(super) fn label(state: &AppState, model: Option<&str>, body: &Bytes) -> Repl
         StatusCode::OK,
         serde_json::to_vec(&answer).expect("json"),
     ))
-}
-
-fn truth(label: LabelValue) -> Truth {
-    match label {
-        LabelValue::Class(c) => Truth::Class(c),
-        LabelValue::Value(v) => Truth::Value(v),
-    }
 }
 
 /// A labelled row scored: the version (the model's current one), the inputs, the

@@ -2,6 +2,7 @@
 //! The HTTP layer is a thin adapter over these.
 
 pub(crate) mod cursor;
+pub mod feedback;
 pub mod score;
 pub mod tabular;
 pub mod v2;
