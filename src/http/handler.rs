@@ -101,13 +101,11 @@ pub(super) fn answer<'a, B: RequestBody + 'a, S: StateRef + 'a>(
         None => catch::sync(&span, || routes::route(req, &held.state)),
         Some(e) => Ok(Step::Done(Route::Unmatched, Box::new(Err(e)))),
     };
-    // With a feedback record, every scored answer has an id to label it by; a canary
-    // key header picks the version.
-    if let Ok(Step::Body {
-        route: Route::Score | Route::ModelScore,
-        job,
-        ..
-    }) = &mut step
+    // With a feedback record, every scored answer (`/score`, V2 infer over HTTP,
+    // `/invocations`, KServe V1) has an id to label it by; a canary key header picks the
+    // version.
+    if let Ok(Step::Body { job, .. }) = &mut step
+        && job.scores()
     {
         if held.state.scoring.feedback().is_some() {
             let id = Ids::logged(&mut ids);

@@ -17,14 +17,15 @@ impl BodyJob {
                 let ask = std::mem::take(&mut self.ask);
                 score::score(state, self.model(), want_proba, body, ask)
             }
-            JobKind::Infer { header_len } => v2::infer(
-                state,
-                self.model().unwrap_or_default(),
-                self.version(),
-                header_len,
-                body,
-            ),
-            JobKind::Tabular { csv } => tabular::score(state, self.model(), csv, body),
+            JobKind::Infer { header_len } => {
+                let ask = std::mem::take(&mut self.ask);
+                let (model, version) = (self.model().unwrap_or_default(), self.version());
+                v2::infer(state, model, version, header_len, body, ask)
+            }
+            JobKind::Tabular { csv } => {
+                let ask = std::mem::take(&mut self.ask);
+                tabular::score(state, self.model(), csv, body, ask)
+            }
             JobKind::Feedback => Next::Now(feedback::label(state, self.model(), &body)),
         }
     }

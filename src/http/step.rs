@@ -99,6 +99,11 @@ fn path_of(path: &Option<PathAndQuery>) -> &str {
 }
 
 impl BodyJob {
+    /// Whether the job scores rows (every kind but labels).
+    pub(super) fn scores(&self) -> bool {
+        !matches!(self.kind, JobKind::Feedback)
+    }
+
     /// A job on `uri`; `names` finds the model and version in its path.
     pub(super) fn new(
         uri: Uri,

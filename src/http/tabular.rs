@@ -63,8 +63,10 @@ pub(super) fn score<'a>(
     model: Option<&str>,
     csv: bool,
     body: Bytes,
+    ask: crate::serving::Ask,
 ) -> Next<'a> {
-    let outcome = state.scoring.score(model, None, TabularCodec { csv }, body);
+    let codec = TabularCodec { csv };
+    let outcome = state.scoring.score_asked(model, None, codec, body, ask);
     Next::scored(outcome, score::respond)
 }
 

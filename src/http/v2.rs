@@ -189,10 +189,12 @@ pub(super) fn infer<'a>(
     version: Option<&str>,
     header_len: Option<usize>,
     body: Bytes,
+    ask: crate::serving::Ask,
 ) -> Next<'a> {
+    let codec = V2Codec { header_len };
     let outcome = state
         .scoring
-        .score(Some(model), version, V2Codec { header_len }, body);
+        .score_asked(Some(model), version, codec, body, ask);
     Next::scored(outcome, respond)
 }
 

@@ -134,10 +134,7 @@ mod tests {
             assert_eq!(e.kind, kind, "{}", String::from_utf8_lossy(body));
             assert!(e.message.contains("request_id"), "{}", e.message);
         }
-        let list = format!(
-            "[{}]",
-            [r#"{"request_id": "a", "label": 1}"#; 3].join(",")
-        );
+        let list = format!("[{}]", [r#"{"request_id": "a", "label": 1}"#; 3].join(","));
         assert_eq!(decode(list.as_bytes(), 2).unwrap_err().kind, K::TooManyRows);
     }
 }

@@ -535,3 +535,65 @@ async fn a_late_label_joins_with_its_delay_and_one_past_the_max_age_does_not() {
     .await;
     assert_eq!(got["outcomes"], json!(["unknown_id"]));
 }
+
+#[tokio::test]
+async fn answers_over_v2_invocations_and_kserve_v1_are_labelled_too() {
+    let reg = TestRegistry::with_iris();
+    // A depth-1 stump, so that some answers are wrong.
+    let stump = reg.train("stump.tsm", &["--max-depth", "1"]);
+    assert_eq!(reg.publish(&stump, Some("production")), 2);
+    let app = App::spawn(reg.path(), &["--feedback-window", "10000"]);
+    let rows = iris_rows();
+    let numbers =
+        |r: &Value| -> Vec<f64> { FEATURES.iter().map(|f| r[f].as_f64().unwrap()).collect() };
+    // Rows 0, 50 and 100 (one of each species) in each protocol's form.
+    let picked = [0, 50, 100];
+    let data: Vec<f64> = picked.iter().flat_map(|&i| numbers(&rows[i].0)).collect();
+    let lists: Vec<Vec<f64>> = picked.iter().map(|&i| numbers(&rows[i].0)).collect();
+    let requests = [
+        (
+            "/v2/models/iris/infer",
+            json!({"inputs": [{"name": "input", "shape": [3, 4], "datatype": "FP64", "data": data}]}),
+        ),
+        (
+            "/invocations",
+            json!({"dataframe_split": {"columns": FEATURES, "data": lists}}),
+        ),
+        ("/v1/models/iris:predict", json!({"instances": lists})),
+    ];
+    let mut labels = Vec::new();
+    let mut predicted = Vec::new();
+    for (path, body) in &requests {
+        let resp = app.post(path, &body.to_string()).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let out: Value = resp.json().await.unwrap();
+        let answers = match *path {
+            "/v2/models/iris/infer" => &out["outputs"][0]["data"],
+            _ => &out["predictions"],
+        };
+        let answers: Vec<&str> = answers
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(answers.len(), 3, "{path}: {out}");
+        for (row, &i) in picked.iter().enumerate() {
+            labels.push(json!({"request_id": id, "row": row, "label": rows[i].1}));
+            predicted.push(answers[row] == rows[i].1);
+        }
+    }
+    let got = feedback(&app, "/feedback", &Value::Array(labels)).await;
+    assert_eq!(got["joined"], 9, "{got}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let mv = r#"model="iris",version="2""#;
+    assert_eq!(
+        series(&metrics, "treeserve_live_labels_total", mv),
+        Some(9.0)
+    );
+    let right = predicted.iter().filter(|&&r| r).count() as f64;
+    assert!((1.0..9.0).contains(&right), "the stump got {right} right");
+    let accuracy = series(&metrics, "treeserve_live_accuracy", mv).unwrap();
+    assert!((accuracy - right / 9.0).abs() < 1e-12, "{accuracy}");
+}
