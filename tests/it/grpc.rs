@@ -231,3 +231,42 @@ impl hyper::body::Body for ChannelBody {
         self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
     }
 }
+
+#[tokio::test]
+async fn a_grpc_answer_with_a_request_id_is_labelled_by_it() {
+    let (_reg, app) = grpc_app(&["--feedback-window", "100"]);
+    let addr = app.grpc.unwrap();
+    // Two rows: a setosa and a virginica.
+    let mut req = proto::ModelInferRequest::decode(
+        &one_row(2, &[5.1, 3.5, 1.4, 0.2, 7.7, 3.0, 6.1, 2.3])[..],
+    )
+    .unwrap();
+    req.id = "grpc-1".into();
+    let ok = call(addr, "ModelInfer", frame(&req.encode_to_vec(), false)).await;
+    assert_eq!(ok.code, 0, "{}", ok.message);
+    let r = proto::ModelInferResponse::decode(ok.body).unwrap();
+    assert_eq!(r.id, "grpc-1");
+    // Without an id, nothing is remembered under one.
+    let anon = call(addr, "ModelInfer", frame(&one_row(1, &[1.0; 4]), false)).await;
+    assert_eq!(anon.code, 0);
+    let labels = serde_json::json!([
+        {"request_id": "grpc-1", "row": 0, "label": "Iris-setosa"},
+        {"request_id": "grpc-1", "row": 1, "label": "Iris-setosa"},
+        {"request_id": "grpc-1", "row": 2, "label": "Iris-setosa"},
+        {"request_id": "", "label": "Iris-setosa"},
+    ]);
+    let resp = app.post("/feedback", &labels.to_string()).await;
+    assert_eq!(resp.status(), 200);
+    let got: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        got["outcomes"],
+        serde_json::json!(["joined", "joined", "no_such_row", "unknown_id"]),
+        "{got}"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let labels_line = r#"treeserve_live_labels_total{model="iris",version="1"} 2"#;
+    assert!(metrics.contains(labels_line), "{metrics}");
+    // The setosa right, the virginica wrong.
+    let accuracy = r#"treeserve_live_accuracy{model="iris",version="1"} 0.5"#;
+    assert!(metrics.contains(accuracy), "{metrics}");
+}

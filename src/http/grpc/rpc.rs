@@ -132,12 +132,19 @@ async fn metadata(state: &AppState, req: proto::ModelRequest) -> Result<Vec<u8>,
 /// `ModelInfer`: the model and version are read first, then the whole message is decoded
 /// and scored on the one path (inline when small, else on a blocking thread).
 async fn infer(state: &AppState, body: Bytes) -> Result<Vec<u8>, ApiError> {
-    let (model, ver) = v2::grpc::target(&body)?;
+    let (model, ver, id) = v2::grpc::target(&body)?;
     // An empty name is the default model, as `/score` answers.
     let model = (!model.is_empty()).then_some(model);
+    // With a feedback record, an answer with a request id is remembered under it.
+    let ask = crate::serving::Ask {
+        id: (state.scoring.feedback().is_some() && !id.is_empty())
+            .then(|| crate::feedback::AnswerId::of(id)),
+        at: None,
+        drawn: None,
+    };
     let outcome = state
         .scoring
-        .score(model, version(ver), GrpcCodec, body.clone());
+        .score_asked(model, version(ver), GrpcCodec, body.clone(), ask);
     let scored = match outcome {
         Outcome::Now(r) => r?,
         Outcome::Later(l) => l.await?,

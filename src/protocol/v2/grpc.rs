@@ -14,11 +14,11 @@ use super::{
 };
 use crate::protocol::{InputError, InputErrorKind as K};
 
-/// The model and version a `ModelInfer` request names, read without decoding the rest
-/// (the model must be found before its body is decoded).
-pub fn target(body: &[u8]) -> Result<(&str, &str), InputError> {
+/// The model, version and request id a `ModelInfer` request names, read without
+/// decoding the rest (the model must be found before its body is decoded).
+pub fn target(body: &[u8]) -> Result<(&str, &str, &str), InputError> {
     let mut rest = body;
-    let (mut model, mut version) = ("", "");
+    let (mut model, mut version, mut id) = ("", "", "");
     while !rest.is_empty() {
         let key = varint(&mut rest)?;
         let (field, wire) = (key >> 3, key & 7);
@@ -36,17 +36,17 @@ pub fn target(body: &[u8]) -> Result<(&str, &str), InputError> {
             return Err(malformed("a field runs past the end of the message"));
         };
         rest = tail;
-        if wire == 2 && (field == 1 || field == 2) {
+        if wire == 2 && (1..=3).contains(&field) {
             let s = std::str::from_utf8(value)
-                .map_err(|_| malformed("model_name or model_version is not UTF-8"))?;
-            if field == 1 {
-                model = s;
-            } else {
-                version = s;
+                .map_err(|_| malformed("model_name, model_version or id is not UTF-8"))?;
+            match field {
+                1 => model = s,
+                2 => version = s,
+                _ => id = s,
             }
         }
     }
-    Ok((model, version))
+    Ok((model, version, id))
 }
 
 fn varint(buf: &mut &[u8]) -> Result<u64, InputError> {
@@ -281,10 +281,10 @@ mod tests {
     }
 
     #[test]
-    fn target_reads_the_model_and_version_without_decoding_the_rest() {
+    fn target_reads_the_model_version_and_id_without_decoding_the_rest() {
         let body = request("FP32", vec![1, 4], Some(le32(&[1.0; 4]))).encode_to_vec();
-        assert_eq!(target(&body).unwrap(), ("iris", "2"));
-        assert_eq!(target(&[]).unwrap(), ("", ""));
+        assert_eq!(target(&body).unwrap(), ("iris", "2", "r1"));
+        assert_eq!(target(&[]).unwrap(), ("", "", ""));
         // A length running past the end, a cut varint, an unknown wire type.
         for hostile in [&[0x0a, 0x05, b'a'][..], &[0x80], &[0x0b]] {
             let e = target(hostile).unwrap_err();
