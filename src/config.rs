@@ -28,9 +28,10 @@ pub struct ServeConfig {
     #[arg(long, env = "TREESERVE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
 
-    /// Remember this many recent `/score` answers (request id → inputs and predictions) so
-    /// that ground truth posted to `/feedback` joins them; 0 (the default): off. Every
-    /// answer then carries an `x-request-id` (the client's, or a generated one).
+    /// Remember this many recent answers (request id → inputs and predictions) so that
+    /// ground truth posted to `/feedback` joins them; 0 (the default): off. Every answer
+    /// over HTTP then carries an `x-request-id` (the client's, or a generated one); gRPC
+    /// answers are remembered under their request's `id`.
     #[arg(long, env = "TREESERVE_FEEDBACK_WINDOW", default_value_t = 0)]
     pub feedback_window: usize,
 
