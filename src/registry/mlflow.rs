@@ -307,20 +307,20 @@ impl Registry for MlflowRegistry {
             Err(RegistryError::AliasNotFound { .. } | RegistryError::Corrupt { .. }) => None,
             Err(e) => return Err(e),
         };
+        let before = old.as_ref().map(|r| r.version);
         let rec = history::moved(old, version, now());
-        self.write_alias(model, alias, &rec)?;
-        Ok(rec)
+        self.write_checked(model, alias, before, rec)
     }
 
     fn rollback(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError> {
         let mut rec = self.alias(model, alias)?;
+        let before = Some(rec.version);
         rec.version = rec.history.pop().ok_or_else(|| RegistryError::NoHistory {
             model: model.into(),
             alias: alias.into(),
         })?;
         rec.updated = now();
-        self.write_alias(model, alias, &rec)?;
-        Ok(rec)
+        self.write_checked(model, alias, before, rec)
     }
 
     fn put_record(

@@ -160,6 +160,21 @@ pub enum RegistryError {
         /// Tries made.
         tries: usize,
     },
+    /// Another writer moved an alias while this update wrote it (a registry without
+    /// conditional writes, MLflow: the change is read back after it is written).
+    #[error(
+        "{model}@{alias} was moved to version {theirs} by another writer during this update (which set version {ours}); see `treeserve models {model}` and run it again if need be"
+    )]
+    Overtaken {
+        /// The model.
+        model: String,
+        /// The alias.
+        alias: String,
+        /// The version this update set.
+        ours: u64,
+        /// The version it points to now.
+        theirs: u64,
+    },
     /// `--registry` was refused.
     #[error(transparent)]
     Location(#[from] LocationError),

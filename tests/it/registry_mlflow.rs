@@ -461,3 +461,70 @@ fn train_publish_goes_through_the_gate_with_its_records_kept_in_mlflow() {
         "the report shows the gate's decision"
     );
 }
+
+#[test]
+fn promoters_racing_on_mlflow_are_told_when_another_overtook_them() {
+    let reg = registry();
+    let work = TestRegistry::new();
+    let name = "it-race";
+    let model = work.train("m.tsm", &["--name", name]);
+    for v in 1..=4u64 {
+        let out = treeserve_ok(&["publish", model.to_str().unwrap(), "--registry", &reg]);
+        assert_eq!(out.trim(), v.to_string());
+    }
+    let (mut won, mut told) = (0, 0);
+    for round in 0..8 {
+        // Four promoters at once, each to its own version.
+        let children: Vec<_> = (1..=4u64)
+            .map(|v| {
+                let child = Command::new(BIN)
+                    .args(["promote", name, &v.to_string(), "--registry", &reg])
+                    .env("RUST_BACKTRACE", "1")
+                    .env_remove("TREESERVE_REGISTRY")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn treeserve promote");
+                (v, child)
+            })
+            .collect();
+        let mut landed = Vec::new();
+        for (v, child) in children {
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() {
+                landed.push(v);
+                won += 1;
+            } else {
+                assert!(
+                    err.contains("by another writer"),
+                    "round {round}, {v}: {err}"
+                );
+                assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+                assert!(!err.contains("backtrace"), "{err}");
+                told += 1;
+            }
+        }
+        // The alias ends at a version whose promoter was told it landed.
+        let listed: Value = serde_json::from_str(&treeserve_ok(&[
+            "models",
+            name,
+            "--registry",
+            &reg,
+            "--json",
+        ]))
+        .unwrap();
+        let now = listed[0]["aliases"]["production"]["version"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            landed.contains(&now),
+            "round {round}: at {now}, landed {landed:?}"
+        );
+    }
+    eprintln!("{won} promotes landed, {told} were told another writer overtook them");
+    assert!(
+        told > 0,
+        "32 promoters racing, none overtaken: the race was not run"
+    );
+}

@@ -254,6 +254,44 @@ impl MlflowRegistry {
         Ok(())
     }
 
+    /// Writes `rec` ([`Self::write_alias`]) over the alias last read at `before`, then
+    /// reads it back: MLflow has no conditional writes, so an update another writer
+    /// overtook is told, never lost silently. A write MLflow refuses because another
+    /// writer created the alias at the same moment (its database's unique constraint) is
+    /// told the same way.
+    pub(super) fn write_checked(
+        &self,
+        model: &str,
+        alias: &str,
+        before: Option<u64>,
+        rec: AliasRecord,
+    ) -> Result<AliasRecord, RegistryError> {
+        let read_back = || super::super::Registry::alias(self, model, alias);
+        if let Err(e) = self.write_alias(model, alias, &rec) {
+            return Err(match read_back() {
+                Ok(now) if Some(now.version) != before && now.version != rec.version => {
+                    RegistryError::Overtaken {
+                        model: model.into(),
+                        alias: alias.into(),
+                        ours: rec.version,
+                        theirs: now.version,
+                    }
+                }
+                _ => e,
+            });
+        }
+        let now = read_back()?;
+        if now.version != rec.version {
+            return Err(RegistryError::Overtaken {
+                model: model.into(),
+                alias: alias.into(),
+                ours: rec.version,
+                theirs: now.version,
+            });
+        }
+        Ok(rec)
+    }
+
     /// Every page of a search; `field` is the list's key in each answer.
     pub(super) fn search<T: for<'de> Deserialize<'de>>(
         &self,
