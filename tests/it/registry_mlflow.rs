@@ -496,6 +496,7 @@ fn promoters_racing_on_mlflow_are_told_when_another_overtook_them() {
                 landed.push(v);
                 won += 1;
             } else {
+                assert_eq!(out.status.code(), Some(1), "round {round}, {v}: {err}");
                 assert!(
                     err.contains("by another writer"),
                     "round {round}, {v}: {err}"
