@@ -11,8 +11,9 @@ use std::sync::OnceLock;
 pub enum AnswerId {
     /// Generated here: the text [`generated_text`] makes of the number.
     Generated(u64),
-    /// The client's id, as sent.
-    Client(Box<str>),
+    /// The client's id, as sent (boxed whole: a thin pointer keeps the request's
+    /// future small, `http::handler`'s size test).
+    Client(Box<String>),
 }
 
 impl AnswerId {
@@ -20,14 +21,14 @@ impl AnswerId {
     pub fn of(text: &str) -> Self {
         match Key::of(text) {
             Key::Generated(n) => AnswerId::Generated(n),
-            Key::Client(s) => AnswerId::Client(s.into()),
+            Key::Client(s) => AnswerId::Client(Box::new(s.to_owned())),
         }
     }
 
     pub(super) fn key(&self) -> Key<'_> {
         match self {
             AnswerId::Generated(n) => Key::Generated(*n),
-            AnswerId::Client(s) => Key::Client(s),
+            AnswerId::Client(s) => Key::Client(s.as_str()),
         }
     }
 }
