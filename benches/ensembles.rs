@@ -1,5 +1,6 @@
 //! Large imported ensembles: today's evaluator (`flat`, 24-byte nodes, one tree at a time)
-//! against the wide one (`wide`, compact nodes, 8 trees at once, rows in blocks), on
+//! against the wide one (`wide`, compact nodes, 8 trees at once, rows in blocks; its
+//! vector walk, AVX2 gathers, and `wide-scalar` without), on
 //! synthetic models shaped like issue 21's:
 //!
 //! - `m1`: 100 trees × 31 leaves × 5 features, f64 (LightGBM regression, leaf-wise);
@@ -78,18 +79,26 @@ fn ensembles(c: &mut Criterion) {
                 k
             })
         });
-        g.bench_function(BenchmarkId::new("wide", "batch1"), |b| {
-            b.iter(|| {
-                let mut k = 0;
-                for row in rows.chunks_exact(nf) {
-                    k += wide.predict(black_box(row), &mut ws, &mut out);
-                }
-                k
-            })
-        });
-        g.bench_function(BenchmarkId::new("wide", "batch10000"), |b| {
-            b.iter(|| wide.predict_batch(black_box(&rows), &mut ws, &mut got, &mut classes))
-        });
+        // The wide evaluator with its vector walk (where the CPU has AVX2) and without.
+        let scalar = wide.clone().with_vector_walk(false);
+        let vector = wide.with_vector_walk(true);
+        let walks = [("wide-scalar", &scalar), ("wide", &vector)];
+        for (id, w) in walks {
+            g.bench_function(BenchmarkId::new(id, "batch1"), |b| {
+                b.iter(|| {
+                    let mut k = 0;
+                    for row in rows.chunks_exact(nf) {
+                        k += w.predict(black_box(row), &mut ws, &mut out);
+                    }
+                    k
+                })
+            });
+        }
+        for (id, w) in walks {
+            g.bench_function(BenchmarkId::new(id, "batch10000"), |b| {
+                b.iter(|| w.predict_batch(black_box(&rows), &mut ws, &mut got, &mut classes))
+            });
+        }
         g.finish();
     }
 }

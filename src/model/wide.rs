@@ -19,6 +19,16 @@
 use super::ensemble::{Ensemble, EnsembleError, OutputKind, Precision};
 use super::flat::{CATEGORICAL, DEFAULT_LEFT, FEATURE_MASK, FlatEnsemble, LEAF, VECTOR};
 use super::head::{Head, Prec};
+use simd::Walk;
+
+#[path = "wide_build.rs"]
+mod build;
+#[path = "wide_simd.rs"]
+mod simd;
+#[path = "wide_walk.rs"]
+mod walk;
+use build::build;
+use walk::Row;
 
 /// Trees walked at once.
 pub const LANES: usize = 8;
@@ -26,6 +36,10 @@ pub const LANES: usize = 8;
 pub const BLOCK: usize = 64;
 /// The deepest tree walked in a group; deeper trees are walked alone.
 pub const MAX_GROUP_DEPTH: usize = 32;
+/// Rows of a batch the vector walk keeps in flight.
+const CHAINS: usize = 8;
+/// Groups of one row the vector walk keeps in flight.
+const ROW_CHAINS: usize = 4;
 
 // The meta word, low to high: the feature (`fbits` bits), three flags, the left child (or a
 // vector leaf's index in `ranges`): the child is one shift away, the feature one mask.
@@ -88,6 +102,8 @@ struct Wide<T: Copy> {
     /// The features a category splits on, replaced in a prepared row by their category
     /// (63: in no set) when category splits are grouped; empty otherwise.
     codes: Vec<usize>,
+    /// Whether groups without category splits take the vector walk ([`simd`]).
+    simd: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -135,6 +151,25 @@ impl WideEnsemble {
                 nodes,
             }),
             None => Err(Box::new(flat)),
+        }
+    }
+
+    /// The same evaluator with the vector walk (AVX-512) on or off; on only where the CPU
+    /// has it and a row fits its registers, as [`WideEnsemble::compile`] chooses. For
+    /// tests and benchmarks.
+    pub fn with_vector_walk(mut self, on: bool) -> Self {
+        match &mut self.nodes {
+            Nodes::F32(w) => w.simd = on && w.vector_fits(),
+            Nodes::F64(w) => w.simd = on && w.vector_fits(),
+        }
+        self
+    }
+
+    /// Whether the vector walk is on.
+    pub fn vector_walk(&self) -> bool {
+        match &self.nodes {
+            Nodes::F32(w) => w.simd,
+            Nodes::F64(w) => w.simd,
         }
     }
 
@@ -215,7 +250,7 @@ impl WideEnsemble {
 
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn run<T: Prec>(
+    fn run<T: Prec + Walk>(
         &self,
         w: &Wide<T>,
         rows: &[f64],
@@ -275,7 +310,7 @@ impl WideEnsemble {
     }
 }
 
-impl<T: Prec> Wide<T> {
+impl<T: Prec + Walk> Wide<T> {
     /// Adds every tree's leaf to each prepared row's sum (`x`: rows of `num_features`
     /// and the phantom `-inf`; `acc`: rows of `outputs`), in tree order. `NAN`: whether a
     /// row may hold a missing value.
@@ -286,203 +321,188 @@ impl<T: Prec> Wide<T> {
         rows: impl Iterator<Item = &'x R> + Clone,
         acc: &mut [T],
     ) {
+        if self.simd && rows.clone().nth(CHAINS - 1).is_none() {
+            // Too few rows to chain: each row walks up to `ROW_CHAINS` groups at once.
+            for (row, a) in rows.zip(acc.chunks_exact_mut(h.outputs)) {
+                self.eval_row::<NAN, R>(h, row, a);
+            }
+            return;
+        }
         for seg in &self.segments {
-            match seg {
-                &Segment::Group {
-                    ref roots,
-                    ref outs,
-                    count,
-                    depth,
-                    cat,
-                } => {
-                    if cat {
-                        self.group::<NAN, true, R>(h, roots, outs, count, depth, rows.clone(), acc);
-                    } else {
-                        self.group::<NAN, false, R>(
-                            h,
-                            roots,
-                            outs,
-                            count,
-                            depth,
-                            rows.clone(),
-                            acc,
-                        );
-                    }
+            self.segment::<NAN, R>(h, seg, rows.clone(), acc);
+        }
+    }
+
+    /// [`Wide::eval`] of one row with the vector walk: consecutive groups without category
+    /// splits walked together, their leaves added in tree order.
+    fn eval_row<const NAN: bool, R: Row<T> + ?Sized>(&self, h: &Head, row: &R, acc: &mut [T]) {
+        let plain = |seg: &Segment| matches!(seg, Segment::Group { cat: false, .. });
+        let mut segs = self.segments.as_slice();
+        while let Some(first) = segs.first() {
+            let n = segs
+                .iter()
+                .take(ROW_CHAINS)
+                .take_while(|s| plain(s))
+                .count();
+            if n == 0 {
+                self.segment::<NAN, R>(h, first, std::iter::once(row), acc);
+                segs = &segs[1..];
+                continue;
+            }
+            let (chained, rest) = segs.split_at(n);
+            segs = rest;
+            let mut depth = 0;
+            let mut roots = [&[0u32; LANES]; ROW_CHAINS];
+            for (r, seg) in roots.iter_mut().zip(chained) {
+                if let Segment::Group {
+                    roots, depth: d, ..
+                } = seg
+                {
+                    *r = roots;
+                    depth = depth.max(*d);
                 }
-                Segment::One { root, out } => {
-                    for (row, a) in rows.clone().zip(acc.chunks_exact_mut(h.outputs)) {
-                        let n = self.nodes[self.walk_one(h, *root, row) as usize];
-                        if self.flags(n.m) & W_VECTOR != 0 {
-                            let (s, e) = self.ranges[(n.m >> self.cshift) as usize];
-                            for &(o, v) in &h.leaf_table[s as usize..e as usize] {
-                                a[o as usize] += T::of(v);
-                            }
-                        } else {
-                            a[*out as usize] += n.t;
+            }
+            let x = row.slice();
+            let leaves: &[[u32; LANES]] = match n {
+                4 => &T::walk::<NAN, 4>(&self.nodes, roots, [x; 4], depth, self.bits()),
+                3 => &T::walk::<NAN, 3>(
+                    &self.nodes,
+                    [roots[0], roots[1], roots[2]],
+                    [x; 3],
+                    depth,
+                    self.bits(),
+                ),
+                2 => &T::walk::<NAN, 2>(
+                    &self.nodes,
+                    [roots[0], roots[1]],
+                    [x; 2],
+                    depth,
+                    self.bits(),
+                ),
+                _ => &T::walk::<NAN, 1>(&self.nodes, [roots[0]], [x], depth, self.bits()),
+            };
+            for (l, seg) in leaves.iter().zip(chained) {
+                if let Segment::Group { outs, count, .. } = seg {
+                    self.add_leaves(h, l, outs, *count, acc);
+                }
+            }
+        }
+    }
+
+    /// Adds a group's leaves (`count` of them) to a row's sums, in tree order.
+    #[inline(always)]
+    fn add_leaves(
+        &self,
+        h: &Head,
+        leaves: &[u32; LANES],
+        outs: &[u32; LANES],
+        count: usize,
+        a: &mut [T],
+    ) {
+        if h.outputs == 1 {
+            let mut s = a[0];
+            for &l in leaves.iter().take(count) {
+                s += self.nodes[l as usize].t;
+            }
+            a[0] = s;
+        } else {
+            for (&l, &o) in leaves.iter().zip(outs).take(count) {
+                a[o as usize] += self.nodes[l as usize].t;
+            }
+        }
+    }
+
+    /// Where the vector walk finds a meta word's parts.
+    fn bits(&self) -> simd::Bits {
+        simd::Bits {
+            fmask: self.fmask,
+            dl: self.dl,
+            cshift: self.cshift,
+        }
+    }
+
+    /// Adds one segment's leaves to each row's sum.
+    #[inline]
+    fn segment<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
+        &self,
+        h: &Head,
+        seg: &Segment,
+        rows: impl Iterator<Item = &'x R> + Clone,
+        acc: &mut [T],
+    ) {
+        match seg {
+            &Segment::Group {
+                ref roots,
+                ref outs,
+                count,
+                depth,
+                cat,
+            } => {
+                if cat {
+                    self.group::<NAN, true, R>(h, roots, outs, count, depth, rows, acc);
+                } else if self.simd {
+                    self.group_simd::<NAN, R>(h, roots, outs, count, depth, rows, acc);
+                } else {
+                    self.group::<NAN, false, R>(h, roots, outs, count, depth, rows, acc);
+                }
+            }
+            Segment::One { root, out } => {
+                for (row, a) in rows.zip(acc.chunks_exact_mut(h.outputs)) {
+                    let n = self.nodes[self.walk_one(h, *root, row) as usize];
+                    if self.flags(n.m) & W_VECTOR != 0 {
+                        let (s, e) = self.ranges[(n.m >> self.cshift) as usize];
+                        for &(o, v) in &h.leaf_table[s as usize..e as usize] {
+                            a[o as usize] += T::of(v);
                         }
+                    } else {
+                        a[*out as usize] += n.t;
                     }
                 }
             }
         }
     }
 
-    /// Adds a group's leaves to each row's sum.
+    /// [`Wide::group`] without category splits, with the vector walk: `CHAINS` rows at
+    /// once.
     #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn group<'x, const NAN: bool, const CAT: bool, R: Row<T> + ?Sized + 'x>(
+    #[inline]
+    fn group_simd<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
         &self,
         h: &Head,
         roots: &[u32; LANES],
         outs: &[u32; LANES],
         count: usize,
         depth: usize,
-        rows: impl Iterator<Item = &'x R> + Clone,
+        rows: impl Iterator<Item = &'x R>,
         acc: &mut [T],
     ) {
-        {
-            {
-                {
-                    if h.outputs == 1 {
-                        // One output: the group's leaves summed in a register, in tree
-                        // order; two rows walked together.
-                        let mut rs = rows.clone();
-                        let mut it = acc.iter_mut();
-                        loop {
-                            match (rs.next(), rs.next()) {
-                                (Some(r0), Some(r1)) => {
-                                    let [l0, l1] =
-                                        self.walk_group2::<NAN, CAT, R>(roots, depth, [r0, r1]);
-                                    for l in [l0, l1] {
-                                        let a = it.next().expect("a sum per row");
-                                        let mut s = *a;
-                                        for &l in l.iter().take(count) {
-                                            s += self.nodes[l as usize].t;
-                                        }
-                                        *a = s;
-                                    }
-                                }
-                                (Some(r0), None) => {
-                                    let l = self.walk_group::<NAN, CAT, R>(roots, depth, r0);
-                                    let a = it.next().expect("a sum per row");
-                                    let mut s = *a;
-                                    for &l in l.iter().take(count) {
-                                        s += self.nodes[l as usize].t;
-                                    }
-                                    *a = s;
-                                    break;
-                                }
-                                _ => break,
-                            }
-                        }
-                    } else {
-                        for (row, a) in rows.clone().zip(acc.chunks_exact_mut(h.outputs)) {
-                            let leaves = self.walk_group::<NAN, CAT, R>(roots, depth, row);
-                            for (&l, &o) in leaves.iter().zip(outs).take(count) {
-                                a[o as usize] += self.nodes[l as usize].t;
-                            }
-                        }
-                    }
+        let k = h.outputs;
+        let bits = self.bits();
+        let mut sums = acc.chunks_exact_mut(k);
+        let mut xs: [&[T]; CHAINS] = [&[]; CHAINS];
+        let mut n = 0;
+        for row in rows {
+            xs[n] = row.slice();
+            n += 1;
+            if n == CHAINS {
+                n = 0;
+                let leaves = T::walk::<NAN, CHAINS>(&self.nodes, [roots; CHAINS], xs, depth, bits);
+                for l in &leaves {
+                    let a = sums.next().expect("a sum per row");
+                    self.add_leaves(h, l, outs, count, a);
                 }
             }
         }
-    }
-
-    /// One step of a grouped walk from node `i`: index arithmetic, no data branch. `CAT`:
-    /// the node may split on a category set (the row holds categories, see `codes`).
-    #[inline(always)]
-    fn step<const NAN: bool, const CAT: bool, R: Row<T> + ?Sized>(&self, i: u32, x: &R) -> u32 {
-        let n = self.nodes[i as usize];
-        let m = n.m;
-        let v = x.at(m, self.fmask);
-        let t = n.t;
-        let mut left = v < t;
-        if CAT {
-            // A set's index in `t`, the row's category in `v` (both exact small integers).
-            let mask = self.masks[(t.low() & self.smask) as usize];
-            let mut hit = (mask >> (v.low() & 63)) & 1 != 0;
-            if NAN {
-                hit &= !v.nan();
-            }
-            let cat = m & self.catw != 0;
-            left = (left & !cat) | (hit & cat);
-        }
-        if NAN {
-            left |= v.nan() & (m & self.dl != 0);
-        }
-        (m >> x.shift(self.cshift)) + u32::from(!left)
-    }
-
-    /// The leaves of a group's trees after `depth` steps.
-    #[inline(always)]
-    fn walk_group<const NAN: bool, const CAT: bool, R: Row<T> + ?Sized>(
-        &self,
-        roots: &[u32; LANES],
-        depth: usize,
-        x: &R,
-    ) -> [u32; LANES] {
-        let mut idx = *roots;
-        for _ in 0..depth {
-            for i in idx.iter_mut() {
-                *i = self.step::<NAN, CAT, R>(*i, x);
-            }
-        }
-        idx
-    }
-
-    /// [`Wide::walk_group`] for two rows at once.
-    #[inline(always)]
-    fn walk_group2<const NAN: bool, const CAT: bool, R: Row<T> + ?Sized>(
-        &self,
-        roots: &[u32; LANES],
-        depth: usize,
-        x: [&R; 2],
-    ) -> [[u32; LANES]; 2] {
-        let mut idx = [*roots; 2];
-        for _ in 0..depth {
-            for (idx, x) in idx.iter_mut().zip(x) {
-                for i in idx.iter_mut() {
-                    *i = self.step::<NAN, CAT, R>(*i, x);
-                }
-            }
-        }
-        idx
-    }
-
-    /// Replaces the category features of a prepared row by their categories (63: in no
-    /// set; NaN stays), when category splits are grouped.
-    fn encode(&self, h: &Head, x: &mut [T]) {
-        if let Some(set) = h.sets.first() {
-            for &f in &self.codes {
-                if !x[f].nan() {
-                    let c = set.category(x[f].f64()).filter(|&c| c < 63).unwrap_or(63);
-                    x[f] = T::of(c as f64);
-                }
-            }
+        for &x in &xs[..n] {
+            let [l] = T::walk::<NAN, 1>(&self.nodes, [roots], [x], depth, bits);
+            let a = sums.next().expect("a sum per row");
+            self.add_leaves(h, &l, outs, count, a);
         }
     }
 
-    /// One tree's leaf, every node kind (category sets, vector leaves).
-    #[inline]
-    fn walk_one<R: Row<T> + ?Sized>(&self, h: &Head, root: u32, x: &R) -> u32 {
-        let mut i = root;
-        loop {
-            let n = self.nodes[i as usize];
-            let m = n.m;
-            let flags = self.flags(m);
-            if flags & W_LEAF != 0 {
-                return i;
-            }
-            let v = x.at(m, self.fmask);
-            let left = if v.nan() {
-                flags & W_DEFAULT_LEFT != 0
-            } else if flags & W_CAT != 0 {
-                h.sets[n.t.f64() as usize].contains(v.f64())
-            } else {
-                let t = n.t;
-                v < t
-            };
-            i = (m >> self.cshift) + u32::from(!left);
-        }
+    /// Whether the vector walk can run: the CPU has it, and a row fits its registers.
+    fn vector_fits(&self) -> bool {
+        simd::available() && self.stride() <= T::MAX_STRIDE
     }
 
     /// Values per prepared row: the features, the phantom, padding to a power of two.
@@ -499,244 +519,6 @@ impl<T: Prec> Wide<T> {
     fn meta(&self, feature: u32, flags: u32, child: u32) -> u32 {
         feature | flags << self.fbits | child << self.cshift
     }
-}
-
-/// A prepared row: a feature's value from a meta word.
-trait Row<T> {
-    /// The value of the feature in `m`'s low bits (`fmask`: their mask).
-    fn at(&self, m: u32, fmask: u32) -> T;
-    /// Where the child starts in a meta word (`cshift`, a constant for arrays).
-    fn shift(&self, cshift: u32) -> u32;
-}
-
-impl<T: Copy, const S: usize> Row<T> for [T; S] {
-    #[inline(always)]
-    fn at(&self, m: u32, _: u32) -> T {
-        // `S` is the stride, `2^fbits`: the mask is the feature's, and no bounds check.
-        self[m as usize & (S - 1)]
-    }
-    #[inline(always)]
-    fn shift(&self, _: u32) -> u32 {
-        S.trailing_zeros() + FLAG_BITS
-    }
-}
-
-impl<T: Copy> Row<T> for [T] {
-    #[inline(always)]
-    fn at(&self, m: u32, fmask: u32) -> T {
-        self[(m & fmask) as usize]
-    }
-    #[inline(always)]
-    fn shift(&self, cshift: u32) -> u32 {
-        cshift
-    }
-}
-
-/// The wide layout of `flat`'s trees, or `None` if features and nodes do not fit.
-fn build<T: Prec>(flat: &FlatEnsemble) -> Option<Wide<T>> {
-    // Feature indexes 0..=nf: nf is the phantom `-inf` of the leaves.
-    let nf = flat.head.num_features as u32;
-    // At least 3 bits: a row is at least 8 values (the smallest stride `eval` knows).
-    let fbits = (u32::BITS - nf.leading_zeros()).max(3);
-    let total = flat.nodes.len() + 1;
-    let cshift = fbits + FLAG_BITS;
-    if cshift >= 32 || total > 1 << (32 - cshift) || flat.head.sets.len() > MAX_SETS {
-        return None;
-    }
-    let mut w = Wide {
-        nodes: Vec::with_capacity(total),
-        segments: Vec::new(),
-        ranges: Vec::new(),
-        fbits,
-        fmask: (1 << fbits) - 1,
-        dl: W_DEFAULT_LEFT << fbits,
-        cshift,
-        catw: W_CAT << fbits,
-        masks: vec![0],
-        smask: 0,
-        codes: Vec::new(),
-    };
-    if let Some((codes, masks)) = category_codes(flat) {
-        w.smask = (masks.len().next_power_of_two() - 1) as u32;
-        w.masks = masks;
-        w.masks.resize(w.smask as usize + 1, 0);
-        w.codes = codes;
-    }
-    let cats = !w.codes.is_empty();
-    w.nodes.push(Node {
-        t: T::default(),
-        m: w.meta(nf, W_LEAF, 0),
-    });
-    let mut group: Vec<(u32, u32, bool)> = Vec::new(); // (flat root, output, category splits)
-    for (&root, &out) in flat.roots.iter().zip(&flat.groups) {
-        if let Some(cat) = groupable(flat, root, cats) {
-            group.push((root, out, cat));
-            if group.len() == LANES {
-                flush(&mut w, flat, &mut group)?;
-            }
-        } else {
-            flush(&mut w, flat, &mut group)?;
-            let (roots, _) = lay_out(&mut w, flat, &[root])?;
-            w.segments.push(Segment::One {
-                root: roots[0],
-                out,
-            });
-        }
-    }
-    flush(&mut w, flat, &mut group)?;
-    Some(w)
-}
-
-/// Whether a tree can be walked in a group: only number splits (and category splits,
-/// when `cats`: they are grouped) and scalar leaves, at most `MAX_GROUP_DEPTH` deep.
-/// `Some(true)`: it has a category split.
-fn groupable(flat: &FlatEnsemble, root: u32, cats: bool) -> Option<bool> {
-    let mut stack = vec![(root, 0usize)];
-    let mut has_cat = false;
-    while let Some((i, d)) = stack.pop() {
-        let n = flat.nodes[i as usize];
-        if n.meta & LEAF != 0 {
-            if n.meta & VECTOR != 0 {
-                return None;
-            }
-        } else {
-            let cat = n.meta & CATEGORICAL != 0;
-            if (cat && !cats) || d >= MAX_GROUP_DEPTH {
-                return None;
-            }
-            has_cat |= cat;
-            stack.extend([(n.left, d + 1), (n.right, d + 1)]);
-        }
-    }
-    Some(has_cat)
-}
-
-/// Whether category splits can be grouped, and then the features they split on and each
-/// set as bits: every set has one rule and only categories below 63 (a row's category
-/// fits 6 bits, 63 meaning "in no set"), a set's index is exact in `Prec::low`, and no
-/// number split reads a category feature (the row holds categories for them).
-fn category_codes(flat: &FlatEnsemble) -> Option<(Vec<usize>, Vec<u64>)> {
-    let sets = &flat.head.sets;
-    let rule = sets.first()?.rule;
-    if sets.len() >= 1 << 22 || sets.iter().any(|s| s.rule != rule) {
-        return None;
-    }
-    let mut masks = Vec::with_capacity(sets.len());
-    for s in sets {
-        let w = &s.words;
-        if w.len() > 2 || w.get(1).is_some_and(|&hi| hi >> 31 != 0) {
-            return None;
-        }
-        masks.push(
-            u64::from(w.first().copied().unwrap_or(0))
-                | u64::from(w.get(1).copied().unwrap_or(0)) << 32,
-        );
-    }
-    let nf = flat.head.num_features;
-    let (mut by_cat, mut by_number) = (vec![false; nf], vec![false; nf]);
-    for n in flat.nodes.iter().filter(|n| n.meta & LEAF == 0) {
-        let f = (n.meta & FEATURE_MASK) as usize;
-        if n.meta & CATEGORICAL != 0 {
-            by_cat[f] = true;
-        } else {
-            by_number[f] = true;
-        }
-    }
-    if by_cat.iter().zip(&by_number).any(|(&c, &n)| c && n) {
-        return None;
-    }
-    Some(((0..nf).filter(|&f| by_cat[f]).collect(), masks))
-}
-
-fn flush<T: Prec>(
-    w: &mut Wide<T>,
-    flat: &FlatEnsemble,
-    group: &mut Vec<(u32, u32, bool)>,
-) -> Option<()> {
-    if group.is_empty() {
-        return Some(());
-    }
-    let flat_roots: Vec<u32> = group.iter().map(|g| g.0).collect();
-    let (new_roots, depth) = lay_out(w, flat, &flat_roots)?;
-    let mut roots = [0; LANES];
-    let mut outs = [0; LANES];
-    for (j, (&r, g)) in new_roots.iter().zip(group.iter()).enumerate() {
-        roots[j] = r;
-        outs[j] = g.1;
-    }
-    w.segments.push(Segment::Group {
-        roots,
-        outs,
-        count: group.len(),
-        depth,
-        cat: group.iter().any(|g| g.2),
-    });
-    group.clear();
-    Some(())
-}
-
-/// Appends the trees at `roots` level by level (all trees' level 0, then level 1, …),
-/// each split's children side by side. Returns the new roots and the depth.
-fn lay_out<T: Prec>(
-    w: &mut Wide<T>,
-    flat: &FlatEnsemble,
-    roots: &[u32],
-) -> Option<(Vec<u32>, usize)> {
-    let new_roots = (w.nodes.len() as u32..).take(roots.len()).collect();
-    let mut cur = roots.to_vec();
-    let mut next = Vec::new();
-    let mut levels = 0;
-    while !cur.is_empty() {
-        let base_next = w.nodes.len() + cur.len();
-        for &fi in &cur {
-            let n = flat.nodes[fi as usize];
-            let node = if n.meta & LEAF != 0 {
-                if n.meta & VECTOR != 0 {
-                    w.ranges.push((n.left, n.right));
-                    let r = (w.ranges.len() - 1) as u32;
-                    if r as usize >= 1 << (32 - w.cshift) {
-                        return None;
-                    }
-                    Node {
-                        t: T::default(),
-                        m: w.meta(0, W_LEAF | W_VECTOR, r),
-                    }
-                } else {
-                    // Its own left child on the phantom feature.
-                    Node {
-                        t: T::of(n.threshold),
-                        m: w.meta(flat.head.num_features as u32, W_LEAF, w.nodes.len() as u32),
-                    }
-                }
-            } else {
-                let child = (base_next + next.len()) as u32;
-                debug_assert_eq!(n.right, n.left + 1);
-                next.extend([n.left, n.right]);
-                let cat = n.meta & CATEGORICAL != 0;
-                let t = if cat {
-                    T::of(n.threshold)
-                } else {
-                    T::up(n.threshold)
-                };
-                let mut flags = 0;
-                if n.meta & DEFAULT_LEFT != 0 {
-                    flags |= W_DEFAULT_LEFT;
-                }
-                if cat {
-                    flags |= W_CAT;
-                }
-                Node {
-                    t,
-                    m: w.meta(n.meta & FEATURE_MASK, flags, child),
-                }
-            };
-            w.nodes.push(node);
-        }
-        std::mem::swap(&mut cur, &mut next);
-        next.clear();
-        levels += 1;
-    }
-    Some((new_roots, levels - 1))
 }
 
 #[cfg(test)]

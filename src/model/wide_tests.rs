@@ -271,7 +271,18 @@ fn check(c: &Case, mutate: fn(&mut WideEnsemble)) -> Result<(), TestCaseError> {
     let flat = FlatEnsemble::compile(&e).unwrap();
     let mut wide = WideEnsemble::compile(&e).unwrap();
     mutate(&mut wide);
-    let x = rows(&e, c.rows, c.seed);
+    // Both walks of the groups: the scalar one, and the vector one where the CPU has it.
+    check_walk(c, &e, &flat, &wide.clone().with_vector_walk(false))?;
+    check_walk(c, &e, &flat, &wide.with_vector_walk(true))
+}
+
+fn check_walk(
+    c: &Case,
+    e: &Ensemble,
+    flat: &FlatEnsemble,
+    wide: &WideEnsemble,
+) -> Result<(), TestCaseError> {
+    let x = rows(e, c.rows, c.seed);
     let nf = c.features as usize;
     let ns = e.num_scores();
     let (mut fs, mut ws) = (Scratch::default(), WideScratch::default());
@@ -425,4 +436,76 @@ fn category_splits_are_grouped_when_they_fit() {
         0,
         "mixed rules and number splits on category features"
     );
+}
+
+/// Every lane of a group decides on its own: 24 one-split trees whose leaves are distinct
+/// powers of two (a sum names each tree's branch), rows exactly at, just below and above
+/// the thresholds, and missing values going either way; both walks, f32 and f64.
+#[test]
+fn every_lane_of_a_group_takes_its_own_branch() {
+    for f32m in [false, true] {
+        let nf = 5u32;
+        let trees: Vec<Tree> = (0..24)
+            .map(|i| Tree {
+                nodes: vec![
+                    Node::Split(Split {
+                        feature: i % nf,
+                        test: Test::Lt(i as f64 * 0.25),
+                        yes: 1,
+                        no: 2,
+                        missing: if i % 3 == 0 { Branch::Yes } else { Branch::No },
+                        zero_is_missing: false,
+                    }),
+                    Node::Leaf(Leaf::Scalar(f64::from(1u32 << i))),
+                    Node::Leaf(Leaf::Scalar(0.0)),
+                ],
+                group: 0,
+            })
+            .collect();
+        let c = Case {
+            seed: 1,
+            trees: 0,
+            f32m,
+            outputs: 1,
+            snap: false,
+            mean: false,
+            after: false,
+            rows: 1,
+            features: nf,
+            grouped_cats: false,
+        };
+        let mut e = ensemble(&c);
+        e.trees = trees;
+        e.transform = Transform::Identity;
+        e.output = OutputKind::Value;
+        e.base.clear();
+        e.validate(&EnsembleLimits::default()).unwrap();
+        let flat = FlatEnsemble::compile(&e).unwrap();
+        let wide = WideEnsemble::compile(&e).unwrap();
+        let mut fs = Scratch::default();
+        let mut ws = WideScratch::default();
+        let mut rng = Rng(3);
+        let x: Vec<f64> = (0..64 * nf)
+            .map(|_| match rng.below(5) {
+                0 => f64::NAN,
+                1 => rng.below(24) as f64 * 0.25,
+                2 => (rng.below(24) as f64 * 0.25).next_down(),
+                3 => (rng.below(24) as f64 * 0.25).next_up(),
+                _ => rng.unit() * 6.0,
+            })
+            .collect();
+        for on in [false, true] {
+            let w = wide.clone().with_vector_walk(on);
+            let (mut want, mut got) = ([0.0], [0.0]);
+            let mut batch = vec![0.0; 64];
+            let mut classes = vec![0; 64];
+            w.predict_batch(&x, &mut ws, &mut batch, &mut classes);
+            for (row, b) in x.chunks_exact(nf as usize).zip(&batch) {
+                flat.predict(row, &mut fs, &mut want);
+                w.predict(row, &mut ws, &mut got);
+                assert_eq!(got, want, "one row, f32 {f32m}, vector walk {on}: {row:?}");
+                assert_eq!(*b, want[0], "batch, f32 {f32m}, vector walk {on}: {row:?}");
+            }
+        }
+    }
 }

@@ -79,3 +79,34 @@ fn source_files_stay_readable_at_once() {
         .collect();
     assert!(long.is_empty(), "{}", long.join("\n"));
 }
+
+/// `unsafe` code lives in one file, the vector walk of large ensembles, which says why it
+/// is sound; the crate denies it everywhere else (`Cargo.toml`, `[lints.rust]`).
+#[test]
+fn unsafe_code_stays_in_the_vector_walk() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    let allowed = repo().join("src/model/wide_simd.rs");
+    let mut offences = Vec::new();
+    for file in files.iter().filter(|f| **f != allowed) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let words = [
+                "unsafe {",
+                "unsafe fn",
+                "unsafe impl",
+                "unsafe extern",
+                "unsafe_code",
+            ];
+            if words.iter().any(|w| code.contains(w)) {
+                offences.push(format!("{}:{}: {line}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(offences.is_empty(), "{}", offences.join("\n"));
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("unsafe_code = \"deny\""));
+    let simd = std::fs::read_to_string(&allowed).unwrap();
+    assert!(simd.contains("Why it is sound"));
+}

@@ -1,0 +1,207 @@
+//! The scalar walks of [`Wide`]: a group's trees stepped together by index arithmetic
+//! (no branch on the data), and one tree alone with every node kind; and the prepared
+//! rows they read.
+
+use super::{FLAG_BITS, Head, LANES, Prec, W_CAT, W_DEFAULT_LEFT, W_LEAF, Walk, Wide};
+
+impl<T: Prec + Walk> Wide<T> {
+    /// Adds a group's leaves to each row's sum.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn group<'x, const NAN: bool, const CAT: bool, R: Row<T> + ?Sized + 'x>(
+        &self,
+        h: &Head,
+        roots: &[u32; LANES],
+        outs: &[u32; LANES],
+        count: usize,
+        depth: usize,
+        rows: impl Iterator<Item = &'x R> + Clone,
+        acc: &mut [T],
+    ) {
+        {
+            {
+                {
+                    if h.outputs == 1 {
+                        // One output: the group's leaves summed in a register, in tree
+                        // order; two rows walked together.
+                        let mut rs = rows.clone();
+                        let mut it = acc.iter_mut();
+                        loop {
+                            match (rs.next(), rs.next()) {
+                                (Some(r0), Some(r1)) => {
+                                    let [l0, l1] =
+                                        self.walk_group2::<NAN, CAT, R>(roots, depth, [r0, r1]);
+                                    for l in [l0, l1] {
+                                        let a = it.next().expect("a sum per row");
+                                        let mut s = *a;
+                                        for &l in l.iter().take(count) {
+                                            s += self.nodes[l as usize].t;
+                                        }
+                                        *a = s;
+                                    }
+                                }
+                                (Some(r0), None) => {
+                                    let l = self.walk_group::<NAN, CAT, R>(roots, depth, r0);
+                                    let a = it.next().expect("a sum per row");
+                                    let mut s = *a;
+                                    for &l in l.iter().take(count) {
+                                        s += self.nodes[l as usize].t;
+                                    }
+                                    *a = s;
+                                    break;
+                                }
+                                _ => break,
+                            }
+                        }
+                    } else {
+                        for (row, a) in rows.clone().zip(acc.chunks_exact_mut(h.outputs)) {
+                            let leaves = self.walk_group::<NAN, CAT, R>(roots, depth, row);
+                            for (&l, &o) in leaves.iter().zip(outs).take(count) {
+                                a[o as usize] += self.nodes[l as usize].t;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One step of a grouped walk from node `i`: index arithmetic, no data branch. `CAT`:
+    /// the node may split on a category set (the row holds categories, see `codes`).
+    #[inline(always)]
+    fn step<const NAN: bool, const CAT: bool, R: Row<T> + ?Sized>(&self, i: u32, x: &R) -> u32 {
+        let n = self.nodes[i as usize];
+        let m = n.m;
+        let v = x.at(m, self.fmask);
+        let t = n.t;
+        let mut left = v < t;
+        if CAT {
+            // A set's index in `t`, the row's category in `v` (both exact small integers).
+            let mask = self.masks[(t.low() & self.smask) as usize];
+            let mut hit = (mask >> (v.low() & 63)) & 1 != 0;
+            if NAN {
+                hit &= !v.nan();
+            }
+            let cat = m & self.catw != 0;
+            left = (left & !cat) | (hit & cat);
+        }
+        if NAN {
+            left |= v.nan() & (m & self.dl != 0);
+        }
+        (m >> x.shift(self.cshift)) + u32::from(!left)
+    }
+
+    /// The leaves of a group's trees after `depth` steps.
+    #[inline(always)]
+    fn walk_group<const NAN: bool, const CAT: bool, R: Row<T> + ?Sized>(
+        &self,
+        roots: &[u32; LANES],
+        depth: usize,
+        x: &R,
+    ) -> [u32; LANES] {
+        let mut idx = *roots;
+        for _ in 0..depth {
+            for i in idx.iter_mut() {
+                *i = self.step::<NAN, CAT, R>(*i, x);
+            }
+        }
+        idx
+    }
+
+    /// [`Wide::walk_group`] for two rows at once.
+    #[inline(always)]
+    fn walk_group2<const NAN: bool, const CAT: bool, R: Row<T> + ?Sized>(
+        &self,
+        roots: &[u32; LANES],
+        depth: usize,
+        x: [&R; 2],
+    ) -> [[u32; LANES]; 2] {
+        let mut idx = [*roots; 2];
+        for _ in 0..depth {
+            for (idx, x) in idx.iter_mut().zip(x) {
+                for i in idx.iter_mut() {
+                    *i = self.step::<NAN, CAT, R>(*i, x);
+                }
+            }
+        }
+        idx
+    }
+
+    /// Replaces the category features of a prepared row by their categories (63: in no
+    /// set; NaN stays), when category splits are grouped.
+    pub(super) fn encode(&self, h: &Head, x: &mut [T]) {
+        if let Some(set) = h.sets.first() {
+            for &f in &self.codes {
+                if !x[f].nan() {
+                    let c = set.category(x[f].f64()).filter(|&c| c < 63).unwrap_or(63);
+                    x[f] = T::of(c as f64);
+                }
+            }
+        }
+    }
+
+    /// One tree's leaf, every node kind (category sets, vector leaves).
+    #[inline]
+    pub(super) fn walk_one<R: Row<T> + ?Sized>(&self, h: &Head, root: u32, x: &R) -> u32 {
+        let mut i = root;
+        loop {
+            let n = self.nodes[i as usize];
+            let m = n.m;
+            let flags = self.flags(m);
+            if flags & W_LEAF != 0 {
+                return i;
+            }
+            let v = x.at(m, self.fmask);
+            let left = if v.nan() {
+                flags & W_DEFAULT_LEFT != 0
+            } else if flags & W_CAT != 0 {
+                h.sets[n.t.f64() as usize].contains(v.f64())
+            } else {
+                let t = n.t;
+                v < t
+            };
+            i = (m >> self.cshift) + u32::from(!left);
+        }
+    }
+}
+
+/// A prepared row: a feature's value from a meta word.
+pub(super) trait Row<T> {
+    /// The value of the feature in `m`'s low bits (`fmask`: their mask).
+    fn at(&self, m: u32, fmask: u32) -> T;
+    /// Where the child starts in a meta word (`cshift`, a constant for arrays).
+    fn shift(&self, cshift: u32) -> u32;
+    /// The values.
+    fn slice(&self) -> &[T];
+}
+
+impl<T: Copy, const S: usize> Row<T> for [T; S] {
+    #[inline(always)]
+    fn at(&self, m: u32, _: u32) -> T {
+        // `S` is the stride, `2^fbits`: the mask is the feature's, and no bounds check.
+        self[m as usize & (S - 1)]
+    }
+    #[inline(always)]
+    fn shift(&self, _: u32) -> u32 {
+        S.trailing_zeros() + FLAG_BITS
+    }
+    #[inline(always)]
+    fn slice(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T: Copy> Row<T> for [T] {
+    #[inline(always)]
+    fn at(&self, m: u32, fmask: u32) -> T {
+        self[(m & fmask) as usize]
+    }
+    #[inline(always)]
+    fn shift(&self, cshift: u32) -> u32 {
+        cshift
+    }
+    #[inline(always)]
+    fn slice(&self) -> &[T] {
+        self
+    }
+}
