@@ -499,9 +499,10 @@ impl<T: Prec + Walk> Wide<T> {
         }
     }
 
-    /// Whether the vector walk can run: the CPU has it, and a row fits its registers.
+    /// Whether the vector walk can run: the CPU has it (and it is not turned off), and a
+    /// row fits its registers.
     fn vector_fits(&self) -> bool {
-        simd::available() && self.stride() <= T::MAX_STRIDE
+        simd::enabled() && self.stride() <= T::MAX_STRIDE
     }
 
     /// Values per prepared row: the features, the phantom, padding to a power of two.

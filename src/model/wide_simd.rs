@@ -35,6 +35,16 @@ pub(super) fn available() -> bool {
     }
 }
 
+/// Whether new evaluators take the vector walk: where [`available`], unless the
+/// environment says `TREESERVE_VECTOR_WALK=off` (read once; for comparisons and as an
+/// escape hatch).
+pub(super) fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        available() && std::env::var_os("TREESERVE_VECTOR_WALK").is_none_or(|v| v != "off")
+    })
+}
+
 /// Node precisions the vector walk knows.
 pub(super) trait Walk: Copy + Sized {
     /// The widest row (feature values, the phantom, padding) the walk holds in registers.

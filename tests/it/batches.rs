@@ -283,6 +283,25 @@ async fn check_batches(app: &App, reg: &TestRegistry, c: &Case, single: &[Answer
         args.push("--probabilities");
     }
     treeserve_ok(&args);
+    // The scalar walk of the same groups (the vector walk turned off) writes the same bytes.
+    let scalar = reg.path().join(format!("{name}.scalar.csv"));
+    let mut off = args.clone();
+    let at = off.iter().position(|a| *a == "--output").unwrap() + 1;
+    off[at] = scalar.to_str().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(&off)
+        .env("TREESERVE_VECTOR_WALK", "off")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&scalar).unwrap() == std::fs::read(&output).unwrap(),
+        "{name}: predict with TREESERVE_VECTOR_WALK=off"
+    );
     let (header, got) = read_csv(&output);
     assert_eq!(header[0], "Id");
     assert_eq!(got.len(), c.rows.len(), "{name}: predict rows");
