@@ -17,26 +17,18 @@ use crate::protocol::{InputError, InputErrorKind as K};
 /// The model, version and request id a `ModelInfer` request names, read without
 /// decoding the rest (the model must be found before its body is decoded).
 pub fn target(body: &[u8]) -> Result<(&str, &str, &str), InputError> {
+    use prost::encoding::{DecodeContext, WireType, decode_key, skip_field};
     let mut rest = body;
     let (mut model, mut version, mut id) = ("", "", "");
     while !rest.is_empty() {
-        let key = varint(&mut rest)?;
-        let (field, wire) = (key >> 3, key & 7);
-        let len = match wire {
-            0 => {
-                varint(&mut rest)?;
-                continue;
-            }
-            1 => 8,
-            2 => usize::try_from(varint(&mut rest)?).unwrap_or(usize::MAX),
-            5 => 4,
-            _ => return Err(malformed("a field of an unknown wire type")),
-        };
-        let Some((value, tail)) = rest.split_at_checked(len) else {
-            return Err(malformed("a field runs past the end of the message"));
-        };
-        rest = tail;
-        if wire == 2 && (1..=3).contains(&field) {
+        let (field, wire) =
+            decode_key(&mut rest).map_err(|_| malformed("a field key is invalid"))?;
+        if wire == WireType::LengthDelimited && (1..=3).contains(&field) {
+            let len = usize::try_from(varint(&mut rest)?).unwrap_or(usize::MAX);
+            let Some((value, tail)) = rest.split_at_checked(len) else {
+                return Err(malformed("a field runs past the end of the message"));
+            };
+            rest = tail;
             let s = std::str::from_utf8(value)
                 .map_err(|_| malformed("model_name, model_version or id is not UTF-8"))?;
             match field {
@@ -44,6 +36,10 @@ pub fn target(body: &[u8]) -> Result<(&str, &str, &str), InputError> {
                 2 => version = s,
                 _ => id = s,
             }
+        } else {
+            // Every other field skipped as the full decoder skips it (groups included).
+            skip_field(wire, field, &mut rest, DecodeContext::default())
+                .map_err(|_| malformed("a field is cut or malformed"))?;
         }
     }
     Ok((model, version, id))
@@ -294,6 +290,15 @@ mod tests {
             0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
         ];
         assert!(target(&huge).is_err());
+        // A group (protobuf's deprecated wire types 3 and 4) is skipped, as the full
+        // decoder skips it: found by the grpc_decode fuzz target.
+        let mut grouped = request("FP32", vec![1, 4], Some(le32(&[1.0; 4]))).encode_to_vec();
+        grouped.extend([0x6b, 0x12, 0x01, b'x', 0x6c]);
+        assert_eq!(target(&grouped).unwrap(), ("iris", "2", "r1"));
+        assert!(decode(&grouped, 4, 10, false, &mut Vec::new()).is_ok());
+        // An end without its start, and a start without its end.
+        assert!(target(&[0x6c]).is_err());
+        assert!(target(&[0x6b, 0x12, 0x01, b'x']).is_err());
     }
 
     #[test]
