@@ -333,10 +333,10 @@ impl<T: Prec + Walk> Wide<T> {
         }
     }
 
-    /// [`Wide::eval`] of one row with the vector walk: up to `ROW_CHAINS` consecutive
-    /// groups walked together, their leaves added in tree order.
+    /// [`Wide::eval`] of one row with the vector walk: consecutive groups without category
+    /// splits walked together, their leaves added in tree order.
     fn eval_row<const NAN: bool, R: Row<T> + ?Sized>(&self, h: &Head, row: &R, acc: &mut [T]) {
-        let plain = |seg: &Segment| matches!(seg, Segment::Group { .. });
+        let plain = |seg: &Segment| matches!(seg, Segment::Group { cat: false, .. });
         let mut segs = self.segments.as_slice();
         while let Some(first) = segs.first() {
             let n = segs
@@ -351,27 +351,35 @@ impl<T: Prec + Walk> Wide<T> {
             }
             let (chained, rest) = segs.split_at(n);
             segs = rest;
-            let (mut depth, mut cat) = (0, false);
-            // Chains past `n` walk the dummy leaf.
+            let mut depth = 0;
             let mut roots = [&[0u32; LANES]; ROW_CHAINS];
             for (r, seg) in roots.iter_mut().zip(chained) {
                 if let Segment::Group {
-                    roots,
-                    depth: d,
-                    cat: c,
-                    ..
+                    roots, depth: d, ..
                 } = seg
                 {
                     *r = roots;
                     depth = depth.max(*d);
-                    cat |= c;
                 }
             }
-            let (x, bits) = (row.slice(), self.bits());
-            let leaves = if cat {
-                T::walk::<NAN, true, ROW_CHAINS>(&self.nodes, roots, [x; ROW_CHAINS], depth, bits)
-            } else {
-                T::walk::<NAN, false, ROW_CHAINS>(&self.nodes, roots, [x; ROW_CHAINS], depth, bits)
+            let x = row.slice();
+            let leaves: &[[u32; LANES]] = match n {
+                4 => &T::walk::<NAN, 4>(&self.nodes, roots, [x; 4], depth, self.bits()),
+                3 => &T::walk::<NAN, 3>(
+                    &self.nodes,
+                    [roots[0], roots[1], roots[2]],
+                    [x; 3],
+                    depth,
+                    self.bits(),
+                ),
+                2 => &T::walk::<NAN, 2>(
+                    &self.nodes,
+                    [roots[0], roots[1]],
+                    [x; 2],
+                    depth,
+                    self.bits(),
+                ),
+                _ => &T::walk::<NAN, 1>(&self.nodes, [roots[0]], [x], depth, self.bits()),
             };
             for (l, seg) in leaves.iter().zip(chained) {
                 if let Segment::Group { outs, count, .. } = seg {
@@ -405,13 +413,11 @@ impl<T: Prec + Walk> Wide<T> {
     }
 
     /// Where the vector walk finds a meta word's parts.
-    fn bits(&self) -> simd::Bits<'_> {
+    fn bits(&self) -> simd::Bits {
         simd::Bits {
             fmask: self.fmask,
             dl: self.dl,
             cshift: self.cshift,
-            catw: self.catw,
-            masks: &self.masks,
         }
     }
 
@@ -431,20 +437,15 @@ impl<T: Prec + Walk> Wide<T> {
                 count,
                 depth,
                 cat,
-            } => match (self.simd, cat) {
-                (true, true) => {
-                    self.group_simd::<NAN, true, R>(h, roots, outs, count, depth, rows, acc)
+            } => {
+                if cat {
+                    self.group::<NAN, true, R>(h, roots, outs, count, depth, rows, acc);
+                } else if self.simd {
+                    self.group_simd::<NAN, R>(h, roots, outs, count, depth, rows, acc);
+                } else {
+                    self.group::<NAN, false, R>(h, roots, outs, count, depth, rows, acc);
                 }
-                (true, false) => {
-                    self.group_simd::<NAN, false, R>(h, roots, outs, count, depth, rows, acc)
-                }
-                (false, true) => {
-                    self.group::<NAN, true, R>(h, roots, outs, count, depth, rows, acc)
-                }
-                (false, false) => {
-                    self.group::<NAN, false, R>(h, roots, outs, count, depth, rows, acc)
-                }
-            },
+            }
             Segment::One { root, out } => {
                 for (row, a) in rows.zip(acc.chunks_exact_mut(h.outputs)) {
                     let n = self.nodes[self.walk_one(h, *root, row) as usize];
@@ -461,10 +462,11 @@ impl<T: Prec + Walk> Wide<T> {
         }
     }
 
-    /// [`Wide::group`] with the vector walk: `CHAINS` rows at once.
+    /// [`Wide::group`] without category splits, with the vector walk: `CHAINS` rows at
+    /// once.
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn group_simd<'x, const NAN: bool, const CAT: bool, R: Row<T> + ?Sized + 'x>(
+    fn group_simd<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
         &self,
         h: &Head,
         roots: &[u32; LANES],
@@ -484,8 +486,7 @@ impl<T: Prec + Walk> Wide<T> {
             n += 1;
             if n == CHAINS {
                 n = 0;
-                let leaves =
-                    T::walk::<NAN, CAT, CHAINS>(&self.nodes, [roots; CHAINS], xs, depth, bits);
+                let leaves = T::walk::<NAN, CHAINS>(&self.nodes, [roots; CHAINS], xs, depth, bits);
                 for l in &leaves {
                     let a = sums.next().expect("a sum per row");
                     self.add_leaves(h, l, outs, count, a);
@@ -493,7 +494,7 @@ impl<T: Prec + Walk> Wide<T> {
             }
         }
         for &x in &xs[..n] {
-            let [l] = T::walk::<NAN, CAT, 1>(&self.nodes, [roots], [x], depth, bits);
+            let [l] = T::walk::<NAN, 1>(&self.nodes, [roots], [x], depth, bits);
             let a = sums.next().expect("a sum per row");
             self.add_leaves(h, &l, outs, count, a);
         }

@@ -54,7 +54,7 @@ pub(super) trait Walk: Copy + Sized {
     /// `xs[c]` (each at most [`Walk::MAX_STRIDE`] values, and more than `bits.fmask`);
     /// returns each chain's 8 leaves. Only when [`available`]; `NAN`: whether a row may
     /// hold NaN.
-    fn walk<const NAN: bool, const CAT: bool, const C: usize>(
+    fn walk<const NAN: bool, const C: usize>(
         nodes: &[Node<Self>],
         roots: [&[u32; 8]; C],
         xs: [&[Self]; C],
@@ -63,20 +63,15 @@ pub(super) trait Walk: Copy + Sized {
     ) -> [[u32; 8]; C];
 }
 
-/// Where a meta word keeps its parts, and the category sets.
+/// Where a meta word keeps its parts.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Bits<'a> {
+pub(super) struct Bits {
     /// The feature's mask.
     pub fmask: u32,
     /// The missing-goes-left flag.
     pub dl: u32,
     /// Where the child starts.
     pub cshift: u32,
-    /// The category-split flag.
-    pub catw: u32,
-    /// Each set's categories (below 63) as bits, a power-of-two length (`CAT` walks):
-    /// a category split's threshold holds its set's index, the row its category.
-    pub masks: &'a [u64],
 }
 
 /// Checks what the walk relies on; the last node's index, or `None` if it cannot run.
@@ -87,8 +82,7 @@ fn checked<T: Walk>(nodes: &[Node<T>], xs: &[&[T]], bits: Bits) -> Option<u32> {
     let rows = xs
         .iter()
         .all(|x| (bits.fmask as usize) < x.len() && x.len() <= T::MAX_STRIDE);
-    let sets = bits.masks.len().is_power_of_two() && bits.masks.len() <= 1 << 22;
-    (available() && fits && rows && sets && bits.cshift < 32).then_some(last as u32)
+    (available() && fits && rows && bits.cshift < 32).then_some(last as u32)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -100,7 +94,7 @@ mod x86 {
         const MAX_STRIDE: usize = 32;
 
         #[inline]
-        fn walk<const NAN: bool, const CAT: bool, const C: usize>(
+        fn walk<const NAN: bool, const C: usize>(
             nodes: &[Node<f32>],
             roots: [&[u32; 8]; C],
             xs: [&[f32]; C],
@@ -110,7 +104,7 @@ mod x86 {
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
             // SAFETY: AVX-512 F and VL are available and `last` is the last node
             // (`checked`); see the module's comment.
-            unsafe { walk32::<NAN, CAT, C>(nodes, roots, xs, depth, bits, last) }
+            unsafe { walk32::<NAN, C>(nodes, roots, xs, depth, bits, last) }
         }
     }
 
@@ -118,7 +112,7 @@ mod x86 {
         const MAX_STRIDE: usize = 16;
 
         #[inline]
-        fn walk<const NAN: bool, const CAT: bool, const C: usize>(
+        fn walk<const NAN: bool, const C: usize>(
             nodes: &[Node<f64>],
             roots: [&[u32; 8]; C],
             xs: [&[f64]; C],
@@ -127,7 +121,7 @@ mod x86 {
         ) -> [[u32; 8]; C] {
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
             // SAFETY: as for f32.
-            unsafe { walk64::<NAN, CAT, C>(nodes, roots, xs, depth, bits, last) }
+            unsafe { walk64::<NAN, C>(nodes, roots, xs, depth, bits, last) }
         }
     }
 
@@ -159,26 +153,6 @@ mod x86 {
         let child = _mm256_srl_epi32(m, _mm_cvtsi32_si128(bits.cshift as i32));
         let right = _mm256_add_epi32(child, _mm256_set1_epi32(1));
         _mm256_min_epu32(_mm256_mask_mov_epi32(right, left, child), last)
-    }
-
-    /// Whether each lane's category (`cat`, its low 6 bits, in 64-bit lanes) is in its set
-    /// (`set`, the index in its low bits, masked to the sets' length).
-    #[target_feature(enable = "avx512f,avx512vl")]
-    #[inline]
-    fn in_set(set: __m256i, cat: __m512i, bits: Bits) -> __mmask8 {
-        let index = _mm256_and_si256(set, _mm256_set1_epi32(bits.masks.len() as i32 - 1));
-        // SAFETY: every index is masked below the sets' length, a power of two (`checked`).
-        let words = unsafe { _mm512_i32gather_epi64::<8>(index, bits.masks.as_ptr().cast()) };
-        let shift = _mm512_and_si512(cat, _mm512_set1_epi64(63));
-        _mm512_test_epi64_mask(_mm512_srlv_epi64(words, shift), _mm512_set1_epi64(1))
-    }
-
-    /// `left` where the node splits on a number, `hit` where on a category set.
-    #[target_feature(enable = "avx512f,avx512vl")]
-    #[inline]
-    fn category(left: __mmask8, hit: __mmask8, m: __m256i, bits: Bits) -> __mmask8 {
-        let cat = _mm256_test_epi32_mask(m, _mm256_set1_epi32(bits.catw as i32));
-        (left & !cat) | (hit & cat)
     }
 
     /// A row of up to 32 f32 values in two registers (the load masked to its length).
@@ -233,7 +207,7 @@ mod x86 {
     /// AVX-512 F and VL are available; `last == nodes.len() - 1`; each row holds more than
     /// `bits.fmask` values.
     #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn walk32<const NAN: bool, const CAT: bool, const C: usize>(
+    unsafe fn walk32<const NAN: bool, const C: usize>(
         nodes: &[Node<f32>],
         roots: [&[u32; 8]; C],
         xs: [&[f32]; C],
@@ -255,20 +229,12 @@ mod x86 {
                 let f = _mm512_castsi256_si512(_mm256_and_si256(m, fmask));
                 let (lo, hi) = rows[c];
                 let v = _mm512_castps512_ps256(_mm512_permutex2var_ps(lo, f, hi));
-                let mut left = _mm256_cmp_ps_mask::<_CMP_LT_OQ>(v, t);
+                let left = _mm256_cmp_ps_mask::<_CMP_LT_OQ>(v, t);
                 let nan = if NAN {
                     _mm256_cmp_ps_mask::<_CMP_UNORD_Q>(v, v)
                 } else {
                     0
                 };
-                if CAT {
-                    // The low bits of small integers: the mantissa after adding 1.5·2^23.
-                    let magic = _mm256_set1_ps(12_582_912.0);
-                    let set = _mm256_castps_si256(_mm256_add_ps(t, magic));
-                    let cat = _mm256_castps_si256(_mm256_add_ps(v, magic));
-                    let hit = in_set(set, _mm512_cvtepu32_epi64(cat), bits);
-                    left = category(left, hit & !nan, m, bits);
-                }
                 idx[c] = next(m, left, nan, bits, lastv);
             }
         }
@@ -280,7 +246,7 @@ mod x86 {
     /// # Safety
     /// As [`walk32`].
     #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn walk64<const NAN: bool, const CAT: bool, const C: usize>(
+    unsafe fn walk64<const NAN: bool, const C: usize>(
         nodes: &[Node<f64>],
         roots: [&[u32; 8]; C],
         xs: [&[f64]; C],
@@ -309,20 +275,12 @@ mod x86 {
                 let f = _mm512_cvtepu32_epi64(_mm256_and_si256(m, fmask));
                 let (lo, hi) = rows[c];
                 let v = _mm512_permutex2var_pd(lo, f, hi);
-                let mut left = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(v, t);
+                let left = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(v, t);
                 let nan = if NAN {
                     _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v, v)
                 } else {
                     0
                 };
-                if CAT {
-                    // The low bits of small integers: the mantissa after adding 1.5·2^52.
-                    let magic = _mm512_set1_pd(6_755_399_441_055_744.0);
-                    let set = _mm512_cvtepi64_epi32(_mm512_castpd_si512(_mm512_add_pd(t, magic)));
-                    let cat = _mm512_castpd_si512(_mm512_add_pd(v, magic));
-                    let hit = in_set(set, cat, bits);
-                    left = category(left, hit & !nan, m, bits);
-                }
                 idx[c] = next(m, left, nan, bits, lastv);
             }
         }
@@ -334,7 +292,7 @@ mod x86 {
 impl<T: Copy> Walk for T {
     const MAX_STRIDE: usize = 0;
 
-    fn walk<const NAN: bool, const CAT: bool, const C: usize>(
+    fn walk<const NAN: bool, const C: usize>(
         _: &[Node<Self>],
         _: [&[u32; 8]; C],
         _: [&[Self]; C],
