@@ -155,23 +155,23 @@ mod x86 {
         _mm256_min_epu32(_mm256_mask_mov_epi32(right, left, child), last)
     }
 
+    /// The load masks of a row of `n` values in two registers of `half` lanes each.
+    pub(super) fn halves(n: usize, half: usize) -> (u32, u32) {
+        let ones = |k: usize| ((1u64 << k.min(half)) - 1) as u32;
+        (ones(n), ones(n.saturating_sub(half)))
+    }
+
     /// A row of up to 32 f32 values in two registers (the load masked to its length).
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
     fn row32(x: &[f32]) -> (__m512, __m512) {
-        let n = x.len().min(32) as u32;
-        let lo = (1u32 << n.min(16)).wrapping_sub(1) as u16 | if n >= 16 { u16::MAX } else { 0 };
-        let hi = if n > 16 {
-            ((1u64 << (n - 16)) - 1) as u16
-        } else {
-            0
-        };
+        let (lo, hi) = halves(x.len(), 16);
         let p = x.as_ptr();
         // SAFETY: masked loads read only the lanes of the mask: the row's own values.
         unsafe {
             (
-                _mm512_maskz_loadu_ps(lo, p),
-                _mm512_maskz_loadu_ps(hi, p.wrapping_add(16)),
+                _mm512_maskz_loadu_ps(lo as u16, p),
+                _mm512_maskz_loadu_ps(hi as u16, p.wrapping_add(16)),
             )
         }
     }
@@ -180,23 +180,13 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
     fn row64(x: &[f64]) -> (__m512d, __m512d) {
-        let n = x.len().min(16) as u32;
-        let lo = if n >= 8 {
-            u8::MAX
-        } else {
-            ((1u32 << n) - 1) as u8
-        };
-        let hi = if n > 8 {
-            ((1u32 << (n - 8)) - 1) as u8
-        } else {
-            0
-        };
+        let (lo, hi) = halves(x.len(), 8);
         let p = x.as_ptr();
         // SAFETY: masked loads read only the lanes of the mask: the row's own values.
         unsafe {
             (
-                _mm512_maskz_loadu_pd(lo, p),
-                _mm512_maskz_loadu_pd(hi, p.wrapping_add(8)),
+                _mm512_maskz_loadu_pd(lo as u8, p),
+                _mm512_maskz_loadu_pd(hi as u8, p.wrapping_add(8)),
             )
         }
     }
@@ -285,6 +275,22 @@ mod x86 {
             }
         }
         finish(idx)
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    #[test]
+    fn a_row_is_loaded_to_its_length_and_no_further() {
+        use super::x86::halves;
+        assert_eq!(halves(0, 16), (0, 0));
+        assert_eq!(halves(5, 16), (0b1_1111, 0));
+        assert_eq!(halves(16, 16), (0xffff, 0));
+        assert_eq!(halves(17, 16), (0xffff, 1));
+        assert_eq!(halves(32, 16), (0xffff, 0xffff));
+        assert_eq!(halves(40, 16), (0xffff, 0xffff));
+        assert_eq!(halves(8, 8), (0xff, 0));
+        assert_eq!(halves(12, 8), (0xff, 0xf));
     }
 }
 

@@ -288,16 +288,7 @@ async fn check_batches(app: &App, reg: &TestRegistry, c: &Case, single: &[Answer
     let mut off = args.clone();
     let at = off.iter().position(|a| *a == "--output").unwrap() + 1;
     off[at] = scalar.to_str().unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(&off)
-        .env("TREESERVE_VECTOR_WALK", "off")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    treeserve_ok_env(&off, &[("TREESERVE_VECTOR_WALK", "off")]);
     assert!(
         std::fs::read(&scalar).unwrap() == std::fs::read(&output).unwrap(),
         "{name}: predict with TREESERVE_VECTOR_WALK=off"

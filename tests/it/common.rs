@@ -32,7 +32,17 @@ pub fn treeserve(args: &[&str]) -> Output {
 
 /// Runs `treeserve ARGS`, asserting success; returns stdout.
 pub fn treeserve_ok(args: &[&str]) -> String {
-    let out = treeserve(args);
+    treeserve_ok_env(args, &[])
+}
+
+/// [`treeserve_ok`] with these environment variables set.
+pub fn treeserve_ok_env(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("TREESERVE_REGISTRY")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run treeserve");
     assert!(
         out.status.success(),
         "treeserve {args:?} failed: {}\n{}",
