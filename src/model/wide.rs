@@ -362,25 +362,10 @@ impl<T: Prec + Walk> Wide<T> {
                     depth = depth.max(*d);
                 }
             }
+            // Chains past `n` walk the dummy leaf 0.
             let x = row.slice();
-            let leaves: &[[u32; LANES]] = match n {
-                4 => &T::walk::<NAN, 4>(&self.nodes, roots, [x; 4], depth, self.bits()),
-                3 => &T::walk::<NAN, 3>(
-                    &self.nodes,
-                    [roots[0], roots[1], roots[2]],
-                    [x; 3],
-                    depth,
-                    self.bits(),
-                ),
-                2 => &T::walk::<NAN, 2>(
-                    &self.nodes,
-                    [roots[0], roots[1]],
-                    [x; 2],
-                    depth,
-                    self.bits(),
-                ),
-                _ => &T::walk::<NAN, 1>(&self.nodes, [roots[0]], [x], depth, self.bits()),
-            };
+            let leaves =
+                T::walk::<NAN, ROW_CHAINS>(&self.nodes, roots, [x; ROW_CHAINS], depth, self.bits());
             for (l, seg) in leaves.iter().zip(chained) {
                 if let Segment::Group { outs, count, .. } = seg {
                     self.add_leaves(h, l, outs, *count, acc);
