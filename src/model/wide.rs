@@ -165,14 +165,6 @@ impl WideEnsemble {
         self
     }
 
-    /// Whether the vector walk is on.
-    pub fn vector_walk(&self) -> bool {
-        match &self.nodes {
-            Nodes::F32(w) => w.simd,
-            Nodes::F64(w) => w.simd,
-        }
-    }
-
     /// Features a row has.
     pub fn num_features(&self) -> usize {
         self.head.num_features

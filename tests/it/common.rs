@@ -30,6 +30,12 @@ pub fn treeserve(args: &[&str]) -> Output {
         .expect("run treeserve")
 }
 
+/// `treeserve models MODEL --registry REGISTRY --json`: the model's versions and aliases.
+pub fn models_json(registry: &str, model: &str) -> serde_json::Value {
+    let out = treeserve_ok(&["models", model, "--registry", registry, "--json"]);
+    serde_json::from_str(&out).expect("models --json is JSON")
+}
+
 /// Runs `treeserve ARGS`, asserting success; returns stdout.
 pub fn treeserve_ok(args: &[&str]) -> String {
     treeserve_ok_env(args, &[])
@@ -136,8 +142,7 @@ impl TestRegistry {
 
     /// `treeserve models MODEL --json`: the model's versions and aliases.
     pub fn models_json(&self, model: &str) -> serde_json::Value {
-        let out = treeserve_ok(&["models", model, "--registry", self.arg(), "--json"]);
-        serde_json::from_str(&out).expect("models --json is JSON")
+        models_json(self.arg(), model)
     }
 
     /// A registry with the IRIS tree published as version 1 and aliased `production`.

@@ -249,14 +249,7 @@ async fn publish_promote_rollback_through_mlflow_and_a_server_follows_with_no_fa
     })
     .await;
     eprintln!("promote → served in {took:?}");
-    let listed: Value = serde_json::from_str(&treeserve_ok(&[
-        "models",
-        name,
-        "--registry",
-        &reg,
-        "--json",
-    ]))
-    .unwrap();
+    let listed: Value = models_json(&reg, name);
     let listed = &listed[0];
     assert_eq!(listed["name"], name);
     assert_eq!(listed["aliases"]["production"]["version"], 2);
@@ -416,14 +409,7 @@ fn train_publish_goes_through_the_gate_with_its_records_kept_in_mlflow() {
         "{}",
         String::from_utf8_lossy(&worse.stderr)
     );
-    let listed: Value = serde_json::from_str(&treeserve_ok(&[
-        "models",
-        name,
-        "--registry",
-        &reg,
-        "--json",
-    ]))
-    .unwrap();
+    let listed: Value = models_json(&reg, name);
     assert_eq!(listed[0]["aliases"]["production"]["version"], 1);
     assert_eq!(listed[0]["aliases"]["staging"]["version"], 2);
     // Each version's run shows the model's parameters and test metrics, as MLflow's own
@@ -507,14 +493,7 @@ fn promoters_racing_on_mlflow_are_told_when_another_overtook_them() {
             }
         }
         // The alias ends at a version whose promoter was told it landed.
-        let listed: Value = serde_json::from_str(&treeserve_ok(&[
-            "models",
-            name,
-            "--registry",
-            &reg,
-            "--json",
-        ]))
-        .unwrap();
+        let listed: Value = models_json(&reg, name);
         let now = listed[0]["aliases"]["production"]["version"]
             .as_u64()
             .unwrap();
