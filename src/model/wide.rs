@@ -40,6 +40,9 @@ pub const MAX_GROUP_DEPTH: usize = 32;
 const CHAINS: usize = 8;
 /// Groups of one row the vector walk keeps in flight.
 const ROW_CHAINS: usize = 4;
+/// The top levels of a group the vector walk reads whole (level `s`: `LANES << s` nodes)
+/// instead of gathering nodes.
+const TOP: usize = 4;
 
 // The meta word, low to high: the feature (`fbits` bits), three flags, the left child (or a
 // vector leaf's index in `ranges`): the child is one shift away, the feature one mask.
@@ -74,6 +77,10 @@ enum Segment {
         outs: [u32; LANES],
         count: usize,
         depth: usize,
+        /// Where the top levels start (`top_levels` of them: `TOP`, or fewer in a shallower
+        /// group); after `s < top_levels` steps every tree is on level `s`.
+        top: [u32; TOP],
+        top_levels: usize,
         /// Whether a tree of the group splits on a category set.
         cat: bool,
     },
@@ -118,6 +125,7 @@ pub struct WideEnsemble {
     head: Head,
     nodes: Nodes,
     num_trees: usize,
+    num_nodes: usize,
 }
 
 /// Per-thread buffers of [`WideEnsemble`].
@@ -147,6 +155,7 @@ impl WideEnsemble {
         match nodes {
             Some(nodes) => Ok(WideEnsemble {
                 num_trees: flat.roots.len(),
+                num_nodes: flat.num_nodes(),
                 head: flat.head,
                 nodes,
             }),
@@ -180,12 +189,10 @@ impl WideEnsemble {
         self.num_trees
     }
 
-    /// Nodes over all trees (without the dummy leaf).
+    /// Nodes over all trees, as in the model (the layout adds a few: copies of leaves on
+    /// the top levels, dummy leaves).
     pub fn num_nodes(&self) -> usize {
-        match &self.nodes {
-            Nodes::F32(w) => w.nodes.len() - 1,
-            Nodes::F64(w) => w.nodes.len() - 1,
-        }
+        self.num_nodes
     }
 
     /// Bytes of one node (8 for f32 models, 12 for f64).
@@ -326,7 +333,8 @@ impl<T: Prec + Walk> Wide<T> {
     }
 
     /// [`Wide::eval`] of one row with the vector walk: consecutive groups without category
-    /// splits walked together, their leaves added in tree order.
+    /// splits walked together (their top levels read whole), their leaves added in tree
+    /// order.
     fn eval_row<const NAN: bool, R: Row<T> + ?Sized>(&self, h: &Head, row: &R, acc: &mut [T]) {
         let plain = |seg: &Segment| matches!(seg, Segment::Group { cat: false, .. });
         let mut segs = self.segments.as_slice();
@@ -343,24 +351,37 @@ impl<T: Prec + Walk> Wide<T> {
             }
             let (chained, rest) = segs.split_at(n);
             segs = rest;
-            let mut depth = 0;
+            let (mut depth, mut top) = (0, TOP);
             let mut roots = [&[0u32; LANES]; ROW_CHAINS];
-            for (r, seg) in roots.iter_mut().zip(chained) {
+            let mut tops = [&[0u32; TOP]; ROW_CHAINS];
+            for ((r, t), seg) in roots.iter_mut().zip(&mut tops).zip(chained) {
                 if let Segment::Group {
-                    roots, depth: d, ..
+                    roots,
+                    depth: d,
+                    top: levels,
+                    top_levels,
+                    ..
                 } = seg
                 {
-                    *r = roots;
+                    (*r, *t) = (roots, levels);
                     depth = depth.max(*d);
+                    top = top.min(*top_levels);
                 }
             }
             // Chains past `n` walk the dummy leaf 0.
             let x = row.slice();
-            let leaves =
-                T::walk::<NAN, ROW_CHAINS>(&self.nodes, roots, [x; ROW_CHAINS], depth, self.bits());
-            for (l, seg) in leaves.iter().zip(chained) {
+            let leaves = T::walk::<NAN, ROW_CHAINS, 1>(
+                &self.nodes,
+                roots,
+                tops,
+                top,
+                [x],
+                depth,
+                self.bits(),
+            );
+            for (v, seg) in leaves.iter().zip(chained) {
                 if let Segment::Group { outs, count, .. } = seg {
-                    self.add_leaves(h, l, outs, *count, acc);
+                    self.add_leaves(h, v, outs, *count, acc);
                 }
             }
         }
@@ -414,6 +435,7 @@ impl<T: Prec + Walk> Wide<T> {
                 count,
                 depth,
                 cat,
+                ..
             } => {
                 if cat {
                     self.group::<NAN, true, R>(h, roots, outs, count, depth, rows, acc);
@@ -440,7 +462,8 @@ impl<T: Prec + Walk> Wide<T> {
     }
 
     /// [`Wide::group`] without category splits, with the vector walk: `CHAINS` rows at
-    /// once.
+    /// once. (Every step gathers: the rows share the top levels' nodes in L1, where reading
+    /// whole levels measured no faster.)
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn group_simd<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
@@ -463,15 +486,23 @@ impl<T: Prec + Walk> Wide<T> {
             n += 1;
             if n == CHAINS {
                 n = 0;
-                let leaves = T::walk::<NAN, CHAINS>(&self.nodes, [roots; CHAINS], xs, depth, bits);
-                for l in &leaves {
+                let leaves = T::walk::<NAN, CHAINS, CHAINS>(
+                    &self.nodes,
+                    [roots; CHAINS],
+                    [&[0; TOP]; CHAINS],
+                    0,
+                    xs,
+                    depth,
+                    bits,
+                );
+                for v in &leaves {
                     let a = sums.next().expect("a sum per row");
-                    self.add_leaves(h, l, outs, count, a);
+                    self.add_leaves(h, v, outs, count, a);
                 }
             }
         }
         for &x in &xs[..n] {
-            let [l] = T::walk::<NAN, 1>(&self.nodes, [roots], [x], depth, bits);
+            let [l] = T::walk::<NAN, 1, 1>(&self.nodes, [roots], [&[0; TOP]], 0, [x], depth, bits);
             let a = sums.next().expect("a sum per row");
             self.add_leaves(h, &l, outs, count, a);
         }

@@ -3,7 +3,8 @@
 
 use super::{
     CATEGORICAL, DEFAULT_LEFT, FEATURE_MASK, FLAG_BITS, FlatEnsemble, LANES, LEAF, MAX_GROUP_DEPTH,
-    MAX_SETS, Node, Prec, Segment, VECTOR, W_CAT, W_DEFAULT_LEFT, W_LEAF, W_VECTOR, Walk, Wide,
+    MAX_SETS, Node, Prec, Segment, TOP, VECTOR, W_CAT, W_DEFAULT_LEFT, W_LEAF, W_VECTOR, Walk,
+    Wide,
 };
 
 /// The wide layout of `flat`'s trees, or `None` if features and nodes do not fit.
@@ -38,6 +39,12 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         w.codes = codes;
     }
     let cats = !w.codes.is_empty();
+    // Top levels laid out for the vector walk to read whole (else no leaf copies).
+    let levels = if T::READS_LEVELS && w.vector_fits() {
+        TOP
+    } else {
+        0
+    };
     w.nodes.push(Node {
         t: T::default(),
         m: w.meta(nf, W_LEAF, 0),
@@ -47,18 +54,31 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         if let Some(cat) = groupable(flat, root, cats) {
             group.push((root, out, cat));
             if group.len() == LANES {
-                flush(&mut w, flat, &mut group)?;
+                flush(&mut w, flat, &mut group, levels)?;
             }
         } else {
-            flush(&mut w, flat, &mut group)?;
-            let (roots, _) = lay_out(&mut w, flat, &[root])?;
+            flush(&mut w, flat, &mut group, levels)?;
+            let (roots, _, _) = lay_out(&mut w, flat, &[root], 0)?;
             w.segments.push(Segment::One {
                 root: roots[0],
                 out,
             });
         }
     }
-    flush(&mut w, flat, &mut group)?;
+    flush(&mut w, flat, &mut group, levels)?;
+    // Dummy leaves after the last group, so the top levels' blocks the vector walk reads
+    // whole stay inside the nodes.
+    let pad = Node {
+        t: T::default(),
+        m: w.meta(nf, W_LEAF, 0),
+    };
+    if levels > 0 {
+        w.nodes
+            .extend(std::iter::repeat_n(pad, LANES << (levels - 1)));
+    }
+    if w.nodes.len() > 1 << (32 - cshift) {
+        return None;
+    }
     w.simd = w.vector_fits();
     Some(w)
 }
@@ -128,12 +148,22 @@ fn flush<T: Prec + Walk>(
     w: &mut Wide<T>,
     flat: &FlatEnsemble,
     group: &mut Vec<(u32, u32, bool)>,
+    levels: usize,
 ) -> Option<()> {
     if group.is_empty() {
         return Some(());
     }
     let flat_roots: Vec<u32> = group.iter().map(|g| g.0).collect();
-    let (new_roots, depth) = lay_out(w, flat, &flat_roots)?;
+    let deepest = flat_roots
+        .iter()
+        .map(|&r| depth(flat, r))
+        .max()
+        .unwrap_or(0);
+    let top_levels = levels.min(deepest);
+    let (new_roots, depth, starts) = lay_out(w, flat, &flat_roots, top_levels.saturating_sub(1))?;
+    debug_assert_eq!(depth, deepest);
+    let mut top = [0; TOP];
+    top[..top_levels].copy_from_slice(&starts[..top_levels]);
     let mut roots = [0; LANES];
     let mut outs = [0; LANES];
     for (j, (&r, g)) in new_roots.iter().zip(group.iter()).enumerate() {
@@ -145,28 +175,64 @@ fn flush<T: Prec + Walk>(
         outs,
         count: group.len(),
         depth,
+        top,
+        top_levels,
         cat: group.iter().any(|g| g.2),
     });
     group.clear();
     Some(())
 }
 
+/// The depth of the tree at `root` (0: a leaf).
+fn depth(flat: &FlatEnsemble, root: u32) -> usize {
+    let mut stack = vec![(root, 0)];
+    let mut deepest = 0;
+    while let Some((i, d)) = stack.pop() {
+        let n = flat.nodes[i as usize];
+        if n.meta & LEAF != 0 {
+            deepest = deepest.max(d);
+        } else {
+            stack.extend([(n.left, d + 1), (n.right, d + 1)]);
+        }
+    }
+    deepest
+}
+
 /// Appends the trees at `roots` level by level (all trees' level 0, then level 1, …),
-/// each split's children side by side. Returns the new roots and the depth.
+/// each split's children side by side. A scalar leaf above level `pass` leads to a copy of
+/// itself on the next level instead of to itself, so that after `s < pass + 1` steps every
+/// tree is on level `s` (at most `LANES << s` nodes from the level's start: the vector
+/// walk reads those levels whole). Returns the new roots, the depth and where each level
+/// starts.
 fn lay_out<T: Prec + Walk>(
     w: &mut Wide<T>,
     flat: &FlatEnsemble,
     roots: &[u32],
-) -> Option<(Vec<u32>, usize)> {
+    pass: usize,
+) -> Option<(Vec<u32>, usize, Vec<u32>)> {
     let new_roots = (w.nodes.len() as u32..).take(roots.len()).collect();
     let mut cur = roots.to_vec();
     let mut next = Vec::new();
+    let mut starts = Vec::new();
     let mut levels = 0;
     while !cur.is_empty() {
+        starts.push(w.nodes.len() as u32);
         let base_next = w.nodes.len() + cur.len();
+        // Every child offset must fit the meta word.
+        if base_next + 2 * cur.len() >= 1 << (32 - w.cshift) {
+            return None;
+        }
         for &fi in &cur {
             let n = flat.nodes[fi as usize];
-            let node = if n.meta & LEAF != 0 {
+            let node = if n.meta & LEAF != 0 && n.meta & VECTOR == 0 && levels < pass {
+                // Its left child is its copy on the next level (the phantom feature).
+                let child = (base_next + next.len()) as u32;
+                next.push(fi);
+                Node {
+                    t: T::of(n.threshold),
+                    m: w.meta(flat.head.num_features as u32, W_LEAF, child),
+                }
+            } else if n.meta & LEAF != 0 {
                 if n.meta & VECTOR != 0 {
                     w.ranges.push((n.left, n.right));
                     let r = (w.ranges.len() - 1) as u32;
@@ -212,5 +278,5 @@ fn lay_out<T: Prec + Walk>(
         next.clear();
         levels += 1;
     }
-    Some((new_roots, levels - 1))
+    Some((new_roots, levels - 1, starts))
 }

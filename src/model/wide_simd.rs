@@ -7,19 +7,27 @@
 //! 32 f32 or 16 f64 values), one compare into a mask, and the child added; the scalar walk
 //! needs ~9 instructions and two loads per tree for the same step. Several chains (rows
 //! of a batch, or groups of one row) are walked at once so the gathers' latencies overlap.
+//! One row reads a group's top levels whole instead (level `s`: `8 << s` nodes, the layout
+//! keeps every tree on level `s` after `s` steps): the 8 nodes picked by permutes, each
+//! step's latency shorter than a gather's (m2 one row ~0.9×).
 //! (AVX2 alone, three gathers a step, measured slower than the scalar walk on this
 //! machine's AMD EPYC: its gathers fetch about one value a cycle.)
 //!
 //! Why it is sound, whatever the nodes hold: every gathered node index is clamped to
-//! `nodes.len() - 1` (the roots and each step's result), and the row is read with a
-//! masked load of its own length; a feature index only selects among registers. The
+//! `nodes.len() - 1` (the roots and each step's result), a level read whole is first
+//! checked to lie inside the nodes ([`whole_levels`]; an index only selects among the
+//! registers read), and the row is read with a masked load of its own length; a feature
+//! index only selects among registers. The
 //! functions with `#[target_feature]` are called only after AVX-512 F and VL were
 //! detected at run time ([`available`]). The walk equals [`super::Wide::walk_group`] bit
 //! for bit: the same comparison (`v < t`, false for NaN), the same missing-value rule;
 //! the tests of `wide_tests.rs` run both walks against the flat evaluator.
 #![allow(unsafe_code)]
 
-use super::Node;
+use super::{Node, TOP};
+
+// `x86::level` knows levels 0 to 3.
+const _: () = assert!(TOP <= 4);
 
 /// Whether this CPU can run the vector walk (AVX-512 F and VL; checked once, then cached
 /// by std).
@@ -49,15 +57,20 @@ pub(super) fn enabled() -> bool {
 pub(super) trait Walk: Copy + Sized {
     /// The widest row (feature values, the phantom, padding) the walk holds in registers.
     const MAX_STRIDE: usize;
+    /// Whether one row's walk reads a group's top levels whole (f32 nodes).
+    const READS_LEVELS: bool;
 
     /// Walks `C` chains for `depth` steps: chain `c` starts at `roots[c]` and reads the row
-    /// `xs[c]` (each at most [`Walk::MAX_STRIDE`] values, and more than `bits.fmask`);
+    /// `xs[c % R]` (`R`: 1, or `C`; each at most [`Walk::MAX_STRIDE`] values, and more than `bits.fmask`);
     /// returns each chain's 8 leaves. Only when [`available`]; `NAN`: whether a row may
-    /// hold NaN.
-    fn walk<const NAN: bool, const C: usize>(
+    /// hold NaN. For steps `s < top`, every tree of chain `c` is among the `8 << s` nodes
+    /// from `tops[c][s]` (f32 nodes: the walk reads them whole instead of gathering).
+    fn walk<const NAN: bool, const C: usize, const R: usize>(
         nodes: &[Node<Self>],
         roots: [&[u32; 8]; C],
-        xs: [&[Self]; C],
+        tops: [&[u32; TOP]; C],
+        top: usize,
+        xs: [&[Self]; R],
         depth: usize,
         bits: Bits,
     ) -> [[u32; 8]; C];
@@ -85,43 +98,62 @@ fn checked<T: Walk>(nodes: &[Node<T>], xs: &[&[T]], bits: Bits) -> Option<u32> {
     (available() && fits && rows && bits.cshift < 32).then_some(last as u32)
 }
 
+/// How many of the first `top` levels (at most [`TOP`]) lie whole inside the nodes for
+/// every chain: those the walk may read whole.
+fn whole_levels<T>(nodes: &[Node<T>], tops: &[&[u32; TOP]], top: usize) -> usize {
+    (0..top.min(TOP))
+        .take_while(|&s| {
+            tops.iter()
+                .all(|t| (t[s] as usize).saturating_add(8 << s) <= nodes.len())
+        })
+        .count()
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Bits, Node, Walk, checked};
+    use super::{Bits, Node, TOP, Walk, checked, whole_levels};
     use std::arch::x86_64::*;
 
     impl Walk for f32 {
         const MAX_STRIDE: usize = 32;
+        const READS_LEVELS: bool = true;
 
         #[inline]
-        fn walk<const NAN: bool, const C: usize>(
+        fn walk<const NAN: bool, const C: usize, const R: usize>(
             nodes: &[Node<f32>],
             roots: [&[u32; 8]; C],
-            xs: [&[f32]; C],
+            tops: [&[u32; TOP]; C],
+            top: usize,
+            xs: [&[f32]; R],
             depth: usize,
             bits: Bits,
         ) -> [[u32; 8]; C] {
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
-            // SAFETY: AVX-512 F and VL are available and `last` is the last node
-            // (`checked`); see the module's comment.
-            unsafe { walk32::<NAN, C>(nodes, roots, xs, depth, bits, last) }
+            let top = whole_levels(nodes, &tops, top);
+            // SAFETY: AVX-512 F and VL are available, `last` is the last node (`checked`),
+            // the first `top` levels of every chain lie inside the nodes (`whole_levels`);
+            // see the module's comment.
+            unsafe { walk32::<NAN, C, R>(nodes, roots, tops, top, xs, depth, bits, last) }
         }
     }
 
     impl Walk for f64 {
         const MAX_STRIDE: usize = 16;
+        const READS_LEVELS: bool = false;
 
         #[inline]
-        fn walk<const NAN: bool, const C: usize>(
+        fn walk<const NAN: bool, const C: usize, const R: usize>(
             nodes: &[Node<f64>],
             roots: [&[u32; 8]; C],
-            xs: [&[f64]; C],
+            _: [&[u32; TOP]; C],
+            _: usize,
+            xs: [&[f64]; R],
             depth: usize,
             bits: Bits,
         ) -> [[u32; 8]; C] {
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
             // SAFETY: as for f32.
-            unsafe { walk64::<NAN, C>(nodes, roots, xs, depth, bits, last) }
+            unsafe { walk64::<NAN, C, R>(nodes, roots, xs, depth, bits, last) }
         }
     }
 
@@ -191,16 +223,70 @@ mod x86 {
         }
     }
 
+    /// 8 consecutive 8-byte nodes from `p`.
+    ///
+    /// # Safety
+    /// The 64 bytes from `p` are nodes.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    #[inline]
+    unsafe fn block(p: *const i64) -> __m512i {
+        // SAFETY: the caller's.
+        unsafe { _mm512_loadu_si512(p.cast()) }
+    }
+
+    /// The 8 nodes at `idx` picked from level `s`'s `8 << s` nodes from `start`, read whole
+    /// (`s < 4`): permutes by each index's low bits instead of a gather. An index outside
+    /// the level picks some node of it.
+    ///
+    /// # Safety
+    /// AVX-512 F and VL are available; the `8 << s` nodes from `base + start` are nodes.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    #[inline]
+    unsafe fn level(base: *const i64, start: u32, s: usize, idx: __m256i) -> __m512i {
+        let rel = _mm512_cvtepu32_epi64(_mm256_sub_epi32(idx, _mm256_set1_epi32(start as i32)));
+        let p = base.wrapping_add(start as usize);
+        // SAFETY: the `8 << s` nodes from `p` are nodes (the caller's).
+        unsafe {
+            match s {
+                0 => _mm512_permutexvar_epi64(rel, block(p)),
+                1 => _mm512_permutex2var_epi64(block(p), rel, block(p.add(8))),
+                2 => {
+                    let a = _mm512_permutex2var_epi64(block(p), rel, block(p.add(8)));
+                    let b = _mm512_permutex2var_epi64(block(p.add(16)), rel, block(p.add(24)));
+                    _mm512_mask_mov_epi64(a, _mm512_test_epi64_mask(rel, _mm512_set1_epi64(16)), b)
+                }
+                _ => {
+                    let [a, b, c, d] = [0, 16, 32, 48].map(|k| {
+                        _mm512_permutex2var_epi64(block(p.add(k)), rel, block(p.add(k + 8)))
+                    });
+                    let hi = _mm512_test_epi64_mask(rel, _mm512_set1_epi64(16));
+                    let ab = _mm512_mask_mov_epi64(a, hi, b);
+                    let cd = _mm512_mask_mov_epi64(c, hi, d);
+                    _mm512_mask_mov_epi64(
+                        ab,
+                        _mm512_test_epi64_mask(rel, _mm512_set1_epi64(32)),
+                        cd,
+                    )
+                }
+            }
+        }
+    }
+
     /// 8-byte nodes: the f32 threshold, then the meta word.
     ///
     /// # Safety
     /// AVX-512 F and VL are available; `last == nodes.len() - 1`; each row holds more than
-    /// `bits.fmask` values.
+    /// `bits.fmask` values; for `s < top` (at most 4), the `8 << s` nodes from each
+    /// `tops[c][s]` are nodes.
     #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn walk32<const NAN: bool, const C: usize>(
+    // The steps index each chain's levels: clearer than iterators over both.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    unsafe fn walk32<const NAN: bool, const C: usize, const R: usize>(
         nodes: &[Node<f32>],
         roots: [&[u32; 8]; C],
-        xs: [&[f32]; C],
+        tops: [&[u32; TOP]; C],
+        top: usize,
+        xs: [&[f32]; R],
         depth: usize,
         bits: Bits,
         last: u32,
@@ -210,14 +296,19 @@ mod x86 {
         let base = nodes.as_ptr().cast::<i64>();
         let rows = xs.map(|x| row32(x));
         let mut idx = roots.map(|r| start(r, lastv));
-        for _ in 0..depth {
+        for s in 0..depth {
             for c in 0..C {
-                // SAFETY: every index is at most `last`: node `i` is the 8 bytes at `8·i`.
-                let n = unsafe { _mm512_i32gather_epi64::<8>(idx[c], base) };
+                let n = if s < top {
+                    // SAFETY: the level lies inside the nodes (the caller's).
+                    unsafe { level(base, tops[c][s], s, idx[c]) }
+                } else {
+                    // SAFETY: every index is at most `last`: node `i` is the 8 bytes at `8·i`.
+                    unsafe { _mm512_i32gather_epi64::<8>(idx[c], base) }
+                };
                 let t = _mm256_castsi256_ps(_mm512_cvtepi64_epi32(n));
                 let m = _mm512_cvtepi64_epi32(_mm512_srli_epi64::<32>(n));
                 let f = _mm512_castsi256_si512(_mm256_and_si256(m, fmask));
-                let (lo, hi) = rows[c];
+                let (lo, hi) = rows[c % R];
                 let v = _mm512_castps512_ps256(_mm512_permutex2var_ps(lo, f, hi));
                 let left = _mm256_cmp_ps_mask::<_CMP_LT_OQ>(v, t);
                 let nan = if NAN {
@@ -236,10 +327,10 @@ mod x86 {
     /// # Safety
     /// As [`walk32`].
     #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn walk64<const NAN: bool, const C: usize>(
+    unsafe fn walk64<const NAN: bool, const C: usize, const R: usize>(
         nodes: &[Node<f64>],
         roots: [&[u32; 8]; C],
-        xs: [&[f64]; C],
+        xs: [&[f64]; R],
         depth: usize,
         bits: Bits,
         last: u32,
@@ -263,7 +354,7 @@ mod x86 {
                     )
                 };
                 let f = _mm512_cvtepu32_epi64(_mm256_and_si256(m, fmask));
-                let (lo, hi) = rows[c];
+                let (lo, hi) = rows[c % R];
                 let v = _mm512_permutex2var_pd(lo, f, hi);
                 let left = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(v, t);
                 let nan = if NAN {
@@ -297,11 +388,14 @@ mod tests {
 #[cfg(not(target_arch = "x86_64"))]
 impl<T: Copy> Walk for T {
     const MAX_STRIDE: usize = 0;
+    const READS_LEVELS: bool = false;
 
-    fn walk<const NAN: bool, const C: usize>(
+    fn walk<const NAN: bool, const C: usize, const R: usize>(
         _: &[Node<Self>],
         _: [&[u32; 8]; C],
-        _: [&[Self]; C],
+        _: [&[u32; TOP]; C],
+        _: usize,
+        _: [&[Self]; R],
         _: usize,
         _: Bits,
     ) -> [[u32; 8]; C] {
