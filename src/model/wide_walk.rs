@@ -1,8 +1,11 @@
-//! The scalar walks of [`Wide`]: a group's trees stepped together by index arithmetic
-//! (no branch on the data), and one tree alone with every node kind; and the prepared
-//! rows they read.
+//! The walks of [`Wide`]: a group's trees stepped together by index arithmetic (no branch
+//! on the data), one tree alone with every node kind, the prepared rows they read; and
+//! what drives the vector walk ([`super::simd`]) over one row's groups or a batch's rows.
 
-use super::{FLAG_BITS, Head, LANES, Prec, W_CAT, W_DEFAULT_LEFT, W_LEAF, Walk, Wide};
+use super::{
+    CHAINS, FLAG_BITS, Head, LANES, Prec, ROW_CHAINS, Segment, TOP, W_CAT, W_DEFAULT_LEFT, W_LEAF,
+    Walk, Wide, simd,
+};
 
 impl<T: Prec + Walk> Wide<T> {
     /// Adds a group's leaves to each row's sum.
@@ -203,5 +206,146 @@ impl<T: Copy> Row<T> for [T] {
     #[inline(always)]
     fn slice(&self) -> &[T] {
         self
+    }
+}
+
+impl<T: Prec + Walk> Wide<T> {
+    /// [`Wide::eval`] of one row with the vector walk: consecutive groups without category
+    /// splits walked together (their top levels read whole), their leaves added in tree
+    /// order.
+    pub(super) fn eval_row<const NAN: bool, R: Row<T> + ?Sized>(
+        &self,
+        h: &Head,
+        row: &R,
+        acc: &mut [T],
+    ) {
+        let plain = |seg: &Segment| matches!(seg, Segment::Group { cat: false, .. });
+        let mut segs = self.segments.as_slice();
+        while let Some(first) = segs.first() {
+            let n = segs
+                .iter()
+                .take(ROW_CHAINS)
+                .take_while(|s| plain(s))
+                .count();
+            if n == 0 {
+                self.segment::<NAN, R>(h, first, std::iter::once(row), acc);
+                segs = &segs[1..];
+                continue;
+            }
+            let (chained, rest) = segs.split_at(n);
+            segs = rest;
+            let (mut depth, mut top) = (0, TOP);
+            let mut roots = [&[0u32; LANES]; ROW_CHAINS];
+            let mut tops = [&[0u32; TOP]; ROW_CHAINS];
+            for ((r, t), seg) in roots.iter_mut().zip(&mut tops).zip(chained) {
+                if let Segment::Group {
+                    roots,
+                    depth: d,
+                    top: levels,
+                    top_levels,
+                    ..
+                } = seg
+                {
+                    (*r, *t) = (roots, levels);
+                    depth = depth.max(*d);
+                    top = top.min(*top_levels);
+                }
+            }
+            // Chains past `n` walk the dummy leaf 0.
+            let x = row.slice();
+            let leaves = T::walk::<NAN, ROW_CHAINS, 1>(
+                &self.nodes,
+                roots,
+                tops,
+                top,
+                [x],
+                depth,
+                self.bits(),
+            );
+            for (v, seg) in leaves.iter().zip(chained) {
+                if let Segment::Group { outs, count, .. } = seg {
+                    self.add_leaves(h, v, outs, *count, acc);
+                }
+            }
+        }
+    }
+
+    /// Adds a group's leaves (`count` of them) to a row's sums, in tree order.
+    #[inline(always)]
+    pub(super) fn add_leaves(
+        &self,
+        h: &Head,
+        leaves: &[u32; LANES],
+        outs: &[u32; LANES],
+        count: usize,
+        a: &mut [T],
+    ) {
+        if h.outputs == 1 {
+            let mut s = a[0];
+            for &l in leaves.iter().take(count) {
+                s += self.nodes[l as usize].t;
+            }
+            a[0] = s;
+        } else {
+            for (&l, &o) in leaves.iter().zip(outs).take(count) {
+                a[o as usize] += self.nodes[l as usize].t;
+            }
+        }
+    }
+
+    /// Where the vector walk finds a meta word's parts.
+    pub(super) fn bits(&self) -> simd::Bits {
+        simd::Bits {
+            fmask: self.fmask,
+            dl: self.dl,
+            cshift: self.cshift,
+        }
+    }
+
+    /// [`Wide::group`] without category splits, with the vector walk: `CHAINS` rows at
+    /// once. (Every step gathers: the rows share the top levels' nodes in L1, where reading
+    /// whole levels measured no faster.)
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) fn group_simd<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
+        &self,
+        h: &Head,
+        roots: &[u32; LANES],
+        outs: &[u32; LANES],
+        count: usize,
+        depth: usize,
+        rows: impl Iterator<Item = &'x R>,
+        acc: &mut [T],
+    ) {
+        let k = h.outputs;
+        let bits = self.bits();
+        let mut sums = acc.chunks_exact_mut(k);
+        let mut xs: [&[T]; CHAINS] = [&[]; CHAINS];
+        let mut n = 0;
+        for row in rows {
+            xs[n] = row.slice();
+            n += 1;
+            if n == CHAINS {
+                n = 0;
+                let leaves = T::walk::<NAN, CHAINS, CHAINS>(
+                    &self.nodes,
+                    [roots; CHAINS],
+                    [&[0; TOP]; CHAINS],
+                    0,
+                    xs,
+                    depth,
+                    bits,
+                );
+                for v in &leaves {
+                    let a = sums.next().expect("a sum per row");
+                    self.add_leaves(h, v, outs, count, a);
+                }
+            }
+        }
+        for &x in &xs[..n] {
+            let [l] = T::walk::<NAN, 1, 1>(&self.nodes, [roots], [&[0; TOP]], 0, [x], depth, bits);
+            let a = sums.next().expect("a sum per row");
+            self.add_leaves(h, &l, outs, count, a);
+        }
     }
 }
