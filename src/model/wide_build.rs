@@ -45,14 +45,21 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
     } else {
         0
     };
-    w.nodes.push(Node {
+    // The dummy leaf: node 0, and the padding after the last group.
+    let dummy = Node {
         t: T::default(),
         m: w.meta(nf, W_LEAF, 0),
-    });
-    let mut group: Vec<(u32, u32, bool)> = Vec::new(); // (flat root, output, category splits)
+    };
+    w.nodes.push(dummy);
+    let mut group: Vec<Grouped> = Vec::new();
     for (&root, &out) in flat.roots.iter().zip(&flat.groups) {
-        if let Some(cat) = groupable(flat, root, cats) {
-            group.push((root, out, cat));
+        if let Some((cat, depth)) = groupable(flat, root, cats) {
+            group.push(Grouped {
+                root,
+                out,
+                cat,
+                depth,
+            });
             if group.len() == LANES {
                 flush(&mut w, flat, &mut group, levels)?;
             }
@@ -68,13 +75,9 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
     flush(&mut w, flat, &mut group, levels)?;
     // Dummy leaves after the last group, so the top levels' blocks the vector walk reads
     // whole stay inside the nodes.
-    let pad = Node {
-        t: T::default(),
-        m: w.meta(nf, W_LEAF, 0),
-    };
     if levels > 0 {
         w.nodes
-            .extend(std::iter::repeat_n(pad, LANES << (levels - 1)));
+            .extend(std::iter::repeat_n(dummy, LANES << (levels - 1)));
     }
     if w.nodes.len() > 1 << (32 - cshift) {
         return None;
@@ -83,18 +86,30 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
     Some(w)
 }
 
+/// A tree waiting for its group.
+struct Grouped {
+    /// Its root in `flat`.
+    root: u32,
+    out: u32,
+    /// Whether it has a category split.
+    cat: bool,
+    depth: usize,
+}
+
 /// Whether a tree can be walked in a group: only number splits (and category splits,
 /// when `cats`: they are grouped) and scalar leaves, at most `MAX_GROUP_DEPTH` deep.
-/// `Some(true)`: it has a category split.
-fn groupable(flat: &FlatEnsemble, root: u32, cats: bool) -> Option<bool> {
+/// `Some((whether it has a category split, its depth))`.
+fn groupable(flat: &FlatEnsemble, root: u32, cats: bool) -> Option<(bool, usize)> {
     let mut stack = vec![(root, 0usize)];
     let mut has_cat = false;
+    let mut deepest = 0;
     while let Some((i, d)) = stack.pop() {
         let n = flat.nodes[i as usize];
         if n.meta & LEAF != 0 {
             if n.meta & VECTOR != 0 {
                 return None;
             }
+            deepest = deepest.max(d);
         } else {
             let cat = n.meta & CATEGORICAL != 0;
             if (cat && !cats) || d >= MAX_GROUP_DEPTH {
@@ -104,7 +119,7 @@ fn groupable(flat: &FlatEnsemble, root: u32, cats: bool) -> Option<bool> {
             stack.extend([(n.left, d + 1), (n.right, d + 1)]);
         }
     }
-    Some(has_cat)
+    Some((has_cat, deepest))
 }
 
 /// Whether category splits can be grouped, and then the features they split on and each
@@ -147,18 +162,14 @@ fn category_codes(flat: &FlatEnsemble) -> Option<(Vec<usize>, Vec<u64>)> {
 fn flush<T: Prec + Walk>(
     w: &mut Wide<T>,
     flat: &FlatEnsemble,
-    group: &mut Vec<(u32, u32, bool)>,
+    group: &mut Vec<Grouped>,
     levels: usize,
 ) -> Option<()> {
     if group.is_empty() {
         return Some(());
     }
-    let flat_roots: Vec<u32> = group.iter().map(|g| g.0).collect();
-    let deepest = flat_roots
-        .iter()
-        .map(|&r| depth(flat, r))
-        .max()
-        .unwrap_or(0);
+    let flat_roots: Vec<u32> = group.iter().map(|g| g.root).collect();
+    let deepest = group.iter().map(|g| g.depth).max().unwrap_or(0);
     let top_levels = levels.min(deepest);
     let (new_roots, depth, starts) = lay_out(w, flat, &flat_roots, top_levels.saturating_sub(1))?;
     debug_assert_eq!(depth, deepest);
@@ -168,7 +179,7 @@ fn flush<T: Prec + Walk>(
     let mut outs = [0; LANES];
     for (j, (&r, g)) in new_roots.iter().zip(group.iter()).enumerate() {
         roots[j] = r;
-        outs[j] = g.1;
+        outs[j] = g.out;
     }
     w.segments.push(Segment::Group {
         roots,
@@ -177,25 +188,10 @@ fn flush<T: Prec + Walk>(
         depth,
         top,
         top_levels,
-        cat: group.iter().any(|g| g.2),
+        cat: group.iter().any(|g| g.cat),
     });
     group.clear();
     Some(())
-}
-
-/// The depth of the tree at `root` (0: a leaf).
-fn depth(flat: &FlatEnsemble, root: u32) -> usize {
-    let mut stack = vec![(root, 0)];
-    let mut deepest = 0;
-    while let Some((i, d)) = stack.pop() {
-        let n = flat.nodes[i as usize];
-        if n.meta & LEAF != 0 {
-            deepest = deepest.max(d);
-        } else {
-            stack.extend([(n.left, d + 1), (n.right, d + 1)]);
-        }
-    }
-    deepest
 }
 
 /// Appends the trees at `roots` level by level (all trees' level 0, then level 1, …),
