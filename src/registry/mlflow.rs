@@ -307,20 +307,19 @@ impl Registry for MlflowRegistry {
             Err(RegistryError::AliasNotFound { .. } | RegistryError::Corrupt { .. }) => None,
             Err(e) => return Err(e),
         };
-        let before = old.as_ref().map(|r| r.version);
-        let rec = history::moved(old, version, now());
-        self.write_checked(model, alias, before, rec)
+        let rec = history::moved(old.clone(), version, now());
+        self.write_checked(model, alias, old, rec)
     }
 
     fn rollback(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError> {
-        let mut rec = self.alias(model, alias)?;
-        let before = Some(rec.version);
+        let old = self.alias(model, alias)?;
+        let mut rec = old.clone();
         rec.version = rec.history.pop().ok_or_else(|| RegistryError::NoHistory {
             model: model.into(),
             alias: alias.into(),
         })?;
         rec.updated = now();
-        self.write_checked(model, alias, before, rec)
+        self.write_checked(model, alias, Some(old), rec)
     }
 
     fn put_record(

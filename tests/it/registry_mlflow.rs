@@ -501,6 +501,19 @@ fn promoters_racing_on_mlflow_are_told_when_another_overtook_them() {
             landed.contains(&now),
             "round {round}: at {now}, landed {landed:?}"
         );
+        // Its history tag is the one written for that version, not a loser's: `updated`
+        // is empty only when the tag is out of step with the alias.
+        let record = &listed[0]["aliases"]["production"];
+        assert_ne!(
+            record["updated"].as_str().unwrap_or_default(),
+            "",
+            "round {round}: the history tag is out of step with the alias: {record}"
+        );
+        let history = record["history"].as_array().unwrap();
+        assert!(
+            history.last().and_then(Value::as_u64) != Some(now),
+            "round {round}: {record}"
+        );
     }
     eprintln!("{won} promotes landed, {told} were told another writer overtook them");
     assert!(

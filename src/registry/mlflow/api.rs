@@ -4,6 +4,10 @@
 use serde::Deserialize;
 use serde_json::json;
 
+/// Most times a writer that won the alias writes its history tag again over a racing
+/// writer's.
+const MAX_TAG_MENDS: usize = 3;
+
 use super::super::fs::ARTIFACT_FILE;
 use super::super::{AliasRecord, MAX_ARTIFACT_BYTES, RegistryError, parse_version};
 use super::{
@@ -246,6 +250,11 @@ impl MlflowRegistry {
             Err(e) if e.code == NOT_FOUND => return Err(self.version_not_found(model, rec.version)),
             Err(e) => return Err(e.into()),
         }
+        self.write_tag(model, alias, rec)
+    }
+
+    /// Records `rec` as the alias's history (the tag only).
+    fn write_tag(&self, model: &str, alias: &str, rec: &AliasRecord) -> Result<(), RegistryError> {
         self.client.post::<serde_json::Value>(
             "write",
             "registered-models/set-tag",
@@ -254,40 +263,60 @@ impl MlflowRegistry {
         Ok(())
     }
 
-    /// Writes `rec` ([`Self::write_alias`]) over the alias last read at `before`, then
+    /// Writes `rec` ([`Self::write_alias`]) over the alias last read as `old`, then
     /// reads it back: MLflow has no conditional writes, so an update another writer
     /// overtook is told, never lost silently. A write MLflow refuses because another
     /// writer created the alias at the same moment (its database's unique constraint) is
     /// told the same way.
+    ///
+    /// The alias and its history tag are two writes, so racing writers can leave the
+    /// winner's alias with a loser's tag. Both sides mend that: the winner writes its tag
+    /// again while the read-back shows another one, and an overtaken writer that finds a
+    /// tag out of step with the alias records the winner's move from `old` (the state both
+    /// usually started from). The history then follows the alias's last move, never an
+    /// overtaken writer's.
     pub(super) fn write_checked(
         &self,
         model: &str,
         alias: &str,
-        before: Option<u64>,
+        old: Option<AliasRecord>,
         rec: AliasRecord,
     ) -> Result<AliasRecord, RegistryError> {
+        let before = old.as_ref().map(|r| r.version);
         let read_back = || super::super::Registry::alias(self, model, alias);
-        if let Err(e) = self.write_alias(model, alias, &rec) {
-            return Err(match read_back() {
-                Ok(now) if Some(now.version) != before && now.version != rec.version => {
-                    RegistryError::Overtaken {
-                        model: model.into(),
-                        alias: alias.into(),
-                        ours: rec.version,
-                        theirs: now.version,
-                    }
+        let overtaken = |now: AliasRecord| {
+            if now.updated.is_empty() && Some(now.version) != before {
+                // The tag is not the winner's: record the winner's move from `old`.
+                let mended = history::moved(old.clone(), now.version, super::super::now());
+                if let Err(e) = self.write_tag(model, alias, &mended) {
+                    tracing::warn!(error = %e, "could not mend the alias history after losing a race");
                 }
-                _ => e,
-            });
-        }
-        let now = read_back()?;
-        if now.version != rec.version {
-            return Err(RegistryError::Overtaken {
+            }
+            RegistryError::Overtaken {
                 model: model.into(),
                 alias: alias.into(),
                 ours: rec.version,
                 theirs: now.version,
+            }
+        };
+        if let Err(e) = self.write_alias(model, alias, &rec) {
+            return Err(match read_back() {
+                Ok(now) if Some(now.version) != before && now.version != rec.version => {
+                    overtaken(now)
+                }
+                _ => e,
             });
+        }
+        for _ in 0..MAX_TAG_MENDS {
+            let now = read_back()?;
+            if now.version != rec.version {
+                return Err(overtaken(now));
+            }
+            if now == rec {
+                break;
+            }
+            // Ours is the alias, another writer's the tag: ours again.
+            self.write_tag(model, alias, &rec)?;
         }
         Ok(rec)
     }
