@@ -157,7 +157,16 @@ impl Catalog {
     /// version and only then swaps it in. On any failure the current version stays.
     /// Blocking (file I/O): call from a blocking thread.
     pub fn reload(&self) -> Result<Reloaded, LoadError> {
-        let result = self.try_reload();
+        self.reload_resolved(None)
+    }
+
+    /// [`Catalog::reload`] with the alias already resolved (`Some`: by the fleet's
+    /// discovery, in the same poll), so it is not read twice.
+    pub(super) fn reload_resolved(
+        &self,
+        resolved: Option<Result<u64, RegistryError>>,
+    ) -> Result<Reloaded, LoadError> {
+        let result = self.try_reload(resolved);
         match &result {
             Ok(Reloaded::Swapped { .. } | Reloaded::Fallback { .. }) => {
                 self.metrics.model_load("success");
@@ -169,8 +178,14 @@ impl Catalog {
         result
     }
 
-    fn try_reload(&self) -> Result<Reloaded, LoadError> {
-        let version = self.registry.resolve(&self.name, &self.opts.alias)?;
+    fn try_reload(
+        &self,
+        resolved: Option<Result<u64, RegistryError>>,
+    ) -> Result<Reloaded, LoadError> {
+        let version = match resolved {
+            Some(r) => r?,
+            None => self.registry.resolve(&self.name, &self.opts.alias)?,
+        };
         let from = self.current.load().as_ref().map(|m| m.model.version());
         if from == Some(version) {
             return Ok(Reloaded::Unchanged(version));

@@ -62,6 +62,9 @@ pub struct FleetReport {
     pub models: Vec<(String, Result<Reloaded, LoadError>)>,
 }
 
+/// A model discovery found, and what its alias resolved to.
+type Discovered = (String, Result<u64, RegistryError>);
+
 /// Every model the server serves.
 #[derive(Debug)]
 pub struct Fleet {
@@ -211,9 +214,16 @@ impl Fleet {
     /// Blocking (file I/O): call from a blocking thread.
     pub fn reload(&self) -> FleetReport {
         let mut report = FleetReport::default();
+        // The aliases discovery read, handed to each model's reload: one read a poll.
+        let mut resolved = std::collections::HashMap::new();
         if self.named.is_empty() {
             match self.discover() {
-                Ok(mut names) => {
+                Ok(found) => {
+                    let mut names = Vec::with_capacity(found.len());
+                    for (name, version) in found {
+                        names.push(name.clone());
+                        resolved.insert(name, version);
+                    }
                     // A model that vanished from the listing (a registry being moved or
                     // rebuilt) keeps serving its loaded version: nothing served is lost.
                     let served = self.models.load();
@@ -231,7 +241,8 @@ impl Fleet {
         }
         let models = self.models.load_full();
         for c in models.iter() {
-            report.models.push((c.name().to_owned(), c.reload()));
+            let reloaded = c.reload_resolved(resolved.remove(c.name()));
+            report.models.push((c.name().to_owned(), reloaded));
             c.reload_sides();
         }
         self.decide_score_model();
@@ -239,20 +250,19 @@ impl Fleet {
         report
     }
 
-    /// The registry's models that have the alias. Only the followed alias is read, and a
-    /// model whose alias file cannot be used is still listed: its own reload reports why,
-    /// and nothing else is affected.
-    fn discover(&self) -> Result<Vec<String>, RegistryError> {
-        let mut names = Vec::new();
+    /// The registry's models that have the alias, each with what its alias resolved to.
+    /// Only the followed alias is read, and a model whose alias cannot be used is still
+    /// listed: its own reload reports why, and nothing else is affected.
+    fn discover(&self) -> Result<Vec<Discovered>, RegistryError> {
+        let mut found = Vec::new();
         for name in self.registry.models()? {
             match self.registry.resolve(&name, &self.opts.alias) {
-                Ok(_) => names.push(name),
                 // No such alias, or a model being created or removed right now.
                 Err(RegistryError::AliasNotFound { .. } | RegistryError::ModelNotFound(_)) => {}
-                Err(_) => names.push(name),
+                version => found.push((name, version)),
             }
         }
-        Ok(names)
+        Ok(found)
     }
 
     /// Marks the server as shutting down: from now on it is not ready (load balancers
