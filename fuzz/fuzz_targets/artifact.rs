@@ -5,12 +5,13 @@
 //! The first byte picks how deep the input reaches: 0 — the bytes as a file (header and
 //! checksums); 1 — the rest as an artifact body, sealed with a valid header and checksum
 //! (MessagePack decoding, length prefixes); 2 — that body with its payload checksum fixed
-//! too (manifest and tree validation, golden rows, prediction).
+//! too (manifest and tree validation, golden rows, prediction). Every input also goes
+//! through the manifest's ranged read (`read_manifest_head`) at three cuts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use treeserve::Model;
-use treeserve::model::{encode_artifact, read_parts, seal};
+use treeserve::model::{encode_artifact, read_manifest, read_manifest_head, read_parts, seal};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&mode, rest)) = input.split_first() else {
@@ -27,6 +28,15 @@ fuzz_target!(|input: &[u8]| {
             encode_artifact(&manifest, payload)
         }
     };
+    // A manifest read from the first bytes (a ranged read) is the manifest, or asks for
+    // more, whatever the cut.
+    let whole = read_manifest(&bytes).ok();
+    for cut in [bytes.len() / 3, bytes.len() / 2, bytes.len().saturating_sub(1)] {
+        if let (Ok(Some((m, _))), Some(w)) = (read_manifest_head(&bytes[..cut]), &whole) {
+            // (Debug: a NaN in the manifest is not equal to itself.)
+            assert_eq!(format!("{m:?}"), format!("{w:?}"));
+        }
+    }
     let Ok(model) = Model::from_bytes(&bytes, 1, &Default::default()) else {
         return;
     };

@@ -44,6 +44,10 @@ pub struct ModelsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Download every version whole and verify its checksums. Without it, an object-store
+    /// registry's versions are listed from their first 64 KiB (the manifest), unverified.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// `treeserve promote`.
@@ -131,7 +135,13 @@ pub(super) fn models(a: ModelsArgs) -> Result<(), CommandError> {
             );
             Ok(())
         }
-        _ => list_models(&*reg, &a.registry.registry, a.name.as_deref(), a.json),
+        _ => list_models(
+            &*reg,
+            &a.registry.registry,
+            a.name.as_deref(),
+            a.json,
+            a.verify,
+        ),
     }
 }
 
@@ -226,8 +236,10 @@ fn list_models(
     location: &crate::registry::Location,
     only: Option<&str>,
     json: bool,
+    verify: bool,
 ) -> Result<(), CommandError> {
     let mut listing = Vec::new();
+    let mut unverified = 0;
     let names = match only {
         Some(n) => {
             reg.versions(n)?;
@@ -251,8 +263,8 @@ fn list_models(
             Err(e) => return Err(e.into()),
         };
         for v in listed {
-            let entry = match reg.read(&name, v).map(|b| crate::model::read_manifest(&b)) {
-                Ok(Ok(m)) => serde_json::json!({
+            let entry = match crate::registry::version_manifest(reg, &name, v, verify) {
+                Ok(Ok((m, verified))) => serde_json::json!({
                     "version": v,
                     "created": m.created,
                     "algorithm": m.algorithm,
@@ -261,10 +273,12 @@ fn list_models(
                     "regression_metrics": m.regression_metrics,
                     "training_sha256": m.training.sha256,
                     "aliases": aliases.iter().filter(|(_, r)| r.version == v).map(|(a, _)| a).collect::<Vec<_>>(),
+                    "verified": verified,
                 }),
                 Ok(Err(e)) => serde_json::json!({"version": v, "error": e.to_string()}),
                 Err(e) => serde_json::json!({"version": v, "error": e.to_string()}),
             };
+            unverified += usize::from(entry["verified"] == false);
             versions.push(entry);
         }
         let mut entry = serde_json::json!({"name": name, "aliases": aliases, "versions": versions});
@@ -343,6 +357,16 @@ fn list_models(
                 aliases.join(", ")
             );
         }
+    }
+    if unverified > 0 {
+        let (s, its, them) = match unverified {
+            1 => ("", "its manifest", "it"),
+            _ => ("s", "their manifests", "them"),
+        };
+        let _ = writeln!(
+            out,
+            "({unverified} version{s} listed from {its} only, checksums not verified: --verify downloads {them} whole)"
+        );
     }
     super::print_out(&out)
 }

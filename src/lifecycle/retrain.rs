@@ -198,10 +198,10 @@ fn trained_on(reg: &dyn Registry, model: &str, sha256: &str) -> bool {
         .unwrap_or_default()
         .into_iter()
         .any(|v| {
-            reg.read(model, v)
+            crate::registry::version_manifest(reg, model, v, false)
                 .ok()
-                .and_then(|b| crate::model::read_manifest(&b).ok())
-                .and_then(|m| m.training.dataset)
+                .and_then(Result::ok)
+                .and_then(|(m, _)| m.training.dataset)
                 .is_some_and(|d| d.sha256 == sha256)
         })
 }

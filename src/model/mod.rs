@@ -207,3 +207,78 @@ pub fn read_parts(bytes: &[u8]) -> Result<(Manifest, &[u8]), ArtifactError> {
     let body = decode_body(unseal(bytes)?)?;
     Ok((body.manifest, body.payload))
 }
+
+/// The manifest from an artifact's first bytes (`head`, e.g. a ranged read), without the
+/// rest: the header's magic and version are checked, the checksums cannot be (they cover
+/// the whole body) unless `head` is the whole artifact: the flag says whether they were.
+/// `Ok(None)` when the manifest ends past `head`: read more. Used to list versions of a
+/// remote registry without downloading them.
+pub fn read_manifest_head(head: &[u8]) -> Result<Option<(Manifest, bool)>, ArtifactError> {
+    match unseal_version(head) {
+        // All of it: everything checked.
+        Ok((_, body)) => return decode_body(body).map(|b| Some((b.manifest, true))),
+        Err(ArtifactError::Truncated(_)) if head.len() >= HEADER_LEN => {}
+        Err(e) => return Err(e),
+    }
+    // What `encode_artifact` writes first: a map of 2 entries, the key "manifest".
+    const START: &[u8] = b"\x82\xa8manifest";
+    match head[HEADER_LEN..].strip_prefix(START) {
+        // One value read, the rest of the body left alone; failing here means the
+        // manifest runs past the bytes read (or anything else a full read will tell).
+        Some(rest) => Ok(
+            Manifest::deserialize(&mut rmp_serde::Deserializer::new(rest))
+                .ok()
+                .map(|m| (m, false)),
+        ),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_reads_from_the_first_bytes_or_asks_for_more() {
+        let iris = std::fs::read("models/iris/versions/1/model.tsm").unwrap();
+        let (manifest, _) = read_parts(&iris).unwrap();
+        // A large payload behind the manifest, as an imported ensemble has.
+        let big = encode_artifact(&manifest, &vec![7u8; 1 << 20]);
+        let want = read_manifest(&big).unwrap();
+        let mut first = None;
+        for cut in (HEADER_LEN..8192).chain([big.len() / 2, big.len() - 1, big.len()]) {
+            match read_manifest_head(&big[..cut]) {
+                Ok(Some((m, verified))) => {
+                    assert_eq!(m, want, "{cut}");
+                    assert_eq!(verified, cut == big.len());
+                    first.get_or_insert(cut);
+                }
+                Ok(None) => assert!(first.is_none(), "more bytes, no manifest, at {cut}"),
+                Err(e) => panic!("{cut}: {e}"),
+            }
+        }
+        assert!(first.is_some_and(|c| c > HEADER_LEN + 100), "{first:?}");
+        for cut in [0, 7, 8, HEADER_LEN - 1] {
+            assert!(read_manifest_head(&big[..cut]).is_err(), "{cut}");
+        }
+        // A damaged payload: the head still reads; only a whole read can tell.
+        let mut bad = big.clone();
+        let n = bad.len();
+        bad[n - 10] ^= 1;
+        assert_eq!(
+            read_manifest_head(&bad[..65536]).unwrap(),
+            Some((want, false))
+        );
+        assert!(matches!(
+            read_manifest(&bad),
+            Err(ArtifactError::Checksum(_))
+        ));
+        assert!(read_manifest_head(&bad).is_err());
+        let mut magic = big;
+        magic[0] = b'X';
+        assert!(matches!(
+            read_manifest_head(&magic[..65536]),
+            Err(ArtifactError::BadMagic)
+        ));
+    }
+}

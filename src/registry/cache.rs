@@ -184,6 +184,13 @@ impl Registry for Cached {
         }
     }
 
+    fn read_head(&self, model: &str, version: u64, len: u64) -> Result<Vec<u8>, RegistryError> {
+        match self.cached_version(model, version) {
+            Some(bytes) => Ok(bytes),
+            None => self.call(|r| r.read_head(model, version, len)),
+        }
+    }
+
     fn read(&self, model: &str, version: u64) -> Result<Vec<u8>, RegistryError> {
         if let Some(bytes) = self.cached_version(model, version) {
             return Ok(bytes);

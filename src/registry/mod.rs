@@ -70,6 +70,32 @@ pub fn tls_provider() {
     });
 }
 
+/// How much of an artifact [`version_manifest`] reads from a registry that reads ranges:
+/// a manifest fits (IRIS's is 3 KiB; an import's, with its features, golden rows and
+/// statistics, tens of KiB); a longer one is read whole.
+pub const MANIFEST_HEAD_BYTES: u64 = 64 * 1024;
+
+/// A version's manifest, and whether the artifact's checksums were verified: from its
+/// first [`MANIFEST_HEAD_BYTES`] where the registry reads ranges (object stores: the trees
+/// are not downloaded, nor checked), else, or with `verify`, from the whole artifact.
+pub fn version_manifest(
+    reg: &dyn Registry,
+    model: &str,
+    version: u64,
+    verify: bool,
+) -> Result<Result<(crate::model::Manifest, bool), crate::model::ArtifactError>, RegistryError> {
+    if !verify {
+        let head = reg.read_head(model, version, MANIFEST_HEAD_BYTES)?;
+        match crate::model::read_manifest_head(&head) {
+            Ok(Some(found)) => return Ok(Ok(found)),
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    let bytes = reg.read(model, version)?;
+    Ok(crate::model::read_manifest(&bytes).map(|m| (m, true)))
+}
+
 /// The alias the server follows by default.
 pub const DEFAULT_ALIAS: &str = "production";
 
@@ -323,6 +349,13 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     }
     /// The artifact bytes of a version.
     fn read(&self, model: &str, version: u64) -> Result<Vec<u8>, RegistryError>;
+    /// The first `len` bytes of a version's artifact (all of it when shorter), for
+    /// reading its manifest without the trees. A registry where a whole read is cheap (a
+    /// directory) or that cannot read a range (MLflow) returns the whole artifact.
+    fn read_head(&self, model: &str, version: u64, len: u64) -> Result<Vec<u8>, RegistryError> {
+        let _ = len;
+        self.read(model, version)
+    }
     /// Publishes an artifact as the next version of `model`; returns the version. Atomic:
     /// readers see all of it or nothing, concurrent publishers get distinct versions.
     fn publish(&self, model: &str, artifact: &[u8]) -> Result<u64, RegistryError>;

@@ -204,6 +204,25 @@ impl ObjectRegistry {
         }
     }
 
+    /// An object's first `len` bytes (all of it when shorter; a ranged GET), or `None`
+    /// when absent.
+    fn get_head(&self, key: &Key, len: u64) -> Result<Option<Bytes>, RegistryError> {
+        let (store, k) = (self.store.clone(), key.clone());
+        let result = run(async move {
+            let opts = GetOptions {
+                range: Some(object_store::GetRange::Bounded(0..len)),
+                ..Default::default()
+            };
+            store.get_opts(&k, opts).await?.bytes().await
+        });
+        match result {
+            // A store that ignores the range sends it all: keep what was asked for.
+            Ok(b) => Ok(Some(b.slice(..b.len().min(len as usize)))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.remote("read", key, e)),
+        }
+    }
+
     fn too_large(&self, key: &Key, size: u64, cap: u64) -> RegistryError {
         RegistryError::Refused {
             path: self.url(key),

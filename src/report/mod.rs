@@ -53,7 +53,7 @@ pub fn versions(reg: &dyn Registry, model: &str) -> Result<Vec<VersionInfo>, Reg
     let aliases = reg.aliases(model)?;
     let mut out = Vec::new();
     for v in reg.versions(model)? {
-        let Ok(manifest) = crate::model::read_manifest(&reg.read(model, v)?) else {
+        let Ok((manifest, _)) = crate::registry::version_manifest(reg, model, v, false)? else {
             continue;
         };
         out.push(VersionInfo {

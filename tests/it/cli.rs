@@ -180,11 +180,16 @@ fn publish_models_promote_rollback() {
     assert_eq!(versions.len(), 3);
     assert!(versions[0]["accuracy"].as_f64().unwrap() >= 0.9);
     assert_eq!(versions[0]["aliases"], serde_json::json!(["production"]));
+    // A directory registry verifies every version it lists, with --verify or without.
+    assert!(versions.iter().all(|v| v["verified"] == true), "{listing}");
     let table = treeserve_ok(&["models", "--registry", reg.arg()]);
     assert!(
         table.contains("production") && table.contains("decision_tree"),
         "{table}"
     );
+    assert!(!table.contains("checksums not verified"), "{table}");
+    let verified = treeserve_ok(&["models", "--registry", reg.arg(), "--verify", "--json"]);
+    assert_eq!(serde_json::from_str::<Value>(&verified).unwrap(), listing);
 
     treeserve_ok(&[
         "promote",

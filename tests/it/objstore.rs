@@ -237,6 +237,51 @@ async fn corrupt_and_oversized_objects_never_replace_the_served_model(kind: Kind
     )
     .await;
     assert_eq!(r.served_version().await, Some(1));
+    // `models` lists a version larger than its ranged read (a 100-tree forest) from the
+    // manifest alone; --verify downloads it whole and finds the damage.
+    let forest = local.path().join("forest.tsm");
+    let csv = crate::common::iris_csv();
+    crate::common::treeserve_ok(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--algorithm",
+        "random-forest",
+        "--n-trees",
+        "100",
+        "--output",
+        forest.to_str().unwrap(),
+    ]);
+    let mut forest = std::fs::read(&forest).unwrap();
+    assert!(forest.len() > 2 * 65536, "{}", forest.len());
+    let n = forest.len();
+    forest[n - 10] ^= 0xff;
+    store.put_raw("r/iris/versions/3/model.tsm", &forest);
+    let models = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["models", "iris", "--registry", &reg, "--json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&store.treeserve_ok(&args)).unwrap()
+    };
+    let listed = models(&[]);
+    let versions = &listed[0]["versions"];
+    assert_eq!(versions[0]["verified"], true, "{listed}"); // IRIS is smaller: read whole
+    assert!(
+        versions[1]["error"].as_str().unwrap().contains("checksum"),
+        "{listed}"
+    );
+    assert_eq!(versions[2]["verified"], false, "{listed}");
+    assert_eq!(versions[2]["algorithm"], "random_forest", "{listed}");
+    let verified = models(&["--verify"]);
+    let v3 = &verified[0]["versions"][2];
+    assert!(
+        v3["error"].as_str().unwrap().contains("checksum"),
+        "{verified}"
+    );
+    let text = store.treeserve_ok(&["models", "iris", "--registry", &reg]);
+    assert!(
+        text.contains("1 version listed from its manifest only"),
+        "{text}"
+    );
     // An alias object over its size cap is refused before its body is read.
     store.put_raw("r/iris/aliases/production", &vec![b' '; 100 * 1024]);
     let listed = store.treeserve_ok(&["models", "--registry", &reg, "--json"]);

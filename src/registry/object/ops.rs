@@ -62,6 +62,18 @@ impl Registry for ObjectRegistry {
         }
     }
 
+    fn read_head(&self, model: &str, version: u64, len: u64) -> Result<Vec<u8>, RegistryError> {
+        check(model)?;
+        let key = self.key(&[model, "versions", &version.to_string(), ARTIFACT_FILE]);
+        match self.get_head(&key, len.min(MAX_ARTIFACT_BYTES))? {
+            Some(b) => Ok(b.to_vec()),
+            None => Err(RegistryError::VersionNotFound {
+                model: model.into(),
+                version,
+            }),
+        }
+    }
+
     fn publish(&self, model: &str, artifact: &[u8]) -> Result<u64, RegistryError> {
         check(model)?;
         self.claim_next(&[model, "versions"], ARTIFACT_FILE, artifact)
