@@ -60,34 +60,32 @@ impl Model {
     ) -> Result<Self, ArtifactError> {
         let (format, body) = unseal_version(bytes)?;
         let BodyIn { manifest, payload } = decode_body(body)?;
-        if sha256_hex(payload) != manifest.payload_sha256 {
+        // The payload's and the whole artifact's SHA-256 (5 MB each for a 500-tree model)
+        // are computed on a helper thread beside the decoding when they are large.
+        let hashes = || (sha256_hex(payload), sha256_hex(bytes));
+        let (engine, (payload_sha256, sha256)) = if bytes.len() >= PARALLEL_HASH_BYTES {
+            std::thread::scope(
+                |s| match std::thread::Builder::new().spawn_scoped(s, hashes) {
+                    Ok(h) => {
+                        let engine = engine(format, &manifest, payload, limits);
+                        (engine, h.join().expect("hashing does not panic"))
+                    }
+                    Err(_) => (engine(format, &manifest, payload, limits), hashes()),
+                },
+            )
+        } else {
+            let h = hashes();
+            (engine(format, &manifest, payload, limits), h)
+        };
+        // A wrong payload is told before anything found in decoding it.
+        if payload_sha256 != manifest.payload_sha256 {
             return Err(ArtifactError::Checksum("payload"));
         }
-        let ensemble = manifest.ensemble_payload();
-        let expected = if ensemble {
-            FORMAT_VERSION_ENSEMBLE
-        } else {
-            FORMAT_VERSION
-        };
-        if format != expected {
-            return Err(ArtifactError::Invalid(format!(
-                "algorithm {} in an artifact of format version {format}",
-                manifest.algorithm.as_str()
-            )));
-        }
-        check_manifest(&manifest)?;
-        let engine = if ensemble {
-            let e: Ensemble = rmp_serde::from_slice(payload)
-                .map_err(|e| ArtifactError::Decode(format!("payload: {e}")))?;
-            compile_ensemble(&e, &manifest, limits)?
-        } else {
-            Engine::Forest(compile_forest(&manifest, payload, limits)?)
-        };
         let model = Model {
+            engine: engine?,
             manifest,
-            engine,
             version,
-            sha256: sha256_hex(bytes),
+            sha256,
         };
         model.check_golden()?;
         Ok(model)
@@ -307,8 +305,41 @@ impl Model {
     }
 }
 
+/// Artifacts from this size on hash beside their decoding ([`Model::from_bytes`]).
+const PARALLEL_HASH_BYTES: usize = 1 << 20;
+
+/// The engine of a decoded artifact: its format and manifest checked, its payload decoded,
+/// validated and compiled.
+fn engine(
+    format: u32,
+    manifest: &Manifest,
+    payload: &[u8],
+    limits: &TreeLimits,
+) -> Result<Engine, ArtifactError> {
+    let ensemble = manifest.ensemble_payload();
+    let expected = if ensemble {
+        FORMAT_VERSION_ENSEMBLE
+    } else {
+        FORMAT_VERSION
+    };
+    if format != expected {
+        return Err(ArtifactError::Invalid(format!(
+            "algorithm {} in an artifact of format version {format}",
+            manifest.algorithm.as_str()
+        )));
+    }
+    check_manifest(manifest)?;
+    if ensemble {
+        let e: Ensemble = rmp_serde::from_slice(payload)
+            .map_err(|e| ArtifactError::Decode(format!("payload: {e}")))?;
+        compile_ensemble(e, manifest, limits)
+    } else {
+        Ok(Engine::Forest(compile_forest(manifest, payload, limits)?))
+    }
+}
+
 fn compile_ensemble(
-    e: &Ensemble,
+    e: Ensemble,
     m: &Manifest,
     limits: &TreeLimits,
 ) -> Result<Engine, ArtifactError> {
@@ -339,7 +370,10 @@ fn compile_ensemble(
             m.classes.len()
         )));
     }
-    let flat = FlatEnsemble::compile(e).map_err(|err| ArtifactError::InvalidTree(err.0))?;
+    let flat = FlatEnsemble::compile(&e).map_err(|err| ArtifactError::InvalidTree(err.0))?;
+    // The decoded trees (~56 bytes a node) go before the wide layout is built: what a load
+    // leaves resident in the allocator is its peak.
+    drop(e);
     if flat.num_trees() < WIDE_MIN_TREES {
         return Ok(Engine::Ensemble(flat));
     }

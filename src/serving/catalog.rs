@@ -194,13 +194,18 @@ impl Catalog {
             Ok(b) => b,
             Err(e) => return self.unservable(version, e.into()),
         };
-        let digest = crate::model::sha256_hex(&bytes);
+        // Hashed only to compare with, or to remember, a failure: a good load's model
+        // hashes the artifact itself.
+        let digest = || crate::model::sha256_hex(&bytes);
         let mut last_failure = self.last_failure.lock().expect("lock");
-        if last_failure.as_ref() == Some(&(version, digest.clone())) {
+        if let Some((v, d)) = last_failure.as_ref()
+            && *v == version
+            && *d == digest()
+        {
             return Ok(Reloaded::KnownBad(version));
         }
         let checked = self.check(version, &bytes, true);
-        *last_failure = checked.is_err().then_some((version, digest));
+        *last_failure = checked.is_err().then(|| (version, digest()));
         drop(last_failure);
         let model = match checked {
             Ok(m) => m,

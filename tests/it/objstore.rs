@@ -237,6 +237,12 @@ async fn corrupt_and_oversized_objects_never_replace_the_served_model(kind: Kind
     )
     .await;
     assert_eq!(r.served_version().await, Some(1));
+    // Polls that find the alias still there do not validate the same bytes again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let checksum = r
+        .metric("treeserve_model_loads_total{outcome=\"checksum\"}")
+        .await;
+    assert_eq!(checksum, Some(1.0));
     // `models` lists a version larger than its ranged read (a 100-tree forest) from the
     // manifest alone; --verify downloads it whole and finds the damage.
     let forest = local.path().join("forest.tsm");
