@@ -17,6 +17,7 @@ pub mod feedback;
 pub mod http;
 pub mod import;
 pub mod lifecycle;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod name;

@@ -81,6 +81,13 @@ def bars(args, metas, cells, par, csv, http):
                     h["p50_ratio"] <= 1.25))
     else:
         out.append(("/score at 1 connection, m2: p50 ≤ 1.25× IRIS's p50", "not run", None))
+    mem = (http or {}).get("memory")
+    if mem:
+        out.append(("resident memory ≤ 2× the compact size (m2 in a server)",
+                    f"{mem['ratio']:.2f}× ({mem['growth_bytes'] / 2**20:.1f} MiB resident for "
+                    f"{mem['compact_bytes'] / 2**20:.2f} MiB compact)", mem["ratio"] <= 2))
+    else:
+        out.append(("resident memory ≤ 2× the compact size (m2 in a server)", "not run", None))
     out.append(("the IRIS tree's /score ratio to the floor does not drop", "measured by benches/load.py, not here", None))
     ts = [(n, v) for (n, c), v in par.items() if c == "treeserve"]
     figs = [f"{n}: {v['bit_equal']:,} of {v['rows']:,} bit for bit, {v['beyond_tolerance']} beyond tolerance" for n, v in ts]
@@ -165,7 +172,7 @@ def markdown(args, metas, cells, par, csv, http, errors, v, runs):
                   f"{args.http_duration} s per run", "",
                   "| connections | model | req/s | p50 µs | p99 µs | server CPU µs/req | errors | p50 ÷ IRIS |",
                   "|---:|---|---:|---:|---:|---:|---:|---:|"]
-        for h in http.values():
+        for h in (h for k, h in http.items() if k != "memory"):
             lines.append(f"| {h['connections']} | {h['model']} | {h['rps']:,.0f} | {h['p50_us']:.0f} | {h['p99_us']:.0f} "
                          f"| {h['cpu_us_per_req']:.1f} | {h['errors']} | {h['p50_ratio']:.2f} |")
         lines.append("")

@@ -126,6 +126,7 @@ def http_runs(args, work, meta, treeserve, log):
             req = urllib.request.Request(f"http://{addr}/models/{name}/score", path.read_text().splitlines()[0].encode(),
                                          {"content-type": "application/json"})
             json.load(urllib.request.urlopen(req, timeout=10))
+        memory = resident(proc, addr, reg, treeserve, log)
         for c in (1, 64):
             for r in range(args.rounds):
                 for name in (["m2", "iris"] if r % 2 == 0 else ["iris", "m2"]):
@@ -151,4 +152,45 @@ def http_runs(args, work, meta, treeserve, log):
                               **{k: med(k) for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req")},
                               "errors": sum(x["errors"] for x in runs),
                               "p50_ratio": statistics.median(x["p50_us"] / max(b["p50_us"], 1) for x, b in zip(runs, base))}
+    out["memory"] = memory
     return out
+
+
+def rss_anon_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    raise SystemExit(f"no RssAnon in /proc/{pid}/status")
+
+
+def resident(proc, addr, reg, treeserve, log):
+    """The memory bar: what serving m2 adds to the server's anonymous resident memory
+    (this server, both models loaded and each asked once, against one serving IRIS alone)
+    over m2's compact size (its nodes × 8 bytes: XGBoost's f32 nodes)."""
+    listed = json.load(urllib.request.urlopen(f"http://{addr}/models", timeout=10))
+    entries = listed["models"] if isinstance(listed, dict) else listed
+    nodes = next(m["nodes"] for m in entries if m["name"] == "m2")
+    both = rss_anon_kib(proc.pid)
+    alone = subprocess.Popen([str(treeserve), "serve", "--registry", str(reg), "--listen", "127.0.0.1:0",
+                              "--model", "iris"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        m = re.search(r"http://(\S+)", alone.stdout.readline())
+        if not m:
+            raise SystemExit("treeserve serve --model iris did not print its address")
+        body = (ROOT / "models" / "data" / "iris.csv").read_text().splitlines()[1].split(",")[1:5]
+        req = urllib.request.Request(
+            f"http://{m.group(1)}/score",
+            json.dumps(dict(zip(["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"],
+                                map(float, body)))).encode(),
+            {"content-type": "application/json"})
+        json.load(urllib.request.urlopen(req, timeout=10))
+        iris = rss_anon_kib(alone.pid)
+    finally:
+        alone.kill()
+        alone.wait()
+    compact = nodes * 8
+    growth = (both - iris) * 1024
+    log(f"memory: m2 adds {growth / 2**20:.1f} MiB resident ({both} KiB with both models, {iris} KiB with IRIS "
+        f"alone); compact {nodes:,} nodes × 8 B = {compact / 2**20:.2f} MiB: {growth / compact:.2f}×")
+    return {"nodes": nodes, "compact_bytes": compact, "rss_anon_kib_both": both, "rss_anon_kib_iris": iris,
+            "growth_bytes": growth, "ratio": growth / compact}

@@ -88,6 +88,10 @@ impl Model {
             sha256,
         };
         model.check_golden()?;
+        if bytes.len() >= PARALLEL_HASH_BYTES {
+            // The decoded trees, freed, would otherwise stay resident (see the module).
+            crate::memory::release_freed();
+        }
         Ok(model)
     }
 
