@@ -96,8 +96,9 @@ pub(super) fn models(state: &AppState, name: Option<&str>) -> Reply {
             "drift": if m.feature_stats.is_empty() { "off: imported without --reference rows" } else { "on" },
             "import": m.import,
             "regression_metrics": m.regression_metrics,
-            // The first 16 (an import keeps up to 1,000): enough for a smoke test.
-            "golden_rows": m.golden.iter().take(16).map(|g| {
+            // The first 16 (an import keeps up to 1,000; a loaded model, these 16): enough
+            // for a smoke test.
+            "golden_rows": m.golden.iter().take(crate::model::KEPT_GOLDEN_ROWS).map(|g| {
                 let features = m.features.iter().zip(&g.features).map(|(f, v)| (f.clone(), json!(v))).collect::<serde_json::Map<_, _>>();
                 if m.task == crate::model::Task::Regression {
                     json!({"features": features, "value": g.probabilities.first()})

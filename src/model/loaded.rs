@@ -81,13 +81,17 @@ impl Model {
         if payload_sha256 != manifest.payload_sha256 {
             return Err(ArtifactError::Checksum("payload"));
         }
-        let model = Model {
+        let mut model = Model {
             engine: engine?,
             manifest,
             version,
             sha256,
         };
         model.check_golden()?;
+        // Checked: the served model keeps the first few, for `GET /models/NAME` and smoke
+        // tests (an import's 1,000 rows of 30 features are 300 KB).
+        model.manifest.golden.truncate(KEPT_GOLDEN_ROWS);
+        model.manifest.golden.shrink_to_fit();
         if bytes.len() >= PARALLEL_HASH_BYTES {
             // The decoded trees, freed, would otherwise stay resident (see the module).
             crate::memory::release_freed();
@@ -155,7 +159,8 @@ impl Model {
         }
     }
 
-    /// The manifest.
+    /// The manifest, with its first [`KEPT_GOLDEN_ROWS`] golden rows (all were checked at
+    /// load; the artifact keeps every one).
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -308,6 +313,9 @@ impl Model {
         }
     }
 }
+
+/// Golden rows a loaded model keeps in its manifest after checking them all.
+pub const KEPT_GOLDEN_ROWS: usize = 16;
 
 /// Artifacts from this size on hash beside their decoding ([`Model::from_bytes`]).
 const PARALLEL_HASH_BYTES: usize = 1 << 20;

@@ -27,7 +27,7 @@ pub mod wide;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use loaded::{GOLDEN_TOLERANCE, Model, PARALLEL_MIN_ROWS};
+pub use loaded::{GOLDEN_TOLERANCE, KEPT_GOLDEN_ROWS, Model, PARALLEL_MIN_ROWS};
 pub use manifest::*;
 
 /// First bytes of every artifact.
