@@ -263,6 +263,9 @@ async fn corrupt_and_oversized_objects_never_replace_the_served_model(kind: Kind
     let n = forest.len();
     forest[n - 10] ^= 0xff;
     store.put_raw("r/iris/versions/3/model.tsm", &forest);
+    // A version cut short in the store, smaller than the ranged read: read whole, told.
+    let iris = std::fs::read(&artifact).unwrap();
+    store.put_raw("r/iris/versions/4/model.tsm", &iris[..iris.len() - 10]);
     let models = |extra: &[&str]| -> serde_json::Value {
         let mut args = vec!["models", "iris", "--registry", &reg, "--json"];
         args.extend_from_slice(extra);
@@ -277,6 +280,10 @@ async fn corrupt_and_oversized_objects_never_replace_the_served_model(kind: Kind
     );
     assert_eq!(versions[2]["verified"], false, "{listed}");
     assert_eq!(versions[2]["algorithm"], "random_forest", "{listed}");
+    assert!(
+        versions[3]["error"].as_str().unwrap().contains("truncated"),
+        "{listed}"
+    );
     let verified = models(&["--verify"]);
     let v3 = &verified[0]["versions"][2];
     assert!(
