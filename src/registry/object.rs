@@ -213,11 +213,16 @@ impl ObjectRegistry {
                 range: Some(object_store::GetRange::Bounded(0..len)),
                 ..Default::default()
             };
-            store.get_opts(&k, opts).await?.bytes().await
+            let got = store.get_opts(&k, opts).await?;
+            // A store that ignored the range would send it all: not read.
+            if got.range.end.saturating_sub(got.range.start) > len {
+                return Ok(Err(got.meta.size));
+            }
+            got.bytes().await.map(Ok)
         });
         match result {
-            // A store that ignores the range sends it all: keep what was asked for.
-            Ok(b) => Ok(Some(b.slice(..b.len().min(len as usize)))),
+            Ok(Ok(b)) => Ok(Some(b)),
+            Ok(Err(size)) => Err(self.too_large(key, size, len)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.remote("read", key, e)),
         }
