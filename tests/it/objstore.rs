@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::TestRegistry;
-use crate::stores::{Kind, Replica, Store, iris_artifact};
+use crate::stores::{Kind, Replica, Store, iris_artifact, trained_artifact};
 
 macro_rules! for_each_store {
     ($($name:ident),* $(,)?) => {
@@ -245,19 +245,11 @@ async fn corrupt_and_oversized_objects_never_replace_the_served_model(kind: Kind
     assert_eq!(checksum, Some(1.0));
     // `models` lists a version larger than its ranged read (a 100-tree forest) from the
     // manifest alone; --verify downloads it whole and finds the damage.
-    let forest = local.path().join("forest.tsm");
-    let csv = crate::common::iris_csv();
-    crate::common::treeserve_ok(&[
-        "train",
-        "--data",
-        csv.to_str().unwrap(),
-        "--algorithm",
-        "random-forest",
-        "--n-trees",
-        "100",
-        "--output",
-        forest.to_str().unwrap(),
-    ]);
+    let forest = trained_artifact(
+        local.path(),
+        "forest.tsm",
+        &["--algorithm", "random-forest", "--n-trees", "100"],
+    );
     let mut forest = std::fs::read(&forest).unwrap();
     assert!(forest.len() > 2 * 65536, "{}", forest.len());
     let n = forest.len();

@@ -352,14 +352,16 @@ impl Drop for Replica {
 
 /// A trained IRIS artifact in `dir`.
 pub fn iris_artifact(dir: &Path) -> PathBuf {
-    let out = dir.join("iris.tsm");
+    trained_artifact(dir, "iris.tsm", &[])
+}
+
+/// An IRIS model trained with `extra` flags, written to `dir/file`.
+pub fn trained_artifact(dir: &Path, file: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join(file);
     let csv = crate::common::iris_csv();
-    crate::common::treeserve_ok(&[
-        "train",
-        "--data",
-        csv.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let mut args = vec!["train", "--data", csv.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--output", out.to_str().unwrap()]);
+    crate::common::treeserve_ok(&args);
     out
 }
