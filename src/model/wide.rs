@@ -13,7 +13,10 @@
 //!   rows without a missing value skip the missing-value term;
 //! - batches go in blocks of rows, so a group's nodes stay in cache over the block.
 //!
-//! Trees with a category split or a vector leaf, or deeper than [`MAX_GROUP_DEPTH`], are
+//! Category splits are grouped when every set has one rule and only categories below 63:
+//! a prepared row holds the category of such a feature, and the step tests its bit in the
+//! set's 64 bits (held in the threshold itself for f64 nodes, in `masks` for f32). Trees
+//! with other category splits or a vector leaf, or deeper than [`MAX_GROUP_DEPTH`], are
 //! walked one at a time with branches, in their place in the sum order.
 
 use super::ensemble::{Ensemble, EnsembleError, OutputKind, Precision};
@@ -59,7 +62,8 @@ const FLAG_BITS: u32 = 3;
 /// Category set indexes must be exact in an f32 threshold.
 const MAX_SETS: usize = 1 << 24;
 
-/// A node: the threshold (a scalar leaf's value; a category split's set index) and the
+/// A node: the threshold (a scalar leaf's value; a category split's set index, or in a
+/// group of f64 nodes the set's bits) and the
 /// meta word.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, packed(4))]
@@ -109,7 +113,8 @@ struct Wide<T: Copy> {
     /// The features a category splits on, replaced in a prepared row by their category
     /// (63: in no set) when category splits are grouped; empty otherwise.
     codes: Vec<usize>,
-    /// Whether groups without category splits take the vector walk ([`simd`]).
+    /// Whether groups take the vector walk ([`simd`]; with category splits: f64 nodes,
+    /// in batches).
     simd: bool,
 }
 
@@ -328,11 +333,13 @@ impl<T: Prec + Walk> Wide<T> {
             return;
         }
         for seg in &self.segments {
-            self.segment::<NAN, R>(h, seg, rows.clone(), acc);
+            self.segment::<NAN, R>(h, seg, rows.clone(), acc, true);
         }
     }
 
-    /// Adds one segment's leaves to each row's sum.
+    /// Adds one segment's leaves to each row's sum. `cat_vector`: a group with category
+    /// splits may take the vector walk (where its nodes hold their sets,
+    /// [`Walk::SET_IN_NODE`]): in batches, where m3's rows measured 1.18× faster.
     #[inline]
     fn segment<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
         &self,
@@ -340,6 +347,7 @@ impl<T: Prec + Walk> Wide<T> {
         seg: &Segment,
         rows: impl Iterator<Item = &'x R> + Clone,
         acc: &mut [T],
+        cat_vector: bool,
     ) {
         match seg {
             &Segment::Group {
@@ -349,15 +357,18 @@ impl<T: Prec + Walk> Wide<T> {
                 depth,
                 cat,
                 ..
-            } => {
-                if cat {
-                    self.group::<NAN, true, R>(h, roots, outs, count, depth, rows, acc);
-                } else if self.simd {
-                    self.group_simd::<NAN, R>(h, roots, outs, count, depth, rows, acc);
-                } else {
-                    self.group::<NAN, false, R>(h, roots, outs, count, depth, rows, acc);
+            } => match (self.simd, cat) {
+                (true, false) => {
+                    self.group_simd::<NAN, false, R>(h, roots, outs, count, depth, rows, acc)
                 }
-            }
+                (true, true) if cat_vector && T::SET_IN_NODE => {
+                    self.group_simd::<NAN, true, R>(h, roots, outs, count, depth, rows, acc)
+                }
+                (_, true) => self.group::<NAN, true, R>(h, roots, outs, count, depth, rows, acc),
+                (false, false) => {
+                    self.group::<NAN, false, R>(h, roots, outs, count, depth, rows, acc)
+                }
+            },
             Segment::One { root, out } => {
                 for (row, a) in rows.zip(acc.chunks_exact_mut(h.outputs)) {
                     let n = self.nodes[self.walk_one(h, *root, row) as usize];

@@ -65,7 +65,7 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
             }
         } else {
             flush(&mut w, flat, &mut group, levels)?;
-            let (roots, _, _) = lay_out(&mut w, flat, &[root], 0)?;
+            let (roots, _, _) = lay_out(&mut w, flat, &[root], 0, false)?;
             w.segments.push(Segment::One {
                 root: roots[0],
                 out,
@@ -174,7 +174,13 @@ fn flush<T: Prec + Walk>(
     let flat_roots: Vec<u32> = group.iter().map(|g| g.root).collect();
     let deepest = group.iter().map(|g| g.depth).max().unwrap_or(0);
     let top_levels = levels.min(deepest);
-    let (new_roots, depth, starts) = lay_out(w, flat, &flat_roots, top_levels.saturating_sub(1))?;
+    let (new_roots, depth, starts) = lay_out(
+        w,
+        flat,
+        &flat_roots,
+        top_levels.saturating_sub(1),
+        T::SET_IN_NODE,
+    )?;
     debug_assert_eq!(depth, deepest);
     let mut top = [0; TOP];
     top[..top_levels].copy_from_slice(&starts[..top_levels]);
@@ -201,13 +207,15 @@ fn flush<T: Prec + Walk>(
 /// each split's children side by side. A scalar leaf above level `pass` leads to a copy of
 /// itself on the next level instead of to itself, so that after `s < pass + 1` steps every
 /// tree is on level `s` (at most `LANES << s` nodes from the level's start: the vector
-/// walk reads those levels whole). Returns the new roots, the depth and where each level
-/// starts.
+/// walk reads those levels whole). A category split's threshold is its set's index, or
+/// with `set_in_node` (a group's, [`Walk::SET_IN_NODE`]) the set's bits. Returns the new
+/// roots, the depth and where each level starts.
 fn lay_out<T: Prec + Walk>(
     w: &mut Wide<T>,
     flat: &FlatEnsemble,
     roots: &[u32],
     pass: usize,
+    set_in_node: bool,
 ) -> Option<(Vec<u32>, usize, Vec<u32>)> {
     let new_roots = (w.nodes.len() as u32..).take(roots.len()).collect();
     let mut cur = roots.to_vec();
@@ -254,7 +262,9 @@ fn lay_out<T: Prec + Walk>(
                 debug_assert_eq!(n.right, n.left + 1);
                 next.extend([n.left, n.right]);
                 let cat = n.meta & CATEGORICAL != 0;
-                let t = if cat {
+                let t = if cat && set_in_node {
+                    T::from_set(*w.masks.get(n.threshold as usize)?)
+                } else if cat {
                     T::of(n.threshold)
                 } else {
                     T::up(n.threshold)

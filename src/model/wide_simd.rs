@@ -12,6 +12,10 @@
 //! step's latency shorter than a gather's (m2 one row ~0.9×).
 //! (AVX2 alone, three gathers a step, measured slower than the scalar walk on this
 //! machine's AMD EPYC: its gathers fetch about one value a cycle.)
+//! A category split of f64 nodes (`CAT`) keeps its set's 64 bits in the threshold: the
+//! step shifts the gathered bits by the row's category, in registers (a second gather,
+//! of the set from a table, doubled the step's latency: m3 one row 1.95× slower). Batches
+//! of m3 take it (1.18× faster); one row stays on the scalar walk (1.25× slower here).
 //!
 //! Why it is sound, whatever the nodes hold: every gathered node index is clamped to
 //! `nodes.len() - 1` (the roots and each step's result), a level read whole is first
@@ -59,13 +63,24 @@ pub(super) trait Walk: Copy + Sized {
     const MAX_STRIDE: usize;
     /// Whether one row's walk reads a group's top levels whole (f32 nodes).
     const READS_LEVELS: bool;
+    /// Whether a grouped category split keeps its set's bits in its threshold (f64 nodes:
+    /// all 64 bits, one load and no table); else the threshold is the set's index in
+    /// `masks`.
+    const SET_IN_NODE: bool;
+
+    /// A threshold holding a set's bits (only where [`Walk::SET_IN_NODE`]).
+    fn from_set(bits: u64) -> Self;
+    /// The set's bits a threshold holds (only where [`Walk::SET_IN_NODE`]).
+    fn set(self) -> u64;
 
     /// Walks `C` chains for `depth` steps: chain `c` starts at `roots[c]` and reads the row
     /// `xs[c % R]` (`R`: 1, or `C`; each at most [`Walk::MAX_STRIDE`] values, and more than `bits.fmask`);
     /// returns each chain's 8 leaves. Only when [`available`]; `NAN`: whether a row may
     /// hold NaN. For steps `s < top`, every tree of chain `c` is among the `8 << s` nodes
     /// from `tops[c][s]` (f32 nodes: the walk reads them whole instead of gathering).
-    fn walk<const NAN: bool, const C: usize, const R: usize>(
+    /// `CAT`: a node may split on a category set held in its threshold (only where
+    /// [`Walk::SET_IN_NODE`]; the row holds categories, see `Wide::encode`).
+    fn walk<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
         nodes: &[Node<Self>],
         roots: [&[u32; 8]; C],
         tops: [&[u32; TOP]; C],
@@ -85,6 +100,8 @@ pub(super) struct Bits {
     pub dl: u32,
     /// Where the child starts.
     pub cshift: u32,
+    /// The category-split flag.
+    pub catw: u32,
 }
 
 /// Checks what the walk relies on; the last node's index, or `None` if it cannot run.
@@ -117,9 +134,17 @@ mod x86 {
     impl Walk for f32 {
         const MAX_STRIDE: usize = 32;
         const READS_LEVELS: bool = true;
+        const SET_IN_NODE: bool = false;
+
+        fn from_set(_: u64) -> Self {
+            unreachable!("f32 thresholds hold set indexes")
+        }
+        fn set(self) -> u64 {
+            unreachable!("f32 thresholds hold set indexes")
+        }
 
         #[inline]
-        fn walk<const NAN: bool, const C: usize, const R: usize>(
+        fn walk<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
             nodes: &[Node<f32>],
             roots: [&[u32; 8]; C],
             tops: [&[u32; TOP]; C],
@@ -128,6 +153,7 @@ mod x86 {
             depth: usize,
             bits: Bits,
         ) -> [[u32; 8]; C] {
+            assert!(!CAT, "f32 category splits take the scalar walk");
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
             let top = whole_levels(nodes, &tops, top);
             // SAFETY: AVX-512 F and VL are available, `last` is the last node (`checked`),
@@ -140,9 +166,19 @@ mod x86 {
     impl Walk for f64 {
         const MAX_STRIDE: usize = 16;
         const READS_LEVELS: bool = false;
+        const SET_IN_NODE: bool = true;
+
+        #[inline(always)]
+        fn from_set(bits: u64) -> Self {
+            f64::from_bits(bits)
+        }
+        #[inline(always)]
+        fn set(self) -> u64 {
+            self.to_bits()
+        }
 
         #[inline]
-        fn walk<const NAN: bool, const C: usize, const R: usize>(
+        fn walk<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
             nodes: &[Node<f64>],
             roots: [&[u32; 8]; C],
             _: [&[u32; TOP]; C],
@@ -153,7 +189,7 @@ mod x86 {
         ) -> [[u32; 8]; C] {
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
             // SAFETY: as for f32.
-            unsafe { walk64::<NAN, C, R>(nodes, roots, xs, depth, bits, last) }
+            unsafe { walk64::<NAN, CAT, C, R>(nodes, roots, xs, depth, bits, last) }
         }
     }
 
@@ -185,6 +221,30 @@ mod x86 {
         let child = _mm256_srl_epi32(m, _mm_cvtsi32_si128(bits.cshift as i32));
         let right = _mm256_add_epi32(child, _mm256_set1_epi32(1));
         _mm256_min_epu32(_mm256_mask_mov_epi32(right, left, child), last)
+    }
+
+    /// `left` where a node splits on a number; where it splits on a category set (its
+    /// bits in the threshold `t`), whether the row's category (`v`: an integer below 64,
+    /// or NaN: `nan`, not in the set) is in the set: the rule of `Wide::step`.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    #[inline]
+    fn category(
+        m: __m256i,
+        t: __m512d,
+        v: __m512d,
+        left: __mmask8,
+        nan: __mmask8,
+        bits: Bits,
+    ) -> __mmask8 {
+        let cat = _mm256_test_epi32_mask(m, _mm256_set1_epi32(bits.catw as i32));
+        // The category's low bits without a conversion: the mantissa of `v + 1.5·2^52`.
+        let code = _mm512_and_si512(
+            _mm512_castpd_si512(_mm512_add_pd(v, _mm512_set1_pd(6755399441055744.0))),
+            _mm512_set1_epi64(63),
+        );
+        let shifted = _mm512_srlv_epi64(_mm512_castpd_si512(t), code);
+        let hit = _mm512_test_epi64_mask(shifted, _mm512_set1_epi64(1)) & !nan;
+        (left & !cat) | (hit & cat)
     }
 
     /// The load masks of a row of `n` values in two registers of `half` lanes each.
@@ -327,7 +387,7 @@ mod x86 {
     /// # Safety
     /// As [`walk32`].
     #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn walk64<const NAN: bool, const C: usize, const R: usize>(
+    unsafe fn walk64<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
         nodes: &[Node<f64>],
         roots: [&[u32; 8]; C],
         xs: [&[f64]; R],
@@ -362,6 +422,11 @@ mod x86 {
                 } else {
                     0
                 };
+                let left = if CAT {
+                    category(m, t, v, left, nan, bits)
+                } else {
+                    left
+                };
                 idx[c] = next(m, left, nan, bits, lastv);
             }
         }
@@ -389,8 +454,16 @@ mod tests {
 impl<T: Copy> Walk for T {
     const MAX_STRIDE: usize = 0;
     const READS_LEVELS: bool = false;
+    const SET_IN_NODE: bool = false;
 
-    fn walk<const NAN: bool, const C: usize, const R: usize>(
+    fn from_set(_: u64) -> Self {
+        unreachable!("thresholds hold set indexes here")
+    }
+    fn set(self) -> u64 {
+        unreachable!("thresholds hold set indexes here")
+    }
+
+    fn walk<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
         _: &[Node<Self>],
         _: [&[u32; 8]; C],
         _: [&[u32; TOP]; C],

@@ -79,8 +79,13 @@ impl<T: Prec + Walk> Wide<T> {
         let t = n.t;
         let mut left = v < t;
         if CAT {
-            // A set's index in `t`, the row's category in `v` (both exact small integers).
-            let mask = self.masks[(t.low() & self.smask) as usize];
+            // The set in `t` (its bits, or its index: an exact small integer), the row's
+            // category in `v` (an exact small integer).
+            let mask = if T::SET_IN_NODE {
+                t.set()
+            } else {
+                self.masks[(t.low() & self.smask) as usize]
+            };
             let mut hit = (mask >> (v.low() & 63)) & 1 != 0;
             if NAN {
                 hit &= !v.nan();
@@ -212,7 +217,8 @@ impl<T: Copy> Row<T> for [T] {
 impl<T: Prec + Walk> Wide<T> {
     /// [`Wide::eval`] of one row with the vector walk: consecutive groups without category
     /// splits walked together (their top levels read whole), their leaves added in tree
-    /// order.
+    /// order. (Groups with category splits take the scalar walk: one row's vector walk of
+    /// m3 measured 1.25× slower.)
     pub(super) fn eval_row<const NAN: bool, R: Row<T> + ?Sized>(
         &self,
         h: &Head,
@@ -228,7 +234,7 @@ impl<T: Prec + Walk> Wide<T> {
                 .take_while(|s| plain(s))
                 .count();
             if n == 0 {
-                self.segment::<NAN, R>(h, first, std::iter::once(row), acc);
+                self.segment::<NAN, R>(h, first, std::iter::once(row), acc, false);
                 segs = &segs[1..];
                 continue;
             }
@@ -253,7 +259,7 @@ impl<T: Prec + Walk> Wide<T> {
             }
             // Chains past `n` walk the dummy leaf 0.
             let x = row.slice();
-            let leaves = T::walk::<NAN, ROW_CHAINS, 1>(
+            let leaves = T::walk::<NAN, false, ROW_CHAINS, 1>(
                 &self.nodes,
                 roots,
                 tops,
@@ -299,15 +305,16 @@ impl<T: Prec + Walk> Wide<T> {
             fmask: self.fmask,
             dl: self.dl,
             cshift: self.cshift,
+            catw: self.catw,
         }
     }
 
-    /// [`Wide::group`] without category splits, with the vector walk: `CHAINS` rows at
-    /// once. (Every step gathers: the rows share the top levels' nodes in L1, where reading
-    /// whole levels measured no faster.)
+    /// [`Wide::group`] with the vector walk (`CAT`: a group with category splits, their
+    /// sets in the nodes, [`Walk::SET_IN_NODE`]): `CHAINS` rows at once. (Every step gathers: the rows
+    /// share the top levels' nodes in L1, where reading whole levels measured no faster.)
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    pub(super) fn group_simd<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
+    pub(super) fn group_simd<'x, const NAN: bool, const CAT: bool, R: Row<T> + ?Sized + 'x>(
         &self,
         h: &Head,
         roots: &[u32; LANES],
@@ -327,7 +334,7 @@ impl<T: Prec + Walk> Wide<T> {
             n += 1;
             if n == CHAINS {
                 n = 0;
-                let leaves = T::walk::<NAN, CHAINS, CHAINS>(
+                let leaves = T::walk::<NAN, CAT, CHAINS, CHAINS>(
                     &self.nodes,
                     [roots; CHAINS],
                     [&[0; TOP]; CHAINS],
@@ -343,7 +350,8 @@ impl<T: Prec + Walk> Wide<T> {
             }
         }
         for &x in &xs[..n] {
-            let [l] = T::walk::<NAN, 1, 1>(&self.nodes, [roots], [&[0; TOP]], 0, [x], depth, bits);
+            let [l] =
+                T::walk::<NAN, CAT, 1, 1>(&self.nodes, [roots], [&[0; TOP]], 0, [x], depth, bits);
             let a = sums.next().expect("a sum per row");
             self.add_leaves(h, &l, outs, count, a);
         }
