@@ -1,6 +1,6 @@
 //! Large imported ensembles: today's evaluator (`flat`, 24-byte nodes, one tree at a time)
 //! against the wide one (`wide`, compact nodes, 8 trees at once, rows in blocks; its
-//! vector walk, AVX2 gathers, and `wide-scalar` without), on
+//! AVX-512 vector walk, and `wide-scalar` without), on
 //! synthetic models shaped like issue 21's:
 //!
 //! - `m1`: 100 trees × 31 leaves × 5 features, f64 (LightGBM regression, leaf-wise);

@@ -42,10 +42,7 @@ pub const MAX_GROUP_DEPTH: usize = 32;
 /// Rows of a batch the vector walk keeps in flight.
 const CHAINS: usize = 8;
 /// Groups of one row the vector walk keeps in flight.
-const ROW_CHAINS: usize = 4;
-/// The top levels of a group the vector walk reads whole (level `s`: `LANES << s` nodes)
-/// instead of gathering nodes.
-const TOP: usize = 4;
+const ROW_CHAINS: usize = 8;
 
 // The meta word, low to high: the feature (`fbits` bits), three flags, the left child (or a
 // vector leaf's index in `ranges`): the child is one shift away, the feature one mask.
@@ -81,10 +78,6 @@ enum Segment {
         outs: [u32; LANES],
         count: usize,
         depth: usize,
-        /// Where the top levels start (`top_levels` of them: `TOP`, or fewer in a shallower
-        /// group); after `s < top_levels` steps every tree is on level `s`.
-        top: [u32; TOP],
-        top_levels: usize,
         /// Whether a tree of the group splits on a category set.
         cat: bool,
     },
@@ -194,8 +187,7 @@ impl WideEnsemble {
         self.num_trees
     }
 
-    /// Nodes over all trees, as in the model (the layout adds a few: copies of leaves on
-    /// the top levels, dummy leaves).
+    /// Nodes over all trees, as in the model (the layout adds a dummy leaf).
     pub fn num_nodes(&self) -> usize {
         self.num_nodes
     }
@@ -333,13 +325,12 @@ impl<T: Prec + Walk> Wide<T> {
             return;
         }
         for seg in &self.segments {
-            self.segment::<NAN, R>(h, seg, rows.clone(), acc, true);
+            self.segment::<NAN, R>(h, seg, rows.clone(), acc);
         }
     }
 
-    /// Adds one segment's leaves to each row's sum. `cat_vector`: a group with category
-    /// splits may take the vector walk (where its nodes hold their sets,
-    /// [`Walk::SET_IN_NODE`]): in batches, where m3's rows measured 1.18× faster.
+    /// Adds one segment's leaves to each row's sum. A group with category splits takes the
+    /// vector walk where its nodes hold their sets ([`Walk::SET_IN_NODE`]).
     #[inline]
     fn segment<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
         &self,
@@ -347,7 +338,6 @@ impl<T: Prec + Walk> Wide<T> {
         seg: &Segment,
         rows: impl Iterator<Item = &'x R> + Clone,
         acc: &mut [T],
-        cat_vector: bool,
     ) {
         match seg {
             &Segment::Group {
@@ -361,7 +351,7 @@ impl<T: Prec + Walk> Wide<T> {
                 (true, false) => {
                     self.group_simd::<NAN, false, R>(h, roots, outs, count, depth, rows, acc)
                 }
-                (true, true) if cat_vector && T::SET_IN_NODE => {
+                (true, true) if T::SET_IN_NODE => {
                     self.group_simd::<NAN, true, R>(h, roots, outs, count, depth, rows, acc)
                 }
                 (_, true) => self.group::<NAN, true, R>(h, roots, outs, count, depth, rows, acc),

@@ -3,8 +3,7 @@
 
 use super::{
     CATEGORICAL, DEFAULT_LEFT, FEATURE_MASK, FLAG_BITS, FlatEnsemble, LANES, LEAF, MAX_GROUP_DEPTH,
-    MAX_SETS, Node, Prec, Segment, TOP, VECTOR, W_CAT, W_DEFAULT_LEFT, W_LEAF, W_VECTOR, Walk,
-    Wide,
+    MAX_SETS, Node, Prec, Segment, VECTOR, W_CAT, W_DEFAULT_LEFT, W_LEAF, W_VECTOR, Walk, Wide,
 };
 
 /// The wide layout of `flat`'s trees, or `None` if features and nodes do not fit.
@@ -39,13 +38,7 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         w.codes = codes;
     }
     let cats = !w.codes.is_empty();
-    // Top levels laid out for the vector walk to read whole (else no leaf copies).
-    let levels = if T::READS_LEVELS && w.vector_fits() {
-        TOP
-    } else {
-        0
-    };
-    // The dummy leaf: node 0, and the padding after the last group.
+    // The dummy leaf: node 0.
     let dummy = Node {
         t: T::default(),
         m: w.meta(nf, W_LEAF, 0),
@@ -61,24 +54,18 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
                 depth,
             });
             if group.len() == LANES {
-                flush(&mut w, flat, &mut group, levels)?;
+                flush(&mut w, flat, &mut group)?;
             }
         } else {
-            flush(&mut w, flat, &mut group, levels)?;
-            let (roots, _, _) = lay_out(&mut w, flat, &[root], 0, false)?;
+            flush(&mut w, flat, &mut group)?;
+            let (roots, _) = lay_out(&mut w, flat, &[root], false)?;
             w.segments.push(Segment::One {
                 root: roots[0],
                 out,
             });
         }
     }
-    flush(&mut w, flat, &mut group, levels)?;
-    // Dummy leaves after the last group, so the top levels' blocks the vector walk reads
-    // whole stay inside the nodes.
-    if levels > 0 {
-        w.nodes
-            .extend(std::iter::repeat_n(dummy, LANES << (levels - 1)));
-    }
+    flush(&mut w, flat, &mut group)?;
     if w.nodes.len() > 1 << (32 - cshift) {
         return None;
     }
@@ -166,24 +153,14 @@ fn flush<T: Prec + Walk>(
     w: &mut Wide<T>,
     flat: &FlatEnsemble,
     group: &mut Vec<Grouped>,
-    levels: usize,
 ) -> Option<()> {
     if group.is_empty() {
         return Some(());
     }
     let flat_roots: Vec<u32> = group.iter().map(|g| g.root).collect();
     let deepest = group.iter().map(|g| g.depth).max().unwrap_or(0);
-    let top_levels = levels.min(deepest);
-    let (new_roots, depth, starts) = lay_out(
-        w,
-        flat,
-        &flat_roots,
-        top_levels.saturating_sub(1),
-        T::SET_IN_NODE,
-    )?;
+    let (new_roots, depth) = lay_out(w, flat, &flat_roots, T::SET_IN_NODE)?;
     debug_assert_eq!(depth, deepest);
-    let mut top = [0; TOP];
-    top[..top_levels].copy_from_slice(&starts[..top_levels]);
     let mut roots = [0; LANES];
     let mut outs = [0; LANES];
     for (j, (&r, g)) in new_roots.iter().zip(group.iter()).enumerate() {
@@ -195,8 +172,6 @@ fn flush<T: Prec + Walk>(
         outs,
         count: group.len(),
         depth,
-        top,
-        top_levels,
         cat: group.iter().any(|g| g.cat),
     });
     group.clear();
@@ -204,26 +179,20 @@ fn flush<T: Prec + Walk>(
 }
 
 /// Appends the trees at `roots` level by level (all trees' level 0, then level 1, …),
-/// each split's children side by side. A scalar leaf above level `pass` leads to a copy of
-/// itself on the next level instead of to itself, so that after `s < pass + 1` steps every
-/// tree is on level `s` (at most `LANES << s` nodes from the level's start: the vector
-/// walk reads those levels whole). A category split's threshold is its set's index, or
-/// with `set_in_node` (a group's, [`Walk::SET_IN_NODE`]) the set's bits. Returns the new
-/// roots, the depth and where each level starts.
+/// each split's children side by side. A category split's threshold is its set's index,
+/// or with `set_in_node` (a group's, [`Walk::SET_IN_NODE`]) the set's bits. Returns the
+/// new roots and the depth.
 fn lay_out<T: Prec + Walk>(
     w: &mut Wide<T>,
     flat: &FlatEnsemble,
     roots: &[u32],
-    pass: usize,
     set_in_node: bool,
-) -> Option<(Vec<u32>, usize, Vec<u32>)> {
+) -> Option<(Vec<u32>, usize)> {
     let new_roots = (w.nodes.len() as u32..).take(roots.len()).collect();
     let mut cur = roots.to_vec();
     let mut next = Vec::new();
-    let mut starts = Vec::new();
     let mut levels = 0;
     while !cur.is_empty() {
-        starts.push(w.nodes.len() as u32);
         let base_next = w.nodes.len() + cur.len();
         // Every child offset must fit the meta word.
         if base_next + 2 * cur.len() >= 1 << (32 - w.cshift) {
@@ -231,15 +200,7 @@ fn lay_out<T: Prec + Walk>(
         }
         for &fi in &cur {
             let n = flat.nodes[fi as usize];
-            let node = if n.meta & LEAF != 0 && n.meta & VECTOR == 0 && levels < pass {
-                // Its left child is its copy on the next level (the phantom feature).
-                let child = (base_next + next.len()) as u32;
-                next.push(fi);
-                Node {
-                    t: T::of(n.threshold),
-                    m: w.meta(flat.head.num_features as u32, W_LEAF, child),
-                }
-            } else if n.meta & LEAF != 0 {
+            let node = if n.meta & LEAF != 0 {
                 if n.meta & VECTOR != 0 {
                     w.ranges.push((n.left, n.right));
                     let r = (w.ranges.len() - 1) as u32;
@@ -287,5 +248,5 @@ fn lay_out<T: Prec + Walk>(
         next.clear();
         levels += 1;
     }
-    Some((new_roots, levels - 1, starts))
+    Some((new_roots, levels - 1))
 }

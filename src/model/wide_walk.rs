@@ -3,8 +3,8 @@
 //! what drives the vector walk ([`super::simd`]) over one row's groups or a batch's rows.
 
 use super::{
-    CHAINS, FLAG_BITS, Head, LANES, Prec, ROW_CHAINS, Segment, TOP, W_CAT, W_DEFAULT_LEFT, W_LEAF,
-    Walk, Wide, simd,
+    CHAINS, FLAG_BITS, Head, LANES, Prec, ROW_CHAINS, Segment, W_CAT, W_DEFAULT_LEFT, W_LEAF, Walk,
+    Wide, simd,
 };
 
 impl<T: Prec + Walk> Wide<T> {
@@ -215,17 +215,19 @@ impl<T: Copy> Row<T> for [T] {
 }
 
 impl<T: Prec + Walk> Wide<T> {
-    /// [`Wide::eval`] of one row with the vector walk: consecutive groups without category
-    /// splits walked together (their top levels read whole), their leaves added in tree
-    /// order. (Groups with category splits take the scalar walk: one row's vector walk of
-    /// m3 measured 1.25× slower.)
+    /// [`Wide::eval`] of one row with the vector walk: consecutive groups walked together
+    /// (`ROW_CHAINS` of them), their leaves added in tree order. (Groups with category
+    /// splits of f32 nodes take the scalar walk: their sets are in a table.)
     pub(super) fn eval_row<const NAN: bool, R: Row<T> + ?Sized>(
         &self,
         h: &Head,
         row: &R,
         acc: &mut [T],
     ) {
-        let plain = |seg: &Segment| matches!(seg, Segment::Group { cat: false, .. });
+        let plain = |seg: &Segment| match seg {
+            Segment::Group { cat, .. } => !cat || T::SET_IN_NODE,
+            Segment::One { .. } => false,
+        };
         let mut segs = self.segments.as_slice();
         while let Some(first) = segs.first() {
             let n = segs
@@ -234,40 +236,34 @@ impl<T: Prec + Walk> Wide<T> {
                 .take_while(|s| plain(s))
                 .count();
             if n == 0 {
-                self.segment::<NAN, R>(h, first, std::iter::once(row), acc, false);
+                self.segment::<NAN, R>(h, first, std::iter::once(row), acc);
                 segs = &segs[1..];
                 continue;
             }
             let (chained, rest) = segs.split_at(n);
             segs = rest;
-            let (mut depth, mut top) = (0, TOP);
+            let (mut depth, mut cat) = (0, false);
             let mut roots = [&[0u32; LANES]; ROW_CHAINS];
-            let mut tops = [&[0u32; TOP]; ROW_CHAINS];
-            for ((r, t), seg) in roots.iter_mut().zip(&mut tops).zip(chained) {
+            for (r, seg) in roots.iter_mut().zip(chained) {
                 if let Segment::Group {
                     roots,
                     depth: d,
-                    top: levels,
-                    top_levels,
+                    cat: c,
                     ..
                 } = seg
                 {
-                    (*r, *t) = (roots, levels);
+                    *r = roots;
                     depth = depth.max(*d);
-                    top = top.min(*top_levels);
+                    cat |= c;
                 }
             }
             // Chains past `n` walk the dummy leaf 0.
-            let x = row.slice();
-            let leaves = T::walk::<NAN, false, ROW_CHAINS, 1>(
-                &self.nodes,
-                roots,
-                tops,
-                top,
-                [x],
-                depth,
-                self.bits(),
-            );
+            let (x, bits) = ([row.slice()], self.bits());
+            let leaves = if cat {
+                T::walk::<NAN, true, ROW_CHAINS, 1>(&self.nodes, roots, x, depth, bits)
+            } else {
+                T::walk::<NAN, false, ROW_CHAINS, 1>(&self.nodes, roots, x, depth, bits)
+            };
             for (v, seg) in leaves.iter().zip(chained) {
                 if let Segment::Group { outs, count, .. } = seg {
                     self.add_leaves(h, v, outs, *count, acc);
@@ -310,8 +306,7 @@ impl<T: Prec + Walk> Wide<T> {
     }
 
     /// [`Wide::group`] with the vector walk (`CAT`: a group with category splits, their
-    /// sets in the nodes, [`Walk::SET_IN_NODE`]): `CHAINS` rows at once. (Every step gathers: the rows
-    /// share the top levels' nodes in L1, where reading whole levels measured no faster.)
+    /// sets in the nodes, [`Walk::SET_IN_NODE`]): `CHAINS` rows at once.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(super) fn group_simd<'x, const NAN: bool, const CAT: bool, R: Row<T> + ?Sized + 'x>(
@@ -337,8 +332,6 @@ impl<T: Prec + Walk> Wide<T> {
                 let leaves = T::walk::<NAN, CAT, CHAINS, CHAINS>(
                     &self.nodes,
                     [roots; CHAINS],
-                    [&[0; TOP]; CHAINS],
-                    0,
                     xs,
                     depth,
                     bits,
@@ -350,8 +343,7 @@ impl<T: Prec + Walk> Wide<T> {
             }
         }
         for &x in &xs[..n] {
-            let [l] =
-                T::walk::<NAN, CAT, 1, 1>(&self.nodes, [roots], [&[0; TOP]], 0, [x], depth, bits);
+            let [l] = T::walk::<NAN, CAT, 1, 1>(&self.nodes, [roots], [x], depth, bits);
             let a = sums.next().expect("a sum per row");
             self.add_leaves(h, &l, outs, count, a);
         }
