@@ -69,8 +69,8 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
     if w.nodes.len() > 1 << (32 - cshift) {
         return None;
     }
-    // Leaf copies and padding outgrow the reservation, and the Vec then doubles: give
-    // the excess back (half of a large model's nodes were capacity).
+    // Each node is laid out once per root reaching it: the reservation holds unless
+    // trees share nodes, and then the Vec doubled; give any excess back.
     w.nodes.shrink_to_fit();
     w.simd = w.vector_fits();
     Some(w)
