@@ -282,8 +282,9 @@ mod x86 {
         let mut idx = roots.map(|r| start(r, lastv));
         for _ in 0..depth {
             for c in 0..C {
-                // SAFETY: every index is at most `last`: node `i` is the 8 bytes at `8·i`.
-                let n = lanes(idx[c]).map(|i| unsafe { *base.add(i) });
+                // SAFETY: every index is at most `last`: node `i` is the 8 bytes at `8·i` (4-byte
+                // aligned: read unaligned).
+                let n = lanes(idx[c]).map(|i| unsafe { base.add(i).read_unaligned() });
                 let n = _mm512_set_epi64(n[7], n[6], n[5], n[4], n[3], n[2], n[1], n[0]);
                 let t = _mm256_castsi256_ps(_mm512_cvtepi64_epi32(n));
                 let m = _mm512_cvtepi64_epi32(_mm512_srli_epi64::<32>(n));
