@@ -39,8 +39,9 @@ pub const LANES: usize = 8;
 pub const BLOCK: usize = 64;
 /// The deepest tree walked in a group; deeper trees are walked alone.
 pub const MAX_GROUP_DEPTH: usize = 32;
-/// Rows of a batch the vector walk keeps in flight.
-const CHAINS: usize = 8;
+/// Rows of a batch the vector walk keeps in flight (16 against 8 since the nodes are
+/// loaded, not gathered: m2 batch 8% faster; 32 no faster).
+const CHAINS: usize = 16;
 /// Groups of one row the vector walk keeps in flight.
 const ROW_CHAINS: usize = 8;
 
