@@ -1,7 +1,8 @@
-//! The wide evaluator's walks — the scalar one, and the AVX-512 one where the CPU has it
-//! (the crate's only `unsafe` code) — against the flat evaluator: any ensemble the bytes
-//! describe that validates is evaluated on rows made from the bytes, one at a time and as
-//! a batch, and every walk must give the flat evaluator's answers bit for bit.
+//! The wide evaluator's walks — the scalar one, and the AVX-512 one where the CPU has it, its
+//! nodes fetched by gathers and by loads (the crate's only `unsafe` code) — against the flat
+//! evaluator: any ensemble the bytes describe that validates is evaluated on rows made from
+//! the bytes, one at a time and as a batch, and every walk must give the flat evaluator's
+//! answers bit for bit.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -126,16 +127,16 @@ fuzz_target!(|input: &[u8]| {
     }
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let mut ws = WideScratch::default();
-    for on in [false, true] {
-        let w = wide.clone().with_vector_walk(on);
+    for (on, gather) in [(false, false), (true, true), (true, false)] {
+        let w = wide.clone().with_vector_walk(on).with_node_gathers(gather);
         let mut got = vec![0.0; n * ns];
         let mut classes = vec![0; n];
         w.predict_batch(&rows, &mut ws, &mut got, &mut classes);
-        assert_eq!(bits(&got), bits(&want), "a batch, vector walk {on}");
+        assert_eq!(bits(&got), bits(&want), "a batch, vector walk {on}, gathers {gather}");
         let mut one = vec![0.0; ns];
         for (row, s) in rows.chunks_exact(nf).zip(want.chunks_exact(ns)) {
             w.predict(row, &mut ws, &mut one);
-            assert_eq!(bits(&one), bits(s), "one row, vector walk {on}");
+            assert_eq!(bits(&one), bits(s), "one row, vector walk {on}, gathers {gather}");
         }
     }
 });

@@ -40,7 +40,7 @@ pub const BLOCK: usize = 64;
 /// The deepest tree walked in a group; deeper trees are walked alone.
 pub const MAX_GROUP_DEPTH: usize = 32;
 /// Rows of a batch the vector walk keeps in flight (16 against 8 since the nodes are
-/// loaded, not gathered: m2 batch 8% faster; 32 no faster).
+/// loaded, not gathered, on AMD: m2 batch 8% faster; 32 no faster).
 const CHAINS: usize = 16;
 /// Groups of one row the vector walk keeps in flight.
 const ROW_CHAINS: usize = 8;
@@ -110,6 +110,8 @@ struct Wide<T: Copy> {
     /// Whether groups take the vector walk ([`simd`]; with category splits: f64 nodes,
     /// in batches).
     simd: bool,
+    /// Whether the vector walk fetches nodes by gathers (else by loads; [`simd::gathers`]).
+    gather: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -169,6 +171,16 @@ impl WideEnsemble {
         match &mut self.nodes {
             Nodes::F32(w) => w.simd = on && w.vector_fits(),
             Nodes::F64(w) => w.simd = on && w.vector_fits(),
+        }
+        self
+    }
+
+    /// The same evaluator with the vector walk fetching nodes by gathers or by loads (the
+    /// same answers; [`WideEnsemble::compile`] chooses by the CPU). For tests and benchmarks.
+    pub fn with_node_gathers(mut self, on: bool) -> Self {
+        match &mut self.nodes {
+            Nodes::F32(w) => w.gather = on,
+            Nodes::F64(w) => w.gather = on,
         }
         self
     }

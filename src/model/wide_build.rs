@@ -30,6 +30,7 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         smask: 0,
         codes: Vec::new(),
         simd: false,
+        gather: super::simd::gathers(),
     };
     if let Some((codes, masks)) = category_codes(flat) {
         w.smask = (masks.len().next_power_of_two() - 1) as u32;

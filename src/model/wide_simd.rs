@@ -2,15 +2,18 @@
 //! code (`tests/it/architecture.rs` checks that it stays here).
 //!
 //! One step of a group's 8 trees is a few vector instructions: the 8 nodes (threshold
-//! and meta word) loaded one by one into registers, the features masked out of the meta
+//! and meta word) fetched into registers, the features masked out of the meta
 //! words, the 8 feature values picked from the row held in registers
 //! (`vpermt2ps`/`vpermt2pd`: rows of up to 32 f32 or 16 f64 values), one compare into a
 //! mask, and the child added; the scalar walk needs ~9 instructions and two loads per
 //! tree for the same step. Several chains (rows of a batch, or groups of one row) are
 //! walked at once so the loads' latencies overlap.
-//! (Gathers instead of the 8 loads measured slower on this machine's AMD EPYC, which
-//! gathers about one element in 2 cycles: m2 batch 1.2×, m1 1.3×, m3 2.4× slower; so did
-//! reading a group's top levels whole and picking the nodes by permutes: m2 one row 1.08×.)
+//! The nodes are fetched by one gather (f32: the 8-byte nodes whole; f64: thresholds and
+//! meta words) on Intel CPUs, and by 8 loads elsewhere ([`gathers`]): an AMD EPYC (Zen 4)
+//! gathers about one element in 2 cycles (gathers there: m2 batch 1.2×, m1 1.3×, m3 2.4×
+//! slower than loads), an Intel Xeon (Ice Lake class) faster than it loads them one by one
+//! (loads there: m2 batch 1.2×, m1 1.4× slower than gathers). Reading a group's top levels
+//! whole and picking the nodes by permutes measured slower on the EPYC (m2 one row 1.08×).
 //! A category split of f64 nodes (`CAT`) keeps its set's 64 bits in the threshold: the
 //! step shifts the loaded bits by the row's category, in registers (a second load, of the
 //! set from a table, doubled the step's latency: m3 one row 1.95× slower).
@@ -40,14 +43,48 @@ pub(super) fn available() -> bool {
     }
 }
 
-/// Whether new evaluators take the vector walk: where [`available`], unless the
-/// environment says `TREESERVE_VECTOR_WALK=off` (read once; for comparisons and as an
-/// escape hatch).
-pub(super) fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| {
-        available() && std::env::var_os("TREESERVE_VECTOR_WALK").is_none_or(|v| v != "off")
+/// `TREESERVE_VECTOR_WALK` (read once): `off`, `gather` or `loads` (for comparisons and
+/// as an escape hatch); anything else chooses by the CPU.
+fn setting() -> Option<&'static str> {
+    static SET: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *SET.get_or_init(|| {
+        let v = std::env::var_os("TREESERVE_VECTOR_WALK")?;
+        ["off", "gather", "loads"].into_iter().find(|s| v == *s)
     })
+}
+
+/// Whether new evaluators take the vector walk: where [`available`], unless the
+/// environment says `TREESERVE_VECTOR_WALK=off`.
+pub(super) fn enabled() -> bool {
+    available() && setting() != Some("off")
+}
+
+/// Whether new evaluators' vector walks fetch nodes by gathers (else by loads): on Intel
+/// CPUs (see the module's comment), unless `TREESERVE_VECTOR_WALK` says `gather` or `loads`.
+pub(super) fn gathers() -> bool {
+    match setting() {
+        Some("gather") => true,
+        Some("loads") => false,
+        _ => intel(),
+    }
+}
+
+/// Whether the CPU is Intel's (its CPUID vendor string).
+fn intel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: CPUID leaf 0 exists on every x86-64 CPU.
+        #[allow(unused_unsafe)]
+        let id = unsafe { std::arch::x86_64::__cpuid(0) };
+        [id.ebx, id.edx, id.ecx]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .eq(*b"GenuineIntel")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Node precisions the vector walk knows.
@@ -66,7 +103,8 @@ pub(super) trait Walk: Copy + Sized {
 
     /// Walks `C` chains for `depth` steps: chain `c` starts at `roots[c]` and reads the row
     /// `xs[c % R]` (`R`: 1, or `C`; each at most [`Walk::MAX_STRIDE`] values, and more than `bits.fmask`);
-    /// returns each chain's 8 leaves. Only when [`available`]; `NAN`: whether a row may
+    /// returns each chain's 8 leaves. Only when [`available`]; `gather`: fetch the nodes by
+    /// gathers, else by loads (the same answers); `NAN`: whether a row may
     /// hold NaN. `CAT`: a node may split on a category set held in its threshold (only where
     /// [`Walk::SET_IN_NODE`]; the row holds categories, see `Wide::encode`).
     fn walk<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
@@ -75,6 +113,7 @@ pub(super) trait Walk: Copy + Sized {
         xs: [&[Self]; R],
         depth: usize,
         bits: Bits,
+        gather: bool,
     ) -> [[u32; 8]; C];
 }
 
@@ -93,8 +132,10 @@ pub(super) struct Bits {
 
 /// Checks what the walk relies on; the last node's index, or `None` if it cannot run.
 fn checked<T: Walk>(nodes: &[Node<T>], xs: &[&[T]], bits: Bits) -> Option<u32> {
-    // Node indexes travel in 32-bit lanes.
-    let last = u32::try_from(nodes.len().checked_sub(1)?).ok()?;
+    // Node indexes travel in 32-bit lanes, and as gather offsets (signed, 3 per f64 node).
+    let last = u32::try_from(nodes.len().checked_sub(1)?)
+        .ok()
+        .filter(|&l| l < 1 << 29)?;
     let rows = xs
         .iter()
         .all(|x| (bits.fmask as usize) < x.len() && x.len() <= T::MAX_STRIDE);
@@ -124,12 +165,19 @@ mod x86 {
             xs: [&[f32]; R],
             depth: usize,
             bits: Bits,
+            gather: bool,
         ) -> [[u32; 8]; C] {
             assert!(!CAT, "f32 category splits take the scalar walk");
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
             // SAFETY: AVX-512 F and VL are available, `last` is the last node (`checked`);
             // see the module's comment.
-            unsafe { walk32::<NAN, C, R>(nodes, roots, xs, depth, bits, last) }
+            unsafe {
+                if gather {
+                    walk32::<NAN, true, C, R>(nodes, roots, xs, depth, bits, last)
+                } else {
+                    walk32::<NAN, false, C, R>(nodes, roots, xs, depth, bits, last)
+                }
+            }
         }
     }
 
@@ -153,10 +201,17 @@ mod x86 {
             xs: [&[f64]; R],
             depth: usize,
             bits: Bits,
+            gather: bool,
         ) -> [[u32; 8]; C] {
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
             // SAFETY: as for f32.
-            unsafe { walk64::<NAN, CAT, C, R>(nodes, roots, xs, depth, bits, last) }
+            unsafe {
+                if gather {
+                    walk64::<NAN, CAT, true, C, R>(nodes, roots, xs, depth, bits, last)
+                } else {
+                    walk64::<NAN, CAT, false, C, R>(nodes, roots, xs, depth, bits, last)
+                }
+            }
         }
     }
 
@@ -179,7 +234,7 @@ mod x86 {
         out
     }
 
-    /// 8 node indexes, to load the nodes one by one (faster than a gather here: see the
+    /// 8 node indexes, to load the nodes one by one (faster than a gather on AMD: see the
     /// module's comment); taken out of the register as four 64-bit pairs (4 moves to the
     /// integer registers instead of 8 `vpextrd`: m2 batch 3% faster).
     #[target_feature(enable = "avx512f,avx512vl")]
@@ -273,7 +328,7 @@ mod x86 {
     /// The thresholds and meta words of the 8-byte nodes `i` (each a threshold then a meta
     /// word): two registers of 4 nodes (lanes 0, 1, 4, 5 and 2, 3, 6, 7) split by two
     /// `vshufps` into lane order (one 512-bit register split by `vpmovqd` took 9 shuffles
-    /// to assemble and 3 to split: on this AMD EPYC shuffles share two ports).
+    /// to assemble and 3 to split: on the AMD EPYC shuffles share two ports).
     ///
     /// # Safety
     /// Every index addresses a node.
@@ -294,13 +349,13 @@ mod x86 {
         }
     }
 
-    /// 8-byte nodes: the f32 threshold, then the meta word.
+    /// 8-byte nodes: the f32 threshold, then the meta word. `G`: fetched by gathers.
     ///
     /// # Safety
-    /// AVX-512 F and VL are available; `last == nodes.len() - 1`; each row holds more than
-    /// `bits.fmask` values.
+    /// AVX-512 F and VL are available; `last == nodes.len() - 1`, below 2^29; each row holds
+    /// more than `bits.fmask` values.
     #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn walk32<const NAN: bool, const C: usize, const R: usize>(
+    unsafe fn walk32<const NAN: bool, const G: bool, const C: usize, const R: usize>(
         nodes: &[Node<f32>],
         roots: [&[u32; 8]; C],
         xs: [&[f32]; R],
@@ -316,7 +371,17 @@ mod x86 {
         for _ in 0..depth {
             for c in 0..C {
                 // SAFETY: every index is at most `last`: node `i` is the 8 bytes at `8·i`.
-                let (t, m) = unsafe { nodes8(base, lanes(idx[c])) };
+                let (t, m) = unsafe {
+                    if G {
+                        let n = _mm512_i32gather_epi64::<8>(idx[c], base);
+                        (
+                            _mm256_castsi256_ps(_mm512_cvtepi64_epi32(n)),
+                            _mm512_cvtepi64_epi32(_mm512_srli_epi64::<32>(n)),
+                        )
+                    } else {
+                        nodes8(base, lanes(idx[c]))
+                    }
+                };
                 let f = _mm512_castsi256_si512(_mm256_and_si256(m, fmask));
                 let (lo, hi) = rows[c % R];
                 let v = _mm512_castps512_ps256(_mm512_permutex2var_ps(lo, f, hi));
@@ -332,12 +397,18 @@ mod x86 {
         finish(idx)
     }
 
-    /// 12-byte nodes: the f64 threshold, then the meta word.
+    /// 12-byte nodes: the f64 threshold, then the meta word. `G`: fetched by gathers.
     ///
     /// # Safety
     /// As [`walk32`].
     #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn walk64<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
+    unsafe fn walk64<
+        const NAN: bool,
+        const CAT: bool,
+        const G: bool,
+        const C: usize,
+        const R: usize,
+    >(
         nodes: &[Node<f64>],
         roots: [&[u32; 8]; C],
         xs: [&[f64]; R],
@@ -352,13 +423,32 @@ mod x86 {
         let mut idx = roots.map(|r| start(r, lastv));
         for _ in 0..depth {
             for c in 0..C {
-                // SAFETY: every index is at most `last`.
-                let n = lanes(idx[c]).map(|i| unsafe { *base.add(i) });
-                let [t, m] = [n.map(|n| n.t), n.map(|n| f64::from_bits(n.m.into()))];
-                let t = _mm512_set_pd(t[7], t[6], t[5], t[4], t[3], t[2], t[1], t[0]);
-                let m = _mm512_cvtepi64_epi32(_mm512_castpd_si512(_mm512_set_pd(
-                    m[7], m[6], m[5], m[4], m[3], m[2], m[1], m[0],
-                )));
+                let (t, m) = if G {
+                    // Node `i` is at `12·i` bytes: `3·i` in 4-byte units (below 2^31).
+                    let i3 = _mm256_add_epi32(idx[c], _mm256_add_epi32(idx[c], idx[c]));
+                    // SAFETY: every index is at most `last`; the meta word is the last 4
+                    // bytes of a node.
+                    unsafe {
+                        (
+                            _mm512_i32gather_pd::<4>(i3, base.cast()),
+                            _mm256_mmask_i32gather_epi32::<4>(
+                                _mm256_setzero_si256(),
+                                0xff,
+                                i3,
+                                base.cast::<i32>().wrapping_add(2),
+                            ),
+                        )
+                    }
+                } else {
+                    // SAFETY: every index is at most `last`.
+                    let n = lanes(idx[c]).map(|i| unsafe { *base.add(i) });
+                    let [t, m] = [n.map(|n| n.t), n.map(|n| f64::from_bits(n.m.into()))];
+                    let t = _mm512_set_pd(t[7], t[6], t[5], t[4], t[3], t[2], t[1], t[0]);
+                    let m = _mm512_cvtepi64_epi32(_mm512_castpd_si512(_mm512_set_pd(
+                        m[7], m[6], m[5], m[4], m[3], m[2], m[1], m[0],
+                    )));
+                    (t, m)
+                };
                 let f = _mm512_cvtepu32_epi64(_mm256_and_si256(m, fmask));
                 let (lo, hi) = rows[c % R];
                 let v = _mm512_permutex2var_pd(lo, f, hi);
@@ -414,6 +504,7 @@ impl<T: Copy> Walk for T {
         _: [&[Self]; R],
         _: usize,
         _: Bits,
+        _: bool,
     ) -> [[u32; 8]; C] {
         unreachable!("the vector walk runs only where `available`")
     }

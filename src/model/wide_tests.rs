@@ -277,9 +277,12 @@ fn check(c: &Case, mutate: fn(&mut WideEnsemble)) -> Result<(), TestCaseError> {
     let flat = FlatEnsemble::compile(&e).unwrap();
     let mut wide = WideEnsemble::compile(&e).unwrap();
     mutate(&mut wide);
-    // Both walks of the groups: the scalar one, and the vector one where the CPU has it.
+    // Both walks of the groups: the scalar one, and the vector one where the CPU has it,
+    // its nodes fetched by gathers and by loads.
     check_walk(c, &e, &flat, &wide.clone().with_vector_walk(false))?;
-    check_walk(c, &e, &flat, &wide.with_vector_walk(true))
+    let vector = wide.with_vector_walk(true);
+    check_walk(c, &e, &flat, &vector.clone().with_node_gathers(true))?;
+    check_walk(c, &e, &flat, &vector.with_node_gathers(false))
 }
 
 fn check_walk(
@@ -500,8 +503,8 @@ fn every_lane_of_a_group_takes_its_own_branch() {
                 _ => rng.unit() * 6.0,
             })
             .collect();
-        for on in [false, true] {
-            let w = wide.clone().with_vector_walk(on);
+        for (on, gather) in [(false, false), (true, true), (true, false)] {
+            let w = wide.clone().with_vector_walk(on).with_node_gathers(gather);
             let (mut want, mut got) = ([0.0], [0.0]);
             let mut batch = vec![0.0; 64];
             let mut classes = vec![0; 64];
@@ -509,8 +512,9 @@ fn every_lane_of_a_group_takes_its_own_branch() {
             for (row, b) in x.chunks_exact(nf as usize).zip(&batch) {
                 flat.predict(row, &mut fs, &mut want);
                 w.predict(row, &mut ws, &mut got);
-                assert_eq!(got, want, "one row, f32 {f32m}, vector walk {on}: {row:?}");
-                assert_eq!(*b, want[0], "batch, f32 {f32m}, vector walk {on}: {row:?}");
+                let walk = format!("f32 {f32m}, vector walk {on}, gathers {gather}");
+                assert_eq!(got, want, "one row, {walk}: {row:?}");
+                assert_eq!(*b, want[0], "batch, {walk}: {row:?}");
             }
         }
     }

@@ -258,11 +258,11 @@ impl<T: Prec + Walk> Wide<T> {
                 }
             }
             // Chains past `n` walk the dummy leaf 0.
-            let (x, bits) = ([row.slice()], self.bits());
+            let (x, bits, g) = ([row.slice()], self.bits(), self.gather);
             let leaves = if cat {
-                T::walk::<NAN, true, ROW_CHAINS, 1>(&self.nodes, roots, x, depth, bits)
+                T::walk::<NAN, true, ROW_CHAINS, 1>(&self.nodes, roots, x, depth, bits, g)
             } else {
-                T::walk::<NAN, false, ROW_CHAINS, 1>(&self.nodes, roots, x, depth, bits)
+                T::walk::<NAN, false, ROW_CHAINS, 1>(&self.nodes, roots, x, depth, bits, g)
             };
             for (v, seg) in leaves.iter().zip(chained) {
                 if let Segment::Group { outs, count, .. } = seg {
@@ -335,6 +335,7 @@ impl<T: Prec + Walk> Wide<T> {
                     xs,
                     depth,
                     bits,
+                    self.gather,
                 );
                 for v in &leaves {
                     let a = sums.next().expect("a sum per row");
@@ -343,7 +344,8 @@ impl<T: Prec + Walk> Wide<T> {
             }
         }
         for &x in &xs[..n] {
-            let [l] = T::walk::<NAN, CAT, 1, 1>(&self.nodes, [roots], [x], depth, bits);
+            let [l] =
+                T::walk::<NAN, CAT, 1, 1>(&self.nodes, [roots], [x], depth, bits, self.gather);
             let a = sums.next().expect("a sum per row");
             self.add_leaves(h, &l, outs, count, a);
         }

@@ -283,16 +283,19 @@ async fn check_batches(app: &App, reg: &TestRegistry, c: &Case, single: &[Answer
         args.push("--probabilities");
     }
     treeserve_ok(&args);
-    // The scalar walk of the same groups (the vector walk turned off) writes the same bytes.
-    let scalar = reg.path().join(format!("{name}.scalar.csv"));
-    let mut off = args.clone();
-    let at = off.iter().position(|a| *a == "--output").unwrap() + 1;
-    off[at] = scalar.to_str().unwrap();
-    treeserve_ok_env(&off, &[("TREESERVE_VECTOR_WALK", "off")]);
-    assert!(
-        std::fs::read(&scalar).unwrap() == std::fs::read(&output).unwrap(),
-        "{name}: predict with TREESERVE_VECTOR_WALK=off"
-    );
+    // The scalar walk of the same groups (the vector walk turned off), and the vector walk
+    // fetching nodes by gathers and by loads, write the same bytes.
+    for walk in ["off", "gather", "loads"] {
+        let other = reg.path().join(format!("{name}.{walk}.csv"));
+        let mut set = args.clone();
+        let at = set.iter().position(|a| *a == "--output").unwrap() + 1;
+        set[at] = other.to_str().unwrap();
+        treeserve_ok_env(&set, &[("TREESERVE_VECTOR_WALK", walk)]);
+        assert!(
+            std::fs::read(&other).unwrap() == std::fs::read(&output).unwrap(),
+            "{name}: predict with TREESERVE_VECTOR_WALK={walk}"
+        );
+    }
     let (header, got) = read_csv(&output);
     assert_eq!(header[0], "Id");
     assert_eq!(got.len(), c.rows.len(), "{name}: predict rows");
