@@ -103,8 +103,10 @@ pub(super) trait Walk: Copy + Sized {
 
     /// Walks `C` chains for `depth` steps: chain `c` starts at `roots[c]` and reads the row
     /// `xs[c % R]` (`R`: 1, or `C`; each at most [`Walk::MAX_STRIDE`] values, and more than `bits.fmask`);
-    /// returns each chain's 8 leaves. Only when [`available`]; `gather`: fetch the nodes by
-    /// gathers, else by loads (the same answers); `NAN`: whether a row may
+    /// returns each chain's 8 leaves. Meanwhile adds the leaves `sums` holds to its sum, in
+    /// order (one row's previous groups: the chain of adds overlaps the walk). Only when
+    /// [`available`]; `gather`: fetch the nodes by gathers, else by loads (the same answers);
+    /// `NAN`: whether a row may
     /// hold NaN. `CAT`: a node may split on a category set held in its threshold (only where
     /// [`Walk::SET_IN_NODE`]; the row holds categories, see `Wide::encode`).
     fn walk<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
@@ -114,7 +116,47 @@ pub(super) trait Walk: Copy + Sized {
         depth: usize,
         bits: Bits,
         gather: bool,
+        sums: &mut Pending<Self>,
     ) -> [[u32; 8]; C];
+}
+
+/// Leaves waiting to be added to one row's sum, in order (node indexes: a scalar leaf's
+/// value is its threshold).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Pending<T> {
+    /// The leaves, the first `n` of them waiting.
+    pub leaves: [u32; 64],
+    pub n: usize,
+    /// The sum so far.
+    pub sum: T,
+}
+
+impl<T: super::Prec> Pending<T> {
+    /// Nothing waiting; the sum so far `sum`.
+    pub fn new(sum: T) -> Self {
+        Pending {
+            leaves: [0; 64],
+            n: 0,
+            sum,
+        }
+    }
+
+    /// Adds the leaf `k` if it is waiting (for the walks: one add at a time between steps).
+    #[inline(always)]
+    fn add(&mut self, nodes: &[Node<T>], k: usize) {
+        if k < self.n {
+            self.sum += nodes[self.leaves[k] as usize].t;
+        }
+    }
+
+    /// Adds every leaf from `k` on; none left waiting.
+    #[inline(always)]
+    pub fn finish(&mut self, nodes: &[Node<T>], k: usize) {
+        for k in k..self.n {
+            self.sum += nodes[self.leaves[k] as usize].t;
+        }
+        self.n = 0;
+    }
 }
 
 /// Where a meta word keeps its parts.
@@ -144,7 +186,7 @@ fn checked<T: Walk>(nodes: &[Node<T>], xs: &[&[T]], bits: Bits) -> Option<u32> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Bits, Node, Walk, checked};
+    use super::{Bits, Node, Pending, Walk, checked};
     use std::arch::x86_64::*;
 
     impl Walk for f32 {
@@ -166,6 +208,7 @@ mod x86 {
             depth: usize,
             bits: Bits,
             gather: bool,
+            sums: &mut Pending<Self>,
         ) -> [[u32; 8]; C] {
             assert!(!CAT, "f32 category splits take the scalar walk");
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
@@ -173,9 +216,9 @@ mod x86 {
             // see the module's comment.
             unsafe {
                 if gather {
-                    walk32::<NAN, true, C, R>(nodes, roots, xs, depth, bits, last)
+                    walk32::<NAN, true, C, R>(nodes, roots, xs, depth, bits, last, sums)
                 } else {
-                    walk32::<NAN, false, C, R>(nodes, roots, xs, depth, bits, last)
+                    walk32::<NAN, false, C, R>(nodes, roots, xs, depth, bits, last, sums)
                 }
             }
         }
@@ -202,14 +245,15 @@ mod x86 {
             depth: usize,
             bits: Bits,
             gather: bool,
+            sums: &mut Pending<Self>,
         ) -> [[u32; 8]; C] {
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
             // SAFETY: as for f32.
             unsafe {
                 if gather {
-                    walk64::<NAN, CAT, true, C, R>(nodes, roots, xs, depth, bits, last)
+                    walk64::<NAN, CAT, true, C, R>(nodes, roots, xs, depth, bits, last, sums)
                 } else {
-                    walk64::<NAN, CAT, false, C, R>(nodes, roots, xs, depth, bits, last)
+                    walk64::<NAN, CAT, false, C, R>(nodes, roots, xs, depth, bits, last, sums)
                 }
             }
         }
@@ -362,14 +406,18 @@ mod x86 {
         depth: usize,
         bits: Bits,
         last: u32,
+        sums: &mut Pending<f32>,
     ) -> [[u32; 8]; C] {
         let lastv = _mm256_set1_epi32(last as i32);
         let fmask = _mm256_set1_epi32(bits.fmask as i32);
         let base = nodes.as_ptr().cast::<i64>();
         let rows = xs.map(|x| row32(x));
         let mut idx = roots.map(|r| start(r, lastv));
+        let mut k = 0;
         for _ in 0..depth {
             for c in 0..C {
+                sums.add(nodes, k);
+                k += 1;
                 // SAFETY: every index is at most `last`: node `i` is the 8 bytes at `8·i`.
                 let (t, m) = unsafe {
                     if G {
@@ -394,6 +442,7 @@ mod x86 {
                 idx[c] = next(m, left, nan, bits, lastv);
             }
         }
+        sums.finish(nodes, k);
         finish(idx)
     }
 
@@ -415,14 +464,18 @@ mod x86 {
         depth: usize,
         bits: Bits,
         last: u32,
+        sums: &mut Pending<f64>,
     ) -> [[u32; 8]; C] {
         let lastv = _mm256_set1_epi32(last as i32);
         let fmask = _mm256_set1_epi32(bits.fmask as i32);
         let base = nodes.as_ptr();
         let rows = xs.map(|x| row64(x));
         let mut idx = roots.map(|r| start(r, lastv));
+        let mut k = 0;
         for _ in 0..depth {
             for c in 0..C {
+                sums.add(nodes, k);
+                k += 1;
                 let (t, m) = if G {
                     // Node `i` is at `12·i` bytes: `3·i` in 4-byte units (below 2^31).
                     let i3 = _mm256_add_epi32(idx[c], _mm256_add_epi32(idx[c], idx[c]));
@@ -466,6 +519,7 @@ mod x86 {
                 idx[c] = next(m, left, nan, bits, lastv);
             }
         }
+        sums.finish(nodes, k);
         finish(idx)
     }
 }
@@ -505,6 +559,7 @@ impl<T: Copy> Walk for T {
         _: usize,
         _: Bits,
         _: bool,
+        _: &mut Pending<Self>,
     ) -> [[u32; 8]; C] {
         unreachable!("the vector walk runs only where `available`")
     }

@@ -216,8 +216,10 @@ impl<T: Copy> Row<T> for [T] {
 
 impl<T: Prec + Walk> Wide<T> {
     /// [`Wide::eval`] of one row with the vector walk: consecutive groups walked together
-    /// (`ROW_CHAINS` of them), their leaves added in tree order. (Groups with category
-    /// splits of f32 nodes take the scalar walk: their sets are in a table.)
+    /// (`ROW_CHAINS` of them), their leaves added in tree order; with one output, while the
+    /// next groups walk (the adds are one dependent chain, 500 of them for m2: overlapped,
+    /// not after). (Groups with category splits of f32 nodes take the scalar walk: their
+    /// sets are in a table.)
     pub(super) fn eval_row<const NAN: bool, R: Row<T> + ?Sized>(
         &self,
         h: &Head,
@@ -228,6 +230,8 @@ impl<T: Prec + Walk> Wide<T> {
             Segment::Group { cat, .. } => !cat || T::SET_IN_NODE,
             Segment::One { .. } => false,
         };
+        let one = h.outputs == 1;
+        let mut sums = simd::Pending::new(acc[0]);
         let mut segs = self.segments.as_slice();
         while let Some(first) = segs.first() {
             let n = segs
@@ -236,7 +240,12 @@ impl<T: Prec + Walk> Wide<T> {
                 .take_while(|s| plain(s))
                 .count();
             if n == 0 {
+                if one {
+                    sums.finish(&self.nodes, 0);
+                    acc[0] = sums.sum;
+                }
                 self.segment::<NAN, R>(h, first, std::iter::once(row), acc);
+                sums.sum = acc[0];
                 segs = &segs[1..];
                 continue;
             }
@@ -260,15 +269,41 @@ impl<T: Prec + Walk> Wide<T> {
             // Chains past `n` walk the dummy leaf 0.
             let (x, bits, g) = ([row.slice()], self.bits(), self.gather);
             let leaves = if cat {
-                T::walk::<NAN, true, ROW_CHAINS, 1>(&self.nodes, roots, x, depth, bits, g)
+                T::walk::<NAN, true, ROW_CHAINS, 1>(
+                    &self.nodes,
+                    roots,
+                    x,
+                    depth,
+                    bits,
+                    g,
+                    &mut sums,
+                )
             } else {
-                T::walk::<NAN, false, ROW_CHAINS, 1>(&self.nodes, roots, x, depth, bits, g)
+                T::walk::<NAN, false, ROW_CHAINS, 1>(
+                    &self.nodes,
+                    roots,
+                    x,
+                    depth,
+                    bits,
+                    g,
+                    &mut sums,
+                )
             };
             for (v, seg) in leaves.iter().zip(chained) {
                 if let Segment::Group { outs, count, .. } = seg {
-                    self.add_leaves(h, v, outs, *count, acc);
+                    if one {
+                        // Added during the next walk, or below.
+                        sums.leaves[sums.n..sums.n + count].copy_from_slice(&v[..*count]);
+                        sums.n += count;
+                    } else {
+                        self.add_leaves(h, v, outs, *count, acc);
+                    }
                 }
             }
+        }
+        if one {
+            sums.finish(&self.nodes, 0);
+            acc[0] = sums.sum;
         }
     }
 
@@ -336,6 +371,7 @@ impl<T: Prec + Walk> Wide<T> {
                     depth,
                     bits,
                     self.gather,
+                    &mut simd::Pending::new(T::default()),
                 );
                 for v in &leaves {
                     let a = sums.next().expect("a sum per row");
@@ -344,8 +380,15 @@ impl<T: Prec + Walk> Wide<T> {
             }
         }
         for &x in &xs[..n] {
-            let [l] =
-                T::walk::<NAN, CAT, 1, 1>(&self.nodes, [roots], [x], depth, bits, self.gather);
+            let [l] = T::walk::<NAN, CAT, 1, 1>(
+                &self.nodes,
+                [roots],
+                [x],
+                depth,
+                bits,
+                self.gather,
+                &mut simd::Pending::new(T::default()),
+            );
             let a = sums.next().expect("a sum per row");
             self.add_leaves(h, &l, outs, count, a);
         }
