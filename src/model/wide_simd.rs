@@ -125,7 +125,7 @@ pub(super) trait Walk: Copy + Sized {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Pending<T> {
     /// The leaves, the first `n` of them waiting.
-    pub leaves: [u32; 64],
+    pub leaves: [u32; super::ROW_CHAINS * super::LANES],
     pub n: usize,
     /// The sum so far.
     pub sum: T,
@@ -135,7 +135,7 @@ impl<T: super::Prec> Pending<T> {
     /// Nothing waiting; the sum so far `sum`.
     pub fn new(sum: T) -> Self {
         Pending {
-            leaves: [0; 64],
+            leaves: [0; super::ROW_CHAINS * super::LANES],
             n: 0,
             sum,
         }
@@ -215,10 +215,19 @@ mod x86 {
             // SAFETY: AVX-512 F and VL are available, `last` is the last node (`checked`);
             // see the module's comment.
             unsafe {
-                if gather {
-                    walk32::<NAN, true, C, R>(nodes, roots, xs, depth, bits, last, sums)
-                } else {
-                    walk32::<NAN, false, C, R>(nodes, roots, xs, depth, bits, last, sums)
+                match (gather, sums.n > 0) {
+                    (true, true) => {
+                        walk32::<NAN, true, true, C, R>(nodes, roots, xs, depth, bits, last, sums)
+                    }
+                    (true, false) => {
+                        walk32::<NAN, true, false, C, R>(nodes, roots, xs, depth, bits, last, sums)
+                    }
+                    (false, true) => {
+                        walk32::<NAN, false, true, C, R>(nodes, roots, xs, depth, bits, last, sums)
+                    }
+                    (false, false) => {
+                        walk32::<NAN, false, false, C, R>(nodes, roots, xs, depth, bits, last, sums)
+                    }
                 }
             }
         }
@@ -250,10 +259,19 @@ mod x86 {
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
             // SAFETY: as for f32.
             unsafe {
-                if gather {
-                    walk64::<NAN, CAT, true, C, R>(nodes, roots, xs, depth, bits, last, sums)
-                } else {
-                    walk64::<NAN, CAT, false, C, R>(nodes, roots, xs, depth, bits, last, sums)
+                match (gather, sums.n > 0) {
+                    (true, true) => walk64::<NAN, CAT, true, true, C, R>(
+                        nodes, roots, xs, depth, bits, last, sums,
+                    ),
+                    (true, false) => walk64::<NAN, CAT, true, false, C, R>(
+                        nodes, roots, xs, depth, bits, last, sums,
+                    ),
+                    (false, true) => walk64::<NAN, CAT, false, true, C, R>(
+                        nodes, roots, xs, depth, bits, last, sums,
+                    ),
+                    (false, false) => walk64::<NAN, CAT, false, false, C, R>(
+                        nodes, roots, xs, depth, bits, last, sums,
+                    ),
                 }
             }
         }
@@ -393,13 +411,20 @@ mod x86 {
         }
     }
 
-    /// 8-byte nodes: the f32 threshold, then the meta word. `G`: fetched by gathers.
+    /// 8-byte nodes: the f32 threshold, then the meta word. `G`: fetched by gathers; `ADD`:
+    /// `sums` has leaves waiting.
     ///
     /// # Safety
     /// AVX-512 F and VL are available; `last == nodes.len() - 1`, below 2^29; each row holds
     /// more than `bits.fmask` values.
     #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn walk32<const NAN: bool, const G: bool, const C: usize, const R: usize>(
+    unsafe fn walk32<
+        const NAN: bool,
+        const G: bool,
+        const ADD: bool,
+        const C: usize,
+        const R: usize,
+    >(
         nodes: &[Node<f32>],
         roots: [&[u32; 8]; C],
         xs: [&[f32]; R],
@@ -416,8 +441,10 @@ mod x86 {
         let mut k = 0;
         for _ in 0..depth {
             for c in 0..C {
-                sums.add(nodes, k);
-                k += 1;
+                if ADD {
+                    sums.add(nodes, k);
+                    k += 1;
+                }
                 // SAFETY: every index is at most `last`: node `i` is the 8 bytes at `8·i`.
                 let (t, m) = unsafe {
                     if G {
@@ -442,11 +469,13 @@ mod x86 {
                 idx[c] = next(m, left, nan, bits, lastv);
             }
         }
-        sums.finish(nodes, k);
+        if ADD {
+            sums.finish(nodes, k);
+        }
         finish(idx)
     }
 
-    /// 12-byte nodes: the f64 threshold, then the meta word. `G`: fetched by gathers.
+    /// 12-byte nodes: the f64 threshold, then the meta word. `G`, `ADD`: as [`walk32`]'s.
     ///
     /// # Safety
     /// As [`walk32`].
@@ -455,6 +484,7 @@ mod x86 {
         const NAN: bool,
         const CAT: bool,
         const G: bool,
+        const ADD: bool,
         const C: usize,
         const R: usize,
     >(
@@ -474,8 +504,10 @@ mod x86 {
         let mut k = 0;
         for _ in 0..depth {
             for c in 0..C {
-                sums.add(nodes, k);
-                k += 1;
+                if ADD {
+                    sums.add(nodes, k);
+                    k += 1;
+                }
                 let (t, m) = if G {
                     // Node `i` is at `12·i` bytes: `3·i` in 4-byte units (below 2^31).
                     let i3 = _mm256_add_epi32(idx[c], _mm256_add_epi32(idx[c], idx[c]));
@@ -519,7 +551,9 @@ mod x86 {
                 idx[c] = next(m, left, nan, bits, lastv);
             }
         }
-        sums.finish(nodes, k);
+        if ADD {
+            sums.finish(nodes, k);
+        }
         finish(idx)
     }
 }
