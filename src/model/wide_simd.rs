@@ -7,13 +7,14 @@
 //! (`vpermt2ps`/`vpermt2pd`: rows of up to 32 f32 or 16 f64 values), one compare into a
 //! mask, and the child added; the scalar walk needs ~9 instructions and two loads per
 //! tree for the same step. Several chains (rows of a batch, or groups of one row) are
-//! walked at once so the loads' latencies overlap.
+//! walked at once so the fetches' latencies overlap.
 //! The nodes are fetched by one gather (f32: the 8-byte nodes whole; f64: thresholds and
 //! meta words) on Intel CPUs, and by 8 loads elsewhere ([`gathers`]): an AMD EPYC (Zen 4)
 //! gathers about one element in 2 cycles (gathers there: m2 batch 1.2×, m1 1.3×, m3 2.4×
 //! slower than loads), an Intel Xeon (Ice Lake class) faster than it loads them one by one
-//! (loads there: m2 batch 1.2×, m1 1.4× slower than gathers). Reading a group's top levels
-//! whole and picking the nodes by permutes measured slower on the EPYC (m2 one row 1.08×).
+//! (loads there: m2 batch 1.15×, m1 1.4×, m3 1.3× slower than gathers). Reading a group's
+//! top levels whole and picking the nodes by permutes measured slower on the EPYC (m2 one
+//! row 1.08×).
 //! A category split of f64 nodes (`CAT`) keeps its set's 64 bits in the threshold: the
 //! step shifts the loaded bits by the row's category, in registers (a second load, of the
 //! set from a table, doubled the step's latency: m3 one row 1.95× slower).
