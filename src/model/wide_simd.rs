@@ -1,5 +1,6 @@
 //! The grouped walk of [`super::Wide`] with x86-64 AVX-512: the crate's only `unsafe`
-//! code (`tests/it/architecture.rs` checks that it stays here).
+//! code (`tests/it/architecture.rs` checks that it stays here; so this file is over 500
+//! lines: both fetches of both node precisions live here, and nothing else).
 //!
 //! One step of a group's 8 trees is a few vector instructions: the 8 nodes (threshold
 //! and meta word) fetched into registers, the features masked out of the meta
@@ -29,6 +30,7 @@
 #![allow(unsafe_code)]
 
 use super::Node;
+use super::walk::Pending;
 
 /// Whether this CPU can run the vector walk (AVX-512 F and VL; checked once, then cached
 /// by std).
@@ -74,9 +76,7 @@ pub(super) fn gathers() -> bool {
 fn intel() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: CPUID leaf 0 exists on every x86-64 CPU.
-        #[allow(unused_unsafe)]
-        let id = unsafe { std::arch::x86_64::__cpuid(0) };
+        let id = std::arch::x86_64::__cpuid(0);
         [id.ebx, id.edx, id.ecx]
             .iter()
             .flat_map(|w| w.to_le_bytes())
@@ -119,45 +119,6 @@ pub(super) trait Walk: Copy + Sized {
         gather: bool,
         sums: &mut Pending<Self>,
     ) -> [[u32; 8]; C];
-}
-
-/// Leaves waiting to be added to one row's sum, in order (node indexes: a scalar leaf's
-/// value is its threshold).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Pending<T> {
-    /// The leaves, the first `n` of them waiting.
-    pub leaves: [u32; super::ROW_CHAINS * super::LANES],
-    pub n: usize,
-    /// The sum so far.
-    pub sum: T,
-}
-
-impl<T: super::Prec> Pending<T> {
-    /// Nothing waiting; the sum so far `sum`.
-    pub fn new(sum: T) -> Self {
-        Pending {
-            leaves: [0; super::ROW_CHAINS * super::LANES],
-            n: 0,
-            sum,
-        }
-    }
-
-    /// Adds the leaf `k` if it is waiting (for the walks: one add at a time between steps).
-    #[inline(always)]
-    fn add(&mut self, nodes: &[Node<T>], k: usize) {
-        if k < self.n {
-            self.sum += nodes[self.leaves[k] as usize].t;
-        }
-    }
-
-    /// Adds every leaf from `k` on; none left waiting.
-    #[inline(always)]
-    pub fn finish(&mut self, nodes: &[Node<T>], k: usize) {
-        for k in k..self.n {
-            self.sum += nodes[self.leaves[k] as usize].t;
-        }
-        self.n = 0;
-    }
 }
 
 /// Where a meta word keeps its parts.

@@ -277,12 +277,12 @@ fn check(c: &Case, mutate: fn(&mut WideEnsemble)) -> Result<(), TestCaseError> {
     let flat = FlatEnsemble::compile(&e).unwrap();
     let mut wide = WideEnsemble::compile(&e).unwrap();
     mutate(&mut wide);
-    // Both walks of the groups: the scalar one, and the vector one where the CPU has it,
-    // its nodes fetched by gathers and by loads.
-    check_walk(c, &e, &flat, &wide.clone().with_vector_walk(false))?;
-    let vector = wide.with_vector_walk(true);
-    check_walk(c, &e, &flat, &vector.clone().with_node_gathers(true))?;
-    check_walk(c, &e, &flat, &vector.with_node_gathers(false))
+    // The scalar walk, and the vector one (where the CPU has it) gathering and loading.
+    for (on, gather) in [(false, false), (true, true), (true, false)] {
+        let w = wide.clone().with_vector_walk(on).with_node_gathers(gather);
+        check_walk(c, &e, &flat, &w)?;
+    }
+    Ok(())
 }
 
 fn check_walk(
@@ -506,8 +506,7 @@ fn every_lane_of_a_group_takes_its_own_branch() {
         for (on, gather) in [(false, false), (true, true), (true, false)] {
             let w = wide.clone().with_vector_walk(on).with_node_gathers(gather);
             let (mut want, mut got) = ([0.0], [0.0]);
-            let mut batch = vec![0.0; 64];
-            let mut classes = vec![0; 64];
+            let (mut batch, mut classes) = (vec![0.0; 64], vec![0; 64]);
             w.predict_batch(&x, &mut ws, &mut batch, &mut classes);
             for (row, b) in x.chunks_exact(nf as usize).zip(&batch) {
                 flat.predict(row, &mut fs, &mut want);

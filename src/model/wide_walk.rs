@@ -3,8 +3,8 @@
 //! what drives the vector walk ([`super::simd`]) over one row's groups or a batch's rows.
 
 use super::{
-    CHAINS, FLAG_BITS, Head, LANES, Prec, ROW_CHAINS, Segment, W_CAT, W_DEFAULT_LEFT, W_LEAF, Walk,
-    Wide, simd,
+    CHAINS, FLAG_BITS, Head, LANES, Node, Prec, ROW_CHAINS, Segment, W_CAT, W_DEFAULT_LEFT, W_LEAF,
+    Walk, Wide, simd,
 };
 
 impl<T: Prec + Walk> Wide<T> {
@@ -231,7 +231,7 @@ impl<T: Prec + Walk> Wide<T> {
             Segment::One { .. } => false,
         };
         let one = h.outputs == 1;
-        let mut sums = simd::Pending::new(acc[0]);
+        let mut sums = Pending::new(acc[0]);
         let mut segs = self.segments.as_slice();
         while let Some(first) = segs.first() {
             let n = segs
@@ -371,7 +371,7 @@ impl<T: Prec + Walk> Wide<T> {
                     depth,
                     bits,
                     self.gather,
-                    &mut simd::Pending::new(T::default()),
+                    &mut Pending::new(T::default()),
                 );
                 for v in &leaves {
                     let a = sums.next().expect("a sum per row");
@@ -387,10 +387,49 @@ impl<T: Prec + Walk> Wide<T> {
                 depth,
                 bits,
                 self.gather,
-                &mut simd::Pending::new(T::default()),
+                &mut Pending::new(T::default()),
             );
             let a = sums.next().expect("a sum per row");
             self.add_leaves(h, &l, outs, count, a);
         }
+    }
+}
+
+/// Leaves waiting to be added to one row's sum, in order (node indexes: a scalar leaf's
+/// value is its threshold).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Pending<T> {
+    /// The leaves, the first `n` of them waiting.
+    pub leaves: [u32; ROW_CHAINS * LANES],
+    pub n: usize,
+    /// The sum so far.
+    pub sum: T,
+}
+
+impl<T: Prec> Pending<T> {
+    /// Nothing waiting; the sum so far `sum`.
+    pub(super) fn new(sum: T) -> Self {
+        Pending {
+            leaves: [0; ROW_CHAINS * LANES],
+            n: 0,
+            sum,
+        }
+    }
+
+    /// Adds the leaf `k` if it is waiting (for the walks: one add at a time between steps).
+    #[inline(always)]
+    pub(super) fn add(&mut self, nodes: &[Node<T>], k: usize) {
+        if k < self.n {
+            self.sum += nodes[self.leaves[k] as usize].t;
+        }
+    }
+
+    /// Adds every leaf from `k` on; none left waiting.
+    #[inline(always)]
+    pub(super) fn finish(&mut self, nodes: &[Node<T>], k: usize) {
+        for k in k..self.n {
+            self.sum += nodes[self.leaves[k] as usize].t;
+        }
+        self.n = 0;
     }
 }
