@@ -50,7 +50,7 @@ struct Case {
 fn arb_case() -> impl Strategy<Value = Case> {
     (
         any::<u64>(),
-        1usize..40,
+        prop_oneof![1usize..40, 65usize..150], // >64: one row's groups in several rounds
         any::<bool>(),
         prop_oneof![Just(1u32), Just(3u32)],
         any::<bool>(),
@@ -100,7 +100,7 @@ fn ensemble(c: &Case) -> Ensemble {
         .collect();
     let mut trees = Vec::new();
     for _ in 0..c.trees {
-        let chain = r.below(10) == 0;
+        let chain = c.trees < 65 && r.below(10) == 0; // deep: alone, not in a round
         let splits = if chain { 34 + r.below(6) } else { r.below(40) };
         let leaf = |r: &mut Rng| {
             if c.outputs > 1 && r.below(8) == 0 {
