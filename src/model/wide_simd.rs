@@ -151,6 +151,19 @@ mod x86 {
     use super::{Bits, Node, Pending, Walk, checked};
     use std::arch::x86_64::*;
 
+    /// Calls a walk with its `G` (fetch by gathers) and `ADD` (leaves waiting) chosen at run
+    /// time, the first const parameters given and `C`, `R` last.
+    macro_rules! pick {
+        ($walk:ident::<$($p:ident),*>($g:expr, $add:expr)($($arg:expr),*)) => {
+            match ($g, $add) {
+                (true, true) => $walk::<$($p,)* true, true, C, R>($($arg),*),
+                (true, false) => $walk::<$($p,)* true, false, C, R>($($arg),*),
+                (false, true) => $walk::<$($p,)* false, true, C, R>($($arg),*),
+                (false, false) => $walk::<$($p,)* false, false, C, R>($($arg),*),
+            }
+        };
+    }
+
     impl Walk for f32 {
         const MAX_STRIDE: usize = 32;
         const SET_IN_NODE: bool = false;
@@ -177,20 +190,9 @@ mod x86 {
             // SAFETY: AVX-512 F and VL are available, `last` is the last node (`checked`);
             // see the module's comment.
             unsafe {
-                match (gather, sums.n > 0) {
-                    (true, true) => {
-                        walk32::<NAN, true, true, C, R>(nodes, roots, xs, depth, bits, last, sums)
-                    }
-                    (true, false) => {
-                        walk32::<NAN, true, false, C, R>(nodes, roots, xs, depth, bits, last, sums)
-                    }
-                    (false, true) => {
-                        walk32::<NAN, false, true, C, R>(nodes, roots, xs, depth, bits, last, sums)
-                    }
-                    (false, false) => {
-                        walk32::<NAN, false, false, C, R>(nodes, roots, xs, depth, bits, last, sums)
-                    }
-                }
+                pick!(walk32::<NAN>(gather, sums.n > 0)(
+                    nodes, roots, xs, depth, bits, last, sums
+                ))
             }
         }
     }
@@ -221,20 +223,9 @@ mod x86 {
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
             // SAFETY: as for f32.
             unsafe {
-                match (gather, sums.n > 0) {
-                    (true, true) => walk64::<NAN, CAT, true, true, C, R>(
-                        nodes, roots, xs, depth, bits, last, sums,
-                    ),
-                    (true, false) => walk64::<NAN, CAT, true, false, C, R>(
-                        nodes, roots, xs, depth, bits, last, sums,
-                    ),
-                    (false, true) => walk64::<NAN, CAT, false, true, C, R>(
-                        nodes, roots, xs, depth, bits, last, sums,
-                    ),
-                    (false, false) => walk64::<NAN, CAT, false, false, C, R>(
-                        nodes, roots, xs, depth, bits, last, sums,
-                    ),
-                }
+                pick!(walk64::<NAN, CAT>(gather, sums.n > 0)(
+                    nodes, roots, xs, depth, bits, last, sums
+                ))
             }
         }
     }
@@ -400,11 +391,13 @@ mod x86 {
         let base = nodes.as_ptr().cast::<i64>();
         let rows = xs.map(|x| row32(x));
         let mut idx = roots.map(|r| start(r, lastv));
+        // The sum in a local: it stays in a register.
+        let mut sum = sums.sum;
         let mut k = 0;
         for _ in 0..depth {
             for c in 0..C {
                 if ADD {
-                    sums.add(nodes, k);
+                    sums.add(nodes, k, &mut sum);
                     k += 1;
                 }
                 // SAFETY: every index is at most `last`: node `i` is the 8 bytes at `8·i`.
@@ -432,6 +425,7 @@ mod x86 {
             }
         }
         if ADD {
+            sums.sum = sum;
             sums.finish(nodes, k);
         }
         finish(idx)
@@ -463,11 +457,13 @@ mod x86 {
         let base = nodes.as_ptr();
         let rows = xs.map(|x| row64(x));
         let mut idx = roots.map(|r| start(r, lastv));
+        // The sum in a local: it stays in a register.
+        let mut sum = sums.sum;
         let mut k = 0;
         for _ in 0..depth {
             for c in 0..C {
                 if ADD {
-                    sums.add(nodes, k);
+                    sums.add(nodes, k, &mut sum);
                     k += 1;
                 }
                 let (t, m) = if G {
@@ -514,6 +510,7 @@ mod x86 {
             }
         }
         if ADD {
+            sums.sum = sum;
             sums.finish(nodes, k);
         }
         finish(idx)
