@@ -407,6 +407,21 @@ async fn every_registry_command_works_on_the_store(kind: Kind) {
     ]);
     let listed = store.treeserve_ok(&["data", "list", "--registry", &reg]);
     assert!(listed.contains("iris"), "{listed}");
+    if kind == Kind::Azure {
+        // A key the emulator refuses (moto takes any): one line naming the credentials.
+        let out = store
+            .command(&["data", "list", "--registry", &reg], true)
+            .env(
+                "AZURE_STORAGE_ACCOUNT_KEY",
+                "d3Jvbmcga2V5IGZvciB0aGUgdGVzdA==",
+            )
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("check the store's credentials"), "{err}");
+    }
     // Train on the dataset through the gate, publish, promote.
     let out = store
         .command(

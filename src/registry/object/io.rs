@@ -29,10 +29,17 @@ pub(in crate::registry) fn run<T: Send + 'static>(
     rx.recv().expect("the registry's I/O task finishes")
 }
 
-/// What the caller can do about a failed call.
+/// What the caller can do about a failed call. Read from the error's kind and its status
+/// words, never from bare digits: the text carries the URL, and a port such as 40123 holds
+/// "401".
 pub(super) fn hint(e: &object_store::Error) -> &'static str {
+    use object_store::Error as E;
     let s = e.to_string();
-    if s.contains("403") || s.contains("401") || s.contains("Forbidden") {
+    let denied = matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. })
+        || ["403 Forbidden", "401 Unauthorized", "AuthenticationFailed"]
+            .iter()
+            .any(|w| s.contains(w));
+    if denied {
         " (check the store's credentials: AWS_*, AZURE_STORAGE_* or GOOGLE_* in the environment)"
     } else if s.contains("error sending request") || s.contains("connect") {
         " (the store is unreachable: check the endpoint and the network)"
@@ -55,8 +62,12 @@ pub(super) fn describe(e: &object_store::Error) -> String {
         Some(text[start..start + len].trim().to_owned())
     };
     if let Some(code) = tag("Code") {
-        let status = cause.split(':').next().unwrap_or_default().to_owned();
-        cause = match tag("Message") {
+        // "Server returned non-2xx status code: 403 Forbidden: <?xml …": up to the body.
+        let status = cause.split('<').next().unwrap_or_default();
+        let status = status.trim().trim_end_matches(':').trim().to_owned();
+        // Azure's message goes on with RequestId and Time lines: its first line says it.
+        let first = |m: String| m.lines().next().unwrap_or_default().trim().to_owned();
+        cause = match tag("Message").map(first) {
             Some(m) => format!("{status}: {code}: {m}"),
             None => format!("{status}: {code}"),
         };
@@ -80,4 +91,44 @@ pub(super) fn describe(e: &object_store::Error) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hint;
+
+    fn generic(text: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: text.to_owned().into(),
+        }
+    }
+
+    #[test]
+    fn a_port_with_401_or_403_in_it_is_not_a_credentials_problem() {
+        for port in [40123, 40312, 14030] {
+            let e = generic(&format!(
+                "Error performing list request: error sending request for url \
+                 (http://127.0.0.1:{port}/bucket?list-type=2) (after 2 retries)"
+            ));
+            assert!(hint(&e).contains("unreachable"), "{port}: {}", hint(&e));
+        }
+    }
+
+    #[test]
+    fn refused_credentials_say_so() {
+        let denied = object_store::Error::PermissionDenied {
+            path: "x".into(),
+            source: "no".into(),
+        };
+        assert!(hint(&denied).contains("credentials"));
+        let azure = generic(
+            "Server returned non-2xx status code: 403 Forbidden: <Code>AuthenticationFailed</Code>",
+        );
+        assert!(hint(&azure).contains("credentials"));
+        assert_eq!(
+            hint(&generic("Server returned non-2xx status code: 500")),
+            ""
+        );
+    }
 }
