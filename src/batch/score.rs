@@ -4,7 +4,6 @@
 use super::output::write_scored;
 use super::{BatchError, Chunk, Layout, Pool};
 use crate::model::Model;
-use crate::protocol::cursor::exact_decimal;
 
 /// Rows a chunk hands the model at once: whole blocks of the wide evaluator, small enough
 /// to stay in cache.
@@ -102,7 +101,7 @@ pub(super) fn score_chunk(
 }
 
 /// The common case without any quote in the chunk: records are lines, fields are cut at
-/// commas, numbers take [`exact_decimal`] (else `str::parse` on the trimmed text).
+/// commas, numbers take [`number_at`] (else `str::parse` on the trimmed text).
 /// `None` on anything the csv path must judge (a field count or a value it would
 /// refuse): the caller then runs that path, which reports the error with its line.
 pub(super) fn score_plain_chunk(
@@ -145,27 +144,33 @@ pub(super) fn score_plain_chunk(
         let mut n = 0;
         loop {
             let start = i;
-            while i < len && !matches!(bytes[i], b',' | b'\n' | b'\r') {
-                i += 1;
-            }
-            let field = &bytes[start..i];
-            match *slot.get(n)? {
-                j if j < f => {
-                    let v = match exact_decimal(field) {
-                        Some(v) => v,
-                        None => std::str::from_utf8(field)
+            let to = *slot.get(n)?;
+            // A feature's number, parsed where it starts (one pass over its bytes).
+            if to < f
+                && let Some((v, used)) = number_at(&bytes[start..])
+            {
+                row[to] = v;
+                i += used;
+            } else {
+                while i < len && !matches!(bytes[i], b',' | b'\n' | b'\r') {
+                    i += 1;
+                }
+                let field = &bytes[start..i];
+                match to {
+                    j if j < f => {
+                        let v = std::str::from_utf8(field)
                             .ok()?
                             .trim()
                             .parse::<f64>()
-                            .ok()?,
-                    };
-                    if !v.is_finite() {
-                        return None;
+                            .ok()?;
+                        if !v.is_finite() {
+                            return None;
+                        }
+                        row[j] = v;
                     }
-                    row[j] = v;
+                    ID => id = field,
+                    _ => {}
                 }
-                ID => id = field,
-                _ => {}
             }
             n += 1;
             match bytes.get(i) {
@@ -191,6 +196,19 @@ pub(super) fn score_plain_chunk(
     }
     batch.flush(&mut out);
     Some((out, rows))
+}
+
+/// The finite number a field starts with, and its length, when the field is exactly that
+/// number (the next byte ends the field): correctly rounded, as `str::parse` would give.
+/// `None` for anything else (spaces, `inf`, `nan`, junk), which `str::parse` then judges.
+#[inline]
+pub(super) fn number_at(bytes: &[u8]) -> Option<(f64, usize)> {
+    if !matches!(bytes.first()?, b'0'..=b'9' | b'-' | b'+' | b'.') {
+        return None;
+    }
+    let (v, used) = fast_float2::parse_partial::<f64, _>(bytes).ok()?;
+    let ends = matches!(bytes.get(used), None | Some(b',' | b'\n' | b'\r'));
+    (ends && used > 0 && v.is_finite()).then_some((v, used))
 }
 
 /// Any chunk, through the csv reader (quotes, and the errors with their lines).

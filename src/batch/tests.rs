@@ -1,49 +1,83 @@
 use super::csv_field;
-use crate::protocol::cursor::exact_decimal;
+use super::score::number_at;
+
+/// `number_at` on `text`, checked against `str::parse` on the field it claims.
+fn agrees(text: &[u8]) {
+    let Some((v, used)) = number_at(text) else {
+        return;
+    };
+    let field = std::str::from_utf8(&text[..used]).unwrap();
+    let want: f64 = field
+        .parse()
+        .unwrap_or_else(|_| panic!("{text:?}: str::parse refuses {field:?}"));
+    assert_eq!(v.to_bits(), want.to_bits(), "{field}");
+    assert!(v.is_finite(), "{field}");
+    assert!(
+        matches!(text.get(used), None | Some(b',' | b'\n' | b'\r')),
+        "{text:?}"
+    );
+}
 
 #[test]
-fn simple_decimals_parse_exactly_like_str_parse() {
+fn numbers_at_a_field_parse_exactly_like_str_parse() {
     let mut state = 7u64;
-    for _ in 0..200_000 {
+    let mut next = move || {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let digits = (state >> 60) as usize + 1;
-        let frac = ((state >> 56) & 15) as usize % (digits + 1);
-        let m = (state >> 8) % 10u64.pow(digits.min(15) as u32);
-        let mut s = format!("{m:0digits$}");
-        if frac > 0 {
-            s.insert(s.len() - frac, '.');
+        state
+    };
+    for _ in 0..100_000 {
+        // Any finite double, as numpy's %.17g, Rust's shortest and a fixed 6 decimals write it.
+        let x = f64::from_bits(next());
+        if !x.is_finite() {
+            continue;
         }
-        if state & 1 == 1 {
-            s.insert(0, '-');
+        for s in [format!("{x:.16e}"), format!("{x}"), format!("{x:.6}")] {
+            for end in ["", ",1", "\n", "\r\n"] {
+                let text = format!("{s}{end}");
+                let (v, used) = number_at(text.as_bytes()).unwrap_or_else(|| panic!("{text:?}"));
+                assert_eq!(
+                    (v.to_bits(), used),
+                    (x_of(&s).to_bits(), s.len()),
+                    "{text:?}"
+                );
+            }
         }
-        let want: f64 = s.parse().unwrap();
-        let got = exact_decimal(s.as_bytes());
-        assert!(
-            got.is_none_or(|g| g.to_bits() == want.to_bits()),
-            "{s}: {got:?} vs {want}"
-        );
+    }
+    // Random text from a number's alphabet: whatever is taken agrees with `str::parse`.
+    const ALPHABET: &[u8] = b"0123456789.+-eE,\n\r i";
+    for _ in 0..300_000 {
+        let r = next();
+        let len = (r >> 59) as usize + 1;
+        let text: Vec<u8> = (0..len)
+            .map(|i| ALPHABET[((r >> (i * 3 % 56)) as usize + i) % ALPHABET.len()])
+            .collect();
+        agrees(&text);
     }
     for s in [
-        "",
-        "-",
-        ".",
-        "1e5",
-        " 1",
-        "1 ",
-        "inf",
-        "NaN",
-        "1.2.3",
-        "0x10",
-        "1234567890123456",
+        "", "-", ".", "+", "e5", " 1", "1 ", "inf", "NaN", "nan", "infinity", "1.2.3", "0x10",
+        "1e400", "-1e400", "1e", "1e+", "--1", "1,2",
     ] {
-        assert_eq!(exact_decimal(s.as_bytes()), None, "{s:?}");
+        agrees(s.as_bytes());
     }
-    assert_eq!(exact_decimal(b"5.1"), Some(5.1));
-    assert_eq!(exact_decimal(b"-0.25"), Some(-0.25));
-    assert_eq!(exact_decimal(b"+3"), Some(3.0));
-    assert_eq!(exact_decimal(b"007.50"), Some(7.5));
+    for (s, v) in [
+        ("1e400", None),
+        (" 1", None),
+        ("1 ", None),
+        ("inf", None),
+        ("1,2", Some(1.0)),
+    ] {
+        assert_eq!(number_at(s.as_bytes()).map(|p| p.0), v, "{s:?}");
+    }
+    assert_eq!(number_at(b"5.1"), Some((5.1, 3)));
+    assert_eq!(number_at(b"+3,"), Some((3.0, 2)));
+    assert_eq!(number_at(b"007.50\n"), Some((7.5, 6)));
+    assert_eq!(number_at(b".5"), Some((0.5, 2)));
+}
+
+fn x_of(s: &str) -> f64 {
+    s.parse().unwrap()
 }
 
 #[test]

@@ -7,7 +7,7 @@ const POW10: [f64; 16] = [
 ];
 
 /// The digits of a decimal, accumulated one at a time: the parts of the exactness rule
-/// shared by [`exact_decimal`] and [`Cursor::number`].
+/// used by [`Cursor::number`].
 #[derive(Default)]
 struct Digits {
     mantissa: u64,
@@ -51,36 +51,6 @@ impl Digits {
     }
 }
 
-/// A plain decimal, `[+-]digits[.digits]`, parsed exactly when it has at most 15
-/// significant and 15 fractional digits (see `Digits::exact`), several times faster than
-/// `str::parse`. Anything else (exponents, spaces, `inf`, more digits): `None`, for
-/// `str::parse` to judge. Shared by the JSON fast paths and `treeserve predict`.
-#[inline]
-pub(crate) fn exact_decimal(text: &[u8]) -> Option<f64> {
-    let (negative, text) = match text.first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let mut digits = Digits::default();
-    let (mut frac, mut dot, mut any) = (0usize, false, false);
-    for &c in text {
-        match c {
-            b'0'..=b'9' => {
-                any = true;
-                digits.push(c);
-                frac += usize::from(dot);
-            }
-            b'.' if !dot => dot = true,
-            _ => return None,
-        }
-    }
-    if !any {
-        return None;
-    }
-    digits.exact(negative, frac)
-}
-
 /// A position in a body being parsed.
 pub(crate) struct Cursor<'a> {
     /// The body.
@@ -119,8 +89,8 @@ impl<'a> Cursor<'a> {
 
     /// A JSON number, by the JSON grammar (correctly rounded, as `str::parse`). One pass:
     /// the digits are accumulated while the grammar is checked; a plain decimal is exact
-    /// by the rule of [`exact_decimal`], anything else (exponents, more digits) goes to
-    /// `str::parse`.
+    /// by the rule of `Digits::exact`, anything else (exponents, more digits) goes to
+    /// `fast_float2` (the same correctly rounded answer as `str::parse`).
     pub fn number(&mut self) -> Option<f64> {
         self.ws();
         let b = self.b;
@@ -171,8 +141,10 @@ impl<'a> Cursor<'a> {
         if !exponent && let Some(v) = digits.exact(negative, frac) {
             return Some(v);
         }
-        let text = std::str::from_utf8(&b[start..i]).ok()?;
-        text.parse::<f64>().ok().filter(|v| v.is_finite())
+        // The grammar is checked: the text is a JSON number, correctly rounded here.
+        fast_float2::parse::<f64, _>(&b[start..i])
+            .ok()
+            .filter(|v| v.is_finite())
     }
 
     /// A key without escapes or control characters.
@@ -259,6 +231,24 @@ mod tests {
             }
             .number();
             assert_eq!(got.map(f64::to_bits), Some(want.to_bits()), "{s}");
+        }
+        // Any finite double as numpy's %.17g and Rust's shortest form write it.
+        for _ in 0..50_000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let x = f64::from_bits(state);
+            if !x.is_finite() {
+                continue;
+            }
+            for s in [format!("{x:.16e}"), format!("{x}")] {
+                let got = Cursor {
+                    b: s.as_bytes(),
+                    i: 0,
+                }
+                .number();
+                assert_eq!(got.map(f64::to_bits), Some(x.to_bits()), "{s}");
+            }
         }
         for s in [
             "0",
