@@ -337,7 +337,33 @@ impl<T: Prec + Walk> Wide<T> {
             }
             return;
         }
-        for seg in &self.segments {
+        let mut segs = self.segments.iter().peekable();
+        while let Some(seg) = segs.next() {
+            // Two groups of one depth without category splits: walked as one of 16 trees.
+            if self.simd
+                && self.gather
+                && T::PAIRS
+                && let Segment::Group {
+                    roots: ra,
+                    outs: oa,
+                    count: ca,
+                    depth,
+                    cat: false,
+                } = seg
+                && let Some(Segment::Group {
+                    roots: rb,
+                    outs: ob,
+                    count: cb,
+                    depth: db,
+                    cat: false,
+                }) = segs.peek()
+                && db == depth
+            {
+                let (roots, outs) = ([ra, rb], [oa, ob]);
+                self.pair_simd::<NAN, R>(h, roots, outs, [*ca, *cb], *depth, rows.clone(), acc);
+                segs.next();
+                continue;
+            }
             self.segment::<NAN, R>(h, seg, rows.clone(), acc);
         }
     }
