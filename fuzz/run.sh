@@ -21,10 +21,15 @@ trap 'rm -rf "$logs"' EXIT
 
 # One target: its summary lines into $logs/TARGET.log, its exit status into $logs/TARGET.status.
 fuzz_one() {
-  local target=$1 work status
+  local target=$1 work status extra=()
+  # predict_csv starts its reader's workers per input: std's channel frees a worker's
+  # wait context (112 bytes) when the thread exits, which can come after the scope's join
+  # returns, and libFuzzer's per-input leak check then reports it (std::sync::mpmc::context,
+  # seen in CI). Leak checks off for that target only; AddressSanitizer's other checks stay.
+  [ "$target" = predict_csv ] && extra=(-detect_leaks=0)
   work=$(mktemp -d)
   set +e
-  cargo fuzz run "$target" "$work" "corpus/$target" -- "${LIMIT[@]}" -print_final_stats=1 2>&1 |
+  cargo fuzz run "$target" "$work" "corpus/$target" -- "${LIMIT[@]}" "${extra[@]}" -print_final_stats=1 2>&1 |
     grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+==|SUMMARY|.*panicked)' \
       >"$logs/$target.log"
   status=${PIPESTATUS[0]}
