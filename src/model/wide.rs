@@ -26,6 +26,9 @@ use simd::Walk;
 
 #[path = "wide_build.rs"]
 mod build;
+#[cfg(target_arch = "x86_64")]
+#[path = "wide_pair.rs"]
+mod pair;
 #[path = "wide_simd.rs"]
 mod simd;
 #[path = "wide_walk.rs"]

@@ -11,7 +11,7 @@
 //! walked at once so the fetches' latencies overlap. In batches of f32 nodes gathered,
 //! two groups of one depth walk as one of 16 trees in 512-bit registers (`walk32x16`: two
 //! gathers, then one permute, compare and child step for the 16 lanes: m2 batch 1.29×
-//! faster than the groups walked apart).
+//! faster than the groups walked apart; in `wide_pair.rs`).
 //! The nodes are fetched by one gather (f32: the 8-byte nodes whole; f64: thresholds and
 //! meta words) on Intel CPUs, and by 8 loads elsewhere ([`gathers`]): an AMD EPYC (Zen 4)
 //! gathers about one element in 2 cycles (gathers there: m2 batch 1.2×, m1 1.3×, m3 2.4×
@@ -139,6 +139,20 @@ pub(super) trait Walk: Copy + Sized {
     ) -> [[u32; 16]; C] {
         unreachable!("only where Walk::PAIRS")
     }
+
+    /// [`Walk::walk_pair`] for rows of one output each (`xs[c]`, in blocks of 8, the rest
+    /// ignored), both groups of 8 trees: adds each row's 16 leaves to its sum (`sums[c]`),
+    /// in tree order.
+    fn walk_pair_sum<const NAN: bool>(
+        _nodes: &[Node<Self>],
+        _roots: [&[u32; 8]; 2],
+        _xs: &[&[Self]],
+        _depth: usize,
+        _bits: Bits,
+        _sums: &mut [Self],
+    ) {
+        unreachable!("only where Walk::PAIRS")
+    }
 }
 
 /// Where a meta word keeps its parts.
@@ -167,7 +181,8 @@ fn checked<T: Walk>(nodes: &[Node<T>], xs: &[&[T]], bits: Bits) -> Option<u32> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
+    use super::super::pair::{walk32x16, walk32x16_sum};
     use super::{Bits, Node, Pending, Walk, checked};
     use std::arch::x86_64::*;
 
@@ -230,6 +245,21 @@ mod x86 {
             // SAFETY: as for `walk`.
             unsafe { walk32x16::<NAN, C>(nodes, roots, xs, depth, bits, last) }
         }
+
+        #[inline]
+        fn walk_pair_sum<const NAN: bool>(
+            nodes: &[Node<f32>],
+            roots: [&[u32; 8]; 2],
+            xs: &[&[f32]],
+            depth: usize,
+            bits: Bits,
+            sums: &mut [f32],
+        ) {
+            assert_eq!(xs.len(), sums.len(), "a sum per row");
+            let last = checked(nodes, xs, bits).expect("the vector walk's conditions");
+            // SAFETY: as for `walk`.
+            unsafe { walk32x16_sum::<NAN>(nodes, roots, xs, depth, bits, last, sums) }
+        }
     }
 
     impl Walk for f64 {
@@ -268,7 +298,7 @@ mod x86 {
     /// 8 roots, clamped to the last node.
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
-    fn start(roots: &[u32; 8], last: __m256i) -> __m256i {
+    pub(in crate::model::wide) fn start(roots: &[u32; 8], last: __m256i) -> __m256i {
         // SAFETY: `roots` is 32 bytes; the load is unaligned.
         _mm256_min_epu32(unsafe { _mm256_loadu_si256(roots.as_ptr().cast()) }, last)
     }
@@ -348,7 +378,7 @@ mod x86 {
     /// A row of up to 32 f32 values in two registers (the load masked to its length).
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
-    fn row32(x: &[f32]) -> (__m512, __m512) {
+    pub(in crate::model::wide) fn row32(x: &[f32]) -> (__m512, __m512) {
         let (lo, hi) = halves(x.len(), 16);
         let p = x.as_ptr();
         // SAFETY: masked loads read only the lanes of the mask: the row's own values.
@@ -464,68 +494,6 @@ mod x86 {
             sums.finish(nodes, k);
         }
         finish(idx)
-    }
-
-    /// Two groups' 16 trees in one 512-bit register of node indexes, for `C` rows: per
-    /// step two gathers, and one permute, compare and child for the 16 lanes (two groups
-    /// walked apart take two of each, and the splits of the nodes into thresholds and meta
-    /// words twice as many shuffles).
-    ///
-    /// # Safety
-    /// As [`walk32`].
-    #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn walk32x16<const NAN: bool, const C: usize>(
-        nodes: &[Node<f32>],
-        roots: [&[u32; 8]; 2],
-        xs: [&[f32]; C],
-        depth: usize,
-        bits: Bits,
-        last: u32,
-    ) -> [[u32; 16]; C] {
-        let lastv = _mm512_set1_epi32(last as i32);
-        let fmask = _mm512_set1_epi32(bits.fmask as i32);
-        let dl = _mm512_set1_epi32(bits.dl as i32);
-        let shift = _mm_cvtsi32_si128(bits.cshift as i32);
-        let one = _mm512_set1_epi32(1);
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odd = _mm512_add_epi32(even, one);
-        let base = nodes.as_ptr().cast::<i64>();
-        let rows = xs.map(|x| row32(x));
-        let last8 = _mm256_set1_epi32(last as i32);
-        let both = _mm512_inserti64x4::<1>(
-            _mm512_castsi256_si512(start(roots[0], last8)),
-            start(roots[1], last8),
-        );
-        let mut idx = [both; C];
-        for _ in 0..depth {
-            for c in 0..C {
-                // SAFETY: every index is at most `last`: node `i` is the 8 bytes at `8·i`.
-                let (n0, n1) = unsafe {
-                    (
-                        _mm512_i32gather_epi64::<8>(_mm512_castsi512_si256(idx[c]), base),
-                        _mm512_i32gather_epi64::<8>(_mm512_extracti64x4_epi64::<1>(idx[c]), base),
-                    )
-                };
-                let t = _mm512_castsi512_ps(_mm512_permutex2var_epi32(n0, even, n1));
-                let m = _mm512_permutex2var_epi32(n0, odd, n1);
-                let (lo, hi) = rows[c];
-                let v = _mm512_permutex2var_ps(lo, _mm512_and_si512(m, fmask), hi);
-                let mut left = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, t);
-                if NAN {
-                    left |=
-                        _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v) & _mm512_test_epi32_mask(m, dl);
-                }
-                let child = _mm512_srl_epi32(m, shift);
-                let right = _mm512_add_epi32(child, one);
-                idx[c] = _mm512_min_epu32(_mm512_mask_mov_epi32(right, left, child), lastv);
-            }
-        }
-        let mut out = [[0u32; 16]; C];
-        for (o, i) in out.iter_mut().zip(idx) {
-            // SAFETY: `o` is 64 bytes; the store is unaligned.
-            unsafe { _mm512_storeu_si512(o.as_mut_ptr().cast(), i) };
-        }
-        out
     }
 
     /// 12-byte nodes: the f64 threshold, then the meta word. `G`, `ADD`: as [`walk32`]'s.

@@ -3,8 +3,8 @@
 //! what drives the vector walk ([`super::simd`]) over one row's groups or a batch's rows.
 
 use super::{
-    CHAINS, FLAG_BITS, Head, LANES, Node, Prec, ROW_CHAINS, Segment, W_CAT, W_DEFAULT_LEFT, W_LEAF,
-    Walk, Wide, simd,
+    BLOCK, CHAINS, FLAG_BITS, Head, LANES, Node, Prec, ROW_CHAINS, Segment, W_CAT, W_DEFAULT_LEFT,
+    W_LEAF, Walk, Wide, simd,
 };
 
 impl<T: Prec + Walk> Wide<T> {
@@ -413,29 +413,54 @@ impl<T: Prec + Walk> Wide<T> {
         acc: &mut [T],
     ) {
         let bits = self.bits();
-        let mut sums = acc.chunks_exact_mut(h.outputs);
-        let mut add = |leaves: &[u32; 2 * LANES]| {
-            let a = sums.next().expect("a sum per row");
+        let o = h.outputs;
+        let add = |leaves: &[u32; 2 * LANES], a: &mut [T]| {
             let (halves, _) = leaves.as_chunks::<LANES>();
             self.add_leaves(h, &halves[0], outs[0], count[0], a);
             self.add_leaves(h, &halves[1], outs[1], count[1], a);
         };
-        let mut xs: [&[T]; PAIR_CHAINS] = [&[]; PAIR_CHAINS];
-        let mut n = 0;
-        for row in rows {
-            xs[n] = row.slice();
-            n += 1;
-            if n == PAIR_CHAINS {
-                n = 0;
-                let walk = T::walk_pair::<NAN, PAIR_CHAINS>;
-                walk(&self.nodes, roots, xs, depth, bits)
-                    .iter()
-                    .for_each(&mut add);
+        // One output and both groups full: the walk adds the leaves itself, in blocks of
+        // 8 rows (the pair's top levels fetched once for the block).
+        let summed = o == 1 && count == [LANES; 2];
+        let mut xs: [&[T]; BLOCK] = [&[]; BLOCK];
+        let (mut rows, mut done) = (rows.peekable(), 0);
+        while rows.peek().is_some() {
+            let mut n = 0;
+            for (x, row) in xs.iter_mut().zip(rows.by_ref()) {
+                (*x, n) = (row.slice(), n + 1);
             }
-        }
-        for &x in &xs[..n] {
-            let [l] = T::walk_pair::<NAN, 1>(&self.nodes, roots, [x], depth, bits);
-            add(&l);
+            let whole = if summed { n - n % PAIR_CHAINS } else { 0 };
+            let acc = &mut acc[done * o..(done + n) * o];
+            if whole > 0 {
+                let walk = T::walk_pair_sum::<NAN>;
+                walk(
+                    &self.nodes,
+                    roots,
+                    &xs[..whole],
+                    depth,
+                    bits,
+                    &mut acc[..whole],
+                );
+            }
+            let rest = acc[whole * o..].chunks_mut(PAIR_CHAINS * o);
+            for (x, a) in xs[whole..n].chunks(PAIR_CHAINS).zip(rest) {
+                if let Ok(&x) = <&[&[T]; PAIR_CHAINS]>::try_from(x) {
+                    let leaves =
+                        T::walk_pair::<NAN, PAIR_CHAINS>(&self.nodes, roots, x, depth, bits);
+                    leaves
+                        .iter()
+                        .zip(a.chunks_exact_mut(o))
+                        .for_each(|(l, a)| add(l, a));
+                } else {
+                    for (&x, a) in x.iter().zip(a.chunks_exact_mut(o)) {
+                        add(
+                            &T::walk_pair::<NAN, 1>(&self.nodes, roots, [x], depth, bits)[0],
+                            a,
+                        );
+                    }
+                }
+            }
+            done += n;
         }
     }
 }
