@@ -10,9 +10,9 @@ use crate::model::Model;
 const BATCH_ROWS: usize = 256;
 
 /// A chunk's rows gathered for one [`Model::predict_rows`] call, with their ids, then
-/// written out in order.
-struct Batch<'m> {
-    model: &'m Model,
+/// written out in order. Without a model yet (it is still loading), it keeps every row.
+pub(super) struct Batch<'m> {
+    model: Option<&'m Model>,
     layout: &'m Layout,
     values: Vec<f64>,
     ids: Vec<u8>,
@@ -23,8 +23,8 @@ struct Batch<'m> {
 }
 
 impl<'m> Batch<'m> {
-    fn new(model: &'m Model, layout: &'m Layout) -> Self {
-        let (f, k) = (model.num_features(), model.num_scores());
+    fn new(model: Option<&'m Model>, layout: &'m Layout) -> Self {
+        let (f, k) = (layout.features.len(), layout.scores);
         Self {
             model,
             layout,
@@ -43,17 +43,19 @@ impl<'m> Batch<'m> {
         self.values.extend_from_slice(row);
         self.ids.extend_from_slice(id.unwrap_or_default());
         self.id_ends.push(self.ids.len());
-        if self.id_ends.len() == BATCH_ROWS {
+        if self.id_ends.len() == BATCH_ROWS && self.model.is_some() {
             self.flush(out);
         }
     }
 
-    /// Predicts the rows gathered and writes them to `out`.
+    /// Predicts the rows gathered and writes them to `out` (without a model: keeps them).
     fn flush(&mut self, out: &mut Vec<u8>) {
-        let (model, layout) = (self.model, self.layout);
+        let (Some(model), layout) = (self.model, self.layout) else {
+            return;
+        };
         let n = self.id_ends.len();
-        let regression = model.is_regression();
-        self.scores.resize(n * model.num_scores(), 0.0);
+        let regression = layout.regression;
+        self.scores.resize(n * layout.scores, 0.0);
         self.classes.resize(n, 0);
         let want_scores = regression || layout.probabilities;
         model.predict_rows(
@@ -63,7 +65,7 @@ impl<'m> Batch<'m> {
             want_scores,
             1,
         );
-        let k = model.num_scores();
+        let k = layout.scores;
         let mut start = 0;
         for (i, &end) in self.id_ends.iter().enumerate() {
             let id = layout.id_column.map(|_| &self.ids[start..end]);
@@ -83,15 +85,25 @@ impl<'m> Batch<'m> {
         self.ids.clear();
         self.id_ends.clear();
     }
+
+    /// Rows kept while the model loaded, predicted with it: the chunk's output.
+    pub(super) fn finish(mut self, model: &'m Model, mut out: Vec<u8>) -> Vec<u8> {
+        self.model = Some(model);
+        self.flush(&mut out);
+        out
+    }
 }
 
-pub(super) fn score_chunk(
-    model: &Model,
-    layout: &Layout,
+/// A chunk's output and rows, and its batch: empty, or without a model every row kept.
+pub(super) type Scored<'m> = (Vec<u8>, u64, Batch<'m>);
+
+pub(super) fn score_chunk<'m>(
+    model: Option<&'m Model>,
+    layout: &'m Layout,
     chunk: &Chunk,
     columns: usize,
     out: &Pool,
-) -> Result<(Vec<u8>, u64), BatchError> {
+) -> Result<Scored<'m>, BatchError> {
     if !chunk.quoted
         && let Some(done) = score_plain_chunk(model, layout, &chunk.bytes, columns, out.get())
     {
@@ -104,13 +116,13 @@ pub(super) fn score_chunk(
 /// commas, numbers take [`number_at`] (else `str::parse` on the trimmed text).
 /// `None` on anything the csv path must judge (a field count or a value it would
 /// refuse): the caller then runs that path, which reports the error with its line.
-pub(super) fn score_plain_chunk(
-    model: &Model,
-    layout: &Layout,
+pub(super) fn score_plain_chunk<'m>(
+    model: Option<&'m Model>,
+    layout: &'m Layout,
     bytes: &[u8],
     columns: usize,
     mut out: Vec<u8>,
-) -> Option<(Vec<u8>, u64)> {
+) -> Option<Scored<'m>> {
     let f = layout.feature_columns.len();
     let mut row = vec![0.0; f];
     let mut batch = Batch::new(model, layout);
@@ -195,7 +207,7 @@ pub(super) fn score_plain_chunk(
         batch.push(&row, layout.id_column.map(|_| id), &mut out);
     }
     batch.flush(&mut out);
-    Some((out, rows))
+    Some((out, rows, batch))
 }
 
 /// The finite number a field starts with, and its length, when the field is exactly that
@@ -212,14 +224,14 @@ pub(super) fn number_at(bytes: &[u8]) -> Option<(f64, usize)> {
 }
 
 /// Any chunk, through the csv reader (quotes, and the errors with their lines).
-pub(super) fn score_csv_chunk(
-    model: &Model,
-    layout: &Layout,
+pub(super) fn score_csv_chunk<'m>(
+    model: Option<&'m Model>,
+    layout: &'m Layout,
     chunk: &Chunk,
     columns: usize,
-) -> Result<(Vec<u8>, u64), BatchError> {
+) -> Result<Scored<'m>, BatchError> {
     let f = layout.feature_columns.len();
-    let missing_aware = model.missing_aware();
+    let missing_aware = layout.missing_aware;
     let mut row = vec![0.0; f];
     let mut batch = Batch::new(model, layout);
     let mut out = Vec::with_capacity(chunk.bytes.len() / 2);
@@ -271,5 +283,5 @@ pub(super) fn score_csv_chunk(
         batch.push(&row, id, &mut out);
     }
     batch.flush(&mut out);
-    Ok((out, rows))
+    Ok((out, rows, batch))
 }

@@ -128,12 +128,23 @@ fn the_plain_path_writes_what_the_csv_path_writes() {
                 .collect(),
             probabilities,
             columns: 6,
+            regression: model.is_regression(),
+            scores: model.num_scores(),
+            missing_aware: model.missing_aware(),
         };
-        let plain = super::score::score_plain_chunk(&model, &layout, &chunk.bytes, 6, Vec::new())
-            .expect("plain");
-        let csv = super::score::score_csv_chunk(&model, &layout, &chunk, 6).unwrap();
-        assert_eq!(plain.1, 3000);
-        assert_eq!(plain, csv);
+        let m = Some(&model);
+        let (out, rows, _) =
+            super::score::score_plain_chunk(m, &layout, &chunk.bytes, 6, Vec::new())
+                .expect("plain");
+        let (csv, csv_rows, _) = super::score::score_csv_chunk(m, &layout, &chunk, 6).unwrap();
+        assert_eq!(rows, 3000);
+        assert_eq!((&out, rows), (&csv, csv_rows));
+        // Parsed while the model loads, then predicted: the same bytes.
+        let (none, kept_rows, kept) =
+            super::score::score_plain_chunk(None, &layout, &chunk.bytes, 6, Vec::new())
+                .expect("plain");
+        assert!(none.is_empty());
+        assert_eq!((kept.finish(&model, Vec::new()), kept_rows), (out, rows));
     }
 }
 
@@ -142,4 +153,92 @@ fn csv_fields_are_quoted_when_needed() {
     assert_eq!(csv_field("Iris-setosa"), "Iris-setosa");
     assert_eq!(csv_field("a,b"), "\"a,b\"");
     assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+}
+
+/// An input that hands out at most 1,000 bytes a read and, once `at` bytes are read,
+/// ends the model's load: `Some` model or a failed load.
+struct LoadsAt<'a> {
+    text: &'a [u8],
+    read: usize,
+    at: usize,
+    slot: &'a std::sync::OnceLock<Option<crate::Model>>,
+    model: Option<crate::Model>,
+}
+
+impl std::io::Read for LoadsAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.read >= self.at
+            && let Some(m) = self.model.take().map(Some).or(Some(None))
+            && self.slot.get().is_none()
+        {
+            let _ = self.slot.set(m);
+        }
+        let n = buf.len().min(1000).min(self.text.len() - self.read);
+        buf[..n].copy_from_slice(&self.text[self.read..self.read + n]);
+        self.read += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn rows_parsed_while_the_model_loads_come_out_as_with_it_loaded() {
+    let bytes = std::fs::read("models/iris/versions/1/model.tsm").unwrap();
+    let model = crate::Model::from_bytes(&bytes, 1, &Default::default()).unwrap();
+    let mut text = String::from("Id,SepalLengthCm,SepalWidthCm,PetalLengthCm,PetalWidthCm\n");
+    for i in 0..4000 {
+        let x = |k: u32| f64::from((i * 7 + k * 13) % 80) / 10.0;
+        text += &format!("{i},{},{},{},{}\n", x(1), x(2), x(3), x(4));
+    }
+    let opts = super::PredictOptions {
+        threads: 3,
+        chunk_rows: 7,
+        probabilities: true,
+        ..Default::default()
+    };
+    let mut want = Vec::new();
+    super::predict_csv(&model, text.as_bytes(), &mut want, &opts).unwrap();
+    assert_eq!(want.iter().filter(|&&b| b == b'\n').count(), 4001);
+    // The model arrives after ~20 small chunks were read (some parsed ahead, some not), or
+    // at the end of the input (its 8 chunks parsed ahead, then predicted; an input of more
+    // than `PARSED_AHEAD` chunks waits for the loader: a test input that only then loads
+    // the model would never end).
+    for (rows, at) in [(7, 10_000), (200, text.len())] {
+        let opts = super::PredictOptions {
+            chunk_rows: rows,
+            ..opts.clone()
+        };
+        let slot = std::sync::OnceLock::new();
+        let input = LoadsAt {
+            text: text.as_bytes(),
+            read: 0,
+            at,
+            slot: &slot,
+            model: Some(model.clone()),
+        };
+        let source = super::ModelSource::Loading {
+            manifest: model.manifest(),
+            slot: &slot,
+        };
+        let mut got = Vec::new();
+        let summary = super::predict_csv_from(source, input, &mut got, &opts).unwrap();
+        assert_eq!(summary.rows, 4000);
+        assert!(got == want, "model loaded at byte {at}");
+    }
+    // A load that fails: the run fails, and nothing is written, not even the header.
+    let slot = std::sync::OnceLock::new();
+    let input = LoadsAt {
+        text: text.as_bytes(),
+        read: 0,
+        at: 10_000,
+        slot: &slot,
+        model: None,
+    };
+    let source = super::ModelSource::Loading {
+        manifest: model.manifest(),
+        slot: &slot,
+    };
+    let mut got = Vec::new();
+    let err = super::predict_csv_from(source, input, &mut got, &opts).unwrap_err();
+    assert!(matches!(err, super::BatchError::NotLoaded), "{err}");
+    assert!(got.is_empty());
 }

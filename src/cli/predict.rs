@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::flags::RegistryArg;
 use super::{CommandError, io_err};
+use crate::batch::ModelSource;
 use crate::model::Model;
 use crate::model::tree::TreeLimits;
 
@@ -66,12 +67,10 @@ pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
         None => reg.resolve(&name, &a.alias)?,
     };
     let bytes = reg.read(&name, version)?;
-    let model = Model::from_bytes(&bytes, version, &TreeLimits::default()).map_err(|source| {
-        CommandError::Artifact {
-            path: format!("{name} version {version}"),
-            source,
-        }
-    })?;
+    let load_error = |source| CommandError::Artifact {
+        path: format!("{name} version {version}"),
+        source,
+    };
     let opts = crate::batch::PredictOptions {
         threads: a
             .threads
@@ -86,14 +85,47 @@ pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
     } else {
         Box::new(std::fs::File::open(&a.input).map_err(io_err(&a.input))?)
     };
-    let summary = if a.output.as_os_str() == "-" {
-        crate::batch::predict_csv(&model, input, std::io::stdout(), &opts)
-            .map_err(super::stdout_closed)?
-    } else {
-        super::output::write_output(&a.output, |file| {
-            crate::batch::predict_csv(&model, input, file, &opts).map_err(super::stdout_closed)
-        })?
+    // The model loads on its own thread while the CSV is read and its first chunks parsed
+    // (the columns from the manifest, read unchecked; the load checks it all).
+    let Some(manifest) = crate::model::read_manifest_unchecked(&bytes) else {
+        // Not even a manifest: the load says what is wrong.
+        return Err(Model::from_bytes(&bytes, version, &TreeLimits::default())
+            .map_or_else(load_error, |_| {
+                CommandError::Usage("the model did not load".into())
+            }));
     };
+    let slot = std::sync::OnceLock::new();
+    let model = ModelSource::Loading {
+        manifest: &manifest,
+        slot: &slot,
+    };
+    let (loaded, summary) = std::thread::scope(|s| {
+        let loader = s.spawn(|| {
+            // Whatever happens, the workers learn the load is over.
+            let _over = Over(&slot);
+            let m = Model::from_bytes(&bytes, version, &TreeLimits::default());
+            m.map(|m| {
+                let _ = slot.set(Some(m));
+            })
+        });
+        let summary = if a.output.as_os_str() == "-" {
+            crate::batch::predict_csv_from(model, input, std::io::stdout(), &opts)
+                .map_err(super::stdout_closed)
+        } else {
+            super::output::write_output(&a.output, |file| {
+                crate::batch::predict_csv_from(model, input, file, &opts)
+                    .map_err(super::stdout_closed)
+            })
+        };
+        (loader.join(), summary)
+    });
+    // A failed load is the error, whatever the rows did meanwhile.
+    match loaded {
+        Ok(Err(e)) => return Err(load_error(e)),
+        Err(panic) => std::panic::resume_unwind(panic),
+        Ok(Ok(())) => {}
+    }
+    let summary = summary?;
     eprintln!(
         "predicted {} rows with {name} version {version} in {:.2} s ({:.0} rows/s, {} threads)",
         summary.rows,
@@ -102,4 +134,14 @@ pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
         summary.threads
     );
     Ok(())
+}
+
+/// Marks a load over when dropped: a model that did not load (an error or a panic) is
+/// `None`, so no worker waits for it.
+struct Over<'a>(&'a std::sync::OnceLock<Option<Model>>);
+
+impl Drop for Over<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.set(None);
+    }
 }

@@ -208,6 +208,16 @@ pub fn read_parts(bytes: &[u8]) -> Result<(Manifest, &[u8]), ArtifactError> {
     Ok((body.manifest, body.payload))
 }
 
+/// The manifest of a whole artifact without checking its checksums or anything else: for
+/// work begun while the artifact loads (`treeserve predict` reads the CSV meanwhile),
+/// which the load, checked, then confirms or cancels. `None` where it does not read.
+pub fn read_manifest_unchecked(bytes: &[u8]) -> Option<Manifest> {
+    match read_manifest_head(bytes.get(..bytes.len().checked_sub(1)?)?) {
+        Ok(Some((m, _))) => Some(m),
+        _ => None,
+    }
+}
+
 /// The manifest from an artifact's first bytes (`head`, e.g. a ranged read), without the
 /// rest: the header's magic and version are checked, the checksums cannot be (they cover
 /// the whole body) unless `head` is the whole artifact: the flag says whether they were.

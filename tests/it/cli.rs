@@ -595,6 +595,36 @@ fn predict_scores_a_csv_in_order_on_every_thread() {
     std::fs::write(&bad, "SepalLengthCm,PetalWidthCm\n1,2\n").unwrap();
     let out = treeserve(&[&args[..], &["--output", failed.to_str().unwrap()]].concat());
     assert!(String::from_utf8_lossy(&out.stderr).contains(r#"no column "SepalWidthCm""#));
+
+    // A model that fails its checks (it loads while the CSV is read and parsed): its
+    // error alone, and nothing written, to a file or to stdout.
+    let tsm = reg.path().join("iris/versions/1/model.tsm");
+    let mut b = std::fs::read(&tsm).unwrap();
+    let n = b.len();
+    b[n - 5] ^= 1;
+    let mut perm = std::fs::metadata(&tsm).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&tsm, perm).unwrap();
+    std::fs::write(&tsm, b).unwrap();
+    for output in [failed.to_str().unwrap(), "-"] {
+        let args = [
+            "predict",
+            "--registry",
+            reg.arg(),
+            "--input",
+            csv.to_str().unwrap(),
+        ];
+        let out = treeserve(&[&args[..], &["--output", output]].concat());
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("iris version 1: checksum mismatch: body") && err.lines().count() == 1,
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "{out:?}");
+        assert!(!failed.exists() && !reg.path().join("failed.csv.partial").exists());
+    }
 }
 
 #[test]
