@@ -1,5 +1,6 @@
-//! The wide evaluator's walks — the scalar one, and the AVX-512 one where the CPU has it, its
-//! nodes fetched by gathers and by loads (the crate's only `unsafe` code) — against the flat
+//! The wide evaluator's walks — the scalar one, and the AVX-512 ones where the CPU has them,
+//! nodes fetched by gathers (with f32 nodes, pairs of groups too) and by loads (the crate's
+//! `unsafe` walks, `wide_simd.rs` and `wide_pair.rs`) — against the flat
 //! evaluator: any ensemble the bytes describe that validates is evaluated on rows made from
 //! the bytes, one at a time and as a batch, and every walk must give the flat evaluator's
 //! answers bit for bit.
