@@ -9,8 +9,9 @@ use super::tree::{FlatForest, MirrorForest, MirrorTree, TreeLimits};
 use super::wide::{WideEnsemble, WideScratch};
 use super::{
     Algorithm, ArtifactError, BodyIn, FORMAT_VERSION, FORMAT_VERSION_ENSEMBLE, Manifest, Task,
-    decode_body, sha256_hex, unseal_version,
+    decode_body, sha256_hex, unseal_header, unseal_version,
 };
+use sha2::Digest;
 
 /// Relative tolerance of a golden row of an imported model (`|a - b| <= TOL · max(|b|,
 /// 1e-3)`): the import's parity tolerance.
@@ -58,24 +59,10 @@ impl Model {
         version: u64,
         limits: &TreeLimits,
     ) -> Result<Self, ArtifactError> {
-        let (format, body) = unseal_version(bytes)?;
-        let BodyIn { manifest, payload } = decode_body(body)?;
-        // The payload's and the whole artifact's SHA-256 (5 MB each for a 500-tree model)
-        // are computed on a helper thread beside the decoding when they are large.
-        let hashes = || (sha256_hex(payload), sha256_hex(bytes));
-        let (engine, (payload_sha256, sha256)) = if bytes.len() >= PARALLEL_HASH_BYTES {
-            std::thread::scope(
-                |s| match std::thread::Builder::new().spawn_scoped(s, hashes) {
-                    Ok(h) => {
-                        let engine = engine(format, &manifest, payload, limits);
-                        (engine, h.join().expect("hashing does not panic"))
-                    }
-                    Err(_) => (engine(format, &manifest, payload, limits), hashes()),
-                },
-            )
+        let (manifest, engine, payload_sha256, sha256) = if bytes.len() >= PARALLEL_HASH_BYTES {
+            decode_beside_hashes(bytes, limits)?
         } else {
-            let h = hashes();
-            (engine(format, &manifest, payload, limits), h)
+            decode_then_hash(bytes, limits)?
         };
         // A wrong payload is told before anything found in decoding it.
         if payload_sha256 != manifest.payload_sha256 {
@@ -319,6 +306,52 @@ pub const KEPT_GOLDEN_ROWS: usize = 16;
 
 /// Artifacts from this size on hash beside their decoding ([`Model::from_bytes`]).
 const PARALLEL_HASH_BYTES: usize = 1 << 20;
+
+/// An artifact decoded, its engine built (or why not), and the payload's and the whole
+/// artifact's SHA-256.
+type Decoded = (Manifest, Result<Engine, ArtifactError>, String, String);
+
+/// The body's checksum checked, then decoded and built, then the hashes.
+fn decode_then_hash(bytes: &[u8], limits: &TreeLimits) -> Result<Decoded, ArtifactError> {
+    let (format, body) = unseal_version(bytes)?;
+    let BodyIn { manifest, payload } = decode_body(body)?;
+    let engine = engine(format, &manifest, payload, limits);
+    Ok((manifest, engine, sha256_hex(payload), sha256_hex(bytes)))
+}
+
+/// A large artifact: its three SHA-256 (the body's, the whole's, the payload's: 5 MB each
+/// for a 500-tree model, ~3 ms each) on a helper thread while this one decodes and builds
+/// (the decoder takes unchecked bytes: the `artifact` fuzz target). What is told first
+/// stays as in [`decode_then_hash`]: the body's checksum, then a decoding error.
+fn decode_beside_hashes(bytes: &[u8], limits: &TreeLimits) -> Result<Decoded, ArtifactError> {
+    let (format, body, sum) = unseal_header(bytes)?;
+    let (tx, rx) = std::sync::mpsc::channel::<&[u8]>();
+    let hashes = move || {
+        let body_ok = sha2::Sha256::digest(body).as_slice() == sum;
+        let whole = sha256_hex(bytes);
+        (body_ok, whole, rx.recv().ok().map(sha256_hex))
+    };
+    std::thread::scope(|s| {
+        let Ok(helper) = std::thread::Builder::new().spawn_scoped(s, hashes) else {
+            return decode_then_hash(bytes, limits);
+        };
+        let decoded = decode_body(body);
+        let built = decoded.as_ref().ok().map(|b| {
+            let _ = tx.send(b.payload);
+            engine(format, &b.manifest, b.payload, limits)
+        });
+        drop(tx);
+        let (body_ok, whole, payload) = helper.join().expect("hashing does not panic");
+        if !body_ok {
+            return Err(ArtifactError::Checksum("body"));
+        }
+        let BodyIn { manifest, .. } = decoded?;
+        let (Some(engine), Some(payload)) = (built, payload) else {
+            unreachable!("a decoded body is built and its payload hashed");
+        };
+        Ok((manifest, engine, payload, whole))
+    })
+}
 
 /// The engine of a decoded artifact: its format and manifest checked, its payload decoded,
 /// validated and compiled.

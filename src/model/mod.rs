@@ -153,6 +153,16 @@ pub fn unseal(bytes: &[u8]) -> Result<&[u8], ArtifactError> {
 
 /// Checks the header and body checksum; returns the format version and the body.
 pub fn unseal_version(bytes: &[u8]) -> Result<(u32, &[u8]), ArtifactError> {
+    let (version, body, sum) = unseal_header(bytes)?;
+    if Sha256::digest(body).as_slice() != sum {
+        return Err(ArtifactError::Checksum("body"));
+    }
+    Ok((version, body))
+}
+
+/// Checks the header (magic, version, length), not the body's checksum: returns the format
+/// version, the body and the checksum the header holds for it.
+pub(crate) fn unseal_header(bytes: &[u8]) -> Result<(u32, &[u8], &[u8]), ArtifactError> {
     if bytes.len() < 8 {
         return Err(ArtifactError::Truncated(format!(
             "{} bytes, shorter than the header",
@@ -186,10 +196,7 @@ pub fn unseal_version(bytes: &[u8]) -> Result<(u32, &[u8]), ArtifactError> {
             body.len() as u64 - len
         )));
     }
-    if Sha256::digest(body).as_slice() != &bytes[20..52] {
-        return Err(ArtifactError::Checksum("body"));
-    }
-    Ok((version, body))
+    Ok((version, body, &bytes[20..52]))
 }
 
 pub(crate) fn decode_body(body: &[u8]) -> Result<BodyIn<'_>, ArtifactError> {

@@ -106,6 +106,40 @@ fn lcg(state: &mut u64) -> u64 {
     *state >> 33
 }
 
+/// Large artifacts (from 1 MiB) hash on a helper thread while they decode: what they are
+/// told stays what a small one is told, the body's checksum first, then a decoding error,
+/// then the payload's checksum, then what the payload holds.
+#[test]
+fn a_large_artifact_is_told_its_errors_in_the_same_order() {
+    let t = trained(Algorithm::DecisionTree);
+    let (manifest, _) = model::read_parts(&t.artifact).unwrap();
+    let kind = |b: &[u8]| match load(b) {
+        Err(ArtifactError::Checksum(what)) => format!("checksum {what}"),
+        Err(ArtifactError::Decode(_)) => "decode".to_string(),
+        Err(e) => format!("other: {e}"),
+        Ok(_) => "loaded".to_string(),
+    };
+    for len in [1000, 3 << 20] {
+        // A payload that is not a tree: refused for what it holds (it does not decode).
+        let big = model::encode_artifact(&manifest, &vec![7u8; len]);
+        assert_eq!(kind(&big), "decode", "{len}");
+        // A flipped byte, the header's checksum left: the body's checksum.
+        for at in [60, big.len() / 2, big.len() - 1] {
+            let mut b = big.clone();
+            b[at] ^= 0x10;
+            assert_eq!(kind(&b), "checksum body", "{len} at {at}");
+        }
+        // Not a body at all, sealed: a decoding error.
+        assert_eq!(kind(&model::seal(&vec![0xc1; len])), "decode", "{len}");
+        // The payload changed and the body re-sealed: the payload's checksum.
+        let body = &big[52..];
+        let mut changed = body.to_vec();
+        let n = changed.len();
+        changed[n - 3] ^= 1;
+        assert_eq!(kind(&model::seal(&changed)), "checksum payload", "{len}");
+    }
+}
+
 #[test]
 fn byte_flips_fail_or_load_a_valid_model() {
     let t = trained(Algorithm::DecisionTree);
