@@ -329,6 +329,10 @@ pub fn predict_csv_from<R: Read + Send, W: Write + Send>(
         drop(chunk_tx);
         writer.join().expect("writer thread")
     });
+    // A failed load fails the run, even one without a row.
+    if model.wait().is_none() {
+        return Err(BatchError::NotLoaded);
+    }
     if let Some((_, e)) = first_error.into_inner().expect("lock") {
         return Err(e);
     }

@@ -241,4 +241,16 @@ fn rows_parsed_while_the_model_loads_come_out_as_with_it_loaded() {
     let err = super::predict_csv_from(source, input, &mut got, &opts).unwrap_err();
     assert!(matches!(err, super::BatchError::NotLoaded), "{err}");
     assert!(got.is_empty());
+    // The same with a header and no row.
+    let header = text.lines().next().unwrap().to_string() + "\n";
+    let slot = std::sync::OnceLock::new();
+    slot.set(None).unwrap();
+    let source = super::ModelSource::Loading {
+        manifest: model.manifest(),
+        slot: &slot,
+    };
+    let mut got = Vec::new();
+    let err = super::predict_csv_from(source, header.as_bytes(), &mut got, &opts).unwrap_err();
+    assert!(matches!(err, super::BatchError::NotLoaded), "{err}");
+    assert!(got.is_empty());
 }
