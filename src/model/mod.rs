@@ -219,10 +219,16 @@ pub fn read_parts(bytes: &[u8]) -> Result<(Manifest, &[u8]), ArtifactError> {
 /// work begun while the artifact loads (`treeserve predict` reads the CSV meanwhile),
 /// which the load, checked, then confirms or cancels. `None` where it does not read.
 pub fn read_manifest_unchecked(bytes: &[u8]) -> Option<Manifest> {
-    match read_manifest_head(bytes.get(..bytes.len().checked_sub(1)?)?) {
-        Ok(Some((m, _))) => Some(m),
-        _ => None,
-    }
+    let (_, body, _) = unseal_header(bytes).ok()?;
+    manifest_at(body)
+}
+
+/// The manifest `encode_artifact` writes first in a body (a map of 2 entries, the key
+/// "manifest"), one value read and the rest left alone; `None` if it is not there or does
+/// not read (it may run past the bytes given).
+fn manifest_at(body: &[u8]) -> Option<Manifest> {
+    let rest = body.strip_prefix(b"\x82\xa8manifest")?;
+    Manifest::deserialize(&mut rmp_serde::Deserializer::new(rest)).ok()
 }
 
 /// The manifest from an artifact's first bytes (`head`, e.g. a ranged read), without the
@@ -237,18 +243,9 @@ pub fn read_manifest_head(head: &[u8]) -> Result<Option<(Manifest, bool)>, Artif
         Err(ArtifactError::Truncated(_)) if head.len() >= HEADER_LEN => {}
         Err(e) => return Err(e),
     }
-    // What `encode_artifact` writes first: a map of 2 entries, the key "manifest".
-    const START: &[u8] = b"\x82\xa8manifest";
-    match head[HEADER_LEN..].strip_prefix(START) {
-        // One value read, the rest of the body left alone; failing here means the
-        // manifest runs past the bytes read (or anything else a full read will tell).
-        Some(rest) => Ok(
-            Manifest::deserialize(&mut rmp_serde::Deserializer::new(rest))
-                .ok()
-                .map(|m| (m, false)),
-        ),
-        None => Ok(None),
-    }
+    // Failing here means the manifest runs past the bytes read (or anything else a full
+    // read will tell).
+    Ok(manifest_at(&head[HEADER_LEN..]).map(|m| (m, false)))
 }
 
 #[cfg(test)]
@@ -275,6 +272,14 @@ mod tests {
             }
         }
         assert!(first.is_some_and(|c| c > HEADER_LEN + 100), "{first:?}");
+        // The whole artifact's manifest without its checks: a flipped payload byte is the
+        // load's to find; a cut artifact or another file has none.
+        assert_eq!(read_manifest_unchecked(&big), Some(want.clone()));
+        let mut flipped = big.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(read_manifest_unchecked(&flipped), Some(want.clone()));
+        assert_eq!(read_manifest_unchecked(&big[..big.len() - 1]), None);
+        assert_eq!(read_manifest_unchecked(b"not an artifact"), None);
         for cut in [0, 7, 8, HEADER_LEN - 1] {
             assert!(read_manifest_head(&big[..cut]).is_err(), "{cut}");
         }
