@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod data;
+pub mod decimal;
 pub mod error_type;
 pub mod feedback;
 pub mod http;
