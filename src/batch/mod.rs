@@ -227,8 +227,12 @@ pub fn predict_csv_from<R: Read + Send, W: Write + Send>(
     let started = Instant::now();
     let manifest = model.manifest();
     let threads = opts.threads.max(1);
-    let mut input = std::io::BufReader::with_capacity(1 << 20, input);
+    // Buffered for the header only: the blocks are then read straight into the chunks'
+    // buffers (through a buffer they would be copied twice), after what it holds.
+    let mut input = std::io::BufReader::with_capacity(64 << 10, input);
     let header_line = read_header(&mut input)?;
+    let rest = input.buffer().to_vec();
+    let mut input = input.into_inner();
     let mut header_reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(&header_line[..]);
@@ -325,7 +329,9 @@ pub fn predict_csv_from<R: Read + Send, W: Write + Send>(
         });
         // About `chunk_rows` rows of typical width per block.
         let block = (opts.chunk_rows.max(1) * 64).clamp(256, 8 << 20);
-        read_chunks(&mut input, block, &chunk_tx, &failed, &fail, &pools[0]);
+        read_chunks(
+            &mut input, rest, block, &chunk_tx, &failed, &fail, &pools[0],
+        );
         drop(chunk_tx);
         writer.join().expect("writer thread")
     });
