@@ -1,7 +1,8 @@
 //! Criterion benches: prediction (flat evaluator against smartcore's `predict`), the
 //! `/score` request decoding and response encoding, the metrics and drift observation of
 //! one request, and the whole in-process request handler (treeserve's, against the floor
-//! server's handler on the same requests).
+//! server's handler on the same requests), and the CSV's number parser (`csv_numbers`:
+//! treeserve's against `fast-float2` and `str::parse`, on numpy's `%.17g` numbers).
 //!
 //! `cargo bench --bench predict`
 
@@ -206,8 +207,72 @@ fn handler(c: &mut Criterion) {
     g.finish();
 }
 
+/// 100,000 different numbers as `np.savetxt`'s `%.17g` writes them (17 digits, fixed from
+/// 1e-4 to 1e17), of a standard normal's spread of magnitudes, comma-separated.
+fn numpy_numbers(n: usize) -> Vec<u8> {
+    let mut s = 9u64;
+    let mut text = String::new();
+    for _ in 0..n {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // A sum of uniforms: roughly normal, about two thirds below 1 in magnitude.
+        let u = |k: u32| ((s >> (11 + 13 * k)) & 0x1fff) as f64 / 8192.0;
+        let x = (u(0) + u(1) + u(2) + u(3) - 2.0) * 1.7;
+        let e = x.abs().log10().floor() as i32;
+        let cell = if (-4..17).contains(&e) {
+            format!("{x:.*}", (16 - e) as usize)
+        } else {
+            format!("{x:.16e}")
+        };
+        text.push_str(&cell);
+        text.push(',');
+    }
+    text.into_bytes()
+}
+
+/// A parser of the number a field starts with: its value and length.
+type NumberAt = dyn Fn(&[u8]) -> Option<(f64, usize)>;
+
+fn csv_numbers(c: &mut Criterion) {
+    let text = numpy_numbers(100_000);
+    let mut g = c.benchmark_group("csv_numbers");
+    g.throughput(Throughput::Elements(100_000));
+    // Each field's number where it starts; the field's end is the byte after it.
+    let each = |parse: &NumberAt| {
+        let (mut i, mut sum) = (0, 0.0);
+        while i < text.len() {
+            let (v, used) = parse(&text[i..]).expect("a number");
+            sum += v;
+            i += used + 1;
+        }
+        sum
+    };
+    g.bench_function("treeserve", |b| {
+        b.iter(|| each(&|t| treeserve_parse(black_box(t))))
+    });
+    g.bench_function("fast_float2", |b| {
+        b.iter(|| each(&|t| fast_float2::parse_partial::<f64, _>(black_box(t)).ok()))
+    });
+    g.bench_function("str_parse", |b| {
+        b.iter(|| {
+            each(&|t| {
+                let end = t.iter().position(|&c| c == b',').unwrap_or(t.len());
+                let v = std::str::from_utf8(&t[..end]).ok()?.parse().ok()?;
+                Some((v, end))
+            })
+        })
+    });
+    g.finish();
+}
+
+/// What `treeserve predict` does with a field: its parser, the general one behind it.
+fn treeserve_parse(t: &[u8]) -> Option<(f64, usize)> {
+    treeserve::decimal::parse_prefix(t).or_else(|| fast_float2::parse_partial::<f64, _>(t).ok())
+}
+
 #[path = "floor_handler.rs"]
 mod floor_handler;
 
-criterion_group!(benches, prediction, codec, observe, handler);
+criterion_group!(benches, prediction, codec, observe, handler, csv_numbers);
 criterion_main!(benches);
