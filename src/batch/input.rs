@@ -41,11 +41,9 @@ pub(super) fn read_header<R: std::io::BufRead>(input: &mut R) -> Result<Vec<u8>,
 }
 
 /// Reads `block`-byte pieces and cuts each after its last newline outside quotes, so every
-/// chunk holds whole records; carries the rest into the next piece. `first`: bytes already
-/// read from `input` (by the header's reader), which come before it.
+/// chunk holds whole records; carries the rest into the next piece.
 pub(super) fn read_chunks<R: Read>(
     input: &mut R,
-    first: Vec<u8>,
     block: usize,
     tx: &SyncSender<Chunk>,
     failed: &AtomicBool,
@@ -54,7 +52,7 @@ pub(super) fn read_chunks<R: Read>(
 ) {
     let mut index = 0;
     let mut line = 2u64;
-    let mut carry = first;
+    let mut carry: Vec<u8> = Vec::new();
     loop {
         let mut buf = spare.get();
         buf.extend_from_slice(&carry);

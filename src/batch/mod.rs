@@ -231,8 +231,7 @@ pub fn predict_csv_from<R: Read + Send, W: Write + Send>(
     // buffers (through a buffer they would be copied twice), after what it holds.
     let mut input = std::io::BufReader::with_capacity(64 << 10, input);
     let header_line = read_header(&mut input)?;
-    let rest = input.buffer().to_vec();
-    let mut input = input.into_inner();
+    let mut input = std::io::Cursor::new(input.buffer().to_vec()).chain(input.into_inner());
     let mut header_reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(&header_line[..]);
@@ -329,9 +328,7 @@ pub fn predict_csv_from<R: Read + Send, W: Write + Send>(
         });
         // About `chunk_rows` rows of typical width per block.
         let block = (opts.chunk_rows.max(1) * 64).clamp(256, 8 << 20);
-        read_chunks(
-            &mut input, rest, block, &chunk_tx, &failed, &fail, &pools[0],
-        );
+        read_chunks(&mut input, block, &chunk_tx, &failed, &fail, &pools[0]);
         drop(chunk_tx);
         writer.join().expect("writer thread")
     });
