@@ -228,7 +228,8 @@ pub fn predict_csv_from<R: Read + Send, W: Write + Send>(
     let manifest = model.manifest();
     let threads = opts.threads.max(1);
     // Buffered for the header only: the blocks are then read straight into the chunks'
-    // buffers (through a buffer they would be copied twice), after what it holds.
+    // buffers (through a buffer they would be copied twice), after what the buffer holds
+    // past the header.
     let mut input = std::io::BufReader::with_capacity(64 << 10, input);
     let header_line = read_header(&mut input)?;
     let mut input = std::io::Cursor::new(input.buffer().to_vec()).chain(input.into_inner());
