@@ -1,11 +1,12 @@
 //! Decimal text to `f64`, correctly rounded (the same bits as `str::parse`), fast for the
 //! numbers data files are made of: an optional sign, at most 19 digits (leading zeros
-//! included), an optional fraction and exponent, a magnitude from about 1e-80 to 1e40. numpy's `%.17g` (what
-//! `np.savetxt` and pandas write) is 17 digits: too many for the exact `f64` shortcut, so
-//! every such number needs the Eisel–Lemire step (Lemire, "Number parsing at a gigabyte per
-//! second", 2021), taken here after a digit scan eight bytes at a time. This is the parse
-//! `fast-float2` does, without its generality: anything else (more digits, far exponents, a
-//! case the step cannot decide) is `None`, and the caller asks the general parser.
+//! included), an optional fraction and exponent, a magnitude from about 1e-80 to 1e40.
+//! numpy's `%.17g` (what `np.savetxt` and pandas write) is 17 digits: too many for the
+//! exact `f64` shortcut, so every such number needs the Eisel–Lemire step (Lemire, "Number
+//! parsing at a gigabyte per second", 2021), taken here after a digit scan eight bytes at a
+//! time. This is the parse `fast-float2` does, without its generality and with fewer
+//! branches on a number's shape: anything else (more digits, far exponents, a case the
+//! step cannot decide) is `None`, and the caller asks the general parser.
 
 /// The number `bytes` starts with and its length, when it has the shape above and the
 /// answer is certain; `None` otherwise (then a general parser decides: `None` never means
