@@ -83,7 +83,7 @@ fn phases(name: &str, bytes: &[u8], e: &Ensemble) {
     let total = median(|| drop(Model::from_bytes(bytes, 1, &limits).expect("loads")));
     let payload = rmp_serde::to_vec(e).unwrap();
     let sha = median(|| drop(sha256_hex(bytes)));
-    let decode = median(|| drop(rmp_serde::from_slice::<Ensemble>(&payload).unwrap()));
+    let decode = median(|| drop(Ensemble::from_msgpack(&payload).unwrap()));
     let validate = median(|| e.validate(&EnsembleLimits::default()).unwrap());
     let flat = median(|| drop(FlatEnsemble::compile(e).unwrap()));
     let compiled = FlatEnsemble::compile(e).unwrap();

@@ -8,6 +8,11 @@
 
 use serde::{Deserialize, Serialize};
 
+#[path = "ensemble_decode.rs"]
+mod decode;
+#[doc(hidden)]
+pub use decode::decode_fast;
+
 /// A validated-on-load tree ensemble.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ensemble {

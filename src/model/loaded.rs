@@ -375,7 +375,7 @@ fn engine(
     }
     check_manifest(manifest)?;
     if ensemble {
-        let e: Ensemble = rmp_serde::from_slice(payload)
+        let e = Ensemble::from_msgpack(payload)
             .map_err(|e| ArtifactError::Decode(format!("payload: {e}")))?;
         compile_ensemble(e, manifest, limits)
     } else {
