@@ -35,7 +35,9 @@ pub struct FlatEnsemble {
 }
 
 impl FlatEnsemble {
-    /// Compiles a validated ensemble ([`Ensemble::validate`] first).
+    /// Compiles a validated ensemble ([`Ensemble::validate`] first). Each tree's nodes
+    /// are contiguous from its root, a child after its parent (the wide build's one pass
+    /// relies on it).
     pub fn compile(e: &Ensemble) -> Result<Self, EnsembleError> {
         let total: usize = e.trees.iter().map(|t| t.nodes.len()).sum();
         if total >= FEATURE_MASK as usize || e.num_features as usize > FEATURE_MASK as usize {
