@@ -267,6 +267,12 @@ impl Ensemble {
     /// reached exactly once from the root (no cycle, no sharing), finite values, features
     /// and outputs in range, f32-exact values for an f32 model. Iterative: no recursion.
     pub fn validate(&self, limits: &EnsembleLimits) -> Result<(), EnsembleError> {
+        self.validate_with(limits, true)
+    }
+
+    /// [`Ensemble::validate`]; `in_order: false` searches every tree from its root (the
+    /// tests check that both answer alike).
+    fn validate_with(&self, limits: &EnsembleLimits, in_order: bool) -> Result<(), EnsembleError> {
         let bad = |m: String| Err(EnsembleError(m));
         let k = self.outputs as usize;
         if k == 0 || k > limits.max_outputs {
@@ -320,6 +326,7 @@ impl Ensemble {
         let mut total = 0usize;
         let mut seen: Vec<bool> = Vec::new();
         let mut stack: Vec<(u32, u32)> = Vec::new();
+        let mut depths: Vec<u32> = Vec::new();
         for (t, tree) in self.trees.iter().enumerate() {
             let n = tree.nodes.len();
             let bad = |m: String| Err(EnsembleError(format!("tree {t}: {m}")));
@@ -336,6 +343,10 @@ impl Ensemble {
             if tree.group as usize >= k {
                 return bad(format!("group {} but {k} outputs", tree.group));
             }
+            if in_order && self.valid_in_order(tree, limits, &value_ok, &mut depths) {
+                continue;
+            }
+            // Otherwise a search from the root checks it, and names the first fault.
             seen.clear();
             seen.resize(n, false);
             stack.clear();
@@ -422,6 +433,64 @@ impl Ensemble {
     }
 }
 
+impl Ensemble {
+    /// Whether `tree` is valid and laid out as importers write trees, every child after
+    /// its parent: then one pass in index order checks it (each node's depth set by its
+    /// parent, `depths` reused), where the search from the root read the nodes in an
+    /// order the cache does not foresee (6 ms of a 500-tree model's load, cold). `false`
+    /// for anything else, valid or not: the search then decides.
+    fn valid_in_order(
+        &self,
+        tree: &Tree,
+        limits: &EnsembleLimits,
+        value_ok: &impl Fn(f64) -> bool,
+        depths: &mut Vec<u32>,
+    ) -> bool {
+        let (n, k) = (tree.nodes.len(), self.outputs as usize);
+        // A node's depth plus one; 0 while no parent reached it.
+        depths.clear();
+        depths.resize(n, 0);
+        depths[0] = 1;
+        for (i, node) in tree.nodes.iter().enumerate() {
+            let d = depths[i];
+            if d == 0 {
+                return false;
+            }
+            let ok = match node {
+                Node::Leaf(Leaf::Scalar(v)) => value_ok(*v),
+                Node::Leaf(Leaf::Vector(pairs)) => {
+                    (1..=k).contains(&pairs.len())
+                        && pairs.iter().all(|&(o, v)| (o as usize) < k && value_ok(v))
+                }
+                Node::Split(s) => {
+                    let test_ok = match &s.test {
+                        Test::Lt(v) | Test::Le(v) | Test::Ge(v) | Test::Gt(v) => value_ok(*v),
+                        Test::InSet { words, .. } => words.len() <= limits.max_set_words,
+                    };
+                    let mut ok = test_ok
+                        && s.feature < self.num_features
+                        && ((d - 1) as usize) < limits.max_depth;
+                    for c in [s.yes as usize, s.no as usize] {
+                        ok = ok && c > i && c < n && depths[c] == 0;
+                        if ok {
+                            depths[c] = d + 1;
+                        }
+                    }
+                    ok
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        // Each node after the root was reached once, from an earlier one: a tree.
+        true
+    }
+}
+
 #[cfg(test)]
 #[path = "ensemble_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "ensemble_validate_tests.rs"]
+mod validate_tests;

@@ -5,7 +5,7 @@ use super::*;
 use crate::model::flat::{FlatEnsemble, Scratch, transform};
 use proptest::prelude::*;
 
-fn split(feature: u32, test: Test, yes: u32, no: u32, missing: Branch) -> Node {
+pub(super) fn split(feature: u32, test: Test, yes: u32, no: u32, missing: Branch) -> Node {
     Node::Split(Split {
         feature,
         test,
@@ -16,7 +16,7 @@ fn split(feature: u32, test: Test, yes: u32, no: u32, missing: Branch) -> Node {
     })
 }
 
-fn regression(trees: Vec<Tree>, precision: Precision) -> Ensemble {
+pub(super) fn regression(trees: Vec<Tree>, precision: Precision) -> Ensemble {
     Ensemble {
         num_features: 3,
         outputs: 1,
@@ -336,7 +336,7 @@ fn arb_test() -> impl Strategy<Value = Test> {
 }
 
 /// A random tree of up to `splits` splits, grown breadth-first so it is always valid.
-fn arb_tree(outputs: u32) -> impl Strategy<Value = Tree> {
+pub(super) fn arb_tree(outputs: u32) -> impl Strategy<Value = Tree> {
     (
         proptest::collection::vec((0u32..3, arb_test(), any::<bool>()), 0..12),
         proptest::collection::vec(-2.0..2.0f64, 13),
