@@ -1,8 +1,10 @@
 //! Validation in index order (the one pass taken by trees whose children follow their
 //! parent) against the search from the root: both answer alike on trees of any shape.
+//! And compile's zero-as-missing rule, found in its one pass over the nodes.
 
 use super::tests::{arb_tree, regression, split};
 use super::*;
+use crate::model::flat::FlatEnsemble;
 use proptest::prelude::*;
 
 /// A tree of `n` nodes with arbitrary children (often in order, often not: cycles,
@@ -65,4 +67,46 @@ proptest! {
         let ok = |v: f64| v.is_finite();
         prop_assert!(e.valid_in_order(&e.trees[0], &limits, &ok, &mut Vec::new()));
     }
+}
+
+/// A tree splitting `x[feature] < 1` at its root (zero goes `yes`), missing values `no`,
+/// with the zero-as-missing flag `zim`, then a left split on feature 2 (depth 2).
+fn zero_tree(feature: u32, zim: bool, nested_feature: u32) -> Tree {
+    let leaf = |v| Node::Leaf(Leaf::Scalar(v));
+    let mut root = split(feature, Test::Lt(1.0), 1, 4, Branch::No);
+    let mut nested = split(nested_feature, Test::Lt(1.0), 2, 3, Branch::No);
+    for n in [&mut root, &mut nested] {
+        if let Node::Split(s) = n {
+            s.zero_is_missing = zim && s.feature == feature;
+        }
+    }
+    Tree {
+        nodes: vec![root, nested, leaf(1.0), leaf(2.0), leaf(3.0)],
+        group: 0,
+    }
+}
+
+#[test]
+fn a_node_apart_from_its_features_zero_as_missing_rule_is_named_in_compile_order() {
+    let compiled = |trees| FlatEnsemble::compile(&regression(trees, Precision::F64)).err();
+    // Feature 0's rule comes from a later tree; an earlier node sends zero elsewhere.
+    let err = compiled(vec![zero_tree(0, false, 2), zero_tree(0, true, 2)]).unwrap();
+    assert!(
+        err.0
+            .starts_with("tree 0 node 0: feature 0 treats zero as missing"),
+        "{err}"
+    );
+    // Features 1 and 2 have the rule; nodes apart from it on both: the first met (tree
+    // 0's nested split, on feature 2) is named, not the lowest feature's (tree 1's root).
+    let err = compiled(vec![
+        zero_tree(0, false, 2),
+        zero_tree(1, false, 0),
+        zero_tree(1, true, 0),
+        zero_tree(2, true, 2),
+    ])
+    .unwrap();
+    assert!(err.0.starts_with("tree 0 node 1: feature 2 "), "{err}");
+    // No rule for the feature, or nodes that agree with it: compiled.
+    assert!(compiled(vec![zero_tree(0, false, 2), zero_tree(1, false, 2)]).is_none());
+    assert!(compiled(vec![zero_tree(0, true, 2), zero_tree(0, true, 2)]).is_none());
 }

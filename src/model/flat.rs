@@ -45,12 +45,20 @@ impl FlatEnsemble {
                 "too many nodes or features to compile".into(),
             ));
         }
+        let nf = e.num_features as usize;
         let mut out = FlatEnsemble {
             nodes: Vec::with_capacity(total),
             roots: Vec::with_capacity(e.trees.len()),
             groups: Vec::with_capacity(e.trees.len()),
             head: Head::new(e),
         };
+        // Zero becomes missing for a feature if any node says so; then every node on it
+        // must send zero where it sends missing values. Found in the same pass (a pass of
+        // its own over the nodes, cold, took 1.5 ms of a 500-tree load): per feature, the
+        // first node, in this order, that does not.
+        let mut zero_missing = vec![false; nf];
+        let mut first_apart: Vec<Option<(usize, usize, u32)>> = vec![None; nf];
+        let mut seq = 0usize;
         // Depth-first pre-order, so a left child is usually the next node.
         let mut stack: Vec<(u32, usize)> = Vec::new(); // (source node, flat slot)
         for (t, tree) in e.trees.iter().enumerate() {
@@ -79,17 +87,13 @@ impl FlatEnsemble {
                         }
                     }
                     Node::Split(s) => {
-                        if out.head.zero_missing[s.feature as usize] && !s.zero_is_missing {
-                            // Zero becomes missing for this feature: this node must send
-                            // zero where it sends missing values.
-                            let zero_goes_yes = test_holds(&s.test, 0.0);
-                            if zero_goes_yes != (s.missing == Branch::Yes) {
-                                return Err(EnsembleError(format!(
-                                    "tree {t} node {i}: feature {} treats zero as missing in \
-                                     other nodes but not here; this model cannot be compiled",
-                                    s.feature
-                                )));
-                            }
+                        let f = s.feature as usize;
+                        if s.zero_is_missing {
+                            zero_missing[f] = true;
+                        } else if first_apart[f].is_none()
+                            && test_holds(&s.test, 0.0) != (s.missing == Branch::Yes)
+                        {
+                            first_apart[f] = Some((seq, t, i));
                         }
                         // (threshold, yes_is_left)
                         let (threshold, cat, yes_left) = match &s.test {
@@ -129,8 +133,21 @@ impl FlatEnsemble {
                     }
                 };
                 out.nodes[slot] = flat;
+                seq += 1;
             }
         }
+        let apart = (0..nf)
+            .filter(|&f| zero_missing[f])
+            .filter_map(|f| first_apart[f].map(|(seq, t, i)| (seq, t, i, f)))
+            .min();
+        if let Some((_, t, i, f)) = apart {
+            return Err(EnsembleError(format!(
+                "tree {t} node {i}: feature {f} treats zero as missing in other nodes but \
+                 not here; this model cannot be compiled"
+            )));
+        }
+        out.head.any_zero_missing = zero_missing.contains(&true);
+        out.head.zero_missing = zero_missing;
         Ok(out)
     }
 

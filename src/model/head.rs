@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use std::ops::{AddAssign, DivAssign};
 
 use super::ensemble::{
-    Aggregation, BasePlacement, CategoryRule, Ensemble, Node, OutputKind, Precision, Transform,
+    Aggregation, BasePlacement, CategoryRule, Ensemble, OutputKind, Precision, Transform,
 };
 
 /// LightGBM's `kZeroThreshold`: `1e-35f` as a double.
@@ -111,7 +111,7 @@ pub(super) struct Head {
     pub(super) leaf_table: Vec<(u32, f64)>,
     pub(super) sets: Vec<CategorySet>,
     pub(super) zero_missing: Vec<bool>,
-    any_zero_missing: bool,
+    pub(super) any_zero_missing: bool,
     pub(super) num_features: usize,
     pub(super) outputs: usize,
     base: Vec<f64>,
@@ -126,23 +126,14 @@ pub(super) struct Head {
 }
 
 impl Head {
-    /// The model-level part of `e` (no tables yet).
+    /// The model-level part of `e`: no tables, no zero-as-missing feature yet (set by
+    /// [`super::flat::FlatEnsemble::compile`] as it reads the nodes).
     pub(super) fn new(e: &Ensemble) -> Self {
-        let mut zero_missing = vec![false; e.num_features as usize];
-        for tree in &e.trees {
-            for node in &tree.nodes {
-                if let Node::Split(s) = node
-                    && s.zero_is_missing
-                {
-                    zero_missing[s.feature as usize] = true;
-                }
-            }
-        }
         Head {
             leaf_table: Vec::new(),
             sets: Vec::new(),
-            any_zero_missing: zero_missing.iter().any(|&z| z),
-            zero_missing,
+            any_zero_missing: false,
+            zero_missing: Vec::new(),
             num_features: e.num_features as usize,
             outputs: e.outputs as usize,
             base: if e.base.is_empty() {
