@@ -31,7 +31,9 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         codes: Vec::new(),
         simd: false,
         gather: super::simd::gathers(),
+        block: 0,
     };
+    w.block = w.default_block();
     if let Some((codes, masks)) = category_codes(flat) {
         w.smask = (masks.len().next_power_of_two() - 1) as u32;
         w.masks = masks;

@@ -1,7 +1,8 @@
 //! The wide evaluator against [`FlatEnsemble`], bit for bit, on random ensembles (every
 //! node kind, f32 and f64, deep trees, partial groups) and rows (NaN, zeros, values at
 //! and around every threshold, one row or several blocks); and proof that the check
-//! fails on deliberately wrong variants.
+//! fails on deliberately wrong variants. (Over 500 lines: the generators, the property and
+//! the proofs that it catches wrong evaluators belong together.)
 
 use super::*;
 use crate::model::ensemble::{
@@ -277,9 +278,20 @@ fn check(c: &Case, mutate: fn(&mut WideEnsemble)) -> Result<(), TestCaseError> {
     let flat = FlatEnsemble::compile(&e).unwrap();
     let mut wide = WideEnsemble::compile(&e).unwrap();
     mutate(&mut wide);
-    // The scalar walk, and the vector one (where the CPU has it) gathering and loading.
-    for (on, gather) in [(false, false), (true, true), (true, false)] {
-        let w = wide.clone().with_vector_walk(on).with_node_gathers(gather);
+    // The scalar walk, and the vector one (where the CPU has it) gathering and loading;
+    // blocks of the default size, and of a few rows (several blocks, and a pair's 8-row
+    // chunks cut short inside a block).
+    for (on, gather, block) in [
+        (false, false, 16),
+        (true, true, wide.block_rows()),
+        (true, true, 20),
+        (true, false, 24),
+    ] {
+        let w = wide
+            .clone()
+            .with_vector_walk(on)
+            .with_node_gathers(gather)
+            .with_block_rows(block);
         check_walk(c, &e, &flat, &w)?;
     }
     Ok(())
@@ -412,6 +424,16 @@ fn nodes_are_compact_and_small_models_fit() {
     let w = WideEnsemble::compile(&ensemble(&c)).unwrap();
     assert_eq!(w.num_trees(), 20);
     assert_eq!(w.node_bytes(), 8);
+    // Blocks of rows as many as fit 128 KiB: 1,024 rows of 8 f32 values; 64 rows (the
+    // fewest) of 512 f64 values.
+    assert_eq!(w.block_rows(), BLOCK);
+    let wide_rows = Case {
+        f32m: false,
+        features: 300,
+        ..c
+    };
+    let w = WideEnsemble::compile(&ensemble(&wide_rows)).unwrap();
+    assert_eq!((w.node_bytes(), w.block_rows()), (12, MIN_BLOCK));
 }
 
 #[test]

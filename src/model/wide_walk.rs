@@ -3,8 +3,8 @@
 //! what drives the vector walk ([`super::simd`]) over one row's groups or a batch's rows.
 
 use super::{
-    BLOCK, CHAINS, FLAG_BITS, Head, LANES, Node, Prec, ROW_CHAINS, Segment, W_CAT, W_DEFAULT_LEFT,
-    W_LEAF, Walk, Wide, simd,
+    CHAINS, FLAG_BITS, Head, LANES, MIN_BLOCK, Node, Prec, ROW_CHAINS, Segment, W_CAT,
+    W_DEFAULT_LEFT, W_LEAF, Walk, Wide, simd,
 };
 
 impl<T: Prec + Walk> Wide<T> {
@@ -395,6 +395,8 @@ impl<T: Prec + Walk> Wide<T> {
 /// Rows a paired walk takes at once (16, 6 and 4 measured slower: m2 batch 1.15×, 1.20×,
 /// 1.05×).
 const PAIR_CHAINS: usize = 8;
+/// Rows of a block handed to a paired walk at once (its top levels fetched once for them).
+const PAIR_ROWS: usize = 4 * MIN_BLOCK;
 
 impl<T: Prec + Walk> Wide<T> {
     /// Two groups of the same depth, without category splits, walked as one of 16 trees
@@ -422,7 +424,9 @@ impl<T: Prec + Walk> Wide<T> {
         // One output and both groups full: the walk adds the leaves itself, in blocks of
         // 8 rows (the pair's top levels fetched once for the block).
         let summed = o == 1 && count == [LANES; 2];
-        let mut xs: [&[T]; BLOCK] = [&[]; BLOCK];
+        // A block's rows, up to `PAIR_ROWS` at a time (the array is not sized for the
+        // largest block: it is set anew for every pair).
+        let mut xs: [&[T]; PAIR_ROWS] = [&[]; PAIR_ROWS];
         let (mut rows, mut done) = (rows.peekable(), 0);
         while rows.peek().is_some() {
             let mut n = 0;

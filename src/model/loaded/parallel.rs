@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Engine, Model, PARALLEL_MIN_ROWS};
-use crate::model::wide::BLOCK;
+use crate::model::wide::MIN_BLOCK;
 
 impl Model {
     /// [`Model::predict_batch`] split over up to `threads` threads (this one included), at
@@ -31,8 +31,9 @@ impl Model {
             return self.predict_batch(rows, scores, classes);
         }
         let (f, k) = (self.num_features(), self.num_scores());
-        // Whole blocks of the wide evaluator per thread: only the last part has a short one.
-        let per = n.div_ceil(parts).next_multiple_of(BLOCK);
+        // Parts of whole `MIN_BLOCK`s (whole 8-row chunks of the wide evaluator's paired
+        // walk): only the last part ends in a short one.
+        let per = n.div_ceil(parts).next_multiple_of(MIN_BLOCK);
         std::thread::scope(|scope| {
             let mut chunks = rows
                 .chunks(per * f)

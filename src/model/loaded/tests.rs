@@ -5,7 +5,7 @@ use crate::model::ensemble::{
     Aggregation, BasePlacement, Branch, Ensemble, Leaf, Node, OutputKind, Precision, Split, Test,
     Transform, Tree,
 };
-use crate::model::wide::BLOCK;
+use crate::model::wide::{BLOCK, MIN_BLOCK};
 
 struct Rng(u64);
 
@@ -142,6 +142,9 @@ fn batches_on_any_number_of_threads_answer_as_one_row_at_a_time() {
         let counts = [
             0,
             1,
+            MIN_BLOCK - 1,
+            MIN_BLOCK,
+            MIN_BLOCK + 1,
             BLOCK - 1,
             BLOCK,
             BLOCK + 1,
