@@ -5,10 +5,10 @@ use super::output::write_scored;
 use super::{BatchError, Chunk, Layout, Pool};
 use crate::model::Model;
 
-/// Rows a chunk hands the model at once: a whole block of the wide evaluator
-/// (`model::wide::BLOCK`; m2's 30 features: 240 KB of values, 128 KB prepared, in L2).
-/// 256 rows before: m2 CSV → CSV 1.05× slower at 200,000 rows.
-const BATCH_ROWS: usize = 1024;
+/// Rows a chunk hands the model at once: the wide evaluator's largest block (m2's 30
+/// features: 240 KB of values, 128 KB prepared, in L2). 256 rows before: m2 CSV → CSV
+/// 1.05× slower at 200,000 rows.
+const BATCH_ROWS: usize = crate::model::wide::BLOCK;
 
 /// A chunk's rows gathered for one [`Model::predict_rows`] call, with their ids, then
 /// written out in order. Without a model yet (it is still loading), it keeps every row.

@@ -355,70 +355,23 @@ impl Ensemble {
             let mut reached = 1usize;
             while let Some((i, depth)) = stack.pop() {
                 let bad = |m: String| Err(EnsembleError(format!("tree {t} node {i}: {m}")));
-                match &tree.nodes[i as usize] {
-                    Node::Leaf(Leaf::Scalar(v)) => {
-                        if !value_ok(*v) {
+                let node = &tree.nodes[i as usize];
+                if let Some(m) = self.node_fault(node, depth, limits, &value_ok) {
+                    return bad(m);
+                }
+                if let Node::Split(s) = node {
+                    for c in [s.yes, s.no] {
+                        let Some(slot) = seen.get_mut(c as usize) else {
+                            return bad(format!("child {c} is out of range (0..{n})"));
+                        };
+                        if *slot {
                             return bad(format!(
-                                "leaf value {v} is not a finite value of the model's precision"
+                                "child {c} is reached twice (a cycle or a shared node)"
                             ));
                         }
-                    }
-                    Node::Leaf(Leaf::Vector(pairs)) => {
-                        if pairs.is_empty() || pairs.len() > k {
-                            return bad(format!("leaf has {} values for {k} outputs", pairs.len()));
-                        }
-                        for &(o, v) in pairs {
-                            if o as usize >= k {
-                                return bad(format!("leaf adds to output {o} of {k}"));
-                            }
-                            if !value_ok(v) {
-                                return bad(format!(
-                                    "leaf value {v} is not a finite value of the model's precision"
-                                ));
-                            }
-                        }
-                    }
-                    Node::Split(s) => {
-                        if s.feature >= self.num_features {
-                            return bad(format!(
-                                "feature {} but the model has {}",
-                                s.feature, self.num_features
-                            ));
-                        }
-                        match &s.test {
-                            Test::Lt(v) | Test::Le(v) | Test::Ge(v) | Test::Gt(v) => {
-                                if !value_ok(*v) {
-                                    return bad(format!(
-                                        "threshold {v} is not a finite value of the model's precision"
-                                    ));
-                                }
-                            }
-                            Test::InSet { words, .. } => {
-                                if words.len() > limits.max_set_words {
-                                    return bad(format!(
-                                        "category set of {} words (at most {})",
-                                        words.len(),
-                                        limits.max_set_words
-                                    ));
-                                }
-                            }
-                        }
-                        if depth as usize >= limits.max_depth {
-                            return bad(format!("deeper than {}", limits.max_depth));
-                        }
-                        for c in [s.yes, s.no] {
-                            let Some(slot) = seen.get_mut(c as usize) else {
-                                return bad(format!("child {c} is out of range (0..{n})"));
-                            };
-                            if *slot {
-                                return bad(format!(
-                                    "child {c} is reached twice (a cycle or a shared node)"
-                                ));
-                            }
-                            *slot = true;
-                            reached += 1;
-                            stack.push((c, depth + 1));
-                        }
+                        *slot = true;
+                        reached += 1;
+                        stack.push((c, depth + 1));
                     }
                 }
             }
@@ -434,6 +387,65 @@ impl Ensemble {
 }
 
 impl Ensemble {
+    /// What is wrong with `node` at `depth`, apart from its children: its values, feature,
+    /// test and depth (shared by both ways of [`Ensemble::validate`]).
+    #[inline]
+    fn node_fault(
+        &self,
+        node: &Node,
+        depth: u32,
+        limits: &EnsembleLimits,
+        value_ok: &impl Fn(f64) -> bool,
+    ) -> Option<String> {
+        let k = self.outputs as usize;
+        let not_a_value = |what, v| {
+            Some(format!(
+                "{what} {v} is not a finite value of the model's precision"
+            ))
+        };
+        match node {
+            Node::Leaf(Leaf::Scalar(v)) if !value_ok(*v) => not_a_value("leaf value", *v),
+            Node::Leaf(Leaf::Scalar(_)) => None,
+            Node::Leaf(Leaf::Vector(pairs)) => {
+                if pairs.is_empty() || pairs.len() > k {
+                    return Some(format!("leaf has {} values for {k} outputs", pairs.len()));
+                }
+                for &(o, v) in pairs {
+                    if o as usize >= k {
+                        return Some(format!("leaf adds to output {o} of {k}"));
+                    }
+                    if !value_ok(v) {
+                        return not_a_value("leaf value", v);
+                    }
+                }
+                None
+            }
+            Node::Split(s) => {
+                if s.feature >= self.num_features {
+                    return Some(format!(
+                        "feature {} but the model has {}",
+                        s.feature, self.num_features
+                    ));
+                }
+                match &s.test {
+                    Test::Lt(v) | Test::Le(v) | Test::Ge(v) | Test::Gt(v) if !value_ok(*v) => {
+                        return not_a_value("threshold", *v);
+                    }
+                    Test::InSet { words, .. } if words.len() > limits.max_set_words => {
+                        return Some(format!(
+                            "category set of {} words (at most {})",
+                            words.len(),
+                            limits.max_set_words
+                        ));
+                    }
+                    _ => {}
+                }
+                (depth as usize >= limits.max_depth)
+                    .then(|| format!("deeper than {}", limits.max_depth))
+            }
+        }
+    }
+
     /// Whether `tree` is valid and laid out as importers write trees, every child after
     /// its parent: then one pass in index order checks it (each node's depth set by its
     /// parent, `depths` reused), where the search from the root read the nodes in an
@@ -446,7 +458,7 @@ impl Ensemble {
         value_ok: &impl Fn(f64) -> bool,
         depths: &mut Vec<u32>,
     ) -> bool {
-        let (n, k) = (tree.nodes.len(), self.outputs as usize);
+        let n = tree.nodes.len();
         // A node's depth plus one; 0 while no parent reached it.
         depths.clear();
         depths.resize(n, 0);
@@ -456,31 +468,16 @@ impl Ensemble {
             if d == 0 {
                 return false;
             }
-            let ok = match node {
-                Node::Leaf(Leaf::Scalar(v)) => value_ok(*v),
-                Node::Leaf(Leaf::Vector(pairs)) => {
-                    (1..=k).contains(&pairs.len())
-                        && pairs.iter().all(|&(o, v)| (o as usize) < k && value_ok(v))
-                }
-                Node::Split(s) => {
-                    let test_ok = match &s.test {
-                        Test::Lt(v) | Test::Le(v) | Test::Ge(v) | Test::Gt(v) => value_ok(*v),
-                        Test::InSet { words, .. } => words.len() <= limits.max_set_words,
-                    };
-                    let mut ok = test_ok
-                        && s.feature < self.num_features
-                        && ((d - 1) as usize) < limits.max_depth;
-                    for c in [s.yes as usize, s.no as usize] {
-                        ok = ok && c > i && c < n && depths[c] == 0;
-                        if ok {
-                            depths[c] = d + 1;
-                        }
-                    }
-                    ok
-                }
-            };
-            if !ok {
+            if self.node_fault(node, d - 1, limits, value_ok).is_some() {
                 return false;
+            }
+            if let Node::Split(s) = node {
+                for c in [s.yes as usize, s.no as usize] {
+                    if c <= i || c >= n || depths[c] != 0 {
+                        return false;
+                    }
+                    depths[c] = d + 1;
+                }
             }
         }
         // Each node after the root was reached once, from an earlier one: a tree.

@@ -1,5 +1,6 @@
 //! Validation in index order (the one pass taken by trees whose children follow their
-//! parent) against the search from the root: both answer alike on trees of any shape.
+//! parent) against the search from the root: both answer alike on trees of any shape,
+//! and name each faulty node (values, feature, test, depth: the checks both share) alike.
 //! And compile's zero-as-missing rule, found in its one pass over the nodes.
 
 use super::tests::{arb_tree, regression, split};
@@ -109,4 +110,131 @@ fn a_node_apart_from_its_features_zero_as_missing_rule_is_named_in_compile_order
     // No rule for the feature, or nodes that agree with it: compiled.
     assert!(compiled(vec![zero_tree(0, false, 2), zero_tree(1, false, 2)]).is_none());
     assert!(compiled(vec![zero_tree(0, true, 2), zero_tree(0, true, 2)]).is_none());
+}
+
+/// A chain of `splits` splits (each sends `yes` to a leaf, `no` to the next split), so
+/// the deepest split is at depth `splits - 1`.
+fn chain(splits: u32) -> Tree {
+    let mut nodes = Vec::new();
+    for s in 0..splits {
+        let at = 2 * s;
+        nodes.push(split(0, Test::Lt(0.5), at + 1, at + 2, Branch::No));
+        nodes.push(Node::Leaf(Leaf::Scalar(1.0)));
+    }
+    nodes.push(Node::Leaf(Leaf::Scalar(2.0)));
+    Tree { nodes, group: 0 }
+}
+
+#[test]
+fn the_depth_limit_holds_to_the_split_either_way() {
+    let limits = EnsembleLimits {
+        max_depth: 5,
+        ..Default::default()
+    };
+    for in_order in [true, false] {
+        let e = regression(vec![chain(5)], Precision::F64);
+        assert!(e.validate_with(&limits, in_order).is_ok(), "{in_order}");
+        let e = regression(vec![chain(6)], Precision::F64);
+        let err = e.validate_with(&limits, in_order).unwrap_err();
+        assert_eq!(err.0, "tree 0 node 10: deeper than 5", "{in_order}");
+    }
+}
+
+#[test]
+fn each_faulty_node_is_named_alike_either_way() {
+    let leaf = |v| Node::Leaf(Leaf::Scalar(v));
+    let vector = |pairs: Vec<(u32, f64)>| Node::Leaf(Leaf::Vector(pairs));
+    let root = |feature, test| split(feature, test, 1, 2, Branch::No);
+    let set = |words| Test::InSet {
+        words: vec![0; words],
+        rule: CategoryRule::Truncate,
+    };
+    let limits = EnsembleLimits {
+        max_set_words: 4,
+        ..Default::default()
+    };
+    let finite = "is not a finite value of the model's precision";
+    let cases = [
+        (
+            Precision::F64,
+            root(3, Test::Lt(0.5)),
+            leaf(1.0),
+            "node 0: feature 3 but the model has 3".to_string(),
+        ),
+        (
+            Precision::F64,
+            root(2, Test::Lt(f64::INFINITY)),
+            leaf(1.0),
+            format!("node 0: threshold inf {finite}"),
+        ),
+        (
+            Precision::F32,
+            root(0, Test::Ge(0.1)),
+            leaf(1.0),
+            format!("node 0: threshold 0.1 {finite}"),
+        ),
+        (
+            Precision::F64,
+            root(0, set(5)),
+            leaf(1.0),
+            "node 0: category set of 5 words (at most 4)".into(),
+        ),
+        (
+            Precision::F64,
+            root(0, set(4)),
+            leaf(f64::NAN),
+            format!("node 1: leaf value NaN {finite}"),
+        ),
+        (
+            Precision::F32,
+            root(0, Test::Lt(0.5)),
+            leaf(0.1),
+            format!("node 1: leaf value 0.1 {finite}"),
+        ),
+        (
+            Precision::F64,
+            root(0, Test::Lt(0.5)),
+            vector(vec![]),
+            "node 1: leaf has 0 values for 1 outputs".into(),
+        ),
+        (
+            Precision::F64,
+            root(0, Test::Lt(0.5)),
+            vector(vec![(0, 1.0), (0, 1.0)]),
+            "node 1: leaf has 2 values for 1 outputs".into(),
+        ),
+        (
+            Precision::F64,
+            root(0, Test::Lt(0.5)),
+            vector(vec![(1, 1.0)]),
+            "node 1: leaf adds to output 1 of 1".into(),
+        ),
+        (
+            Precision::F64,
+            root(0, Test::Lt(0.5)),
+            vector(vec![(0, f64::NAN)]),
+            format!("node 1: leaf value NaN {finite}"),
+        ),
+    ];
+    for (precision, root, first, want) in cases {
+        let tree = Tree {
+            nodes: vec![root, first, leaf(2.0)],
+            group: 0,
+        };
+        let e = regression(vec![tree], precision);
+        for in_order in [true, false] {
+            let err = e.validate_with(&limits, in_order).unwrap_err();
+            assert_eq!(err.0, format!("tree 0 {want}"), "in order: {in_order}");
+        }
+    }
+    // And the same nodes, sound, pass.
+    let tree = Tree {
+        nodes: vec![root(2, set(4)), vector(vec![(0, 0.5)]), leaf(2.0)],
+        group: 0,
+    };
+    assert!(
+        regression(vec![tree], Precision::F32)
+            .validate(&limits)
+            .is_ok()
+    );
 }

@@ -41,8 +41,7 @@ impl FlatEnsemble {
     /// are contiguous from its root, a child after its parent (the wide build's one pass
     /// relies on it).
     pub fn compile(e: &Ensemble) -> Result<Self, EnsembleError> {
-        let total = e.trees.iter().map(|t| t.nodes.len()).sum();
-        Self::compile_trees(e, total, e.trees.len(), &e.trees)
+        Self::compile_trees(e, &e.trees)
     }
 
     /// [`FlatEnsemble::compile`], each tree freed once compiled, while its nodes are in
@@ -50,18 +49,19 @@ impl FlatEnsemble {
     /// of a 500-tree load's CPU).
     pub(crate) fn compile_owned(mut e: Ensemble) -> Result<Self, EnsembleError> {
         let trees = std::mem::take(&mut e.trees);
-        let total = trees.iter().map(|t| t.nodes.len()).sum();
-        Self::compile_trees(&e, total, trees.len(), trees)
+        Self::compile_trees(&e, trees)
     }
 
-    /// Compiles `count` trees of `total` nodes with the rest of `e` (whose own trees are
-    /// not read).
+    /// Compiles `trees` (borrowed, or owned and each freed once compiled) with the rest of
+    /// `e` (whose own trees are not read).
     fn compile_trees<T: std::borrow::Borrow<Tree>>(
         e: &Ensemble,
-        total: usize,
-        count: usize,
-        trees: impl IntoIterator<Item = T>,
+        trees: impl IntoIterator<Item = T> + AsRef<[Tree]>,
     ) -> Result<Self, EnsembleError> {
+        let (count, total) = {
+            let trees = trees.as_ref();
+            (trees.len(), trees.iter().map(|t| t.nodes.len()).sum())
+        };
         if total >= FEATURE_MASK as usize || e.num_features as usize > FEATURE_MASK as usize {
             return Err(EnsembleError(
                 "too many nodes or features to compile".into(),

@@ -353,6 +353,12 @@ impl WideEnsemble {
     }
 }
 
+/// Rows of a batch block by default for rows of `1 << fbits` values of `T`: as many as
+/// [`BLOCK_BYTES`] holds.
+fn default_block<T>(fbits: u32) -> usize {
+    (BLOCK_BYTES / ((1 << fbits) * size_of::<T>())).clamp(MIN_BLOCK, BLOCK)
+}
+
 impl<T: Prec + Walk> Wide<T> {
     /// Adds every tree's leaf to each prepared row's sum (`x`: rows of `num_features`
     /// and the phantom `-inf`; `acc`: rows of `outputs`), in tree order. `NAN`: whether a
@@ -457,11 +463,6 @@ impl<T: Prec + Walk> Wide<T> {
     /// Values per prepared row: the features, the phantom, padding to a power of two.
     fn stride(&self) -> usize {
         1 << self.fbits
-    }
-
-    /// Rows of a batch block by default: as many as [`BLOCK_BYTES`] holds.
-    fn default_block(&self) -> usize {
-        (BLOCK_BYTES / (self.stride() * size_of::<T>())).clamp(MIN_BLOCK, BLOCK)
     }
 
     #[inline]

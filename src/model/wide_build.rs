@@ -4,6 +4,7 @@
 use super::{
     CATEGORICAL, DEFAULT_LEFT, FEATURE_MASK, FLAG_BITS, FlatEnsemble, LANES, LEAF, MAX_GROUP_DEPTH,
     MAX_SETS, Node, Prec, Segment, VECTOR, W_CAT, W_DEFAULT_LEFT, W_LEAF, W_VECTOR, Walk, Wide,
+    default_block,
 };
 
 /// The wide layout of `flat`'s trees, or `None` if features and nodes do not fit.
@@ -31,9 +32,8 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         codes: Vec::new(),
         simd: false,
         gather: super::simd::gathers(),
-        block: 0,
+        block: default_block::<T>(fbits),
     };
-    w.block = w.default_block();
     if let Some((codes, masks)) = category_codes(flat) {
         w.smask = (masks.len().next_power_of_two() - 1) as u32;
         w.masks = masks;
