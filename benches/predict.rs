@@ -1,5 +1,6 @@
 //! Criterion benches: prediction (flat evaluator against smartcore's `predict`), the
-//! `/score` request decoding and response encoding, the metrics and drift observation of
+//! `/score` request decoding (IRIS's 4 features, and 30 as Python writes them) and response
+//! encoding, the metrics and drift observation of
 //! one request, and the whole in-process request handler (treeserve's, against the floor
 //! server's handler on the same requests), and the CSV's number parser (`csv_numbers`:
 //! treeserve's against `fast-float2` and `str::parse`, on numpy's `%.17g` numbers).
@@ -107,6 +108,33 @@ fn codec(c: &mut Criterion) {
     g.bench_function("decode/100", |b| {
         b.iter(|| {
             score::decode(black_box(batch.as_bytes()), m.features(), 10_000, &mut buf).unwrap()
+        })
+    });
+    // One row of 30 features, as Python's `json.dumps` writes them (shortest round-trip
+    // form: mostly 16–17 digits), 1,000 different rows in turn.
+    let names: Vec<String> = (0..30).map(|i| format!("f{i}")).collect();
+    let mut state = 7u64;
+    let wide: Vec<String> = (0..1000)
+        .map(|_| {
+            let fields: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let x = ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 6.0;
+                    format!("\"{n}\": {x}")
+                })
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        })
+        .collect();
+    g.throughput(Throughput::Elements(1));
+    let mut k = 0;
+    g.bench_function("decode/1x30", |b| {
+        b.iter(|| {
+            k = (k + 1) % wide.len();
+            score::decode(black_box(wide[k].as_bytes()), &names, 10_000, &mut buf).unwrap()
         })
     });
     let classes: Vec<usize> = (0..100).map(|i| i % 3).collect();
