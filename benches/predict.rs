@@ -20,16 +20,23 @@ use treeserve::train::{TrainConfig, load_csv, train_dataset};
 type Tree = DecisionTreeClassifier<f64, u32, DenseMatrix<f64>, Vec<u32>>;
 type Forest = RandomForestClassifier<f64, u32, DenseMatrix<f64>, Vec<u32>>;
 
+/// The next state of the benches' generator (a 64-bit LCG: Knuth's MMIX constants).
+fn next(s: &mut u64) -> u64 {
+    *s = s
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *s
+}
+
+/// The next uniform in [0, 1) (53 bits) of the generator at `s`.
+fn uniform(s: &mut u64) -> f64 {
+    (next(s) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 fn rows(n: usize) -> Vec<f64> {
     let mut s = 1u64;
     (0..n * 4)
-        .map(|i| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let hi = [8.0, 4.5, 7.0, 2.5][i % 4];
-            (s >> 11) as f64 / (1u64 << 53) as f64 * hi
-        })
+        .map(|i| uniform(&mut s) * [8.0, 4.5, 7.0, 2.5][i % 4])
         .collect()
 }
 
@@ -118,13 +125,7 @@ fn codec(c: &mut Criterion) {
         .map(|_| {
             let fields: Vec<String> = names
                 .iter()
-                .map(|n| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let x = ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 6.0;
-                    format!("\"{n}\": {x}")
-                })
+                .map(|n| format!("\"{n}\": {}", (uniform(&mut state) - 0.5) * 6.0))
                 .collect();
             format!("{{{}}}", fields.join(", "))
         })
@@ -241,9 +242,7 @@ fn numpy_numbers(n: usize) -> Vec<u8> {
     let mut s = 9u64;
     let mut text = String::new();
     for _ in 0..n {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        next(&mut s);
         // A sum of uniforms: roughly normal, about two thirds below 1 in magnitude.
         let u = |k: u32| ((s >> (11 + 13 * k)) & 0x1fff) as f64 / 8192.0;
         let x = (u(0) + u(1) + u(2) + u(3) - 2.0) * 1.7;
