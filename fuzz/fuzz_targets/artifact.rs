@@ -5,27 +5,35 @@
 //! The first byte picks how deep the input reaches: 0 — the bytes as a file (header and
 //! checksums); 1 — the rest as an artifact body, sealed with a valid header and checksum
 //! (MessagePack decoding, length prefixes); 2 — that body with its payload checksum fixed
-//! too (manifest and tree validation, golden rows, prediction). Every input also goes
-//! through the manifest's ranged read (`read_manifest_head`) at three cuts.
+//! too (manifest and tree validation, golden rows, prediction); 3 — as 2, in format 3 (the
+//! payload read as the wide layout). Every input also goes through the manifest's ranged
+//! read (`read_manifest_head`) at three cuts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use treeserve::Model;
-use treeserve::model::{encode_artifact, read_manifest, read_manifest_head, read_parts, seal};
+use treeserve::model::{
+    FORMAT_VERSION_WIDE, encode_artifact, encode_artifact_as, read_manifest, read_manifest_head,
+    read_parts, seal,
+};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&mode, rest)) = input.split_first() else {
         return;
     };
-    let bytes = match mode % 3 {
+    let bytes = match mode % 4 {
         0 => input.to_vec(),
         1 => seal(rest),
-        _ => {
+        m => {
             let sealed = seal(rest);
             let Ok((manifest, payload)) = read_parts(&sealed) else {
                 return;
             };
-            encode_artifact(&manifest, payload)
+            if m == 2 {
+                encode_artifact(&manifest, payload)
+            } else {
+                encode_artifact_as(&manifest, payload, FORMAT_VERSION_WIDE)
+            }
         }
     };
     // A manifest read from the first bytes (a ranged read) is the manifest, or asks for

@@ -7,7 +7,8 @@ use super::{ImportError, Imported, ImportedTask};
 use crate::model::ensemble::Ensemble;
 use crate::model::tree::TreeLimits;
 use crate::model::{
-    Algorithm, GoldenRow, ImportInfo, Manifest, Model, Parity, Task, TrainingData, encode_artifact,
+    Algorithm, GoldenRow, ImportInfo, Manifest, Model, Parity, Task, TrainingData,
+    encode_artifact_as,
 };
 
 /// Relative tolerance of the parity check: `|ours - theirs| <= TOL · max(|theirs|, 1e-3)`.
@@ -89,7 +90,13 @@ pub fn build(imported: Imported, opts: ImportOptions) -> Result<Built, ImportErr
             opts.name
         )));
     }
-    let payload = rmp_serde::to_vec(e).expect("an ensemble serializes");
+    // Limits beyond a default load's: what the frameworks write.
+    let limits = TreeLimits {
+        max_depth: 4096,
+        max_trees: 1 << 16,
+        ..TreeLimits::default()
+    };
+    let (payload, format) = crate::model::ensemble_payload(e, &limits)?;
     let flat = crate::model::flat::FlatEnsemble::compile(e)?;
     let k = flat.num_scores();
     let mut scratch = crate::model::flat::Scratch::default();
@@ -197,12 +204,7 @@ pub fn build(imported: Imported, opts: ImportOptions) -> Result<Built, ImportErr
         }),
         regression_metrics,
     };
-    let artifact = encode_artifact(&manifest, &payload);
-    let limits = TreeLimits {
-        max_depth: 4096,
-        max_trees: 1 << 16,
-        ..TreeLimits::default()
-    };
+    let artifact = encode_artifact_as(&manifest, &payload, format);
     let model = Model::from_bytes(&artifact, 0, &limits)
         .map_err(|err| ImportError::Usage(format!("the built artifact does not load: {err}")))?;
     Ok(Built {

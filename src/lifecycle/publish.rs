@@ -44,9 +44,10 @@ pub fn publish_gated(
     }
     // The artifact says it goes through the gate: a version with this mark and no
     // decision is one whose publisher stopped early.
+    let (format, _) = crate::model::unseal_version(&trained.artifact)?;
     let (mut manifest, payload) = crate::model::read_parts(&trained.artifact)?;
     manifest.training.gated = true;
-    let artifact = crate::model::encode_artifact(&manifest, payload);
+    let artifact = crate::model::encode_artifact_as(&manifest, payload, format);
     let model = Model::from_bytes(&artifact, 0, &TreeLimits::default())?;
     let test = &trained.test_rows;
     let train = complement(data.rows(), test);

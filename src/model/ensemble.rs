@@ -270,9 +270,9 @@ impl Ensemble {
         self.validate_with(limits, true)
     }
 
-    /// [`Ensemble::validate`]; `in_order: false` searches every tree from its root (the
-    /// tests check that both answer alike).
-    fn validate_with(&self, limits: &EnsembleLimits, in_order: bool) -> Result<(), EnsembleError> {
+    /// The model-level part of [`Ensemble::validate`] (outputs and their kind, features,
+    /// base, mean): everything but the trees, shared with the wide layout's reader.
+    pub(super) fn validate_model(&self, limits: &EnsembleLimits) -> Result<(), EnsembleError> {
         let bad = |m: String| Err(EnsembleError(m));
         let k = self.outputs as usize;
         if k == 0 || k > limits.max_outputs {
@@ -301,13 +301,6 @@ impl Ensemble {
         if self.num_features == 0 {
             return bad("num_features: 0".into());
         }
-        if self.trees.is_empty() || self.trees.len() > limits.max_trees {
-            return bad(format!(
-                "{} trees (1 to {} allowed)",
-                self.trees.len(),
-                limits.max_trees
-            ));
-        }
         if !self.base.is_empty() && self.base.len() != k {
             return bad(format!("base: {} values for {k} outputs", self.base.len()));
         }
@@ -322,6 +315,24 @@ impl Ensemble {
             && !(divisor.is_finite() && divisor > 0.0)
         {
             return bad(format!("mean divisor {divisor} is not a positive number"));
+        }
+        Ok(())
+    }
+
+    /// [`Ensemble::validate`]; `in_order: false` searches every tree from its root (the
+    /// tests check that both answer alike).
+    fn validate_with(&self, limits: &EnsembleLimits, in_order: bool) -> Result<(), EnsembleError> {
+        self.validate_model(limits)?;
+        let bad = |m: String| Err(EnsembleError(m));
+        let k = self.outputs as usize;
+        let f32_model = self.precision == Precision::F32;
+        let value_ok = |v: f64| v.is_finite() && (!f32_model || (v as f32) as f64 == v);
+        if self.trees.is_empty() || self.trees.len() > limits.max_trees {
+            return bad(format!(
+                "{} trees (1 to {} allowed)",
+                self.trees.len(),
+                limits.max_trees
+            ));
         }
         let mut total = 0usize;
         let mut seen: Vec<bool> = Vec::new();

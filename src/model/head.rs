@@ -7,7 +7,8 @@ use std::fmt::Debug;
 use std::ops::{AddAssign, DivAssign};
 
 use super::ensemble::{
-    Aggregation, BasePlacement, CategoryRule, Ensemble, OutputKind, Precision, Transform,
+    Aggregation, BasePlacement, CategoryRule, Ensemble, EnsembleError, EnsembleLimits, OutputKind,
+    Precision, Transform,
 };
 
 /// LightGBM's `kZeroThreshold`: `1e-35f` as a double.
@@ -74,7 +75,7 @@ impl Prec for f64 {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct CategorySet {
     pub(super) words: Box<[u32]>,
     pub(super) rule: CategoryRule,
@@ -105,8 +106,9 @@ impl CategorySet {
     }
 }
 
-/// What a compiled ensemble knows besides its nodes.
-#[derive(Debug, Clone)]
+/// What a compiled ensemble knows besides its nodes (written as it is in the wide
+/// layout's artifact payload, [`super::wide`]; [`Head::check`] reads it back).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Head {
     pub(super) leaf_table: Vec<(u32, f64)>,
     pub(super) sets: Vec<CategorySet>,
@@ -114,7 +116,7 @@ pub(super) struct Head {
     pub(super) any_zero_missing: bool,
     pub(super) num_features: usize,
     pub(super) outputs: usize,
-    base: Vec<f64>,
+    pub(super) base: Vec<f64>,
     base_placement: BasePlacement,
     aggregation: Aggregation,
     pub(super) precision: Precision,
@@ -150,6 +152,76 @@ impl Head {
             output: e.output,
             num_scores: e.num_scores(),
         }
+    }
+
+    /// Checks a head read from a file: the model-level rules of [`Ensemble::validate`],
+    /// and what the compiler derives (the base's length, the scores, the zero-as-missing
+    /// features, the sets' sizes, the vector leaves' table) consistent with them.
+    pub(super) fn check(&self, limits: &EnsembleLimits) -> Result<(), EnsembleError> {
+        let bad = |m: String| Err(EnsembleError(m));
+        let shell = Ensemble {
+            num_features: u32::try_from(self.num_features).unwrap_or(u32::MAX),
+            outputs: u32::try_from(self.outputs).unwrap_or(u32::MAX),
+            trees: Vec::new(),
+            base: self.base.clone(),
+            base_placement: self.base_placement,
+            aggregation: self.aggregation,
+            precision: self.precision,
+            zero_snap: self.zero_snap,
+            transform: self.transform,
+            output_cast_f32: self.output_cast_f32,
+            output: self.output,
+        };
+        shell.validate_model(limits)?;
+        if self.num_features >= 1 << 24 {
+            return bad(format!(
+                "{} features (fewer than 2^24 allowed)",
+                self.num_features
+            ));
+        }
+        if self.base.len() != self.outputs {
+            return bad(format!(
+                "base: {} values for {} outputs",
+                self.base.len(),
+                self.outputs
+            ));
+        }
+        if self.num_scores != shell.num_scores() {
+            return bad(format!(
+                "{} scores where the output kind gives {}",
+                self.num_scores,
+                shell.num_scores()
+            ));
+        }
+        if self.zero_missing.len() != self.num_features
+            || self.any_zero_missing != self.zero_missing.contains(&true)
+        {
+            return bad("the zero-as-missing features do not match the features".into());
+        }
+        if let Some(s) = self
+            .sets
+            .iter()
+            .find(|s| s.words.len() > limits.max_set_words)
+        {
+            return bad(format!(
+                "a category set of {} words (at most {} allowed)",
+                s.words.len(),
+                limits.max_set_words
+            ));
+        }
+        let f32_model = self.precision == Precision::F32;
+        let value_ok = |v: f64| v.is_finite() && (!f32_model || (v as f32) as f64 == v);
+        if let Some(&(o, v)) = self
+            .leaf_table
+            .iter()
+            .find(|&&(o, v)| o as usize >= self.outputs || !value_ok(v))
+        {
+            return bad(format!(
+                "a vector leaf gives {v} to output {o} of {}",
+                self.outputs
+            ));
+        }
+        Ok(())
     }
 
     /// The row pre-pass: f32 rounding, LightGBM's zero snap and zero-as-missing, appended

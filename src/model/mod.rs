@@ -27,15 +27,18 @@ pub mod wide;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use loaded::{GOLDEN_TOLERANCE, KEPT_GOLDEN_ROWS, Model, PARALLEL_MIN_ROWS};
+pub use loaded::{GOLDEN_TOLERANCE, KEPT_GOLDEN_ROWS, Model, PARALLEL_MIN_ROWS, ensemble_payload};
 pub use manifest::*;
 
 /// First bytes of every artifact.
 pub const MAGIC: &[u8; 8] = b"TREESERV";
 /// The artifact format version of smartcore models (what `train` writes).
 pub const FORMAT_VERSION: u32 = 1;
-/// The artifact format version of imported models.
+/// The artifact format version of imported models (and regressors): the trees.
 pub const FORMAT_VERSION_ENSEMBLE: u32 = 2;
+/// The artifact format version of imported ensembles laid out for the wide evaluator
+/// (what `import` writes for 16 trees or more: [`wide::WideEnsemble::to_payload`]).
+pub const FORMAT_VERSION_WIDE: u32 = 3;
 const HEADER_LEN: usize = 8 + 4 + 8 + 32;
 
 /// Why an artifact was refused.
@@ -49,7 +52,7 @@ pub enum ArtifactError {
     BadMagic,
     /// Written by an incompatible format version.
     #[error(
-        "unsupported artifact format version {found} (this build reads {FORMAT_VERSION} and {FORMAT_VERSION_ENSEMBLE}); upgrade treeserve"
+        "unsupported artifact format version {found} (this build reads {FORMAT_VERSION} to {FORMAT_VERSION_WIDE}); upgrade treeserve"
     )]
     UnsupportedVersion {
         /// Version found in the header.
@@ -120,6 +123,11 @@ pub fn encode_artifact(manifest: &Manifest, payload: &[u8]) -> Vec<u8> {
     } else {
         FORMAT_VERSION
     };
+    encode_artifact_as(manifest, payload, version)
+}
+
+/// [`encode_artifact`] with the format `version` the payload is in.
+pub fn encode_artifact_as(manifest: &Manifest, payload: &[u8], version: u32) -> Vec<u8> {
     let mut manifest = manifest.clone();
     manifest.payload_sha256 = sha256_hex(payload);
     let body = rmp_serde::to_vec_named(&BodyOut {
@@ -179,7 +187,7 @@ pub(crate) fn unseal_header(bytes: &[u8]) -> Result<(u32, &[u8], &[u8]), Artifac
         )));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION && version != FORMAT_VERSION_ENSEMBLE {
+    if !(FORMAT_VERSION..=FORMAT_VERSION_WIDE).contains(&version) {
         return Err(ArtifactError::UnsupportedVersion { found: version });
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));

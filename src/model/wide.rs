@@ -26,6 +26,8 @@ use simd::Walk;
 
 #[path = "wide_build.rs"]
 mod build;
+#[path = "wide_file.rs"]
+mod file;
 #[cfg(target_arch = "x86_64")]
 #[path = "wide_pair.rs"]
 mod pair;
@@ -81,7 +83,7 @@ struct Node<T> {
     m: u32,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Segment {
     /// Up to `LANES` trees walked together for `depth` steps; lanes past `count` walk the
     /// dummy leaf 0.

@@ -14,17 +14,17 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 /// splitmix64.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
     fn unit(&mut self) -> f64 {
@@ -33,22 +33,22 @@ impl Rng {
 }
 
 #[derive(Debug, Clone)]
-struct Case {
-    seed: u64,
-    trees: usize,
-    f32m: bool,
-    outputs: u32,
-    snap: bool,
-    mean: bool,
-    after: bool,
-    rows: usize,
-    features: u32,
+pub(super) struct Case {
+    pub(super) seed: u64,
+    pub(super) trees: usize,
+    pub(super) f32m: bool,
+    pub(super) outputs: u32,
+    pub(super) snap: bool,
+    pub(super) mean: bool,
+    pub(super) after: bool,
+    pub(super) rows: usize,
+    pub(super) features: u32,
     /// Category splits the wide evaluator groups: one rule, categories below 63, only on
     /// features 0, 3, 6, … (which no number split reads).
-    grouped_cats: bool,
+    pub(super) grouped_cats: bool,
 }
 
-fn arb_case() -> impl Strategy<Value = Case> {
+pub(super) fn arb_case() -> impl Strategy<Value = Case> {
     (
         any::<u64>(),
         prop_oneof![1usize..40, 65usize..150], // >64: one row's groups in several rounds
@@ -86,7 +86,7 @@ fn arb_case() -> impl Strategy<Value = Case> {
         )
 }
 
-fn ensemble(c: &Case) -> Ensemble {
+pub(super) fn ensemble(c: &Case) -> Ensemble {
     let mut r = Rng(c.seed);
     let round = |v: f64| if c.f32m { v as f32 as f64 } else { v };
     // Features 3 and 4 treat zero as missing in every node (LightGBM's missing type Zero).
@@ -235,7 +235,7 @@ fn ensemble(c: &Case) -> Ensemble {
 
 /// Rows whose values sit on, just around and between the f32 and f64 roundings of the
 /// thresholds, plus NaN, zeros, tiny values and small integers (categories).
-fn rows(e: &Ensemble, n: usize, seed: u64) -> Vec<f64> {
+pub(super) fn rows(e: &Ensemble, n: usize, seed: u64) -> Vec<f64> {
     let mut r = Rng(seed ^ 0x5eed);
     let mut ts: Vec<f64> = e
         .trees
@@ -297,7 +297,7 @@ fn check(c: &Case, mutate: fn(&mut WideEnsemble)) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn check_walk(
+pub(super) fn check_walk(
     c: &Case,
     e: &Ensemble,
     flat: &FlatEnsemble,

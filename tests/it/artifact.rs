@@ -65,19 +65,23 @@ fn header_errors_are_specific() {
     b[0] = b'X';
     assert!(matches!(load(&b), Err(ArtifactError::BadMagic)));
     let mut b = t.artifact.clone();
-    b[8] = 3;
+    b[8] = 4;
     assert!(matches!(
         load(&b),
-        Err(ArtifactError::UnsupportedVersion { found: 3 })
+        Err(ArtifactError::UnsupportedVersion { found: 4 })
     ));
-    // Version 2 is the imported models' format: a smartcore payload under it is refused.
-    let mut b = t.artifact.clone();
-    b[8] = 2;
-    assert!(
-        matches!(load(&b), Err(ArtifactError::Invalid(ref m)) if m.contains("format version 2")),
-        "{:?}",
-        load(&b).err()
-    );
+    // Versions 2 and 3 are the imported models' formats: a smartcore payload under either
+    // is refused.
+    for v in [2u8, 3] {
+        let mut b = t.artifact.clone();
+        b[8] = v;
+        let want = format!("format version {v}");
+        assert!(
+            matches!(load(&b), Err(ArtifactError::Invalid(ref m)) if m.contains(&want)),
+            "{:?}",
+            load(&b).err()
+        );
+    }
     let mut b = t.artifact.clone();
     b.push(0);
     assert!(matches!(load(&b), Err(ArtifactError::Decode(_))));

@@ -1,5 +1,5 @@
 use super::{Engine, Model, PARALLEL_MIN_ROWS};
-use crate::import::build::{ImportOptions, build};
+use crate::import::build::{Built, ImportOptions, build};
 use crate::import::{Imported, ImportedTask};
 use crate::model::ensemble::{
     Aggregation, BasePlacement, Branch, Ensemble, Leaf, Node, OutputKind, Precision, Split, Test,
@@ -47,6 +47,11 @@ fn tree(r: &mut Rng, leaves: usize, features: usize, f32m: bool) -> Tree {
 
 /// An imported model of `trees` trees: an f32 binary classifier, or an f64 regressor.
 fn imported(trees: usize, features: usize, classifier: bool) -> Model {
+    built(trees, features, classifier).0.model
+}
+
+/// [`imported`]'s import, and its trees.
+fn built(trees: usize, features: usize, classifier: bool) -> (Built, Ensemble) {
     let mut r = Rng(trees as u64 * 7 + features as u64);
     let ensemble = Ensemble {
         num_features: features as u32,
@@ -76,7 +81,7 @@ fn imported(trees: usize, features: usize, classifier: bool) -> Model {
         },
     };
     let imported = Imported {
-        ensemble,
+        ensemble: ensemble.clone(),
         task: if classifier {
             ImportedTask::Classification
         } else {
@@ -94,7 +99,7 @@ fn imported(trees: usize, features: usize, classifier: bool) -> Model {
         name: "t".into(),
         ..Default::default()
     };
-    build(imported, opts).expect("builds").model
+    (build(imported, opts).expect("builds"), ensemble)
 }
 
 fn iris() -> Model {
@@ -203,4 +208,62 @@ fn concurrent_batches_share_the_cores_and_stay_exact() {
             });
         }
     });
+}
+
+#[test]
+fn imports_write_the_wide_layout_and_the_trees_still_load_alike() {
+    use crate::model::{
+        ArtifactError, FORMAT_VERSION_ENSEMBLE, FORMAT_VERSION_WIDE, encode_artifact_as,
+        read_parts, unseal_version,
+    };
+    for classifier in [true, false] {
+        let (b, e) = built(40, 12, classifier);
+        let (format, _) = unseal_version(&b.artifact).unwrap();
+        assert_eq!(format, FORMAT_VERSION_WIDE, "an import of 40 trees");
+        let (manifest, wide_payload) = read_parts(&b.artifact).unwrap();
+        let trees = rmp_serde::to_vec(&e).unwrap();
+        let v2 = encode_artifact_as(&manifest, &trees, FORMAT_VERSION_ENSEMBLE);
+        let (m3, m2) = (
+            Model::from_bytes(&b.artifact, 1, &Default::default()).unwrap(),
+            Model::from_bytes(&v2, 1, &Default::default()).unwrap(),
+        );
+        assert!(matches!(m2.engine, Engine::Wide(_)) && matches!(m3.engine, Engine::Wide(_)));
+        let x = rows(2000, 12, 3);
+        let (s3, c3) = one_by_one(&m3, &x);
+        let (s2, c2) = one_by_one(&m2, &x);
+        assert_eq!((bits(&s3), c3), (bits(&s2), c2));
+        // Each payload under the other's format number: refused, not misread.
+        let swapped = [
+            encode_artifact_as(&manifest, wide_payload, FORMAT_VERSION_ENSEMBLE),
+            encode_artifact_as(&manifest, &trees, FORMAT_VERSION_WIDE),
+        ];
+        for a in swapped {
+            let err = Model::from_bytes(&a, 1, &Default::default()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ArtifactError::Decode(_) | ArtifactError::InvalidTree(_)
+                ),
+                "{err}"
+            );
+        }
+    }
+    // Fewer trees than the wide evaluator takes: the trees, format 2.
+    let (small, _) = built(5, 4, true);
+    assert_eq!(
+        unseal_version(&small.artifact).unwrap().0,
+        FORMAT_VERSION_ENSEMBLE
+    );
+}
+
+#[test]
+fn a_smartcore_manifest_in_format_3_is_refused() {
+    use crate::model::{FORMAT_VERSION_WIDE, encode_artifact_as, read_parts};
+    let bytes = std::fs::read("models/iris/versions/1/model.tsm").unwrap();
+    let (manifest, _) = read_parts(&bytes).unwrap();
+    let (b, _) = built(40, 4, true);
+    let (_, wide_payload) = read_parts(&b.artifact).unwrap();
+    let a = encode_artifact_as(&manifest, wide_payload, FORMAT_VERSION_WIDE);
+    let err = Model::from_bytes(&a, 1, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("format version 3"), "{err}");
 }
