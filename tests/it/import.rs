@@ -241,3 +241,59 @@ fn the_import_command_refuses_pickles_and_unknown_files_in_one_line() {
         assert!(!err.contains("backtrace"), "{err}");
     }
 }
+
+/// [`regressor`]'s two trees ten times over, leaves shifted: enough trees for the wide
+/// layout (format 3).
+fn many_trees() -> Imported {
+    let mut m = regressor();
+    let two = m.ensemble.trees.clone();
+    m.ensemble.trees = (0..10)
+        .flat_map(|i| {
+            two.iter().cloned().map(move |mut t| {
+                for n in &mut t.nodes {
+                    if let Node::Leaf(Leaf::Scalar(v)) = n
+                        && *v >= 10.0
+                    {
+                        *v += f64::from(i);
+                    }
+                }
+                t
+            })
+        })
+        .collect();
+    m
+}
+
+#[test]
+fn imports_write_format_3_and_format_2_artifacts_still_serve_alike() {
+    // Leaves 10+i and 20+i for x, 1 and 2 for y, ten times, and the base.
+    let expected = "predicted_price\n155.5\n265.5\n265.5\n155.5\n";
+    let built = build(many_trees(), options(expected)).unwrap();
+    let format = |a: &[u8]| u32::from_le_bytes(a[8..12].try_into().unwrap());
+    assert_eq!(format(&built.artifact), 3, "an import of 20 trees");
+    let (manifest, _) = treeserve::model::read_parts(&built.artifact).unwrap();
+    let trees = rmp_serde::to_vec(&many_trees().ensemble).unwrap();
+    let v2 = treeserve::model::encode_artifact_as(&manifest, &trees, 2);
+    let reg = TestRegistry::new();
+    for (file, bytes) in [("v3.tsm", &built.artifact), ("v2.tsm", &v2)] {
+        let path = reg.path().join(file);
+        std::fs::write(&path, bytes).unwrap();
+        reg.publish(&path, None);
+    }
+    let input = reg.path().join("rows.csv");
+    std::fs::write(&input, "x,y\n1,-1\n3,5\n,1\n1,\n").unwrap();
+    for version in ["1", "2"] {
+        let out = treeserve_ok(&[
+            "predict",
+            "--registry",
+            reg.arg(),
+            "--version",
+            version,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            "-",
+        ]);
+        assert_eq!(out, expected, "version {version}");
+    }
+}
