@@ -10,10 +10,12 @@
 //! batch block) is chosen again at load.
 //!
 //! A file can hold anything, so [`check`] proves what the walks rely on before a node is
-//! walked: every child and root in range, a split's children after it (a lone tree's walk
-//! ends), every node reached exactly once (no cycle, no sharing), a grouped tree no deeper
-//! than its group and without vector leaves, a lone tree's category sets in the table,
-//! leaves finite, features, outputs and ranges in bounds, the counts and limits. Then the
+//! walked, in one pass over the nodes: the trees laid out exactly as the builder lays them
+//! out (each segment's roots, then level by level each split's two children at the next
+//! free place: so a split's children are after it, a lone tree's walk ends, and every node
+//! is reached exactly once), a grouped tree no deeper than its group and without vector
+//! leaves, a lone tree's category sets in the table, leaves finite, features, outputs and
+//! ranges in bounds, the counts and limits. Then the
 //! golden rows check the answers, as for every artifact. The `wide_payload` fuzz target
 //! feeds it arbitrary bytes.
 
@@ -183,7 +185,11 @@ fn wide<T: Prec + Walk + Bytes>(
     Ok(w)
 }
 
-/// What the walks rely on, whatever the file holds (see the module).
+/// What the walks rely on, whatever the file holds (see the module). One pass in node
+/// order: the segments tile the nodes after the empty leaf 0, each one's trees laid out as
+/// the builder lays them out, level by level over its trees (the roots first, then each
+/// split's two children at the next free place): so every child is after its parent, every
+/// node is reached exactly once, and a node's depth is known when it is read.
 fn check<T: Prec + Walk>(
     w: &Wide<T>,
     h: &Head,
@@ -218,43 +224,17 @@ fn check<T: Prec + Walk>(
     if w.codes.windows(2).any(|p| p[0] >= p[1]) || w.codes.last().is_some_and(|&f| f >= nf) {
         return bad("the category features are not increasing features of the model".into());
     }
-    // Every node on its own: its kind, feature, child and value.
-    for (i, n) in w.nodes.iter().enumerate() {
-        let (t, m) = (n.t, n.m);
-        let (f, flags, child) = ((m & w.fmask) as usize, w.flags(m), (m >> w.cshift) as usize);
-        let fault = if flags == W_LEAF | W_VECTOR {
-            (f != 0 || child >= w.ranges.len()).then_some("a vector leaf out of its table")
-        } else if flags & W_LEAF != 0 {
-            (flags != W_LEAF || f != nf || child != i || !t.f64().is_finite())
-                .then_some("a leaf that is not its own finite, final node")
-        } else if f >= nf {
-            Some("a split on a feature the model does not have")
-        } else if child <= i || child + 1 >= len {
-            Some("a split whose children are not after it, in range")
-        } else if flags & W_CAT == 0 && t.nan() {
-            Some("a split on NaN")
-        } else {
-            None
-        };
-        if let Some(fault) = fault {
-            return bad(format!("node {i}: {fault}"));
-        }
-    }
     let dummy = w.nodes.first().map(|n| (n.t.f64(), n.m));
     if dummy != Some((0.0, w.meta(nf as u32, W_LEAF, 0))) {
         return bad("node 0 is not the layout's empty leaf".into());
     }
-    // Every tree from its root: each node reached once, kinds and depths as the walk of its
-    // segment wants them.
-    let category = {
-        let mut c = vec![false; nf];
-        w.codes.iter().for_each(|&f| c[f] = true);
-        c
-    };
-    let mut reached = vec![false; len];
-    reached[0] = true;
-    let mut stack: Vec<(usize, usize)> = Vec::new();
-    let mut trees = 0u64;
+    // A prepared row holds the category of the features in `codes`.
+    let mut coded = vec![false; nf];
+    w.codes.iter().for_each(|&f| coded[f] = true);
+    let max_depth = limits.max_depth;
+    // A scalar leaf's meta word, but for its index (its own child).
+    let leaf = w.meta(nf as u32, W_LEAF, 0);
+    let (mut next, mut trees) = (1usize, 0u64);
     for (s, seg) in w.segments.iter().enumerate() {
         let bad = |m: String| Err(EnsembleError(format!("segment {s}: {m}")));
         let (roots, outs, count, depth, grouped) = match seg {
@@ -264,7 +244,7 @@ fn check<T: Prec + Walk>(
                 count,
                 depth,
                 ..
-            } if *depth <= MAX_GROUP_DEPTH.min(limits.max_depth) => {
+            } if *depth <= MAX_GROUP_DEPTH.min(max_depth) => {
                 (&roots[..], &outs[..], *count, *depth, true)
             }
             Segment::Group { depth, .. } => return bad(format!("a group of depth {depth}")),
@@ -272,7 +252,7 @@ fn check<T: Prec + Walk>(
                 std::slice::from_ref(root),
                 std::slice::from_ref(out),
                 1,
-                limits.max_depth,
+                max_depth,
                 false,
             ),
         };
@@ -282,69 +262,100 @@ fn check<T: Prec + Walk>(
         if outs.iter().any(|&o| o as usize >= k) || roots[count..].iter().any(|&r| r != 0) {
             return bad("an output out of range, or a lane past the trees not empty".into());
         }
+        if (0..count).any(|j| roots[j] as usize != next + j) || next + count > len {
+            return bad("its roots are not the next nodes".into());
+        }
         trees += count as u64;
+        // The nodes from `next` to `end` are this segment's, `end` its next free place.
+        let mut end = next + count;
         let mut has_cat = false;
-        for &root in &roots[..count] {
-            stack.clear();
-            stack.push((root as usize, 0));
-            while let Some((i, d)) = stack.pop() {
-                let Some(seen) = reached.get_mut(i) else {
-                    return bad(format!("root {i} out of range"));
-                };
-                if std::mem::replace(seen, true) {
-                    return bad(format!("node {i} reached twice"));
+        // Level by level: `d` the depth of the nodes up to `level_end`.
+        let (mut i, mut d, mut level_end) = (next, 0, end);
+        while i < end {
+            if i == level_end {
+                d += 1;
+                level_end = end;
+            }
+            let n = w.nodes[i];
+            let (t, m) = (n.t, n.m);
+            // The common nodes first: a scalar leaf; a number split on a number.
+            if m == leaf | (i as u32) << w.cshift && t.f64().is_finite() {
+                i += 1;
+                continue;
+            }
+            let (f, flags, child) = ((m & w.fmask) as usize, w.flags(m), (m >> w.cshift) as usize);
+            if flags & !W_DEFAULT_LEFT == 0
+                && f < nf
+                && !coded[f]
+                && d < depth
+                && child == end
+                && end + 2 <= len
+                && !t.nan()
+            {
+                end += 2;
+                i += 1;
+                continue;
+            }
+            let fault = if flags == W_LEAF | W_VECTOR {
+                if grouped {
+                    Some("a vector leaf in a group")
+                } else {
+                    (f != 0 || child >= w.ranges.len()).then_some("a vector leaf out of its table")
                 }
-                let n = w.nodes[i];
-                let (t, m) = (n.t, n.m);
-                let flags = w.flags(m);
-                if flags & W_LEAF != 0 {
-                    if grouped && flags & W_VECTOR != 0 {
-                        return bad(format!("node {i}: a vector leaf in a group"));
-                    }
-                    continue;
-                }
-                if d >= depth {
-                    return bad(format!("node {i}: a split deeper than {depth}"));
-                }
-                let f = (m & w.fmask) as usize;
+            } else if flags & W_LEAF != 0 {
+                (flags != W_LEAF || f != nf || child != i || !t.f64().is_finite())
+                    .then_some("a leaf that is not its own finite, final node")
+            } else if f >= nf {
+                Some("a split on a feature the model does not have")
+            } else if d >= depth {
+                Some("a split deeper than its segment's depth")
+            } else if child != end {
+                Some("a split whose children are not the next nodes of its trees")
+            } else if end + 2 > len {
+                Some("a split whose children are past the last node")
+            } else {
                 let cat = flags & W_CAT != 0;
-                // A prepared row holds the category of the features in `codes`: a number
-                // split must not read one, a grouped category split must.
-                let coded = category[f];
-                if (!cat && coded) || (cat && !coded && (grouped || !w.codes.is_empty())) {
-                    return bad(format!(
-                        "node {i}: feature {f} split as a number and a category"
-                    ));
-                }
                 has_cat |= cat;
-                // A lone tree's category split reads its set from the head's table; a grouped
-                // one the set's bits (f64) or its index in the masks (f32).
-                let index = t.f64();
+                // A lone tree's category split reads its set from the head's table; a
+                // grouped one the set's bits (f64) or its index in the masks (f32).
                 let table = match (grouped, T::SET_IN_NODE) {
                     (false, _) => h.sets.len(),
                     (true, false) => w.masks.len(),
                     (true, true) => usize::MAX,
                 };
+                let index = t.f64();
                 let in_table = table == usize::MAX
                     || (index >= 0.0 && index.fract() == 0.0 && (index as usize) < table);
-                if cat && !in_table {
-                    return bad(format!("node {i}: a category set out of the table"));
+                // A number split must not read a category the row holds, a grouped
+                // category split must read one.
+                if (!cat && coded[f]) || (cat && !coded[f] && (grouped || !w.codes.is_empty())) {
+                    Some("a split reading a feature as a number and a category")
+                } else if cat && !in_table {
+                    Some("a category set out of the table")
+                } else if !cat && t.nan() {
+                    Some("a split on NaN")
+                } else {
+                    end += 2;
+                    None
                 }
-                let c = (m >> w.cshift) as usize;
-                stack.extend([(c, d + 1), (c + 1, d + 1)]);
+            };
+            if let Some(fault) = fault {
+                return bad(format!("node {i}: {fault}"));
             }
+            i += 1;
         }
         if let Segment::Group { cat, .. } = seg
             && *cat != has_cat
         {
             return bad("its category flag does not match its splits".into());
         }
+        next = end;
     }
     if trees != num_trees {
         return bad(format!("{trees} trees laid out, {num_trees} counted"));
     }
-    if let Some(i) = reached.iter().position(|&r| !r) {
-        return bad(format!("node {i} is in no tree"));
+    if next != len {
+        return bad(format!("node {next} is in no tree"));
     }
     Ok(())
 }

@@ -141,7 +141,7 @@ fn damages() -> Vec<(&'static str, Damage, &'static str)> {
                     Some(())
                 })
             },
-            "children are not after it",
+            "children are not the next nodes",
         ),
         (
             "a split's child past the end",
@@ -153,7 +153,7 @@ fn damages() -> Vec<(&'static str, Damage, &'static str)> {
                     Some(())
                 })
             },
-            "children are not after it",
+            "children are not the next nodes",
         ),
         (
             "a leaf that moves on",
@@ -328,7 +328,7 @@ fn damages() -> Vec<(&'static str, Damage, &'static str)> {
                     Some(())
                 })
             },
-            "reached twice",
+            "roots are not the next nodes",
         ),
         (
             "a root past the nodes",
@@ -342,7 +342,7 @@ fn damages() -> Vec<(&'static str, Damage, &'static str)> {
                     Some(())
                 })
             },
-            "out of range",
+            "roots are not the next nodes",
         ),
         (
             "a node in no tree",
@@ -367,6 +367,17 @@ fn damages() -> Vec<(&'static str, Damage, &'static str)> {
                 Some(())
             },
             "trees laid out",
+        ),
+        (
+            "the last two nodes cut off",
+            |w| {
+                w.num_nodes -= 2;
+                each!(w, |x| {
+                    x.nodes.truncate(x.nodes.len() - 2);
+                    Some(())
+                })
+            },
+            "past the last node",
         ),
         (
             "nodes miscounted",
