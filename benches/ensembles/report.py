@@ -145,7 +145,7 @@ def markdown(args, metas, cells, par, csv, http, errors, v, runs):
     loads = [f"{n} {statistics.median(r['load_seconds'] for r in runs[(n, 'treeserve')]) * 1e3:.1f} ms"
              for n in metas if runs.get((n, "treeserve"))]
     if loads:
-        lines += ["treeserve's `Model::from_bytes` (decode, validate, compile, golden rows), in the in-process "
+        lines += ["treeserve's `Model::from_bytes` (header and checksums, the stored layout read and checked, golden rows), in the in-process "
                   "contender: " + ", ".join(loads) + ".", ""]
     lines += ["**Parity** with the framework's own predictions (treeserve's must hold: tolerance "
               "|a−b| ≤ 1e-6·max(|b|, 1e-3); ONNX Runtime's and TL2cgen's are reported)", "",
