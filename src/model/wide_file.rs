@@ -91,12 +91,11 @@ impl WideEnsemble {
     }
 
     fn payload<T: Prec + Bytes>(&self, w: &Wide<T>) -> Vec<u8> {
-        let mut nodes = Vec::with_capacity(w.nodes.len() * (T::SIZE + 4));
-        for n in &w.nodes {
-            let (t, m) = (n.t, n.m);
-            t.put(&mut nodes);
-            nodes.extend_from_slice(&m.to_le_bytes());
-        }
+        self.payload_of(w, &node_bytes(w))
+    }
+
+    /// The payload of `w` with `nodes` as its nodes' bytes.
+    fn payload_of<T: Copy>(&self, w: &Wide<T>, nodes: &[u8]) -> Vec<u8> {
         rmp_serde::to_vec(&LayoutOut {
             head: &self.head,
             num_trees: self.num_trees as u64,
@@ -105,7 +104,7 @@ impl WideEnsemble {
             ranges: &w.ranges,
             masks: &w.masks,
             codes: &w.codes,
-            nodes: &nodes,
+            nodes,
         })
         .expect("a layout serializes")
     }
@@ -127,6 +126,17 @@ impl WideEnsemble {
             nodes,
         })
     }
+}
+
+/// The nodes' bytes: each threshold's bits, then its meta word.
+fn node_bytes<T: Prec + Bytes>(w: &Wide<T>) -> Vec<u8> {
+    let mut nodes = Vec::with_capacity(w.nodes.len() * (T::SIZE + 4));
+    for n in &w.nodes {
+        let (t, m) = (n.t, n.m);
+        t.put(&mut nodes);
+        nodes.extend_from_slice(&m.to_le_bytes());
+    }
+    nodes
 }
 
 /// The layout's nodes and tables, checked.

@@ -506,24 +506,9 @@ fn damaged_bytes_are_refused_not_misread() {
     let Nodes::F32(x) = &w.nodes else {
         panic!("f32")
     };
-    let mut nodes = Vec::new();
-    for n in &x.nodes {
-        let (t, m) = (n.t, n.m);
-        nodes.extend_from_slice(&t.to_bits().to_le_bytes());
-        nodes.extend_from_slice(&m.to_le_bytes());
-    }
+    let mut nodes = node_bytes(x);
     nodes.pop();
-    let short = rmp_serde::to_vec(&LayoutOut {
-        head: &w.head,
-        num_trees: w.num_trees as u64,
-        num_nodes: w.num_nodes as u64,
-        segments: &x.segments,
-        ranges: &x.ranges,
-        masks: &x.masks,
-        codes: &x.codes,
-        nodes: &nodes,
-    })
-    .unwrap();
+    let short = w.payload_of(x, &nodes);
     let err = WideEnsemble::from_payload(&short, &limits()).unwrap_err();
     assert!(err.0.contains("not a whole number"), "{}", err.0);
     // Limits hold: fewer trees allowed than the layout has.
