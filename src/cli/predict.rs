@@ -41,7 +41,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Rows per chunk handed to a worker.
-    #[arg(long, default_value_t = 16 * 1024)]
+    #[arg(long, default_value_t = crate::batch::DEFAULT_CHUNK_ROWS)]
     pub chunk_rows: usize,
 }
 
