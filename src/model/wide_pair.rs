@@ -150,12 +150,29 @@ impl Pair16 {
         )
     }
 
-    /// The next nodes after `n` for the row `x`.
+    /// The next nodes after `(t, m)` for the row `(lo, hi)`: the left child, plus one
+    /// where the row goes right, clamped to the last node. "Right" is the complement of
+    /// [`Self::left`] computed as one compare (`!(v < t)`: true for NaN, then masked by the
+    /// missing-value rule), so the step takes one add under that mask and one clamp
+    /// instead of two clamps, an add and a select (m2 batch: see docs/benchmarks.md).
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
-    fn step<const NAN: bool>(&self, n: (__m512, __m512i), x: (__m512, __m512)) -> __m512i {
-        let (l, r) = self.children(n.1);
-        _mm512_mask_mov_epi32(r, self.left::<NAN>(n, x), l)
+    fn step<const NAN: bool>(
+        &self,
+        (t, m): (__m512, __m512i),
+        (lo, hi): (__m512, __m512),
+    ) -> __m512i {
+        let v = _mm512_permutex2var_ps(lo, _mm512_and_si512(m, self.fmask), hi);
+        let mut right = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(v, t);
+        if NAN {
+            right &=
+                !(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v) & _mm512_test_epi32_mask(m, self.dl));
+        }
+        let child = _mm512_srl_epi32(m, self.shift);
+        _mm512_min_epu32(
+            _mm512_mask_add_epi32(child, right, child, self.one),
+            self.last,
+        )
     }
 
     /// The leaves of `C` rows: with the top levels, a row's first step takes no

@@ -334,15 +334,20 @@ pub(super) mod x86 {
         std::array::from_fn(|j| (q[j / 2] >> (32 * (j % 2))) as u32 as usize)
     }
 
-    /// The next nodes: `child + 1`, less one where the tree goes left, clamped to the last
-    /// node. `nan`: where the value is missing (it goes left where the node says so).
+    /// The next nodes: `child`, plus one where the tree goes right, clamped to the last
+    /// node. `right`: where the split does not send the row left (a number split's
+    /// `!(v < t)`, one compare, true for NaN); `nan`: where the value is missing (it goes
+    /// left where the node says so). One masked add and one clamp (an add, a select and
+    /// a clamp before: m2 one row and batch, see docs/benchmarks.md).
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
-    fn next(m: __m256i, left: __mmask8, nan: __mmask8, bits: Bits, last: __m256i) -> __m256i {
-        let left = left | (nan & _mm256_test_epi32_mask(m, _mm256_set1_epi32(bits.dl as i32)));
+    fn next(m: __m256i, right: __mmask8, nan: __mmask8, bits: Bits, last: __m256i) -> __m256i {
+        let right = right & !(nan & _mm256_test_epi32_mask(m, _mm256_set1_epi32(bits.dl as i32)));
         let child = _mm256_srl_epi32(m, _mm_cvtsi32_si128(bits.cshift as i32));
-        let right = _mm256_add_epi32(child, _mm256_set1_epi32(1));
-        _mm256_min_epu32(_mm256_mask_mov_epi32(right, left, child), last)
+        _mm256_min_epu32(
+            _mm256_mask_add_epi32(child, right, child, _mm256_set1_epi32(1)),
+            last,
+        )
     }
 
     /// `left` where a node splits on a number; where it splits on a category set (its
@@ -480,13 +485,13 @@ pub(super) mod x86 {
                 let f = _mm512_castsi256_si512(_mm256_and_si256(m, fmask));
                 let (lo, hi) = rows[c % R];
                 let v = _mm512_castps512_ps256(_mm512_permutex2var_ps(lo, f, hi));
-                let left = _mm256_cmp_ps_mask::<_CMP_LT_OQ>(v, t);
+                let right = _mm256_cmp_ps_mask::<_CMP_NLT_UQ>(v, t);
                 let nan = if NAN {
                     _mm256_cmp_ps_mask::<_CMP_UNORD_Q>(v, v)
                 } else {
                     0
                 };
-                idx[c] = next(m, left, nan, bits, lastv);
+                idx[c] = next(m, right, nan, bits, lastv);
             }
         }
         if ADD {
@@ -560,18 +565,18 @@ pub(super) mod x86 {
                 let f = _mm512_cvtepu32_epi64(_mm256_and_si256(m, fmask));
                 let (lo, hi) = rows[c % R];
                 let v = _mm512_permutex2var_pd(lo, f, hi);
-                let left = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(v, t);
                 let nan = if NAN {
                     _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v, v)
                 } else {
                     0
                 };
-                let left = if CAT {
-                    category(m, t, v, left, nan, bits)
+                let right = if CAT {
+                    let left = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(v, t);
+                    !category(m, t, v, left, nan, bits)
                 } else {
-                    left
+                    _mm512_cmp_pd_mask::<_CMP_NLT_UQ>(v, t)
                 };
-                idx[c] = next(m, left, nan, bits, lastv);
+                idx[c] = next(m, right, nan, bits, lastv);
             }
         }
         if ADD {
