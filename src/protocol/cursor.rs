@@ -6,49 +6,13 @@ const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
 
-/// The digits of a decimal, accumulated one at a time: the parts of the exactness rule
-/// used by [`Cursor::number`].
-#[derive(Default)]
-struct Digits {
-    mantissa: u64,
-    /// Digits from the first non-zero one on (leading zeros are not significant).
-    significant: u32,
-}
-
-impl Digits {
-    #[inline(always)]
-    fn push(&mut self, digit: u8) {
-        self.append(digit);
-        self.significant += u32::from(self.mantissa != 0);
+/// Where the ASCII digits from `i` on end.
+#[inline(always)]
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
     }
-
-    /// [`Digits::push`] for a digit known to be significant.
-    #[inline(always)]
-    fn push_significant(&mut self, digit: u8) {
-        self.append(digit);
-        self.significant += 1;
-    }
-
-    #[inline(always)]
-    fn append(&mut self, digit: u8) {
-        // Wrapping: past 15 significant digits the value is not used.
-        self.mantissa = self
-            .mantissa
-            .wrapping_mul(10)
-            .wrapping_add(u64::from(digit - b'0'));
-    }
-
-    /// `±mantissa / 10^frac` when that is exact: at most 15 significant and 15 fractional
-    /// digits, so the digits and the power of ten are exact `f64`s and the one division
-    /// rounds correctly (Clinger's fast path), giving what `str::parse` gives.
-    #[inline(always)]
-    fn exact(&self, negative: bool, frac: usize) -> Option<f64> {
-        if self.significant > 15 || frac > 15 {
-            return None;
-        }
-        let v = self.mantissa as f64 / POW10[frac];
-        Some(if negative { -v } else { v })
-    }
+    i
 }
 
 /// A position in a body being parsed.
@@ -87,44 +51,35 @@ impl<'a> Cursor<'a> {
         self.i - start
     }
 
-    /// A JSON number, by the JSON grammar (correctly rounded, as `str::parse`). One pass:
-    /// the digits are accumulated while the grammar is checked; a plain decimal is exact
-    /// by the rule of `Digits::exact`, anything else (exponents, more digits: Python's
-    /// `json.dumps` writes 16–17) goes to [`crate::decimal::parse_prefix`], and where that
-    /// cannot decide to `fast_float2` (both the same correctly rounded answer as
-    /// `str::parse`; 30 of Python's numbers 1.11× faster than by `fast_float2` alone,
-    /// `cargo bench --bench predict -- score_codec/decode/1x30`).
+    /// A JSON number, by the JSON grammar (correctly rounded, as `str::parse`). The grammar
+    /// is checked first, by a scan that only finds where the parts end; a plain decimal of
+    /// at most 15 digits is then exact (the digits and the power of ten are exact `f64`s
+    /// and the one division rounds correctly: Clinger's fast path), anything else
+    /// (exponents, more digits: Python's `json.dumps` writes 16–17) goes to
+    /// [`crate::decimal::parse_prefix`], and where that cannot decide to `fast_float2`
+    /// (both the same correctly rounded answer as `str::parse`). Accumulating the digits
+    /// during the scan, one dependent multiply a digit, was wasted on the long ones:
+    /// `cargo bench --bench predict -- score_codec/decode/1x30`, docs/benchmarks.md.
     pub fn number(&mut self) -> Option<f64> {
         self.ws();
         let b = self.b;
         let start = self.i;
-        let mut i = start;
-        let negative = b.get(i) == Some(&b'-');
-        i += usize::from(negative);
-        let mut digits = Digits::default();
-        match b.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                // After a non-zero first digit every digit is significant.
-                while let Some(&c @ b'0'..=b'9') = b.get(i) {
-                    digits.push_significant(c);
-                    i += 1;
-                }
-            }
+        let negative = b.get(start) == Some(&b'-');
+        let int = start + usize::from(negative);
+        let mut i = match b.get(int) {
+            Some(b'0') => int + 1,
+            Some(b'1'..=b'9') => digits_end(b, int + 1),
             _ => return None,
-        }
-        let mut frac = 0;
+        };
+        let (int_end, mut digits, mut frac) = (i, i - int, 0);
         if b.get(i) == Some(&b'.') {
-            i += 1;
-            let first = i;
-            while let Some(&c @ b'0'..=b'9') = b.get(i) {
-                digits.push(c);
-                i += 1;
-            }
+            let first = i + 1;
+            i = digits_end(b, first);
             frac = i - first;
             if frac == 0 {
                 return None;
             }
+            digits += frac;
         }
         let exponent = matches!(b.get(i), Some(b'e' | b'E'));
         if exponent {
@@ -133,18 +88,20 @@ impl<'a> Cursor<'a> {
                 i += 1;
             }
             let first = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
+            i = digits_end(b, first);
             if i == first {
                 return None;
             }
         }
         self.i = i;
-        if !exponent && let Some(v) = digits.exact(negative, frac) {
-            return Some(v);
+        if !exponent && digits <= 15 {
+            let add = |m: u64, &c: &u8| m * 10 + u64::from(c - b'0');
+            let m = b[i - frac..i]
+                .iter()
+                .fold(b[int..int_end].iter().fold(0, add), add);
+            let v = m as f64 / POW10[frac];
+            return Some(if negative { -v } else { v });
         }
-        // The grammar is checked: the text is a JSON number, correctly rounded here.
         let text = &b[start..i];
         match crate::decimal::parse_prefix(text) {
             Some((v, used)) if used == text.len() => Some(v),
