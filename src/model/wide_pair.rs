@@ -123,20 +123,23 @@ impl Pair16 {
         )
     }
 
-    /// Where the 16 nodes (thresholds `t`, meta words `m`) send the row `(lo, hi)` left.
+    /// Where the 16 nodes (thresholds `t`, meta words `m`) send the row `(lo, hi)` right:
+    /// one compare, `!(v < t)` (true for NaN), then cleared where a missing value goes
+    /// left. Exactly the complement of "left" (`v < t`, or missing and going left).
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
-    fn left<const NAN: bool>(
+    fn right<const NAN: bool>(
         &self,
         (t, m): (__m512, __m512i),
         (lo, hi): (__m512, __m512),
     ) -> __mmask16 {
         let v = _mm512_permutex2var_ps(lo, _mm512_and_si512(m, self.fmask), hi);
-        let mut left = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, t);
+        let mut right = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(v, t);
         if NAN {
-            left |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v) & _mm512_test_epi32_mask(m, self.dl);
+            right &=
+                !(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v) & _mm512_test_epi32_mask(m, self.dl));
         }
-        left
+        right
     }
 
     /// The 16 nodes' children: left and right, each clamped to the last node.
@@ -150,25 +153,15 @@ impl Pair16 {
         )
     }
 
-    /// The next nodes after `(t, m)` for the row `(lo, hi)`: the left child, plus one
-    /// where the row goes right, clamped to the last node. "Right" is the complement of
-    /// [`Self::left`] computed as one compare (`!(v < t)`: true for NaN, then masked by the
-    /// missing-value rule), so the step takes one add under that mask and one clamp
-    /// instead of two clamps, an add and a select (m2 batch: see docs/benchmarks.md).
+    /// The next nodes after `n` for the row `row`: the left child, plus one where the row
+    /// goes right ([`Self::right`]), clamped to the last node: one add under that mask and
+    /// one clamp instead of two clamps, an add and a select (m2 batch: see
+    /// docs/benchmarks.md).
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
-    fn step<const NAN: bool>(
-        &self,
-        (t, m): (__m512, __m512i),
-        (lo, hi): (__m512, __m512),
-    ) -> __m512i {
-        let v = _mm512_permutex2var_ps(lo, _mm512_and_si512(m, self.fmask), hi);
-        let mut right = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(v, t);
-        if NAN {
-            right &=
-                !(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v) & _mm512_test_epi32_mask(m, self.dl));
-        }
-        let child = _mm512_srl_epi32(m, self.shift);
+    fn step<const NAN: bool>(&self, n: (__m512, __m512i), row: (__m512, __m512)) -> __m512i {
+        let right = self.right::<NAN>(n, row);
+        let child = _mm512_srl_epi32(n.1, self.shift);
         _mm512_min_epu32(
             _mm512_mask_add_epi32(child, right, child, self.one),
             self.last,
@@ -199,10 +192,10 @@ impl Pair16 {
                 )
             };
             for c in 0..C {
-                let a = self.left::<NAN>(n0, rows[c]);
-                let n1 = pick(a, nl, nr);
-                let b = self.left::<NAN>(n1, rows[c]);
-                let n2 = pick(a, pick(b, nll, nlr), pick(b, nrl, nrr));
+                let a = self.right::<NAN>(n0, rows[c]);
+                let n1 = pick(a, nr, nl);
+                let b = self.right::<NAN>(n1, rows[c]);
+                let n2 = pick(a, pick(b, nrr, nrl), pick(b, nlr, nll));
                 idx[c] = self.step::<NAN>(n2, rows[c]);
             }
             done = 3;
