@@ -43,11 +43,10 @@ impl<'a> Cursor<'a> {
         self.b.get(self.i).copied()
     }
 
+    /// Skips the ASCII digits here; how many there were.
     pub fn digits(&mut self) -> usize {
         let start = self.i;
-        while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-            self.i += 1;
-        }
+        self.i = digits_end(self.b, start);
         self.i - start
     }
 
