@@ -11,7 +11,9 @@
 //!   loads overlap. A leaf is its own left child, split on a phantom feature that is
 //!   always `-inf` (`-inf < value` for every leaf value), so a finished tree stays put;
 //!   rows without a missing value skip the missing-value term;
-//! - batches go in blocks of rows, so a group's nodes stay in cache over the block.
+//! - batches go in blocks of rows, so a group's nodes stay in cache over the block;
+//! - one row walks its groups' first three levels from a copy laid out path by path
+//!   (`wide_row.rs`): loads that do not wait on the row, and picks by its masks.
 //!
 //! Category splits are grouped when every set has one rule and only categories below 63:
 //! a prepared row holds the category of such a feature, and the step tests its bit in the
@@ -31,6 +33,8 @@ mod file;
 #[cfg(target_arch = "x86_64")]
 #[path = "wide_pair.rs"]
 mod pair;
+#[path = "wide_row.rs"]
+mod row;
 #[path = "wide_simd.rs"]
 mod simd;
 #[path = "wide_walk.rs"]
@@ -128,6 +132,8 @@ struct Wide<T: Copy> {
     /// Rows of a batch block: as many as fit [`BLOCK_BYTES`], from [`MIN_BLOCK`] to
     /// [`BLOCK`].
     block: usize,
+    /// Each segment's top levels for one row's walk, then the dummy group's ([`Wide::tops`]).
+    tops: Vec<row::Top<T>>,
 }
 
 #[derive(Clone, Debug)]

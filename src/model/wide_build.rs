@@ -33,6 +33,7 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         simd: false,
         gather: super::simd::gathers(),
         block: default_block::<T>(fbits),
+        tops: Vec::new(),
     };
     if let Some((codes, masks)) = category_codes(flat) {
         w.smask = (masks.len().next_power_of_two() - 1) as u32;
@@ -83,6 +84,7 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
     // trees share nodes, and then the Vec doubled; give any excess back.
     w.nodes.shrink_to_fit();
     w.simd = w.vector_fits();
+    w.tops = w.tops();
     Some(w)
 }
 

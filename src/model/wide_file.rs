@@ -189,9 +189,11 @@ fn wide<T: Prec + Walk + Bytes>(
         simd: false,
         gather: super::simd::gathers(),
         block: default_block::<T>(fbits),
+        tops: Vec::new(),
     };
     check(&w, &l.head, l.num_trees, l.num_nodes, limits)?;
     w.simd = w.vector_fits();
+    w.tops = w.tops();
     Ok(w)
 }
 

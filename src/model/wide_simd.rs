@@ -18,7 +18,9 @@
 //! slower than loads), an Intel Xeon (Ice Lake class) faster than it loads them one by one
 //! (loads there: m2 batch 1.15×, m1 1.4×, m3 1.3× slower than gathers). Reading a group's
 //! top levels whole and picking the nodes by permutes measured slower on the EPYC (m2 one
-//! row 1.08×).
+//! row 1.08×). One row's first three steps load its groups' top levels instead, laid out
+//! at load path by path (`wide_row.rs`: 7 loads that do not wait on the row, then picks
+//! by blends of its masks; on the Xeon m2 one row 1.08× faster, m1 1.12×, m3 1.05×).
 //! A category split of f64 nodes (`CAT`) keeps its set's 64 bits in the threshold: the
 //! step shifts the loaded bits by the row's category, in registers (a second load, of the
 //! set from a table, doubled the step's latency: m3 one row 1.95× slower).
@@ -33,7 +35,7 @@
 #![allow(unsafe_code)]
 
 use super::Node;
-use super::walk::Pending;
+use super::row::{Pending, Top};
 
 /// Whether this CPU can run the vector walk (AVX-512 F and VL; checked once, then cached
 /// by std).
@@ -107,15 +109,18 @@ pub(super) trait Walk: Copy + Sized {
 
     /// Walks `C` chains for `depth` steps: chain `c` starts at `roots[c]` and reads the row
     /// `xs[c % R]` (`R`: 1, or `C`; each at most [`Walk::MAX_STRIDE`] values, and more than `bits.fmask`);
-    /// returns each chain's 8 leaves. Meanwhile adds the leaves `sums` holds to its sum, in
+    /// returns each chain's 8 leaves. `tops`: each chain's top levels (`roots`' [`Top`]; then
+    /// `depth` is at least 3): its first three steps pick nodes from them. Meanwhile adds the leaves `sums` holds to its sum, in
     /// order (one row's previous groups: the chain of adds overlaps the walk). Only when
     /// [`available`]; `gather`: fetch the nodes by gathers, else by loads (the same answers);
     /// `NAN`: whether a row may
     /// hold NaN. `CAT`: a node may split on a category set held in its threshold (only where
     /// [`Walk::SET_IN_NODE`]; the row holds categories, see `Wide::encode`).
+    #[allow(clippy::too_many_arguments)]
     fn walk<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
         nodes: &[Node<Self>],
         roots: [&[u32; 8]; C],
+        tops: Option<[&Top<Self>; C]>,
         xs: [&[Self]; R],
         depth: usize,
         bits: Bits,
@@ -183,7 +188,7 @@ fn checked<T: Walk>(nodes: &[Node<T>], xs: &[&[T]], bits: Bits) -> Option<u32> {
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use super::super::pair::{walk32x16, walk32x16_sum};
-    use super::{Bits, Node, Pending, Walk, checked};
+    use super::{Bits, Node, Pending, Top, Walk, checked};
     use std::arch::x86_64::*;
 
     /// Calls a walk with its `G` (fetch by gathers) and `ADD` (leaves waiting) chosen at run
@@ -214,6 +219,7 @@ pub(super) mod x86 {
         fn walk<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
             nodes: &[Node<f32>],
             roots: [&[u32; 8]; C],
+            tops: Option<[&Top<f32>; C]>,
             xs: [&[f32]; R],
             depth: usize,
             bits: Bits,
@@ -226,7 +232,7 @@ pub(super) mod x86 {
             // see the module's comment.
             unsafe {
                 pick!(walk32::<NAN>(gather, sums.n > 0)(
-                    nodes, roots, xs, depth, bits, last, sums
+                    nodes, roots, tops, xs, depth, bits, last, sums
                 ))
             }
         }
@@ -279,6 +285,7 @@ pub(super) mod x86 {
         fn walk<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
             nodes: &[Node<f64>],
             roots: [&[u32; 8]; C],
+            tops: Option<[&Top<f64>; C]>,
             xs: [&[f64]; R],
             depth: usize,
             bits: Bits,
@@ -289,7 +296,7 @@ pub(super) mod x86 {
             // SAFETY: as for f32.
             unsafe {
                 pick!(walk64::<NAN, CAT>(gather, sums.n > 0)(
-                    nodes, roots, xs, depth, bits, last, sums
+                    nodes, roots, tops, xs, depth, bits, last, sums
                 ))
             }
         }
@@ -334,20 +341,42 @@ pub(super) mod x86 {
         std::array::from_fn(|j| (q[j / 2] >> (32 * (j % 2))) as u32 as usize)
     }
 
-    /// The next nodes: `child`, plus one where the tree goes right, clamped to the last
-    /// node. `right`: where the split does not send the row left (a number split's
-    /// `!(v < t)`, one compare, true for NaN); `nan`: where the value is missing (it goes
-    /// left where the node says so). One masked add and one clamp (an add, a select and
-    /// a clamp before: m2 one row and batch, see docs/benchmarks.md).
+    /// The next nodes: `child`, plus one where the tree goes right (`right`: see
+    /// [`rightward`]), clamped to the last node. One masked add and one clamp (an add, a
+    /// select and a clamp before: m2 one row and batch, see docs/benchmarks.md).
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
-    fn next(m: __m256i, right: __mmask8, nan: __mmask8, bits: Bits, last: __m256i) -> __m256i {
-        let right = right & !(nan & _mm256_test_epi32_mask(m, _mm256_set1_epi32(bits.dl as i32)));
+    fn next(m: __m256i, right: __mmask8, bits: Bits, last: __m256i) -> __m256i {
         let child = _mm256_srl_epi32(m, _mm_cvtsi32_si128(bits.cshift as i32));
         _mm256_min_epu32(
             _mm256_mask_add_epi32(child, right, child, _mm256_set1_epi32(1)),
             last,
         )
+    }
+
+    /// A row's first three steps over a group's top levels ([`Top`]: the nodes along each
+    /// path `at(p)`): the level-2 nodes the row reaches, picked by its masks (`right`), and
+    /// where they send it.
+    #[inline(always)]
+    fn top3<N: Copy>(
+        at: impl Fn(usize) -> N,
+        right: impl Fn(N) -> __mmask8,
+        pick: impl Fn(__mmask8, N, N) -> N,
+    ) -> (N, __mmask8) {
+        let a = right(at(0));
+        let n1 = pick(a, at(2), at(1));
+        let b = right(n1);
+        let n2 = pick(a, pick(b, at(6), at(5)), pick(b, at(4), at(3)));
+        (n2, right(n2))
+    }
+
+    /// Where the nodes `m` send the row right: `right` (where the split does not send the
+    /// row left: a number split's `!(v < t)`, one compare, true for NaN), but not for a
+    /// missing value (`nan`) where the node sends those left.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    #[inline]
+    fn rightward(m: __m256i, right: __mmask8, nan: __mmask8, bits: Bits) -> __mmask8 {
+        right & !(nan & _mm256_test_epi32_mask(m, _mm256_set1_epi32(bits.dl as i32)))
     }
 
     /// `left` where a node splits on a number; where it splits on a category set (its
@@ -440,6 +469,7 @@ pub(super) mod x86 {
     /// # Safety
     /// AVX-512 F and VL are available; `last == nodes.len() - 1`, below 2^29; each row holds
     /// more than `bits.fmask` values.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512vl")]
     unsafe fn walk32<
         const NAN: bool,
@@ -450,6 +480,7 @@ pub(super) mod x86 {
     >(
         nodes: &[Node<f32>],
         roots: [&[u32; 8]; C],
+        tops: Option<[&Top<f32>; C]>,
         xs: [&[f32]; R],
         depth: usize,
         bits: Bits,
@@ -464,7 +495,47 @@ pub(super) mod x86 {
         // The sum in a local: it stays in a register.
         let mut sum = sums.sum;
         let mut k = 0;
-        for _ in 0..depth {
+        // Where the nodes `(t, m)` send the row `(lo, hi)`.
+        let right = |(t, m): (__m256, __m256i), (lo, hi): (__m512, __m512)| {
+            let f = _mm512_castsi256_si512(_mm256_and_si256(m, fmask));
+            let v = _mm512_castps512_ps256(_mm512_permutex2var_ps(lo, f, hi));
+            let right = _mm256_cmp_ps_mask::<_CMP_NLT_UQ>(v, t);
+            if NAN {
+                rightward(m, right, _mm256_cmp_ps_mask::<_CMP_UNORD_Q>(v, v), bits)
+            } else {
+                right
+            }
+        };
+        let mut done = 0;
+        if let Some(tops) = tops {
+            for c in 0..C {
+                if ADD {
+                    for _ in 0..3 {
+                        sums.add(nodes, k, &mut sum);
+                        k += 1;
+                    }
+                }
+                let top = tops[c];
+                // SAFETY: a path's thresholds and meta words are 32 bytes each; the loads
+                // are unaligned.
+                let at = |p: usize| unsafe {
+                    (
+                        _mm256_loadu_ps(top.t[p].as_ptr()),
+                        _mm256_loadu_si256(top.m[p].as_ptr().cast()),
+                    )
+                };
+                let pick = |a, (t1, m1), (t0, m0)| {
+                    (
+                        _mm256_mask_mov_ps(t0, a, t1),
+                        _mm256_mask_mov_epi32(m0, a, m1),
+                    )
+                };
+                let (n, r) = top3(at, |n| right(n, rows[c % R]), pick);
+                idx[c] = next(n.1, r, bits, lastv);
+            }
+            done = 3;
+        }
+        for _ in done..depth {
             for c in 0..C {
                 if ADD {
                     sums.add(nodes, k, &mut sum);
@@ -482,16 +553,7 @@ pub(super) mod x86 {
                         nodes8(base, lanes(idx[c]))
                     }
                 };
-                let f = _mm512_castsi256_si512(_mm256_and_si256(m, fmask));
-                let (lo, hi) = rows[c % R];
-                let v = _mm512_castps512_ps256(_mm512_permutex2var_ps(lo, f, hi));
-                let right = _mm256_cmp_ps_mask::<_CMP_NLT_UQ>(v, t);
-                let nan = if NAN {
-                    _mm256_cmp_ps_mask::<_CMP_UNORD_Q>(v, v)
-                } else {
-                    0
-                };
-                idx[c] = next(m, right, nan, bits, lastv);
+                idx[c] = next(m, right((t, m), rows[c % R]), bits, lastv);
             }
         }
         if ADD {
@@ -505,6 +567,7 @@ pub(super) mod x86 {
     ///
     /// # Safety
     /// As [`walk32`].
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512vl")]
     unsafe fn walk64<
         const NAN: bool,
@@ -516,6 +579,7 @@ pub(super) mod x86 {
     >(
         nodes: &[Node<f64>],
         roots: [&[u32; 8]; C],
+        tops: Option<[&Top<f64>; C]>,
         xs: [&[f64]; R],
         depth: usize,
         bits: Bits,
@@ -530,7 +594,53 @@ pub(super) mod x86 {
         // The sum in a local: it stays in a register.
         let mut sum = sums.sum;
         let mut k = 0;
-        for _ in 0..depth {
+        // Where the nodes `(t, m)` send the row `(lo, hi)`.
+        let right = |(t, m): (__m512d, __m256i), (lo, hi): (__m512d, __m512d)| {
+            let f = _mm512_cvtepu32_epi64(_mm256_and_si256(m, fmask));
+            let v = _mm512_permutex2var_pd(lo, f, hi);
+            let nan = if NAN {
+                _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v, v)
+            } else {
+                0
+            };
+            let right = if CAT {
+                let left = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(v, t);
+                !category(m, t, v, left, nan, bits)
+            } else {
+                _mm512_cmp_pd_mask::<_CMP_NLT_UQ>(v, t)
+            };
+            rightward(m, right, nan, bits)
+        };
+        let mut done = 0;
+        if let Some(tops) = tops {
+            for c in 0..C {
+                if ADD {
+                    for _ in 0..3 {
+                        sums.add(nodes, k, &mut sum);
+                        k += 1;
+                    }
+                }
+                let top = tops[c];
+                // SAFETY: a path's 8 thresholds are 64 bytes, its meta words 32; the loads
+                // are unaligned.
+                let at = |p: usize| unsafe {
+                    (
+                        _mm512_loadu_pd(top.t[p].as_ptr()),
+                        _mm256_loadu_si256(top.m[p].as_ptr().cast()),
+                    )
+                };
+                let pick = |a, (t1, m1), (t0, m0)| {
+                    (
+                        _mm512_mask_mov_pd(t0, a, t1),
+                        _mm256_mask_mov_epi32(m0, a, m1),
+                    )
+                };
+                let (n, r) = top3(at, |n| right(n, rows[c % R]), pick);
+                idx[c] = next(n.1, r, bits, lastv);
+            }
+            done = 3;
+        }
+        for _ in done..depth {
             for c in 0..C {
                 if ADD {
                     sums.add(nodes, k, &mut sum);
@@ -562,21 +672,7 @@ pub(super) mod x86 {
                     )));
                     (t, m)
                 };
-                let f = _mm512_cvtepu32_epi64(_mm256_and_si256(m, fmask));
-                let (lo, hi) = rows[c % R];
-                let v = _mm512_permutex2var_pd(lo, f, hi);
-                let nan = if NAN {
-                    _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v, v)
-                } else {
-                    0
-                };
-                let right = if CAT {
-                    let left = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(v, t);
-                    !category(m, t, v, left, nan, bits)
-                } else {
-                    _mm512_cmp_pd_mask::<_CMP_NLT_UQ>(v, t)
-                };
-                idx[c] = next(m, right, nan, bits, lastv);
+                idx[c] = next(m, right((t, m), rows[c % R]), bits, lastv);
             }
         }
         if ADD {
@@ -618,6 +714,7 @@ impl<T: Copy> Walk for T {
     fn walk<const NAN: bool, const CAT: bool, const C: usize, const R: usize>(
         _: &[Node<Self>],
         _: [&[u32; 8]; C],
+        _: Option<[&Top<Self>; C]>,
         _: [&[Self]; R],
         _: usize,
         _: Bits,

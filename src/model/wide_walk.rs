@@ -2,9 +2,10 @@
 //! on the data), one tree alone with every node kind, the prepared rows they read; and
 //! what drives the vector walk ([`super::simd`]) over one row's groups or a batch's rows.
 
+use super::row::Pending;
 use super::{
-    CHAINS, FLAG_BITS, Head, LANES, MIN_BLOCK, Node, Prec, ROW_CHAINS, Segment, W_CAT,
-    W_DEFAULT_LEFT, W_LEAF, Walk, Wide, simd,
+    CHAINS, FLAG_BITS, Head, LANES, MIN_BLOCK, Prec, W_CAT, W_DEFAULT_LEFT, W_LEAF, Walk, Wide,
+    simd,
 };
 
 impl<T: Prec + Walk> Wide<T> {
@@ -208,100 +209,6 @@ impl<T: Copy> Row<T> for [T] {
 }
 
 impl<T: Prec + Walk> Wide<T> {
-    /// [`Wide::eval`] of one row with the vector walk: consecutive groups walked together
-    /// (`ROW_CHAINS` of them), their leaves added in tree order; with one output, while the
-    /// next groups walk (the adds are one dependent chain, 500 of them for m2: overlapped,
-    /// not after). (Groups with category splits of f32 nodes take the scalar walk: their
-    /// sets are in a table.)
-    pub(super) fn eval_row<const NAN: bool, R: Row<T> + ?Sized>(
-        &self,
-        h: &Head,
-        row: &R,
-        acc: &mut [T],
-    ) {
-        let plain = |seg: &Segment| match seg {
-            Segment::Group { cat, .. } => !cat || T::SET_IN_NODE,
-            Segment::One { .. } => false,
-        };
-        let one = h.outputs == 1;
-        let mut sums = Pending::new(acc[0]);
-        let mut segs = self.segments.as_slice();
-        while let Some(first) = segs.first() {
-            let n = segs
-                .iter()
-                .take(ROW_CHAINS)
-                .take_while(|s| plain(s))
-                .count();
-            if n == 0 {
-                if one {
-                    sums.finish(&self.nodes, 0);
-                    acc[0] = sums.sum;
-                }
-                self.segment::<NAN, R>(h, first, std::iter::once(row), acc);
-                sums.sum = acc[0];
-                segs = &segs[1..];
-                continue;
-            }
-            let (chained, rest) = segs.split_at(n);
-            segs = rest;
-            let (mut depth, mut cat) = (0, false);
-            let mut roots = [&[0u32; LANES]; ROW_CHAINS];
-            for (r, seg) in roots.iter_mut().zip(chained) {
-                if let Segment::Group {
-                    roots,
-                    depth: d,
-                    cat: c,
-                    ..
-                } = seg
-                {
-                    *r = roots;
-                    depth = depth.max(*d);
-                    cat |= c;
-                }
-            }
-            // Chains past `n` walk the dummy leaf 0.
-            let (x, bits, g) = ([row.slice()], self.bits(), self.gather);
-            let leaves = if cat {
-                T::walk::<NAN, true, ROW_CHAINS, 1>(
-                    &self.nodes,
-                    roots,
-                    x,
-                    depth,
-                    bits,
-                    g,
-                    &mut sums,
-                )
-            } else {
-                T::walk::<NAN, false, ROW_CHAINS, 1>(
-                    &self.nodes,
-                    roots,
-                    x,
-                    depth,
-                    bits,
-                    g,
-                    &mut sums,
-                )
-            };
-            for (v, seg) in leaves.iter().zip(chained) {
-                if let Segment::Group { outs, count, .. } = seg {
-                    if one {
-                        // Added during the next walk, or below.
-                        // All 8 copied, those past `count` not waiting (a fixed-size
-                        // copy, not a call): chain `c`'s start `n` is at most `8·c`.
-                        sums.leaves[sums.n..sums.n + LANES].copy_from_slice(v);
-                        sums.n += count;
-                    } else {
-                        self.add_leaves(h, v, outs, *count, acc);
-                    }
-                }
-            }
-        }
-        if one {
-            sums.finish(&self.nodes, 0);
-            acc[0] = sums.sum;
-        }
-    }
-
     /// Adds a group's leaves (`count` of them) to a row's sums, in tree order.
     #[inline(always)]
     pub(super) fn add_leaves(
@@ -364,6 +271,7 @@ impl<T: Prec + Walk> Wide<T> {
                 let leaves = T::walk::<NAN, CAT, CHAINS, CHAINS>(
                     &self.nodes,
                     [roots; CHAINS],
+                    None,
                     xs,
                     depth,
                     bits,
@@ -380,6 +288,7 @@ impl<T: Prec + Walk> Wide<T> {
             let [l] = T::walk::<NAN, CAT, 1, 1>(
                 &self.nodes,
                 [roots],
+                None,
                 [x],
                 depth,
                 bits,
@@ -466,54 +375,5 @@ impl<T: Prec + Walk> Wide<T> {
             }
             done += n;
         }
-    }
-}
-
-/// Leaves waiting to be added to one row's sum, in order (node indexes: a scalar leaf's
-/// value is its threshold).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Pending<T> {
-    /// The leaves, the first `n` of them waiting.
-    pub leaves: [u32; ROW_CHAINS * LANES],
-    pub n: usize,
-    /// The sum so far.
-    pub sum: T,
-}
-
-impl<T: Prec> Pending<T> {
-    /// Nothing waiting; the sum so far `sum`.
-    pub(super) fn new(sum: T) -> Self {
-        Pending {
-            leaves: [0; ROW_CHAINS * LANES],
-            n: 0,
-            sum,
-        }
-    }
-
-    /// Adds the leaf `k` if it is waiting (for the walks: one add at a time between steps).
-    #[inline(always)]
-    pub(super) fn add(&self, nodes: &[Node<T>], k: usize, sum: &mut T) {
-        // No panic path: one would keep the sum in memory, stored at every add (m2 one
-        // row 3% slower). Both `get`s hold: `n` is at most the length, and the walks
-        // clamp every leaf to the last node.
-        if k < self.n
-            && let Some(&l) = self.leaves.get(k)
-            && let Some(n) = nodes.get(l as usize)
-        {
-            *sum += n.t;
-        }
-    }
-
-    /// Adds every leaf from `k` on; none left waiting.
-    #[inline(always)]
-    pub(super) fn finish(&mut self, nodes: &[Node<T>], k: usize) {
-        let mut sum = self.sum;
-        for &l in self.leaves.get(k..self.n).unwrap_or_default() {
-            if let Some(n) = nodes.get(l as usize) {
-                sum += n.t;
-            }
-        }
-        self.sum = sum;
-        self.n = 0;
     }
 }
