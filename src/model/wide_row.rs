@@ -136,29 +136,12 @@ impl<T: Prec + Walk> Wide<T> {
             // Chains past `n` walk the dummy leaf 0.
             let (x, bits, g) = ([row.slice()], self.bits(), self.gather);
             let tops = (depth >= 3).then_some(tops);
-            let leaves = if cat {
-                T::walk::<NAN, true, ROW_CHAINS, 1>(
-                    &self.nodes,
-                    roots,
-                    tops,
-                    x,
-                    depth,
-                    bits,
-                    g,
-                    &mut sums,
-                )
+            let walk = if cat {
+                T::walk::<NAN, true, ROW_CHAINS, 1>
             } else {
-                T::walk::<NAN, false, ROW_CHAINS, 1>(
-                    &self.nodes,
-                    roots,
-                    tops,
-                    x,
-                    depth,
-                    bits,
-                    g,
-                    &mut sums,
-                )
+                T::walk::<NAN, false, ROW_CHAINS, 1>
             };
+            let leaves = walk(&self.nodes, roots, tops, x, depth, bits, g, &mut sums);
             for (v, seg) in leaves.iter().zip(chained) {
                 if let Segment::Group { outs, count, .. } = seg {
                     if one {

@@ -354,20 +354,29 @@ pub(super) mod x86 {
         )
     }
 
-    /// A row's first three steps over a group's top levels ([`Top`]: the nodes along each
-    /// path `at(p)`): the level-2 nodes the row reaches, picked by its masks (`right`), and
-    /// where they send it.
+    /// Each chain's first three steps over its group's top levels (`tops[c]`, a [`Top`]:
+    /// `at(top, p)` the nodes along path `p`): the level-2 nodes the row reaches, picked by
+    /// its masks (`right(nodes, c)`), and the nodes they send it to (`next(meta words,
+    /// mask)`). `add` runs three times before each chain's steps (as the steps' own adds).
     #[inline(always)]
-    fn top3<N: Copy>(
-        at: impl Fn(usize) -> N,
-        right: impl Fn(N) -> __mmask8,
+    fn first_three<P, N: Copy, const C: usize>(
+        tops: [&P; C],
+        at: impl Fn(&P, usize) -> N,
         pick: impl Fn(__mmask8, N, N) -> N,
-    ) -> (N, __mmask8) {
-        let a = right(at(0));
-        let n1 = pick(a, at(2), at(1));
-        let b = right(n1);
-        let n2 = pick(a, pick(b, at(6), at(5)), pick(b, at(4), at(3)));
-        (n2, right(n2))
+        right: impl Fn(N, usize) -> __mmask8,
+        meta: impl Fn(N) -> __m256i,
+        next: impl Fn(__m256i, __mmask8) -> __m256i,
+        mut add: impl FnMut(),
+    ) -> [__m256i; C] {
+        std::array::from_fn(|c| {
+            (0..3).for_each(|_| add());
+            let at = |p| at(tops[c], p);
+            let a = right(at(0), c);
+            let n1 = pick(a, at(2), at(1));
+            let b = right(n1, c);
+            let n2 = pick(a, pick(b, at(6), at(5)), pick(b, at(4), at(3)));
+            next(meta(n2), right(n2, c))
+        })
     }
 
     /// Where the nodes `m` send the row right: `right` (where the split does not send the
@@ -508,31 +517,32 @@ pub(super) mod x86 {
         };
         let mut done = 0;
         if let Some(tops) = tops {
-            for c in 0..C {
-                if ADD {
-                    for _ in 0..3 {
-                        sums.add(nodes, k, &mut sum);
-                        k += 1;
-                    }
-                }
-                let top = tops[c];
+            idx = first_three(
+                tops,
                 // SAFETY: a path's thresholds and meta words are 32 bytes each; the loads
                 // are unaligned.
-                let at = |p: usize| unsafe {
+                |top: &Top<f32>, p| unsafe {
                     (
                         _mm256_loadu_ps(top.t[p].as_ptr()),
                         _mm256_loadu_si256(top.m[p].as_ptr().cast()),
                     )
-                };
-                let pick = |a, (t1, m1), (t0, m0)| {
+                },
+                |a, (t1, m1), (t0, m0)| {
                     (
                         _mm256_mask_mov_ps(t0, a, t1),
                         _mm256_mask_mov_epi32(m0, a, m1),
                     )
-                };
-                let (n, r) = top3(at, |n| right(n, rows[c % R]), pick);
-                idx[c] = next(n.1, r, bits, lastv);
-            }
+                },
+                |n, c| right(n, rows[c % R]),
+                |n| n.1,
+                |m, r| next(m, r, bits, lastv),
+                || {
+                    if ADD {
+                        sums.add(nodes, k, &mut sum);
+                        k += 1;
+                    }
+                },
+            );
             done = 3;
         }
         for _ in done..depth {
@@ -613,31 +623,32 @@ pub(super) mod x86 {
         };
         let mut done = 0;
         if let Some(tops) = tops {
-            for c in 0..C {
-                if ADD {
-                    for _ in 0..3 {
-                        sums.add(nodes, k, &mut sum);
-                        k += 1;
-                    }
-                }
-                let top = tops[c];
+            idx = first_three(
+                tops,
                 // SAFETY: a path's 8 thresholds are 64 bytes, its meta words 32; the loads
                 // are unaligned.
-                let at = |p: usize| unsafe {
+                |top: &Top<f64>, p| unsafe {
                     (
                         _mm512_loadu_pd(top.t[p].as_ptr()),
                         _mm256_loadu_si256(top.m[p].as_ptr().cast()),
                     )
-                };
-                let pick = |a, (t1, m1), (t0, m0)| {
+                },
+                |a, (t1, m1), (t0, m0)| {
                     (
                         _mm512_mask_mov_pd(t0, a, t1),
                         _mm256_mask_mov_epi32(m0, a, m1),
                     )
-                };
-                let (n, r) = top3(at, |n| right(n, rows[c % R]), pick);
-                idx[c] = next(n.1, r, bits, lastv);
-            }
+                },
+                |n, c| right(n, rows[c % R]),
+                |n| n.1,
+                |m, r| next(m, r, bits, lastv),
+                || {
+                    if ADD {
+                        sums.add(nodes, k, &mut sum);
+                        k += 1;
+                    }
+                },
+            );
             done = 3;
         }
         for _ in done..depth {
