@@ -1,6 +1,7 @@
 //! The walks of [`Wide`]: a group's trees stepped together by index arithmetic (no branch
 //! on the data), one tree alone with every node kind, the prepared rows they read; and
-//! what drives the vector walk ([`super::simd`]) over one row's groups or a batch's rows.
+//! what drives the vector walk ([`super::simd`]) over a batch's rows (one row's groups:
+//! `wide_row.rs`).
 
 use super::row::Pending;
 use super::{
