@@ -5,7 +5,9 @@
 //!   LightGBM) and one `u32` holding the feature, the left child (the right child is the
 //!   next node) and the flags: 8 bytes for f32 models, 12 for f64;
 //! - trees in groups of [`LANES`], each group laid out level by level over its trees, so
-//!   the hot top levels of a group share a few cache lines;
+//!   the hot top levels of a group share a few cache lines; 8-byte (f32) nodes are served
+//!   laid out again by pairs of levels, a node's children and grandchildren side by side
+//!   (`wide_lines.rs`; files keep the level-by-level layout);
 //! - a group is walked all at once for a fixed number of steps (its depth), every step an
 //!   index computation (`left + (x >= t)`): no branch on the data, and the trees' dependent
 //!   loads overlap. A leaf is its own left child, split on a phantom feature that is
@@ -30,6 +32,8 @@ use simd::Walk;
 mod build;
 #[path = "wide_file.rs"]
 mod file;
+#[path = "wide_lines.rs"]
+mod lines;
 #[cfg(target_arch = "x86_64")]
 #[path = "wide_pair.rs"]
 mod pair;
@@ -134,6 +138,8 @@ struct Wide<T: Copy> {
     block: usize,
     /// Each segment's top levels for one row's walk, then the dummy group's ([`Wide::tops`]).
     tops: Vec<row::Top<T>>,
+    /// Whether the nodes are laid out by pairs of levels ([`lines`]), not level by level.
+    blocks: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -162,14 +168,26 @@ pub struct WideScratch {
 }
 
 impl WideEnsemble {
-    /// Compiles a validated ensemble ([`Ensemble::validate`] first).
+    /// Compiles a validated ensemble ([`Ensemble::validate`] first), laid out to serve
+    /// ([`WideEnsemble::with_pair_blocks`]).
     pub fn compile(e: &Ensemble) -> Result<Self, EnsembleError> {
         Self::from_flat(FlatEnsemble::compile(e)?)
+            .map(Self::with_pair_blocks)
             .map_err(|_| EnsembleError("too many nodes or features for the wide layout".into()))
     }
 
-    /// Re-lays out a compiled ensemble; gives it back when it does not fit the compact
-    /// node (features and nodes share 29 bits).
+    /// The same evaluator with f32 nodes laid out by pairs of levels, as a load serves
+    /// them (one row's walk reads two levels of a tree a cache line; the same answers).
+    pub fn with_pair_blocks(mut self) -> Self {
+        match &mut self.nodes {
+            Nodes::F32(w) => w.lay_out_blocks(),
+            Nodes::F64(w) => w.lay_out_blocks(),
+        }
+        self
+    }
+
+    /// Re-lays out a compiled ensemble, level by level as a file holds it; gives it back
+    /// when it does not fit the compact node (features and nodes share 29 bits).
     pub fn from_flat(flat: FlatEnsemble) -> Result<Self, Box<FlatEnsemble>> {
         let nodes = match flat.head.precision {
             Precision::F32 => build::<f32>(&flat).map(Nodes::F32),

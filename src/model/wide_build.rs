@@ -34,6 +34,7 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         gather: super::simd::gathers(),
         block: default_block::<T>(fbits),
         tops: Vec::new(),
+        blocks: false,
     };
     if let Some((codes, masks)) = category_codes(flat) {
         w.smask = (masks.len().next_power_of_two() - 1) as u32;

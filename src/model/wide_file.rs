@@ -7,7 +7,8 @@
 //! segments, the vector leaves' ranges, the category masks and features, then the nodes as
 //! one byte string (each node its threshold's bits then its meta word, little-endian: 8
 //! bytes for f32 models, 12 for f64). What the CPU decides (the vector walk, gathers, the
-//! batch block) is chosen again at load.
+//! batch block) is chosen again at load; f32 nodes, once checked, are laid out again by
+//! pairs of levels to serve (`wide_lines.rs`), and laid out back to be written.
 //!
 //! A file can hold anything, so [`check`] proves what the walks rely on before a node is
 //! walked, in one pass over the nodes: the trees laid out exactly as the builder lays them
@@ -91,6 +92,10 @@ impl WideEnsemble {
     }
 
     fn payload<T: Prec + Bytes>(&self, w: &Wide<T>) -> Vec<u8> {
+        if w.blocks {
+            let w = w.in_levels();
+            return self.payload_of(&w, &node_bytes(&w));
+        }
         self.payload_of(w, &node_bytes(w))
     }
 
@@ -190,8 +195,10 @@ fn wide<T: Prec + Walk + Bytes>(
         gather: super::simd::gathers(),
         block: default_block::<T>(fbits),
         tops: Vec::new(),
+        blocks: false,
     };
     check(&w, &l.head, l.num_trees, l.num_nodes, limits)?;
+    w.lay_out_blocks();
     w.simd = w.vector_fits();
     w.tops = w.tops();
     Ok(w)

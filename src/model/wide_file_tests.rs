@@ -37,6 +37,9 @@ proptest! {
         let flat = FlatEnsemble::compile(&e).unwrap();
         let wide = WideEnsemble::compile(&e).unwrap();
         let payload = wide.to_payload();
+        // Served by pairs of levels (f32), written level by level as built.
+        let built = WideEnsemble::from_flat(FlatEnsemble::compile(&e).unwrap()).unwrap();
+        prop_assert_eq!(built.to_payload(), payload.clone());
         let back = WideEnsemble::from_payload(&payload, &limits())
             .map_err(|err| TestCaseError::fail(err.0))?;
         prop_assert_eq!(back.to_payload(), payload);
@@ -72,7 +75,8 @@ fn cases() -> Vec<(Case, Ensemble, WideEnsemble)> {
         .into_iter()
         .map(|c| {
             let e = ensemble(&c);
-            let w = WideEnsemble::compile(&e).unwrap();
+            // Level by level, as files hold it: a damage is written as it is made.
+            let w = WideEnsemble::from_flat(FlatEnsemble::compile(&e).unwrap()).unwrap();
             (c, e, w)
         })
         .collect()

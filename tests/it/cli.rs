@@ -874,16 +874,19 @@ fn completions_man_page_exit_codes_and_the_publish_hint() {
 fn a_closed_stdout_stops_a_command_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("iris.tsm");
-    let mut child = std::process::Command::new(BIN)
+    // The pipe's reader is gone before the command starts: its first line meets a closed
+    // pipe whatever the scheduling (a reader dropped after the spawn raced the command's
+    // first line on a busy machine).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = std::process::Command::new(BIN)
         .args(["train", "--data", iris_csv().to_str().unwrap()])
         .args(["--output", out.to_str().unwrap()])
         .env("RUST_BACKTRACE", "1")
-        .stdout(std::process::Stdio::piped())
+        .stdout(writer)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Closed before the command writes its first line (it trains first).
-    drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.is_empty(), "{stderr}");

@@ -67,7 +67,7 @@ fn compile_ensemble(
         return Ok(Engine::Ensemble(flat));
     }
     Ok(match WideEnsemble::from_flat(flat) {
-        Ok(wide) => Engine::Wide(wide),
+        Ok(wide) => Engine::Wide(wide.with_pair_blocks()),
         Err(flat) => Engine::Ensemble(*flat),
     })
 }
