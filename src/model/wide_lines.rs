@@ -131,7 +131,7 @@ fn roots_mut(seg: &mut Segment) -> &mut [u32] {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{Case, ensemble};
+    use super::super::tests::ensemble_of;
     use super::super::{Nodes, WideEnsemble};
     use crate::model::ensemble::{Branch, EnsembleLimits, Leaf, Node, Split, Test, Tree};
 
@@ -154,20 +154,7 @@ mod tests {
                 }
             })
             .collect();
-        let c = Case {
-            seed: 2,
-            trees: 0,
-            f32m,
-            outputs: 1,
-            snap: false,
-            mean: false,
-            after: false,
-            rows: 1,
-            features: 1,
-            grouped_cats: false,
-        };
-        let mut e = ensemble(&c);
-        e.trees = vec![Tree { nodes, group: 0 }];
+        let e = ensemble_of(vec![Tree { nodes, group: 0 }], f32m, 1);
         e.validate(&EnsembleLimits::default()).unwrap();
         let mut w = WideEnsemble::compile(&e).unwrap();
         if !blocks {

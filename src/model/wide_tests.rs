@@ -86,6 +86,26 @@ pub(super) fn arb_case() -> impl Strategy<Value = Case> {
         )
 }
 
+/// An ensemble of hand-made `trees` (one output, `features` features), in f32 or f64.
+pub(super) fn ensemble_of(trees: Vec<Tree>, f32m: bool, features: u32) -> Ensemble {
+    let c = Case {
+        seed: 1,
+        trees: 0,
+        f32m,
+        outputs: 1,
+        snap: false,
+        mean: false,
+        after: false,
+        rows: 1,
+        features,
+        grouped_cats: false,
+    };
+    Ensemble {
+        trees,
+        ..ensemble(&c)
+    }
+}
+
 pub(super) fn ensemble(c: &Case) -> Ensemble {
     let mut r = Rng(c.seed);
     let round = |v: f64| if c.f32m { v as f32 as f64 } else { v };
@@ -493,20 +513,7 @@ fn every_lane_of_a_group_takes_its_own_branch() {
                 group: 0,
             })
             .collect();
-        let c = Case {
-            seed: 1,
-            trees: 0,
-            f32m,
-            outputs: 1,
-            snap: false,
-            mean: false,
-            after: false,
-            rows: 1,
-            features: nf,
-            grouped_cats: false,
-        };
-        let mut e = ensemble(&c);
-        e.trees = trees;
+        let mut e = ensemble_of(trees, f32m, nf);
         e.transform = Transform::Identity;
         e.output = OutputKind::Value;
         e.base.clear();
