@@ -58,8 +58,10 @@ impl<T: Copy + Default> Wide<T> {
         self.nodes = new;
         self.segments = segments;
         self.blocks = true;
-        // The tops hold child indexes.
-        self.tops = self.tops();
+        // Tops built already hold the old child indexes (a file's load builds them after).
+        if !self.tops.is_empty() {
+            self.tops = self.tops();
+        }
     }
 
     /// The same trees laid out level by level over each segment's trees, as the builder
