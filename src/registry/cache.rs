@@ -6,7 +6,7 @@
 //! ```text
 //! CACHE/
 //!   artifacts/SHA256          artifact bytes, named by their SHA-256 (checked on every read)
-//!   models/NAME/ALIAS.alias   the alias's last record seen (JSON)
+//!   models/NAME/ALIAS.alias   the alias's last record seen whose version is cached (JSON)
 //!   models/NAME/V.version     the SHA-256 of version V's artifact
 //!   models.json               the registry's model names, last listed
 //! ```
@@ -16,10 +16,15 @@
 //! damaged cache falls back to the registry. Versions are immutable, so a cached version
 //! is served from the cache without asking the registry; aliases always ask, and fall
 //! back to the cache only when the registry cannot be reached.
+//!
+//! An alias's record is written once its version is cached (read and checksummed): an
+//! alias moved to a version that cannot be read (damaged, refused) leaves the cached record
+//! on the last good one, so a replica restarted while the registry is away starts from the
+//! version it served, not from nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::fs::write_atomic;
 use super::{AliasListing, AliasRecord, Registry, RegistryError};
@@ -33,6 +38,9 @@ pub struct Cached {
     inner: Arc<dyn Registry>,
     dir: Option<PathBuf>,
     on_contact: OnContact,
+    /// Alias records seen whose version is not cached yet, by (model, alias): written
+    /// when that version is.
+    pending: Mutex<BTreeMap<(String, String), AliasRecord>>,
 }
 
 impl std::fmt::Debug for Cached {
@@ -58,6 +66,7 @@ impl Cached {
             inner,
             dir: dir.map(Path::to_path_buf),
             on_contact,
+            pending: Mutex::default(),
         }
     }
 
@@ -116,6 +125,47 @@ impl Cached {
         self.artifact(std::str::from_utf8(&sha).ok()?.trim())
     }
 
+    /// Whether version `version` of `model` has its files in the cache (their bytes are
+    /// checked when read).
+    fn has_version(&self, model: &str, version: u64) -> bool {
+        let sha = self.load(&["models", model, &format!("{version}.version")]);
+        sha.as_deref()
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .and_then(|s| self.path(&["artifacts", s.trim()]))
+            .is_some_and(|p| p.is_file())
+    }
+
+    fn store_alias(&self, model: &str, alias: &str, rec: &AliasRecord) {
+        let json = serde_json::to_vec(rec).expect("alias serializes");
+        self.store(&["models", model, &format!("{alias}.alias")], &json);
+    }
+
+    /// Remembers alias record `rec`: written now if its version is cached, else when it is.
+    fn saw_alias(&self, model: &str, alias: &str, rec: &AliasRecord) {
+        let key = (model.to_owned(), alias.to_owned());
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if self.cached_alias(model, alias).as_ref() == Some(rec) {
+            pending.remove(&key);
+        } else if self.has_version(model, rec.version) {
+            pending.remove(&key);
+            self.store_alias(model, alias, rec);
+        } else {
+            pending.insert(key, rec.clone());
+        }
+    }
+
+    /// Writes the pending alias records of `model` that name `version`, just cached.
+    fn cached_now(&self, model: &str, version: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.retain(|(m, alias), rec| {
+            let now = m == model && rec.version == version;
+            if now {
+                self.store_alias(model, alias, rec);
+            }
+            !now
+        });
+    }
+
     fn served_from_cache(&self, what: &str, e: &RegistryError) {
         tracing::debug!(error = %e, "the registry is unreachable: using the cached {what}");
     }
@@ -167,9 +217,8 @@ impl Registry for Cached {
     fn alias(&self, model: &str, alias: &str) -> Result<AliasRecord, RegistryError> {
         match self.call(|r| r.alias(model, alias)) {
             Ok(rec) => {
-                if self.dir.is_some() && self.cached_alias(model, alias).as_ref() != Some(&rec) {
-                    let json = serde_json::to_vec(&rec).expect("alias serializes");
-                    self.store(&["models", model, &format!("{alias}.alias")], &json);
+                if self.dir.is_some() {
+                    self.saw_alias(model, alias, &rec);
                 }
                 Ok(rec)
             }
@@ -204,6 +253,7 @@ impl Registry for Cached {
                 &["models", model, &format!("{version}.version")],
                 sha.as_bytes(),
             );
+            self.cached_now(model, version);
         }
         Ok(bytes)
     }
@@ -267,5 +317,65 @@ impl Registry for Cached {
 
     fn publish_dataset(&self, name: &str, files: &[(&str, &[u8])]) -> Result<u64, RegistryError> {
         self.call(|r| r.publish_dataset(name, files))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::FsRegistry;
+
+    fn cached(reg: &Arc<FsRegistry>, dir: &Path) -> Cached {
+        Cached::new(reg.clone(), Some(dir), Arc::new(|_| {}))
+    }
+
+    #[test]
+    fn an_alias_moved_to_a_damaged_version_leaves_the_cache_on_the_version_served() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let reg = Arc::new(FsRegistry::new(root.path().join("reg")));
+        let good = crate::model::seal(b"version one");
+        let mut damaged = crate::model::seal(b"version two");
+        *damaged.last_mut().unwrap() ^= 1;
+        assert_eq!(reg.publish("m", &good).unwrap(), 1);
+        assert_eq!(reg.publish("m", &damaged).unwrap(), 2);
+
+        let first = cached(&reg, cache.path());
+        reg.set_alias("m", "production", 1).unwrap();
+        assert_eq!(first.alias("m", "production").unwrap().version, 1);
+        assert_eq!(first.read("m", 1).unwrap(), good);
+        reg.set_alias("m", "production", 2).unwrap();
+        assert_eq!(first.alias("m", "production").unwrap().version, 2);
+        assert_eq!(first.read("m", 2).unwrap(), damaged);
+        assert!(
+            first.cached_version("m", 2).is_none(),
+            "damaged bytes are not kept"
+        );
+
+        // The registry goes away: its aliases can no longer be read.
+        let aliases = root.path().join("reg/m/aliases");
+        std::fs::remove_dir_all(&aliases).unwrap();
+        std::fs::write(&aliases, b"not a directory").unwrap();
+        let restarted = cached(&reg, cache.path());
+        assert!(reg.alias("m", "production").is_err());
+        let rec = restarted.alias("m", "production").unwrap();
+        assert_eq!(rec.version, 1, "the last version whose bytes were kept");
+        assert_eq!(restarted.read("m", rec.version).unwrap(), good);
+    }
+
+    #[test]
+    fn an_alias_is_cached_once_its_version_is() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let reg = Arc::new(FsRegistry::new(root.path().join("reg")));
+        let good = crate::model::seal(b"version one");
+        reg.publish("m", &good).unwrap();
+        reg.set_alias("m", "production", 1).unwrap();
+        let c = cached(&reg, cache.path());
+        c.alias("m", "production").unwrap();
+        assert_eq!(c.cached_alias("m", "production"), None);
+        c.read("m", 1).unwrap();
+        assert_eq!(c.cached_alias("m", "production").unwrap().version, 1);
+        assert!(c.pending.lock().unwrap().is_empty());
     }
 }

@@ -147,13 +147,35 @@ async fn an_outage_is_served_through_and_a_replica_starts_from_its_cache(kind: K
     assert_eq!(first.served_version().await, Some(1));
     assert_eq!(first.metric("treeserve_registry_up").await, Some(1.0));
     let (ok, failed, task) = load(std::slice::from_ref(&first));
+    // The alias moved by a writer that bypassed treeserve to a damaged version, refused:
+    // the outage starts with the alias on a version the cache never kept.
+    let mut bad = std::fs::read(&artifact).unwrap();
+    let n = bad.len();
+    bad[n - 10] ^= 0xff;
+    store.put_raw("team/models/iris/versions/2/model.tsm", &bad);
+    store.put_raw(
+        "team/models/iris/aliases/production",
+        br#"{"version": 2, "history": [1]}"#,
+    );
+    until(
+        Duration::from_secs(5),
+        "the damaged version refused",
+        || async {
+            first
+                .metric("treeserve_model_loads_total{outcome=\"checksum\"}")
+                .await
+                .is_some_and(|v| v >= 1.0)
+        },
+    )
+    .await;
 
     store.set_down(true);
     until(Duration::from_secs(5), "registry_up 0", || async {
         first.metric("treeserve_registry_up").await == Some(0.0)
     })
     .await;
-    // A replica that starts during the outage serves what the cache verified...
+    // A replica that starts during the outage serves what the cache verified (version 1,
+    // not the alias's damaged 2)...
     let second = Replica::spawn(
         &store,
         &[
@@ -184,11 +206,13 @@ async fn an_outage_is_served_through_and_a_replica_starts_from_its_cache(kind: K
     assert!(!err.contains("stack backtrace"), "{err}");
 
     // A version promoted while the replicas cannot see it is caught up with afterwards.
-    store.treeserve_ok(&["publish", a, "--registry", &reg, "--alias", "production"]);
+    let published =
+        store.treeserve_ok(&["publish", a, "--registry", &reg, "--alias", "production"]);
+    assert_eq!(published.trim(), "3", "{published}");
     store.set_down(false);
     for r in [&*first, &second] {
-        until(Duration::from_secs(20), "catch up to 2", || async {
-            r.served_version().await == Some(2)
+        until(Duration::from_secs(20), "catch up to 3", || async {
+            r.served_version().await == Some(3)
         })
         .await;
         assert_eq!(r.metric("treeserve_registry_up").await, Some(1.0));
