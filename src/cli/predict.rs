@@ -89,7 +89,7 @@ pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
     // (the columns from the manifest, read unchecked; the load checks it all).
     let Some(manifest) = crate::model::read_manifest_unchecked(&bytes) else {
         // Not even a manifest: the load says what is wrong.
-        return Err(Model::from_bytes(&bytes, version, &TreeLimits::default())
+        return Err(Model::for_batches(&bytes, version, &TreeLimits::default())
             .map_or_else(load_error, |_| {
                 CommandError::Usage("the model did not load".into())
             }));
@@ -103,7 +103,7 @@ pub(super) fn predict(a: PredictArgs) -> Result<(), CommandError> {
         let loader = s.spawn(|| {
             // Whatever happens, the workers learn the load is over.
             let _over = Over(&slot);
-            let m = Model::from_bytes(&bytes, version, &TreeLimits::default());
+            let m = Model::for_batches(&bytes, version, &TreeLimits::default());
             m.map(|m| {
                 let _ = slot.set(Some(m));
             })

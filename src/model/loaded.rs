@@ -56,10 +56,30 @@ impl Model {
         version: u64,
         limits: &TreeLimits,
     ) -> Result<Self, ArtifactError> {
+        Self::load(bytes, version, limits, Use::Serving)
+    }
+
+    /// [`Model::from_bytes`] for batches only (`treeserve predict`): the same checks and
+    /// answers, without what only a server uses: the whole artifact's SHA-256 (its
+    /// identity; [`Model::sha256`] is then empty) and the nodes laid out for one row.
+    pub fn for_batches(
+        bytes: &[u8],
+        version: u64,
+        limits: &TreeLimits,
+    ) -> Result<Self, ArtifactError> {
+        Self::load(bytes, version, limits, Use::Batches)
+    }
+
+    fn load(
+        bytes: &[u8],
+        version: u64,
+        limits: &TreeLimits,
+        to: Use,
+    ) -> Result<Self, ArtifactError> {
         let (manifest, engine, payload_sha256, sha256) = if bytes.len() >= PARALLEL_HASH_BYTES {
-            decode_beside_hashes(bytes, limits)?
+            decode_beside_hashes(bytes, limits, to)?
         } else {
-            decode_then_hash(bytes, limits)?
+            decode_then_hash(bytes, limits, to)?
         };
         // A wrong payload is told before anything found in decoding it.
         if payload_sha256 != manifest.payload_sha256 {
@@ -159,7 +179,7 @@ impl Model {
         self.version
     }
 
-    /// SHA-256 of the artifact file, hex.
+    /// SHA-256 of the artifact file, hex (empty for [`Model::for_batches`]).
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
@@ -308,12 +328,29 @@ const PARALLEL_HASH_BYTES: usize = 1 << 20;
 /// artifact's SHA-256.
 type Decoded = (Manifest, Result<Engine, ArtifactError>, String, String);
 
+/// What a model is loaded for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Served: one row and batches, named by the artifact's SHA-256.
+    Serving,
+    /// Batches only ([`Model::for_batches`]).
+    Batches,
+}
+
+/// The whole artifact's SHA-256, where the model is served (its identity).
+fn identity(bytes: &[u8], to: Use) -> String {
+    match to {
+        Use::Serving => sha256_hex(bytes),
+        Use::Batches => String::new(),
+    }
+}
+
 /// The body's checksum checked, then decoded and built, then the hashes.
-fn decode_then_hash(bytes: &[u8], limits: &TreeLimits) -> Result<Decoded, ArtifactError> {
+fn decode_then_hash(bytes: &[u8], limits: &TreeLimits, to: Use) -> Result<Decoded, ArtifactError> {
     let (format, body) = unseal_version(bytes)?;
     let BodyIn { manifest, payload } = decode_body(body)?;
-    let engine = engine(format, &manifest, payload, limits);
-    Ok((manifest, engine, sha256_hex(payload), sha256_hex(bytes)))
+    let engine = engine(format, &manifest, payload, limits, to);
+    Ok((manifest, engine, sha256_hex(payload), identity(bytes, to)))
 }
 
 /// A large artifact: two of its three SHA-256 (the body's and the whole's: 1.5 MB each
@@ -321,20 +358,24 @@ fn decode_then_hash(bytes: &[u8], limits: &TreeLimits) -> Result<Decoded, Artifa
 /// thread while this one decodes and builds, then hashes the payload (the decoder takes
 /// unchecked bytes: the `artifact` fuzz target). What is told first stays as in
 /// [`decode_then_hash`]: the body's checksum, then a decoding error.
-fn decode_beside_hashes(bytes: &[u8], limits: &TreeLimits) -> Result<Decoded, ArtifactError> {
+fn decode_beside_hashes(
+    bytes: &[u8],
+    limits: &TreeLimits,
+    to: Use,
+) -> Result<Decoded, ArtifactError> {
     let (format, body, sum) = unseal_header(bytes)?;
     let hashes = move || {
         let body_ok = sha2::Sha256::digest(body).as_slice() == sum;
-        (body_ok, sha256_hex(bytes))
+        (body_ok, identity(bytes, to))
     };
     std::thread::scope(|s| {
         let Ok(helper) = std::thread::Builder::new().spawn_scoped(s, hashes) else {
-            return decode_then_hash(bytes, limits);
+            return decode_then_hash(bytes, limits, to);
         };
         let decoded = decode_body(body);
         let built = decoded.as_ref().ok().map(|b| {
             (
-                engine(format, &b.manifest, b.payload, limits),
+                engine(format, &b.manifest, b.payload, limits, to),
                 sha256_hex(b.payload),
             )
         });

@@ -117,12 +117,31 @@ impl WideEnsemble {
     /// Reads a format-3 payload and checks everything the walks rely on (see the module);
     /// the error says what is wrong. The golden rows are the caller's.
     pub fn from_payload(bytes: &[u8], limits: &EnsembleLimits) -> Result<Self, EnsembleError> {
+        Self::read_payload(bytes, limits, true)
+    }
+
+    /// [`WideEnsemble::from_payload`] kept level by level as the file holds it, for
+    /// batches only (`treeserve predict`): their walks gain nothing from the pairs of
+    /// levels one row's walk reads, so the load skips laying them out (the same answers).
+    pub fn from_payload_for_batches(
+        bytes: &[u8],
+        limits: &EnsembleLimits,
+    ) -> Result<Self, EnsembleError> {
+        Self::read_payload(bytes, limits, false)
+    }
+
+    /// The payload read and checked; `blocks`: laid out by pairs of levels.
+    fn read_payload(
+        bytes: &[u8],
+        limits: &EnsembleLimits,
+        blocks: bool,
+    ) -> Result<Self, EnsembleError> {
         let l: LayoutIn = rmp_serde::from_slice(bytes)
             .map_err(|e| EnsembleError(format!("the wide layout does not read: {e}")))?;
         l.head.check(limits)?;
         let nodes = match l.head.precision {
-            Precision::F32 => Nodes::F32(wide::<f32>(&l, limits)?),
-            Precision::F64 => Nodes::F64(wide::<f64>(&l, limits)?),
+            Precision::F32 => Nodes::F32(wide::<f32>(&l, limits, blocks)?),
+            Precision::F64 => Nodes::F64(wide::<f64>(&l, limits, blocks)?),
         };
         Ok(WideEnsemble {
             num_trees: l.num_trees as usize,
@@ -144,10 +163,11 @@ fn node_bytes<T: Prec + Bytes>(w: &Wide<T>) -> Vec<u8> {
     nodes
 }
 
-/// The layout's nodes and tables, checked.
+/// The layout's nodes and tables, checked; `blocks`: then laid out by pairs of levels.
 fn wide<T: Prec + Walk + Bytes>(
     l: &LayoutIn,
     limits: &EnsembleLimits,
+    blocks: bool,
 ) -> Result<Wide<T>, EnsembleError> {
     let bad = |m: String| Err(EnsembleError(m));
     let size = T::SIZE + 4;
@@ -198,7 +218,9 @@ fn wide<T: Prec + Walk + Bytes>(
         blocks: false,
     };
     check(&w, &l.head, l.num_trees, l.num_nodes, limits)?;
-    w.lay_out_blocks();
+    if blocks {
+        w.lay_out_blocks();
+    }
     w.simd = w.vector_fits();
     w.tops = w.tops();
     Ok(w)

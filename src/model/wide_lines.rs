@@ -13,6 +13,17 @@ use std::collections::VecDeque;
 
 use super::{FLAG_BITS, Node, Segment, W_LEAF, W_VECTOR, Wide};
 
+#[cfg(test)]
+impl super::WideEnsemble {
+    /// Whether the nodes are laid out by pairs of levels (as served), not level by level.
+    pub(crate) fn by_pairs(&self) -> bool {
+        match &self.nodes {
+            super::Nodes::F32(w) => w.blocks,
+            super::Nodes::F64(w) => w.blocks,
+        }
+    }
+}
+
 impl<T: Copy + Default> Wide<T> {
     /// Lays 8-byte nodes out by pairs of levels (see the module); other layouts stay.
     pub(super) fn lay_out_blocks(&mut self) {

@@ -2,7 +2,7 @@
 //! payload read (the trees decoded, validated and compiled; or the stored wide layout read
 //! and checked), and what an import writes.
 
-use super::Engine;
+use super::{Engine, Use};
 use crate::model::ensemble::{Ensemble, EnsembleError, EnsembleLimits};
 use crate::model::flat::FlatEnsemble;
 use crate::model::tree::{FlatForest, MirrorForest, MirrorTree, TreeLimits};
@@ -23,6 +23,7 @@ pub(super) fn engine(
     manifest: &Manifest,
     payload: &[u8],
     limits: &TreeLimits,
+    to: Use,
 ) -> Result<Engine, ArtifactError> {
     let ensemble = manifest.ensemble_payload();
     let expected = if ensemble {
@@ -38,15 +39,19 @@ pub(super) fn engine(
     }
     check_manifest(manifest)?;
     if format == FORMAT_VERSION_WIDE {
-        let wide = WideEnsemble::from_payload(payload, &ensemble_limits(limits))
-            .map_err(|err| ArtifactError::InvalidTree(err.0))?;
+        let limits = ensemble_limits(limits);
+        let wide = match to {
+            Use::Serving => WideEnsemble::from_payload(payload, &limits),
+            Use::Batches => WideEnsemble::from_payload_for_batches(payload, &limits),
+        }
+        .map_err(|err| ArtifactError::InvalidTree(err.0))?;
         check_shape(wide.num_features(), wide.num_scores(), manifest)?;
         return Ok(Engine::Wide(wide));
     }
     if ensemble {
         let e = Ensemble::from_msgpack(payload)
             .map_err(|e| ArtifactError::Decode(format!("payload: {e}")))?;
-        compile_ensemble(e, manifest, limits)
+        compile_ensemble(e, manifest, limits, to)
     } else {
         Ok(Engine::Forest(compile_forest(manifest, payload, limits)?))
     }
@@ -56,6 +61,7 @@ fn compile_ensemble(
     e: Ensemble,
     m: &Manifest,
     limits: &TreeLimits,
+    to: Use,
 ) -> Result<Engine, ArtifactError> {
     e.validate(&ensemble_limits(limits))
         .map_err(|err| ArtifactError::InvalidTree(err.0))?;
@@ -67,7 +73,8 @@ fn compile_ensemble(
         return Ok(Engine::Ensemble(flat));
     }
     Ok(match WideEnsemble::from_flat(flat) {
-        Ok(wide) => Engine::Wide(wide.with_pair_blocks()),
+        Ok(wide) if to == Use::Serving => Engine::Wide(wide.with_pair_blocks()),
+        Ok(wide) => Engine::Wide(wide),
         Err(flat) => Engine::Ensemble(*flat),
     })
 }

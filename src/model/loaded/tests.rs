@@ -257,6 +257,46 @@ fn imports_write_the_wide_layout_and_the_trees_still_load_alike() {
 }
 
 #[test]
+fn a_load_for_batches_answers_as_a_served_one_without_its_identity_or_pairs() {
+    use crate::model::{FORMAT_VERSION_ENSEMBLE, encode_artifact_as, read_parts};
+    for classifier in [true, false] {
+        let (b, e) = built(40, 12, classifier);
+        let (manifest, _) = read_parts(&b.artifact).unwrap();
+        let trees = rmp_serde::to_vec(&e).unwrap();
+        let v2 = encode_artifact_as(&manifest, &trees, FORMAT_VERSION_ENSEMBLE);
+        for artifact in [&b.artifact, &v2] {
+            let served = Model::from_bytes(artifact, 1, &Default::default()).unwrap();
+            let batches = Model::for_batches(artifact, 1, &Default::default()).unwrap();
+            assert_eq!(served.sha256(), crate::model::sha256_hex(artifact));
+            assert_eq!(batches.sha256(), "");
+            let (Engine::Wide(s), Engine::Wide(w)) = (&served.engine, &batches.engine) else {
+                panic!("40 trees: the wide evaluator");
+            };
+            // f32 nodes served by pairs of levels; for batches as the file holds them.
+            assert_eq!((s.by_pairs(), w.by_pairs()), (classifier, false));
+            let x = rows(3000, 12, 5);
+            let (k, n) = (served.num_scores(), x.len() / 12);
+            let (mut sb, mut cb) = (vec![0.0; n * k], vec![0; n]);
+            batches.predict_batch_threads(&x, &mut sb, &mut cb, 2);
+            let (s1, c1) = one_by_one(&served, &x);
+            assert_eq!((bits(&sb), &cb), (bits(&s1), &c1));
+            let (b1, d1) = one_by_one(&batches, &x);
+            assert_eq!((bits(&b1), d1), (bits(&s1), c1));
+        }
+    }
+    // A damaged artifact is refused alike.
+    let (b, _) = built(40, 12, true);
+    let mut bad = b.artifact.clone();
+    let n = bad.len();
+    bad[n - 10] ^= 1;
+    let (a, z) = (
+        Model::from_bytes(&bad, 1, &Default::default()).unwrap_err(),
+        Model::for_batches(&bad, 1, &Default::default()).unwrap_err(),
+    );
+    assert_eq!(a.to_string(), z.to_string());
+}
+
+#[test]
 fn a_smartcore_manifest_in_format_3_is_refused() {
     use crate::model::{FORMAT_VERSION_WIDE, encode_artifact_as, read_parts};
     let bytes = std::fs::read("models/iris/versions/1/model.tsm").unwrap();
