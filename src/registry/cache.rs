@@ -325,15 +325,20 @@ mod tests {
     use super::*;
     use crate::registry::FsRegistry;
 
+    /// A registry in a temporary directory, and a cache directory.
+    fn registry() -> (tempfile::TempDir, tempfile::TempDir, Arc<FsRegistry>) {
+        let root = tempfile::tempdir().unwrap();
+        let reg = Arc::new(FsRegistry::new(root.path().join("reg")));
+        (root, tempfile::tempdir().unwrap(), reg)
+    }
+
     fn cached(reg: &Arc<FsRegistry>, dir: &Path) -> Cached {
         Cached::new(reg.clone(), Some(dir), Arc::new(|_| {}))
     }
 
     #[test]
     fn an_alias_moved_to_a_damaged_version_leaves_the_cache_on_the_version_served() {
-        let root = tempfile::tempdir().unwrap();
-        let cache = tempfile::tempdir().unwrap();
-        let reg = Arc::new(FsRegistry::new(root.path().join("reg")));
+        let (root, cache, reg) = registry();
         let good = crate::model::seal(b"version one");
         let mut damaged = crate::model::seal(b"version two");
         *damaged.last_mut().unwrap() ^= 1;
@@ -365,9 +370,7 @@ mod tests {
 
     #[test]
     fn an_alias_is_cached_once_its_version_is() {
-        let root = tempfile::tempdir().unwrap();
-        let cache = tempfile::tempdir().unwrap();
-        let reg = Arc::new(FsRegistry::new(root.path().join("reg")));
+        let (_root, cache, reg) = registry();
         let good = crate::model::seal(b"version one");
         reg.publish("m", &good).unwrap();
         reg.set_alias("m", "production", 1).unwrap();

@@ -149,25 +149,7 @@ async fn an_outage_is_served_through_and_a_replica_starts_from_its_cache(kind: K
     let (ok, failed, task) = load(std::slice::from_ref(&first));
     // The alias moved by a writer that bypassed treeserve to a damaged version, refused:
     // the outage starts with the alias on a version the cache never kept.
-    let mut bad = std::fs::read(&artifact).unwrap();
-    let n = bad.len();
-    bad[n - 10] ^= 0xff;
-    store.put_raw("team/models/iris/versions/2/model.tsm", &bad);
-    store.put_raw(
-        "team/models/iris/aliases/production",
-        br#"{"version": 2, "history": [1]}"#,
-    );
-    until(
-        Duration::from_secs(5),
-        "the damaged version refused",
-        || async {
-            first
-                .metric("treeserve_model_loads_total{outcome=\"checksum\"}")
-                .await
-                .is_some_and(|v| v >= 1.0)
-        },
-    )
-    .await;
+    alias_a_damaged_version(&store, "team/models", &artifact, &first).await;
 
     store.set_down(true);
     until(Duration::from_secs(5), "registry_up 0", || async {
@@ -226,6 +208,35 @@ async fn an_outage_is_served_through_and_a_replica_starts_from_its_cache(kind: K
     assert!(ok.load(Ordering::Relaxed) > 10);
 }
 
+/// Writes a damaged copy of `artifact` as version 2 of `iris` under `prefix` and moves the
+/// alias to it, as a writer that bypassed treeserve would; waits until `replica` refused it.
+async fn alias_a_damaged_version(
+    store: &Store,
+    prefix: &str,
+    artifact: &std::path::Path,
+    replica: &Replica,
+) {
+    let mut bad = std::fs::read(artifact).unwrap();
+    let n = bad.len();
+    bad[n - 10] ^= 0xff;
+    store.put_raw(&format!("{prefix}/iris/versions/2/model.tsm"), &bad);
+    store.put_raw(
+        &format!("{prefix}/iris/aliases/production"),
+        br#"{"version": 2, "history": [1]}"#,
+    );
+    until(
+        Duration::from_secs(5),
+        "the damaged version refused",
+        || async {
+            replica
+                .metric("treeserve_model_loads_total{outcome=\"checksum\"}")
+                .await
+                .is_some_and(|v| v >= 1.0)
+        },
+    )
+    .await;
+}
+
 async fn corrupt_and_oversized_objects_never_replace_the_served_model(kind: Kind) {
     let store = Store::start(kind);
     let local = TestRegistry::new();
@@ -242,24 +253,7 @@ async fn corrupt_and_oversized_objects_never_replace_the_served_model(kind: Kind
     let r = Replica::spawn(&store, &["--registry", &reg, "--poll-interval", "1s"]);
     assert_eq!(r.served_version().await, Some(1));
     // A corrupt version, aliased by a writer that bypassed treeserve.
-    let mut bad = std::fs::read(&artifact).unwrap();
-    let n = bad.len();
-    bad[n - 10] ^= 0xff;
-    store.put_raw("r/iris/versions/2/model.tsm", &bad);
-    store.put_raw(
-        "r/iris/aliases/production",
-        br#"{"version": 2, "history": [1]}"#,
-    );
-    until(
-        Duration::from_secs(5),
-        "the corrupt version refused",
-        || async {
-            r.metric("treeserve_model_loads_total{outcome=\"checksum\"}")
-                .await
-                .is_some_and(|v| v >= 1.0)
-        },
-    )
-    .await;
+    alias_a_damaged_version(&store, "r", &artifact, &r).await;
     assert_eq!(r.served_version().await, Some(1));
     // Polls that find the alias still there do not validate the same bytes again.
     tokio::time::sleep(Duration::from_millis(2500)).await;
