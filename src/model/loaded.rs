@@ -325,7 +325,7 @@ pub const KEPT_GOLDEN_ROWS: usize = 16;
 const PARALLEL_HASH_BYTES: usize = 1 << 20;
 
 /// An artifact decoded, its engine built (or why not), and the payload's and the whole
-/// artifact's SHA-256.
+/// artifact's SHA-256 (empty for batches).
 type Decoded = (Manifest, Result<Engine, ArtifactError>, String, String);
 
 /// What a model is loaded for.
@@ -353,9 +353,9 @@ fn decode_then_hash(bytes: &[u8], limits: &TreeLimits, to: Use) -> Result<Decode
     Ok((manifest, engine, sha256_hex(payload), identity(bytes, to)))
 }
 
-/// A large artifact: two of its three SHA-256 (the body's and the whole's: 1.5 MB each
-/// for a 500-tree model in format 3, 5 MB in format 2, ~1 and ~3 ms each) on a helper
-/// thread while this one decodes and builds, then hashes the payload (the decoder takes
+/// A large artifact: two of its three SHA-256 (the body's and, where served, the whole's:
+/// 1.5 MB each for a 500-tree model in format 3, 5 MB in format 2, ~1 and ~3 ms each) on a
+/// helper thread while this one decodes and builds, then hashes the payload (the decoder takes
 /// unchecked bytes: the `artifact` fuzz target). What is told first stays as in
 /// [`decode_then_hash`]: the body's checksum, then a decoding error.
 fn decode_beside_hashes(
