@@ -464,4 +464,74 @@ mod tests {
             agrees(&text);
         }
     }
+
+    /// Digit runs of every length, at every offset from an eight-byte load, ended by every
+    /// kind of byte (the bytes around '0' to '9', non-ASCII, the end of the text): the run
+    /// read eight bytes at a time ends where `str::parse` says.
+    #[test]
+    fn digit_runs_of_every_length_end_at_every_kind_of_byte() {
+        let mut next = rng(17);
+        let ends: &[&[u8]] = &[
+            b"",
+            b",",
+            b"\n",
+            b"\r\n",
+            b"/",
+            b":",
+            b" ",
+            b"x",
+            b"\x7f",
+            b"\xc3\xa9",
+            b"\xff",
+            b".",
+            b"e5",
+            b"E-3",
+            b"e",
+            b"-",
+        ];
+        for sign in ["", "-", "+"] {
+            for int_len in 0..=20 {
+                for frac_len in [
+                    None,
+                    Some(0),
+                    Some(1),
+                    Some(7),
+                    Some(8),
+                    Some(9),
+                    Some(15),
+                    Some(17),
+                ] {
+                    for end in ends {
+                        let digits = |n: usize, next: &mut dyn FnMut() -> u64| -> String {
+                            (0..n)
+                                .map(|_| char::from(b'0' + (next() % 10) as u8))
+                                .collect()
+                        };
+                        let mut text = format!("{sign}{}", digits(int_len, &mut next));
+                        if let Some(f) = frac_len {
+                            text.push('.');
+                            text.push_str(&digits(f, &mut next));
+                        }
+                        let number = text.len();
+                        let mut bytes = text.into_bytes();
+                        bytes.extend_from_slice(end);
+                        let Some((v, used)) = parse_prefix(&bytes) else {
+                            continue;
+                        };
+                        let prefix = std::str::from_utf8(&bytes[..used]).unwrap();
+                        let want: f64 = prefix.parse().unwrap();
+                        assert_eq!(v.to_bits(), want.to_bits(), "{bytes:?}");
+                        // The number ends where its text does (or takes the exponent after it).
+                        let exponent = end.first().is_some_and(|c| c.eq_ignore_ascii_case(&b'e'))
+                            && end.len() > 1;
+                        // A dot after the integer digits is the number's own ("5." is 5).
+                        let dot = frac_len.is_none() && end.first() == Some(&b'.');
+                        if !exponent && !dot {
+                            assert_eq!(used, number, "{bytes:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
