@@ -11,6 +11,14 @@ use tempfile::TempDir;
 /// The treeserve binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_treeserve");
 
+/// A stdout for a child whose reader is gone before the child starts: its first write
+/// fails (SIGPIPE), however much the pipe would have held and however late the test runs.
+pub fn reader_gone() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    Stdio::from(writer)
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -148,15 +148,13 @@ fn client_commands_with_no_server_say_so_in_one_line() {
 fn score_stops_quietly_when_its_reader_goes_away() {
     let reg = TestRegistry::with_iris();
     let app = App::spawn(reg.path(), &[]);
-    let mut child = Command::new(BIN)
+    let out = Command::new(BIN)
         .args(["score", &app.url("/"), "--batch-size", "1", "--csv"])
         .arg(iris_csv())
-        .stdout(Stdio::piped())
+        .stdout(reader_gone())
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
