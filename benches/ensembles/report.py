@@ -29,7 +29,17 @@ def versions(treeserve):
     v["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                  cwd=Path(__file__).resolve().parent).stdout.strip()
     v["gcc"] = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    v["machine"] = f"{os.cpu_count()} cores, {cpu}"
+    # treeserve's vector walk needs AVX-512 F and VL (src/model/wide_simd.rs); without them
+    # its grouped walk is scalar, and the figures are those of that walk.
+    flags = next((set(ln.split(":", 1)[1].split()) for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                  if ln.startswith("flags")), set())
+    if os.environ.get("TREESERVE_VECTOR_WALK") == "off":
+        walk = "scalar grouped walk (TREESERVE_VECTOR_WALK=off)"
+    elif {"avx512f", "avx512vl"} <= flags:
+        walk = "vector walk (AVX-512 F and VL)"
+    else:
+        walk = "scalar grouped walk (no AVX-512 F and VL)"
+    v["machine"] = f"{os.cpu_count()} cores, {cpu}; treeserve: {walk}"
     return v
 
 
