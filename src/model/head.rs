@@ -28,6 +28,37 @@ pub(super) trait Prec: Copy + Default + Debug + PartialOrd + AddAssign + DivAssi
     /// The low bits of an integer value in `[0, 2^22)` without a conversion (the
     /// mantissa after adding 1.5·2^23 or 1.5·2^52); other values give any bits.
     fn low(self) -> u32;
+    /// The value's bits as an unsigned integer in the values' order: for `a`, `b` not NaN,
+    /// `a < b` iff `a.key() < b.key()`, except that -0.0 is below +0.0.
+    fn key(self) -> Self::Key;
+    /// A row value's key: -0.0 as +0.0 (then `v < t` iff `v.row_key() < t.key()` for any
+    /// threshold `t` not NaN), NaN as the greatest key (below no threshold's).
+    #[inline(always)]
+    fn row_key(self) -> Self::Key {
+        if self.nan() {
+            Self::Key::MAX
+        } else {
+            let mut zero = self;
+            zero += Self::default();
+            zero.key()
+        }
+    }
+    /// Keys: `u32` for f32, `u64` for f64.
+    type Key: KeyBits;
+}
+
+/// An unsigned integer a value's bits are compared as ([`Prec::key`]).
+pub(super) trait KeyBits: Copy + Default + Debug + Ord {
+    /// The greatest: a missing value's.
+    const MAX: Self;
+}
+
+impl KeyBits for u32 {
+    const MAX: Self = u32::MAX;
+}
+
+impl KeyBits for u64 {
+    const MAX: Self = u64::MAX;
 }
 
 impl Prec for f32 {
@@ -51,6 +82,13 @@ impl Prec for f32 {
     fn low(self) -> u32 {
         (self + 12582912.0).to_bits()
     }
+    type Key = u32;
+    #[inline(always)]
+    fn key(self) -> u32 {
+        // Negative values' bits all flipped (their order reversed), others' sign bit set.
+        let b = self.to_bits();
+        b ^ (((b as i32) >> 31) as u32 | 1 << 31)
+    }
 }
 
 impl Prec for f64 {
@@ -72,6 +110,12 @@ impl Prec for f64 {
     #[inline(always)]
     fn low(self) -> u32 {
         (self + 6755399441055744.0).to_bits() as u32
+    }
+    type Key = u64;
+    #[inline(always)]
+    fn key(self) -> u64 {
+        let b = self.to_bits();
+        b ^ (((b as i64) >> 63) as u64 | 1 << 63)
     }
 }
 

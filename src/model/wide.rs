@@ -162,6 +162,8 @@ pub struct WideEnsemble {
 pub struct WideScratch {
     x32: Vec<f32>,
     x64: Vec<f64>,
+    k32: Vec<u32>,
+    k64: Vec<u64>,
     acc32: Vec<f32>,
     acc64: Vec<f64>,
     raw: Vec<f64>,
@@ -299,6 +301,7 @@ impl WideEnsemble {
                 w,
                 rows,
                 &mut s.x32,
+                &mut s.k32,
                 &mut s.acc32,
                 &mut s.raw,
                 scores,
@@ -308,6 +311,7 @@ impl WideEnsemble {
                 w,
                 rows,
                 &mut s.x64,
+                &mut s.k64,
                 &mut s.acc64,
                 &mut s.raw,
                 scores,
@@ -323,6 +327,7 @@ impl WideEnsemble {
         w: &Wide<T>,
         rows: &[f64],
         x: &mut Vec<T>,
+        keys: &mut Vec<T::Key>,
         acc: &mut Vec<T>,
         raw: &mut Vec<f64>,
         scores: &mut [f64],
@@ -353,19 +358,23 @@ impl WideEnsemble {
             acc.clear();
             acc.resize(classes.len() * k, T::default());
             acc.chunks_exact_mut(k).for_each(|a| h.begin(a));
-            match (nan, w.fbits) {
-                (false, 0..=3) => w.eval::<false, _>(h, x.as_chunks::<8>().0.iter(), acc),
-                (false, 4) => w.eval::<false, _>(h, x.as_chunks::<16>().0.iter(), acc),
-                (false, 5) => w.eval::<false, _>(h, x.as_chunks::<32>().0.iter(), acc),
-                (false, 6) => w.eval::<false, _>(h, x.as_chunks::<64>().0.iter(), acc),
-                (false, 7) => w.eval::<false, _>(h, x.as_chunks::<128>().0.iter(), acc),
-                (false, _) => w.eval::<false, _>(h, x.chunks_exact(w.stride()), acc),
-                (true, 0..=3) => w.eval::<true, _>(h, x.as_chunks::<8>().0.iter(), acc),
-                (true, 4) => w.eval::<true, _>(h, x.as_chunks::<16>().0.iter(), acc),
-                (true, 5) => w.eval::<true, _>(h, x.as_chunks::<32>().0.iter(), acc),
-                (true, 6) => w.eval::<true, _>(h, x.as_chunks::<64>().0.iter(), acc),
-                (true, 7) => w.eval::<true, _>(h, x.as_chunks::<128>().0.iter(), acc),
-                (true, _) => w.eval::<true, _>(h, x.chunks_exact(w.stride()), acc),
+            if w.keyed() {
+                w.eval_keys(h, x, keys, nan, acc);
+            } else {
+                match (nan, w.fbits) {
+                    (false, 0..=3) => w.eval::<false, _>(h, x.as_chunks::<8>().0.iter(), acc),
+                    (false, 4) => w.eval::<false, _>(h, x.as_chunks::<16>().0.iter(), acc),
+                    (false, 5) => w.eval::<false, _>(h, x.as_chunks::<32>().0.iter(), acc),
+                    (false, 6) => w.eval::<false, _>(h, x.as_chunks::<64>().0.iter(), acc),
+                    (false, 7) => w.eval::<false, _>(h, x.as_chunks::<128>().0.iter(), acc),
+                    (false, _) => w.eval::<false, _>(h, x.chunks_exact(w.stride()), acc),
+                    (true, 0..=3) => w.eval::<true, _>(h, x.as_chunks::<8>().0.iter(), acc),
+                    (true, 4) => w.eval::<true, _>(h, x.as_chunks::<16>().0.iter(), acc),
+                    (true, 5) => w.eval::<true, _>(h, x.as_chunks::<32>().0.iter(), acc),
+                    (true, 6) => w.eval::<true, _>(h, x.as_chunks::<64>().0.iter(), acc),
+                    (true, 7) => w.eval::<true, _>(h, x.as_chunks::<128>().0.iter(), acc),
+                    (true, _) => w.eval::<true, _>(h, x.chunks_exact(w.stride()), acc),
+                }
             }
             for ((a, s), c) in acc
                 .chunks_exact_mut(k)

@@ -547,3 +547,80 @@ fn every_lane_of_a_group_takes_its_own_branch() {
         }
     }
 }
+
+/// Whether the scalar walk of `w` compares keys ([`Wide::keyed`]).
+fn keyed(w: &WideEnsemble) -> bool {
+    match &w.nodes {
+        Nodes::F32(w) => w.keyed(),
+        Nodes::F64(w) => w.keyed(),
+    }
+}
+
+#[test]
+fn keys_compare_as_the_values_they_are_made_of() {
+    let mut rng = Rng(21);
+    let mut values = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        5e-324,
+        -5e-324,
+        1e-40,
+        -1e-40,
+        f64::MIN_POSITIVE,
+        f64::MAX,
+        f64::MIN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        -f64::NAN,
+    ];
+    values.extend((0..300).map(|_| f64::from_bits(rng.next())));
+    values.extend((0..300).map(|_| f64::from(f32::from_bits(rng.next() as u32))));
+    values.extend((0..100).map(|_| rng.below(40) as f64 * 0.25 - 5.0));
+    for &v in &values {
+        for &t in values.iter().filter(|t| !t.is_nan()) {
+            assert_eq!(v.row_key() < t.key(), v < t, "f64 {v:e} < {t:e}");
+            let (v, t) = (v as f32, t as f32);
+            assert_eq!(v.row_key() < t.key(), v < t, "f32 {v:e} < {t:e}");
+        }
+    }
+}
+
+/// The property above takes the keyed walk where the vector walk is off and the groups are
+/// plain (few of its cases): here, plain groups of both precisions take it, and answer as
+/// the flat evaluator.
+#[test]
+fn plain_groups_walk_as_keys_without_the_vector_walk() {
+    let taken = std::cell::Cell::new([0; 2]);
+    let mut runner = TestRunner::new(Config::with_cases(96));
+    // One output, 65 trees or more (none deep), no category split: groups only.
+    let plain = arb_case().prop_map(|c| Case {
+        seed: c.seed & !3,
+        trees: c.trees.max(65),
+        outputs: 1,
+        grouped_cats: false,
+        ..c
+    });
+    runner
+        .run(&plain, |c| {
+            let e = ensemble(&c);
+            let flat = FlatEnsemble::compile(&e).unwrap();
+            let w = WideEnsemble::compile(&e).unwrap();
+            let w = w.with_vector_walk(false).with_block_rows(16);
+            if keyed(&w) {
+                let mut t = taken.get();
+                t[c.f32m as usize] += 1;
+                taken.set(t);
+                check_walk(&c, &e, &flat, &w)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let [f64s, f32s] = taken.get();
+    assert!(
+        f64s > 20 && f32s > 20,
+        "keyed walks: {f32s} f32, {f64s} f64"
+    );
+}
