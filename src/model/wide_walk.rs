@@ -182,7 +182,8 @@ impl<T: Prec + Walk> Wide<T> {
     /// [`Wide::eval`] of a block's prepared rows `x` with the values compared as integers:
     /// each row's keys made once (into `keys`), each threshold's in the step. The step is
     /// then a compare and a subtract with borrow, without moving a float compare's flags
-    /// (m2 batch on an AMD EPYC without AVX-512: 1.8× faster in a standalone prototype).
+    /// (on an AMD EPYC without AVX-512: m2 batch 1.35× faster, m1 1.28×, one row 1.05× and
+    /// 1.17×; docs/benchmarks.md).
     /// The same leaves: `v < t` iff `v.row_key() < t.key()` (the thresholds are not NaN,
     /// `check` and `validate` refuse it; a missing value's key is above every threshold's).
     pub(super) fn eval_keys(
@@ -209,8 +210,8 @@ impl<T: Prec + Walk> Wide<T> {
         }
     }
 
-    /// Every group walked over the rows of `S` keys, a row at a time (two rows at once
-    /// measured slower), in the order of [`Wide::eval`]'s sums.
+    /// Every group walked over the rows of `S` keys, a row at a time (two rows at once were
+    /// slower in the prototype), in the order of [`Wide::eval`]'s sums.
     fn keyed_rows<const NAN: bool, const S: usize>(
         &self,
         h: &Head,
