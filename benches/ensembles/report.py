@@ -166,8 +166,9 @@ def markdown(args, metas, cells, par, csv, http, errors, v, runs):
     lines.append("")
     if csv:
         lines += ["**`treeserve predict` CSV → CSV with m2** (the whole process: start, load, parse, predict, write "
-                  "`--probabilities`) against XGBoost's inplace_predict on the same rows already in a float32 numpy "
-                  "array", "",
+                  "`--probabilities`; after one untimed run, with the binary and the files in the page cache) against "
+                  "XGBoost's inplace_predict on the same rows already in a float32 numpy array (after its warm-up "
+                  "call)", "",
                   f"| rows | CSV | treeserve predict ({N} threads) | xgboost 1 thread | xgboost {N} threads | "
                   "ratio to the faster | ratio, same threads | rows beyond tolerance |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|"]
