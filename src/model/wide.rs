@@ -416,7 +416,6 @@ impl<T: Prec + Walk> Wide<T> {
         while let Some(seg) = segs.next() {
             // Two groups of one depth without category splits: walked as one of 16 trees.
             if self.simd
-                && self.gather
                 && T::PAIRS
                 && let Segment::Group {
                     roots: ra,

@@ -1,7 +1,9 @@
 //! The paired walk of [`super::Wide`] with x86-64 AVX-512 (with `wide_simd.rs`, the
 //! crate's only `unsafe` code: `tests/it/architecture.rs`): in batches of f32 nodes
-//! gathered (XGBoost models on Intel), two groups of one depth walk as one group of 16
-//! trees in 512-bit registers, 8 rows at once. A step is two gathers, two permutes that
+//! (XGBoost models), two groups of one depth walk as one group of 16
+//! trees in 512-bit registers, 8 rows at once. A step is two gathers (or 16 loads, where
+//! the nodes are loaded: AMD; m2 batch 1.42× faster there than the groups walked apart,
+//! which had kept the pair to gathers), two permutes that
 //! split the 16 nodes into thresholds and meta words, then one feature permute, one
 //! compare and one child step for the 16 lanes (two groups walked apart take two of each,
 //! and twice the splits: m2 batch 1.29× faster). The top three levels are the same nodes
@@ -26,7 +28,7 @@
 
 use super::Node;
 use super::simd::Bits;
-use super::simd::x86::{row32, start};
+use super::simd::x86::{lanes, nodes8, row32, start};
 use std::arch::x86_64::*;
 
 /// A pair's walk (see [`walk32x16`]): the step's constants, the roots, and the nodes
@@ -41,6 +43,8 @@ struct Pair16 {
     even: __m512i,
     odd: __m512i,
     base: *const i64,
+    /// Nodes fetched by gathers, else by loads (`super::simd::gathers`).
+    gather: bool,
     roots: __m512i,
     /// Level 0; level 1 left, right; level 2 left-left, left-right, right-left,
     /// right-right: thresholds and meta words.
@@ -61,6 +65,7 @@ impl Pair16 {
         depth: usize,
         bits: Bits,
         last: u32,
+        gather: bool,
     ) -> Self {
         let one = _mm512_set1_epi32(1);
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -74,6 +79,7 @@ impl Pair16 {
             even,
             odd: _mm512_add_epi32(even, one),
             base: nodes.as_ptr().cast::<i64>(),
+            gather,
             roots: _mm512_inserti64x4::<1>(
                 _mm512_castsi256_si512(start(roots[0], last8)),
                 start(roots[1], last8),
@@ -102,19 +108,33 @@ impl Pair16 {
         p
     }
 
-    /// The thresholds and meta words of the 16 nodes `i`: two gathers of 8 nodes,
-    /// split by two permutes.
+    /// The thresholds and meta words of the 16 nodes `i`: two gathers of 8 nodes, split by
+    /// two permutes; or, loaded, two halves of 8 put together (`nodes8`).
     ///
     /// # Safety
     /// Every index addresses a node.
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
     unsafe fn nodes(&self, i: __m512i) -> (__m512, __m512i) {
+        let (lo, hi) = (_mm512_castsi512_si256(i), _mm512_extracti64x4_epi64::<1>(i));
+        if !self.gather {
+            // SAFETY: the caller's.
+            let ((t0, m0), (t1, m1)) =
+                unsafe { (nodes8(self.base, lanes(lo)), nodes8(self.base, lanes(hi))) };
+            let t = _mm512_insertf64x4::<1>(
+                _mm512_castpd256_pd512(_mm256_castps_pd(t0)),
+                _mm256_castps_pd(t1),
+            );
+            return (
+                _mm512_castpd_ps(t),
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(m0), m1),
+            );
+        }
         // SAFETY: the caller's.
         let (n0, n1) = unsafe {
             (
-                _mm512_i32gather_epi64::<8>(_mm512_castsi512_si256(i), self.base),
-                _mm512_i32gather_epi64::<8>(_mm512_extracti64x4_epi64::<1>(i), self.base),
+                _mm512_i32gather_epi64::<8>(lo, self.base),
+                _mm512_i32gather_epi64::<8>(hi, self.base),
             )
         };
         (
@@ -212,7 +232,7 @@ impl Pair16 {
 }
 
 /// Two groups' 16 trees in one 512-bit register of node indexes, for `C` rows: per
-/// step two gathers, and one permute, compare and child for the 16 lanes (two groups
+/// step two gathers (or 16 loads), and one permute, compare and child for the 16 lanes (two groups
 /// walked apart take two of each, and the splits of the nodes into thresholds and meta
 /// words twice as many shuffles).
 ///
@@ -227,9 +247,12 @@ pub(super) unsafe fn walk32x16<const NAN: bool, const C: usize>(
     depth: usize,
     bits: Bits,
     last: u32,
+    gather: bool,
 ) -> [[u32; 16]; C] {
     // SAFETY: the caller's.
-    let idx = unsafe { Pair16::new(nodes, roots, depth, bits, last).walk::<NAN, C>(xs, depth) };
+    let pair = unsafe { Pair16::new(nodes, roots, depth, bits, last, gather) };
+    // SAFETY: the caller's.
+    let idx = unsafe { pair.walk::<NAN, C>(xs, depth) };
     let mut out = [[0u32; 16]; C];
     for (o, i) in out.iter_mut().zip(idx) {
         // SAFETY: `o` is 64 bytes; the store is unaligned.
@@ -248,6 +271,7 @@ pub(super) unsafe fn walk32x16<const NAN: bool, const C: usize>(
 /// # Safety
 /// As `walk32`'s (`super::simd`): AVX-512 F and VL are available; `last == nodes.len() - 1`,
 /// below 2^29; each row holds more than `bits.fmask` values.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512vl")]
 pub(super) unsafe fn walk32x16_sum<const NAN: bool>(
     nodes: &[Node<f32>],
@@ -256,10 +280,11 @@ pub(super) unsafe fn walk32x16_sum<const NAN: bool>(
     depth: usize,
     bits: Bits,
     last: u32,
+    gather: bool,
     sums: &mut [f32],
 ) {
     // SAFETY: the caller's.
-    let p = unsafe { Pair16::new(nodes, roots, depth, bits, last) };
+    let p = unsafe { Pair16::new(nodes, roots, depth, bits, last, gather) };
     let base = nodes.as_ptr().cast::<f32>();
     let pick = [
         _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23),

@@ -8,10 +8,11 @@
 //! (`vpermt2ps`/`vpermt2pd`: rows of up to 32 f32 or 16 f64 values), one compare into a
 //! mask, and the child added; the scalar walk needs ~9 instructions and two loads per
 //! tree for the same step. Several chains (rows of a batch, or groups of one row) are
-//! walked at once so the fetches' latencies overlap. In batches of f32 nodes gathered,
-//! two groups of one depth walk as one of 16 trees in 512-bit registers (`walk32x16`: two
-//! gathers, then one permute, compare and child step for the 16 lanes: m2 batch 1.29×
-//! faster than the groups walked apart; in `wide_pair.rs`).
+//! walked at once so the fetches' latencies overlap. In batches of f32 nodes, two groups
+//! of one depth walk as one of 16 trees in 512-bit registers (`walk32x16`: two gathers or
+//! 16 loads, then one permute, compare and child step for the 16 lanes: m2 batch 1.29×
+//! faster than the groups walked apart with gathers on a Xeon, 1.42× with loads on an AMD
+//! EPYC; in `wide_pair.rs`).
 //! The nodes are fetched by one gather (f32: the 8-byte nodes whole; f64: thresholds and
 //! meta words) on Intel CPUs, and by 8 loads elsewhere ([`gathers`]): an AMD EPYC (Zen 4)
 //! gathers about one element in 2 cycles (gathers there: m2 batch 1.2×, m1 1.3×, m3 2.4×
@@ -141,6 +142,7 @@ pub(super) trait Walk: Copy + Sized {
         _xs: [&[Self]; C],
         _depth: usize,
         _bits: Bits,
+        _gather: bool,
     ) -> [[u32; 16]; C] {
         unreachable!("only where Walk::PAIRS")
     }
@@ -154,6 +156,7 @@ pub(super) trait Walk: Copy + Sized {
         _xs: &[&[Self]],
         _depth: usize,
         _bits: Bits,
+        _gather: bool,
         _sums: &mut [Self],
     ) {
         unreachable!("only where Walk::PAIRS")
@@ -246,10 +249,11 @@ pub(super) mod x86 {
             xs: [&[f32]; C],
             depth: usize,
             bits: Bits,
+            gather: bool,
         ) -> [[u32; 16]; C] {
             let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
             // SAFETY: as for `walk`.
-            unsafe { walk32x16::<NAN, C>(nodes, roots, xs, depth, bits, last) }
+            unsafe { walk32x16::<NAN, C>(nodes, roots, xs, depth, bits, last, gather) }
         }
 
         #[inline]
@@ -259,12 +263,13 @@ pub(super) mod x86 {
             xs: &[&[f32]],
             depth: usize,
             bits: Bits,
+            gather: bool,
             sums: &mut [f32],
         ) {
             assert_eq!(xs.len(), sums.len(), "a sum per row");
             let last = checked(nodes, xs, bits).expect("the vector walk's conditions");
             // SAFETY: as for `walk`.
-            unsafe { walk32x16_sum::<NAN>(nodes, roots, xs, depth, bits, last, sums) }
+            unsafe { walk32x16_sum::<NAN>(nodes, roots, xs, depth, bits, last, gather, sums) }
         }
     }
 
@@ -326,7 +331,7 @@ pub(super) mod x86 {
     /// integer registers instead of 8 `vpextrd`: m2 batch 3% faster).
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
-    fn lanes(idx: __m256i) -> [usize; 8] {
+    pub(in crate::model::wide) fn lanes(idx: __m256i) -> [usize; 8] {
         let (lo, hi) = (
             _mm256_castsi256_si128(idx),
             _mm256_extracti128_si256::<1>(idx),
@@ -457,7 +462,10 @@ pub(super) mod x86 {
     /// Every index addresses a node.
     #[target_feature(enable = "avx512f,avx512vl")]
     #[inline]
-    unsafe fn nodes8(base: *const i64, i: [usize; 8]) -> (__m256, __m256i) {
+    pub(in crate::model::wide) unsafe fn nodes8(
+        base: *const i64,
+        i: [usize; 8],
+    ) -> (__m256, __m256i) {
         // SAFETY: the caller's.
         unsafe {
             // Each node's 8 bytes read as an f64's bits (moved, never computed with: they

@@ -392,7 +392,7 @@ const PAIR_ROWS: usize = 4 * MIN_BLOCK;
 
 impl<T: Prec + Walk> Wide<T> {
     /// Two groups of the same depth, without category splits, walked as one of 16 trees
-    /// ([`Walk::walk_pair`], only where [`Walk::PAIRS`] and the nodes are gathered):
+    /// ([`Walk::walk_pair`], only where [`Walk::PAIRS`]):
     /// `PAIR_CHAINS` rows at once, each row's leaves added group by group, in tree order.
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -406,7 +406,7 @@ impl<T: Prec + Walk> Wide<T> {
         rows: impl Iterator<Item = &'x R>,
         acc: &mut [T],
     ) {
-        let bits = self.bits();
+        let (bits, g) = (self.bits(), self.gather);
         let o = h.outputs;
         let add = |leaves: &[u32; 2 * LANES], a: &mut [T]| {
             let (halves, _) = leaves.as_chunks::<LANES>();
@@ -435,6 +435,7 @@ impl<T: Prec + Walk> Wide<T> {
                     &xs[..whole],
                     depth,
                     bits,
+                    self.gather,
                     &mut acc[..whole],
                 );
             }
@@ -442,7 +443,7 @@ impl<T: Prec + Walk> Wide<T> {
             for (x, a) in xs[whole..n].chunks(PAIR_CHAINS).zip(rest) {
                 if let Ok(&x) = <&[&[T]; PAIR_CHAINS]>::try_from(x) {
                     let leaves =
-                        T::walk_pair::<NAN, PAIR_CHAINS>(&self.nodes, roots, x, depth, bits);
+                        T::walk_pair::<NAN, PAIR_CHAINS>(&self.nodes, roots, x, depth, bits, g);
                     leaves
                         .iter()
                         .zip(a.chunks_exact_mut(o))
@@ -450,7 +451,7 @@ impl<T: Prec + Walk> Wide<T> {
                 } else {
                     for (&x, a) in x.iter().zip(a.chunks_exact_mut(o)) {
                         add(
-                            &T::walk_pair::<NAN, 1>(&self.nodes, roots, [x], depth, bits)[0],
+                            &T::walk_pair::<NAN, 1>(&self.nodes, roots, [x], depth, bits, g)[0],
                             a,
                         );
                     }
