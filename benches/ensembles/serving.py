@@ -49,8 +49,8 @@ def csv_runs(args, work, meta, treeserve, log):
         cmd = [str(treeserve), "predict", "--registry", str(reg), "--model", "m2", "--input", str(inp),
                "--output", str(outp), "--probabilities"]
         # Untimed, as XGBoost's worker warms up: the binary's pages and the files in the page
-        # cache (this VM's DAMON pages out what a minute left untouched; a cold run here read
-        # the binary and the CSV from disk, one core idle for ~6 of 30 ms).
+        # cache (a VM's DAMON pages out what a minute left untouched: a run with the binary
+        # read back from disk took 1.70x a warm one; docs/benchmarks.md).
         subprocess.run(cmd, check=True, capture_output=True)
         ts, xgb1, xgbn = [], [], []
         for r in range(args.rounds):

@@ -1,9 +1,8 @@
 //! The paired walk of [`super::Wide`] with x86-64 AVX-512 (with `wide_simd.rs`, the
 //! crate's only `unsafe` code: `tests/it/architecture.rs`): in batches of f32 nodes
-//! (XGBoost models), two groups of one depth walk as one group of 16
-//! trees in 512-bit registers, 8 rows at once. A step is two gathers (or 16 loads, where
-//! the nodes are loaded: AMD; m2 batch 1.42× faster there than the groups walked apart,
-//! which had kept the pair to gathers), two permutes that
+//! (XGBoost models), two groups of one depth walk as one group of 16 trees in 512-bit
+//! registers, 8 rows at once. A step is two gathers (or, where nodes are loaded: AMD, 16
+//! loads; m2 batch 1.42× faster there than the groups walked apart), two permutes that
 //! split the 16 nodes into thresholds and meta words, then one feature permute, one
 //! compare and one child step for the 16 lanes (two groups walked apart take two of each,
 //! and twice the splits: m2 batch 1.29× faster). The top three levels are the same nodes
@@ -232,9 +231,9 @@ impl Pair16 {
 }
 
 /// Two groups' 16 trees in one 512-bit register of node indexes, for `C` rows: per
-/// step two gathers (or 16 loads), and one permute, compare and child for the 16 lanes (two groups
-/// walked apart take two of each, and the splits of the nodes into thresholds and meta
-/// words twice as many shuffles).
+/// step two gathers (or 16 loads), and one permute, compare and child for the 16 lanes
+/// (two groups walked apart take two of each, and the splits of the nodes into thresholds
+/// and meta words twice as many shuffles).
 ///
 /// # Safety
 /// As `walk32`'s (`super::simd`): AVX-512 F and VL are available; `last == nodes.len() - 1`,

@@ -435,7 +435,7 @@ impl<T: Prec + Walk> Wide<T> {
                     &xs[..whole],
                     depth,
                     bits,
-                    self.gather,
+                    g,
                     &mut acc[..whole],
                 );
             }
