@@ -66,10 +66,9 @@ def ensure_venv():
 
 
 def build():
-    # Two builds, as benches/load.py explains: the binary alone is the one `cargo install`
-    # makes; the example (with the dev-dependencies' features) beside it.
-    for target in (["--bin", "treeserve"], ["--example", "ensemble_bench"]):
-        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", *target], cwd=ROOT, check=True)
+    # One build serves both, as benches/load.py explains.
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--bin", "treeserve", "--example",
+                    "ensemble_bench"], cwd=ROOT, check=True)
     return ROOT / "target" / "release" / "treeserve", ROOT / "target" / "release" / "examples" / "ensemble_bench"
 
 
