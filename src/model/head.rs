@@ -43,6 +43,12 @@ pub(super) trait Prec: Copy + Default + Debug + PartialOrd + AddAssign + DivAssi
             zero.key()
         }
     }
+    /// The value of key `k`: `Self::unkey(v.key())` is `v`, bit for bit.
+    fn unkey(k: Self::Key) -> Self;
+    /// The value's bits, unchanged (a threshold that holds its key, `Wide::set_keys`).
+    fn bits(self) -> Self::Key;
+    /// The value of these bits.
+    fn from_bits(k: Self::Key) -> Self;
     /// Keys: `u32` for f32, `u64` for f64.
     type Key: KeyBits;
 }
@@ -89,6 +95,17 @@ impl Prec for f32 {
         let b = self.to_bits();
         b ^ (((b as i32) >> 31) as u32 | 1 << 31)
     }
+    fn unkey(k: u32) -> Self {
+        // A key's top bit is set where the value's sign bit was clear.
+        f32::from_bits(k ^ if k >> 31 == 1 { 1 << 31 } else { u32::MAX })
+    }
+    #[inline(always)]
+    fn bits(self) -> u32 {
+        self.to_bits()
+    }
+    fn from_bits(k: u32) -> Self {
+        f32::from_bits(k)
+    }
 }
 
 impl Prec for f64 {
@@ -116,6 +133,16 @@ impl Prec for f64 {
     fn key(self) -> u64 {
         let b = self.to_bits();
         b ^ (((b as i64) >> 63) as u64 | 1 << 63)
+    }
+    fn unkey(k: u64) -> Self {
+        f64::from_bits(k ^ if k >> 63 == 1 { 1 << 63 } else { u64::MAX })
+    }
+    #[inline(always)]
+    fn bits(self) -> u64 {
+        self.to_bits()
+    }
+    fn from_bits(k: u64) -> Self {
+        f64::from_bits(k)
     }
 }
 

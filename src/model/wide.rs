@@ -32,6 +32,8 @@ use simd::Walk;
 mod build;
 #[path = "wide_file.rs"]
 mod file;
+#[path = "wide_keys.rs"]
+mod keys;
 #[path = "wide_lines.rs"]
 mod lines;
 #[cfg(target_arch = "x86_64")]
@@ -140,6 +142,8 @@ struct Wide<T: Copy> {
     tops: Vec<row::Top<T>>,
     /// Whether the nodes are laid out by pairs of levels ([`lines`]), not level by level.
     blocks: bool,
+    /// Whether the nodes hold keys for the keyed walk ([`Wide::set_keys`]).
+    keys: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -211,8 +215,8 @@ impl WideEnsemble {
     /// tests and benchmarks.
     pub fn with_vector_walk(mut self, on: bool) -> Self {
         match &mut self.nodes {
-            Nodes::F32(w) => w.simd = on && w.vector_fits(),
-            Nodes::F64(w) => w.simd = on && w.vector_fits(),
+            Nodes::F32(w) => w.set_vector_walk(on),
+            Nodes::F64(w) => w.set_vector_walk(on),
         }
         self
     }
@@ -358,7 +362,7 @@ impl WideEnsemble {
             acc.clear();
             acc.resize(classes.len() * k, T::default());
             acc.chunks_exact_mut(k).for_each(|a| h.begin(a));
-            if w.keyed() {
+            if w.keys {
                 w.eval_keys(h, x, keys, nan, acc);
             } else {
                 match (nan, w.fbits) {

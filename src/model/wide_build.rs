@@ -35,6 +35,7 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         block: default_block::<T>(fbits),
         tops: Vec::new(),
         blocks: false,
+        keys: false,
     };
     if let Some((codes, masks)) = category_codes(flat) {
         w.smask = (masks.len().next_power_of_two() - 1) as u32;
@@ -86,6 +87,7 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
     w.nodes.shrink_to_fit();
     w.simd = w.vector_fits();
     w.tops = w.tops();
+    w.key_nodes();
     Some(w)
 }
 

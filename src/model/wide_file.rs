@@ -92,7 +92,7 @@ impl WideEnsemble {
     }
 
     fn payload<T: Prec + Bytes>(&self, w: &Wide<T>) -> Vec<u8> {
-        if w.blocks {
+        if w.blocks || w.keys {
             let w = w.in_levels();
             return self.payload_of(&w, &node_bytes(&w));
         }
@@ -216,6 +216,7 @@ fn wide<T: Prec + Walk + Bytes>(
         block: default_block::<T>(fbits),
         tops: Vec::new(),
         blocks: false,
+        keys: false,
     };
     check(&w, &l.head, l.num_trees, l.num_nodes, limits)?;
     if blocks {
@@ -223,6 +224,7 @@ fn wide<T: Prec + Walk + Bytes>(
     }
     w.simd = w.vector_fits();
     w.tops = w.tops();
+    w.key_nodes();
     Ok(w)
 }
 

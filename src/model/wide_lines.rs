@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use super::{FLAG_BITS, Node, Segment, W_LEAF, W_VECTOR, Wide};
+use super::{FLAG_BITS, Node, Prec, Segment, W_LEAF, W_VECTOR, Wide};
 
 #[cfg(test)]
 impl super::WideEnsemble {
@@ -24,12 +24,20 @@ impl super::WideEnsemble {
     }
 }
 
-impl<T: Copy + Default> Wide<T> {
+impl<T: Prec> Wide<T> {
     /// Lays 8-byte nodes out by pairs of levels (see the module); other layouts stay.
+    /// Keyed nodes ([`Wide::set_keys`]) are laid out as built, then keyed again.
     pub(super) fn lay_out_blocks(&mut self) {
         if size_of::<Node<T>>() != 8 || self.blocks || self.nodes.is_empty() {
             return;
         }
+        let keys = self.keys;
+        self.set_keys(false);
+        self.lay_out_pairs();
+        self.set_keys(keys);
+    }
+
+    fn lay_out_pairs(&mut self) {
         let old = &self.nodes;
         let mut new = Vec::with_capacity(old.len());
         new.push(old[0]);
@@ -76,8 +84,13 @@ impl<T: Copy + Default> Wide<T> {
     }
 
     /// The same trees laid out level by level over each segment's trees, as the builder
-    /// lays them out and files hold them.
+    /// lays them out and files hold them (keyed nodes as built: [`Wide::set_keys`]).
     pub(super) fn in_levels(&self) -> Wide<T> {
+        if self.keys {
+            let mut w = self.clone();
+            w.set_keys(false);
+            return w.in_levels();
+        }
         let old = &self.nodes;
         let mut new = Vec::with_capacity(old.len());
         new.extend(old.first().copied());
@@ -177,9 +190,16 @@ mod tests {
                 Nodes::F64(x) => *x = x.in_levels(),
             }
         }
-        match &w.nodes {
-            Nodes::F32(x) => x.nodes[1..].iter().map(|n| f64::from(n.t)).collect(),
-            Nodes::F64(x) => x.nodes[1..].iter().map(|n| n.t).collect(),
+        // The thresholds as built, not keys (`Wide::set_keys`).
+        match &mut w.nodes {
+            Nodes::F32(x) => {
+                x.set_keys(false);
+                x.nodes[1..].iter().map(|n| f64::from(n.t)).collect()
+            }
+            Nodes::F64(x) => {
+                x.set_keys(false);
+                x.nodes[1..].iter().map(|n| n.t).collect()
+            }
         }
     }
 

@@ -128,7 +128,13 @@ pub(super) fn ensemble(c: &Case) -> Ensemble {
                 let o = r.below(c.outputs as usize) as u32;
                 Node::Leaf(Leaf::Vector(vec![(o, round(r.unit() - 0.5)), (0, 0.25)]))
             } else {
-                Node::Leaf(Leaf::Scalar(round(r.unit() * 4.0 - 2.0)))
+                // ±0.0 too: a +0.0 leaf's bits are the keyed walk's phantom key
+                // (`Wide::set_keys`).
+                Node::Leaf(Leaf::Scalar(match r.below(16) {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => round(r.unit() * 4.0 - 2.0),
+                }))
             }
         };
         let mut nodes = vec![leaf(&mut r)];
@@ -548,12 +554,15 @@ fn every_lane_of_a_group_takes_its_own_branch() {
     }
 }
 
-/// Whether the scalar walk of `w` compares keys ([`Wide::keyed`]).
+/// Whether the scalar walk of `w` compares keys ([`Wide::keyed`]); its nodes hold keys
+/// exactly then.
 fn keyed(w: &WideEnsemble) -> bool {
-    match &w.nodes {
-        Nodes::F32(w) => w.keyed(),
-        Nodes::F64(w) => w.keyed(),
-    }
+    let (keyed, keys) = match &w.nodes {
+        Nodes::F32(w) => (w.keyed(), w.keys),
+        Nodes::F64(w) => (w.keyed(), w.keys),
+    };
+    assert_eq!(keyed, keys, "the nodes hold keys where the walk is keyed");
+    keyed
 }
 
 #[test]
@@ -614,6 +623,27 @@ fn plain_groups_walk_as_keys_without_the_vector_walk() {
                 t[c.f32m as usize] += 1;
                 taken.set(t);
                 check_walk(&c, &e, &flat, &w)?;
+                // Keyed nodes are written as built and read back keyed.
+                let payload = w.to_payload();
+                let mut built = w.clone();
+                match &mut built.nodes {
+                    Nodes::F32(w) => w.set_keys(false),
+                    Nodes::F64(w) => w.set_keys(false),
+                }
+                prop_assert!(
+                    payload == built.to_payload(),
+                    "keyed nodes written as built"
+                );
+                let back = WideEnsemble::from_payload(&payload, &EnsembleLimits::default())
+                    .unwrap()
+                    .with_vector_walk(false)
+                    .with_block_rows(16);
+                prop_assert!(keyed(&back));
+                check_walk(&c, &e, &flat, &back)?;
+                // The vector walk where the CPU has it: the nodes as built again.
+                let vector = back.with_vector_walk(true);
+                keyed(&vector);
+                check_walk(&c, &e, &flat, &vector)?;
             }
             Ok(())
         })

@@ -5,10 +5,9 @@
 
 use super::row::Pending;
 use super::{
-    CHAINS, FLAG_BITS, Head, LANES, MIN_BLOCK, Prec, Segment, W_CAT, W_DEFAULT_LEFT, W_LEAF, Walk,
-    Wide, simd,
+    CHAINS, FLAG_BITS, Head, LANES, MIN_BLOCK, Prec, W_CAT, W_DEFAULT_LEFT, W_LEAF, Walk, Wide,
+    simd,
 };
-use crate::model::head::KeyBits;
 
 impl<T: Prec + Walk> Wide<T> {
     /// Adds a group's leaves to each row's sum.
@@ -165,87 +164,6 @@ impl<T: Prec + Walk> Wide<T> {
                 v < t
             };
             i = (m >> self.cshift) + u32::from(!left);
-        }
-    }
-}
-
-impl<T: Prec + Walk> Wide<T> {
-    /// Whether rows walk as keys ([`Prec::key`], [`Wide::eval_keys`]): without the vector
-    /// walk, when every segment is a group without category splits and a row has at most
-    /// 128 values.
-    pub(super) fn keyed(&self) -> bool {
-        !self.simd
-            && self.fbits <= 7
-            && (self.segments.iter()).all(|s| matches!(s, Segment::Group { cat: false, .. }))
-    }
-
-    /// [`Wide::eval`] of a block's prepared rows `x` with the values compared as integers:
-    /// each row's keys made once (into `keys`), each threshold's in the step. The step is
-    /// then a compare and a subtract with borrow, without moving a float compare's flags
-    /// (on an AMD EPYC without AVX-512: m2 batch 1.35× faster, m1 1.28×, one row 1.05× and
-    /// 1.17×; docs/benchmarks.md).
-    /// The same leaves: `v < t` iff `v.row_key() < t.key()` (the thresholds are not NaN,
-    /// `check` and `validate` refuse it; a missing value's key is above every threshold's).
-    pub(super) fn eval_keys(
-        &self,
-        h: &Head,
-        x: &[T],
-        keys: &mut Vec<T::Key>,
-        nan: bool,
-        acc: &mut [T],
-    ) {
-        keys.clear();
-        keys.extend(x.iter().map(|v| v.row_key()));
-        match (nan, self.fbits) {
-            (false, 0..=3) => self.keyed_rows::<false, 8>(h, keys, acc),
-            (false, 4) => self.keyed_rows::<false, 16>(h, keys, acc),
-            (false, 5) => self.keyed_rows::<false, 32>(h, keys, acc),
-            (false, 6) => self.keyed_rows::<false, 64>(h, keys, acc),
-            (false, _) => self.keyed_rows::<false, 128>(h, keys, acc),
-            (true, 0..=3) => self.keyed_rows::<true, 8>(h, keys, acc),
-            (true, 4) => self.keyed_rows::<true, 16>(h, keys, acc),
-            (true, 5) => self.keyed_rows::<true, 32>(h, keys, acc),
-            (true, 6) => self.keyed_rows::<true, 64>(h, keys, acc),
-            (true, _) => self.keyed_rows::<true, 128>(h, keys, acc),
-        }
-    }
-
-    /// Every group walked over the rows of `S` keys, a row at a time (two rows at once were
-    /// slower in the prototype), in the order of [`Wide::eval`]'s sums.
-    fn keyed_rows<const NAN: bool, const S: usize>(
-        &self,
-        h: &Head,
-        keys: &[T::Key],
-        acc: &mut [T],
-    ) {
-        let rows = keys.as_chunks::<S>().0;
-        for seg in &self.segments {
-            let Segment::Group {
-                roots,
-                outs,
-                count,
-                depth,
-                ..
-            } = seg
-            else {
-                unreachable!("keyed walks take groups only (Wide::keyed)");
-            };
-            for (x, a) in rows.iter().zip(acc.chunks_exact_mut(h.outputs)) {
-                let mut idx = *roots;
-                for _ in 0..*depth {
-                    for i in idx.iter_mut() {
-                        let n = self.nodes[*i as usize];
-                        let m = n.m;
-                        let v = x.at(m, self.fmask);
-                        let mut left = v < n.t.key();
-                        if NAN {
-                            left |= (v == <T::Key as KeyBits>::MAX) & (m & self.dl != 0);
-                        }
-                        *i = (m >> x.shift(self.cshift)) + u32::from(!left);
-                    }
-                }
-                self.add_leaves(h, &idx, outs, *count, a);
-            }
         }
     }
 }
