@@ -25,6 +25,7 @@ first inconsistency (and the registry left in place for a look) otherwise.
 """
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -307,14 +308,22 @@ def sudo_prefix():
 def fill(mount, leave_kb):
     """Fills the tmpfs at `mount` to `leave_kb` KiB free (tmpfs counts 4 KiB pages)."""
     filler = Path(mount) / "filler"
-    with open(filler, "ab") as f:
-        chunk = b"\0" * (64 << 10)
-        try:
+    # Unbuffered writes: a buffered file keeps the bytes a full disk refused and raises
+    # ENOSPC again when closed. A short write is followed by one that raises ENOSPC; then
+    # smaller writes take the last pages.
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for size in (64 << 10, 4 << 10):
+            chunk = b"\0" * size
             while True:
-                f.write(chunk)
-                f.flush()
-        except OSError:
-            pass
+                try:
+                    os.write(fd, chunk)
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+                    break
+    finally:
+        os.close(fd)
     size = filler.stat().st_size
     os.truncate(filler, max(0, size - leave_kb * 1024))
     return filler
