@@ -2,6 +2,8 @@
 # Builds the statically linked treeserve binary and the container image.
 #
 #   deploy/build-image.sh [IMAGE]          (default treeserve:dev)
+#   deploy/build-image.sh --instrumented   only the profile-guided build's first step, the
+#                                          instrumented binary (CI builds it ahead)
 #
 # Uses podman if present, else docker (CONTAINER_ENGINE overrides). The binary is built
 # on the host (glibc, static-pie, profile-guided: needs wrk and llvm-profdata, see
@@ -16,6 +18,9 @@ TARGET=x86_64-unknown-linux-gnu
 # Profile-guided by default (deploy/pgo.py: an instrumented build, a short training load,
 # the optimized build); TREESERVE_PGO=0 builds it plainly (quicker, ~15% slower to serve).
 export RUSTFLAGS='-C target-feature=+crt-static'
+if [ "${1:-}" = --instrumented ]; then
+  exec python3 deploy/pgo.py --profile container --target "$TARGET" --instrumented-only
+fi
 if [ "${TREESERVE_PGO:-1}" = 0 ]; then
   cargo build --locked --profile container --target "$TARGET" --bin treeserve
 else

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Profile-guided build of treeserve (and, for the benchmark, the floor server).
 
-    python3 deploy/pgo.py [--profile release] [--target TRIPLE] [--floor]
+    python3 deploy/pgo.py [--profile release] [--target TRIPLE] [--floor] [--instrumented-only]
 
 Four steps, all in the open:
   1. an instrumented build (RUSTFLAGS -Cprofile-generate) into target/pgo/instrumented;
@@ -17,7 +17,8 @@ The optimization changes only code layout and inlining decisions, never behaviou
 optimized binary passes the same tests. It needs wrk and llvm-profdata of rustc's LLVM major
 version (Debian: `apt-get install llvm-22` for rustc's LLVM 22); it says so if either is
 missing. Extra RUSTFLAGS (e.g. `-C target-feature=+crt-static`) are kept in both builds.
-Prints the optimized binaries' paths, one per line, last.
+Prints the optimized binaries' paths, one per line, last. --instrumented-only stops after
+step 1 (CI builds it while other steps run; the whole build later finds it up to date).
 """
 
 import argparse
@@ -74,15 +75,28 @@ def find_profdata(llvm_major):
     )
 
 
-def cargo_build(profile, target, rustflags, target_dir, with_floor):
+def cargo_build(profile, target, rustflags, target_dir, with_floor, lto=True):
     cmd = ["cargo", "build", "--locked", "--profile", profile, "--target", target, "--bin", "treeserve"]
+    if not lto:
+        cmd += ["--config", f"profile.{profile}.lto=false"]
     if with_floor:
         cmd += ["--example", "floor"]
     if target_dir:
         cmd += ["--target-dir", str(target_dir)]
     env = {**os.environ, "RUSTFLAGS": rustflags.strip()}
     print(f"pgo: RUSTFLAGS={env['RUSTFLAGS']!r} {' '.join(cmd)}", file=sys.stderr, flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True, env=env)
+    # cargo's output passed on, and rustc's warnings that a function's profile does not
+    # match its code (the profile would then be silently lost for it) counted.
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
+    mismatched = 0
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        mismatched += "function control flow change detected" in line
+    if proc.wait() != 0:
+        raise SystemExit(f"error: {' '.join(cmd)} failed (exit {proc.returncode})")
+    if mismatched:
+        raise SystemExit(f"error: the profile does not match the code of {mismatched} function(s) (rustc's "
+                         "warnings above): the instrumented and the optimized builds compiled different code")
     out = (target_dir or ROOT / "target") / target / profile
     return [out / "treeserve"] + ([out / "examples" / "floor"] if with_floor else [])
 
@@ -105,6 +119,19 @@ def train(cmd):
             proc.wait()
 
 
+def instrumented(profile, target, rustflags, with_floor):
+    """Step 1: the instrumented build, writing its profiles into `raw` (emptied first)."""
+    raw = PGO_DIR / "raw"
+    shutil.rmtree(raw, ignore_errors=True)
+    raw.mkdir(parents=True)
+    # No link-time optimization (a single-threaded third of the build): LLVM instruments
+    # each function before inlining, so the counts match the optimized build's functions
+    # all the same (rustc warns "function control flow change detected" otherwise).
+    bins = cargo_build(profile, target, f"{rustflags} -Cprofile-generate={raw}", PGO_DIR / "instrumented", with_floor,
+                       lto=False)
+    return raw, bins
+
+
 def build(profile="release", target=None, rustflags="", with_floor=False):
     """The whole profile-guided build; returns the optimized binaries (treeserve first)."""
     if not shutil.which("wrk"):
@@ -112,10 +139,7 @@ def build(profile="release", target=None, rustflags="", with_floor=False):
     host, llvm = rustc_facts()
     target = target or host
     profdata = find_profdata(llvm)
-    raw = PGO_DIR / "raw"
-    shutil.rmtree(raw, ignore_errors=True)
-    raw.mkdir(parents=True)
-    bins = cargo_build(profile, target, f"{rustflags} -Cprofile-generate={raw}", PGO_DIR / "instrumented", with_floor)
+    raw, bins = instrumented(profile, target, rustflags, with_floor)
     artifact = ROOT / "models" / "iris" / "versions" / "1" / "model.tsm"
     started = time.monotonic()
     train([str(bins[0]), "serve", "--registry", "models", "--listen", "127.0.0.1:0"])
@@ -141,8 +165,15 @@ def main():
     ap.add_argument("--profile", default="release", help="cargo profile (the container image uses `container`)")
     ap.add_argument("--target", help="target triple (default: the host's)")
     ap.add_argument("--floor", action="store_true", help="also build the floor server (benches/floor_server.rs)")
+    ap.add_argument("--instrumented-only", action="store_true", help="only build the instrumented binaries (step 1)")
     args = ap.parse_args()
-    for b in build(args.profile, args.target, os.environ.get("RUSTFLAGS", ""), args.floor):
+    rustflags = os.environ.get("RUSTFLAGS", "")
+    if args.instrumented_only:
+        target = args.target or rustc_facts()[0]
+        for b in instrumented(args.profile, target, rustflags, args.floor)[1]:
+            print(b)
+        return
+    for b in build(args.profile, args.target, rustflags, args.floor):
         print(b)
 
 
