@@ -231,10 +231,9 @@ impl MlflowRegistry {
         )))
     }
 
-    /// Points the alias at `rec.version` in MLflow, then records its history in the tag
-    /// (in this order: an alias moved without its tag reads as moved in MLflow, which
-    /// keeps the right history).
-    pub(super) fn write_alias(
+    /// Points the alias at `rec.version` in MLflow (its history tag is written after: an
+    /// alias moved without its tag reads as moved in MLflow, which keeps the right history).
+    fn point_alias(
         &self,
         model: &str,
         alias: &str,
@@ -246,11 +245,10 @@ impl MlflowRegistry {
             "registered-models/alias",
             json!({ "name": model, "alias": alias, "version": v }),
         ) {
-            Ok(_) => {}
-            Err(e) if e.code == NOT_FOUND => return Err(self.version_not_found(model, rec.version)),
-            Err(e) => return Err(e.into()),
+            Ok(_) => Ok(()),
+            Err(e) if e.code == NOT_FOUND => Err(self.version_not_found(model, rec.version)),
+            Err(e) => Err(e.into()),
         }
-        self.write_tag(model, alias, rec)
     }
 
     /// Records `rec` as the alias's history (the tag only).
@@ -263,11 +261,14 @@ impl MlflowRegistry {
         Ok(())
     }
 
-    /// Writes `rec` ([`Self::write_alias`]) over the alias last read as `old`, then
-    /// reads it back: MLflow has no conditional writes, so an update another writer
+    /// Writes `rec` (the alias, then its history tag) over the alias last read as `old`,
+    /// then reads it back: MLflow has no conditional writes, so an update another writer
     /// overtook is told, never lost silently. A write MLflow refuses because another
     /// writer created the alias at the same moment (its database's unique constraint) is
-    /// told the same way.
+    /// told the same way. A tag write refused so (two writers creating the tag at once: seen
+    /// in CI as `HTTP 400: (sqlite3.IntegrityError) UNIQUE constraint failed`) is not the
+    /// end: the read-back writes the tag again while the alias is ours, and tells an
+    /// error that persists.
     ///
     /// The alias and its history tag are two writes, so racing writers can leave the
     /// winner's alias with a loser's tag. Both sides mend that: the winner writes its tag
@@ -299,7 +300,7 @@ impl MlflowRegistry {
                 theirs: now.version,
             }
         };
-        if let Err(e) = self.write_alias(model, alias, &rec) {
+        if let Err(e) = self.point_alias(model, alias, &rec) {
             return Err(match read_back() {
                 Ok(now) if Some(now.version) != before && now.version != rec.version => {
                     overtaken(now)
@@ -307,18 +308,29 @@ impl MlflowRegistry {
                 _ => e,
             });
         }
+        let mut tag_error = self.write_tag(model, alias, &rec).err();
         for _ in 0..MAX_TAG_MENDS {
-            let now = read_back()?;
+            let now = match read_back() {
+                Ok(now) => now,
+                Err(e) => return Err(tag_error.take().unwrap_or(e)),
+            };
             if now.version != rec.version {
                 return Err(overtaken(now));
             }
             if now == rec {
+                // Ours, tag and all (a refused tag write was another writer's, since
+                // overwritten by ours).
+                tag_error = None;
                 break;
             }
-            // Ours is the alias, another writer's the tag: ours again.
+            // Ours is the alias, another writer's the tag (or none): ours again.
             self.write_tag(model, alias, &rec)?;
+            tag_error = None;
         }
-        Ok(rec)
+        match tag_error {
+            Some(e) => Err(e),
+            None => Ok(rec),
+        }
     }
 
     /// Every page of a search; `field` is the list's key in each answer.
