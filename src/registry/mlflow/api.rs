@@ -308,6 +308,7 @@ impl MlflowRegistry {
                 _ => e,
             });
         }
+        // A refused tag write is mended below (or told, if the alias cannot be read back).
         let mut tag_error = self.write_tag(model, alias, &rec).err();
         for _ in 0..MAX_TAG_MENDS {
             let now = match read_back() {
@@ -318,19 +319,13 @@ impl MlflowRegistry {
                 return Err(overtaken(now));
             }
             if now == rec {
-                // Ours, tag and all (a refused tag write was another writer's, since
-                // overwritten by ours).
-                tag_error = None;
                 break;
             }
             // Ours is the alias, another writer's the tag (or none): ours again.
             self.write_tag(model, alias, &rec)?;
             tag_error = None;
         }
-        match tag_error {
-            Some(e) => Err(e),
-            None => Ok(rec),
-        }
+        Ok(rec)
     }
 
     /// Every page of a search; `field` is the list's key in each answer.
