@@ -251,13 +251,18 @@ impl MlflowRegistry {
         }
     }
 
-    /// Records `rec` as the alias's history (the tag only).
+    /// Records `rec` as the alias's history (the tag only). Tried twice: MLflow writes a
+    /// tag by looking it up, then inserting or updating it, so of two writers creating it
+    /// at once one is refused by its database's unique constraint (the tag exists then,
+    /// and the second try updates it); the write is the same whichever lands.
     fn write_tag(&self, model: &str, alias: &str, rec: &AliasRecord) -> Result<(), RegistryError> {
-        self.client.post::<serde_json::Value>(
-            "write",
-            "registered-models/set-tag",
-            json!({ "name": model, "key": history::tag_key(alias), "value": history::tag_value(rec) }),
-        )?;
+        let body = json!({ "name": model, "key": history::tag_key(alias), "value": history::tag_value(rec) });
+        let post = || {
+            let (op, endpoint) = ("write", "registered-models/set-tag");
+            self.client
+                .post::<serde_json::Value>(op, endpoint, body.clone())
+        };
+        post().or_else(|_| post())?;
         Ok(())
     }
 
