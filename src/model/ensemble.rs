@@ -231,6 +231,9 @@ pub struct EnsembleLimits {
     pub max_set_words: usize,
     /// Outputs.
     pub max_outputs: usize,
+    /// Features (columns of a dense row): loading and checking a model allocates per
+    /// feature, so a few bytes declaring millions must not become gigabytes.
+    pub max_features: usize,
 }
 
 impl Default for EnsembleLimits {
@@ -242,6 +245,7 @@ impl Default for EnsembleLimits {
             max_depth: 4096,
             max_set_words: 1 << 11,
             max_outputs: 1 << 12,
+            max_features: 1 << 20,
         }
     }
 }
@@ -298,8 +302,11 @@ impl Ensemble {
             }
             _ => {}
         }
-        if self.num_features == 0 {
-            return bad("num_features: 0".into());
+        if self.num_features == 0 || self.num_features as usize > limits.max_features {
+            return bad(format!(
+                "features: {} (1 to {} allowed: rows are dense)",
+                self.num_features, limits.max_features
+            ));
         }
         if !self.base.is_empty() && self.base.len() != k {
             return bad(format!("base: {} values for {k} outputs", self.base.len()));

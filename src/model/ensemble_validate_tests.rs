@@ -238,3 +238,29 @@ fn each_faulty_node_is_named_alike_either_way() {
             .is_ok()
     );
 }
+
+#[test]
+fn the_feature_count_is_bounded_before_anything_per_feature_is_built() {
+    let tree = Tree {
+        nodes: vec![Node::Leaf(Leaf::Scalar(1.0))],
+        group: 0,
+    };
+    let mut e = regression(vec![tree], Precision::F64);
+    let limits = EnsembleLimits::default();
+    for (n, ok) in [
+        (0, false),
+        (1, true),
+        (1 << 20, true),
+        ((1 << 20) + 1, false),
+    ] {
+        e.num_features = n;
+        let got = e.validate(&limits);
+        assert_eq!(got.is_ok(), ok, "{n}: {got:?}");
+        if let Err(err) = got {
+            assert_eq!(
+                err.0,
+                format!("features: {n} (1 to 1048576 allowed: rows are dense)")
+            );
+        }
+    }
+}

@@ -210,6 +210,27 @@ fn huge_declared_sizes_are_refused_before_allocating() {
     assert!(ubjson::parse(&cases[0]).unwrap_err().contains("remain"));
 }
 
+/// Found by the fuzzer: a few hundred bytes declaring 200 million features made the
+/// compile step allocate 6.4 GB (per-feature tables); the count is now refused first.
+#[test]
+fn a_huge_feature_count_is_refused_before_allocating() {
+    let m = reg(&[stump(0, 0, "0E0", "1E0", "2E0")]);
+    let declare = |n: u64| {
+        m.replace(r#""num_feature":"2""#, &format!(r#""num_feature":"{n}""#))
+            .replace(
+                r#""feature_names":["a","b"],"feature_types":["float","float"],"#,
+                "",
+            )
+    };
+    assert_ne!(declare(3), m, "the template changed");
+    let msg = err(&declare(200_000_000));
+    assert!(
+        msg.contains("num_feature is 200000000") && msg.contains("1 to 1048576 allowed"),
+        "{msg}"
+    );
+    assert!(both(&declare(1 << 20)).is_ok());
+}
+
 #[test]
 fn deep_nesting_is_refused_without_recursion() {
     for depth in [65, 100_000] {

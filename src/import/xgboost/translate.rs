@@ -98,10 +98,11 @@ pub(super) fn translate(doc: &Value, flavour: &str) -> Result<Imported, Fail> {
              supported; train one model per target"
         )));
     }
-    if !(1..=i64::from(u32::MAX >> 4)).contains(&num_feature) {
+    if !(1..=limits.max_features as i64).contains(&num_feature) {
         return Err(format!(
-            "learner.learner_model_param.num_feature is {num_feature} (1 to {} allowed)",
-            u32::MAX >> 4
+            "learner.learner_model_param.num_feature is {num_feature} (1 to {} allowed: rows \
+             are dense)",
+            limits.max_features
         )
         .into());
     }
