@@ -1,8 +1,9 @@
 //! The MLflow Model Registry backend through the binary, against the real `mlflow server`
-//! (one per test process, started on first use on a free port with a sqlite backend and
-//! proxied artifacts in a temporary directory, stopped when the process exits), with
-//! models logged by MLflow's own flavors and XGBoost's and LightGBM's own predictions as
-//! the oracle. The venv: `$TREESERVE_MLFLOW_ENV`, default `target/mlflow-env`.
+//! (the run's shared one when `.ci/run` names it, else one per test process, started on
+//! first use on a free port with a sqlite backend and proxied artifacts in a temporary
+//! directory, stopped when the process exits), with models logged by MLflow's own flavors
+//! and XGBoost's and LightGBM's own predictions as the oracle. The venv:
+//! `$TREESERVE_MLFLOW_ENV`, default `target/mlflow-env`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -48,10 +49,27 @@ struct Server {
     /// Closing it stops the server (server.py then exits): on [`Server::stop`], or when
     /// the test process exits, however it exits.
     stdin: Option<ChildStdin>,
-    process: std::process::Child,
+    /// None for the run's shared server, which its starter stops.
+    process: Option<std::process::Child>,
 }
 
 impl Server {
+    /// The server a whole test run shares, when its starter names it
+    /// (`TREESERVE_MLFLOW_URL` and `TREESERVE_MLFLOW_DIR`; `.ci/run` starts one): nextest
+    /// runs each test in a process of its own, and a server each costs ~17 s of CPU. The
+    /// tests share a server under `cargo test` as well (their model names differ).
+    fn shared() -> Option<Self> {
+        let url = std::env::var("TREESERVE_MLFLOW_URL").ok()?;
+        let dir = std::env::var_os("TREESERVE_MLFLOW_DIR")
+            .expect("TREESERVE_MLFLOW_URL needs TREESERVE_MLFLOW_DIR (the server's directory)");
+        Some(Self {
+            url,
+            dir: dir.into(),
+            stdin: None,
+            process: None,
+        })
+    }
+
     /// Starts a server on a free port in a fresh directory; waits until it answers.
     fn start() -> Self {
         let dir = tempfile::Builder::new()
@@ -79,14 +97,16 @@ impl Server {
             url,
             dir,
             stdin: process.stdin.take(),
-            process,
+            process: Some(process),
         }
     }
 
     /// Stops the server and waits until it is gone.
     fn stop(mut self) {
         drop(self.stdin.take());
-        self.process.wait().expect("wait for server.py");
+        if let Some(mut p) = self.process.take() {
+            p.wait().expect("wait for server.py");
+        }
     }
 }
 
@@ -102,7 +122,7 @@ fn mlflow_log() -> String {
 
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(Server::start)
+    SERVER.get_or_init(|| Server::shared().unwrap_or_else(Server::start))
 }
 
 /// `--registry` for the test server.
