@@ -297,3 +297,42 @@ fn imports_write_format_3_and_format_2_artifacts_still_serve_alike() {
         assert_eq!(out, expected, "version {version}");
     }
 }
+
+/// A few hundred bytes declaring 200 million features (found by the fuzzer: compiling
+/// such a model once allocated 6.4 GB) are refused through the binary in one line.
+#[test]
+fn the_import_command_refuses_a_huge_feature_count_in_one_line() {
+    let tree = r#"{"base_weights":[0E0,0E0,0E0],"categories":[],"categories_nodes":[],"categories_segments":[],"categories_sizes":[],"default_left":[1,0,0],"id":0,"left_children":[1,-1,-1],"loss_changes":[0E0,0E0,0E0],"parents":[0,0,0],"right_children":[2,-1,-1],"split_conditions":[0E0,1E0,2E0],"split_indices":[0,0,0],"split_type":[0,0,0],"sum_hessian":[0E0,0E0,0E0],"tree_param":{"num_deleted":"0","num_feature":"2","num_nodes":"3","size_leaf_vector":"1"}}"#;
+    let model = |features: u64| {
+        format!(
+            r#"{{"learner":{{"attributes":{{}},"gradient_booster":{{"model":{{"gbtree_model_param":{{"num_parallel_tree":"1","num_trees":"1"}},"iteration_indptr":[],"tree_info":[0],"trees":[{tree}]}},"name":"gbtree"}},"learner_model_param":{{"base_score":"0E0","boost_from_average":"1","num_class":"0","num_feature":"{features}","num_target":"1"}},"objective":{{"name":"reg:squarederror"}}}},"version":[3,4,1]}}"#
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let import = |features: u64| {
+        let path = dir.path().join("model.json");
+        std::fs::write(&path, model(features)).unwrap();
+        std::process::Command::new(BIN)
+            .args(["import", path.to_str().unwrap(), "--name", "m", "--output"])
+            .arg(dir.path().join("m.tsm"))
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap()
+    };
+    // The same document with a small count imports: the refusal is the count's.
+    let ok = import(2);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let out = import(200_000_000);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("num_feature is 200000000") && err.contains("1 to 1048576 allowed"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("backtrace"), "{err}");
+}
