@@ -1,6 +1,7 @@
-//! The wide evaluator's walks — the scalar one, and the AVX-512 ones where the CPU has them,
-//! nodes fetched by gathers (with f32 nodes, pairs of groups too) and by loads (the crate's
-//! `unsafe` walks, `wide_simd.rs` and `wide_pair.rs`) — against the flat
+//! The wide evaluator's walks — the scalar one, the AVX-512 ones where the CPU has them,
+//! nodes fetched by gathers (with f32 nodes, pairs of groups too) and by loads, and one
+//! row's AVX2 walk of keyed f32 nodes where the CPU has AVX2 (the crate's `unsafe` walks,
+//! `wide_simd.rs`, `wide_pair.rs` and `wide_avx2.rs`) — against the flat
 //! evaluator: any ensemble the bytes describe that validates is evaluated on rows made from
 //! the bytes, one at a time and as a batch, and every walk must give the flat evaluator's
 //! answers bit for bit.
@@ -128,8 +129,14 @@ fuzz_target!(|input: &[u8]| {
     }
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let mut ws = WideScratch::default();
-    for (on, gather) in [(false, false), (true, true), (true, false)] {
+    for (on, gather, avx2) in [
+        (false, false, false),
+        (true, true, false),
+        (true, false, false),
+        (true, false, true),
+    ] {
         let w = wide.clone().with_vector_walk(on).with_node_gathers(gather);
+        let w = if avx2 { w.with_avx2_walk() } else { w };
         let mut got = vec![0.0; n * ns];
         let mut classes = vec![0; n];
         w.predict_batch(&rows, &mut ws, &mut got, &mut classes);

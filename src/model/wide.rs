@@ -26,8 +26,11 @@
 use super::ensemble::{Ensemble, EnsembleError, OutputKind, Precision};
 use super::flat::{CATEGORICAL, DEFAULT_LEFT, FEATURE_MASK, FlatEnsemble, LEAF, VECTOR};
 use super::head::{Head, Prec};
-use simd::Walk;
+use simd::{How, Walk};
 
+#[cfg(target_arch = "x86_64")]
+#[path = "wide_avx2.rs"]
+mod avx2;
 #[path = "wide_build.rs"]
 mod build;
 #[path = "wide_file.rs"]
@@ -46,7 +49,6 @@ mod simd;
 #[path = "wide_walk.rs"]
 mod walk;
 use build::build;
-use walk::Row;
 
 /// Trees walked at once.
 pub const LANES: usize = 8;
@@ -133,8 +135,12 @@ struct Wide<T: Copy> {
     /// Whether groups take the vector walk ([`simd`]; with category splits: f64 nodes,
     /// in batches).
     simd: bool,
-    /// Whether the vector walk fetches nodes by gathers (else by loads; [`simd::gathers`]).
-    gather: bool,
+    /// How the vector walk runs ([`How::choose`]: AVX-512 fetching nodes by gathers or
+    /// loads, or AVX2).
+    how: How,
+    /// Whether one row walks its groups with AVX2 over keyed nodes (`wide_avx2.rs`; then
+    /// `simd` is off and batches take the keyed walk).
+    avx2: bool,
     /// Rows of a batch block: as many as fit [`BLOCK_BYTES`], from [`MIN_BLOCK`] to
     /// [`BLOCK`].
     block: usize,
@@ -210,8 +216,8 @@ impl WideEnsemble {
         }
     }
 
-    /// The same evaluator with the vector walk (AVX-512) on or off; on only where the CPU
-    /// has it and a row fits its registers, as [`WideEnsemble::compile`] chooses. For
+    /// The same evaluator with the vector walk (AVX-512, or AVX2 for f32 nodes) on or off;
+    /// on only where the CPU has it and a row fits its registers, as [`WideEnsemble::compile`] chooses. For
     /// tests and benchmarks.
     pub fn with_vector_walk(mut self, on: bool) -> Self {
         match &mut self.nodes {
@@ -223,10 +229,27 @@ impl WideEnsemble {
 
     /// The same evaluator with the vector walk fetching nodes by gathers or by loads (the
     /// same answers; [`WideEnsemble::compile`] chooses by the CPU). For tests and benchmarks.
+    /// Only where the CPU has AVX-512 (the AVX2 walk loads them).
     pub fn with_node_gathers(mut self, on: bool) -> Self {
-        match &mut self.nodes {
-            Nodes::F32(w) => w.gather = on,
-            Nodes::F64(w) => w.gather = on,
+        let how = if on { How::Gather } else { How::Loads };
+        if how.available() {
+            match &mut self.nodes {
+                Nodes::F32(w) => w.how = how,
+                Nodes::F64(w) => w.how = how,
+            }
+        }
+        self
+    }
+
+    /// The same evaluator with the walks of CPUs without AVX-512 (one row with AVX2 over
+    /// keyed nodes, batches keyed) where the CPU has AVX2 and the nodes are f32; else
+    /// unchanged. For tests and benchmarks on CPUs with AVX-512.
+    pub fn with_avx2_walk(mut self) -> Self {
+        if let Nodes::F32(w) = &mut self.nodes
+            && How::Avx2.available()
+        {
+            w.how = How::Avx2;
+            w.set_vector_walk(true);
         }
         self
     }
@@ -399,103 +422,21 @@ fn default_block<T>(fbits: u32) -> usize {
 }
 
 impl<T: Prec + Walk> Wide<T> {
-    /// Adds every tree's leaf to each prepared row's sum (`x`: rows of `num_features`
-    /// and the phantom `-inf`; `acc`: rows of `outputs`), in tree order. `NAN`: whether a
-    /// row may hold a missing value.
-    #[inline]
-    fn eval<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
-        &self,
-        h: &Head,
-        rows: impl Iterator<Item = &'x R> + Clone,
-        acc: &mut [T],
-    ) {
-        if self.simd && rows.clone().nth(CHAINS - 1).is_none() {
-            // Too few rows to chain: each row walks up to `ROW_CHAINS` groups at once.
-            for (row, a) in rows.zip(acc.chunks_exact_mut(h.outputs)) {
-                self.eval_row::<NAN, R>(h, row, a);
-            }
-            return;
-        }
-        let mut segs = self.segments.iter().peekable();
-        while let Some(seg) = segs.next() {
-            // Two groups of one depth without category splits: walked as one of 16 trees.
-            if self.simd
-                && T::PAIRS
-                && let Segment::Group {
-                    roots: ra,
-                    outs: oa,
-                    count: ca,
-                    depth,
-                    cat: false,
-                } = seg
-                && let Some(Segment::Group {
-                    roots: rb,
-                    outs: ob,
-                    count: cb,
-                    depth: db,
-                    cat: false,
-                }) = segs.peek()
-                && db == depth
-            {
-                let (roots, outs) = ([ra, rb], [oa, ob]);
-                self.pair_simd::<NAN, R>(h, roots, outs, [*ca, *cb], *depth, rows.clone(), acc);
-                segs.next();
-                continue;
-            }
-            self.segment::<NAN, R>(h, seg, rows.clone(), acc);
-        }
-    }
-
-    /// Adds one segment's leaves to each row's sum. A group with category splits takes the
-    /// vector walk where its nodes hold their sets ([`Walk::SET_IN_NODE`]).
-    #[inline]
-    fn segment<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
-        &self,
-        h: &Head,
-        seg: &Segment,
-        rows: impl Iterator<Item = &'x R> + Clone,
-        acc: &mut [T],
-    ) {
-        match seg {
-            &Segment::Group {
-                ref roots,
-                ref outs,
-                count,
-                depth,
-                cat,
-                ..
-            } => match (self.simd, cat) {
-                (true, false) => {
-                    self.group_simd::<NAN, false, R>(h, roots, outs, count, depth, rows, acc)
-                }
-                (true, true) if T::SET_IN_NODE => {
-                    self.group_simd::<NAN, true, R>(h, roots, outs, count, depth, rows, acc)
-                }
-                (_, true) => self.group::<NAN, true, R>(h, roots, outs, count, depth, rows, acc),
-                (false, false) => {
-                    self.group::<NAN, false, R>(h, roots, outs, count, depth, rows, acc)
-                }
-            },
-            Segment::One { root, out } => {
-                for (row, a) in rows.zip(acc.chunks_exact_mut(h.outputs)) {
-                    let n = self.nodes[self.walk_one(h, *root, row) as usize];
-                    if self.flags(n.m) & W_VECTOR != 0 {
-                        let (s, e) = self.ranges[(n.m >> self.cshift) as usize];
-                        for &(o, v) in &h.leaf_table[s as usize..e as usize] {
-                            a[o as usize] += T::of(v);
-                        }
-                    } else {
-                        a[*out as usize] += n.t;
-                    }
-                }
-            }
-        }
-    }
-
     /// Whether the vector walk can run: the CPU has it (and it is not turned off), and a
     /// row fits its registers.
     fn vector_fits(&self) -> bool {
-        simd::enabled() && self.stride() <= T::MAX_STRIDE
+        let how = self.how.available() && self.how != How::Avx2;
+        How::choose::<T>().is_some() && how && self.stride() <= T::MAX_STRIDE
+    }
+
+    /// Whether one row of keyed nodes can take the AVX2 walk (`wide_avx2.rs`): chosen
+    /// ([`How::Avx2`]: the CPU has AVX2, not AVX-512), f32 nodes, a row fits its registers.
+    fn avx2_fits(&self) -> bool {
+        How::choose::<T>().is_some()
+            && self.how == How::Avx2
+            && self.how.available()
+            && T::AVX2
+            && self.stride() <= T::MAX_STRIDE
     }
 
     /// Values per prepared row: the features, the phantom, padding to a power of two.

@@ -31,7 +31,8 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
         smask: 0,
         codes: Vec::new(),
         simd: false,
-        gather: super::simd::gathers(),
+        avx2: false,
+        how: super::How::choose::<T>().unwrap_or(super::How::Loads),
         block: default_block::<T>(fbits),
         tops: Vec::new(),
         blocks: false,
@@ -85,9 +86,7 @@ pub(super) fn build<T: Prec + Walk>(flat: &FlatEnsemble) -> Option<Wide<T>> {
     // Each node is laid out once per root reaching it: the reservation holds unless
     // trees share nodes, and then the Vec doubled; give any excess back.
     w.nodes.shrink_to_fit();
-    w.simd = w.vector_fits();
-    w.tops = w.tops();
-    w.key_nodes();
+    w.set_vector_walk(true);
     Some(w)
 }
 

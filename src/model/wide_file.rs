@@ -212,7 +212,8 @@ fn wide<T: Prec + Walk + Bytes>(
         masks: l.masks.clone(),
         codes: l.codes.clone(),
         simd: false,
-        gather: super::simd::gathers(),
+        avx2: false,
+        how: super::How::choose::<T>().unwrap_or(super::How::Loads),
         block: default_block::<T>(fbits),
         tops: Vec::new(),
         blocks: false,
@@ -222,9 +223,7 @@ fn wide<T: Prec + Walk + Bytes>(
     if blocks {
         w.lay_out_blocks();
     }
-    w.simd = w.vector_fits();
-    w.tops = w.tops();
-    w.key_nodes();
+    w.set_vector_walk(true);
     Ok(w)
 }
 

@@ -4,7 +4,7 @@
 //! borrow, without moving a float compare's flags or making the threshold's key.
 
 use super::walk::Row;
-use super::{Head, Prec, Segment, W_LEAF, Walk, Wide};
+use super::{CHAINS, Head, Prec, Segment, W_LEAF, Walk, Wide};
 use crate::model::head::KeyBits;
 
 impl<T: Prec> Wide<T> {
@@ -56,15 +56,22 @@ impl<T: Prec> Wide<T> {
             }
         }
         self.keys = on;
+        // One row's top levels hold the nodes as they now are (the AVX2 walk reads keys).
+        if !self.tops.is_empty() {
+            self.tops = self.tops();
+        }
     }
 }
 
 impl<T: Prec + Walk> Wide<T> {
-    /// The vector walk on where the CPU has it and a row fits (`on`) or off; the nodes in
-    /// the form the walk takes.
+    /// The vector walk on where the CPU has it and a row fits (`on`) or off (AVX-512 for
+    /// groups, or AVX2 for one row's groups); the nodes in the form the walk takes, and
+    /// one row's top levels from them.
     pub(super) fn set_vector_walk(&mut self, on: bool) {
         self.simd = on && self.vector_fits();
+        self.avx2 = on && self.avx2_fits();
         self.key_nodes();
+        self.tops = self.tops();
     }
 
     /// [`Wide::eval`] of a block's prepared rows `x` with the values compared as integers:
@@ -88,6 +95,24 @@ impl<T: Prec + Walk> Wide<T> {
         let nf = h.num_features;
         for row in keys.chunks_exact_mut(self.stride()) {
             row[nf..].fill(Default::default());
+        }
+        let s = self.stride();
+        if self.avx2 && keys.len() < CHAINS * s {
+            // Too few rows for the batch walk to pay: each row walks `ROW_CHAINS` groups
+            // at once with AVX2, its keys in place of its values (`wide_avx2.rs`).
+            let mut row = [T::default(); 32];
+            for (k, a) in keys.chunks_exact(s).zip(acc.chunks_exact_mut(h.outputs)) {
+                for (r, &k) in row.iter_mut().zip(k) {
+                    *r = T::from_bits(k);
+                }
+                let row = &row[..s];
+                if nan {
+                    self.eval_row::<true, [T]>(h, row, a);
+                } else {
+                    self.eval_row::<false, [T]>(h, row, a);
+                }
+            }
+            return;
         }
         match (nan, self.fbits) {
             (false, 0..=3) => self.keyed_rows::<false, 8>(h, keys, acc),

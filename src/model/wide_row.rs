@@ -134,7 +134,7 @@ impl<T: Prec + Walk> Wide<T> {
                 }
             }
             // Chains past `n` walk the dummy leaf 0.
-            let (x, bits, g) = ([row.slice()], self.bits(), self.gather);
+            let (x, bits, g) = ([row.slice()], self.bits(), self.how);
             let tops = (depth >= 3).then_some(tops);
             let walk = if cat {
                 T::walk::<NAN, true, ROW_CHAINS, 1>

@@ -1,5 +1,6 @@
-//! The grouped walk of [`super::Wide`] with x86-64 AVX-512: the crate's only `unsafe`
-//! code (`tests/it/architecture.rs` checks that it stays here; so this file is over 500
+//! The grouped walk of [`super::Wide`] with x86-64 AVX-512, and the choice of vector walk
+//! (with AVX2 alone: `wide_avx2.rs`). One of the few files of `unsafe` code
+//! (`tests/it/architecture.rs` checks that it stays in them; so this file is over 500
 //! lines: both fetches of both node precisions live here, and nothing else).
 //!
 //! One step of a group's 8 trees is a few vector instructions: the 8 nodes (threshold
@@ -52,20 +53,62 @@ pub(super) fn available() -> bool {
     }
 }
 
-/// `TREESERVE_VECTOR_WALK` (read once): `off`, `gather` or `loads` (for comparisons and
-/// as an escape hatch); anything else chooses by the CPU.
+/// Whether this CPU has AVX2 (the vector walk of f32 nodes without AVX-512:
+/// `wide_avx2.rs`).
+pub(super) fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// How a vector walk runs: with AVX-512, fetching nodes by gathers or by loads; or with
+/// AVX2 alone (f32 nodes, by loads: `wide_avx2.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum How {
+    Gather,
+    Loads,
+    Avx2,
+}
+
+impl How {
+    /// Whether this CPU can run it.
+    pub(super) fn available(self) -> bool {
+        match self {
+            How::Gather | How::Loads => available(),
+            How::Avx2 => avx2(),
+        }
+    }
+
+    /// How new evaluators of `T` nodes walk: with AVX-512 where the CPU has it (nodes
+    /// gathered on Intel's: [`gathers`]), else with AVX2 where `T` has that walk;
+    /// `TREESERVE_VECTOR_WALK` (`off`, `gather`, `loads`, `avx2`) chooses among what the
+    /// CPU can. `None`: the scalar walk.
+    pub(super) fn choose<T: Walk>() -> Option<How> {
+        let avx2 = T::AVX2 && avx2();
+        match setting() {
+            Some("off") => None,
+            Some("avx2") if avx2 => Some(How::Avx2),
+            _ if available() => Some(if gathers() { How::Gather } else { How::Loads }),
+            _ => avx2.then_some(How::Avx2),
+        }
+    }
+}
+
+/// `TREESERVE_VECTOR_WALK` (read once): `off`, `gather`, `loads` or `avx2` (for
+/// comparisons and as an escape hatch); anything else chooses by the CPU.
 fn setting() -> Option<&'static str> {
     static SET: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
     *SET.get_or_init(|| {
         let v = std::env::var_os("TREESERVE_VECTOR_WALK")?;
-        ["off", "gather", "loads"].into_iter().find(|s| v == *s)
+        ["off", "gather", "loads", "avx2"]
+            .into_iter()
+            .find(|s| v == *s)
     })
-}
-
-/// Whether new evaluators take the vector walk: where [`available`], unless the
-/// environment says `TREESERVE_VECTOR_WALK=off`.
-pub(super) fn enabled() -> bool {
-    available() && setting() != Some("off")
 }
 
 /// Whether new evaluators' vector walks fetch nodes by gathers (else by loads): on Intel
@@ -98,6 +141,8 @@ fn intel() -> bool {
 pub(super) trait Walk: Copy + Sized {
     /// The widest row (feature values, the phantom, padding) the walk holds in registers.
     const MAX_STRIDE: usize;
+    /// Whether [`How::Avx2`] can walk these nodes (f32).
+    const AVX2: bool;
     /// Whether a grouped category split keeps its set's bits in its threshold (f64 nodes:
     /// all 64 bits, one load and no table); else the threshold is the set's index in
     /// `masks`.
@@ -112,9 +157,9 @@ pub(super) trait Walk: Copy + Sized {
     /// `xs[c % R]` (`R`: 1, or `C`; each at most [`Walk::MAX_STRIDE`] values, and more than `bits.fmask`);
     /// returns each chain's 8 leaves. `tops`: each chain's top levels (`roots`' [`Top`]; then
     /// `depth` is at least 3): its first three steps pick nodes from them. Meanwhile adds the leaves `sums` holds to its sum, in
-    /// order (one row's previous groups: the chain of adds overlaps the walk). Only when
-    /// [`available`]; `gather`: fetch the nodes by gathers, else by loads (the same answers);
-    /// `NAN`: whether a row may
+    /// order (one row's previous groups: the chain of adds overlaps the walk). Only where
+    /// `how` is [`How::available`] (and for [`How::Avx2`], [`Walk::AVX2`]): the same answers
+    /// every way; `NAN`: whether a row may
     /// hold NaN. `CAT`: a node may split on a category set held in its threshold (only where
     /// [`Walk::SET_IN_NODE`]; the row holds categories, see `Wide::encode`).
     #[allow(clippy::too_many_arguments)]
@@ -125,7 +170,7 @@ pub(super) trait Walk: Copy + Sized {
         xs: [&[Self]; R],
         depth: usize,
         bits: Bits,
-        gather: bool,
+        how: How,
         sums: &mut Pending<Self>,
     ) -> [[u32; 8]; C];
 
@@ -176,8 +221,9 @@ pub(super) struct Bits {
     pub catw: u32,
 }
 
-/// Checks what the walk relies on; the last node's index, or `None` if it cannot run.
-fn checked<T: Walk>(nodes: &[Node<T>], xs: &[&[T]], bits: Bits) -> Option<u32> {
+/// Checks what the walk relies on (`how`: the walk, its CPU features); the last node's
+/// index, or `None` if it cannot run.
+fn checked<T: Walk>(nodes: &[Node<T>], xs: &[&[T]], bits: Bits, how: How) -> Option<u32> {
     // Node indexes travel in 32-bit lanes, and as gather offsets (signed, 3 per f64 node).
     let last = u32::try_from(nodes.len().checked_sub(1)?)
         .ok()
@@ -185,13 +231,15 @@ fn checked<T: Walk>(nodes: &[Node<T>], xs: &[&[T]], bits: Bits) -> Option<u32> {
     let rows = xs
         .iter()
         .all(|x| (bits.fmask as usize) < x.len() && x.len() <= T::MAX_STRIDE);
-    (available() && rows && bits.cshift < 32).then_some(last)
+    let cpu = how.available() && (how != How::Avx2 || T::AVX2);
+    (cpu && rows && bits.cshift < 32).then_some(last)
 }
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
+    use super::super::avx2;
     use super::super::pair::{walk32x16, walk32x16_sum};
-    use super::{Bits, Node, Pending, Top, Walk, checked};
+    use super::{Bits, How, Node, Pending, Top, Walk, checked};
     use std::arch::x86_64::*;
 
     /// Calls a walk with its `G` (fetch by gathers) and `ADD` (leaves waiting) chosen at run
@@ -208,6 +256,7 @@ pub(super) mod x86 {
     }
 
     impl Walk for f32 {
+        const AVX2: bool = true;
         const MAX_STRIDE: usize = 32;
         const SET_IN_NODE: bool = false;
 
@@ -226,15 +275,22 @@ pub(super) mod x86 {
             xs: [&[f32]; R],
             depth: usize,
             bits: Bits,
-            gather: bool,
+            how: How,
             sums: &mut Pending<Self>,
         ) -> [[u32; 8]; C] {
             assert!(!CAT, "f32 category splits take the scalar walk");
-            let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
+            let last = checked(nodes, &xs, bits, how).expect("the vector walk's conditions");
+            if how == How::Avx2 {
+                // SAFETY: AVX2 is available, `last` is the last node, each row holds more
+                // than `fmask` values and at most 32 (`checked`); see `wide_avx2.rs`.
+                return unsafe {
+                    avx2::walk::<NAN, C, R>(nodes, roots, tops, xs, depth, bits, last, sums)
+                };
+            }
             // SAFETY: AVX-512 F and VL are available, `last` is the last node (`checked`);
             // see the module's comment.
             unsafe {
-                pick!(walk32::<NAN>(gather, sums.n > 0)(
+                pick!(walk32::<NAN>(how == How::Gather, sums.n > 0)(
                     nodes, roots, tops, xs, depth, bits, last, sums
                 ))
             }
@@ -251,7 +307,8 @@ pub(super) mod x86 {
             bits: Bits,
             gather: bool,
         ) -> [[u32; 16]; C] {
-            let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
+            let how = if gather { How::Gather } else { How::Loads };
+            let last = checked(nodes, &xs, bits, how).expect("the vector walk's conditions");
             // SAFETY: as for `walk`.
             unsafe { walk32x16::<NAN, C>(nodes, roots, xs, depth, bits, last, gather) }
         }
@@ -267,13 +324,15 @@ pub(super) mod x86 {
             sums: &mut [f32],
         ) {
             assert_eq!(xs.len(), sums.len(), "a sum per row");
-            let last = checked(nodes, xs, bits).expect("the vector walk's conditions");
+            let how = if gather { How::Gather } else { How::Loads };
+            let last = checked(nodes, xs, bits, how).expect("the vector walk's conditions");
             // SAFETY: as for `walk`.
             unsafe { walk32x16_sum::<NAN>(nodes, roots, xs, depth, bits, last, gather, sums) }
         }
     }
 
     impl Walk for f64 {
+        const AVX2: bool = false;
         const MAX_STRIDE: usize = 16;
         const SET_IN_NODE: bool = true;
 
@@ -294,13 +353,13 @@ pub(super) mod x86 {
             xs: [&[f64]; R],
             depth: usize,
             bits: Bits,
-            gather: bool,
+            how: How,
             sums: &mut Pending<Self>,
         ) -> [[u32; 8]; C] {
-            let last = checked(nodes, &xs, bits).expect("the vector walk's conditions");
-            // SAFETY: as for f32.
+            let last = checked(nodes, &xs, bits, how).expect("the vector walk's conditions");
+            // SAFETY: as for f32 (`checked` refuses `How::Avx2` for f64 nodes).
             unsafe {
-                pick!(walk64::<NAN, CAT>(gather, sums.n > 0)(
+                pick!(walk64::<NAN, CAT>(how == How::Gather, sums.n > 0)(
                     nodes, roots, tops, xs, depth, bits, last, sums
                 ))
             }
@@ -308,16 +367,16 @@ pub(super) mod x86 {
     }
 
     /// 8 roots, clamped to the last node.
-    #[target_feature(enable = "avx512f,avx512vl")]
+    #[target_feature(enable = "avx2")]
     #[inline]
     pub(in crate::model::wide) fn start(roots: &[u32; 8], last: __m256i) -> __m256i {
         // SAFETY: `roots` is 32 bytes; the load is unaligned.
         _mm256_min_epu32(unsafe { _mm256_loadu_si256(roots.as_ptr().cast()) }, last)
     }
 
-    #[target_feature(enable = "avx512f,avx512vl")]
+    #[target_feature(enable = "avx2")]
     #[inline]
-    fn finish<const C: usize>(idx: [__m256i; C]) -> [[u32; 8]; C] {
+    pub(in crate::model::wide) fn finish<const C: usize>(idx: [__m256i; C]) -> [[u32; 8]; C] {
         let mut out = [[0u32; 8]; C];
         for (o, i) in out.iter_mut().zip(idx) {
             // SAFETY: `o` is 32 bytes; the store is unaligned.
@@ -329,7 +388,7 @@ pub(super) mod x86 {
     /// 8 node indexes, to load the nodes one by one (faster than a gather on AMD: see the
     /// module's comment); taken out of the register as four 64-bit pairs (4 moves to the
     /// integer registers instead of 8 `vpextrd`: m2 batch 3% faster).
-    #[target_feature(enable = "avx512f,avx512vl")]
+    #[target_feature(enable = "avx2")]
     #[inline]
     pub(in crate::model::wide) fn lanes(idx: __m256i) -> [usize; 8] {
         let (lo, hi) = (
@@ -364,13 +423,13 @@ pub(super) mod x86 {
     /// its masks (`right(nodes, c)`), and the nodes they send it to (`next(meta words,
     /// mask)`). `add` runs three times before each chain's steps (as the steps' own adds).
     #[inline(always)]
-    fn first_three<P, N: Copy, const C: usize>(
+    pub(in crate::model::wide) fn first_three<P, N: Copy, K: Copy, const C: usize>(
         tops: [&P; C],
         at: impl Fn(&P, usize) -> N,
-        pick: impl Fn(__mmask8, N, N) -> N,
-        right: impl Fn(N, usize) -> __mmask8,
+        pick: impl Fn(K, N, N) -> N,
+        right: impl Fn(N, usize) -> K,
         meta: impl Fn(N) -> __m256i,
-        next: impl Fn(__m256i, __mmask8) -> __m256i,
+        next: impl Fn(__m256i, K) -> __m256i,
         mut add: impl FnMut(),
     ) -> [__m256i; C] {
         std::array::from_fn(|c| {
@@ -460,7 +519,7 @@ pub(super) mod x86 {
     ///
     /// # Safety
     /// Every index addresses a node.
-    #[target_feature(enable = "avx512f,avx512vl")]
+    #[target_feature(enable = "avx2")]
     #[inline]
     pub(in crate::model::wide) unsafe fn nodes8(
         base: *const i64,
@@ -720,6 +779,7 @@ mod tests {
 
 #[cfg(not(target_arch = "x86_64"))]
 impl<T: Copy> Walk for T {
+    const AVX2: bool = false;
     const MAX_STRIDE: usize = 0;
     const SET_IN_NODE: bool = false;
 
@@ -737,7 +797,7 @@ impl<T: Copy> Walk for T {
         _: [&[Self]; R],
         _: usize,
         _: Bits,
-        _: bool,
+        _: How,
         _: &mut Pending<Self>,
     ) -> [[u32; 8]; C] {
         unreachable!("the vector walk runs only where `available`")

@@ -304,20 +304,23 @@ fn check(c: &Case, mutate: fn(&mut WideEnsemble)) -> Result<(), TestCaseError> {
     let flat = FlatEnsemble::compile(&e).unwrap();
     let mut wide = WideEnsemble::compile(&e).unwrap();
     mutate(&mut wide);
-    // The scalar walk, and the vector one (where the CPU has it) gathering and loading;
-    // blocks of the default size, and of a few rows (several blocks, and a pair's 8-row
-    // chunks cut short inside a block).
-    for (on, gather, block) in [
-        (false, false, 16),
-        (true, true, wide.block_rows()),
-        (true, true, 20),
-        (true, false, 24),
+    // The scalar walk, and the vector ones (where the CPU has them) gathering and loading,
+    // and with AVX2 alone (f32 nodes); blocks of the default size, and of a few rows
+    // (several blocks, and a pair's 8-row chunks cut short inside a block).
+    for (on, gather, avx2, block) in [
+        (false, false, false, 16),
+        (true, true, false, wide.block_rows()),
+        (true, true, false, 20),
+        (true, false, false, 24),
+        (true, false, true, wide.block_rows()),
+        (true, false, true, 20),
     ] {
         let w = wide
             .clone()
             .with_vector_walk(on)
             .with_node_gathers(gather)
             .with_block_rows(block);
+        let w = if avx2 { w.with_avx2_walk() } else { w };
         check_walk(c, &e, &flat, &w)?;
     }
     Ok(())
@@ -538,15 +541,21 @@ fn every_lane_of_a_group_takes_its_own_branch() {
                 _ => rng.unit() * 6.0,
             })
             .collect();
-        for (on, gather) in [(false, false), (true, true), (true, false)] {
+        for (on, gather, avx2) in [
+            (false, false, false),
+            (true, true, false),
+            (true, false, false),
+            (true, false, true),
+        ] {
             let w = wide.clone().with_vector_walk(on).with_node_gathers(gather);
+            let w = if avx2 { w.with_avx2_walk() } else { w };
             let (mut want, mut got) = ([0.0], [0.0]);
             let (mut batch, mut classes) = (vec![0.0; 64], vec![0; 64]);
             w.predict_batch(&x, &mut ws, &mut batch, &mut classes);
             for (row, b) in x.chunks_exact(nf as usize).zip(&batch) {
                 flat.predict(row, &mut fs, &mut want);
                 w.predict(row, &mut ws, &mut got);
-                let walk = format!("f32 {f32m}, vector walk {on}, gathers {gather}");
+                let walk = format!("f32 {f32m}, vector walk {on}, gathers {gather}, avx2 {avx2}");
                 assert_eq!(got, want, "one row, {walk}: {row:?}");
                 assert_eq!(*b, want[0], "batch, {walk}: {row:?}");
             }

@@ -5,8 +5,8 @@
 
 use super::row::Pending;
 use super::{
-    CHAINS, FLAG_BITS, Head, LANES, MIN_BLOCK, Prec, W_CAT, W_DEFAULT_LEFT, W_LEAF, Walk, Wide,
-    simd,
+    CHAINS, FLAG_BITS, Head, How, LANES, MIN_BLOCK, Prec, Segment, W_CAT, W_DEFAULT_LEFT, W_LEAF,
+    W_VECTOR, Walk, Wide, simd,
 };
 
 impl<T: Prec + Walk> Wide<T> {
@@ -276,7 +276,7 @@ impl<T: Prec + Walk> Wide<T> {
                     xs,
                     depth,
                     bits,
-                    self.gather,
+                    self.how,
                     &mut none,
                 );
                 for v in &leaves {
@@ -293,7 +293,7 @@ impl<T: Prec + Walk> Wide<T> {
                 [x],
                 depth,
                 bits,
-                self.gather,
+                self.how,
                 &mut none,
             );
             let a = sums.next().expect("a sum per row");
@@ -324,7 +324,7 @@ impl<T: Prec + Walk> Wide<T> {
         rows: impl Iterator<Item = &'x R>,
         acc: &mut [T],
     ) {
-        let (bits, g) = (self.bits(), self.gather);
+        let (bits, g) = (self.bits(), self.how == How::Gather);
         let o = h.outputs;
         let add = |leaves: &[u32; 2 * LANES], a: &mut [T]| {
             let (halves, _) = leaves.as_chunks::<LANES>();
@@ -376,6 +376,102 @@ impl<T: Prec + Walk> Wide<T> {
                 }
             }
             done += n;
+        }
+    }
+}
+
+impl<T: Prec + Walk> Wide<T> {
+    /// Adds every tree's leaf to each prepared row's sum (`x`: rows of `num_features`
+    /// and the phantom `-inf`; `acc`: rows of `outputs`), in tree order. `NAN`: whether a
+    /// row may hold a missing value.
+    #[inline]
+    pub(super) fn eval<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
+        &self,
+        h: &Head,
+        rows: impl Iterator<Item = &'x R> + Clone,
+        acc: &mut [T],
+    ) {
+        if self.simd && rows.clone().nth(CHAINS - 1).is_none() {
+            // Too few rows to chain: each row walks up to `ROW_CHAINS` groups at once.
+            for (row, a) in rows.zip(acc.chunks_exact_mut(h.outputs)) {
+                self.eval_row::<NAN, R>(h, row, a);
+            }
+            return;
+        }
+        let mut segs = self.segments.iter().peekable();
+        while let Some(seg) = segs.next() {
+            // Two groups of one depth without category splits: walked as one of 16 trees.
+            if self.simd
+                && T::PAIRS
+                && self.how != How::Avx2
+                && let Segment::Group {
+                    roots: ra,
+                    outs: oa,
+                    count: ca,
+                    depth,
+                    cat: false,
+                } = seg
+                && let Some(Segment::Group {
+                    roots: rb,
+                    outs: ob,
+                    count: cb,
+                    depth: db,
+                    cat: false,
+                }) = segs.peek()
+                && db == depth
+            {
+                let (roots, outs) = ([ra, rb], [oa, ob]);
+                self.pair_simd::<NAN, R>(h, roots, outs, [*ca, *cb], *depth, rows.clone(), acc);
+                segs.next();
+                continue;
+            }
+            self.segment::<NAN, R>(h, seg, rows.clone(), acc);
+        }
+    }
+
+    /// Adds one segment's leaves to each row's sum. A group with category splits takes the
+    /// vector walk where its nodes hold their sets ([`Walk::SET_IN_NODE`]).
+    #[inline]
+    pub(super) fn segment<'x, const NAN: bool, R: Row<T> + ?Sized + 'x>(
+        &self,
+        h: &Head,
+        seg: &Segment,
+        rows: impl Iterator<Item = &'x R> + Clone,
+        acc: &mut [T],
+    ) {
+        match seg {
+            &Segment::Group {
+                ref roots,
+                ref outs,
+                count,
+                depth,
+                cat,
+                ..
+            } => match (self.simd, cat) {
+                (true, false) => {
+                    self.group_simd::<NAN, false, R>(h, roots, outs, count, depth, rows, acc)
+                }
+                (true, true) if T::SET_IN_NODE => {
+                    self.group_simd::<NAN, true, R>(h, roots, outs, count, depth, rows, acc)
+                }
+                (_, true) => self.group::<NAN, true, R>(h, roots, outs, count, depth, rows, acc),
+                (false, false) => {
+                    self.group::<NAN, false, R>(h, roots, outs, count, depth, rows, acc)
+                }
+            },
+            Segment::One { root, out } => {
+                for (row, a) in rows.zip(acc.chunks_exact_mut(h.outputs)) {
+                    let n = self.nodes[self.walk_one(h, *root, row) as usize];
+                    if self.flags(n.m) & W_VECTOR != 0 {
+                        let (s, e) = self.ranges[(n.m >> self.cshift) as usize];
+                        for &(o, v) in &h.leaf_table[s as usize..e as usize] {
+                            a[o as usize] += T::of(v);
+                        }
+                    } else {
+                        a[*out as usize] += n.t;
+                    }
+                }
+            }
         }
     }
 }

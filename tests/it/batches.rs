@@ -283,9 +283,10 @@ async fn check_batches(app: &App, reg: &TestRegistry, c: &Case, single: &[Answer
         args.push("--probabilities");
     }
     treeserve_ok(&args);
-    // The scalar walk of the same groups (the vector walk turned off), and the vector walk
-    // fetching nodes by gathers and by loads, write the same bytes.
-    for walk in ["off", "gather", "loads"] {
+    // The scalar walk of the same groups (the vector walk turned off), the vector walk
+    // fetching nodes by gathers and by loads, and the walks of CPUs without AVX-512 (AVX2),
+    // write the same bytes.
+    for walk in ["off", "gather", "loads", "avx2"] {
         let other = reg.path().join(format!("{name}.{walk}.csv"));
         let mut set = args.clone();
         let at = set.iter().position(|a| *a == "--output").unwrap() + 1;
