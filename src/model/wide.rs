@@ -15,7 +15,11 @@
 //!   rows without a missing value skip the missing-value term;
 //! - batches go in blocks of rows, so a group's nodes stay in cache over the block;
 //! - one row walks its groups' first three levels from a copy laid out path by path
-//!   (`wide_row.rs`): loads that do not wait on the row, and picks by its masks.
+//!   (`wide_row.rs`): loads that do not wait on the row, and picks by its masks;
+//! - the vector walks: AVX-512 for groups (`wide_simd.rs`, pairs of groups in
+//!   `wide_pair.rs`); without AVX-512, batches compare keys in the scalar walk
+//!   (`wide_keys.rs`) and one row of f32 nodes walks 8 groups at once with AVX2
+//!   (`wide_avx2.rs`).
 //!
 //! Category splits are grouped when every set has one rule and only categories below 63:
 //! a prepared row holds the category of such a feature, and the step tests its bit in the
