@@ -403,7 +403,6 @@ impl<T: Prec + Walk> Wide<T> {
             // Two groups of one depth without category splits: walked as one of 16 trees.
             if self.simd
                 && T::PAIRS
-                && self.how != How::Avx2
                 && let Segment::Group {
                     roots: ra,
                     outs: oa,
