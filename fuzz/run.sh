@@ -5,8 +5,10 @@
 #   fuzz/run.sh runs 10000000      # each target for 10 million executions
 #   fuzz/run.sh build              # only build the targets (CI builds them while it does other work)
 #
-# Targets run side by side, one per core (FUZZ_JOBS overrides): each still gets its full
-# time or runs on a core of its own. Needs cargo-fuzz (cargo install cargo-fuzz --locked);
+# Targets run side by side, one per core (FUZZ_JOBS overrides; FUZZ_JOBS_FILE names a file
+# whose number, re-read before each target starts, overrides both: CI raises it once the
+# work beside the fuzzing ends): each still gets its full time or runs on a core of its
+# own. Needs cargo-fuzz (cargo install cargo-fuzz --locked);
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain take the sanitizer flags. A crash leaves its
 # input in fuzz/artifacts/TARGET/: add it as a regression test.
 set -euo pipefail
@@ -42,8 +44,14 @@ fuzz_one() {
 }
 
 targets=$(cargo fuzz list)
+# The job count now: FUZZ_JOBS_FILE's number if it holds one, else JOBS.
+jobs_now() {
+  local n
+  n=$(cat "${FUZZ_JOBS_FILE:-/dev/null}" 2>/dev/null || true)
+  [[ $n =~ ^[1-9][0-9]*$ ]] && echo "$n" || echo "$JOBS"
+}
 for target in $targets; do
-  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  while [ "$(jobs -rp | wc -l)" -ge "$(jobs_now)" ]; do sleep 1; done
   echo "== fuzz $target ${LIMIT[*]} (started)"
   fuzz_one "$target" &
 done
