@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Large ensembles side by side: treeserve against XGBoost, LightGBM, ONNX Runtime and
-Treelite compiled with TL2cgen, on three models the frameworks make (issue 21).
+"""Large ensembles side by side: treeserve against XGBoost, LightGBM, ONNX Runtime,
+Treelite compiled with TL2cgen and (LightGBM's models) lleaves compiled with LLVM, on three
+models the frameworks make (issue 21).
 
     python3 benches/ensembles.py [--rounds 3] [--rows 10000] [--quick]
                                  [--out docs/benchmarks.md] [--chart docs/ensembles.svg]
@@ -12,14 +13,15 @@ missing or changed and runs under it; builds the release binary and the in-proce
 (examples/ensemble_bench.rs); makes the models (benches/ensembles/models.py: m1 LightGBM
 regression 100 trees × 31 leaves × 5 features; m2 XGBoost binary:logistic 500 trees,
 max_depth 8, 30 features; m3 LightGBM binary 1,000 trees × 31 leaves × 15 features, 3 of them
-categorical) and converts each with `treeserve import`, onnxmltools and treelite + TL2cgen.
+categorical) and converts each with `treeserve import`, onnxmltools, treelite + TL2cgen and
+(LightGBM's) lleaves.
 
 Then, for several rounds, each contender in its own process (the order alternated between
 rounds) predicts every one of ROWS unseen rows (none repeated within a timing) at batch sizes
 1, 100 and ROWS, on one thread and on all threads. Reports medians over rounds of µs per call,
 ns per tree·row and rows/s. Checks parity: treeserve's predictions equal the framework's on
 every row (within the import's tolerance |a-b| <= 1e-6·max(|b|, 1e-3); exits 1 if not), and
-reports ONNX Runtime's and TL2cgen's mismatches. Also times `treeserve predict` CSV → CSV with
+reports ONNX Runtime's, TL2cgen's and lleaves' mismatches. Also times `treeserve predict` CSV → CSV with
 m2 against XGBoost's inplace_predict from numpy, and POST /score with m2 next to the shipped
 IRIS model under wrk (many different rows, 1 and 64 connections). With --out, replaces this
 script's generated section of that markdown file (bars met / not met computed from the
@@ -43,7 +45,7 @@ VENV = ROOT / "target" / "ensenv"
 REQUIREMENTS = HERE / "requirements.txt"
 TOL = 1e-6
 FRAMEWORK = {"m1": "lightgbm", "m2": "xgboost", "m3": "lightgbm"}
-CONTENDERS = ["treeserve", "xgboost", "lightgbm", "onnxruntime", "tl2cgen"]
+CONTENDERS = ["treeserve", "xgboost", "lightgbm", "onnxruntime", "tl2cgen", "lleaves"]
 
 
 def log(msg):
@@ -129,6 +131,8 @@ def available(c, name, meta, work):
         return (work / f"{name}.onnx").exists() and not meta["onnx_error"]
     if c == "tl2cgen":
         return (work / f"{name}.so").exists() and not meta["tl2cgen_error"]
+    if c == "lleaves":
+        return (work / f"{name}.lleaves.o").exists() and not meta.get("lleaves_error")
     return True
 
 
@@ -151,8 +155,8 @@ def summarize(raw, metas):
 
 
 def parity(preds, metas):
-    """Per model: treeserve against the framework (must hold), ONNX Runtime and TL2cgen
-    against the framework (reported)."""
+    """Per model: treeserve against the framework (must hold), ONNX Runtime, TL2cgen and
+    lleaves against the framework (reported)."""
     import numpy as np
 
     out = {}
@@ -160,7 +164,7 @@ def parity(preds, metas):
         ref = preds.get((name, FRAMEWORK[name]))
         if ref is None:
             continue
-        for c in ("treeserve", "onnxruntime", "tl2cgen"):
+        for c in ("treeserve", "onnxruntime", "tl2cgen", "lleaves"):
             p = preds.get((name, c))
             if p is None:
                 continue

@@ -3,6 +3,8 @@
 Each model NAME in DIR gets: NAME.txt (LightGBM) or NAME.json (XGBoost), the framework's
 own file; NAME.tsm (`treeserve import`); NAME.onnx (onnxmltools); NAME.so (treelite +
 TL2cgen, gcc -O3, branch annotation, quantize=1) or NAME.tl2cgen-error.txt saying why not;
+for LightGBM's models NAME.lleaves.o (lleaves, LLVM, its default flags) unless it fails (the
+meta's lleaves_error says why);
 NAME.rows.f64 (the benchmark rows: unseen, raw little-endian f64, row after row) and
 NAME.json.meta (what the report needs). Deterministic: fixed seeds, one thread.
 """
@@ -60,7 +62,7 @@ def make(name, out: Path, *, quick, rows, treeserve, log):
 
     s = spec(name, quick)
     meta_path = out / f"{name}.json.meta"
-    pkgs = ("xgboost-cpu", "lightgbm", "onnxmltools", "onnx", "treelite", "tl2cgen", "numpy")
+    pkgs = ("xgboost-cpu", "lightgbm", "onnxmltools", "onnx", "treelite", "tl2cgen", "lleaves", "llvmlite", "numpy")
     want = {"spec": s, "rows": rows, "versions": {p: version(p) for p in pkgs}}
     if meta_path.exists() and json.loads(meta_path.read_text()).get("want") == want:
         # The frameworks' files are reused; the artifact is always made again by this binary.
@@ -107,14 +109,16 @@ def make(name, out: Path, *, quick, rows, treeserve, log):
     (out / f"{name}.tl2cgen-error.txt").unlink(missing_ok=True)
     if tl_error:
         (out / f"{name}.tl2cgen-error.txt").write_text(tl_error)
+    ll_error, ll_s = to_lleaves(s, model_file, out / f"{name}.lleaves.o")
     meta = {"want": want, "name": name, "title": s["title"], "trees": len(leaves),
             "mean_leaves": float(np.mean(leaves)), "categorical_splits": cat_splits,
             "features": s["features"], "rows": rows, "model_file": model_file.name,
             "import_seconds": import_s, "tl2cgen_build_seconds": tl_s, "onnx_error": onnx_error,
-            "tl2cgen_error": tl_error}
+            "tl2cgen_error": tl_error, "lleaves_build_seconds": ll_s, "lleaves_error": ll_error}
     meta_path.write_text(json.dumps(meta, indent=1))
     log(f"{name}: import {import_s:.2f} s, onnx {'ok' if not onnx_error else onnx_error}, "
-        f"tl2cgen {'ok' if not tl_error else tl_error} ({tl_s:.0f} s)")
+        f"tl2cgen {'ok' if not tl_error else tl_error} ({tl_s:.0f} s), "
+        f"lleaves {'ok' if not ll_error else ll_error} ({ll_s:.0f} s)")
     return meta
 
 
@@ -169,6 +173,23 @@ def to_tl2cgen(s, model_file, rows, path):
         tl2cgen.export_lib(model, toolchain="gcc", libpath=str(path),
                            params={"annotate_in": str(ann), "quantize": 1, "parallel_comp": 16},
                            nthread=2)
+        return None, time.monotonic() - t
+    except Exception as e:
+        return f"{type(e).__name__}: {e}".strip()[:500], time.monotonic() - t
+
+
+def to_lleaves(s, model_file, path):
+    """lleaves compiles a LightGBM model to an object file (LLVM, lleaves' default flags);
+    (error, seconds). XGBoost's models: ("not a LightGBM model", 0): lleaves reads only
+    LightGBM's text format."""
+    if s["framework"] != "lightgbm":
+        return "not a LightGBM model", 0.0
+    t = time.monotonic()
+    try:
+        import lleaves
+
+        path.unlink(missing_ok=True)
+        lleaves.Model(model_file=str(model_file)).compile(cache=str(path))
         return None, time.monotonic() - t
     except Exception as e:
         return f"{type(e).__name__}: {e}".strip()[:500], time.monotonic() - t

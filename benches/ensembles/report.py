@@ -11,10 +11,12 @@ from pathlib import Path
 
 FRAMEWORK = {"m1": "lightgbm", "m2": "xgboost", "m3": "lightgbm"}
 NAMES = {"treeserve": "treeserve (in-process)", "xgboost": "xgboost inplace_predict", "lightgbm": "lightgbm predict",
-         "onnxruntime": "onnxruntime", "tl2cgen": "tl2cgen (gcc -O3)"}
-ORDER = ["treeserve", "xgboost", "lightgbm", "onnxruntime", "tl2cgen"]
+         "onnxruntime": "onnxruntime", "tl2cgen": "tl2cgen (gcc -O3)", "lleaves": "lleaves (LLVM)"}
+ORDER = ["treeserve", "xgboost", "lightgbm", "onnxruntime", "tl2cgen", "lleaves"]
 COLOURS = {"treeserve": "#1f77b4", "xgboost": "#d62728", "lightgbm": "#2ca02c", "onnxruntime": "#9467bd",
-           "tl2cgen": "#ff7f0e"}
+           "tl2cgen": "#ff7f0e", "lleaves": "#8c564b"}
+PACKAGES = ("xgboost-cpu", "lightgbm", "onnxruntime", "onnxmltools", "treelite", "tl2cgen", "lleaves", "llvmlite",
+            "numpy")
 BEGIN = "<!-- benches/ensembles.py: generated section begins -->"
 END = "<!-- benches/ensembles.py: generated section ends -->"
 
@@ -24,21 +26,24 @@ def versions(treeserve):
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.machine())
-    v = {p: version(p) for p in ("xgboost-cpu", "lightgbm", "onnxruntime", "onnxmltools", "treelite", "tl2cgen", "numpy")}
+    v = {p: version(p) for p in PACKAGES}
     v["treeserve"] = subprocess.run([str(treeserve), "--version"], capture_output=True, text=True).stdout.strip()
     v["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                  cwd=Path(__file__).resolve().parent).stdout.strip()
     v["gcc"] = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    # treeserve's vector walk needs AVX-512 F and VL (src/model/wide_simd.rs); without them
-    # its grouped walk is scalar, and the figures are those of that walk.
+    # treeserve's vector walk needs AVX-512 F and VL (src/model/wide_simd.rs); with AVX2
+    # alone one row of f32 nodes (XGBoost's) walks with AVX2 (src/model/wide_avx2.rs) and the
+    # rest with the scalar keyed walk; without either, every walk is scalar.
     flags = next((set(ln.split(":", 1)[1].split()) for ln in Path("/proc/cpuinfo").read_text().splitlines()
                   if ln.startswith("flags")), set())
     if os.environ.get("TREESERVE_VECTOR_WALK") == "off":
         walk = "scalar grouped walk (TREESERVE_VECTOR_WALK=off)"
     elif {"avx512f", "avx512vl"} <= flags:
         walk = "vector walk (AVX-512 F and VL)"
+    elif "avx2" in flags:
+        walk = "AVX2 walk for one row of f32 nodes, else the scalar grouped walk (no AVX-512 F and VL)"
     else:
-        walk = "scalar grouped walk (no AVX-512 F and VL)"
+        walk = "scalar grouped walk (no AVX-512 F and VL, no AVX2)"
     v["machine"] = f"{os.cpu_count()} cores, {cpu}; treeserve: {walk}"
     return v
 
@@ -61,9 +66,12 @@ def bars(args, metas, cells, par, csv, http):
     per_row = c["seconds"] / metas["m2"]["rows"] * 1e6 if c else None
     out.append((f"m2, batch of {big:,} ≤ 1 µs per row on one core", f"{per_row:.3f} µs per row" if c else "—",
                 per_row <= 1 if c else None))
-    for who, need, label in (("tl2cgen", 1.0, "TL2cgen's compiled code"), ("framework", 3.0, "the framework's own predict")):
+    for who, need, label in (("tl2cgen", 1.0, "TL2cgen's compiled code"), ("framework", 3.0, "the framework's own predict"),
+                             ("lleaves", 1.0, "lleaves' compiled code (the anchors' best on LightGBM; not an issue bar)")):
         figs, ok = [], []
         for n in metas:
+            if who == "lleaves" and FRAMEWORK[n] != "lightgbm":
+                continue
             other = FRAMEWORK[n] if who == "framework" else who
             for t in sorted({1, N}):
                 a, b = cells.get((n, "treeserve", big, t)), cells.get((n, other, big, t))
@@ -75,7 +83,8 @@ def bars(args, metas, cells, par, csv, http):
                     figs.append(f"{n} {t}t —")
                     ok.append(None)
         met = None if None in ok and not (False in ok) else (all(ok) if ok else None)
-        out.append((f"batch {big:,} throughput ≥ {need:.0f}× {label}, same threads, all models", "; ".join(figs), met))
+        which = "LightGBM's models" if who == "lleaves" else "all models"
+        out.append((f"batch {big:,} throughput ≥ {need:.0f}× {label}, same threads, {which}", "; ".join(figs), met))
     if csv:
         figs = [f"{int(n):,} rows: {v['ratio']:.2f}× ({v['treeserve_s'] * 1e3:.1f} ms vs "
                 f"{min(v['xgboost_1t_s'], v['xgboost_all_s']) * 1e3:.1f} ms)" for n, v in csv.items()]
@@ -115,11 +124,11 @@ def markdown(args, metas, cells, par, csv, http, errors, v, runs):
         f"{v['treeserve']} at {v['commit']}). Each contender runs in its own process, the order alternated between "
         f"rounds; every figure is the median of {args.rounds} round(s). Every timing predicts each of {big:,} unseen "
         "synthetic rows once (no row repeated), from an array already in the contender's dtype (treeserve: f64; "
-        "XGBoost, ONNX Runtime: f32; LightGBM: f64; TL2cgen: the model's threshold type). Threads set explicitly "
-        f"(nthread, num_threads, intra_op_num_threads, Predictor(nthread)): 1, and all {N}. Versions: "
-        + ", ".join(f"{k} {v[k]}" for k in ("xgboost-cpu", "lightgbm", "onnxruntime", "onnxmltools", "treelite",
-                                             "tl2cgen", "numpy"))
-        + f"; {v['gcc']}. treelite + TL2cgen: gcc -O3, branch annotation (5,000 other rows), quantize=1 "
+        "XGBoost, ONNX Runtime: f32; LightGBM, lleaves: f64; TL2cgen: the model's threshold type). Threads set "
+        f"explicitly (nthread, num_threads, intra_op_num_threads, Predictor(nthread), n_jobs): 1, and all {N}. "
+        "Versions: " + ", ".join(f"{k} {v[k]}" for k in PACKAGES if k in v)
+        + f"; {v['gcc']}. lleaves: LightGBM's models compiled with its default flags. "
+        "treelite + TL2cgen: gcc -O3, branch annotation (5,000 other rows), quantize=1 "
         "(tl2cgen 1.0.0 embeds Treelite 4.1.2 and warns that a 4.8.1 model \"may\" lack some functionality; "
         "its predictions are checked below).",
         "",
@@ -149,6 +158,8 @@ def markdown(args, metas, cells, par, csv, http, errors, v, runs):
                 lines.append(f"| {NAMES[c]} | — | failed: {errors[(n, c)][:200]} | | | |")
         if m.get("tl2cgen_error"):
             lines.append(f"| {NAMES['tl2cgen']} | — | not built: {m['tl2cgen_error'][:200]} | | | |")
+        if m.get("lleaves_error") and FRAMEWORK[n] == "lightgbm":
+            lines.append(f"| {NAMES['lleaves']} | — | not built: {m['lleaves_error'][:200]} | | | |")
         if m.get("onnx_error"):
             lines.append(f"| onnxruntime | — | not converted: {m['onnx_error'][:200]} | | | |")
         lines.append("")
@@ -158,7 +169,7 @@ def markdown(args, metas, cells, par, csv, http, errors, v, runs):
         lines += ["treeserve's `Model::from_bytes` (header and checksums, the stored layout read and checked, golden rows), in the in-process "
                   "contender: " + ", ".join(loads) + ".", ""]
     lines += ["**Parity** with the framework's own predictions (treeserve's must hold: tolerance "
-              "|a−b| ≤ 1e-6·max(|b|, 1e-3); ONNX Runtime's and TL2cgen's are reported)", "",
+              "|a−b| ≤ 1e-6·max(|b|, 1e-3); ONNX Runtime's, TL2cgen's and lleaves' are reported)", "",
               "| model | contender | rows | bit for bit | beyond tolerance | max \\|a−b\\| |", "|---|---|---:|---:|---:|---:|"]
     for (n, c), p in par.items():
         lines.append(f"| {n} | {NAMES[c]} vs {FRAMEWORK[n]} | {p['rows']:,} | {p['bit_equal']:,} | "
@@ -241,7 +252,7 @@ def chart(metas, cells, big):
                          f'fill="{COLOURS[c]}"><title>{n} {c}: {v:.1f} ns</title></rect>')
             o.append(f'<text x="{x0 + i * gw + gw / 2:.1f}" y="{P + ph + 16}" text-anchor="middle">{n}</text>')
     for j, c in enumerate(ORDER):
-        lx = P + j * 180
+        lx = P + j * 155
         o.append(f'<rect x="{lx}" y="{H - 28}" width="14" height="14" fill="{COLOURS[c]}"/>')
         o.append(f'<text x="{lx + 20}" y="{H - 16}">{NAMES[c]}</text>')
     o.append("</svg>")

@@ -3,10 +3,11 @@
     worker.py CONTENDER DIR MODEL --threads N [--batches 1,100,10000] [--predictions OUT.f64]
 
 CONTENDER: xgboost (Booster.inplace_predict), lightgbm (Booster.predict), onnxruntime
-(InferenceSession.run), tl2cgen (Predictor.predict on the compiled .so). Reads DIR/MODEL's
+(InferenceSession.run), tl2cgen (Predictor.predict on the compiled .so), lleaves
+(Model.predict on the object file models.py compiled; LightGBM's models). Reads DIR/MODEL's
 rows (raw little-endian f64) into a numpy array of the framework's dtype once, then times one
 pass over every row at each batch size, on 1 thread and on N threads (set explicitly:
-nthread, num_threads, intra_op_num_threads, Predictor(nthread=)). Prints one JSON line; with
+nthread, num_threads, intra_op_num_threads, Predictor(nthread=), n_jobs). Prints one JSON line; with
 --predictions writes the batch-10,000 one-thread predictions (the positive class's
 probability, or the regression value) as little-endian f64.
 """
@@ -67,6 +68,12 @@ def contender(kind, d: Path, name, features):
             return lambda X: p.predict(tl2cgen.DMatrix(X)).reshape(len(X), -1)[:, -1]
 
         return dtype, make
+    if kind == "lleaves":
+        import lleaves
+
+        m = lleaves.Model(model_file=str(d / meta["model_file"]))
+        m.compile(cache=str(d / f"{name}.lleaves.o"))  # loads the object file models.py made
+        return np.float64, lambda t: (lambda X: m.predict(X, n_jobs=t))
     raise SystemExit(f"unknown contender {kind}")
 
 
