@@ -57,14 +57,34 @@ pub(super) trait Prec: Copy + Default + Debug + PartialOrd + AddAssign + DivAssi
 pub(super) trait KeyBits: Copy + Default + Debug + Ord {
     /// The greatest: a missing value's.
     const MAX: Self;
+    /// A small integer's key (a row's category, below 64).
+    fn of_small(c: u32) -> Self;
+    /// The low 6 bits (a row's category, or 63 for [`KeyBits::MAX`]).
+    fn low6(self) -> u32;
 }
 
 impl KeyBits for u32 {
     const MAX: Self = u32::MAX;
+    #[inline(always)]
+    fn of_small(c: u32) -> Self {
+        c
+    }
+    #[inline(always)]
+    fn low6(self) -> u32 {
+        self & 63
+    }
 }
 
 impl KeyBits for u64 {
     const MAX: Self = u64::MAX;
+    #[inline(always)]
+    fn of_small(c: u32) -> Self {
+        c.into()
+    }
+    #[inline(always)]
+    fn low6(self) -> u32 {
+        self as u32 & 63
+    }
 }
 
 impl Prec for f32 {

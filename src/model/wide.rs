@@ -434,12 +434,14 @@ impl<T: Prec + Walk> Wide<T> {
     }
 
     /// Whether one row of keyed nodes can take the AVX2 walk (`wide_avx2.rs`): chosen
-    /// ([`How::Avx2`]: the CPU has AVX2, not AVX-512), f32 nodes, a row fits its registers.
+    /// ([`How::Avx2`]: the CPU has AVX2, not AVX-512), f32 nodes, no category split, a row
+    /// fits its registers.
     fn avx2_fits(&self) -> bool {
         How::choose::<T>().is_some()
             && self.how == How::Avx2
             && self.how.available()
             && T::AVX2
+            && !self.category_groups()
             && self.stride() <= T::MAX_STRIDE
     }
 

@@ -663,3 +663,88 @@ fn plain_groups_walk_as_keys_without_the_vector_walk() {
         "keyed walks: {f32s} f32, {f64s} f64"
     );
 }
+
+/// Groups deeper than `EXIT_DEPTH` stop once every tree is at a leaf (`Wide::keyed_group`):
+/// 16 combs 12 to 15 deep (each split's one side a leaf), splitting on numbers and on
+/// category sets (feature 0), over rows whose paths end anywhere, missing values
+/// included; the keyed walk answers as the flat evaluator, f32 and f64.
+#[test]
+fn deep_keyed_groups_stop_once_every_tree_is_at_a_leaf() {
+    let nf = 4u32;
+    for f32m in [false, true] {
+        let mut r = Rng(11);
+        // Split `k` at node `2k`, its leaf at `2k + 1`, the next split (or the last leaf)
+        // at `2k + 2`; which of the two is `yes` drawn.
+        let trees: Vec<Tree> = (0..16u32)
+            .map(|i| {
+                let depth = 12 + i % 4;
+                let mut nodes = Vec::new();
+                for k in 0..depth {
+                    let feature = (k + i) % nf;
+                    let test = if feature == 0 {
+                        Test::InSet {
+                            words: vec![r.next() as u32 & !(1 << 31) | 1, 0],
+                            rule: CategoryRule::Truncate,
+                        }
+                    } else {
+                        Test::Lt(((r.unit() - 0.5) * 4.0) as f32 as f64)
+                    };
+                    let (yes, no) = if r.below(2) == 0 {
+                        (2 * k + 1, 2 * k + 2)
+                    } else {
+                        (2 * k + 2, 2 * k + 1)
+                    };
+                    let missing = if r.below(2) == 0 {
+                        Branch::Yes
+                    } else {
+                        Branch::No
+                    };
+                    nodes.push(Node::Split(Split {
+                        feature,
+                        test,
+                        yes,
+                        no,
+                        missing,
+                        zero_is_missing: false,
+                    }));
+                    nodes.push(Node::Leaf(Leaf::Scalar(f64::from(i * 16 + k))));
+                }
+                nodes.push(Node::Leaf(Leaf::Scalar(-1.0)));
+                Tree { nodes, group: 0 }
+            })
+            .collect();
+        let mut e = ensemble_of(trees, f32m, nf);
+        e.transform = Transform::Identity;
+        e.output = OutputKind::Value;
+        e.base.clear();
+        e.validate(&EnsembleLimits::default()).unwrap();
+        let flat = FlatEnsemble::compile(&e).unwrap();
+        let w = WideEnsemble::compile(&e).unwrap().with_vector_walk(false);
+        assert!(keyed(&w), "f32 {f32m}: the walk is keyed");
+        let deep = |s: &[Segment]| {
+            (s.iter()).all(|s| matches!(s, Segment::Group { depth, cat: true, .. } if *depth >= super::keys::EXIT_DEPTH))
+        };
+        match &w.nodes {
+            Nodes::F32(n) => assert!(deep(&n.segments)),
+            Nodes::F64(n) => assert!(deep(&n.segments)),
+        }
+        let x: Vec<f64> = (0..300 * nf)
+            .map(|j| match (j % nf, r.below(8)) {
+                (_, 0) => f64::NAN,
+                (0, 1) => r.below(80) as f64 - 5.0,
+                (0, _) => r.below(40) as f64,
+                _ => (r.unit() - 0.5) * 4.5,
+            })
+            .collect();
+        let (mut fs, mut ws) = (Scratch::default(), WideScratch::default());
+        let (mut want, mut got) = ([0.0], [0.0]);
+        let (mut batch, mut classes) = (vec![0.0; 300], vec![0; 300]);
+        w.predict_batch(&x, &mut ws, &mut batch, &mut classes);
+        for (row, b) in x.chunks_exact(nf as usize).zip(&batch) {
+            flat.predict(row, &mut fs, &mut want);
+            w.predict(row, &mut ws, &mut got);
+            assert_eq!(got, want, "one row, f32 {f32m}: {row:?}");
+            assert_eq!(*b, want[0], "batch, f32 {f32m}: {row:?}");
+        }
+    }
+}
