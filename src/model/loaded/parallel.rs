@@ -31,21 +31,34 @@ impl Model {
             return self.predict_batch(rows, scores, classes);
         }
         let (f, k) = (self.num_features(), self.num_scores());
-        // Parts of whole `MIN_BLOCK`s (whole 8-row chunks of the wide evaluator's paired
-        // walk): only the last part ends in a short one.
-        let per = n.div_ceil(parts).next_multiple_of(MIN_BLOCK);
-        std::thread::scope(|scope| {
-            let mut chunks = rows
-                .chunks(per * f)
+        // `SLICES` slices a thread, of whole `MIN_BLOCK`s (whole 8-row chunks of the wide
+        // evaluator's paired walk: only the last slice ends in a short one), each thread
+        // taking the next one as it finishes its last: a thread on a slower core (a vCPU
+        // its host shares) takes fewer, where halves would wait for it.
+        let min = self.parallel_min_rows().div_ceil(SLICES);
+        let per = n
+            .div_ceil(parts * SLICES)
+            .max(min)
+            .next_multiple_of(MIN_BLOCK);
+        let slices = std::sync::Mutex::new(
+            rows.chunks(per * f)
                 .zip(scores.chunks_mut(per * k))
-                .zip(classes.chunks_mut(per));
-            let first = chunks.next();
-            for ((r, s), c) in chunks {
-                scope.spawn(move || self.predict_batch(r, s, c));
-            }
-            if let Some(((r, s), c)) = first {
+                .zip(classes.chunks_mut(per)),
+        );
+        let work = || {
+            loop {
+                // The lock is held only to take a slice; a panic elsewhere poisons
+                // nothing this needs.
+                let next = slices.lock().unwrap_or_else(|p| p.into_inner()).next();
+                let Some(((r, s), c)) = next else { break };
                 self.predict_batch(r, s, c);
             }
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..parts {
+                scope.spawn(work);
+            }
+            work();
         });
     }
 
@@ -79,6 +92,10 @@ impl Model {
         }
     }
 }
+
+/// Slices of a batch per thread in [`Model::predict_batch_threads`], taken as threads
+/// finish their last.
+const SLICES: usize = 4;
 
 /// Tree·rows of work below which a thread of its own does not pay (~100 µs).
 const PARALLEL_MIN_WORK: usize = 64 * 1024;
