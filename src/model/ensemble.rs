@@ -505,7 +505,7 @@ impl Ensemble {
 
 #[cfg(test)]
 #[path = "ensemble_tests.rs"]
-mod tests;
+pub(super) mod tests;
 #[cfg(test)]
 #[path = "ensemble_validate_tests.rs"]
 mod validate_tests;

@@ -5,7 +5,14 @@ use super::*;
 use crate::model::flat::{FlatEnsemble, Scratch, transform};
 use proptest::prelude::*;
 
-pub(super) fn split(feature: u32, test: Test, yes: u32, no: u32, missing: Branch) -> Node {
+/// A split node that reads no zero as missing.
+pub(in crate::model) fn split(
+    feature: u32,
+    test: Test,
+    yes: u32,
+    no: u32,
+    missing: Branch,
+) -> Node {
     Node::Split(Split {
         feature,
         test,

@@ -5,6 +5,7 @@
 //! the proofs that it catches wrong evaluators belong together.)
 
 use super::*;
+use crate::model::ensemble::tests::split;
 use crate::model::ensemble::{
     Aggregation, BasePlacement, Branch, CategoryRule, EnsembleLimits, Leaf, Node, Split, Test,
     Transform, Tree,
@@ -104,6 +105,18 @@ pub(super) fn ensemble_of(trees: Vec<Tree>, f32m: bool, features: u32) -> Ensemb
         trees,
         ..ensemble(&c)
     }
+}
+
+/// [`ensemble_of`] summing the raw leaves (no transform, no base), validated, and its
+/// flat evaluator.
+fn values_of(trees: Vec<Tree>, f32m: bool, features: u32) -> (Ensemble, FlatEnsemble) {
+    let mut e = ensemble_of(trees, f32m, features);
+    e.transform = Transform::Identity;
+    e.output = OutputKind::Value;
+    e.base.clear();
+    e.validate(&EnsembleLimits::default()).unwrap();
+    let flat = FlatEnsemble::compile(&e).unwrap();
+    (e, flat)
 }
 
 pub(super) fn ensemble(c: &Case) -> Ensemble {
@@ -522,12 +535,7 @@ fn every_lane_of_a_group_takes_its_own_branch() {
                 group: 0,
             })
             .collect();
-        let mut e = ensemble_of(trees, f32m, nf);
-        e.transform = Transform::Identity;
-        e.output = OutputKind::Value;
-        e.base.clear();
-        e.validate(&EnsembleLimits::default()).unwrap();
-        let flat = FlatEnsemble::compile(&e).unwrap();
+        let (e, flat) = values_of(trees, f32m, nf);
         let wide = WideEnsemble::compile(&e).unwrap();
         let mut fs = Scratch::default();
         let mut ws = WideScratch::default();
@@ -699,26 +707,14 @@ fn deep_keyed_groups_stop_once_every_tree_is_at_a_leaf() {
                     } else {
                         Branch::No
                     };
-                    nodes.push(Node::Split(Split {
-                        feature,
-                        test,
-                        yes,
-                        no,
-                        missing,
-                        zero_is_missing: false,
-                    }));
+                    nodes.push(split(feature, test, yes, no, missing));
                     nodes.push(Node::Leaf(Leaf::Scalar(f64::from(i * 16 + k))));
                 }
                 nodes.push(Node::Leaf(Leaf::Scalar(-1.0)));
                 Tree { nodes, group: 0 }
             })
             .collect();
-        let mut e = ensemble_of(trees, f32m, nf);
-        e.transform = Transform::Identity;
-        e.output = OutputKind::Value;
-        e.base.clear();
-        e.validate(&EnsembleLimits::default()).unwrap();
-        let flat = FlatEnsemble::compile(&e).unwrap();
+        let (e, flat) = values_of(trees, f32m, nf);
         let w = WideEnsemble::compile(&e).unwrap().with_vector_walk(false);
         assert!(keyed(&w), "f32 {f32m}: the walk is keyed");
         let deep = |s: &[Segment]| {
