@@ -319,8 +319,11 @@ async fn check_batches(app: &App, reg: &TestRegistry, c: &Case, single: &[Answer
 #[tokio::test]
 async fn large_batches_answer_exactly_as_the_rows_one_by_one_and_as_the_framework() {
     let reg = TestRegistry::new();
+    // lgb_categorical: category splits, grouped and (with the vector walk off, or on CPUs
+    // without AVX-512) walked as keys.
     let cases = [
         import(&reg, "lgb_multiclass"),
+        import(&reg, "lgb_categorical"),
         import(&reg, "xgb_regression_500"),
         iris(&reg),
     ];
