@@ -119,6 +119,22 @@ fn values_of(trees: Vec<Tree>, f32m: bool, features: u32) -> (Ensemble, FlatEnse
     (e, flat)
 }
 
+/// `w` answers the rows `x` (of `nf` values) as `flat`, one row at a time and as one
+/// batch (one output: [`values_of`]'s ensembles); `what` names the case.
+fn values_agree(flat: &FlatEnsemble, w: &WideEnsemble, x: &[f64], nf: u32, what: &str) {
+    let (mut fs, mut ws) = (Scratch::default(), WideScratch::default());
+    let (mut want, mut got) = ([0.0], [0.0]);
+    let n = x.len() / nf as usize;
+    let (mut batch, mut classes) = (vec![0.0; n], vec![0; n]);
+    w.predict_batch(x, &mut ws, &mut batch, &mut classes);
+    for (row, b) in x.chunks_exact(nf as usize).zip(&batch) {
+        flat.predict(row, &mut fs, &mut want);
+        w.predict(row, &mut ws, &mut got);
+        assert_eq!(got, want, "one row, {what}: {row:?}");
+        assert_eq!(*b, want[0], "batch, {what}: {row:?}");
+    }
+}
+
 pub(super) fn ensemble(c: &Case) -> Ensemble {
     let mut r = Rng(c.seed);
     let round = |v: f64| if c.f32m { v as f32 as f64 } else { v };
@@ -537,8 +553,6 @@ fn every_lane_of_a_group_takes_its_own_branch() {
             .collect();
         let (e, flat) = values_of(trees, f32m, nf);
         let wide = WideEnsemble::compile(&e).unwrap();
-        let mut fs = Scratch::default();
-        let mut ws = WideScratch::default();
         let mut rng = Rng(3);
         let x: Vec<f64> = (0..64 * nf)
             .map(|_| match rng.below(5) {
@@ -557,16 +571,8 @@ fn every_lane_of_a_group_takes_its_own_branch() {
         ] {
             let w = wide.clone().with_vector_walk(on).with_node_gathers(gather);
             let w = if avx2 { w.with_avx2_walk() } else { w };
-            let (mut want, mut got) = ([0.0], [0.0]);
-            let (mut batch, mut classes) = (vec![0.0; 64], vec![0; 64]);
-            w.predict_batch(&x, &mut ws, &mut batch, &mut classes);
-            for (row, b) in x.chunks_exact(nf as usize).zip(&batch) {
-                flat.predict(row, &mut fs, &mut want);
-                w.predict(row, &mut ws, &mut got);
-                let walk = format!("f32 {f32m}, vector walk {on}, gathers {gather}, avx2 {avx2}");
-                assert_eq!(got, want, "one row, {walk}: {row:?}");
-                assert_eq!(*b, want[0], "batch, {walk}: {row:?}");
-            }
+            let walk = format!("f32 {f32m}, vector walk {on}, gathers {gather}, avx2 {avx2}");
+            values_agree(&flat, &w, &x, nf, &walk);
         }
     }
 }
@@ -732,15 +738,6 @@ fn deep_keyed_groups_stop_once_every_tree_is_at_a_leaf() {
                 _ => (r.unit() - 0.5) * 4.5,
             })
             .collect();
-        let (mut fs, mut ws) = (Scratch::default(), WideScratch::default());
-        let (mut want, mut got) = ([0.0], [0.0]);
-        let (mut batch, mut classes) = (vec![0.0; 300], vec![0; 300]);
-        w.predict_batch(&x, &mut ws, &mut batch, &mut classes);
-        for (row, b) in x.chunks_exact(nf as usize).zip(&batch) {
-            flat.predict(row, &mut fs, &mut want);
-            w.predict(row, &mut ws, &mut got);
-            assert_eq!(got, want, "one row, f32 {f32m}: {row:?}");
-            assert_eq!(*b, want[0], "batch, f32 {f32m}: {row:?}");
-        }
+        values_agree(&flat, &w, &x, nf, &format!("f32 {f32m}"));
     }
 }
