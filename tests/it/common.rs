@@ -256,6 +256,15 @@ impl App {
             .expect("request")
     }
 
+    /// The server's counter `treeserve_model_loads_total{outcome=...}` (0 before any).
+    pub async fn loads(&self, outcome: &str) -> u64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        let key = format!("treeserve_model_loads_total{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
     /// Sends raw bytes on a new connection and returns everything read until the server
     /// closes it or `timeout` passes.
     pub fn raw(&self, bytes: &[u8], timeout: Duration) -> String {

@@ -25,14 +25,6 @@ async fn score_answer(app: &App) -> Option<(String, u64)> {
     Some((h("x-model-name"), h("x-model-version").parse().unwrap()))
 }
 
-async fn loads(app: &App, outcome: &str) -> u64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    let key = format!("treeserve_model_loads_total{{outcome=\"{outcome}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
 /// Runs `treeserve ARGS` with a deadline: a command that hangs is killed and fails the
 /// test.
 fn treeserve_within(args: &[&str], limit: Duration) -> std::process::Output {
@@ -277,7 +269,7 @@ async fn hostile_registry_files_are_refused_without_blocking_the_reload_task() {
     assert!(made.success());
     write_alias(&reg, "iris", "production", 2);
     wait_for(Duration::from_secs(5), || async {
-        loads(&app, "registry_io").await >= 1
+        app.loads("registry_io").await >= 1
     })
     .await;
     assert_eq!(score_answer(&app).await, Some(("iris".into(), 1)));
@@ -298,7 +290,7 @@ async fn hostile_registry_files_are_refused_without_blocking_the_reload_task() {
     let dir = reg.path().join("iris/versions/4");
     std::fs::create_dir_all(&dir).unwrap();
     std::os::unix::fs::symlink("/dev/zero", dir.join("model.tsm")).unwrap();
-    let before = loads(&app, "registry_io").await;
+    let before = app.loads("registry_io").await;
     write_alias(&reg, "iris", "production", 4);
     let out = treeserve_within(
         &["promote", "iris", "4", "--registry", reg.arg()],
@@ -308,7 +300,7 @@ async fn hostile_registry_files_are_refused_without_blocking_the_reload_task() {
     assert!(!out.status.success());
     assert!(err.contains("a device, not a regular file"), "{err}");
     wait_for(Duration::from_secs(5), || async {
-        loads(&app, "registry_io").await > before
+        app.loads("registry_io").await > before
     })
     .await;
     assert_eq!(score_answer(&app).await, Some(("iris".into(), v)));

@@ -20,14 +20,6 @@ async fn served_version(app: &App) -> Option<u64> {
     r.headers()["x-model-version"].to_str().ok()?.parse().ok()
 }
 
-async fn loads(app: &App, outcome: &str) -> u64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    let key = format!("treeserve_model_loads_total{{outcome=\"{outcome}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
 fn publish(reg: &TestRegistry, bytes: &[u8]) -> u64 {
     let fs = FsRegistry::new(reg.path());
     let v = fs.publish("iris", bytes).unwrap();
@@ -49,7 +41,7 @@ async fn a_published_version_is_served_with_the_watcher_alone() {
     eprintln!("watcher swap took {took:?}");
     let m: Value = app.get("/models").await.json().await.unwrap();
     assert_eq!(m["models"][0]["version"], 2);
-    assert_eq!(loads(&app, "success").await, 2);
+    assert_eq!(app.loads("success").await, 2);
 }
 
 #[tokio::test]
@@ -99,7 +91,7 @@ async fn bad_artifacts_never_replace_the_served_model() {
     for (outcome, bytes) in cases {
         let v = publish(&reg, &bytes);
         wait_for(Duration::from_secs(2), || async {
-            loads(&app, outcome).await == 1
+            app.loads(outcome).await == 1
         })
         .await;
         // Still serving version 1, ready, and the failure is not retried for the same bytes.
@@ -107,7 +99,7 @@ async fn bad_artifacts_never_replace_the_served_model() {
         assert_eq!(app.get("/health/ready").await.status(), 200);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
-            loads(&app, outcome).await,
+            app.loads(outcome).await,
             1,
             "{outcome} retried without a change"
         );
@@ -157,7 +149,7 @@ async fn a_schema_change_is_refused_unless_allowed() {
     let app = App::spawn(reg.path(), &["--poll-interval", "50ms"]);
     publish(&reg, &narrow);
     wait_for(Duration::from_secs(2), || async {
-        loads(&app, "schema_change").await == 1
+        app.loads("schema_change").await == 1
     })
     .await;
     assert_eq!(served_version(&app).await, Some(1));
@@ -369,7 +361,7 @@ async fn a_half_written_artifact_is_retried_when_it_is_complete() {
         .set_alias("iris", "production", 2)
         .unwrap();
     wait_for(Duration::from_secs(2), || async {
-        loads(&app, "truncated").await == 1
+        app.loads("truncated").await == 1
     })
     .await;
     assert_eq!(served_version(&app).await, Some(1));
@@ -391,7 +383,7 @@ async fn an_artifact_failing_its_golden_rows_is_refused() {
     }
     publish(&reg, &treeserve::model::encode_artifact(&manifest, payload));
     wait_for(Duration::from_secs(2), || async {
-        loads(&app, "golden_rows").await == 1
+        app.loads("golden_rows").await == 1
     })
     .await;
     assert_eq!(served_version(&app).await, Some(1));
@@ -472,7 +464,7 @@ async fn an_unreadable_artifact_keeps_the_current_model() {
     )
     .unwrap();
     wait_for(Duration::from_secs(2), || async {
-        loads(&app, "registry_io").await >= 1
+        app.loads("registry_io").await >= 1
     })
     .await;
     assert_eq!(served_version(&app).await, Some(1));

@@ -3,15 +3,6 @@
 
 use super::*;
 
-/// Counter `treeserve_model_loads_total{outcome=...}` of a server.
-async fn loads(app: &App, outcome: &str) -> u64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    let key = format!("treeserve_model_loads_total{{outcome=\"{outcome}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_mlflow_converge_refuse_a_corrupt_version_serve_through_an_outage_and_start_from_their_cache()
  {
@@ -72,10 +63,7 @@ async fn replicas_on_mlflow_converge_refuse_a_corrupt_version_serve_through_an_o
     // The alias moved in MLflow to the damaged version: refused, version 2 still served.
     move_alias_in_mlflow_at(&own.url, name, "production", 3).await;
     for app in &apps {
-        wait_for(FOLLOW_WITHIN, || async {
-            loads(app, "checksum").await >= 1
-        })
-        .await;
+        wait_for(FOLLOW_WITHIN, || async { app.loads("checksum").await >= 1 }).await;
         assert_eq!(served_version(app, VERSICOLOR).await, Some(2));
     }
     let out = treeserve_ok(&["rollback", name, "--registry", &reg]);
