@@ -46,11 +46,13 @@ async fn replicas_on_mlflow_converge_refuse_a_corrupt_version_serve_through_an_o
         .iter()
         .map(|app| Load::start(app, VERSICOLOR))
         .collect();
-    // A promote is followed by every replica within a few polls (1 s): a poll is a few
+    // A promote is followed by every replica within a few polls (1 s), but a poll is a few
     // requests to MLflow's Python server, which takes seconds to answer some of them while
-    // the other tests load this machine's 2 cores (one replica missed 2 s in a CI run).
+    // the other tests load this machine's 2 cores (one replica missed 2 s in a CI run, all
+    // three 5 s in another): the test waits as long as the other moves do and prints the
+    // time; how fast followers follow is measured by `measure.rs`, not asserted here.
     treeserve_ok(&["promote", name, "2", "--registry", &reg]);
-    let took = wait_for(Duration::from_secs(5), || async {
+    let took = wait_for(FOLLOW_WITHIN, || async {
         for app in &apps {
             if served_version(app, VERSICOLOR).await != Some(2) {
                 return false;
