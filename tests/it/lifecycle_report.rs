@@ -28,16 +28,7 @@ fn the_html_report_renders_its_charts_in_headless_chromium() {
         &["--max-depth", "1"][..],
         &["--max-depth", "2"][..],
     ] {
-        let mut args = vec![
-            "train",
-            "--dataset",
-            "iris",
-            "--publish",
-            "--registry",
-            reg.arg(),
-        ];
-        args.extend_from_slice(extra);
-        treeserve(&args);
+        reg.train_iris_dataset(extra);
     }
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("report.html");
